@@ -1,0 +1,47 @@
+# GPU Broker. `make dev` runs the whole product locally; `make test` runs every test.
+# Without DATABASE_URL both start (or reuse) a project-local PostgreSQL under .data/.
+
+SHELL := /bin/bash
+HUGO  := go tool -modfile=tools/go.mod hugo
+DB_URL = $(if $(DATABASE_URL),$(DATABASE_URL),$(shell scripts/pg.sh))
+
+.PHONY: dev test site build migrate db-stop lint lighthouse bench site-deploy clean
+
+build:
+	go build -o bin/gpubroker ./cmd/gpubroker
+
+site:
+	$(HUGO) --source site --minify --cleanDestinationDir --logLevel warn
+
+dev: site build
+	@url='$(DB_URL)'; \
+	DATABASE_URL="$$url" ./bin/gpubroker migrate && \
+	DATABASE_URL="$$url" SITE_DIR=site/public ./bin/gpubroker dev
+
+migrate: build
+	DATABASE_URL='$(DB_URL)' ./bin/gpubroker migrate
+
+# Every test: unit, store, jobs, HTTP through the real router, stripe-mock, and the browser
+# journey in headless Chromium. The site is built first because the browser test serves it.
+test: site
+	@url='$(DB_URL)'; \
+	gofmt_out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.data/*')); \
+	if [ -n "$$gofmt_out" ]; then echo "gofmt needed: $$gofmt_out"; exit 1; fi; \
+	go vet ./... && \
+	DATABASE_URL="$$url" SITE_DIR=$(CURDIR)/site/public go test -count=1 -timeout 15m ./...
+
+bench:
+	@url='$(DB_URL)'; DATABASE_URL="$$url" go test -run '^$$' -bench . -benchtime 100x ./cmd/gpubroker/
+
+lighthouse: site
+	scripts/lighthouse.sh
+
+site-deploy:
+	go build -tags withdeploy -o bin/hugo-deploy -modfile=tools/go.mod github.com/gohugoio/hugo
+	cd site && ../bin/hugo-deploy --minify && ../bin/hugo-deploy deploy --target production --invalidateCDN
+
+db-stop:
+	scripts/pg.sh stop
+
+clean:
+	rm -rf bin site/public site/resources/_gen

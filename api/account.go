@@ -1,0 +1,218 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/julienschmidt/httprouter"
+
+	"gpubroker"
+	"gpubroker/jobs"
+	"gpubroker/mail"
+	"gpubroker/postgres"
+)
+
+// SessionCookie is the name of the session cookie.
+const SessionCookie = "gb_session"
+
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, accountID string) error {
+	secret, expires, err := postgres.CreateSession(r.Context(), s.Pool, accountID, s.now())
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: secret, Path: "/", Expires: expires,
+		MaxAge: int(time.Until(expires).Seconds()), HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
+	return nil
+}
+
+// account returns the signed-in account or writes 401.
+func (s *Server) account(w http.ResponseWriter, r *http.Request) *gpubroker.Account {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		writeError(w, r, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "Sign in to continue."))
+		return nil
+	}
+	a, err := postgres.SessionAccount(r.Context(), s.Pool, c.Value, s.now())
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return nil
+	}
+	return a
+}
+
+type tokenRequest struct {
+	Token string `json:"token"`
+}
+
+// consume spends a token of the given purpose and signs its account in.
+func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string) {
+	var req tokenRequest
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if !s.limit(w, r, "token:ip:"+clientIP(r), 30, 10*time.Minute) {
+		return
+	}
+	ctx := r.Context()
+	var acct *gpubroker.Account
+	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+		id, err := postgres.ConsumeToken(ctx, tx, req.Token, purpose, s.now())
+		if err != nil {
+			return err
+		}
+		// Following an emailed link proves the address: a sign-in link activates too.
+		if acct, err = postgres.ActivateAccount(ctx, tx, id, s.now()); err != nil {
+			return err
+		}
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: "account." + purpose})
+	})
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	if err := s.startSession(w, r, acct.ID); err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"account": acct})
+}
+
+func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	s.consume(w, r, "activation")
+}
+
+func (s *Server) handleLoginVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	s.consume(w, r, "login")
+}
+
+type emailRequest struct {
+	Email string `json:"email"`
+}
+
+// sendLink emails a fresh activation (pending accounts) or sign-in link. It always answers 202,
+// so nobody can learn which emails have accounts.
+func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string) {
+	var req emailRequest
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	email := gpubroker.NormalizeEmail(req.Email)
+	if !gpubroker.ValidEmail(email) {
+		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Enter a valid email address.", Fields: map[string]string{"email": "Enter a valid email address."}})
+		return
+	}
+	if !s.limit(w, r, purpose+":ip:"+clientIP(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+email, 5, time.Hour) {
+		return
+	}
+	ctx := r.Context()
+	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+		acct, err := postgres.GetAccountByEmail(ctx, tx, email)
+		if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		kind, tokenPurpose, path, ttl := gpubroker.MailLogin, "login", "/login/?token=", "30 minutes"
+		if acct.Status == gpubroker.AccountPending {
+			kind, tokenPurpose, path, ttl = gpubroker.MailActivation, "activation", "/activate/?token=", "24 hours"
+		} else if purpose == "activation" {
+			return nil // already active: nothing to resend
+		}
+		token, err := postgres.IssueToken(ctx, tx, acct.ID, tokenPurpose, s.now())
+		if err != nil {
+			return err
+		}
+		return jobs.QueueEmailTx(ctx, tx, s.Jobs, kind, acct.Email, "", mail.Data{Name: acct.Name, Email: acct.Email, Link: s.PublicURL + path + token, ExpiresIn: ttl})
+	})
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent", "message": "If an account exists for that address, we have emailed it a link."})
+}
+
+func (s *Server) handleResend(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	s.sendLink(w, r, "activation")
+}
+
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	s.sendLink(w, r, "login")
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		if err := postgres.DeleteSession(r.Context(), s.Pool, c.Value); err != nil {
+			writeError(w, r, unavailable(err))
+			return
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	acct := s.account(w, r)
+	if acct == nil {
+		return
+	}
+	pods, err := postgres.ListAccountPods(r.Context(), s.Pool, acct.ID)
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"account": acct, "pods": pods})
+}
+
+type contactRequest struct {
+	Name    string `json:"name"`
+	Email   string `json:"email"`
+	Company string `json:"company"`
+	Message string `json:"message"`
+}
+
+// handleContact stores a sales enquiry and emails it to SALES_EMAIL.
+func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var req contactRequest
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	req.Email = gpubroker.NormalizeEmail(req.Email)
+	fields := map[string]string{}
+	if req.Name == "" || len(req.Name) > 100 {
+		fields["name"] = "Enter your name (at most 100 characters)."
+	}
+	if !gpubroker.ValidEmail(req.Email) {
+		fields["email"] = "Enter a valid email address."
+	}
+	if len(req.Company) > 200 {
+		fields["company"] = "Use at most 200 characters."
+	}
+	if len(req.Message) < 10 || len(req.Message) > 5000 {
+		fields["message"] = "Tell us a little more (10 to 5000 characters)."
+	}
+	if len(fields) > 0 {
+		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields})
+		return
+	}
+	if !s.limit(w, r, "contact:ip:"+clientIP(r), 5, time.Hour) {
+		return
+	}
+	ctx := r.Context()
+	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO contact_messages (name, email, company, message) VALUES ($1, $2, $3, $4)`, req.Name, req.Email, req.Company, req.Message); err != nil {
+			return err
+		}
+		return jobs.QueueEmailTx(ctx, tx, s.Jobs, gpubroker.MailContact, s.SalesEmail, "", mail.Data{
+			Name: "Sales", FromName: req.Name, FromEmail: req.Email, Company: req.Company, Message: req.Message, Link: s.PublicURL + "/contact/",
+		})
+	})
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "received", "message": "Thanks! Our sales team will reply within one business day."})
+}

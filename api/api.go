@@ -1,0 +1,159 @@
+// Package api is GPU Broker's HTTP API on httprouter: checkout, Stripe webhooks, activation and
+// sign-in, the dashboard's JSON, and the ops routes. It writes state and enqueues jobs in the
+// same transaction; it never calls a GPU provider or sends mail itself.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/julienschmidt/httprouter"
+
+	"gpubroker"
+	"gpubroker/jobs"
+)
+
+// Server holds the API's dependencies. main wires it by field assignment.
+type Server struct {
+	Pool          *pgxpool.Pool
+	Jobs          jobs.Inserter
+	Payments      gpubroker.Payments
+	Catalog       *gpubroker.Catalog
+	PublicURL     string // the site's origin: redirects, emails and the Origin check
+	WebhookSecret string
+	// ParseWebhook verifies and parses a Stripe webhook (billing.ParseWebhook).
+	ParseWebhook  func(payload []byte, header, secret string) (*gpubroker.WebhookEvent, error)
+	SecureCookies bool
+	AdminUser     string
+	AdminPassword string // empty: ops routes answer 404
+	SalesEmail    string
+	Logger        *slog.Logger
+	Now           func() time.Time
+
+	metrics metrics
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Handler returns the API's routes wrapped in the request-id, logging and recovery middleware.
+func (s *Server) Handler() http.Handler {
+	r := httprouter.New()
+	r.HandleMethodNotAllowed = true
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "No such route."))
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Message: "Method not allowed."})
+	})
+	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		logger(r).ErrorContext(r.Context(), "panic in handler", "panic", v)
+		writeError(w, r, errors.New("panic"))
+	}
+
+	r.GET("/api/catalog", s.handleCatalog)
+	r.POST("/api/checkout", s.origin(s.handleCheckout))
+	r.POST("/api/stripe/webhook", s.handleWebhook)
+	r.GET("/api/checkout/verify", s.handleVerify)
+	r.POST("/api/activate", s.origin(s.handleActivate))
+	r.POST("/api/activation/resend", s.origin(s.handleResend))
+	r.POST("/api/login", s.origin(s.handleLogin))
+	r.POST("/api/login/verify", s.origin(s.handleLoginVerify))
+	r.POST("/api/logout", s.cookieOrigin(s.handleLogout))
+	r.GET("/api/me", s.handleMe)
+	r.GET("/api/pods/:id", s.handlePod)
+	r.POST("/api/pods/:id/deploy", s.cookieOrigin(s.handleDeploy))
+	r.POST("/api/pods/:id/terminate", s.cookieOrigin(s.handleTerminate))
+	r.POST("/api/contact", s.origin(s.handleContact))
+
+	r.GET("/healthz", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.GET("/readyz", s.handleReady)
+	r.GET("/metrics", s.handleMetrics)
+	r.GET("/ops/funnel", s.admin(s.handleFunnel))
+	return s.middleware(r)
+}
+
+// errorBody is the shape of every error answer.
+type errorBody struct {
+	Error   string            `json:"error"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// status maps domain error codes to HTTP statuses: the one place this happens.
+var status = map[string]int{
+	gpubroker.EINVALID:      http.StatusUnprocessableEntity,
+	gpubroker.EBADREQUEST:   http.StatusBadRequest,
+	gpubroker.EUNAUTHORIZED: http.StatusUnauthorized,
+	gpubroker.EFORBIDDEN:    http.StatusForbidden,
+	gpubroker.ENOTFOUND:     http.StatusNotFound,
+	gpubroker.ECONFLICT:     http.StatusConflict,
+	gpubroker.EGONE:         http.StatusGone,
+	gpubroker.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	gpubroker.ERATELIMIT:    http.StatusTooManyRequests,
+	gpubroker.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	gpubroker.EINTERNAL:     http.StatusInternalServerError,
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *gpubroker.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) {
+			return
+		}
+		logger(r).ErrorContext(r.Context(), "internal error", "error", err)
+		e = &gpubroker.Error{Code: gpubroker.EINTERNAL, Reason: "internal", Message: "Something went wrong on our side. Please try again."}
+	}
+	reason := e.Reason
+	if reason == "" {
+		reason = e.Code
+	}
+	code, ok := status[e.Code]
+	if !ok {
+		code = http.StatusInternalServerError
+	}
+	writeJSON(w, code, errorBody{Error: reason, Message: e.Message, Fields: e.Fields})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a small JSON body; anything malformed is a 400.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return gpubroker.Errorf(gpubroker.ETOOLARGE, "too_large", "The request body is too large.")
+		}
+		return gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The request body must be JSON.")
+	}
+	return nil
+}
+
+// unavailable wraps a storage failure as 503 so clients (and Stripe) retry.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *gpubroker.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "unavailable", Message: "We cannot reach our database right now. Please retry shortly."}
+}

@@ -1,0 +1,171 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"gpubroker"
+	"gpubroker/postgres"
+)
+
+type ctxKey int
+
+const loggerKey ctxKey = 0
+
+func logger(r *http.Request) *slog.Logger {
+	if l, ok := r.Context().Value(loggerKey).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// middleware gives each request an id (echoed in X-Request-Id and every log line), logs it,
+// and counts it for /metrics.
+func (s *Server) middleware(next http.Handler) http.Handler {
+	base := s.Logger
+	if base == nil {
+		base = slog.Default()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 64 {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		w.Header().Set("X-Request-Id", id)
+		l := base.With("request_id", id)
+		r = r.WithContext(context.WithValue(r.Context(), loggerKey, l))
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		s.metrics.observe(routeLabel(r.URL.Path), r.Method, sw.status, time.Since(start))
+		l.Info("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", time.Since(start).Milliseconds())
+	})
+}
+
+// routeLabel collapses pod ids in paths so metrics stay low-cardinality.
+func routeLabel(p string) string {
+	rest, ok := strings.CutPrefix(p, "/api/pods/")
+	if !ok {
+		return p
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return "/api/pods/:id" + rest[i:]
+	}
+	return "/api/pods/:id"
+}
+
+// origin refuses a POST whose Origin header names another site. Browsers always send Origin
+// on fetch POSTs; requests without one (curl, server-to-server) carry no cookie to abuse here.
+func (s *Server) origin(h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		if o := r.Header.Get("Origin"); o != "" && o != s.PublicURL {
+			writeError(w, r, gpubroker.Errorf(gpubroker.EFORBIDDEN, "bad_origin", "This request must come from %s.", s.PublicURL))
+			return
+		}
+		h(w, r, ps)
+	}
+}
+
+// cookieOrigin guards cookie-authenticated POSTs (CSRF): the Origin, or failing that the
+// Referer, must be the site's own.
+func (s *Server) cookieOrigin(h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		o := r.Header.Get("Origin")
+		if o == "" {
+			if ref, err := url.Parse(r.Referer()); err == nil && ref.Host != "" {
+				o = ref.Scheme + "://" + ref.Host
+			}
+		}
+		if o != s.PublicURL {
+			writeError(w, r, gpubroker.Errorf(gpubroker.EFORBIDDEN, "bad_origin", "This request must come from %s.", s.PublicURL))
+			return
+		}
+		h(w, r, ps)
+	}
+}
+
+// admin guards ops routes with basic auth; with no password configured they do not exist.
+func (s *Server) admin(h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		AdminAuth(s.AdminUser, s.AdminPassword, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, ps) })).ServeHTTP(w, r)
+	}
+}
+
+// AdminAuth wraps an ops handler (the River UI, the funnel) in HTTP basic auth with a
+// constant-time comparison. With an empty password every request is 404, so an unconfigured
+// deployment exposes nothing.
+func AdminAuth(user, password string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if password == "" {
+			http.NotFound(w, r)
+			return
+		}
+		u, p, ok := r.BasicAuth()
+		userOK := subtle.ConstantTimeCompare([]byte(u), []byte(user)) == 1
+		passOK := subtle.ConstantTimeCompare([]byte(p), []byte(password)) == 1
+		if !ok || !userOK || !passOK {
+			w.Header().Set("WWW-Authenticate", `Basic realm="gpubroker ops", charset="UTF-8"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientIP is the peer address. Behind a proxy set a trusted X-Forwarded-For policy there.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// limit counts a hit against key and answers 429 (with Retry-After) over the limit. A
+// database error fails open: losing rate limiting briefly beats refusing every customer.
+func (s *Server) limit(w http.ResponseWriter, r *http.Request, key string, n int, window time.Duration) bool {
+	ok, err := postgres.Allow(r.Context(), s.Pool, key, n, window, s.now())
+	if err != nil {
+		logger(r).WarnContext(r.Context(), "rate limit check failed; allowing", "error", err)
+		return true
+	}
+	if !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(window.Seconds())))
+		writeError(w, r, gpubroker.Errorf(gpubroker.ERATELIMIT, "rate_limited", "Too many requests. Please wait a little and try again."))
+	}
+	return ok
+}

@@ -1,0 +1,124 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Pool.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "database"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// metrics counts requests per route, method and status, in Prometheus text format.
+type metrics struct {
+	mu       sync.Mutex
+	requests map[string]int64
+	seconds  map[string]float64
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.requests == nil {
+		m.requests, m.seconds = map[string]int64{}, map[string]float64{}
+	}
+	key := fmt.Sprintf(`route=%q,method=%q,status="%d"`, route, method, status)
+	m.requests[key]++
+	m.seconds[key] += d.Seconds()
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var b strings.Builder
+	s.metrics.mu.Lock()
+	keys := make([]string, 0, len(s.metrics.requests))
+	for k := range s.metrics.requests {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b.WriteString("# HELP gpubroker_http_requests_total HTTP requests served.\n# TYPE gpubroker_http_requests_total counter\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "gpubroker_http_requests_total{%s} %d\n", k, s.metrics.requests[k])
+	}
+	b.WriteString("# HELP gpubroker_http_request_seconds_total Time spent serving HTTP requests.\n# TYPE gpubroker_http_request_seconds_total counter\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "gpubroker_http_request_seconds_total{%s} %g\n", k, s.metrics.seconds[k])
+	}
+	s.metrics.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	b.WriteString("# HELP gpubroker_jobs River jobs by kind and state.\n# TYPE gpubroker_jobs gauge\n")
+	if rows, err := s.Pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job GROUP BY 1, 2 ORDER BY 1, 2`); err == nil {
+		for rows.Next() {
+			var kind, state string
+			var n int64
+			if rows.Scan(&kind, &state, &n) == nil {
+				fmt.Fprintf(&b, "gpubroker_jobs{kind=%q,state=%q} %d\n", kind, state, n)
+			}
+		}
+		rows.Close()
+	}
+	b.WriteString("# HELP gpubroker_pods Pods by status.\n# TYPE gpubroker_pods gauge\n")
+	if rows, err := s.Pool.Query(ctx, `SELECT status, count(*) FROM pods GROUP BY 1 ORDER BY 1`); err == nil {
+		for rows.Next() {
+			var st string
+			var n int64
+			if rows.Scan(&st, &n) == nil {
+				fmt.Fprintf(&b, "gpubroker_pods{status=%q} %d\n", st, n)
+			}
+		}
+		rows.Close()
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// handleFunnel reports the journey's conversion: checkouts started, authorized, activated,
+// deployed and running, the payment success rate and provisioning time percentiles.
+func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var f struct {
+		CheckoutsStarted   int64    `json:"checkouts_started"`
+		PaidCheckouts      int64    `json:"paid_checkouts"`
+		Authorized         int64    `json:"authorized"`
+		Activated          int64    `json:"activated"`
+		Deployed           int64    `json:"deployed"`
+		Running            int64    `json:"running"`
+		Refunded           int64    `json:"refunded"`
+		PaymentSuccessRate *float64 `json:"payment_success_rate"`
+		ProvisionP50       *float64 `json:"provisioning_seconds_p50"`
+		ProvisionP95       *float64 `json:"provisioning_seconds_p95"`
+	}
+	err := s.Pool.QueryRow(r.Context(), `SELECT
+		(SELECT count(*) FROM orders),
+		(SELECT count(*) FROM orders WHERE status <> 'free'),
+		(SELECT count(*) FROM orders WHERE authorized_at IS NOT NULL),
+		(SELECT count(*) FROM accounts WHERE status = 'active'),
+		(SELECT count(*) FROM pods WHERE deploy_requested_at IS NOT NULL),
+		(SELECT count(*) FROM pods WHERE started_at IS NOT NULL),
+		(SELECT count(*) FROM orders WHERE status = 'refunded'),
+		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)) FROM pods WHERE started_at IS NOT NULL),
+		(SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)) FROM pods WHERE started_at IS NOT NULL)`).
+		Scan(&f.CheckoutsStarted, &f.PaidCheckouts, &f.Authorized, &f.Activated, &f.Deployed, &f.Running, &f.Refunded, &f.ProvisionP50, &f.ProvisionP95)
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	if f.PaidCheckouts > 0 {
+		rate := float64(f.Authorized) / float64(f.PaidCheckouts)
+		f.PaymentSuccessRate = &rate
+	}
+	writeJSON(w, http.StatusOK, f)
+}

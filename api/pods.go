@@ -1,0 +1,118 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/julienschmidt/httprouter"
+
+	"gpubroker"
+	"gpubroker/jobs"
+	"gpubroker/postgres"
+)
+
+func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	acct := s.account(w, r)
+	if acct == nil {
+		return
+	}
+	pod, err := postgres.GetAccountPod(r.Context(), s.Pool, acct.ID, ps.ByName("id"))
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, pod)
+}
+
+// handleDeploy starts the capture → provision chain. Under the pod's row lock it moves the pod
+// from configured to deploying and enqueues the capture job in the same transaction, so three
+// concurrent clicks make one capture; later clicks see deploying and get 202 again.
+func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	acct := s.account(w, r)
+	if acct == nil {
+		return
+	}
+	ctx := r.Context()
+	var podStatus string
+	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
+		if err != nil {
+			return err
+		}
+		if pod.AccountID == nil || *pod.AccountID != acct.ID {
+			return gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
+		}
+		if acct.Status != gpubroker.AccountActive {
+			return gpubroker.Errorf(gpubroker.EFORBIDDEN, "account_inactive", "Confirm your email address before deploying: we sent you a link.")
+		}
+		podStatus = pod.Status
+		switch {
+		case pod.OrderStatus == gpubroker.OrderReleased || pod.OrderStatus == gpubroker.OrderExpired:
+			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card was released, so this pod can no longer be deployed. Start a new order.")
+		case pod.Status == gpubroker.PodDeploying || pod.Status == gpubroker.PodProvisioning:
+			return nil // a repeated click: already under way
+		case pod.Status == gpubroker.PodFailed && pod.OrderStatus == gpubroker.OrderAuthorized:
+			// The release job claimed the pod and is cancelling the hold.
+			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card is being released, so this pod can no longer be deployed.")
+		case pod.Status != gpubroker.PodConfigured:
+			return gpubroker.Errorf(gpubroker.ECONFLICT, "already_deployed", "This pod has already been deployed.")
+		case pod.OrderStatus != gpubroker.OrderAuthorized && pod.OrderStatus != gpubroker.OrderFree:
+			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_payable", "This order is %s and cannot be deployed.", pod.OrderStatus)
+		}
+		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodDeploying, map[string]any{"deploy_requested_at": s.now()}); err != nil {
+			return err
+		}
+		podStatus = gpubroker.PodDeploying
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.deploy_requested"}); err != nil {
+			return err
+		}
+		_, err = s.Jobs.InsertTx(ctx, tx, jobs.CaptureArgs{PodID: pod.ID}, nil)
+		return err
+	})
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": podStatus})
+}
+
+// handleTerminate enqueues the end of a running pod; repeated calls are harmless.
+func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	acct := s.account(w, r)
+	if acct == nil {
+		return
+	}
+	ctx := r.Context()
+	var podStatus string
+	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
+		if err != nil {
+			return err
+		}
+		if pod.AccountID == nil || *pod.AccountID != acct.ID {
+			return gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
+		}
+		podStatus = pod.Status
+		switch pod.Status {
+		case gpubroker.PodTerminating, gpubroker.PodTerminated:
+			return nil
+		case gpubroker.PodRunning:
+		default:
+			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_running", "Only a running pod can be terminated.")
+		}
+		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, nil); err != nil {
+			return err
+		}
+		podStatus = gpubroker.PodTerminating
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.terminate_requested"}); err != nil {
+			return err
+		}
+		_, err = s.Jobs.InsertTx(ctx, tx, jobs.TerminateArgs{PodID: pod.ID}, nil)
+		return err
+	})
+	if err != nil {
+		writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": podStatus})
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"gpubroker/gpu"
+	"gpubroker/gpu/sim"
+	"gpubroker/jobs"
+	"gpubroker/worker"
+)
+
+func (e *env) pod(c *http.Client, id string) map[string]any {
+	e.t.Helper()
+	code, body := e.do(c, "GET", "/api/pods/"+id, nil)
+	require.Equal(e.t, http.StatusOK, code, body)
+	return body
+}
+
+func (e *env) waitPod(c *http.Client, id, status string, timeout time.Duration) map[string]any {
+	e.t.Helper()
+	var p map[string]any
+	e.eventually("pod "+status, timeout, func() bool { p = e.pod(c, id); return p["status"] == status })
+	return p
+}
+
+func (e *env) piOf(podID string) string {
+	var pi string
+	require.NoError(e.t, e.m.Pool.QueryRow(context.Background(), `SELECT o.payment_intent_id FROM orders o JOIN pods p ON p.order_id = o.id WHERE p.id = $1`, podID).Scan(&pi))
+	return pi
+}
+
+func TestDeployJourney(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 100 * time.Millisecond})
+	c, podID := e.signUp("journey@example.com")
+
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Equal(t, "deploying", body["status"])
+
+	p := e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, "captured", p["order_status"])
+	conn := p["connection"].(map[string]any)
+	require.True(t, strings.HasPrefix(conn["ssh"].(string), "ssh "), conn)
+	require.NotEmpty(t, conn["jupyter_url"], "the data-science template gets Jupyter")
+	require.NotEmpty(t, p["ends_at"])
+	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
+	require.Equal(t, 1, e.m.Sim.Launches())
+	// The cheapest available offer was chosen.
+	offers, err := e.m.Sim.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100", Region: "us-east"})
+	require.NoError(t, err)
+	cheapest := offers[0].CentsPerHour
+	for _, o := range offers {
+		cheapest = min(cheapest, o.CentsPerHour)
+	}
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE cost_cents_per_hour = $1`, cheapest))
+	e.eventually("pod ready email", 5*time.Second, func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_ready" })
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled'`))
+
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusConflict, code)
+	require.Equal(t, "already_deployed", body["error"])
+
+	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "terminated", 10*time.Second)
+	require.Equal(t, 1, e.m.Sim.Terminations())
+	e.eventually("terminated email", 5*time.Second, func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_terminated" })
+	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)), "captured exactly once")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'captured'`))
+}
+
+func TestConcurrentDeploysCaptureAndLaunchOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.signUp("triple@example.com")
+	var wg sync.WaitGroup
+	codes := make([]int, 3)
+	for i := range codes {
+		wg.Go(func() { codes[i], _ = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil) })
+	}
+	wg.Wait()
+	require.Equal(t, []int{202, 202, 202}, codes)
+	e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
+	require.Equal(t, 1, e.m.Sim.Launches())
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture'`))
+}
+
+func TestProvisionRetryFindsLaunchedInstance(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.signUp("crash@example.com")
+	e.m.Sim.FailAfterLaunch(1) // the launch happens, the answer is lost
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, 1, e.m.Sim.Launches(), "the retry found the instance instead of launching again")
+	require.GreaterOrEqual(t, e.count(`SELECT count(*) FROM river_job WHERE kind = 'provision' AND attempt >= 2`), 1)
+}
+
+func TestNoCapacityFailsOverThenRefunds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.signUp("failover@example.com")
+	offers, err := e.m.Sim.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100", Region: "us-east"})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(offers), 2)
+	cheapest := offers[0]
+	for _, o := range offers {
+		if o.CentsPerHour < cheapest.CentsPerHour {
+			cheapest = o
+		}
+	}
+	e.m.Sim.SetNoCapacity(cheapest.ID, true)
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, 1, e.m.Sim.Launches())
+	require.Equal(t, 0, e.count(`SELECT count(*) FROM pods WHERE offer_id = $1`, gpu.OfferKey(cheapest)))
+
+	// Every offer fails: one refund, pod failed, one email, nothing launched.
+	c2, pod2 := e.signUp("refund@example.com")
+	e.m.Sim.SetNoCapacityAll(true)
+	code, _ = e.do(c2, "POST", "/api/pods/"+pod2+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	p := e.waitPod(c2, pod2, "failed", 20*time.Second)
+	require.Equal(t, "refunded", p["order_status"])
+	require.Contains(t, p["error"], "refunded")
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(pod2)))
+	require.Equal(t, 1, e.m.Sim.Launches(), "no second instance was launched")
+	e.eventually("refund email", 5*time.Second, func() bool { return e.mails("refund@example.com")[0]["kind"] == "refunded" })
+	n := 0
+	for _, m := range e.mails("refund@example.com") {
+		if m["kind"] == "refunded" {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
+}
+
+func TestHoldReleasedBeforeDeploy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c, podID := e.signUp("lapse@example.com")
+	// Run the scheduled release now, as if 6 days had passed.
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'release_hold'`)
+	require.NoError(t, err)
+	e.eventually("released", 15*time.Second, func() bool { return e.pod(c, podID)["order_status"] == "released" })
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusConflict, code)
+	require.Equal(t, "hold_released", body["error"])
+	pi := e.piOf(podID)
+	require.Equal(t, 0, e.m.StripeSim.CaptureCount(pi))
+	require.Equal(t, "canceled", string(e.m.StripeSim.PaymentIntent(pi).Status))
+	require.Equal(t, 0, e.m.Sim.Launches())
+	e.eventually("hold email", 5*time.Second, func() bool { return e.mails("lapse@example.com")[0]["kind"] == "hold_released" })
+}
+
+func TestWorkerRestartMidProvisioning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 500 * time.Millisecond})
+	c, podID := e.signUp("restart@example.com")
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.eventually("launched", 10*time.Second, func() bool { return e.m.Sim.Launches() == 1 })
+	// Stop the worker mid-provisioning (the instance is booting) and start a fresh one.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e.m.River.Stop(ctx))
+	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
+	client, err := worker.NewClient(e.m.Pool, e.m.JobDeps, e.m.Logger, worker.Options{FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, NoPeriodic: true})
+	require.NoError(t, err)
+	require.NoError(t, client.Start(context.Background()))
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+	e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, 1, e.m.Sim.Launches())
+	require.Len(t, e.m.Sim.Instances(), 1)
+}
+
+func TestPodAccessAndOrigin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c1, pod1 := e.signUp("one@example.com")
+	c2, _ := e.signUp("two@example.com")
+	code, _ := e.do(c2, "GET", "/api/pods/"+pod1, nil)
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = e.do(c2, "POST", "/api/pods/"+pod1+"/deploy", nil)
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = e.do(c2, "GET", "/api/pods/not-a-uuid", nil)
+	require.Equal(t, http.StatusNotFound, code)
+
+	req, _ := http.NewRequest("POST", e.url+"/api/pods/"+pod1+"/deploy", nil)
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := c1.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	req, _ = http.NewRequest("POST", e.url+"/api/pods/"+pod1+"/deploy", nil) // no Origin at all
+	resp, err = c1.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Equal(t, "configured", e.pod(c1, pod1)["status"])
+}
+
+func TestInactiveAccountCannotDeploy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := newBrowser()
+	_, sid := e.checkout(c, "inactive@example.com")
+	e.pay(sid, "4242424242424242")
+	var body map[string]any
+	e.eventually("verify", 10*time.Second, func() bool {
+		var code int
+		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		return code == http.StatusOK
+	})
+	podID := body["pod"].(map[string]any)["id"].(string)
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusForbidden, code)
+	require.Equal(t, "account_inactive", body["error"])
+}
+
+// Ops retry a failed provision job through the River UI's own API, and the pod then runs.
+func TestRiverUIRetry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.signUp("ops@example.com")
+	// One failure per attempt until River discards the job (provision has 10 attempts).
+	e.m.Sim.FailNext(sim.OpLaunch, errors.New("provider 500"), 10)
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	var jobID int64
+	e.eventually("provision discarded", 20*time.Second, func() bool {
+		return e.m.Pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE kind = 'provision' AND state = 'discarded'`).Scan(&jobID) == nil
+	})
+	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
+
+	ui := func(user, pass string) int {
+		req, _ := http.NewRequest("POST", e.url+"/ops/riverui/api/jobs/retry", strings.NewReader(`{"ids":["`+itoa(jobID)+`"]}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth(user, pass)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, ui("admin", "wrong"))
+	require.Equal(t, http.StatusOK, ui("admin", "ops-secret"))
+	e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, 1, e.m.Sim.Launches())
+}
+
+func itoa(n int64) string {
+	var b []byte
+	for n > 0 || len(b) == 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
+
+var _ = jobs.InstanceName

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"gpubroker/config"
+	"gpubroker/gpu/sim"
+	"gpubroker/internal/testdb"
+	"gpubroker/jobs"
+	"gpubroker/worker"
+)
+
+// env is one gpubroker dev process on 127.0.0.1:0 with its own database, the Stripe stand-in,
+// the GPU simulator and a real River client, driven over HTTP through the real router.
+type env struct {
+	t      testing.TB
+	m      *Main
+	url    string
+	dbURL  string
+	client *http.Client // a browser: cookie jar, no redirects followed
+}
+
+type envOpts struct {
+	bootDelay time.Duration
+	tune      func(*jobs.Deps)
+}
+
+// logWriter sends the process's warnings to the test log, so a failing test shows them.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func newEnv(t testing.TB, o envOpts) *env {
+	t.Helper()
+	_, dbURL := testdb.NewWithURL(t)
+	siteDir := os.Getenv("SITE_DIR")
+	if siteDir == "" {
+		siteDir, _ = filepath.Abs("../../site/public")
+	}
+	cfg, err := config.FromEnv(func(k string) string {
+		return map[string]string{"DATABASE_URL": dbURL, "ADDR": "127.0.0.1:0", "ADMIN_PASSWORD": "ops-secret", "SITE_DIR": siteDir}[k]
+	})
+	require.NoError(t, err)
+	level := slog.LevelWarn
+	if os.Getenv("TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	m := &Main{
+		Mode: "dev", Config: cfg, PublicURLFromListener: true,
+		Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: level})),
+		Sim:    sim.New(sim.Options{BootDelay: o.bootDelay}),
+		JobTune: func(d *jobs.Deps) {
+			d.PollInterval = 20 * time.Millisecond
+			d.RetryDelay = 20 * time.Millisecond
+			if o.tune != nil {
+				o.tune(d)
+			}
+		},
+		WorkerOptions: worker.Options{FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, NoPeriodic: true},
+	}
+	require.NoError(t, m.Open(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	return &env{t: t, m: m, url: m.URL, dbURL: dbURL, client: newBrowser()}
+}
+
+func newBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// do sends a JSON request as the site's own pages would (same Origin) and decodes the answer.
+func (e *env) do(c *http.Client, method, path string, body any) (int, map[string]any) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.url+path, rd)
+	require.NoError(e.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", e.url)
+	resp, err := c.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := map[string]any{}
+	_ = json.Unmarshal(raw, &out)
+	return resp.StatusCode, out
+}
+
+func (e *env) order(email, plan, gpu, region string, hours int) map[string]any {
+	return map[string]any{"email": email, "name": "Ada Lovelace", "plan": plan, "template": "data-science", "gpu": gpu, "region": region, "hours": hours}
+}
+
+// checkout starts a Pro checkout and returns the order id and Checkout Session id.
+func (e *env) checkout(c *http.Client, email string) (orderID, sessionID string) {
+	e.t.Helper()
+	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 2))
+	require.Equal(e.t, http.StatusCreated, code, body)
+	u, err := url.Parse(body["checkout_url"].(string))
+	require.NoError(e.t, err)
+	return body["order_id"].(string), u.Path[strings.LastIndex(u.Path, "/")+1:]
+}
+
+// pay submits a card on the stand-in's hosted page, as the browser form does.
+func (e *env) pay(sessionID, card string) *http.Response {
+	e.t.Helper()
+	resp, err := e.client.PostForm(e.url+"/dev/stripe/checkout/"+sessionID+"/pay", url.Values{"card": {card}})
+	require.NoError(e.t, err)
+	resp.Body.Close()
+	return resp
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func (e *env) eventually(what string, timeout time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// count runs a count(*) query.
+func (e *env) count(sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	require.NoError(e.t, e.m.Pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// mails returns the outbox for an address through /dev/mail, newest first.
+func (e *env) mails(to string) []map[string]any {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url+"/dev/mail?to="+url.QueryEscape(to), nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	var out []map[string]any
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&out))
+	return out
+}
+
+// link extracts the first URL containing marker from an email's text.
+func link(t testing.TB, mail map[string]any, marker string) string {
+	t.Helper()
+	for _, f := range strings.Fields(mail["text"].(string)) {
+		if strings.Contains(f, marker) {
+			return strings.TrimRight(f, ".,)>")
+		}
+	}
+	t.Fatalf("no %s link in %q", marker, mail["text"])
+	return ""
+}
+
+func tokenOf(t testing.TB, link string) string {
+	u, err := url.Parse(link)
+	require.NoError(t, err)
+	return u.Query().Get("token")
+}
+
+// signUp runs the paid path to an activated account and returns its browser and pod id.
+func (e *env) signUp(email string) (*http.Client, string) {
+	e.t.Helper()
+	c := newBrowser()
+	_, sid := e.checkout(c, email)
+	resp := e.pay(sid, "4242424242424242")
+	require.Equal(e.t, http.StatusSeeOther, resp.StatusCode)
+	var body map[string]any
+	e.eventually("account", 10*time.Second, func() bool {
+		var code int
+		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		return code == http.StatusOK
+	})
+	var mails []map[string]any
+	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails(email); return len(mails) > 0 })
+	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": tokenOf(e.t, link(e.t, mails[0], "/activate/"))})
+	require.Equal(e.t, http.StatusOK, code)
+	return c, body["pod"].(map[string]any)["id"].(string)
+}

@@ -1,0 +1,132 @@
+// Package config reads GPU Broker's configuration from the environment and validates it up
+// front, naming the variable at fault, so a bad deploy fails at start-up rather than at 3 a.m.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Config is the whole configuration. Empty optional values mean "use the local stand-in".
+type Config struct {
+	Addr                string
+	PublicURL           string
+	DatabaseURL         string
+	StripeSecretKey     string
+	StripeWebhookSecret string
+	StripeAPIBase       string
+	AWSRegion           string
+	SESFrom             string
+	SESConfigurationSet string
+	SQSFeedbackQueueURL string
+	OffersBucket        string
+	SalesEmail          string
+	LambdaAPIKey        string
+	LambdaSSHKeyName    string
+	RunPodAPIKey        string
+	AdminUser           string
+	AdminPassword       string
+	LogLevel            slog.Level
+	SiteDir             string
+	SimBootDelaySeconds int
+}
+
+// Vars lists every variable with its default, for the README, .env.example and `gpubroker env`.
+var Vars = []struct{ Name, Default, Help string }{
+	{"ADDR", ":8080", "listen address"},
+	{"PUBLIC_URL", "http://localhost:8080", "the site's origin, used in emails, redirects and the Origin check"},
+	{"DATABASE_URL", "", "Postgres URL (required; the Makefile starts a local cluster when unset)"},
+	{"STRIPE_SECRET_KEY", "", "Stripe secret key; unset: the Stripe stand-in at /dev/stripe (dev only)"},
+	{"STRIPE_WEBHOOK_SECRET", "whsec_dev", "webhook signing secret (required when STRIPE_SECRET_KEY is set)"},
+	{"STRIPE_API_BASE", "", "override Stripe's API URL (stripe-mock, the stand-in)"},
+	{"AWS_REGION", "", "AWS region for SES, SQS and S3 (standard SDK variables apply too)"},
+	{"SES_FROM", "", "sender address; set to send email through SES v2 (unset: outbox only, read at /dev/mail)"},
+	{"SES_CONFIGURATION_SET", "", "SES configuration set (bounce/complaint events)"},
+	{"SQS_FEEDBACK_QUEUE_URL", "", "SQS queue with SES bounces and complaints"},
+	{"OFFERS_BUCKET", "", "S3 bucket receiving offers.json"},
+	{"SALES_EMAIL", "sales@gpubroker.dev", "where contact-form messages go"},
+	{"LAMBDA_API_KEY", "", "enables Lambda Cloud"},
+	{"LAMBDA_SSH_KEY_NAME", "gpubroker", "SSH key name registered at Lambda Cloud"},
+	{"RUNPOD_API_KEY", "", "enables RunPod"},
+	{"ADMIN_USER", "admin", "ops basic-auth user"},
+	{"ADMIN_PASSWORD", "", "ops basic-auth password; unset: ops routes answer 404 (dev generates one)"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"SITE_DIR", "site/public", "built Hugo site served by `dev`"},
+	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
+}
+
+// FromEnv reads the configuration through getenv (os.Getenv in production, a map in tests).
+func FromEnv(getenv func(string) string) (*Config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, v := range Vars {
+			if v.Name == name {
+				return v.Default
+			}
+		}
+		return ""
+	}
+	c := &Config{
+		Addr: get("ADDR"), PublicURL: strings.TrimRight(get("PUBLIC_URL"), "/"), DatabaseURL: get("DATABASE_URL"),
+		StripeSecretKey: get("STRIPE_SECRET_KEY"), StripeWebhookSecret: get("STRIPE_WEBHOOK_SECRET"), StripeAPIBase: get("STRIPE_API_BASE"),
+		AWSRegion: get("AWS_REGION"), SESFrom: get("SES_FROM"), SESConfigurationSet: get("SES_CONFIGURATION_SET"),
+		SQSFeedbackQueueURL: get("SQS_FEEDBACK_QUEUE_URL"), OffersBucket: get("OFFERS_BUCKET"), SalesEmail: get("SALES_EMAIL"),
+		LambdaAPIKey: get("LAMBDA_API_KEY"), LambdaSSHKeyName: get("LAMBDA_SSH_KEY_NAME"), RunPodAPIKey: get("RUNPOD_API_KEY"),
+		AdminUser: get("ADMIN_USER"), AdminPassword: get("ADMIN_PASSWORD"), SiteDir: get("SITE_DIR"),
+	}
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if c.DatabaseURL == "" {
+		bad("DATABASE_URL", "is required")
+	} else if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("DATABASE_URL", "must be a postgres:// URL")
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+		bad("PUBLIC_URL", "must be an origin like https://gpubroker.dev, got %q", c.PublicURL)
+	}
+	if !strings.Contains(c.Addr, ":") {
+		bad("ADDR", "must be host:port or :port, got %q", c.Addr)
+	}
+	if c.StripeSecretKey != "" && !strings.HasPrefix(c.StripeSecretKey, "sk_") && !strings.HasPrefix(c.StripeSecretKey, "rk_") {
+		bad("STRIPE_SECRET_KEY", "must start with sk_ or rk_")
+	}
+	if c.StripeSecretKey != "" && c.StripeWebhookSecret == "whsec_dev" && !strings.HasPrefix(c.StripeSecretKey, "sk_test_") {
+		bad("STRIPE_WEBHOOK_SECRET", "must be set to the endpoint's secret with a live key")
+	}
+	if c.StripeAPIBase != "" {
+		if u, err := url.Parse(c.StripeAPIBase); err != nil || u.Host == "" {
+			bad("STRIPE_API_BASE", "must be a URL")
+		}
+	}
+	if c.SESFrom != "" && !strings.Contains(c.SESFrom, "@") {
+		bad("SES_FROM", "must be an email address")
+	}
+	if c.SQSFeedbackQueueURL != "" && !strings.HasPrefix(c.SQSFeedbackQueueURL, "http") {
+		bad("SQS_FEEDBACK_QUEUE_URL", "must be the queue URL")
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
+		bad("LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	if _, err := fmt.Sscan(get("SIM_BOOT_DELAY_SECONDS"), &c.SimBootDelaySeconds); err != nil || c.SimBootDelaySeconds < 0 {
+		bad("SIM_BOOT_DELAY_SECONDS", "must be a non-negative integer")
+	}
+	return c, errors.Join(errs...)
+}
+
+// FromOS reads the process environment.
+func FromOS() (*Config, error) { return FromEnv(os.Getenv) }
+
+// LocalDev reports whether PUBLIC_URL is http://localhost (the only case the session cookie may
+// drop Secure).
+func (c *Config) LocalDev() bool {
+	u, err := url.Parse(c.PublicURL)
+	return err == nil && u.Scheme == "http" && (u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1")
+}

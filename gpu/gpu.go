@@ -1,0 +1,147 @@
+// Package gpu is the portable face of the GPU providers GPU Broker rents from: the Provider
+// interface every provider client implements, the offer and instance types they speak, the
+// errors they classify their failures into, and the Broker that picks the cheapest offer across
+// providers and fails over when one has no capacity.
+//
+// The package does no I/O of its own. Each provider lives in its own package (gpu/sim for
+// development and tests, gpu/lambda, gpu/runpod) and is proven by the shared conformance suite in
+// gpu/gputest.
+package gpu
+
+import (
+	"context"
+	"fmt"
+)
+
+// Provider is one GPU cloud. Implementations must be safe for concurrent use.
+//
+// Launch is asynchronous: it returns as soon as the provider has accepted the request, usually
+// with the instance booting; callers poll GetInstance until it is running. Every instance is
+// launched under a caller-chosen name, and FindInstance looks it up again, so a provision job
+// that crashed after launching finds its instance instead of launching a second one.
+type Provider interface {
+	// Name is the provider's stable name ("lambda", "runpod", "sim"). It is stored on each
+	// pod so later jobs reach the same provider.
+	Name() string
+	// ListOffers returns the provider's offers matching q. Prices are per hour for the whole
+	// offer (all GPUs of it).
+	ListOffers(ctx context.Context, q OfferQuery) ([]Offer, error)
+	// Launch starts an instance from r.Offer under r.Name.
+	Launch(ctx context.Context, r LaunchRequest) (*Instance, error)
+	// GetInstance returns the current state of an instance, or ErrNotFound.
+	GetInstance(ctx context.Context, id string) (*Instance, error)
+	// FindInstance returns a live instance (see State.Live) launched under name, or
+	// ErrNotFound if there is none.
+	FindInstance(ctx context.Context, name string) (*Instance, error)
+	// Terminate terminates an instance. It is idempotent: terminating an instance that is
+	// already terminated, or that the provider does not know, returns nil.
+	Terminate(ctx context.Context, id string) error
+}
+
+// IDE values of LaunchRequest.IDE, matching the "ide" field of site/data/templates.json.
+const (
+	IDEJupyter    = "jupyter"
+	IDECodeServer = "code-server"
+)
+
+// Offer is one thing a provider will rent: a GPU type with a count, in one region, at a price.
+// GPU and Region use our ids (site/data/gpus.json), not the provider's.
+type Offer struct {
+	Provider     string `json:"provider"`
+	ID           string `json:"id"` // the provider's id of the offer, opaque to everyone else
+	GPU          string `json:"gpu"`
+	Region       string `json:"region"`
+	GPUCount     int    `json:"gpu_count"`
+	CentsPerHour int64  `json:"cents_per_hour"`
+	// Available is the provider's capacity report. It is a hint, not a reservation: a launch
+	// on an available offer can still fail with ErrNoCapacity.
+	Available bool `json:"available"`
+}
+
+// OfferKey identifies an offer across providers: provider + "/" + id. Jobs remember the keys of
+// offers that failed so a retry does not try them again.
+func OfferKey(o Offer) string { return o.Provider + "/" + o.ID }
+
+// OfferQuery selects offers. Empty fields match everything.
+type OfferQuery struct {
+	GPU    string `json:"gpu,omitempty"`
+	Region string `json:"region,omitempty"`
+	// MaxCentsPerHour, when positive, drops offers that cost more, so we never launch a pod
+	// that costs us more than the customer pays for it.
+	MaxCentsPerHour int64 `json:"max_cents_per_hour,omitempty"`
+}
+
+// Match reports whether o satisfies q. Providers use it to filter what they list, and the
+// broker checks it again so a sloppy provider cannot launch the wrong GPU.
+func (q OfferQuery) Match(o Offer) bool {
+	return (q.GPU == "" || o.GPU == q.GPU) &&
+		(q.Region == "" || o.Region == q.Region) &&
+		(q.MaxCentsPerHour <= 0 || o.CentsPerHour <= q.MaxCentsPerHour)
+}
+
+// LaunchRequest asks a provider to start an instance.
+type LaunchRequest struct {
+	Offer Offer
+	// Name is unique per pod and is what FindInstance looks for; never reuse one.
+	Name  string
+	Image string // container image of the workspace template
+	IDE   string // IDEJupyter or IDECodeServer
+	// SSHPublicKey is the customer's key, for providers that accept one per instance.
+	SSHPublicKey string
+	// Ports to expose, as "port/proto" ("8888/http", "22/tcp"). Providers add what the IDE
+	// and SSH need, so this is only for extra ports.
+	Ports []string
+}
+
+// Validate reports a request the broker must never send: without a name a retried job could
+// not find the instance again.
+func (r LaunchRequest) Validate() error {
+	if r.Name == "" {
+		return fmt.Errorf("gpu: launch request has no name")
+	}
+	if r.IDE != "" && r.IDE != IDEJupyter && r.IDE != IDECodeServer {
+		return fmt.Errorf("gpu: unknown IDE %q", r.IDE)
+	}
+	return nil
+}
+
+// State is the lifecycle state of an instance, the same for every provider.
+type State string
+
+// Instance states.
+const (
+	StatePending     State = "pending"     // accepted, not yet placed on a machine
+	StateBooting     State = "booting"     // placed, starting up
+	StateRunning     State = "running"     // reachable; connection details are set
+	StateTerminating State = "terminating" // on its way out
+	StateTerminated  State = "terminated"  // gone; no longer billed
+	StateFailed      State = "failed"      // broken; may still be billed until terminated
+)
+
+// Live reports whether an instance in this state still exists for our purposes: a provision
+// job may wait on it, and it must eventually be terminated. A failed instance is live, because
+// it may still cost money; a terminating one is not, because nothing will come of it.
+func (s State) Live() bool {
+	return s != StateTerminating && s != StateTerminated
+}
+
+// Instance is a launched machine or container at a provider.
+type Instance struct {
+	ID       string `json:"id"`
+	Provider string `json:"provider"`
+	Name     string `json:"name"`
+	Region   string `json:"region"`
+	GPU      string `json:"gpu"`
+	State    State  `json:"state"`
+
+	// Connection details, set once the instance is running.
+	SSHHost       string `json:"ssh_host,omitempty"`
+	SSHUser       string `json:"ssh_user,omitempty"`
+	SSHPort       int    `json:"ssh_port,omitempty"`
+	JupyterURL    string `json:"jupyter_url,omitempty"`
+	CodeServerURL string `json:"code_server_url,omitempty"`
+
+	CentsPerHour int64 `json:"cents_per_hour"`
+	// Error is the provider's explanation when State is StateFailed.
+	Error string `json:"error,omitempty"`
+}

@@ -1,0 +1,437 @@
+// Package lambda is the gpu.Provider for Lambda Cloud (API v1, https://cloud.lambda.ai/api/v1).
+//
+// Lambda rents virtual machines, not containers: an instance boots Lambda's Ubuntu image with
+// JupyterLab already running, reachable as ubuntu@<ip> with the one SSH key registered under
+// Config.SSHKeyName. The workspace image and the customer's own SSH key are therefore not
+// applied here, and no code-server URL is reported.
+package lambda
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"gpubroker/gpu"
+)
+
+// DefaultBaseURL is Lambda Cloud's API root.
+const DefaultBaseURL = "https://cloud.lambda.ai/api/v1"
+
+// DefaultInstanceTypes maps the single-GPU Lambda instance types we sell to our GPU ids.
+// Lambda's 1x A100s without "80gb" in the name have 40 GB and are left out, because our
+// catalog sells the 80 GB card. Public material spells the 80 GB type both ways; a name
+// Lambda does not list simply never matches.
+func DefaultInstanceTypes() map[string]string {
+	return map[string]string{
+		"gpu_1x_h100_sxm5":      "h100",
+		"gpu_1x_h100_pcie":      "h100",
+		"gpu_1x_a100_sxm4_80gb": "a100",
+		"gpu_1x_a100_80gb_sxm4": "a100",
+		"gpu_1x_a6000":          "a6000",
+		"gpu_1x_a10":            "a10",
+	}
+}
+
+// DefaultRegions maps Lambda regions to ours. Regions without a counterpart in our catalog
+// (us-south-*, us-midwest-1, asia-*, …) are not offered.
+func DefaultRegions() map[string]string {
+	return map[string]string{
+		"us-east-1":        "us-east",
+		"us-east-2":        "us-east",
+		"us-east-3":        "us-east",
+		"us-west-1":        "us-west",
+		"us-west-2":        "us-west",
+		"us-west-3":        "us-west",
+		"europe-central-1": "eu-central",
+	}
+}
+
+// Config configures a Client. APIKey and SSHKeyName are required.
+type Config struct {
+	APIKey string
+	// BaseURL defaults to DefaultBaseURL; tests point it at a fake.
+	BaseURL string
+	// HTTPClient defaults to a client with a 60 s timeout.
+	HTTPClient *http.Client
+	// SSHKeyName is the SSH key, registered at Lambda, that every instance gets (Lambda takes
+	// exactly one per launch).
+	SSHKeyName string
+	// InstanceTypes (Lambda type → our GPU id) and Regions (Lambda region → ours) default to
+	// DefaultInstanceTypes() and DefaultRegions().
+	InstanceTypes map[string]string
+	Regions       map[string]string
+	// RequestInterval and LaunchInterval space requests and launches; zero means Lambda's
+	// published limits (1 s and 12 s), negative turns pacing off.
+	RequestInterval time.Duration
+	LaunchInterval  time.Duration
+	// Now and Sleep drive the pacing; tests replace them.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Client talks to Lambda Cloud. It is safe for concurrent use.
+type Client struct {
+	cfg           Config
+	http          *http.Client
+	requests      *pacer
+	launches      *pacer
+	instanceTypes map[string]string
+	regions       map[string]string
+}
+
+var _ gpu.Provider = (*Client)(nil)
+
+// New returns a client configured by cfg.
+func New(cfg Config) *Client {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.RequestInterval == 0 {
+		cfg.RequestInterval = time.Second
+	}
+	if cfg.LaunchInterval == 0 {
+		cfg.LaunchInterval = 12 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleepContext
+	}
+	c := &Client{
+		cfg:           cfg,
+		http:          cfg.HTTPClient,
+		requests:      newPacer(cfg.RequestInterval, cfg.Now, cfg.Sleep),
+		launches:      newPacer(cfg.LaunchInterval, cfg.Now, cfg.Sleep),
+		instanceTypes: cfg.InstanceTypes,
+		regions:       cfg.Regions,
+	}
+	if c.instanceTypes == nil {
+		c.instanceTypes = DefaultInstanceTypes()
+	}
+	if c.regions == nil {
+		c.regions = DefaultRegions()
+	}
+	return c
+}
+
+// Name returns "lambda".
+func (c *Client) Name() string { return "lambda" }
+
+// Wire types, as documented by Lambda.
+type (
+	instanceType struct {
+		Name              string `json:"name"`
+		Description       string `json:"description"`
+		PriceCentsPerHour int64  `json:"price_cents_per_hour"`
+		Specs             struct {
+			GPUs int `json:"gpus"`
+		} `json:"specs"`
+	}
+	region struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	instanceTypeEntry struct {
+		InstanceType                 instanceType `json:"instance_type"`
+		RegionsWithCapacityAvailable []region     `json:"regions_with_capacity_available"`
+	}
+	instance struct {
+		ID           string       `json:"id"`
+		Name         string       `json:"name"`
+		IP           string       `json:"ip"`
+		Status       string       `json:"status"`
+		Region       region       `json:"region"`
+		InstanceType instanceType `json:"instance_type"`
+		JupyterToken string       `json:"jupyter_token"`
+		JupyterURL   string       `json:"jupyter_url"`
+	}
+	apiError struct {
+		Error struct {
+			Code       string `json:"code"`
+			Message    string `json:"message"`
+			Suggestion string `json:"suggestion"`
+		} `json:"error"`
+	}
+)
+
+// ListOffers lists the instance types we sell in the regions where Lambda reports capacity.
+// Lambda lists no region for a type without capacity, so every offer is available.
+func (c *Client) ListOffers(ctx context.Context, q gpu.OfferQuery) ([]gpu.Offer, error) {
+	var types map[string]instanceTypeEntry
+	if err := c.do(ctx, http.MethodGet, "/instance-types", nil, &types); err != nil {
+		return nil, err
+	}
+	var offers []gpu.Offer
+	for name, t := range types {
+		ourGPU, ok := c.instanceTypes[name]
+		if !ok {
+			continue
+		}
+		count := max(t.InstanceType.Specs.GPUs, 1)
+		for _, r := range t.RegionsWithCapacityAvailable {
+			ourRegion, ok := c.regions[r.Name]
+			if !ok {
+				continue
+			}
+			o := gpu.Offer{
+				Provider:     c.Name(),
+				ID:           offerID(name, r.Name),
+				GPU:          ourGPU,
+				Region:       ourRegion,
+				GPUCount:     count,
+				CentsPerHour: t.InstanceType.PriceCentsPerHour,
+				Available:    true,
+			}
+			if q.Match(o) {
+				offers = append(offers, o)
+			}
+		}
+	}
+	return offers, nil
+}
+
+// offerID is "<instance type>@<lambda region>", all Launch needs.
+func offerID(instanceType, region string) string { return instanceType + "@" + region }
+
+func parseOfferID(id string) (instanceType, region string, ok bool) {
+	instanceType, region, ok = strings.Cut(id, "@")
+	return instanceType, region, ok && instanceType != "" && region != ""
+}
+
+// Launch launches one instance of the offer's type in its region under r.Name.
+func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	typ, reg, ok := parseOfferID(r.Offer.ID)
+	if !ok || c.instanceTypes[typ] == "" || c.regions[reg] == "" {
+		return nil, fmt.Errorf("lambda: offer %q is not a Lambda offer we sell: %w", r.Offer.ID, gpu.ErrOfferGone)
+	}
+	if c.cfg.SSHKeyName == "" {
+		return nil, errors.New("lambda: Config.SSHKeyName is not set")
+	}
+	if err := c.launches.wait(ctx); err != nil {
+		return nil, err
+	}
+	body := map[string]any{
+		"region_name":        reg,
+		"instance_type_name": typ,
+		"ssh_key_names":      []string{c.cfg.SSHKeyName},
+		"name":               r.Name,
+		"quantity":           1,
+	}
+	var resp struct {
+		InstanceIDs []string `json:"instance_ids"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/instance-operations/launch", body, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.InstanceIDs) == 0 {
+		// Lambda accepted the launch but named nothing; the retry finds it by name.
+		return nil, fmt.Errorf("lambda: launch returned no instance id: %w", gpu.ErrUnavailable)
+	}
+	return &gpu.Instance{
+		ID:           resp.InstanceIDs[0],
+		Provider:     c.Name(),
+		Name:         r.Name,
+		Region:       c.regions[reg],
+		GPU:          c.instanceTypes[typ],
+		State:        gpu.StateBooting,
+		CentsPerHour: r.Offer.CentsPerHour,
+	}, nil
+}
+
+// GetInstance returns the instance with the given id.
+func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, error) {
+	var in instance
+	if err := c.do(ctx, http.MethodGet, "/instances/"+url.PathEscape(id), nil, &in); err != nil {
+		return nil, err
+	}
+	return c.convert(in), nil
+}
+
+// FindInstance returns the live instance named name, from the list of our instances.
+func (c *Client) FindInstance(ctx context.Context, name string) (*gpu.Instance, error) {
+	var list []instance
+	if err := c.do(ctx, http.MethodGet, "/instances", nil, &list); err != nil {
+		return nil, err
+	}
+	for _, in := range list {
+		if in.Name != name {
+			continue
+		}
+		if inst := c.convert(in); inst.State.Live() {
+			return inst, nil
+		}
+	}
+	return nil, fmt.Errorf("lambda: instance named %q: %w", name, gpu.ErrNotFound)
+}
+
+// Terminate terminates the instance. Lambda's answer for an instance that is already gone is
+// not documented beyond object-does-not-exist, so on any other permanent error the instance is
+// looked up: if it is gone or on its way out, the termination has succeeded.
+func (c *Client) Terminate(ctx context.Context, id string) error {
+	err := c.do(ctx, http.MethodPost, "/instance-operations/terminate", map[string]any{"instance_ids": []string{id}}, nil)
+	if err == nil || errors.Is(err, gpu.ErrNotFound) {
+		return nil
+	}
+	if gpu.Retryable(err) || gpu.SkipProvider(err) {
+		return err
+	}
+	inst, getErr := c.GetInstance(ctx, id)
+	if errors.Is(getErr, gpu.ErrNotFound) || (getErr == nil && !inst.State.Live()) {
+		return nil
+	}
+	return err
+}
+
+// convert maps a Lambda instance to ours. Connection details are reported only once the
+// instance is active, because the IP may be missing while it boots.
+func (c *Client) convert(in instance) *gpu.Instance {
+	out := &gpu.Instance{
+		ID:           in.ID,
+		Provider:     c.Name(),
+		Name:         in.Name,
+		Region:       c.regions[in.Region.Name],
+		GPU:          c.instanceTypes[in.InstanceType.Name],
+		CentsPerHour: in.InstanceType.PriceCentsPerHour,
+	}
+	if out.Region == "" {
+		out.Region = in.Region.Name
+	}
+	switch in.Status {
+	case "booting":
+		out.State = gpu.StateBooting
+	case "active":
+		out.State = gpu.StateRunning
+	case "unhealthy":
+		// Still billed; the provision job gives up on it and terminates it.
+		out.State = gpu.StateFailed
+		out.Error = "Lambda reports the instance unhealthy"
+	case "terminating":
+		out.State = gpu.StateTerminating
+	case "terminated":
+		out.State = gpu.StateTerminated
+	default:
+		out.State = gpu.StateFailed
+		out.Error = fmt.Sprintf("unknown Lambda status %q", in.Status)
+	}
+	if out.State == gpu.StateRunning && in.IP != "" {
+		out.SSHHost, out.SSHUser, out.SSHPort = in.IP, "ubuntu", 22
+		out.JupyterURL = in.JupyterURL
+	}
+	return out
+}
+
+// do sends one paced request and decodes the "data" member of the answer into out.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	if err := c.requests.wait(ctx); err != nil {
+		return err
+	}
+	var reader io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("lambda: encode %s %s: %w", method, path, err)
+		}
+		reader = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.BaseURL+path, reader)
+	if err != nil {
+		return fmt.Errorf("lambda: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("lambda: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("lambda: %s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("lambda: %s %s: %w", method, path, classify(resp, data))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, &struct {
+		Data any `json:"data"`
+	}{out}); err != nil {
+		return fmt.Errorf("lambda: %s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+// classify turns an error answer into an error of the gpu classes. Lambda's error code decides
+// where there is one; the HTTP status is the fallback.
+func classify(resp *http.Response, data []byte) error {
+	var e apiError
+	_ = json.Unmarshal(data, &e) // a non-JSON body (a proxy's 502 page) leaves e empty
+	code, msg := e.Error.Code, e.Error.Message
+	if msg == "" {
+		msg = strings.TrimSpace(string(data))
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+	}
+	detail := fmt.Sprintf("HTTP %d %s: %s", resp.StatusCode, code, msg)
+
+	var class error
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return fmt.Errorf("%s: %w", detail, &gpu.RateLimitedError{RetryAfter: retryAfter(resp.Header.Get("Retry-After"))})
+	case code == "instance-operations/launch/insufficient-capacity":
+		class = gpu.ErrNoCapacity
+	case code == "global/invalid-api-key":
+		class = gpu.ErrAuth
+	case code == "global/quota-exceeded", code == "global/account-inactive":
+		// Both need a human at Lambda (raise the quota, add a payment method) and fail every
+		// launch until then, like an empty balance: skip Lambda and tell ops.
+		class = gpu.ErrInsufficientFunds
+	case code == "global/object-does-not-exist":
+		class = gpu.ErrNotFound
+	case strings.HasPrefix(code, "provider/"), resp.StatusCode >= 500:
+		// provider/* are Lambda's upstream failures, documented as transient.
+		class = gpu.ErrUnavailable
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
+		class = gpu.ErrAuth
+	case resp.StatusCode == http.StatusNotFound:
+		class = gpu.ErrNotFound
+	default:
+		return errors.New(detail)
+	}
+	return fmt.Errorf("%s: %w", detail, class)
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date. Zero when absent or bad.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}

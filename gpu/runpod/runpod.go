@@ -1,0 +1,497 @@
+// Package runpod is the gpu.Provider for RunPod pods through the REST API v2
+// (https://api.runpod.io/v2; v1 is retired on 2026-11-15).
+//
+// An offer is one GPU type in one data center on one cloud tier, read from the GPU catalog with
+// per-data-center stock. RunPod's create call places exactly that and never falls back, so the
+// broker's cheapest-first loop is the documented way to find capacity. The workspace template's
+// image runs as the pod's container; SSH uses the customer's key (passed as PUBLIC_KEY) and
+// the IDE is reached through RunPod's HTTPS proxy.
+package runpod
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gpubroker/gpu"
+)
+
+// DefaultBaseURL is RunPod's API root; paths start with /v2.
+const DefaultBaseURL = "https://api.runpod.io"
+
+// Ports the IDEs listen on inside the pod, exposed through RunPod's HTTPS proxy.
+const (
+	jupyterPort    = "8888/http"
+	codeServerPort = "8080/http"
+	sshPort        = "22/tcp"
+)
+
+// DefaultGPUTypes maps RunPod GPU type ids to our GPU ids. Only 80 GB H100s and A100s count
+// as ours (the H100 NVL has 94 GB, the 40 GB A100 is a different product). RunPod has no A10.
+func DefaultGPUTypes() map[string]string {
+	return map[string]string{
+		"NVIDIA H100 80GB HBM3":   "h100",
+		"NVIDIA H100 PCIe":        "h100",
+		"NVIDIA A100-SXM4-80GB":   "a100",
+		"NVIDIA A100 80GB PCIe":   "a100",
+		"NVIDIA L40S":             "l40s",
+		"NVIDIA RTX A6000":        "a6000",
+		"NVIDIA GeForce RTX 4090": "rtx4090",
+	}
+}
+
+// DefaultDataCenterRegions maps data-center id prefixes ("US-CA", "EU-") to our regions; the
+// longest matching prefix wins. US data centers west of the Rockies are us-west, every other
+// US one is us-east: central US (Kansas, Texas) is a short hop from the east coast, and
+// leaving it out would hide most of RunPod's US capacity. eu-central promises EU hosting,
+// not a city, so every European data center counts.
+func DefaultDataCenterRegions() map[string]string {
+	return map[string]string{
+		"US-":   "us-east",
+		"US-CA": "us-west",
+		"US-WA": "us-west",
+		"US-OR": "us-west",
+		"US-NV": "us-west",
+		"US-AZ": "us-west",
+		"US-UT": "us-west",
+		"US-ID": "us-west",
+		"EU-":   "eu-central",
+		"EUR-":  "eu-central",
+	}
+}
+
+// Config configures a Client. APIKey is required.
+type Config struct {
+	APIKey string
+	// BaseURL defaults to DefaultBaseURL; tests point it at a fake.
+	BaseURL string
+	// HTTPClient defaults to a client with a 60 s timeout.
+	HTTPClient *http.Client
+	// Cloud is the tier offers come from: "SECURE" (default, RunPod's own data centers) or
+	// "COMMUNITY" (third-party hosts, cheaper, and customers' notebooks on strangers' machines).
+	Cloud string
+	// DiskGB is the container disk size; zero leaves RunPod's default.
+	DiskGB int
+	// GPUTypes and DataCenterRegions default to DefaultGPUTypes() and
+	// DefaultDataCenterRegions().
+	GPUTypes          map[string]string
+	DataCenterRegions map[string]string
+}
+
+// Client talks to RunPod. It is safe for concurrent use.
+type Client struct {
+	cfg Config
+}
+
+var _ gpu.Provider = (*Client)(nil)
+
+// New returns a client configured by cfg.
+func New(cfg Config) *Client {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.Cloud == "" {
+		cfg.Cloud = "SECURE"
+	}
+	if cfg.GPUTypes == nil {
+		cfg.GPUTypes = DefaultGPUTypes()
+	}
+	if cfg.DataCenterRegions == nil {
+		cfg.DataCenterRegions = DefaultDataCenterRegions()
+	}
+	return &Client{cfg: cfg}
+}
+
+// Name returns "runpod".
+func (c *Client) Name() string { return "runpod" }
+
+// Wire types, per runpod-rest-v2.openapi.json.
+type (
+	gpuType struct {
+		ID        string `json:"id"`
+		Secure    bool   `json:"secure"`
+		Community bool   `json:"community"`
+		Price     struct {
+			Secure    float64 `json:"secure"`
+			Community float64 `json:"community"`
+		} `json:"price"`
+		DataCenters []struct {
+			ID           string `json:"id"`
+			Availability string `json:"availability"` // NONE, LOW, MEDIUM, HIGH
+		} `json:"dataCenters"`
+	}
+	sshEndpoint struct {
+		Host     string `json:"host"`
+		Port     int    `json:"port"`
+		Username string `json:"username"`
+	}
+	pod struct {
+		ID           string            `json:"id"`
+		Name         string            `json:"name"`
+		Status       string            `json:"status"`
+		Ports        []string          `json:"ports"`
+		Env          map[string]string `json:"env"`
+		DataCenterID string            `json:"dataCenterId"`
+		GPU          *struct {
+			ID    string `json:"id"`
+			Count int    `json:"count"`
+		} `json:"gpu"`
+		SSH struct {
+			Proxy  *sshEndpoint `json:"proxy"`
+			Direct *sshEndpoint `json:"direct"`
+		} `json:"ssh"`
+		Cost float64 `json:"cost"`
+	}
+	problem struct {
+		Title  string   `json:"title"`
+		Status int      `json:"status"`
+		Detail string   `json:"detail"`
+		Errors []string `json:"errors"`
+	}
+)
+
+// ListOffers reads the GPU catalog with pod stock per data center and returns one offer per
+// GPU type we sell and data center in one of our regions.
+func (c *Client) ListOffers(ctx context.Context, q gpu.OfferQuery) ([]gpu.Offer, error) {
+	query := url.Values{
+		"include": {"AVAILABILITY"},
+		"product": {"POD"},
+		"cloud":   {c.cfg.Cloud},
+		"count":   {"1"},
+	}
+	var resp struct {
+		GPUs []gpuType `json:"gpus"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v2/catalog/gpus?"+query.Encode(), nil, &resp); err != nil {
+		return nil, err
+	}
+	var offers []gpu.Offer
+	for _, g := range resp.GPUs {
+		ourGPU, ok := c.cfg.GPUTypes[g.ID]
+		price, offered := g.Price.Secure, g.Secure
+		if c.cfg.Cloud == "COMMUNITY" {
+			price, offered = g.Price.Community, g.Community
+		}
+		if !ok || !offered || price <= 0 {
+			continue
+		}
+		for _, dc := range g.DataCenters {
+			region := c.region(dc.ID)
+			if region == "" {
+				continue
+			}
+			o := gpu.Offer{
+				Provider:     c.Name(),
+				ID:           offerID(c.cfg.Cloud, dc.ID, g.ID),
+				GPU:          ourGPU,
+				Region:       region,
+				GPUCount:     1,
+				CentsPerHour: cents(price),
+				Available:    dc.Availability != "" && dc.Availability != "NONE",
+			}
+			if q.Match(o) {
+				offers = append(offers, o)
+			}
+		}
+	}
+	return offers, nil
+}
+
+// offerID is "<cloud>:<data center>:<gpu type>", all Launch needs. GPU type ids contain spaces
+// but no colons.
+func offerID(cloud, dataCenter, gpuType string) string {
+	return cloud + ":" + dataCenter + ":" + gpuType
+}
+
+func parseOfferID(id string) (cloud, dataCenter, gpuType string, ok bool) {
+	parts := strings.SplitN(id, ":", 3)
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// region maps a data center id to our region by its longest matching prefix, or "".
+func (c *Client) region(dataCenter string) string {
+	best, region := -1, ""
+	for prefix, r := range c.cfg.DataCenterRegions {
+		if strings.HasPrefix(dataCenter, prefix) && len(prefix) > best {
+			best, region = len(prefix), r
+		}
+	}
+	return region
+}
+
+// cents converts RunPod's USD per hour to cents, rounding up so we never under-price a pod.
+// The small epsilon keeps 0.44 (0.44000000000000006 × 100) at 44.
+func cents(usd float64) int64 { return int64(math.Ceil(usd*100 - 1e-6)) }
+
+// Launch creates a pod for the offer's GPU type in its data center.
+func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	cloud, dataCenter, gpuType, ok := parseOfferID(r.Offer.ID)
+	if !ok || c.cfg.GPUTypes[gpuType] == "" {
+		return nil, fmt.Errorf("runpod: offer %q is not a RunPod offer we sell: %w", r.Offer.ID, gpu.ErrOfferGone)
+	}
+	ports := []string{sshPort}
+	env := map[string]string{}
+	if r.SSHPublicKey != "" {
+		// startSsh installs PUBLIC_KEY; setting it ourselves gives the pod the customer's key
+		// instead of every key registered on our RunPod account.
+		env["PUBLIC_KEY"] = r.SSHPublicKey
+	}
+	switch r.IDE {
+	case gpu.IDEJupyter:
+		ports = append(ports, jupyterPort)
+		// RunPod-convention images use JUPYTER_PASSWORD as the Jupyter token. We choose it so
+		// the URL we hand the customer can carry it; it is read back from the pod's env.
+		env["JUPYTER_PASSWORD"] = rand.Text()
+	case gpu.IDECodeServer:
+		ports = append(ports, codeServerPort)
+	}
+	for _, p := range r.Ports {
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	body := map[string]any{
+		"name":          r.Name,
+		"image":         r.Image,
+		"gpu":           map[string]any{"id": gpuType, "count": 1},
+		"cloud":         cloud,
+		"dataCenterIds": []string{dataCenter},
+		"ports":         ports,
+		"env":           env,
+		"startSsh":      true,
+		"startJupyter":  r.IDE == gpu.IDEJupyter,
+	}
+	if c.cfg.DiskGB > 0 {
+		body["disk"] = c.cfg.DiskGB
+	}
+	var p pod
+	if err := c.do(ctx, http.MethodPost, "/v2/pods", body, &p); err != nil {
+		return nil, err
+	}
+	inst := c.convert(p)
+	if inst.Region == "" {
+		inst.Region = r.Offer.Region
+	}
+	if inst.CentsPerHour == 0 {
+		inst.CentsPerHour = r.Offer.CentsPerHour
+	}
+	return inst, nil
+}
+
+// GetInstance returns the pod with the given id.
+func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, error) {
+	var p pod
+	if err := c.do(ctx, http.MethodGet, "/v2/pods/"+url.PathEscape(id), nil, &p); err != nil {
+		return nil, err
+	}
+	return c.convert(p), nil
+}
+
+// FindInstance lists our pods and returns the live one named name. The API has no name
+// filter; the list is per account and small.
+func (c *Client) FindInstance(ctx context.Context, name string) (*gpu.Instance, error) {
+	var resp struct {
+		Pods []pod `json:"pods"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v2/pods", nil, &resp); err != nil {
+		return nil, err
+	}
+	for _, p := range resp.Pods {
+		if p.Name != name {
+			continue
+		}
+		if inst := c.convert(p); inst.State.Live() {
+			return inst, nil
+		}
+	}
+	return nil, fmt.Errorf("runpod: pod named %q: %w", name, gpu.ErrNotFound)
+}
+
+// Terminate deletes the pod (DELETE /v2/pods/{id}, the same as the terminate action). A pod
+// that is already gone answers 404, which is success here.
+func (c *Client) Terminate(ctx context.Context, id string) error {
+	err := c.do(ctx, http.MethodDelete, "/v2/pods/"+url.PathEscape(id), nil, nil)
+	if errors.Is(err, gpu.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// convert maps a RunPod pod to our instance. Connection details are reported only while the
+// pod runs; direct SSH is preferred because the proxy carries an interactive shell only (no
+// scp, no port forwarding).
+func (c *Client) convert(p pod) *gpu.Instance {
+	out := &gpu.Instance{
+		ID:           p.ID,
+		Provider:     c.Name(),
+		Name:         p.Name,
+		Region:       c.region(p.DataCenterID),
+		CentsPerHour: cents(p.Cost),
+	}
+	if p.GPU != nil {
+		out.GPU = c.cfg.GPUTypes[p.GPU.ID]
+	}
+	switch p.Status {
+	case "PROVISIONING":
+		out.State = gpu.StatePending
+	case "STARTING":
+		out.State = gpu.StateBooting
+	case "RUNNING":
+		out.State = gpu.StateRunning
+	case "EXITED":
+		// We never stop pods, so an exited container means the workspace died.
+		out.State = gpu.StateFailed
+		out.Error = "RunPod reports the container exited"
+	case "ERROR":
+		out.State = gpu.StateFailed
+		out.Error = "RunPod reports the container in an unrecoverable error state"
+	case "TERMINATED":
+		out.State = gpu.StateTerminated
+	default:
+		out.State = gpu.StateFailed
+		out.Error = fmt.Sprintf("unknown RunPod status %q", p.Status)
+	}
+	if out.State != gpu.StateRunning {
+		return out
+	}
+	if ssh := firstEndpoint(p.SSH.Direct, p.SSH.Proxy); ssh != nil {
+		out.SSHHost, out.SSHPort, out.SSHUser = ssh.Host, ssh.Port, ssh.Username
+	}
+	if slices.Contains(p.Ports, jupyterPort) {
+		out.JupyterURL = fmt.Sprintf("https://%s-8888.proxy.runpod.net/", p.ID)
+		if token := p.Env["JUPYTER_PASSWORD"]; token != "" {
+			out.JupyterURL += "?token=" + url.QueryEscape(token)
+		}
+	}
+	if slices.Contains(p.Ports, codeServerPort) {
+		out.CodeServerURL = fmt.Sprintf("https://%s-8080.proxy.runpod.net/", p.ID)
+	}
+	return out
+}
+
+// firstEndpoint returns the first endpoint that is set.
+func firstEndpoint(endpoints ...*sshEndpoint) *sshEndpoint {
+	for _, e := range endpoints {
+		if e != nil && e.Host != "" {
+			return e
+		}
+	}
+	return nil
+}
+
+// do sends one request and decodes the JSON answer into out.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var reader io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("runpod: encode %s %s: %w", method, path, err)
+		}
+		reader = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.BaseURL+path, reader)
+	if err != nil {
+		return fmt.Errorf("runpod: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("runpod: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("runpod: %s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("runpod: %s %s: %w", method, path, classify(method, path, resp, data))
+	}
+	if out == nil || len(data) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("runpod: %s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+// classify turns an error answer (application/problem+json) into an error of the gpu classes,
+// following the table in the createPod description of the v2 OpenAPI document.
+func classify(method, path string, resp *http.Response, data []byte) error {
+	var p problem
+	_ = json.Unmarshal(data, &p) // a non-JSON body (a proxy's 502 page) leaves p empty
+	msg := p.Detail
+	if len(p.Errors) > 0 {
+		msg += " " + strings.Join(p.Errors, "; ")
+	}
+	if msg == "" {
+		msg = strings.TrimSpace(string(data))
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+	}
+	detail := fmt.Sprintf("HTTP %d: %s", resp.StatusCode, msg)
+	creating := method == http.MethodPost && path == "/v2/pods"
+
+	var class error
+	switch status := resp.StatusCode; {
+	case status == http.StatusTooManyRequests:
+		return fmt.Errorf("%s: %w", detail, &gpu.RateLimitedError{RetryAfter: retryAfter(resp.Header.Get("Retry-After"))})
+	case status == http.StatusBadRequest && creating:
+		// No capacity carries no code of its own, only a 400. A rule violation is also a 400,
+		// but fails the same on every candidate, so the LaunchError's last attempt shows it.
+		class = gpu.ErrNoCapacity
+	case status == http.StatusForbidden && creating:
+		// On create, 403 means this pool is closed to our account: skip the candidate,
+		// as the API documents, rather than the whole provider.
+		class = gpu.ErrOfferGone
+	case status == http.StatusPaymentRequired:
+		class = gpu.ErrInsufficientFunds
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		class = gpu.ErrAuth
+	case status == http.StatusNotFound:
+		class = gpu.ErrNotFound
+	case status >= 500:
+		class = gpu.ErrUnavailable
+	default:
+		// 409, 422 and other 4xx: our request is wrong; retrying will not fix it.
+		return errors.New(detail)
+	}
+	return fmt.Errorf("%s: %w", detail, class)
+}
+
+// retryAfter parses a Retry-After header; RunPod sends integer seconds. Zero when absent.
+func retryAfter(v string) time.Duration {
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}

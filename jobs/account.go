@@ -1,0 +1,114 @@
+package jobs
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker"
+	"gpubroker/mail"
+	"gpubroker/postgres"
+)
+
+// CreateAccountArgs creates (or finds) the account of an order's email and attaches the order.
+// The API enqueues it for free trials; paid orders do the same work inside the Stripe event job.
+type CreateAccountArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+// Kind implements river.JobArgs.
+func (CreateAccountArgs) Kind() string { return "create_account" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (CreateAccountArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{UniqueOpts: unique()} }
+
+// CreateAccountWorker runs CreateAccountArgs.
+type CreateAccountWorker struct {
+	river.WorkerDefaults[CreateAccountArgs]
+	d *Deps
+}
+
+// NextRetry implements the RetryDelay override.
+func (w *CreateAccountWorker) NextRetry(*river.Job[CreateAccountArgs]) time.Time { return w.d.nextRetry() }
+
+// Work implements river.Worker.
+func (w *CreateAccountWorker) Work(ctx context.Context, job *river.Job[CreateAccountArgs]) error {
+	return postgres.Tx(ctx, w.d.Pool, func(tx pgx.Tx) error {
+		o, err := postgres.GetOrderForUpdate(ctx, tx, job.Args.OrderID)
+		if err != nil {
+			return err
+		}
+		if o.AccountID != nil {
+			return nil // done by an earlier run
+		}
+		return attachAccount(ctx, tx, client(ctx), w.d, o)
+	})
+}
+
+// attachAccount gives an order its account: the existing account of the email, or a new one
+// (never two per email), writes the audit log, sends the activation email to a pending account
+// and, for a paid order, schedules the release of the hold. The caller holds the order's lock.
+func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpubroker.Order) error {
+	acct, created, err := postgres.UpsertAccount(ctx, tx, o.Email, o.Name)
+	if err != nil {
+		return err
+	}
+	if err := postgres.AttachOrder(ctx, tx, o.ID, acct.ID); err != nil {
+		return err
+	}
+	action := "order.attached"
+	if created {
+		action = "account.created"
+	}
+	if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: o.ID, Action: action, Detail: map[string]any{"email": acct.Email}}); err != nil {
+		return err
+	}
+	if acct.Status == gpubroker.AccountPending {
+		token, err := postgres.IssueToken(ctx, tx, acct.ID, "activation", d.now())
+		if err != nil {
+			return err
+		}
+		err = QueueEmailTx(ctx, tx, ins, gpubroker.MailActivation, acct.Email, "activation:"+o.ID, mail.Data{
+			Name: acct.Name, Email: acct.Email, Link: d.PublicURL + "/activate/?token=" + token, ExpiresIn: "24 hours",
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if o.Status == gpubroker.OrderAuthorized || o.Status == gpubroker.OrderCheckoutPending {
+		at := d.now().Add(gpubroker.HoldReleaseAfter)
+		if o.AuthorizedAt != nil {
+			at = o.AuthorizedAt.Add(gpubroker.HoldReleaseAfter)
+		}
+		if _, err := ins.InsertTx(ctx, tx, ReleaseHoldArgs{OrderID: o.ID}, &river.InsertOpts{ScheduledAt: at}); err != nil {
+			return err
+		}
+	}
+	d.Logger.InfoContext(ctx, "account ready", "account_id", acct.ID, "order_id", o.ID, "created", created)
+	return nil
+}
+
+// podMail is the pod part of an email.
+func podMail(d *Deps, p *postgres.Pod) mail.Pod {
+	m := mail.Pod{ID: p.ID, GPU: p.GPU, Region: p.Region, Hours: p.Hours, Template: p.Template, AmountCents: p.AmountCents}
+	if g, ok := d.Catalog.GPUType(p.GPU); ok {
+		m.GPU = g.DisplayName
+	}
+	if t, ok := d.Catalog.Template(p.Template); ok {
+		m.Template = t.Name
+	}
+	if p.Connection != nil {
+		m.SSH, m.JupyterURL, m.CodeServerURL = p.Connection.SSH, p.Connection.JupyterURL, p.Connection.CodeServerURL
+	}
+	if p.EndsAt != nil {
+		m.EndsAt = *p.EndsAt
+	}
+	return m
+}
+
+// mailData is the usual data of a pod email: the pod and a link to the dashboard.
+func mailData(d *Deps, name, email string, p *postgres.Pod, reason string) mail.Data {
+	return mail.Data{Name: name, Email: email, Link: d.PublicURL + "/dashboard/", Pod: podMail(d, p), Reason: reason}
+}

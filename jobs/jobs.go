@@ -1,0 +1,123 @@
+// Package jobs holds GPU Broker's River jobs: one kind per step of the journey (process a
+// Stripe event, create the account, send an email, capture, provision, terminate, release an
+// unused hold, refund, refresh offers). Every worker is idempotent: it re-reads state, acts only
+// when the state still calls for it, and commits each state change in one transaction with the
+// job that follows from it.
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"gpubroker"
+	"gpubroker/gpu"
+)
+
+// Inserter enqueues jobs in the caller's transaction; *river.Client[pgx.Tx] is one.
+type Inserter interface {
+	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+}
+
+// Publisher stores a public file (offers.json) where the CDN serves it.
+type Publisher interface {
+	Publish(ctx context.Context, name string, body []byte) error
+}
+
+// Deps are what the workers need. Fields left nil disable the feature that needs them.
+type Deps struct {
+	Pool      *pgxpool.Pool
+	Catalog   *gpubroker.Catalog
+	Payments  gpubroker.Payments
+	Broker    *gpu.Broker
+	Sender    gpubroker.Sender // nil: the outbox is the only delivery (dev)
+	Publisher Publisher        // nil: offers.json is only kept for the dev server
+	PublicURL string
+	SalesEmail string
+	Logger    *slog.Logger
+	Now       func() time.Time
+
+	// ProvisionDeadline bounds the time from capture to a running pod before we refund.
+	ProvisionDeadline time.Duration
+	// PollInterval is how often a booting instance is checked.
+	PollInterval time.Duration
+	// NoCapacityRetries is how many provision attempts may find no capacity before a refund.
+	NoCapacityRetries int
+	// RetryDelay, when set, replaces River's attempt^4 backoff (tests use milliseconds).
+	RetryDelay time.Duration
+	// OnOffers receives every published feed (the dev server serves the latest at /offers.json).
+	OnOffers func([]byte)
+}
+
+func (d *Deps) now() time.Time {
+	if d.Now != nil {
+		return d.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// withDefaults fills unset tunables.
+func (d *Deps) withDefaults() *Deps {
+	c := *d
+	if c.ProvisionDeadline == 0 {
+		c.ProvisionDeadline = 20 * time.Minute
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 5 * time.Second
+	}
+	if c.NoCapacityRetries == 0 {
+		c.NoCapacityRetries = 3
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &c
+}
+
+// Register adds every worker to workers.
+func Register(workers *river.Workers, deps *Deps) {
+	d := deps.withDefaults()
+	river.AddWorker(workers, &StripeEventWorker{d: d})
+	river.AddWorker(workers, &CreateAccountWorker{d: d})
+	river.AddWorker(workers, &SendEmailWorker{d: d})
+	river.AddWorker(workers, &ReleaseHoldWorker{d: d})
+	river.AddWorker(workers, &CaptureWorker{d: d})
+	river.AddWorker(workers, &ProvisionWorker{d: d})
+	river.AddWorker(workers, &TerminateWorker{d: d})
+	river.AddWorker(workers, &RefundWorker{d: d})
+	river.AddWorker(workers, &RefreshOffersWorker{d: d})
+}
+
+// PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too.
+func PeriodicJobs() []*river.PeriodicJob {
+	return []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return RefreshOffersArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "refresh_offers", RunOnStart: true}),
+	}
+}
+
+// client returns the River client running the current job, to enqueue follow-ups in the
+// job's own transaction.
+func client(ctx context.Context) Inserter {
+	return river.ClientFromContext[pgx.Tx](ctx)
+}
+
+// unique makes a kind's job unique by its arguments while it is pending, scheduled, available,
+// running or retryable: a double click or a redelivered event enqueues it once.
+func unique() river.UniqueOpts {
+	return river.UniqueOpts{ByArgs: true}
+}
+
+// nextRetry implements the optional RetryDelay override.
+func (d *Deps) nextRetry() time.Time {
+	if d.RetryDelay > 0 {
+		return time.Now().Add(d.RetryDelay)
+	}
+	return time.Time{}
+}

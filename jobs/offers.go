@@ -1,0 +1,96 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker/gpu"
+	"gpubroker/postgres"
+)
+
+// RefreshOffersArgs refreshes provider offers and republishes offers.json.
+type RefreshOffersArgs struct{}
+
+// Kind implements river.JobArgs.
+func (RefreshOffersArgs) Kind() string { return "refresh_offers" }
+
+// InsertOpts makes it unique per 5-minute period, so several leaders or restarts run it once.
+func (RefreshOffersArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: 5 * time.Minute}, MaxAttempts: 3}
+}
+
+// FeedEntry is one line of offers.json. The price is our catalog's selling price (what the
+// API charges), so the page never shows a price we would not honour; availability is live.
+type FeedEntry struct {
+	GPU         string `json:"gpu"`
+	Region      string `json:"region"`
+	HourlyCents int64  `json:"hourly_cents"`
+	Available   bool   `json:"available"`
+}
+
+// Feed is offers.json.
+type Feed struct {
+	UpdatedAt time.Time   `json:"updated_at"`
+	Offers    []FeedEntry `json:"offers"`
+}
+
+// RefreshOffersWorker stores every provider's offers and publishes the feed.
+type RefreshOffersWorker struct {
+	river.WorkerDefaults[RefreshOffersArgs]
+	d *Deps
+}
+
+// Work implements river.Worker.
+func (w *RefreshOffersWorker) Work(ctx context.Context, job *river.Job[RefreshOffersArgs]) error {
+	d := w.d
+	all, err := d.Broker.Offers(ctx, gpu.OfferQuery{})
+	if err != nil {
+		return err
+	}
+	now := d.now()
+	err = postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		for _, o := range all {
+			if _, err := tx.Exec(ctx, `INSERT INTO offers (provider, offer_id, gpu, region, cents_per_hour, available, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (provider, offer_id) DO UPDATE
+				SET gpu = EXCLUDED.gpu, region = EXCLUDED.region, cents_per_hour = EXCLUDED.cents_per_hour,
+				    available = EXCLUDED.available, updated_at = EXCLUDED.updated_at`,
+				o.Provider, o.ID, o.GPU, o.Region, o.CentsPerHour, o.Available, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, o := range all {
+		if o.Available {
+			live[o.GPU+"/"+o.Region] = true
+		}
+	}
+	feed := Feed{UpdatedAt: now, Offers: []FeedEntry{}}
+	for _, g := range d.Catalog.GPUs {
+		for _, r := range g.Regions {
+			feed.Offers = append(feed.Offers, FeedEntry{GPU: g.GPU, Region: r.Region, HourlyCents: r.HourlyCents, Available: r.Available && live[g.GPU+"/"+r.Region]})
+		}
+	}
+	body, err := json.Marshal(feed)
+	if err != nil {
+		return err
+	}
+	if d.OnOffers != nil {
+		d.OnOffers(body)
+	}
+	if d.Publisher != nil {
+		if err := d.Publisher.Publish(ctx, "offers.json", body); err != nil {
+			return err
+		}
+	}
+	d.Logger.InfoContext(ctx, "offers refreshed", "offers", len(all))
+	return nil
+}

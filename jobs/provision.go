@@ -1,0 +1,249 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker"
+	"gpubroker/gpu"
+	"gpubroker/postgres"
+)
+
+// ProvisionArgs launches a captured pod at the cheapest provider and waits until it runs.
+type ProvisionArgs struct {
+	PodID string `json:"pod_id"`
+}
+
+// Kind implements river.JobArgs.
+func (ProvisionArgs) Kind() string { return "provision" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (ProvisionArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10}
+}
+
+// InstanceName is the name a pod's instance is launched under at every provider; it is how a
+// retried job finds what an earlier run launched instead of launching twice.
+func InstanceName(podID string) string { return "gpubroker-" + podID }
+
+// ProvisionWorker drives a pod from provisioning to running. Each run does one step and
+// snoozes: launch (after looking for an instance already launched under the pod's name), then
+// poll until running. Snoozing keeps no worker slot busy while a GPU boots.
+type ProvisionWorker struct {
+	river.WorkerDefaults[ProvisionArgs]
+	d *Deps
+}
+
+// Timeout bounds one step (a launch call or a poll), well under RescueStuckJobsAfter.
+func (w *ProvisionWorker) Timeout(*river.Job[ProvisionArgs]) time.Duration { return 2 * time.Minute }
+
+// NextRetry implements the RetryDelay override.
+func (w *ProvisionWorker) NextRetry(*river.Job[ProvisionArgs]) time.Time { return w.d.nextRetry() }
+
+// Work implements river.Worker.
+func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs]) error {
+	d := w.d
+	pod, err := postgres.GetPod(ctx, d.Pool, job.Args.PodID)
+	if err != nil {
+		return err
+	}
+	if pod.Status != gpubroker.PodProvisioning {
+		return nil
+	}
+	// The invariant of the product: no pod is launched without a captured payment.
+	if pod.OrderStatus != gpubroker.OrderCaptured && pod.OrderStatus != gpubroker.OrderFree {
+		return river.JobCancel(fmt.Errorf("pod %s: order is %s, not captured; refusing to launch", pod.ID, pod.OrderStatus))
+	}
+	if pod.InstanceID == nil {
+		return w.launch(ctx, job, pod)
+	}
+	return w.poll(ctx, pod)
+}
+
+func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionArgs], pod *postgres.Pod) error {
+	d := w.d
+	inst, err := d.Broker.FindInstance(ctx, InstanceName(pod.ID))
+	switch {
+	case err == nil:
+		d.Logger.InfoContext(ctx, "found the instance an earlier run launched", "pod_id", pod.ID, "instance", inst.Provider+"/"+inst.ID)
+		return w.recordLaunch(ctx, pod, inst, nil)
+	case !errors.Is(err, gpu.ErrNotFound):
+		return fmt.Errorf("error looking for an instance already launched: %w", err)
+	}
+	if w.pastDeadline(pod) {
+		return w.giveUp(ctx, pod, "We could not start a GPU in time.")
+	}
+	tpl, _ := d.Catalog.Template(pod.Template)
+	exclude := map[string]bool{}
+	for _, k := range pod.FailedOffers {
+		exclude[k] = true
+	}
+	req := gpu.LaunchRequest{Name: InstanceName(pod.ID), Image: tpl.Image, IDE: tpl.IDE}
+	inst, offer, attempts, err := d.Broker.Launch(ctx, gpu.OfferQuery{GPU: pod.GPU, Region: pod.Region}, req, exclude)
+	for _, a := range attempts {
+		if gpu.Failover(a.Err) {
+			if err := postgres.AddFailedOffer(ctx, d.Pool, pod.ID, gpu.OfferKey(a.Offer)); err != nil {
+				return err
+			}
+		}
+	}
+	switch {
+	case err == nil:
+		d.Logger.InfoContext(ctx, "instance launched", "pod_id", pod.ID, "offer", gpu.OfferKey(*offer), "cents_per_hour", offer.CentsPerHour)
+		return w.recordLaunch(ctx, pod, inst, offer)
+	case errors.Is(err, gpu.ErrNoCapacity):
+		d.Logger.WarnContext(ctx, "no offer could be launched", "pod_id", pod.ID, "attempt", job.Attempt, "error", err)
+		if job.Attempt >= d.NoCapacityRetries {
+			return w.giveUp(ctx, pod, "No provider had capacity for this GPU in this region.")
+		}
+		// Capacity comes and goes: forget the failures and try every offer again after a backoff.
+		if _, err := d.Pool.Exec(ctx, `UPDATE pods SET failed_offers = '{}' WHERE id = $1`, pod.ID); err != nil {
+			return err
+		}
+		return err
+	case errors.Is(err, gpu.ErrRateLimited):
+		return river.JobSnooze(max(gpu.RetryAfter(err), time.Second))
+	default:
+		return err
+	}
+}
+
+func (w *ProvisionWorker) recordLaunch(ctx context.Context, pod *postgres.Pod, inst *gpu.Instance, offer *gpu.Offer) error {
+	d := w.d
+	set := map[string]any{"provider": inst.Provider, "instance_id": inst.ID, "launched_at": d.now(), "cost_cents_per_hour": inst.CentsPerHour}
+	if offer != nil {
+		set["offer_id"] = gpu.OfferKey(*offer)
+		set["cost_cents_per_hour"] = offer.CentsPerHour
+	}
+	err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		if err := postgres.UpdatePod(ctx, tx, pod.ID, set); err != nil {
+			return err
+		}
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.launched", Detail: map[string]any{"provider": inst.Provider, "instance_id": inst.ID}})
+	})
+	if err != nil {
+		return err
+	}
+	return river.JobSnooze(d.PollInterval)
+}
+
+func (w *ProvisionWorker) poll(ctx context.Context, pod *postgres.Pod) error {
+	d := w.d
+	p, ok := d.Broker.Provider(deref(pod.Provider))
+	if !ok {
+		return fmt.Errorf("pod %s runs at provider %q, which is not configured", pod.ID, deref(pod.Provider))
+	}
+	inst, err := p.GetInstance(ctx, *pod.InstanceID)
+	if errors.Is(err, gpu.ErrRateLimited) {
+		return river.JobSnooze(max(gpu.RetryAfter(err), d.PollInterval))
+	}
+	if err != nil && !errors.Is(err, gpu.ErrNotFound) {
+		return fmt.Errorf("error polling instance: %w", err)
+	}
+	switch {
+	case err == nil && inst.State == gpu.StateRunning:
+		return w.running(ctx, pod, inst)
+	case err != nil || inst.State == gpu.StateFailed || inst.State == gpu.StateTerminated:
+		// The instance died while booting: forget it, never use that offer again for this pod,
+		// and launch elsewhere on the next run.
+		d.Logger.WarnContext(ctx, "instance failed while booting", "pod_id", pod.ID, "instance_id", *pod.InstanceID, "error", err)
+		_ = p.Terminate(ctx, *pod.InstanceID)
+		if pod.OfferID != nil {
+			if err := postgres.AddFailedOffer(ctx, d.Pool, pod.ID, *pod.OfferID); err != nil {
+				return err
+			}
+		}
+		if _, err := d.Pool.Exec(ctx, `UPDATE pods SET provider = NULL, instance_id = NULL, offer_id = NULL WHERE id = $1`, pod.ID); err != nil {
+			return err
+		}
+		return river.JobSnooze(time.Millisecond)
+	}
+	if w.pastDeadline(pod) {
+		_ = p.Terminate(ctx, *pod.InstanceID)
+		return w.giveUp(ctx, pod, "The GPU did not finish booting in time.")
+	}
+	return river.JobSnooze(d.PollInterval)
+}
+
+// running stores the connection details, emails the user and schedules the end, in one
+// transaction.
+func (w *ProvisionWorker) running(ctx context.Context, pod *postgres.Pod, inst *gpu.Instance) error {
+	d := w.d
+	now := d.now()
+	ends := now.Add(time.Duration(pod.Hours) * time.Hour)
+	conn := gpubroker.Connection{SSH: sshCommand(inst), JupyterURL: inst.JupyterURL, CodeServerURL: inst.CodeServerURL}
+	connJSON, _ := json.Marshal(conn)
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodRunning,
+			map[string]any{"connection": connJSON, "started_at": now, "ends_at": ends})
+		if err != nil || !ok {
+			return err
+		}
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.running"}); err != nil {
+			return err
+		}
+		pod, err := postgres.GetPod(ctx, tx, pod.ID)
+		if err != nil {
+			return err
+		}
+		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
+		if err != nil {
+			return err
+		}
+		if err := QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodReady, o.Email, "pod_ready:"+pod.ID, mailData(d, o.Name, o.Email, pod, "")); err != nil {
+			return err
+		}
+		_, err = client(ctx).InsertTx(ctx, tx, TerminateArgs{PodID: pod.ID}, &river.InsertOpts{ScheduledAt: ends})
+		return err
+	})
+}
+
+func sshCommand(inst *gpu.Instance) string {
+	if inst.SSHHost == "" {
+		return ""
+	}
+	user := inst.SSHUser
+	if user == "" {
+		user = "root"
+	}
+	cmd := "ssh " + user + "@" + inst.SSHHost
+	if inst.SSHPort != 0 && inst.SSHPort != 22 {
+		cmd += " -p " + strconv.Itoa(inst.SSHPort)
+	}
+	return cmd
+}
+
+func (w *ProvisionWorker) pastDeadline(pod *postgres.Pod) bool {
+	start := pod.CreatedAt
+	if pod.DeployedAt != nil {
+		start = *pod.DeployedAt
+	}
+	return w.d.now().Sub(start) > w.d.ProvisionDeadline
+}
+
+// giveUp hands a pod that cannot be started to the refund job (free pods just fail).
+func (w *ProvisionWorker) giveUp(ctx context.Context, pod *postgres.Pod, reason string) error {
+	d := w.d
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		if pod.OrderStatus == gpubroker.OrderFree {
+			ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodFailed, map[string]any{"error": reason})
+			if err != nil || !ok {
+				return err
+			}
+			o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
+			if err != nil {
+				return err
+			}
+			return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodFailed, o.Email, "pod_failed:"+pod.ID, mailData(d, o.Name, o.Email, pod, reason))
+		}
+		_, err := client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: reason}, nil)
+		return err
+	})
+}

@@ -1,0 +1,211 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker"
+	"gpubroker/postgres"
+)
+
+// StripeEventArgs processes one stored webhook event.
+type StripeEventArgs struct {
+	EventID string `json:"event_id"`
+}
+
+// Kind implements river.JobArgs.
+func (StripeEventArgs) Kind() string { return "stripe_event" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (StripeEventArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{UniqueOpts: unique()} }
+
+// StripeEventWorker acts on a webhook event. It never trusts the event's copy of an object or
+// the order events arrive in: it fetches the Session and PaymentIntent from Stripe and moves
+// the order only forward, so duplicates and reorders change nothing.
+type StripeEventWorker struct {
+	river.WorkerDefaults[StripeEventArgs]
+	d *Deps
+}
+
+// NextRetry implements the RetryDelay override.
+func (w *StripeEventWorker) NextRetry(*river.Job[StripeEventArgs]) time.Time { return w.d.nextRetry() }
+
+// Work implements river.Worker.
+func (w *StripeEventWorker) Work(ctx context.Context, job *river.Job[StripeEventArgs]) error {
+	d := w.d
+	ev, err := postgres.GetStripeEvent(ctx, d.Pool, job.Args.EventID)
+	if err != nil {
+		return err
+	}
+	log := d.Logger.With("event_id", ev.ID, "event_type", ev.Type)
+	switch ev.Type {
+	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+		err = w.sessionCompleted(ctx, ev)
+	case "checkout.session.expired":
+		err = w.sessionExpired(ctx, ev)
+	case "payment_intent.canceled":
+		err = w.paymentCanceled(ctx, ev)
+	default:
+		log.InfoContext(ctx, "stripe event ignored")
+	}
+	if err != nil {
+		return err
+	}
+	return postgres.MarkStripeEventProcessed(ctx, d.Pool, ev.ID, d.now())
+}
+
+func (w *StripeEventWorker) orderOfSession(ctx context.Context, s *gpubroker.CheckoutSession) (*gpubroker.Order, error) {
+	o, err := postgres.GetOrderBySession(ctx, w.d.Pool, s.ID)
+	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND && s.ClientReferenceID != "" {
+		o, err = postgres.GetOrder(ctx, w.d.Pool, s.ClientReferenceID)
+	}
+	return o, err
+}
+
+func (w *StripeEventWorker) sessionCompleted(ctx context.Context, ev *gpubroker.WebhookEvent) error {
+	d := w.d
+	s, err := d.Payments.GetCheckout(ctx, ev.ObjectID)
+	if err != nil {
+		return fmt.Errorf("error fetching checkout session: %w", err)
+	}
+	o, err := w.orderOfSession(ctx, s)
+	if err != nil {
+		if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
+			d.Logger.WarnContext(ctx, "checkout session of no order of ours", "session_id", s.ID)
+			return nil
+		}
+		return err
+	}
+	if o.Status != gpubroker.OrderCheckoutPending {
+		return nil // already settled by another event
+	}
+	if s.PaymentIntentID == "" {
+		return fmt.Errorf("checkout session %s completed without a payment intent", s.ID)
+	}
+	pi, err := d.Payments.GetPaymentIntent(ctx, s.PaymentIntentID)
+	if err != nil {
+		return fmt.Errorf("error fetching payment intent: %w", err)
+	}
+	if pi.Amount != o.AmountCents || pi.Currency != o.Currency {
+		// Never authorize an order for an amount we did not compute.
+		return river.JobCancel(fmt.Errorf("payment intent %s is for %d %s, order %s is for %d %s", pi.ID, pi.Amount, pi.Currency, o.ID, o.AmountCents, o.Currency))
+	}
+	switch pi.Status {
+	case gpubroker.PIRequiresCapture:
+		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+			o, err := postgres.GetOrderForUpdate(ctx, tx, o.ID)
+			if err != nil {
+				return err
+			}
+			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, pi.ID, d.now())
+			if err != nil || !ok {
+				return err
+			}
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.authorized", Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount}}); err != nil {
+				return err
+			}
+			o, err = postgres.GetOrder(ctx, tx, o.ID)
+			if err != nil {
+				return err
+			}
+			return attachAccount(ctx, tx, client(ctx), d, o)
+		})
+	case gpubroker.PICanceled:
+		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+			ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderCheckoutPending, gpubroker.OrderReleased, d.now())
+			if err != nil || !ok {
+				return err
+			}
+			return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.released", Detail: map[string]any{"reason": "hold canceled before the session was processed"}})
+		})
+	case gpubroker.PISucceeded:
+		d.Logger.ErrorContext(ctx, "payment captured outside GPU Broker; needs a human", "order_id", o.ID, "payment_intent", pi.ID)
+		return nil
+	default:
+		// requires_payment_method, processing…: not authorized yet; look again later.
+		return fmt.Errorf("payment intent %s is %s, not requires_capture", pi.ID, pi.Status)
+	}
+}
+
+func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.WebhookEvent) error {
+	d := w.d
+	s, err := d.Payments.GetCheckout(ctx, ev.ObjectID)
+	if err != nil {
+		return fmt.Errorf("error fetching checkout session: %w", err)
+	}
+	if s.Status != gpubroker.SessionExpired {
+		return nil
+	}
+	o, err := w.orderOfSession(ctx, s)
+	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderCheckoutPending, gpubroker.OrderExpired, d.now())
+		if err != nil || !ok {
+			return err
+		}
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.expired"})
+	})
+}
+
+// paymentCanceled handles a hold that was cancelled or lapsed at Stripe.
+func (w *StripeEventWorker) paymentCanceled(ctx context.Context, ev *gpubroker.WebhookEvent) error {
+	d := w.d
+	pi, err := d.Payments.GetPaymentIntent(ctx, ev.ObjectID)
+	if err != nil {
+		return fmt.Errorf("error fetching payment intent: %w", err)
+	}
+	if pi.Status != gpubroker.PICanceled {
+		return nil
+	}
+	o, err := postgres.GetOrderByPaymentIntent(ctx, d.Pool, pi.ID)
+	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
+		// The completed event has not been processed yet; its job will see the cancelled hold.
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return releaseOrder(ctx, d, o.ID, "Your card hold was released by your bank or card network before you deployed.")
+}
+
+// releaseOrder records a released hold: the order becomes released, its undeployed pod failed,
+// and the user is told. It does nothing unless the order is still authorized.
+func releaseOrder(ctx context.Context, d *Deps, orderID, reason string) error {
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		ok, err := postgres.MoveOrder(ctx, tx, orderID, gpubroker.OrderAuthorized, gpubroker.OrderReleased, d.now())
+		if err != nil || !ok {
+			return err
+		}
+		pod, err := postgres.GetOrderPod(ctx, tx, orderID)
+		if err != nil {
+			return err
+		}
+		for _, from := range []string{gpubroker.PodConfigured, gpubroker.PodDeploying} {
+			if _, err := postgres.MovePod(ctx, tx, pod.ID, from, gpubroker.PodFailed, map[string]any{"error": "The card hold was released before deploy; nothing was charged."}); err != nil {
+				return err
+			}
+		}
+		o, err := postgres.GetOrder(ctx, tx, orderID)
+		if err != nil {
+			return err
+		}
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.released", Detail: map[string]any{"reason": reason}}); err != nil {
+			return err
+		}
+		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailHoldReleased, o.Email, "hold_released:"+o.ID, mailData(d, o.Name, o.Email, pod, reason))
+	})
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,79 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker"
+	"gpubroker/gpu"
+	"gpubroker/postgres"
+)
+
+// TerminateArgs ends a running pod: scheduled at ends_at, or enqueued by the user.
+type TerminateArgs struct {
+	PodID string `json:"pod_id"`
+}
+
+// Kind implements river.JobArgs.
+func (TerminateArgs) Kind() string { return "terminate" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts. Not unique: the scheduled end and a
+// user's request may both exist; the second finds the pod terminated and does nothing.
+func (TerminateArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 20} }
+
+// TerminateWorker terminates the instance (idempotently at the provider) and records it.
+type TerminateWorker struct {
+	river.WorkerDefaults[TerminateArgs]
+	d *Deps
+}
+
+// NextRetry implements the RetryDelay override.
+func (w *TerminateWorker) NextRetry(*river.Job[TerminateArgs]) time.Time { return w.d.nextRetry() }
+
+// Work implements river.Worker.
+func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs]) error {
+	d := w.d
+	pod, err := postgres.GetPod(ctx, d.Pool, job.Args.PodID)
+	if err != nil {
+		return err
+	}
+	if pod.Status == gpubroker.PodRunning {
+		err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+			_, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, nil)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	} else if pod.Status != gpubroker.PodTerminating {
+		return nil
+	}
+	if pod.InstanceID != nil {
+		p, ok := d.Broker.Provider(deref(pod.Provider))
+		if !ok {
+			return fmt.Errorf("pod %s runs at provider %q, which is not configured", pod.ID, deref(pod.Provider))
+		}
+		if err := p.Terminate(ctx, *pod.InstanceID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
+			return fmt.Errorf("error terminating instance: %w", err)
+		}
+	}
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodTerminating, gpubroker.PodTerminated, map[string]any{"terminated_at": d.now()})
+		if err != nil || !ok {
+			return err
+		}
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.terminated"}); err != nil {
+			return err
+		}
+		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
+		if err != nil {
+			return err
+		}
+		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, ""))
+	})
+}

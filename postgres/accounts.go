@@ -1,0 +1,56 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"gpubroker"
+)
+
+const accountCols = `id, email, name, status, created_at, activated_at`
+
+func scanAccount(row pgx.Row) (*gpubroker.Account, error) {
+	var a gpubroker.Account
+	if err := row.Scan(&a.ID, &a.Email, &a.Name, &a.Status, &a.CreatedAt, &a.ActivatedAt); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// UpsertAccount returns the account of an email, creating it when there is none. The unique
+// email column makes two concurrent creations end in one account.
+func UpsertAccount(ctx context.Context, tx pgx.Tx, email, name string) (*gpubroker.Account, bool, error) {
+	var created bool
+	var a gpubroker.Account
+	// The no-op update makes RETURNING yield the existing row; xmax = 0 only for a fresh insert.
+	err := tx.QueryRow(ctx, `INSERT INTO accounts (email, name) VALUES ($1, $2)
+		ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email
+		RETURNING `+accountCols+`, (xmax = 0)`, email, name).
+		Scan(&a.ID, &a.Email, &a.Name, &a.Status, &a.CreatedAt, &a.ActivatedAt, &created)
+	if err != nil {
+		return nil, false, err
+	}
+	return &a, created, nil
+}
+
+// GetAccount returns an account by id.
+func GetAccount(ctx context.Context, q Querier, id string) (*gpubroker.Account, error) {
+	a, err := scanAccount(q.QueryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = $1`, id))
+	return a, notFound(err, "account")
+}
+
+// GetAccountByEmail returns an account by (normalized) email.
+func GetAccountByEmail(ctx context.Context, q Querier, email string) (*gpubroker.Account, error) {
+	a, err := scanAccount(q.QueryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE email = $1`, email))
+	return a, notFound(err, "account")
+}
+
+// ActivateAccount marks a pending account active; an active one stays as it is.
+func ActivateAccount(ctx context.Context, tx pgx.Tx, id string, now time.Time) (*gpubroker.Account, error) {
+	if _, err := tx.Exec(ctx, `UPDATE accounts SET status = 'active', activated_at = $2 WHERE id = $1 AND status = 'pending'`, id, now); err != nil {
+		return nil, err
+	}
+	return GetAccount(ctx, tx, id)
+}

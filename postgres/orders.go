@@ -1,0 +1,140 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"gpubroker"
+)
+
+const orderCols = `id, account_id, email, name, plan, template, gpu, region, hours, amount_cents, currency,
+	status, stripe_session_id, payment_intent_id, authorized_at, hold_expires_at, captured_at, created_at`
+
+func scanOrder(row pgx.Row) (*gpubroker.Order, error) {
+	var o gpubroker.Order
+	err := row.Scan(&o.ID, &o.AccountID, &o.Email, &o.Name, &o.Plan, &o.Template, &o.GPU, &o.Region, &o.Hours,
+		&o.AmountCents, &o.Currency, &o.Status, &o.StripeSessionID, &o.PaymentIntentID, &o.AuthorizedAt,
+		&o.HoldExpiresAt, &o.CapturedAt, &o.CreatedAt)
+	if err != nil {
+		return nil, err
+	}
+	return &o, nil
+}
+
+// CreateOrder stores a priced order and its configured pod. Free-trial orders claim the email's
+// one trial in the same statement batch: a second claim is ECONFLICT trial_used.
+func CreateOrder(ctx context.Context, tx pgx.Tx, q *gpubroker.Quote) (*gpubroker.Order, string, error) {
+	status := gpubroker.OrderCheckoutPending
+	if !q.Plan.PaymentRequired {
+		status = gpubroker.OrderFree
+	}
+	r := q.Request
+	o, err := scanOrder(tx.QueryRow(ctx, `INSERT INTO orders (email, name, plan, template, gpu, region, hours, hourly_cents, amount_cents, currency, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING `+orderCols,
+		r.Email, r.Name, r.Plan, r.Template, r.GPU, r.Region, r.Hours, q.HourlyCents, q.AmountCents, gpubroker.Currency, status))
+	if err != nil {
+		return nil, "", err
+	}
+	if status == gpubroker.OrderFree {
+		if _, err := tx.Exec(ctx, `INSERT INTO trial_claims (email, order_id) VALUES ($1, $2)`, r.Email, o.ID); err != nil {
+			if isUniqueViolation(err) {
+				return nil, "", gpubroker.Errorf(gpubroker.ECONFLICT, "trial_used", "This email address has already used its free trial.")
+			}
+			return nil, "", err
+		}
+	}
+	var podID string
+	err = tx.QueryRow(ctx, `INSERT INTO pods (order_id, gpu, region, hours, template) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+		o.ID, r.GPU, r.Region, r.Hours, r.Template).Scan(&podID)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := Audit(ctx, tx, AuditEvent{OrderID: o.ID, PodID: podID, Action: "order.created", Detail: map[string]any{"plan": r.Plan, "amount_cents": q.AmountCents, "status": status}}); err != nil {
+		return nil, "", err
+	}
+	return o, podID, nil
+}
+
+// TrialUsed reports whether an email has already claimed its free trial.
+func TrialUsed(ctx context.Context, q Querier, email string) (bool, error) {
+	var used bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM trial_claims WHERE email = $1)`, email).Scan(&used)
+	return used, err
+}
+
+// SetCheckoutSession records the Stripe Checkout Session created for an order.
+func SetCheckoutSession(ctx context.Context, q Querier, orderID, sessionID string) error {
+	_, err := q.Exec(ctx, `UPDATE orders SET stripe_session_id = $2 WHERE id = $1 AND (stripe_session_id IS NULL OR stripe_session_id = $2)`, orderID, sessionID)
+	return err
+}
+
+// GetOrder returns an order by id.
+func GetOrder(ctx context.Context, q Querier, id string) (*gpubroker.Order, error) {
+	o, err := scanOrder(q.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE id = $1`, id))
+	return o, notFound(err, "order")
+}
+
+// GetOrderForUpdate returns an order by id and locks its row until the transaction ends.
+func GetOrderForUpdate(ctx context.Context, tx pgx.Tx, id string) (*gpubroker.Order, error) {
+	o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE id = $1 FOR UPDATE`, id))
+	return o, notFound(err, "order")
+}
+
+// GetOrderBySession returns the order of a Checkout Session.
+func GetOrderBySession(ctx context.Context, q Querier, sessionID string) (*gpubroker.Order, error) {
+	o, err := scanOrder(q.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE stripe_session_id = $1`, sessionID))
+	return o, notFound(err, "order")
+}
+
+// GetOrderByPaymentIntent returns the order of a PaymentIntent.
+func GetOrderByPaymentIntent(ctx context.Context, q Querier, piID string) (*gpubroker.Order, error) {
+	o, err := scanOrder(q.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE payment_intent_id = $1`, piID))
+	return o, notFound(err, "order")
+}
+
+// AuthorizeOrder moves a pending order to authorized with its PaymentIntent. It reports false,
+// changing nothing, when the order is not checkout_pending (a duplicate or late event).
+func AuthorizeOrder(ctx context.Context, tx pgx.Tx, orderID, piID string, now time.Time) (bool, error) {
+	// Card holds last 7 days; hold_expires_at is what the dashboard shows.
+	tag, err := tx.Exec(ctx, `UPDATE orders SET status = 'authorized', payment_intent_id = $2, authorized_at = $3, hold_expires_at = $4
+		WHERE id = $1 AND status = 'checkout_pending'`, orderID, piID, now, now.Add(7*24*time.Hour))
+	return tag.RowsAffected() == 1, err
+}
+
+// MoveOrder moves an order from one status to another, setting the status's timestamp. It
+// reports false, changing nothing, when the order is not in status from.
+func MoveOrder(ctx context.Context, tx pgx.Tx, orderID, from, to string, now time.Time) (bool, error) {
+	if !gpubroker.CanMoveOrder(from, to) {
+		return false, errors.New("order transition " + from + " -> " + to + " is not allowed")
+	}
+	col := map[string]string{
+		gpubroker.OrderCaptured: "captured_at", gpubroker.OrderReleased: "released_at",
+		gpubroker.OrderRefunded: "refunded_at", gpubroker.OrderExpired: "expired_at", gpubroker.OrderDeclined: "expired_at",
+	}[to]
+	sql := `UPDATE orders SET status = $3 WHERE id = $1 AND status = $2`
+	if col != "" {
+		sql = `UPDATE orders SET status = $3, ` + col + ` = $4 WHERE id = $1 AND status = $2`
+		tag, err := tx.Exec(ctx, sql, orderID, from, to, now)
+		return tag.RowsAffected() == 1, err
+	}
+	tag, err := tx.Exec(ctx, sql, orderID, from, to)
+	return tag.RowsAffected() == 1, err
+}
+
+// SetRefund records the refund of an order.
+func SetRefund(ctx context.Context, tx pgx.Tx, orderID, refundID string) error {
+	_, err := tx.Exec(ctx, `UPDATE orders SET refund_id = $2 WHERE id = $1`, orderID, refundID)
+	return err
+}
+
+// AttachOrder links an order and its pod to an account.
+func AttachOrder(ctx context.Context, tx pgx.Tx, orderID, accountID string) error {
+	if _, err := tx.Exec(ctx, `UPDATE orders SET account_id = $2 WHERE id = $1`, orderID, accountID); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE pods SET account_id = $2 WHERE order_id = $1`, orderID, accountID)
+	return err
+}

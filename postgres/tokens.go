@@ -1,0 +1,97 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"gpubroker"
+)
+
+// Token lifetimes.
+const (
+	ActivationTokenTTL = 24 * time.Hour
+	LoginTokenTTL      = 30 * time.Minute
+	SessionTTL         = 30 * 24 * time.Hour
+)
+
+// NewSecret returns 32 random bytes, base64url-encoded, and the SHA-256 that is stored in their
+// place: a database leak does not leak working tokens or sessions.
+func NewSecret() (secret string, hash []byte) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	secret = base64.RawURLEncoding.EncodeToString(b)
+	return secret, HashSecret(secret)
+}
+
+// HashSecret returns the stored form of a token or session secret.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// IssueToken creates a single-use token for an account and returns the secret to email.
+func IssueToken(ctx context.Context, tx pgx.Tx, accountID, purpose string, now time.Time) (string, error) {
+	ttl := ActivationTokenTTL
+	if purpose == "login" {
+		ttl = LoginTokenTTL
+	}
+	secret, hash := NewSecret()
+	_, err := tx.Exec(ctx, `INSERT INTO tokens (hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		hash, accountID, purpose, now, now.Add(ttl))
+	return secret, err
+}
+
+// ConsumeToken marks a token used and returns its account id. Unknown tokens are
+// token_invalid (400), expired ones token_expired (410), used ones token_used (410). The row
+// lock makes two concurrent uses end in one success.
+func ConsumeToken(ctx context.Context, tx pgx.Tx, secret, purpose string, now time.Time) (string, error) {
+	var accountID string
+	var expiresAt time.Time
+	var usedAt *time.Time
+	err := tx.QueryRow(ctx, `SELECT account_id, expires_at, used_at FROM tokens WHERE hash = $1 AND purpose = $2 FOR UPDATE`,
+		HashSecret(secret), purpose).Scan(&accountID, &expiresAt, &usedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", &gpubroker.Error{Code: gpubroker.EBADREQUEST, Reason: "token_invalid", Message: "This link is not valid. Request a new one."}
+	case err != nil:
+		return "", err
+	case usedAt != nil:
+		return "", &gpubroker.Error{Code: gpubroker.EGONE, Reason: "token_used", Message: "This link has already been used. Sign in, or request a new link."}
+	case !now.Before(expiresAt):
+		return "", &gpubroker.Error{Code: gpubroker.EGONE, Reason: "token_expired", Message: "This link has expired. Request a new one."}
+	}
+	_, err = tx.Exec(ctx, `UPDATE tokens SET used_at = $2 WHERE hash = $1`, HashSecret(secret), now)
+	return accountID, err
+}
+
+// CreateSession starts a browser session and returns the cookie value.
+func CreateSession(ctx context.Context, q Querier, accountID string, now time.Time) (string, time.Time, error) {
+	secret, hash := NewSecret()
+	expires := now.Add(SessionTTL)
+	_, err := q.Exec(ctx, `INSERT INTO sessions (hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`, hash, accountID, now, expires)
+	return secret, expires, err
+}
+
+// SessionAccount returns the account of a live session.
+func SessionAccount(ctx context.Context, q Querier, secret string, now time.Time) (*gpubroker.Account, error) {
+	a, err := scanAccount(q.QueryRow(ctx, `SELECT a.id, a.email, a.name, a.status, a.created_at, a.activated_at
+		FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.hash = $1 AND s.expires_at > $2`, HashSecret(secret), now))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "Sign in to continue.")
+	}
+	return a, err
+}
+
+// DeleteSession ends a session.
+func DeleteSession(ctx context.Context, q Querier, secret string) error {
+	_, err := q.Exec(ctx, `DELETE FROM sessions WHERE hash = $1`, HashSecret(secret))
+	return err
+}

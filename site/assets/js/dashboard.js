@@ -1,0 +1,315 @@
+// /dashboard/ — account status, pods, Deploy / Terminate, live status and connection details.
+import { $, api, h, money, dateTime, catalog, regionName, status, busy } from "./lib.js";
+
+const cat = catalog();
+const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
+const POD_LABEL = {
+  configured: "Ready to deploy",
+  deploying: "Deploying",
+  provisioning: "Starting",
+  running: "Running",
+  terminating: "Stopping",
+  terminated: "Terminated",
+  failed: "Failed",
+};
+const ORDER_LABEL = {
+  checkout_pending: "Awaiting payment",
+  authorized: "Card authorized, not charged yet",
+  captured: "Paid",
+  refunded: "Refunded",
+  expired: "Checkout expired",
+  released: "Hold released",
+  free: "Free trial",
+};
+const PROGRESS = {
+  deploying: "Capturing your payment and queueing your pod…",
+  provisioning: "Starting your pod at the provider. This usually takes a few minutes.",
+  terminating: "Stopping your pod…",
+};
+
+let account = null;
+const pods = new Map(); // id → pod
+const notes = new Map(); // id → message shown under the pod's buttons
+const timers = new Map(); // id → polling timer
+
+const podsEl = $("#pods");
+const dashStatus = $("#dashboard-status");
+
+const gpuName = (id) => (cat.gpus.find((g) => g.gpu === id) || {}).display_name || id;
+const templateName = (id) => (cat.templates.find((t) => t.id === id) || {}).name || id;
+const safeURL = (u) => {
+  try {
+    const url = new URL(u, location.href);
+    return url.protocol === "https:" || url.protocol === "http:" ? url.href : "";
+  } catch (e) {
+    return "";
+  }
+};
+
+// deployBlocked returns why the Deploy button is disabled, or "" when it may be pressed.
+function deployBlocked(p) {
+  if (p.status !== "configured") {
+    if (p.status === "running") return "Your pod is running.";
+    if (p.status === "failed") return "This pod could not be started.";
+    if (TRANSIENT.has(p.status)) return "Deployment is in progress.";
+    return "This pod has ended.";
+  }
+  if (!account || account.status !== "active") return "Confirm your email address first — use the link we sent you.";
+  switch (p.order_status) {
+    case "released":
+      return "The hold on your card was released, so this order can no longer be deployed. Start a new one.";
+    case "expired":
+      return "This checkout expired before it was paid. Start a new order.";
+    case "refunded":
+      return "This order was refunded.";
+    case "checkout_pending":
+      return "Waiting for your payment to be confirmed.";
+  }
+  if (p.order_status === "authorized" && p.hold_expires_at && new Date(p.hold_expires_at) < new Date())
+    return "The hold on your card has expired. Start a new order.";
+  return "";
+}
+
+function copyButton(text, what) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "btn small secondary copy-btn",
+      "data-copy": text,
+      "aria-label": `Copy ${what}`,
+      onclick: (e) => copy(e.currentTarget, text),
+    },
+    "Copy",
+  );
+}
+
+async function copy(btn, text) {
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    ok = true;
+  } catch (e) {
+    const ta = h("textarea", { class: "sr-only", readonly: true });
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    try {
+      ok = document.execCommand("copy");
+    } catch (e2) {}
+    ta.remove();
+    btn.focus();
+  }
+  btn.textContent = ok ? "Copied" : "Copy failed";
+  setTimeout(() => (btn.textContent = "Copy"), 2000);
+}
+
+function fact(label, value, cls) {
+  if (value === "" || value === null || value === undefined) return null;
+  return h("div", {}, h("dt", {}, label), h("dd", { class: cls }, value));
+}
+
+function renderPod(p) {
+  const reason = deployBlocked(p);
+  const c = p.connection || {};
+  const conn = [];
+  if (c.ssh) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "SSH"), h("code", { class: "conn-ssh" }, c.ssh), copyButton(c.ssh, "SSH command")));
+  const jup = safeURL(c.jupyter_url);
+  if (jup) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "JupyterLab"), h("a", { class: "conn-jupyter", href: jup, target: "_blank", rel: "noopener" }, "Open JupyterLab"), copyButton(jup, "JupyterLab link")));
+  const cs = safeURL(c.code_server_url);
+  if (cs) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "VS Code"), h("a", { class: "conn-code-server", href: cs, target: "_blank", rel: "noopener" }, "Open VS Code"), copyButton(cs, "VS Code link")));
+
+  const price = p.amount_cents > 0 ? money(p.amount_cents, p.currency) : p.order_status === "free" ? "Free" : money(p.amount_cents || 0, p.currency);
+  const titleId = `pod-${p.id}-title`;
+  return h(
+    "article",
+    { class: "card pod", id: `pod-${p.id}`, "data-status": p.status, "data-order-status": p.order_status, "aria-labelledby": titleId },
+    h(
+      "div",
+      { class: "pod-head" },
+      h("h3", { id: titleId, tabindex: "-1" }, gpuName(p.gpu), h("span", { class: "muted" }, ` · ${regionName(cat, p.region)}`)),
+      h("span", { class: "badge pod-status", "data-status": p.status }, POD_LABEL[p.status] || p.status),
+    ),
+    h(
+      "dl",
+      { class: "facts" },
+      fact("Workspace", templateName(p.template)),
+      fact("Hours", p.hours),
+      fact("Price", price, "pod-price"),
+      fact("Payment", ORDER_LABEL[p.order_status] || p.order_status, "order-status"),
+      p.order_status === "authorized" ? fact("Card hold until", dateTime(p.hold_expires_at), "hold-expiry") : null,
+      fact("Started", dateTime(p.started_at)),
+      fact(p.status === "running" ? "Stops at" : "Ended", p.status === "running" || p.status === "terminated" ? dateTime(p.ends_at) : ""),
+      fact("Ordered", dateTime(p.created_at)),
+    ),
+    TRANSIENT.has(p.status)
+      ? h("p", { class: "alert warn status pod-progress" }, h("span", { class: "spinner", "aria-hidden": "true" }), h("span", {}, PROGRESS[p.status]))
+      : null,
+    p.status === "failed"
+      ? h("p", { class: "alert err pod-error" }, p.error || "We could not start this pod. If you paid, your payment is refunded automatically.")
+      : null,
+    conn.length ? h("div", { class: "conn" }, ...conn) : null,
+    h(
+      "div",
+      { class: "pod-actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn deploy-btn",
+          disabled: reason !== "",
+          "aria-describedby": reason ? `pod-${p.id}-reason` : null,
+          onclick: () => deploy(p.id),
+        },
+        p.status === "configured" && p.amount_cents > 0 ? `Deploy — charge ${price}` : "Deploy",
+      ),
+      reason ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
+      p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => terminate(p.id) }, "Terminate") : null,
+    ),
+    h("p", { class: "pod-msg", role: "status" }, notes.get(p.id) || ""),
+  );
+}
+
+// update re-renders one pod in place, keeping keyboard focus on the same control if possible.
+function update(p) {
+  pods.set(p.id, p);
+  const old = document.getElementById(`pod-${p.id}`);
+  const node = renderPod(p);
+  if (!old) return podsEl.append(node);
+  const active = document.activeElement;
+  const cls = old.contains(active) ? [...active.classList].find((c) => /-btn$/.test(c)) : null;
+  old.replaceWith(node);
+  if (old.contains(active)) {
+    const same = cls && node.querySelector(`.${cls}:not([disabled])`);
+    (same || node.querySelector("h3")).focus();
+  }
+}
+
+function note(id, text) {
+  notes.set(id, text);
+  const p = pods.get(id);
+  if (p) update(p);
+}
+
+function poll(id) {
+  if (timers.has(id)) return;
+  let failures = 0;
+  const tick = async () => {
+    const res = await api("GET", `/api/pods/${encodeURIComponent(id)}`);
+    if (res.status === 401) return signedOut();
+    if (res.ok && res.data && res.data.id) {
+      failures = 0;
+      if (res.data.status !== "configured") notes.delete(id);
+      update(res.data);
+    } else failures++;
+    const p = pods.get(id);
+    if (p && TRANSIENT.has(p.status)) timers.set(id, setTimeout(tick, failures > 2 ? 5000 : 2000));
+    else timers.delete(id);
+  };
+  timers.set(id, setTimeout(tick, 2000));
+}
+
+async function refreshPod(id) {
+  const res = await api("GET", `/api/pods/${encodeURIComponent(id)}`);
+  if (res.ok && res.data && res.data.id) update(res.data);
+  const p = pods.get(id);
+  if (p && TRANSIENT.has(p.status)) poll(id);
+}
+
+async function deploy(id) {
+  const btn = $(`#pod-${CSS.escape(id)} .deploy-btn`);
+  busy(btn, true, "Deploying…");
+  notes.delete(id);
+  const res = await api("POST", `/api/pods/${encodeURIComponent(id)}/deploy`);
+  if (res.status === 401) return signedOut();
+  if (res.status === 202 || res.ok) {
+    update({ ...pods.get(id), status: res.data.status || "deploying" });
+    poll(id);
+    return;
+  }
+  busy(btn, false);
+  const e = res.data.error;
+  if (e === "account_inactive") {
+    account = { ...account, status: account.status === "active" ? "pending" : account.status };
+    renderAccount();
+  }
+  note(id, res.data.message || "We could not deploy this pod.");
+  if (res.status === 409 || res.status === 403) refreshPod(id);
+}
+
+async function terminate(id) {
+  const btn = $(`#pod-${CSS.escape(id)} .terminate-btn`);
+  busy(btn, true, "Terminating…");
+  const res = await api("POST", `/api/pods/${encodeURIComponent(id)}/terminate`);
+  if (res.status === 401) return signedOut();
+  if (res.ok) {
+    notes.delete(id);
+    update({ ...pods.get(id), status: "terminating" });
+    poll(id);
+    return;
+  }
+  busy(btn, false);
+  note(id, res.data.message || "We could not terminate this pod.");
+  if (res.status === 409) refreshPod(id);
+}
+
+function renderAccount() {
+  $("#account-email").textContent = account.email || "";
+  const active = account.status === "active";
+  const badge = $("#account-status");
+  badge.textContent = active ? "Active" : account.status === "pending" ? "Email not confirmed" : account.status || "";
+  badge.dataset.status = active ? "running" : "deploying";
+  $("#pending-banner").hidden = active;
+  $("#pending-email").textContent = account.email || "your email";
+  for (const p of pods.values()) update(p);
+}
+
+function signedOut() {
+  for (const t of timers.values()) clearTimeout(t);
+  timers.clear();
+  dashStatus.hidden = true;
+  $("#account").hidden = true;
+  $("#signed-out").hidden = false;
+}
+
+async function load() {
+  status(dashStatus, "loading", "info", "Loading your account…", true);
+  const res = await api("GET", "/api/me");
+  if (res.status === 401) return signedOut();
+  if (!res.ok || !res.data.account) {
+    status(dashStatus, "error", "err", [res.data.message || "We could not load your account.", h("button", { type: "button", class: "btn small secondary", id: "retry", onclick: load }, "Try again")]);
+    return;
+  }
+  dashStatus.hidden = true;
+  account = res.data.account;
+  const list = Array.isArray(res.data.pods) ? res.data.pods : [];
+  podsEl.replaceChildren();
+  pods.clear();
+  for (const p of list) update(p);
+  $("#no-pods").hidden = list.length > 0;
+  renderAccount();
+  $("#account").hidden = false;
+  for (const p of list) if (TRANSIENT.has(p.status)) poll(p.id);
+}
+
+$("#logout").addEventListener("click", async (e) => {
+  const btn = e.currentTarget;
+  busy(btn, true, "Signing out…");
+  const res = await api("POST", "/api/logout");
+  busy(btn, false);
+  if (res.ok || res.status === 401) {
+    signedOut();
+    $("#signed-out-title").textContent = "You are signed out";
+    $("#login-link").focus();
+  } else status(dashStatus, "error", "err", res.data.message);
+});
+
+$("#resend-activation").addEventListener("click", async (e) => {
+  const btn = e.currentTarget;
+  busy(btn, true, "Sending…");
+  const res = await api("POST", "/api/activation/resend", { email: account.email });
+  busy(btn, false);
+  $("#resend-activation-status").textContent = res.ok ? `We sent a new activation link to ${account.email}.` : res.data.message;
+});
+
+load();

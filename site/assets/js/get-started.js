@@ -1,0 +1,344 @@
+// The get-started wizard: email & name → plan → workspace → GPU/region/hours → review → Pay.
+// Prices are computed here for display only; the API prices the order itself.
+import { $, $$, api, h, money, catalog, regionName, fieldError, clearFieldErrors, validEmail, busy, param } from "./lib.js";
+
+const form = $("#get-started-form");
+const STORE = "gb-get-started";
+const FIELDS = ["email", "name", "plan", "template", "gpu", "region", "hours"];
+const STEP_OF = { email: 1, name: 1, plan: 2, template: 3, gpu: 4, region: 4, hours: 4 };
+const GROUPS = ["plan", "template"];
+let cat = catalog();
+let step = 1;
+
+const el = (id) => document.getElementById(id);
+const checked = (name) => form.querySelector(`input[name="${name}"]:checked`);
+const plan = () => {
+  const r = checked("plan");
+  return r ? cat.plans.find((p) => p.id === r.value) : null;
+};
+const template = () => {
+  const r = checked("template");
+  return r ? cat.templates.find((t) => t.id === r.value) : null;
+};
+const gpuOf = (id) => cat.gpus.find((g) => g.gpu === id);
+const minRate = (g) => Math.min(...g.regions.map((r) => r.hourly_cents));
+const allowed = (p) => cat.gpus.filter((g) => !p || !(p.gpu_classes || []).length || p.gpu_classes.includes(g.gpu));
+const maxHours = (p) => (p && p.max_hours > 0 ? p.max_hours : 168);
+
+function fillGPUs() {
+  const sel = el("gpu");
+  const cur = sel.value;
+  const p = plan();
+  const list = allowed(p);
+  sel.replaceChildren(...list.map((g) => h("option", { value: g.gpu }, `${g.display_name} — from ${money(minRate(g))}/h`)));
+  if (list.length) sel.value = list.some((g) => g.gpu === cur) ? cur : list[0].gpu;
+  el("gpu-hint").textContent =
+    p && (p.gpu_classes || []).length ? `The ${p.name} plan includes ${list.map((g) => g.display_name).join(" and ")}.` : "";
+  fillRegions();
+}
+
+function fillRegions() {
+  const sel = el("region");
+  const cur = sel.value;
+  const g = gpuOf(el("gpu").value);
+  const regions = g ? g.regions : [];
+  sel.replaceChildren(
+    ...regions.map((r) =>
+      h("option", { value: r.region, disabled: !r.available }, `${regionName(cat, r.region)} — ${money(r.hourly_cents)}/h${r.available ? "" : " (sold out)"}`),
+    ),
+  );
+  const ok = (id) => regions.some((r) => r.region === id && r.available);
+  const first = regions.find((r) => r.available);
+  if (ok(cur)) sel.value = cur;
+  else if (first) sel.value = first.region;
+  fillHours();
+}
+
+function fillHours() {
+  const input = el("hours");
+  const max = maxHours(plan());
+  input.max = String(max);
+  el("hours-hint").textContent = max === 1 ? "The free trial is one hour." : `1 to ${max} hours`;
+  const n = parseInt(input.value, 10);
+  if (n > max) input.value = String(max);
+  input.readOnly = max === 1;
+  updateTotal();
+}
+
+function quote() {
+  const p = plan();
+  const g = gpuOf(el("gpu").value);
+  const r = g && g.regions.find((x) => x.region === el("region").value);
+  const n = parseInt(el("hours").value, 10);
+  if (!p || !r || !(n >= 1)) return null;
+  if (!p.payment_required) return { cents: 0, currency: p.currency, text: "Free trial — no card needed" };
+  const parts = [];
+  if (p.fee_cents > 0) parts.push(`${p.name} plan ${money(p.fee_cents, p.currency)}`);
+  parts.push(`${n} h × ${money(r.hourly_cents, p.currency)}`);
+  return { cents: p.fee_cents + r.hourly_cents * n, currency: p.currency, text: parts.join(" + ") };
+}
+
+function updateTotal() {
+  const q = quote();
+  el("total").textContent = q ? money(q.cents, q.currency) : "—";
+  el("total-breakdown").textContent = q ? q.text : "";
+}
+
+function validate(n) {
+  const e = {};
+  if (n === 1) {
+    const email = el("email").value.trim();
+    const name = el("name").value.trim();
+    if (!validEmail(email)) e.email = "Enter a valid email address.";
+    if (!name) e.name = "Enter your name.";
+    else if (name.length > 100) e.name = "Use at most 100 characters.";
+  } else if (n === 2) {
+    if (!plan()) e.plan = "Choose a plan.";
+  } else if (n === 3) {
+    if (!template()) e.template = "Choose a workspace template.";
+  } else if (n === 4) {
+    const p = plan();
+    const g = gpuOf(el("gpu").value);
+    const hours = el("hours").value.trim();
+    const n = Number(hours);
+    if (!g) e.gpu = "Choose a GPU type.";
+    else if (!allowed(p).includes(g)) e.gpu = `This GPU is not part of the ${p.name} plan.`;
+    const r = g && g.regions.find((x) => x.region === el("region").value);
+    if (g && !r) e.region = "Choose a region where this GPU is offered.";
+    else if (r && !r.available) e.region = "This GPU is sold out in this region.";
+    if (!/^\d+$/.test(hours) || n < 1) e.hours = "Book at least one hour.";
+    else if (n > maxHours(p)) e.hours = `The ${p ? p.name : ""} plan allows at most ${maxHours(p)} hours.`;
+  }
+  return e;
+}
+
+// setError shows a message next to a field (or radio group); unknown names are returned.
+function setError(name, msg) {
+  if (GROUPS.includes(name)) {
+    for (const r of $$(`input[name="${name}"]`, form)) r.setAttribute("aria-invalid", "true");
+    const err = el(`${name}-error`);
+    err.textContent = msg;
+    err.hidden = false;
+    return true;
+  }
+  const input = STEP_OF[name] && el(name);
+  if (!input) return false;
+  fieldError(input, msg);
+  return true;
+}
+
+function showErrors(errors) {
+  const other = [];
+  for (const [k, v] of Object.entries(errors)) if (!setError(k, v)) other.push(v);
+  return other;
+}
+
+function focusFirstInvalid() {
+  const first = $(`#step-${step} [aria-invalid="true"]`);
+  if (first) first.focus();
+}
+
+function formError(content) {
+  const box = el("form-error");
+  box.replaceChildren(...[].concat(content).map((c) => (typeof c === "string" ? h("p", {}, c) : c)));
+  box.hidden = false;
+  box.focus();
+}
+
+function hideFormError() {
+  el("form-error").hidden = true;
+}
+
+function go(n, focus = true) {
+  step = n;
+  for (const fs of $$("fieldset.step", form)) fs.hidden = Number(fs.dataset.step) !== n;
+  for (const li of $$("#stepper li")) {
+    const s = Number(li.dataset.step);
+    li.classList.toggle("done", s < n);
+    if (s === n) li.setAttribute("aria-current", "step");
+    else li.removeAttribute("aria-current");
+  }
+  if (n === 5) fillReview();
+  if (focus) {
+    const heading = $(`#step-${n} h2`);
+    heading.focus({ preventScroll: true });
+    const top = el("stepper").getBoundingClientRect().top;
+    if (top < 0) el("stepper").scrollIntoView();
+  }
+}
+
+function next() {
+  clearFieldErrors($(`#step-${step}`));
+  const errors = validate(step);
+  if (Object.keys(errors).length) {
+    showErrors(errors);
+    focusFirstInvalid();
+    return;
+  }
+  hideFormError();
+  go(step + 1);
+  save();
+}
+
+function fillReview() {
+  const p = plan();
+  const t = template();
+  const g = gpuOf(el("gpu").value);
+  const q = quote();
+  el("review-email").textContent = el("email").value.trim();
+  el("review-name").textContent = el("name").value.trim();
+  el("review-plan").textContent = p ? p.name : "";
+  el("review-template").textContent = t ? t.name : "";
+  el("review-gpu").textContent = g ? g.display_name : "";
+  el("review-region").textContent = regionName(cat, el("region").value);
+  el("review-hours").textContent = el("hours").value;
+  el("review-total").textContent = q ? money(q.cents, q.currency) : "—";
+  const free = p && !p.payment_required;
+  const note = el("pay-note");
+  note.textContent = free ? note.dataset.free : note.dataset.paid;
+  el("pay").textContent = free ? "Start my free trial" : `Pay ${q ? money(q.cents, q.currency) : ""}`.trim();
+}
+
+function values() {
+  return {
+    email: el("email").value.trim(),
+    name: el("name").value.trim(),
+    plan: (checked("plan") || {}).value || "",
+    template: (checked("template") || {}).value || "",
+    gpu: el("gpu").value,
+    region: el("region").value,
+    hours: parseInt(el("hours").value, 10) || 0,
+  };
+}
+
+function save() {
+  try {
+    sessionStorage.setItem(STORE, JSON.stringify(values()));
+  } catch (e) {}
+}
+
+function restore() {
+  let v = {};
+  try {
+    v = JSON.parse(sessionStorage.getItem(STORE) || "{}") || {};
+  } catch (e) {}
+  for (const k of FIELDS) if (param(k)) v[k] = param(k);
+  if (v.email) el("email").value = v.email;
+  if (v.name) el("name").value = v.name;
+  for (const g of GROUPS) {
+    const r = v[g] && form.querySelector(`input[name="${g}"][value="${CSS.escape(v[g])}"]`);
+    if (r) r.checked = true;
+  }
+  fillGPUs();
+  if (v.gpu && [...el("gpu").options].some((o) => o.value === v.gpu)) {
+    el("gpu").value = v.gpu;
+    fillRegions();
+  }
+  if (v.region && [...el("region").options].some((o) => o.value === v.region && !o.disabled)) el("region").value = v.region;
+  if (v.hours) el("hours").value = String(v.hours);
+  fillHours();
+}
+
+async function submit() {
+  for (let n = 1; n <= 4; n++) {
+    const errors = validate(n);
+    if (Object.keys(errors).length) {
+      clearFieldErrors(form);
+      go(n);
+      showErrors(errors);
+      focusFirstInvalid();
+      return;
+    }
+  }
+  hideFormError();
+  const body = values();
+  const free = !plan().payment_required;
+  const pay = el("pay");
+  busy(pay, true, free ? "Starting your trial…" : "Opening secure checkout…");
+  const res = await api("POST", "/api/checkout", body);
+  const d = res.data;
+  if (res.status === 201 && d.checkout_url) {
+    save();
+    let url;
+    try {
+      url = new URL(d.checkout_url, location.href);
+    } catch (e) {}
+    if (url && (url.protocol === "https:" || url.protocol === "http:")) {
+      location.assign(url.href);
+      return;
+    }
+  } else if (res.status === 201) {
+    try {
+      sessionStorage.removeItem(STORE);
+    } catch (e) {}
+    el("check-email-address").textContent = body.email;
+    el("wizard").hidden = true;
+    el("check-email").hidden = false;
+    el("check-email").focus();
+    return;
+  }
+  busy(pay, false);
+  if (res.status === 422 && d.fields && Object.keys(d.fields).length) {
+    clearFieldErrors(form);
+    const other = showErrors(d.fields);
+    const first = Math.min(...Object.keys(d.fields).map((k) => STEP_OF[k] || 5));
+    go(first, false);
+    formError([d.message || "Some fields need attention.", ...other]);
+    return;
+  }
+  if (res.status === 409 && d.error === "trial_used") {
+    const msg = d.message || "This email address has already used its free trial.";
+    go(2, false);
+    setError("plan", "Choose Pro, or use another email address.");
+    formError(h("p", {}, msg, " Choose the Pro plan, or ", h("a", { href: "/login/" }, "sign in"), " to see your pods."));
+    return;
+  }
+  if (res.status === 201) {
+    formError("The payment page could not be opened. Please try again.");
+    return;
+  }
+  formError(d.message);
+}
+
+function init() {
+  restore();
+  form.addEventListener("click", (e) => {
+    const b = e.target.closest("button");
+    if (!b) return;
+    if (b.hasAttribute("data-next")) next();
+    else if (b.hasAttribute("data-back")) go(step - 1);
+    else if (b.dataset.goto) go(Number(b.dataset.goto));
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (step < 5) next();
+    else submit();
+  });
+  form.addEventListener("change", (e) => {
+    const n = e.target.name;
+    if (n === "plan") fillGPUs();
+    else if (n === "gpu") fillRegions();
+    else if (n === "region" || n === "hours") updateTotal();
+    if (e.target.getAttribute("aria-invalid")) {
+      if (GROUPS.includes(n)) {
+        for (const r of $$(`input[name="${n}"]`, form)) r.removeAttribute("aria-invalid");
+        el(`${n}-error`).hidden = true;
+      } else fieldError(e.target, "");
+    }
+    save();
+  });
+  form.addEventListener("input", (e) => {
+    if (e.target.name === "hours") updateTotal();
+  });
+  go(1, false);
+  // Refresh prices and availability from the API; the build-time catalog stays on failure.
+  api("GET", "/api/catalog").then((res) => {
+    const d = res.data;
+    if (res.ok && Array.isArray(d.plans) && Array.isArray(d.gpus) && d.gpus.length) {
+      cat = { ...cat, plans: d.plans, gpus: d.gpus, templates: Array.isArray(d.templates) ? d.templates : cat.templates };
+      fillGPUs();
+    }
+  });
+}
+
+if (form) init();

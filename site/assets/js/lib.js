@@ -1,0 +1,151 @@
+// Shared helpers for the page scripts. Bundled into each page's script by js.Build.
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+const fallbackMessages = {
+  0: "We could not reach GPU Broker. Check your connection and try again.",
+  401: "Your session has ended. Please sign in again.",
+  404: "Not found.",
+  429: "Too many attempts. Please wait a minute and try again.",
+};
+
+// api calls the GPU Broker API and never throws: it resolves to {status, ok, data}, where
+// data.message is always a human-readable text on failure (status 0 = network failure).
+export async function api(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    return { status: 0, ok: false, data: { error: "network", message: fallbackMessages[0] } };
+  }
+  let data = {};
+  try {
+    const text = await res.text();
+    if (text && (res.headers.get("Content-Type") || "").includes("json")) data = JSON.parse(text);
+  } catch (e) {
+    data = {};
+  }
+  if (data === null || typeof data !== "object") data = {};
+  if (!res.ok && typeof data.message !== "string") {
+    data.message =
+      fallbackMessages[res.status] ||
+      (res.status >= 500
+        ? "Something went wrong on our side. Please try again in a moment."
+        : `The request failed (HTTP ${res.status}). Please try again.`);
+  }
+  return { status: res.status, ok: res.ok, data };
+}
+
+// h builds an element: h("p", {class: "x", onclick: fn}, "text", child…). Text is never parsed
+// as HTML.
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+export function money(cents, currency) {
+  const cur = String(currency || "usd").toUpperCase();
+  const n = Number(cents) / 100;
+  try {
+    return new Intl.NumberFormat("en-US", { style: "currency", currency: cur }).format(n);
+  } catch (e) {
+    return `${n.toFixed(2)} ${cur}`;
+  }
+}
+
+export function dateTime(s) {
+  const d = new Date(s);
+  if (!s || isNaN(d)) return "";
+  return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function param(name) {
+  return new URLSearchParams(location.search).get(name) || "";
+}
+
+// catalog returns the build-time catalog embedded in the page (partial catalog.html).
+export function catalog() {
+  try {
+    return JSON.parse($("#catalog").textContent);
+  } catch (e) {
+    return { plans: [], templates: [], gpus: [], regions: [] };
+  }
+}
+
+export function regionName(cat, id) {
+  const r = (cat.regions || []).find((x) => x.id === id);
+  return r ? r.name : id;
+}
+
+// status fills a status element: state goes to data-state (styling and tests), kind picks the
+// alert colour (info, ok, warn, err), content is text or nodes. spinner adds a spinner.
+export function status(el, state, kind, content, spinner) {
+  el.dataset.state = state;
+  el.className = `alert ${kind}${spinner ? " status" : ""}`;
+  el.replaceChildren();
+  if (spinner) el.append(h("span", { class: "spinner", "aria-hidden": "true" }));
+  const body = h("div", {});
+  for (const c of [].concat(content)) body.append(typeof c === "string" ? h("p", {}, c) : c);
+  el.append(body);
+  el.hidden = false;
+}
+
+// Field errors: an input #x has its message in #x-error (rendered hidden at build time).
+export function fieldError(input, message) {
+  const err = document.getElementById(`${input.id}-error`);
+  if (message) {
+    input.setAttribute("aria-invalid", "true");
+    if (err) {
+      err.textContent = message;
+      err.hidden = false;
+    }
+  } else {
+    input.removeAttribute("aria-invalid");
+    if (err) {
+      err.textContent = "";
+      err.hidden = true;
+    }
+  }
+}
+
+export function clearFieldErrors(form) {
+  for (const el of $$("[aria-invalid]", form)) fieldError(el, "");
+  for (const el of $$(".field-error", form)) {
+    el.textContent = "";
+    el.hidden = true;
+  }
+}
+
+export const validEmail = (s) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(s) && s.length <= 254;
+
+// busy disables a button while a request runs and shows a label.
+export function busy(btn, on, label) {
+  if (on) {
+    btn.dataset.label = btn.textContent;
+    btn.disabled = true;
+    btn.setAttribute("aria-busy", "true");
+    btn.textContent = label || "Please wait…";
+  } else {
+    btn.disabled = false;
+    btn.removeAttribute("aria-busy");
+    if (btn.dataset.label) btn.textContent = btn.dataset.label;
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

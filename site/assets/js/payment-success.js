@@ -1,0 +1,68 @@
+// /payment/success/?session_id=cs_… — poll GET /api/checkout/verify about once a second
+// until the webhook job has created the account (202 → keep waiting, 200 → done).
+import { $, api, h, status, param, sleep } from "./lib.js";
+
+const box = $("#verify-status");
+const actions = $("#verify-actions");
+const sessionID = param("session_id");
+const LIMIT_MS = 3 * 60 * 1000;
+
+function links(...items) {
+  actions.replaceChildren(...items);
+  actions.hidden = items.length === 0;
+}
+
+async function poll() {
+  links();
+  if (!sessionID) {
+    status(box, "missing", "err", "This page needs the payment reference from Stripe. If you paid, check your email for the activation link.");
+    links(h("a", { class: "btn", href: "/dashboard/" }, "Open your dashboard"));
+    return;
+  }
+  const started = Date.now();
+  let failures = 0;
+  for (;;) {
+    const res = await api("GET", `/api/checkout/verify?session_id=${encodeURIComponent(sessionID)}`);
+    const d = res.data;
+    if (res.status === 200) {
+      const email = (d.account && d.account.email) || "your inbox";
+      const active = d.account && d.account.status === "active";
+      status(box, "authorized", "ok", [
+        h("p", {}, h("strong", {}, "Payment authorized"), active ? " — your account is ready." : " — check your email ", active ? "" : h("strong", { id: "verify-email" }, email), active ? "" : " to activate your account."),
+        h("p", {}, "You will be charged only when you deploy."),
+      ]);
+      links(h("a", { class: "btn", id: "dashboard-link", href: "/dashboard/" }, "Go to your dashboard"));
+      return;
+    }
+    if (res.status === 410) {
+      status(box, "expired", "warn", [d.message || "This checkout expired before it was paid. Nothing was charged.", "Start again to pick your GPU."]);
+      links(h("a", { class: "btn", href: "/get-started/" }, "Start again"));
+      return;
+    }
+    if (res.status === 404) {
+      status(box, "unknown", "err", [d.message || "We could not find this payment.", "If you paid, check your email for the activation link, or contact us."]);
+      links(h("a", { class: "btn", href: "/get-started/" }, "Start again"), h("a", { class: "btn secondary", href: "/contact/" }, "Contact us"));
+      return;
+    }
+    const elapsed = Date.now() - started;
+    if (res.status === 202) {
+      failures = 0;
+      const slow = elapsed > 20000;
+      status(box, "waiting", "info", [
+        d.message || "Payment received. Creating your account…",
+        slow ? "This is taking longer than usual. You can close this page — we will email you as soon as your account is ready." : "",
+      ].filter(Boolean), true);
+    } else {
+      failures++;
+      if (failures >= 3) status(box, "waiting", "warn", ["Still checking… " + (d.message || ""), "Your payment is safe; we keep trying."], true);
+    }
+    if (elapsed > LIMIT_MS) {
+      status(box, "error", "warn", ["We have not been able to confirm your payment yet.", "You will get an email as soon as your account is ready. You can also check again."]);
+      links(h("button", { class: "btn", type: "button", id: "verify-retry", onclick: poll }, "Check again"));
+      return;
+    }
+    await sleep(res.status === 202 || failures < 3 ? 1000 : Math.min(1000 * failures, 5000));
+  }
+}
+
+poll();

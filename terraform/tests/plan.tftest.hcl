@@ -1,0 +1,171 @@
+# Offline checks with a mocked AWS provider (nothing is created): `terraform init -backend=false` then
+# `terraform test`. They catch wiring mistakes (wrong references, bad for_each keys, the
+# security rules below) without an AWS account.
+
+mock_provider "aws" {
+  # Policy arguments are validated as JSON even in a mocked plan.
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+
+  # The provider checks that ARNs look like ARNs, so mocked resources need plausible ones.
+  mock_resource "aws_lb" {
+    defaults = { arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/gpubroker-api/0123456789abcdef" }
+  }
+
+  mock_resource "aws_lb_target_group" {
+    defaults = { arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gpubroker-api/0123456789abcdef" }
+  }
+
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/gpubroker-mock" }
+  }
+
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:us-east-1:123456789012:gpubroker-mock" }
+  }
+
+  mock_resource "aws_sqs_queue" {
+    defaults = {
+      arn = "arn:aws:sqs:us-east-1:123456789012:gpubroker-mock"
+      url = "https://sqs.us-east-1.amazonaws.com/123456789012/gpubroker-mock"
+    }
+  }
+
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gpubroker/mock-AbCdEf" }
+  }
+
+  mock_resource "aws_ecs_cluster" {
+    defaults = { arn = "arn:aws:ecs:us-east-1:123456789012:cluster/gpubroker" }
+  }
+
+  mock_resource "aws_ecs_task_definition" {
+    defaults = { arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/gpubroker-mock:1" }
+  }
+
+  mock_resource "aws_cloudfront_distribution" {
+    defaults = { arn = "arn:aws:cloudfront::123456789012:distribution/EMOCK" }
+  }
+
+  mock_resource "aws_cloudfront_function" {
+    defaults = { arn = "arn:aws:cloudfront::123456789012:function/gpubroker-index-html" }
+  }
+
+  mock_resource "aws_s3_bucket" {
+    defaults = { arn = "arn:aws:s3:::gpubroker-mock" }
+  }
+
+  mock_resource "aws_sesv2_configuration_set" {
+    defaults = { arn = "arn:aws:ses:us-east-1:123456789012:configuration-set/gpubroker-transactional" }
+  }
+
+  mock_resource "aws_sesv2_email_identity" {
+    defaults = { arn = "arn:aws:ses:us-east-1:123456789012:identity/gpubroker.example" }
+  }
+
+  mock_resource "aws_iam_policy" {
+    defaults = { arn = "arn:aws:iam::123456789012:policy/gpubroker-mock" }
+  }
+
+  override_data {
+    target = data.aws_availability_zones.available
+    values = { names = ["us-east-1a", "us-east-1b", "us-east-1c"] }
+  }
+
+  override_data {
+    target = data.aws_caller_identity.current
+    values = { account_id = "123456789012" }
+  }
+
+  override_data {
+    target = data.aws_partition.current
+    values = { partition = "aws" }
+  }
+
+  override_data {
+    target = data.aws_region.current
+    values = { name = "us-east-1" }
+  }
+}
+
+variables {
+  domain                     = "gpubroker.example"
+  cloudfront_certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/site"
+  api_origin_domain          = "origin.gpubroker.example"
+  alb_certificate_arn        = "arn:aws:acm:us-east-1:123456789012:certificate/origin"
+  api_image                  = "123456789012.dkr.ecr.us-east-1.amazonaws.com/gpubroker:1.0.0"
+  sales_email                = "sales@gpubroker.example"
+  db_password                = "correct-horse-battery-staple"
+}
+
+run "plan" {
+  command = apply
+
+  assert {
+    condition     = length(aws_subnet.private) == 2 && length(aws_subnet.public) == 2
+    error_message = "two zones of subnets"
+  }
+
+  assert {
+    condition     = aws_db_instance.main.storage_encrypted && !aws_db_instance.main.publicly_accessible && aws_db_instance.main.deletion_protection
+    error_message = "the database is encrypted, private and protected"
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.ses_feedback.raw_message_delivery
+    error_message = "raw message delivery"
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue.ses_feedback.redrive_policy).maxReceiveCount == 5
+    error_message = "five receives before the DLQ"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.ses_feedback_dlq.message_retention_seconds > aws_sqs_queue.ses_feedback.message_retention_seconds
+    error_message = "the DLQ keeps messages longer than the queue"
+  }
+
+  assert {
+    condition     = aws_ecs_task_definition.api.task_role_arn == null || aws_ecs_task_definition.api.task_role_arn == ""
+    error_message = "the API has no task role"
+  }
+
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.api.container_definitions)[0].command == ["api"]
+    error_message = "the api service runs gpubroker api"
+  }
+
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].command == ["worker"]
+    error_message = "the worker service runs gpubroker worker"
+  }
+
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.migrate.container_definitions)[0].command == ["migrate"]
+    error_message = "the migrate task runs gpubroker migrate"
+  }
+
+  assert {
+    condition     = length(jsondecode(aws_ecs_task_definition.api.container_definitions)[0].secrets) == 4
+    error_message = "the API gets only its four secrets"
+  }
+
+  assert {
+    condition     = [for b in aws_cloudfront_distribution.site.ordered_cache_behavior : b.path_pattern] == ["/api/*", "/ops/*", "/offers.json"]
+    error_message = "ordered behaviours"
+  }
+
+  assert {
+    condition     = [for e in aws_cloudfront_distribution.site.custom_error_response : e.error_code] == [403]
+    error_message = "only S3's 403 maps to /404.html"
+  }
+
+  # Without a zone no records are managed. (The with-zone case is not run here: a mocked
+  # provider leaves the DKIM tokens of a configured dkim_signing_attributes block empty.)
+  assert {
+    condition     = length(aws_route53_record.dkim) == 0 && length(aws_route53_record.site) == 0
+    error_message = "no DNS records without a zone"
+  }
+}

@@ -1,0 +1,84 @@
+// Package worker builds GPU Broker's River client (queues, workers, periodic jobs, timeouts)
+// and the River UI handler ops use to watch and retry jobs.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"riverqueue.com/riverui"
+
+	"gpubroker/jobs"
+)
+
+// Options tune the client; zero values take the production defaults.
+type Options struct {
+	// MaxWorkers is the default queue's concurrency (most jobs wait on Stripe or a provider).
+	MaxWorkers int
+	// FetchCooldown and FetchPollInterval trade Postgres load for job pick-up latency.
+	FetchCooldown     time.Duration
+	FetchPollInterval time.Duration
+	// NoPeriodic leaves out the periodic jobs (tests that count offers refreshes).
+	NoPeriodic bool
+}
+
+// NewClient returns a River client that works every GPU Broker job.
+func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Options) (*river.Client[pgx.Tx], error) {
+	if opts.MaxWorkers == 0 {
+		opts.MaxWorkers = 50
+	}
+	workers := river.NewWorkers()
+	jobs.Register(workers, deps)
+	cfg := &river.Config{
+		Queues: map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: opts.MaxWorkers},
+			jobs.QueueEmail:    {MaxWorkers: 10},
+		},
+		Workers: workers,
+		Logger:  logger,
+		// Every step is a short call to Stripe, a provider or SES; long waits are snoozes.
+		JobTimeout: time.Minute,
+		// A worker that died mid-job leaves it running until rescued. The default (1 h) would
+		// leave a paid deploy hanging; 5 minutes is well above the longest step (provision's
+		// 2-minute timeout) and every job is idempotent, so a rescue is safe.
+		RescueStuckJobsAfter: 5 * time.Minute,
+		FetchCooldown:        opts.FetchCooldown,
+		FetchPollInterval:    opts.FetchPollInterval,
+	}
+	if !opts.NoPeriodic {
+		cfg.PeriodicJobs = jobs.PeriodicJobs()
+	}
+	return river.NewClient(riverpgxv5.New(pool), cfg)
+}
+
+// NewInsertClient returns a client that only inserts jobs (the api process).
+func NewInsertClient(pool *pgxpool.Pool, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+	return river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger})
+}
+
+// RiverUIPrefix is where the River UI is mounted.
+const RiverUIPrefix = "/ops/riverui"
+
+// RiverUI returns the River UI handler, started, for mounting at RiverUIPrefix behind admin
+// auth (it has none of its own).
+func RiverUI(ctx context.Context, client *river.Client[pgx.Tx], logger *slog.Logger) (http.Handler, error) {
+	h, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(client, nil),
+		Logger:    logger,
+		Prefix:    RiverUIPrefix,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("error creating river ui: %w", err)
+	}
+	if err := h.Start(ctx); err != nil {
+		return nil, fmt.Errorf("error starting river ui: %w", err)
+	}
+	return h, nil
+}
