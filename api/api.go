@@ -32,8 +32,10 @@ type Server struct {
 	AdminUser     string
 	AdminPassword string // empty: ops routes answer 404
 	SalesEmail    string
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// NoRateLimits lifts the per-IP and per-email limits (load tests and benchmarks).
+	NoRateLimits bool
+	Logger       *slog.Logger
+	Now          func() time.Time
 
 	metrics metrics
 }

@@ -31,7 +31,9 @@ type CreateAccountWorker struct {
 }
 
 // NextRetry implements the RetryDelay override.
-func (w *CreateAccountWorker) NextRetry(*river.Job[CreateAccountArgs]) time.Time { return w.d.nextRetry() }
+func (w *CreateAccountWorker) NextRetry(*river.Job[CreateAccountArgs]) time.Time {
+	return w.d.nextRetry()
+}
 
 // Work implements river.Worker.
 func (w *CreateAccountWorker) Work(ctx context.Context, job *river.Job[CreateAccountArgs]) error {

@@ -23,7 +23,7 @@ func (CaptureArgs) Kind() string { return "capture" }
 
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (CaptureArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10}
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10, Queue: QueuePayments}
 }
 
 // CaptureWorker captures the hold with the idempotency key capture-<order>, so however often

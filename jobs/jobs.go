@@ -17,6 +17,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/offers"
 )
 
 // Inserter enqueues jobs in the caller's transaction; *river.Client[pgx.Tx] is one.
@@ -24,23 +25,18 @@ type Inserter interface {
 	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 }
 
-// Publisher stores a public file (offers.json) where the CDN serves it.
-type Publisher interface {
-	Publish(ctx context.Context, name string, body []byte) error
-}
-
 // Deps are what the workers need. Fields left nil disable the feature that needs them.
 type Deps struct {
-	Pool      *pgxpool.Pool
-	Catalog   *gpubroker.Catalog
-	Payments  gpubroker.Payments
-	Broker    *gpu.Broker
-	Sender    gpubroker.Sender // nil: the outbox is the only delivery (dev)
-	Publisher Publisher        // nil: offers.json is only kept for the dev server
-	PublicURL string
+	Pool       *pgxpool.Pool
+	Catalog    *gpubroker.Catalog
+	Payments   gpubroker.Payments
+	Broker     *gpu.Broker
+	Sender     gpubroker.Sender // nil: the outbox is the only delivery (dev)
+	Publisher  offers.Publisher // nil: offers.json is only kept for the dev server
+	PublicURL  string
 	SalesEmail string
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Logger     *slog.Logger
+	Now        func() time.Time
 
 	// ProvisionDeadline bounds the time from capture to a running pod before we refund.
 	ProvisionDeadline time.Duration
@@ -101,6 +97,15 @@ func PeriodicJobs() []*river.PeriodicJob {
 			&river.PeriodicJobOpts{ID: "refresh_offers", RunOnStart: true}),
 	}
 }
+
+// Queues. Each stage of a journey has its own, for isolation (a provider outage filling the
+// pods queue never delays captures or email) and for latency: River sends at most one insert
+// notification per queue per FetchCooldown, so a follow-up job put on the same queue within
+// that window would wait for the next poll.
+const (
+	QueuePayments = "payments" // capture, refund
+	QueuePods     = "pods"     // provision, terminate
+)
 
 // client returns the River client running the current job, to enqueue follow-ups in the
 // job's own transaction.

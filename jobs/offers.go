@@ -2,13 +2,13 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"gpubroker/gpu"
+	"gpubroker/offers"
 	"gpubroker/postgres"
 )
 
@@ -21,21 +21,6 @@ func (RefreshOffersArgs) Kind() string { return "refresh_offers" }
 // InsertOpts makes it unique per 5-minute period, so several leaders or restarts run it once.
 func (RefreshOffersArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: 5 * time.Minute}, MaxAttempts: 3}
-}
-
-// FeedEntry is one line of offers.json. The price is our catalog's selling price (what the
-// API charges), so the page never shows a price we would not honour; availability is live.
-type FeedEntry struct {
-	GPU         string `json:"gpu"`
-	Region      string `json:"region"`
-	HourlyCents int64  `json:"hourly_cents"`
-	Available   bool   `json:"available"`
-}
-
-// Feed is offers.json.
-type Feed struct {
-	UpdatedAt time.Time   `json:"updated_at"`
-	Offers    []FeedEntry `json:"offers"`
 }
 
 // RefreshOffersWorker stores every provider's offers and publishes the feed.
@@ -73,13 +58,15 @@ func (w *RefreshOffersWorker) Work(ctx context.Context, job *river.Job[RefreshOf
 			live[o.GPU+"/"+o.Region] = true
 		}
 	}
-	feed := Feed{UpdatedAt: now, Offers: []FeedEntry{}}
+	// The feed's price is our catalog's selling price (what the API charges), so the page never
+	// shows a price we would not honour; availability is live.
+	feed := offers.Feed{UpdatedAt: now}
 	for _, g := range d.Catalog.GPUs {
 		for _, r := range g.Regions {
-			feed.Offers = append(feed.Offers, FeedEntry{GPU: g.GPU, Region: r.Region, HourlyCents: r.HourlyCents, Available: r.Available && live[g.GPU+"/"+r.Region]})
+			feed.Offers = append(feed.Offers, offers.Entry{GPU: g.GPU, Region: r.Region, HourlyCents: r.HourlyCents, Available: r.Available && live[g.GPU+"/"+r.Region]})
 		}
 	}
-	body, err := json.Marshal(feed)
+	body, err := offers.Encode(feed)
 	if err != nil {
 		return err
 	}
@@ -87,7 +74,7 @@ func (w *RefreshOffersWorker) Work(ctx context.Context, job *river.Job[RefreshOf
 		d.OnOffers(body)
 	}
 	if d.Publisher != nil {
-		if err := d.Publisher.Publish(ctx, "offers.json", body); err != nil {
+		if err := d.Publisher.Publish(ctx, offers.Name, body); err != nil {
 			return err
 		}
 	}

@@ -26,7 +26,7 @@ func (ProvisionArgs) Kind() string { return "provision" }
 
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (ProvisionArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10}
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10, Queue: QueuePods}
 }
 
 // InstanceName is the name a pod's instance is launched under at every provider; it is how a

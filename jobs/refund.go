@@ -24,7 +24,7 @@ func (RefundArgs) Kind() string { return "refund" }
 
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (RefundArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}, MaxAttempts: 25}
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 25, Queue: QueuePayments}
 }
 
 // RefundWorker refunds exactly once: the idempotency key refund-<order> makes Stripe refund

@@ -24,7 +24,9 @@ func (TerminateArgs) Kind() string { return "terminate" }
 
 // InsertOpts implements river.JobArgsWithInsertOpts. Not unique: the scheduled end and a
 // user's request may both exist; the second finds the pod terminated and does nothing.
-func (TerminateArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 20} }
+func (TerminateArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 20, Queue: QueuePods}
+}
 
 // TerminateWorker terminates the instance (idempotently at the provider) and records it.
 type TerminateWorker struct {

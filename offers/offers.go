@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Name is the object name of the feed, under the site's data path.
+// Name is the file name of the feed; the site fetches it from /offers.json.
 const Name = "offers.json"
 
 // Publisher stores a named public file where the CDN serves it.

@@ -39,6 +39,8 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 	cfg := &river.Config{
 		Queues: map[string]river.QueueConfig{
 			river.QueueDefault: {MaxWorkers: opts.MaxWorkers},
+			jobs.QueuePayments: {MaxWorkers: 20},
+			jobs.QueuePods:     {MaxWorkers: opts.MaxWorkers},
 			jobs.QueueEmail:    {MaxWorkers: 10},
 		},
 		Workers: workers,

@@ -38,9 +38,10 @@ type Main struct {
 	Logger *slog.Logger
 
 	// Test hooks, set before Open.
-	Sim           *sim.Sim       // the simulator provider (created in dev when nil)
+	Sim           *sim.Sim         // the simulator provider (created in dev when nil)
 	JobTune       func(*jobs.Deps) // adjusts job timings
 	WorkerOptions worker.Options
+	NoRateLimits  bool
 	// PublicURLFromListener sets PUBLIC_URL to the listener's address (tests on :0).
 	PublicURLFromListener bool
 
@@ -56,6 +57,7 @@ type Main struct {
 	cancel  context.CancelFunc
 	offers  latest
 	closers []func()
+	wg      sync.WaitGroup // background loops (the SQS consumer)
 }
 
 // Run opens the process, serves until ctx is done, then shuts down gracefully.
@@ -163,6 +165,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Pool: m.Pool, Jobs: m.River, Payments: payments, Catalog: catalog, PublicURL: cfg.PublicURL,
 		WebhookSecret: cfg.StripeWebhookSecret, ParseWebhook: billing.ParseWebhook, SecureCookies: !cfg.LocalDev(),
 		AdminUser: cfg.AdminUser, AdminPassword: adminPassword, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "api"),
+		NoRateLimits: m.NoRateLimits,
 	}
 	apiHandler := apiServer.Handler()
 	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics", "/ops/funnel"} {
@@ -227,6 +230,7 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.cancel != nil {
 		m.cancel()
 	}
+	m.wg.Wait()
 	if m.Pool != nil {
 		m.Pool.Close()
 	}

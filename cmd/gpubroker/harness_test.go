@@ -37,6 +37,10 @@ type env struct {
 type envOpts struct {
 	bootDelay time.Duration
 	tune      func(*jobs.Deps)
+	// productionRiver keeps River's default fetch timings (benchmarks measure what ships).
+	productionRiver bool
+	// env adds configuration variables.
+	env map[string]string
 }
 
 // logWriter sends the process's warnings to the test log, so a failing test shows them.
@@ -54,9 +58,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if siteDir == "" {
 		siteDir, _ = filepath.Abs("../../site/public")
 	}
-	cfg, err := config.FromEnv(func(k string) string {
-		return map[string]string{"DATABASE_URL": dbURL, "ADDR": "127.0.0.1:0", "ADMIN_PASSWORD": "ops-secret", "SITE_DIR": siteDir}[k]
-	})
+	vars := map[string]string{"DATABASE_URL": dbURL, "ADDR": "127.0.0.1:0", "ADMIN_PASSWORD": "ops-secret", "SITE_DIR": siteDir}
+	for k, v := range o.env {
+		vars[k] = v
+	}
+	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
 	require.NoError(t, err)
 	level := slog.LevelWarn
 	if os.Getenv("TEST_LOG") != "" {
@@ -74,6 +80,10 @@ func newEnv(t testing.TB, o envOpts) *env {
 			}
 		},
 		WorkerOptions: worker.Options{FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, NoPeriodic: true},
+	}
+	if o.productionRiver {
+		m.WorkerOptions = worker.Options{NoPeriodic: true}
+		m.NoRateLimits = true
 	}
 	require.NoError(t, m.Open(context.Background()))
 	t.Cleanup(func() {

@@ -1,5 +1,6 @@
 // Package s3pub implements offers.Publisher with Amazon S3: each published file becomes an
-// object in the bucket that CloudFront serves under /data/.
+// object in the offers bucket, which CloudFront serves at the site's root (/offers.json; see
+// terraform/site.tf).
 package s3pub
 
 import (
@@ -20,8 +21,9 @@ const DefaultCacheControl = "max-age=60"
 
 // Options configures a Publisher.
 type Options struct {
-	// Prefix is prepended to names to form object keys, e.g. "data/" so that offers.json is
-	// served at /data/offers.json. It must match the CloudFront path pattern for the bucket.
+	// Prefix is prepended to names to form object keys. The Terraform deployment uses none:
+	// the key is offers.json, served at /offers.json. A prefix must match the CloudFront path
+	// pattern routed to the bucket and the worker's s3:PutObject resource.
 	Prefix string
 	// CacheControl is the Cache-Control header stored with each object. Empty means
 	// DefaultCacheControl.
