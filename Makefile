@@ -13,9 +13,12 @@ build:
 site:
 	$(HUGO) --source site --minify --cleanDestinationDir --logLevel warn
 
+# Hugo rebuilds site/public on every change while the server runs; reload the page to see it.
 dev: site build
 	@url='$(DB_URL)'; \
-	DATABASE_URL="$$url" ./bin/gpubroker migrate && \
+	DATABASE_URL="$$url" ./bin/gpubroker migrate || exit 1; \
+	$(HUGO) --source site --watch --logLevel warn >/dev/null 2>&1 & hugo=$$!; \
+	trap 'kill $$hugo 2>/dev/null' EXIT INT TERM; \
 	DATABASE_URL="$$url" SITE_DIR=site/public ./bin/gpubroker dev
 
 migrate: build

@@ -34,6 +34,11 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 	if opts.MaxWorkers == 0 {
 		opts.MaxWorkers = 50
 	}
+	if opts.FetchCooldown == 0 {
+		// River's default (100 ms) is tuned for throughput; a buyer waiting on the success page
+		// or a Deploy click cares about latency, and 50 fetches/s per queue is cheap at our scale.
+		opts.FetchCooldown = 20 * time.Millisecond
+	}
 	workers := river.NewWorkers()
 	jobs.Register(workers, deps)
 	cfg := &river.Config{

@@ -38,6 +38,7 @@ const dashStatus = $("#dashboard-status");
 const gpuName = (id) => (cat.gpus.find((g) => g.gpu === id) || {}).display_name || id;
 const templateName = (id) => (cat.templates.find((t) => t.id === id) || {}).name || id;
 const safeURL = (u) => {
+  if (typeof u !== "string" || !u) return "";
   try {
     const url = new URL(u, location.href);
     return url.protocol === "https:" || url.protocol === "http:" ? url.href : "";

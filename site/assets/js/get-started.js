@@ -106,7 +106,8 @@ function validate(n) {
     const r = g && g.regions.find((x) => x.region === el("region").value);
     if (g && !r) e.region = "Choose a region where this GPU is offered.";
     else if (r && !r.available) e.region = "This GPU is sold out in this region.";
-    if (!/^\d+$/.test(hours) || n < 1) e.hours = "Book at least one hour.";
+    if (!/^\d+$/.test(hours)) e.hours = "Enter a whole number of hours.";
+    else if (n < 1) e.hours = "Book at least one hour.";
     else if (n > maxHours(p)) e.hours = `The ${p ? p.name : ""} plan allows at most ${maxHours(p)} hours.`;
   }
   return e;
@@ -319,7 +320,9 @@ function init() {
     if (n === "plan") fillGPUs();
     else if (n === "gpu") fillRegions();
     else if (n === "region" || n === "hours") updateTotal();
-    if (e.target.getAttribute("aria-invalid")) {
+    // Text fields clear their error while typing (input event below): clearing it on blur
+    // would move the Continue button under a pending click.
+    if (e.target.getAttribute("aria-invalid") && (GROUPS.includes(n) || e.target.tagName === "SELECT")) {
       if (GROUPS.includes(n)) {
         for (const r of $$(`input[name="${n}"]`, form)) r.removeAttribute("aria-invalid");
         el(`${n}-error`).hidden = true;
@@ -329,6 +332,7 @@ function init() {
   });
   form.addEventListener("input", (e) => {
     if (e.target.name === "hours") updateTotal();
+    if (e.target.tagName === "INPUT" && e.target.type !== "radio" && e.target.getAttribute("aria-invalid")) fieldError(e.target, "");
   });
   go(1, false);
   // Refresh prices and availability from the API; the build-time catalog stays on failure.

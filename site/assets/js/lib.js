@@ -6,7 +6,6 @@ export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel
 const fallbackMessages = {
   0: "We could not reach GPU Broker. Check your connection and try again.",
   401: "Your session has ended. Please sign in again.",
-  404: "Not found.",
   429: "Too many attempts. Please wait a minute and try again.",
 };
 
@@ -24,19 +23,20 @@ export async function api(method, path, body) {
   } catch (e) {
     return { status: 0, ok: false, data: { error: "network", message: fallbackMessages[0] } };
   }
-  let data = {};
+  let data = null;
   try {
     const text = await res.text();
     if (text && (res.headers.get("Content-Type") || "").includes("json")) data = JSON.parse(text);
   } catch (e) {
-    data = {};
+    data = null;
   }
-  if (data === null || typeof data !== "object") data = {};
+  const json = data !== null && typeof data === "object";
+  if (!json) data = {};
   if (!res.ok && typeof data.message !== "string") {
     data.message =
       fallbackMessages[res.status] ||
-      (res.status >= 500
-        ? "Something went wrong on our side. Please try again in a moment."
+      (!json || res.status >= 500
+        ? `GPU Broker is not available right now (HTTP ${res.status}). Please try again in a moment.`
         : `The request failed (HTTP ${res.status}). Please try again.`);
   }
   return { status: res.status, ok: res.ok, data };

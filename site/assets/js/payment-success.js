@@ -7,6 +7,19 @@ const actions = $("#verify-actions");
 const sessionID = param("session_id");
 const LIMIT_MS = 3 * 60 * 1000;
 
+const titles = {
+  authorized: "Payment authorized",
+  expired: "Checkout expired",
+  unknown: "Payment not found",
+  missing: "Payment not found",
+};
+
+function title(state) {
+  const t = titles[state] || "Confirming your payment";
+  $("#verify-title").textContent = t;
+  document.title = document.title.replace(/^[^·]+/, `${t} `);
+}
+
 function links(...items) {
   actions.replaceChildren(...items);
   actions.hidden = items.length === 0;
@@ -14,7 +27,9 @@ function links(...items) {
 
 async function poll() {
   links();
+  title("waiting");
   if (!sessionID) {
+    title("missing");
     status(box, "missing", "err", "This page needs the payment reference from Stripe. If you paid, check your email for the activation link.");
     links(h("a", { class: "btn", href: "/dashboard/" }, "Open your dashboard"));
     return;
@@ -32,16 +47,19 @@ async function poll() {
         h("p", {}, "You will be charged only when you deploy."),
       ]);
       links(h("a", { class: "btn", id: "dashboard-link", href: "/dashboard/" }, "Go to your dashboard"));
+      title("authorized");
       return;
     }
     if (res.status === 410) {
       status(box, "expired", "warn", [d.message || "This checkout expired before it was paid. Nothing was charged.", "Start again to pick your GPU."]);
       links(h("a", { class: "btn", href: "/get-started/" }, "Start again"));
+      title("expired");
       return;
     }
     if (res.status === 404) {
       status(box, "unknown", "err", [d.message || "We could not find this payment.", "If you paid, check your email for the activation link, or contact us."]);
       links(h("a", { class: "btn", href: "/get-started/" }, "Start again"), h("a", { class: "btn secondary", href: "/contact/" }, "Contact us"));
+      title("unknown");
       return;
     }
     const elapsed = Date.now() - started;

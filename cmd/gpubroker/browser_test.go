@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+// browser drives Debian's headless Chromium and collects console errors and uncaught
+// exceptions, which fail the test: a page that throws is a broken page.
+type browser struct {
+	t      *testing.T
+	ctx    context.Context
+	dir    string
+	step   int
+	mu     sync.Mutex
+	errors []string
+}
+
+func newBrowserSession(t *testing.T) *browser {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("GPUBROKER_SKIP_BROWSER") == "1" {
+			t.Skip("chromium not installed and GPUBROKER_SKIP_BROWSER=1")
+		}
+		t.Fatal("chromium is not installed: apt-get install -y chromium (or set GPUBROKER_SKIP_BROWSER=1)")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
+		// This machine has no internet: keep Chromium from phoning home at all.
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("no-default-browser-check", true),
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	dir := os.Getenv("BROWSER_ARTIFACTS")
+	if dir == "" {
+		dir, _ = filepath.Abs("../../artifacts/browser")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	b := &browser{t: t, ctx: ctx, dir: dir}
+	// Start the browser, then collect its console for the whole test.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("about:blank")))
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			// Expected API answers (401 before sign-in, 202 while polling) are logged by the
+			// browser as network errors; those are not page errors.
+			if (m.Type == chromedp.ConsoleError && m.Source != "network") || m.IsException() {
+				b.mu.Lock()
+				b.errors = append(b.errors, m.String()+" at "+m.URL)
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+// run performs actions with a deadline, then saves a screenshot named after the step.
+func (b *browser) run(name string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	err := chromedp.Do(ctx, actions...)
+	time.Sleep(50 * time.Millisecond) // let console messages of the step arrive
+	b.step++
+	if png, serr := chromedp.Run(b.ctx, chromedp.FullScreenshot(100)); serr == nil {
+		_ = os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.step, name)), png, 0o644)
+	}
+	require.NoError(b.t, err, "browser step %q (screenshot in %s)", name, b.dir)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	require.Empty(b.t, b.errors, "console errors during %q", name)
+}
+
+// value evaluates a JavaScript expression in the page.
+func value[T any](b *browser, expr string) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr))
+	require.NoError(b.t, err, expr)
+	return v
+}
+
+// js runs a JavaScript statement as a step action.
+func js(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[any](expr)(ctx, t)
+		return err
+	})
+}
+
+// poll waits until a JavaScript condition holds.
+func poll(cond string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(15*time.Second))(ctx, t)
+		return err
+	})
+}
+
+// choose sets a <select> the way a person does, firing the change event the page listens to.
+func choose(sel, v string) chromedp.Action[chromedp.Void] {
+	return js(fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q; s.dispatchEvent(new Event("change", {bubbles: true})) })()`, sel, v))
+}
+
+func css(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+// TestBrowserJourney: a visitor clicks from the landing page through get-started, pays on the
+// Stripe stand-in, reads the activation email, activates, deploys, sees the connection details
+// on the dashboard and terminates, in headless Chromium against the real dev server.
+func TestBrowserJourney(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 300 * time.Millisecond})
+	b := newBrowserSession(t)
+	email := "browser@example.com"
+
+	b.run("landing", chromedp.Navigate(e.url+"/"), chromedp.WaitVisible(css(`#cta-get-started`)))
+	require.NotEmpty(t, value[string](b, `document.querySelector("h1").textContent.trim()`))
+	b.run("get-started", chromedp.Click(css(`#cta-get-started`)), chromedp.WaitVisible(css(`#email`)))
+	b.run("details", chromedp.SendKeys(css(`#email`), email), chromedp.SendKeys(css(`#name`), "Grace Hopper"), chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)))
+	b.run("plan", chromedp.Click(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)))
+	b.run("template", chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
+	b.run("pod", choose(`#gpu`, "a100"), choose(`#region`, "us-east"),
+		js(`(() => { const h = document.querySelector("#hours"); h.value = "3"; h.dispatchEvent(new Event("input", {bubbles: true})) })()`))
+	require.Contains(t, value[string](b, `document.querySelector("#total").textContent`), "$54.37", "plan fee $49 + 3 h × $1.79") // display only; the API prices
+	b.run("review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
+	require.Contains(t, value[string](b, `document.querySelector("#review-total").textContent`), "$54.37")
+	b.run("stripe-checkout", chromedp.Click(css(`#pay`)), chromedp.WaitVisible(css(`#card`)))
+	b.run("pay", chromedp.SendKeys(css(`#card`), "4242 4242 4242 4242"), chromedp.Submit(css(`#card`)),
+		chromedp.WaitReady(css(`#verify-status`)), poll(`document.querySelector("#verify-status").textContent.includes("@")`))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'authorized' AND amount_cents = 5437`))
+
+	var mails []map[string]any
+	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails(email); return len(mails) == 1 })
+	activate := link(t, mails[0], "/activate/")
+	b.run("activate-page", chromedp.Navigate(activate), chromedp.WaitVisible(css(`#activate-btn`)))
+	require.Equal(t, 0, e.count(`SELECT count(*) FROM tokens WHERE used_at IS NOT NULL`), "a GET never consumes the token")
+	b.run("activated", chromedp.Click(css(`#activate-btn`)), poll(`document.querySelector("#activate-status").textContent.length > 0`))
+	e.eventually("account active", 5*time.Second, func() bool { return e.count(`SELECT count(*) FROM accounts WHERE status = 'active'`) == 1 })
+
+	b.run("dashboard", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)))
+	b.run("deploy", chromedp.Click(css(`.deploy-btn`)), poll(`document.querySelector(".pod-status").dataset.status === "running"`), chromedp.WaitVisible(css(`.conn-ssh`)))
+	ssh := value[string](b, `document.querySelector(".conn-ssh").textContent`)
+	require.True(t, strings.HasPrefix(ssh, "ssh "), ssh)
+	b.run("terminate", chromedp.Click(css(`.terminate-btn`)), poll(`document.querySelector(".pod-status").dataset.status === "terminated"`))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE status = 'terminated'`))
+
+	// Every public page renders with one <h1>, a title and a description, without errors.
+	for _, page := range []string{"/plans/", "/gpus/", "/contact/", "/login/", "/payment/cancel/", "/no-such-page/"} {
+		b.run("page"+strings.ReplaceAll(strings.Trim(page, "/"), "/", "-"), chromedp.Navigate(e.url+page), chromedp.WaitReady(css(`h1`)))
+		require.Equal(t, 1, value[int](b, `document.querySelectorAll("h1").length`), page)
+		require.NotEmpty(t, value[string](b, `document.title`), page)
+		require.NotEmpty(t, value[string](b, `(document.querySelector('meta[name="description"]')||{}).content||""`), page)
+	}
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Prints Lighthouse performance and accessibility scores for the landing, plans and get-started
+# pages, served from the built site, using Debian's chromium. A benchmark, not a CI gate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d site/public ] || { echo "build the site first: make site" >&2; exit 1; }
+command -v chromium >/dev/null || { echo "install chromium: apt-get install -y chromium" >&2; exit 1; }
+tools=.data/lighthouse
+if [ ! -x "$tools/node_modules/.bin/lighthouse" ]; then
+  mkdir -p "$tools"
+  npm install --prefix "$tools" --no-audit --no-fund --silent lighthouse@13 >&2
+fi
+port=${LIGHTHOUSE_PORT:-8099}
+python3 -m http.server "$port" --bind 127.0.0.1 --directory site/public >/dev/null 2>&1 &
+srv=$!
+trap 'kill $srv 2>/dev/null' EXIT
+sleep 1
+echo "page performance accessibility best-practices seo"
+for page in / /plans/ /get-started/; do
+  out=$(mktemp)
+  CHROME_PATH=/usr/bin/chromium "$tools/node_modules/.bin/lighthouse" "http://127.0.0.1:$port$page" \
+    --quiet --output=json --output-path="$out" --only-categories=performance,accessibility,best-practices,seo \
+    --chrome-flags="--headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update --disable-sync --no-first-run" >/dev/null 2>&1 || true
+  node -e 'const r=require(process.argv[1]);const c=r.categories;console.log(process.argv[2],...["performance","accessibility","best-practices","seo"].map(k=>Math.round(c[k].score*100)))' "$out" "$page"
+  rm -f "$out"
+done
+bytes=$(cd site/public && { cat index.html; for f in $(grep -oE '(href|src)="/[^"]+\.(css|js)"' index.html | sed -E 's/.*="\/([^"]+)"/\1/'); do cat "$f"; done; } | wc -c)
+echo "landing page HTML+CSS+JS: $bytes bytes"
