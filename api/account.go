@@ -52,7 +52,7 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 		writeError(w, r, err)
 		return
 	}
-	if !s.limit(w, r, "token:ip:"+clientIP(r), 30, 10*time.Minute) {
+	if !s.limit(w, r, "token:ip:"+s.clientIP(r), 30, 10*time.Minute) {
 		return
 	}
 	ctx := r.Context()
@@ -104,7 +104,7 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Enter a valid email address.", Fields: map[string]string{"email": "Enter a valid email address."}})
 		return
 	}
-	if !s.limit(w, r, purpose+":ip:"+clientIP(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+email, 5, time.Hour) {
+	if !s.limit(w, r, purpose+":ip:"+s.clientIP(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+email, 5, time.Hour) {
 		return
 	}
 	ctx := r.Context()
@@ -198,7 +198,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprou
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields})
 		return
 	}
-	if !s.limit(w, r, "contact:ip:"+clientIP(r), 5, time.Hour) {
+	if !s.limit(w, r, "contact:ip:"+s.clientIP(r), 5, time.Hour) {
 		return
 	}
 	ctx := r.Context()

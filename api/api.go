@@ -32,6 +32,8 @@ type Server struct {
 	AdminUser     string
 	AdminPassword string // empty: ops routes answer 404
 	SalesEmail    string
+	// TrustedProxyHops is how many proxies append to X-Forwarded-For in front of the API.
+	TrustedProxyHops int
 	// NoRateLimits lifts the per-IP and per-email limits (load tests and benchmarks).
 	NoRateLimits bool
 	Logger       *slog.Logger

@@ -30,7 +30,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		writeError(w, r, err)
 		return
 	}
-	if !s.limit(w, r, "checkout:ip:"+clientIP(r), 20, 10*time.Minute) {
+	if !s.limit(w, r, "checkout:ip:"+s.clientIP(r), 20, 10*time.Minute) {
 		return
 	}
 	q, err := s.Catalog.Quote(req)
@@ -151,6 +151,9 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 	case o.Status == gpubroker.OrderExpired:
 		writeError(w, r, gpubroker.Errorf(gpubroker.EGONE, "expired", "This checkout expired before it was paid. Start again from the get-started page."))
 		return
+	case o.AccountID == nil && (o.Status == gpubroker.OrderReleased || o.Status == gpubroker.OrderDeclined):
+		writeError(w, r, gpubroker.Errorf(gpubroker.EGONE, "released", "This payment was cancelled before it completed, so nothing was charged. Start again from the get-started page."))
+		return
 	case o.AccountID == nil:
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "pending", "message": "We are confirming your payment and creating your account."})
 		return
@@ -165,12 +168,23 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 		writeError(w, r, unavailable(err))
 		return
 	}
-	// The session id is a capability only for a day: an old success URL never signs anyone in.
-	if o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < 24*time.Hour {
+	// Auto-login only into an account this very checkout created, still unconfirmed, within a
+	// day: paying with someone else's email must never open their account. Returning customers
+	// sign in with an emailed link; activation ends sessions opened before it.
+	signIn := acct.Status == gpubroker.AccountPending && o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < 24*time.Hour
+	if signIn {
+		first, err := postgres.FirstOrderID(ctx, s.Pool, acct.ID)
+		if err != nil {
+			writeError(w, r, unavailable(err))
+			return
+		}
+		signIn = first == o.ID
+	}
+	if signIn {
 		if err := s.startSession(w, r, acct.ID); err != nil {
 			writeError(w, r, unavailable(err))
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": acct, "order": o, "pod": pod})
+	writeJSON(w, http.StatusOK, map[string]any{"account": acct, "order": o, "pod": pod, "signed_in": signIn})
 }

@@ -146,11 +146,26 @@ func AdminAuth(user, password string, next http.Handler) http.Handler {
 	})
 }
 
-// clientIP is the peer address. Behind a proxy set a trusted X-Forwarded-For policy there.
-func clientIP(r *http.Request) string {
+// clientIP is the address rate limits count against. Behind N trusted proxies that each append
+// the address they saw to X-Forwarded-For (CloudFront, then the ALB: N = 2), the client is the
+// N-th entry from the right; entries further left are whatever the client sent, so they are
+// never trusted. With no trusted proxies it is the peer address.
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if s.TrustedProxyHops == 0 {
+		return host
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		for _, part := range strings.Split(h, ",") {
+			hops = append(hops, strings.TrimSpace(part))
+		}
+	}
+	if i := len(hops) - s.TrustedProxyHops; i >= 0 && i < len(hops) && hops[i] != "" {
+		return hops[i]
 	}
 	return host
 }

@@ -50,7 +50,8 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		case pod.OrderStatus == gpubroker.OrderReleased || pod.OrderStatus == gpubroker.OrderExpired:
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card was released, so this pod can no longer be deployed. Start a new order.")
 		case pod.Status == gpubroker.PodDeploying || pod.Status == gpubroker.PodProvisioning:
-			return nil // a repeated click: already under way
+			podStatus = gpubroker.PodDeploying // a repeated click: already under way
+			return nil
 		case pod.Status == gpubroker.PodFailed && pod.OrderStatus == gpubroker.OrderAuthorized:
 			// The release job claimed the pod and is cancelling the hold.
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card is being released, so this pod can no longer be deployed.")

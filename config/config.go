@@ -33,6 +33,7 @@ type Config struct {
 	LogLevel            slog.Level
 	SiteDir             string
 	SimBootDelaySeconds int
+	TrustedProxyHops    int
 }
 
 // Vars lists every variable with its default, for the README, .env.example and `gpubroker env`.
@@ -57,6 +58,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"SITE_DIR", "site/public", "built Hugo site served by `dev`"},
 	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
+	{"TRUSTED_PROXY_HOPS", "0", "proxies in front of the API that append to X-Forwarded-For (CloudFront + ALB = 2); 0 uses the peer address"},
 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in production, a map in tests).
@@ -117,6 +119,9 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	}
 	if _, err := fmt.Sscan(get("SIM_BOOT_DELAY_SECONDS"), &c.SimBootDelaySeconds); err != nil || c.SimBootDelaySeconds < 0 {
 		bad("SIM_BOOT_DELAY_SECONDS", "must be a non-negative integer")
+	}
+	if _, err := fmt.Sscan(get("TRUSTED_PROXY_HOPS"), &c.TrustedProxyHops); err != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 5 {
+		bad("TRUSTED_PROXY_HOPS", "must be an integer from 0 to 5")
 	}
 	return c, errors.Join(errs...)
 }

@@ -87,6 +87,7 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &TerminateWorker{d: d})
 	river.AddWorker(workers, &RefundWorker{d: d})
 	river.AddWorker(workers, &RefreshOffersWorker{d: d})
+	river.AddWorker(workers, &TerminateInstanceWorker{d: d})
 }
 
 // PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"gpubroker"
 	"gpubroker/gpu"
@@ -61,10 +62,29 @@ func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 	if pod.OrderStatus != gpubroker.OrderCaptured && pod.OrderStatus != gpubroker.OrderFree {
 		return river.JobCancel(fmt.Errorf("pod %s: order is %s, not captured; refusing to launch", pod.ID, pod.OrderStatus))
 	}
-	if pod.InstanceID == nil {
-		return w.launch(ctx, job, pod)
+	if pod.InstanceID == nil && w.pastDeadline(pod) {
+		return w.giveUp(ctx, pod, "We could not start a GPU in time.")
 	}
-	return w.poll(ctx, pod)
+	if pod.InstanceID == nil {
+		err = w.launch(ctx, job, pod)
+	} else {
+		err = w.poll(ctx, pod)
+	}
+	var snooze *rivertype.JobSnoozeError
+	var cancel *rivertype.JobCancelError
+	if err == nil || errors.As(err, &snooze) || errors.As(err, &cancel) {
+		return err
+	}
+	// A provider or database error: River retries it, but never past the deadline or the last
+	// attempt, so a captured payment always ends in a running pod or a refund.
+	if w.pastDeadline(pod) || job.Attempt >= job.MaxAttempts {
+		d.Logger.ErrorContext(ctx, "provisioning failed for good", "pod_id", pod.ID, "attempt", job.Attempt, "error", err)
+		if gerr := w.giveUp(ctx, pod, "We could not start a GPU: our providers kept failing."); gerr != nil {
+			return errors.Join(err, gerr)
+		}
+		return nil
+	}
+	return err
 }
 
 func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionArgs], pod *postgres.Pod) error {
@@ -76,9 +96,6 @@ func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionAr
 		return w.recordLaunch(ctx, pod, inst, nil)
 	case !errors.Is(err, gpu.ErrNotFound):
 		return fmt.Errorf("error looking for an instance already launched: %w", err)
-	}
-	if w.pastDeadline(pod) {
-		return w.giveUp(ctx, pod, "We could not start a GPU in time.")
 	}
 	tpl, _ := d.Catalog.Template(pod.Template)
 	exclude := map[string]bool{}
@@ -99,13 +116,16 @@ func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionAr
 		d.Logger.InfoContext(ctx, "instance launched", "pod_id", pod.ID, "offer", gpu.OfferKey(*offer), "cents_per_hour", offer.CentsPerHour)
 		return w.recordLaunch(ctx, pod, inst, offer)
 	case errors.Is(err, gpu.ErrNoCapacity):
-		d.Logger.WarnContext(ctx, "no offer could be launched", "pod_id", pod.ID, "attempt", job.Attempt, "error", err)
-		if job.Attempt >= d.NoCapacityRetries {
-			return w.giveUp(ctx, pod, "No provider had capacity for this GPU in this region.")
+		// Capacity comes and goes: forget the failures and try every offer again after a backoff,
+		// up to NoCapacityRetries rounds.
+		var rounds int
+		if qerr := d.Pool.QueryRow(ctx, `UPDATE pods SET failed_offers = '{}', no_capacity_rounds = no_capacity_rounds + 1
+			WHERE id = $1 RETURNING no_capacity_rounds`, pod.ID).Scan(&rounds); qerr != nil {
+			return qerr
 		}
-		// Capacity comes and goes: forget the failures and try every offer again after a backoff.
-		if _, err := d.Pool.Exec(ctx, `UPDATE pods SET failed_offers = '{}' WHERE id = $1`, pod.ID); err != nil {
-			return err
+		d.Logger.WarnContext(ctx, "no offer could be launched", "pod_id", pod.ID, "round", rounds, "error", err)
+		if rounds >= d.NoCapacityRetries {
+			return w.giveUp(ctx, pod, "No provider had capacity for this GPU in this region.")
 		}
 		return err
 	case errors.Is(err, gpu.ErrRateLimited):
@@ -142,6 +162,9 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *postgres.Pod) error {
 	}
 	inst, err := p.GetInstance(ctx, *pod.InstanceID)
 	if errors.Is(err, gpu.ErrRateLimited) {
+		if w.pastDeadline(pod) {
+			return w.giveUp(ctx, pod, "The GPU did not finish booting in time.")
+		}
 		return river.JobSnooze(max(gpu.RetryAfter(err), d.PollInterval))
 	}
 	if err != nil && !errors.Is(err, gpu.ErrNotFound) {
@@ -154,19 +177,23 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *postgres.Pod) error {
 		// The instance died while booting: forget it, never use that offer again for this pod,
 		// and launch elsewhere on the next run.
 		d.Logger.WarnContext(ctx, "instance failed while booting", "pod_id", pod.ID, "instance_id", *pod.InstanceID, "error", err)
-		_ = p.Terminate(ctx, *pod.InstanceID)
-		if pod.OfferID != nil {
-			if err := postgres.AddFailedOffer(ctx, d.Pool, pod.ID, *pod.OfferID); err != nil {
+		err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+			if pod.OfferID != nil {
+				if err := postgres.AddFailedOffer(ctx, tx, pod.ID, *pod.OfferID); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.Exec(ctx, `UPDATE pods SET provider = NULL, instance_id = NULL, offer_id = NULL WHERE id = $1`, pod.ID); err != nil {
 				return err
 			}
-		}
-		if _, err := d.Pool.Exec(ctx, `UPDATE pods SET provider = NULL, instance_id = NULL, offer_id = NULL WHERE id = $1`, pod.ID); err != nil {
+			return terminateInstanceTx(ctx, tx, pod, false) // the pod launches again under its name
+		})
+		if err != nil {
 			return err
 		}
 		return river.JobSnooze(time.Millisecond)
 	}
 	if w.pastDeadline(pod) {
-		_ = p.Terminate(ctx, *pod.InstanceID)
 		return w.giveUp(ctx, pod, "The GPU did not finish booting in time.")
 	}
 	return river.JobSnooze(d.PollInterval)
@@ -228,10 +255,14 @@ func (w *ProvisionWorker) pastDeadline(pod *postgres.Pod) bool {
 	return w.d.now().Sub(start) > w.d.ProvisionDeadline
 }
 
-// giveUp hands a pod that cannot be started to the refund job (free pods just fail).
+// giveUp hands a pod that cannot be started to the refund job (free pods just fail), and an
+// instance it may have launched to the terminate_instance job, in one transaction.
 func (w *ProvisionWorker) giveUp(ctx context.Context, pod *postgres.Pod, reason string) error {
 	d := w.d
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		if err := terminateInstanceTx(ctx, tx, pod, true); err != nil {
+			return err
+		}
 		if pod.OrderStatus == gpubroker.OrderFree {
 			ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodFailed, map[string]any{"error": reason})
 			if err != nil || !ok {

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -91,7 +92,12 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, ev *gpubroker.
 		return fmt.Errorf("error fetching payment intent: %w", err)
 	}
 	if pi.Amount != o.AmountCents || pi.Currency != o.Currency {
-		// Never authorize an order for an amount we did not compute.
+		// Never authorize an order for an amount we did not compute; release the card at once.
+		if pi.Status == gpubroker.PIRequiresCapture {
+			if _, err := d.Payments.Cancel(ctx, pi.ID, "fraudulent", "mismatch-"+pi.ID); err != nil && !errors.Is(err, gpubroker.ErrPaymentState) {
+				return err
+			}
+		}
 		return river.JobCancel(fmt.Errorf("payment intent %s is for %d %s, order %s is for %d %s", pi.ID, pi.Amount, pi.Currency, o.ID, o.AmountCents, o.Currency))
 	}
 	switch pi.Status {
@@ -101,7 +107,7 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, ev *gpubroker.
 			if err != nil {
 				return err
 			}
-			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, pi.ID, d.now())
+			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now())
 			if err != nil || !ok {
 				return err
 			}

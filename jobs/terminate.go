@@ -23,9 +23,10 @@ type TerminateArgs struct {
 func (TerminateArgs) Kind() string { return "terminate" }
 
 // InsertOpts implements river.JobArgsWithInsertOpts. Not unique: the scheduled end and a
-// user's request may both exist; the second finds the pod terminated and does nothing.
+// user's request may both exist; the second finds the pod terminated and does nothing. A pod
+// left running costs money every hour, so it keeps trying for days (capped backoff).
 func (TerminateArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 20, Queue: QueuePods}
+	return river.InsertOpts{MaxAttempts: 500, Queue: QueuePods}
 }
 
 // TerminateWorker terminates the instance (idempotently at the provider) and records it.
@@ -34,8 +35,10 @@ type TerminateWorker struct {
 	d *Deps
 }
 
-// NextRetry implements the RetryDelay override.
-func (w *TerminateWorker) NextRetry(*river.Job[TerminateArgs]) time.Time { return w.d.nextRetry() }
+// NextRetry backs off like River but never waits more than 10 minutes.
+func (w *TerminateWorker) NextRetry(job *river.Job[TerminateArgs]) time.Time {
+	return cappedRetry(w.d, job.Attempt)
+}
 
 // Work implements river.Worker.
 func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs]) error {

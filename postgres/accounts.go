@@ -47,10 +47,25 @@ func GetAccountByEmail(ctx context.Context, q Querier, email string) (*gpubroker
 	return a, notFound(err, "account")
 }
 
-// ActivateAccount marks a pending account active; an active one stays as it is.
+// ActivateAccount marks a pending account active; an active one stays as it is. Activation
+// ends every earlier session of the account: those were opened before anyone proved they own
+// the email (anyone can pay with someone else's address), so only the prover stays signed in.
 func ActivateAccount(ctx context.Context, tx pgx.Tx, id string, now time.Time) (*gpubroker.Account, error) {
-	if _, err := tx.Exec(ctx, `UPDATE accounts SET status = 'active', activated_at = $2 WHERE id = $1 AND status = 'pending'`, id, now); err != nil {
+	tag, err := tx.Exec(ctx, `UPDATE accounts SET status = 'active', activated_at = $2 WHERE id = $1 AND status = 'pending'`, id, now)
+	if err != nil {
 		return nil, err
 	}
+	if tag.RowsAffected() == 1 {
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE account_id = $1`, id); err != nil {
+			return nil, err
+		}
+	}
 	return GetAccount(ctx, tx, id)
+}
+
+// FirstOrderID returns the id of an account's first order: the order that created it.
+func FirstOrderID(ctx context.Context, q Querier, accountID string) (string, error) {
+	var id string
+	err := q.QueryRow(ctx, `SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT 1`, accountID).Scan(&id)
+	return id, err
 }

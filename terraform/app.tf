@@ -212,6 +212,8 @@ resource "aws_ecs_task_definition" "api" {
     }]
     environment = concat(local.common_environment, [
       { name = "ADDR", value = ":${local.container_port}" },
+      # CloudFront and the ALB each append to X-Forwarded-For: rate limits count the viewer.
+      { name = "TRUSTED_PROXY_HOPS", value = "2" },
     ])
     secrets = [for s in local.task_secrets.api : { name = s, valueFrom = aws_secretsmanager_secret.app[s].arn }]
     logConfiguration = {

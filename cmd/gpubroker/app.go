@@ -128,8 +128,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	broker := gpu.NewBroker(providers...)
+	broker.Logger = log.With("component", "gpu")
 	m.JobDeps = &jobs.Deps{
-		Pool: m.Pool, Catalog: catalog, Payments: payments, Broker: gpu.NewBroker(providers...),
+		Pool: m.Pool, Catalog: catalog, Payments: payments, Broker: broker,
 		PublicURL: cfg.PublicURL, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "jobs"),
 		OnOffers: m.offers.set,
 	}
@@ -165,7 +167,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Pool: m.Pool, Jobs: m.River, Payments: payments, Catalog: catalog, PublicURL: cfg.PublicURL,
 		WebhookSecret: cfg.StripeWebhookSecret, ParseWebhook: billing.ParseWebhook, SecureCookies: !cfg.LocalDev(),
 		AdminUser: cfg.AdminUser, AdminPassword: adminPassword, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "api"),
-		NoRateLimits: m.NoRateLimits,
+		NoRateLimits: m.NoRateLimits, TrustedProxyHops: cfg.TrustedProxyHops,
 	}
 	apiHandler := apiServer.Handler()
 	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics", "/ops/funnel"} {

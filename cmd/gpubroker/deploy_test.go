@@ -233,15 +233,15 @@ func TestInactiveAccountCannotDeploy(t *testing.T) {
 // Ops retry a failed provision job through the River UI's own API, and the pod then runs.
 func TestRiverUIRetry(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	// A long backoff leaves the failed job waiting in "retryable" until someone retries it.
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.RetryDelay = time.Hour }})
 	c, podID := e.signUp("ops@example.com")
-	// One failure per attempt until River discards the job (provision has 10 attempts).
-	e.m.Sim.FailNext(sim.OpLaunch, errors.New("provider 500"), 10)
+	e.m.Sim.FailNext(sim.OpLaunch, errors.New("provider 500"), 1)
 	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
 	require.Equal(t, http.StatusAccepted, code)
 	var jobID int64
-	e.eventually("provision discarded", 20*time.Second, func() bool {
-		return e.m.Pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE kind = 'provision' AND state = 'discarded'`).Scan(&jobID) == nil
+	e.eventually("provision failed", 20*time.Second, func() bool {
+		return e.m.Pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE kind = 'provision' AND state = 'retryable'`).Scan(&jobID) == nil
 	})
 	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
 
@@ -255,6 +255,7 @@ func TestRiverUIRetry(t *testing.T) {
 		return resp.StatusCode
 	}
 	require.Equal(t, http.StatusUnauthorized, ui("admin", "wrong"))
+	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
 	require.Equal(t, http.StatusOK, ui("admin", "ops-secret"))
 	e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, 1, e.m.Sim.Launches())
@@ -270,3 +271,35 @@ func itoa(n int64) string {
 }
 
 var _ = jobs.InstanceName
+
+// A provider that keeps failing never leaves a captured payment without a pod or a refund:
+// past the deadline the job refunds and cleans up whatever it may have launched.
+func TestProviderOutageEndsInRefund(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 500 * time.Millisecond }})
+	c, podID := e.signUp("outage@example.com")
+	e.m.Sim.FailNext(sim.OpFind, gpu.ErrUnavailable, 1000)
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	p := e.waitPod(c, podID, "failed", 20*time.Second)
+	require.Equal(t, "refunded", p["order_status"])
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
+	require.Equal(t, 0, e.m.Sim.Launches())
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate_instance'`))
+}
+
+// An instance that boots past the deadline is terminated and the payment refunded.
+func TestBootPastDeadlineTerminatesAndRefunds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: time.Hour, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 500 * time.Millisecond }})
+	c, podID := e.signUp("slowboot@example.com")
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	p := e.waitPod(c, podID, "failed", 20*time.Second)
+	require.Equal(t, "refunded", p["order_status"])
+	require.Equal(t, 1, e.m.Sim.Launches())
+	e.eventually("instance terminated", 10*time.Second, func() bool { return e.m.Sim.Terminations() == 1 })
+	for _, inst := range e.m.Sim.Instances() {
+		require.Equal(t, gpu.StateTerminated, inst.State)
+	}
+}

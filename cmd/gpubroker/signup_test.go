@@ -339,3 +339,51 @@ func TestActivationTokens(t *testing.T) {
 	code, _ = e.do(other, "GET", "/api/me", nil)
 	require.Equal(t, http.StatusOK, code)
 }
+
+// Paying with someone else's email must never open their account.
+func TestVerifyNeverSignsIntoAnotherAccount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	victim, _ := e.signUp("victim@example.com")
+
+	attacker := newBrowser()
+	_, sid := e.checkout(attacker, "victim@example.com")
+	e.pay(sid, "4242424242424242")
+	var body map[string]any
+	e.eventually("attached", 10*time.Second, func() bool {
+		var code int
+		code, body = e.do(attacker, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		return code == http.StatusOK
+	})
+	require.Equal(t, false, body["signed_in"])
+	code, _ := e.do(attacker, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, me := e.do(victim, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, me["pods"], 2, "the order is the victim's to deploy, after they sign in")
+}
+
+// A session opened before the email was proven ends when the owner activates.
+func TestActivationEndsEarlierSessions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	squatter := newBrowser()
+	_, sid := e.checkout(squatter, "owner@example.com")
+	e.pay(sid, "4242424242424242")
+	e.eventually("verify", 10*time.Second, func() bool {
+		code, _ := e.do(squatter, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		return code == http.StatusOK
+	})
+	code, _ := e.do(squatter, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusOK, code)
+
+	owner := newBrowser()
+	var mails []map[string]any
+	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails("owner@example.com"); return len(mails) == 1 })
+	code, _ = e.do(owner, "POST", "/api/activate", map[string]any{"token": tokenOf(t, link(t, mails[0], "/activate/"))})
+	require.Equal(t, http.StatusOK, code)
+	code, _ = e.do(squatter, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _ = e.do(owner, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusOK, code)
+}

@@ -59,20 +59,27 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+// Intl formatters are costly to create, so each is made once.
+const moneyFormats = new Map();
+
 export function money(cents, currency) {
   const cur = String(currency || "usd").toUpperCase();
   const n = Number(cents) / 100;
   try {
-    return new Intl.NumberFormat("en-US", { style: "currency", currency: cur }).format(n);
+    if (!moneyFormats.has(cur)) moneyFormats.set(cur, new Intl.NumberFormat("en-US", { style: "currency", currency: cur }));
+    return moneyFormats.get(cur).format(n);
   } catch (e) {
     return `${n.toFixed(2)} ${cur}`;
   }
 }
 
+let dateFormat;
+
 export function dateTime(s) {
   const d = new Date(s);
   if (!s || isNaN(d)) return "";
-  return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  dateFormat = dateFormat || new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  return dateFormat.format(d);
 }
 
 export function param(name) {

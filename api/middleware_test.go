@@ -1,0 +1,60 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestClientIP(t *testing.T) {
+	cases := []struct {
+		hops int
+		xff  []string
+		want string
+	}{
+		{0, []string{"6.6.6.6"}, "10.0.0.9"},                        // no proxies: the peer, whatever the header says
+		{2, []string{"1.2.3.4, 130.176.0.1"}, "1.2.3.4"},            // viewer, CloudFront; the ALB is the peer
+		{2, []string{"6.6.6.6, 1.2.3.4, 130.176.0.1"}, "1.2.3.4"},   // a spoofed entry on the left is ignored
+		{2, []string{"6.6.6.6", "1.2.3.4, 130.176.0.1"}, "1.2.3.4"}, // several header lines
+		{2, nil, "10.0.0.9"},                                        // reached the ALB directly
+		{1, []string{"6.6.6.6, 1.2.3.4"}, "1.2.3.4"},                // one proxy
+	}
+	for _, tc := range cases {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "10.0.0.9:5555"
+		for _, h := range tc.xff {
+			r.Header.Add("X-Forwarded-For", h)
+		}
+		s := &Server{TrustedProxyHops: tc.hops}
+		require.Equal(t, tc.want, s.clientIP(r), "%+v", tc)
+	}
+}
+
+func TestRouteLabel(t *testing.T) {
+	require.Equal(t, "/api/pods/:id/deploy", routeLabel("/api/pods/123e4567-e89b-12d3-a456-426614174000/deploy"))
+	require.Equal(t, "/api/pods/:id", routeLabel("/api/pods/abc"))
+	require.Equal(t, "/api/me", routeLabel("/api/me"))
+}
+
+func TestAdminAuth(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	get := func(h http.Handler, user, pass string) int {
+		r := httptest.NewRequest("GET", "/ops/riverui/", nil)
+		if user != "" {
+			r.SetBasicAuth(user, pass)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	off := AdminAuth("admin", "", ok)
+	require.Equal(t, http.StatusNotFound, get(off, "", ""), "no password configured: the route does not exist")
+	require.Equal(t, http.StatusNotFound, get(off, "admin", ""))
+	on := AdminAuth("admin", "s3cret", ok)
+	require.Equal(t, http.StatusUnauthorized, get(on, "", ""))
+	require.Equal(t, http.StatusUnauthorized, get(on, "admin", "wrong"))
+	require.Equal(t, http.StatusUnauthorized, get(on, "root", "s3cret"))
+	require.Equal(t, http.StatusOK, get(on, "admin", "s3cret"))
+}

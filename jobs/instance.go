@@ -1,0 +1,98 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker/gpu"
+	"gpubroker/postgres"
+)
+
+// TerminateInstanceArgs makes sure a provider instance we no longer want is gone: one that
+// failed while booting, or any instance of a pod we gave up on (refunded).
+type TerminateInstanceArgs struct {
+	PodID      string `json:"pod_id"`
+	Provider   string `json:"provider,omitempty"`
+	InstanceID string `json:"instance_id,omitempty"`
+	// ByName also terminates every live instance launched under the pod's name, including one
+	// whose launch answer was lost. Not for a pod that will launch again under that name.
+	ByName bool `json:"by_name,omitempty"`
+}
+
+// Kind implements river.JobArgs.
+func (TerminateInstanceArgs) Kind() string { return "terminate_instance" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts. An instance left running costs money
+// every hour, so this job keeps trying (capped backoff) far longer than others.
+func (TerminateInstanceArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 500, Queue: QueuePods}
+}
+
+// terminateInstanceTx enqueues the clean-up of a pod's instances, in the caller's transaction.
+func terminateInstanceTx(ctx context.Context, tx pgx.Tx, pod *postgres.Pod, byName bool) error {
+	args := TerminateInstanceArgs{PodID: pod.ID, ByName: byName}
+	if pod.InstanceID != nil {
+		args.Provider, args.InstanceID = deref(pod.Provider), *pod.InstanceID
+	}
+	if args.InstanceID == "" && !byName {
+		return nil
+	}
+	_, err := client(ctx).InsertTx(ctx, tx, args, nil)
+	return err
+}
+
+// TerminateInstanceWorker runs TerminateInstanceArgs.
+type TerminateInstanceWorker struct {
+	river.WorkerDefaults[TerminateInstanceArgs]
+	d *Deps
+}
+
+// NextRetry backs off like River (attempt⁴ seconds) but never waits more than 10 minutes.
+func (w *TerminateInstanceWorker) NextRetry(job *river.Job[TerminateInstanceArgs]) time.Time {
+	return cappedRetry(w.d, job.Attempt)
+}
+
+// Work implements river.Worker.
+func (w *TerminateInstanceWorker) Work(ctx context.Context, job *river.Job[TerminateInstanceArgs]) error {
+	d, a := w.d, job.Args
+	if a.InstanceID != "" {
+		p, ok := d.Broker.Provider(a.Provider)
+		if !ok {
+			return fmt.Errorf("instance %s/%s: provider not configured", a.Provider, a.InstanceID)
+		}
+		if err := p.Terminate(ctx, a.InstanceID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
+			return fmt.Errorf("error terminating instance: %w", err)
+		}
+	}
+	if !a.ByName {
+		return nil
+	}
+	for range 10 { // more than one would be a bug elsewhere; stop rather than loop forever
+		inst, err := d.Broker.FindInstance(ctx, InstanceName(a.PodID))
+		if errors.Is(err, gpu.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		d.Logger.WarnContext(ctx, "terminating an instance of a pod we gave up on", "pod_id", a.PodID, "instance", inst.Provider+"/"+inst.ID)
+		p, _ := d.Broker.Provider(inst.Provider)
+		if err := p.Terminate(ctx, inst.ID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
+			return err
+		}
+	}
+	return fmt.Errorf("pod %s: instances keep appearing under its name", a.PodID)
+}
+
+// cappedRetry is River's attempt⁴ backoff capped at 10 minutes (or the test override).
+func cappedRetry(d *Deps, attempt int) time.Time {
+	if t := d.nextRetry(); !t.IsZero() {
+		return t
+	}
+	wait := time.Duration(attempt*attempt*attempt*attempt) * time.Second
+	return time.Now().Add(min(wait, 10*time.Minute))
+}
