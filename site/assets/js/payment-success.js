@@ -10,6 +10,7 @@ const LIMIT_MS = 3 * 60 * 1000;
 const titles = {
   authorized: "Payment authorized",
   expired: "Checkout expired",
+  released: "Payment cancelled",
   unknown: "Payment not found",
   missing: "Payment not found",
 };
@@ -42,18 +43,26 @@ async function poll() {
     if (res.status === 200) {
       const email = (d.account && d.account.email) || "your inbox";
       const active = d.account && d.account.status === "active";
+      // signed_in false: the API did not open a session (e.g. an existing account), so the
+      // dashboard needs an emailed sign-in link.
+      const signedIn = d.signed_in !== false;
       status(box, "authorized", "ok", [
         h("p", {}, h("strong", {}, "Payment authorized"), active ? " — your account is ready." : " — check your email ", active ? "" : h("strong", { id: "verify-email" }, email), active ? "" : " to activate your account."),
         h("p", {}, "You will be charged only when you deploy."),
       ]);
-      links(h("a", { class: "btn", id: "dashboard-link", href: "/dashboard/" }, "Go to your dashboard"));
+      links(
+        signedIn
+          ? h("a", { class: "btn", id: "dashboard-link", href: "/dashboard/" }, "Go to your dashboard")
+          : h("a", { class: "btn", id: "dashboard-link", href: "/login/" }, "Sign in to your dashboard"),
+      );
       title("authorized");
       return;
     }
     if (res.status === 410) {
-      status(box, "expired", "warn", [d.message || "This checkout expired before it was paid. Nothing was charged.", "Start again to pick your GPU."]);
+      const state = d.error === "released" ? "released" : "expired";
+      status(box, state, "warn", [d.message || "This checkout expired before it was paid. Nothing was charged.", "Start again to pick your GPU."]);
       links(h("a", { class: "btn", href: "/get-started/" }, "Start again"));
-      title("expired");
+      title(state);
       return;
     }
     if (res.status === 404) {
