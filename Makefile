@@ -39,9 +39,14 @@ bench:
 lighthouse: site
 	scripts/lighthouse.sh
 
-site-deploy:
-	go build -tags withdeploy -o bin/hugo-deploy -modfile=tools/go.mod github.com/gohugoio/hugo
-	cd site && ../bin/hugo-deploy --minify && ../bin/hugo-deploy deploy --target production --invalidateCDN
+# Upload the site with `hugo deploy` (a Hugo built with the withdeploy tag, at the pinned
+# version). SITE_BUCKET and CLOUDFRONT_DISTRIBUTION_ID come from `terraform output`.
+site-deploy: site
+	@[ -n "$(SITE_BUCKET)" ] && [ -n "$(CLOUDFRONT_DISTRIBUTION_ID)" ] && [ -n "$(AWS_REGION)" ] || \
+		{ echo "set SITE_BUCKET, CLOUDFRONT_DISTRIBUTION_ID and AWS_REGION (see terraform output)"; exit 1; }
+	go build -modfile=tools/go.mod -tags withdeploy -o bin/hugo-deploy github.com/gohugoio/hugo
+	HUGO_DEPLOYMENT_TARGETS='[{name: production, url: "s3://$(SITE_BUCKET)?region=$(AWS_REGION)", cloudFrontDistributionID: $(CLOUDFRONT_DISTRIBUTION_ID), exclude: offers.json}]' \
+		bin/hugo-deploy deploy --source site --target production --invalidateCDN
 
 db-stop:
 	scripts/pg.sh stop

@@ -19,6 +19,7 @@ const ORDER_LABEL = {
   refunded: "Refunded",
   expired: "Checkout expired",
   released: "Hold released",
+  declined: "Payment declined",
   free: "Free trial",
 };
 const PROGRESS = {
@@ -63,6 +64,8 @@ function deployBlocked(p) {
       return "This checkout expired before it was paid. Start a new order.";
     case "refunded":
       return "This order was refunded.";
+    case "declined":
+      return "The payment was declined. Start a new order.";
     case "checkout_pending":
       return "Waiting for your payment to be confirmed.";
   }
@@ -141,6 +144,7 @@ function renderPod(p) {
       p.order_status === "authorized" ? fact("Card hold until", dateTime(p.hold_expires_at), "hold-expiry") : null,
       fact("Started", dateTime(p.started_at)),
       fact(p.status === "running" ? "Stops at" : "Ended", p.status === "running" || p.status === "terminated" ? dateTime(p.ends_at) : ""),
+      fact("Provider", p.provider),
       fact("Ordered", dateTime(p.created_at)),
     ),
     TRANSIENT.has(p.status)
