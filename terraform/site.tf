@@ -88,6 +88,25 @@ data "aws_iam_policy_document" "site_bucket" {
     }
   }
 
+  # With ListBucket a missing page is a 404 from S3, not a 403, so the one error mapping below
+  # is 404 → /404.html and the API's 403s (account_inactive, bad_origin) pass through intact.
+  statement {
+    sid       = "CloudFrontList"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.site.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudfront.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "AWS:SourceArn"
+      values   = [aws_cloudfront_distribution.site.arn]
+    }
+  }
+
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
@@ -287,12 +306,12 @@ resource "aws_cloudfront_distribution" "site" {
     cache_policy_id        = data.aws_cloudfront_cache_policy.caching_optimized.id
   }
 
-  # A missing page is a 403 from S3 (see the bucket policy). Custom error responses apply to
-  # every origin, API included, so only 403 is mapped: mapping 404 as well would gain nothing
-  # for the site and would replace the API's JSON 404s (unknown session, someone else's pod)
-  # with the HTML page. The API's own 403s are affected; see README.md.
+  # A missing page is a 404 from S3 (CloudFront may list the bucket). Custom error responses
+  # apply to every origin, API included: the API's 404s keep their status at the edge but get
+  # the HTML page as body, which is why every client of the API branches on the status code.
+  # Its 403s, 409s and 410s are untouched.
   custom_error_response {
-    error_code            = 403
+    error_code            = 404
     response_code         = 404
     response_page_path    = "/404.html"
     error_caching_min_ttl = 60

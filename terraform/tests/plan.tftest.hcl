@@ -158,8 +158,8 @@ run "plan" {
   }
 
   assert {
-    condition     = [for e in aws_cloudfront_distribution.site.custom_error_response : e.error_code] == [403]
-    error_message = "only S3's 403 maps to /404.html"
+    condition     = [for e in aws_cloudfront_distribution.site.custom_error_response : e.error_code] == [404]
+    error_message = "only 404 maps to /404.html, so the API's 403s pass through"
   }
 
   # Without a zone no records are managed. (The with-zone case is not run here: a mocked
