@@ -21,8 +21,8 @@ for page in / /plans/ /get-started/; do
   CHROME_PATH=/usr/bin/chromium "$tools/node_modules/.bin/lighthouse" "http://127.0.0.1:$port$page" \
     --quiet --output=json --output-path="$out" --only-categories=performance,accessibility,best-practices,seo \
     --chrome-flags="--headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update --disable-sync --no-first-run" >/dev/null 2>&1 || true
-  node -e 'const r=require(process.argv[1]);const c=r.categories;console.log(process.argv[2],...["performance","accessibility","best-practices","seo"].map(k=>Math.round(c[k].score*100)))' "$out" "$page"
+  node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));const c=r.categories;console.log(process.argv[2],...["performance","accessibility","best-practices","seo"].map(k=>Math.round(c[k].score*100)))' "$out" "$page"
   rm -f "$out"
 done
-bytes=$(cd site/public && { cat index.html; for f in $(grep -oE '(href|src)="/[^"]+\.(css|js)"' index.html | sed -E 's/.*="\/([^"]+)"/\1/'); do cat "$f"; done; } | wc -c)
+bytes=$(cd site/public && { cat index.html; for f in $(grep -oE '(href|src)="?/[^" >]+\.(css|js)' index.html | sed -E 's/^(href|src)="?\///'); do cat "$f"; done; } | wc -c)
 echo "landing page HTML+CSS+JS: $bytes bytes"

@@ -387,3 +387,21 @@ func TestActivationEndsEarlierSessions(t *testing.T) {
 	code, _ = e.do(owner, "GET", "/api/me", nil)
 	require.Equal(t, http.StatusOK, code)
 }
+
+func TestContactForm(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	code, body := e.do(newBrowser(), "POST", "/api/contact", map[string]any{"name": "", "email": "nope", "message": "hi"})
+	require.Equal(t, http.StatusUnprocessableEntity, code)
+	require.Contains(t, body["fields"], "email")
+	require.Contains(t, body["fields"], "message")
+	require.Equal(t, 0, e.count(`SELECT count(*) FROM contact_messages`))
+
+	code, _ = e.do(newBrowser(), "POST", "/api/contact", map[string]any{"name": "Lin", "email": "lin@corp.example", "company": "Corp <b>", "message": "We need 64 H100s for a month."})
+	require.Equal(t, http.StatusAccepted, code)
+	e.eventually("sales email", 10*time.Second, func() bool { return len(e.mails("sales@gpubroker.dev")) == 1 })
+	m := e.mails("sales@gpubroker.dev")[0]
+	require.Equal(t, "contact", m["kind"])
+	require.Contains(t, m["text"], "64 H100s")
+	require.Contains(t, m["html"], "Corp &lt;b&gt;")
+}
