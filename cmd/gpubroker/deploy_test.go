@@ -216,14 +216,7 @@ func TestInactiveAccountCannotDeploy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newBrowser()
-	_, sid := e.checkout(c, "inactive@example.com")
-	e.pay(sid, "4242424242424242")
-	var body map[string]any
-	e.eventually("verify", 10*time.Second, func() bool {
-		var code int
-		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		return code == http.StatusOK
-	})
+	_, body := e.paid(c, "inactive@example.com")
 	podID := body["pod"].(map[string]any)["id"].(string)
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
 	require.Equal(t, http.StatusForbidden, code)

@@ -194,22 +194,39 @@ func tokenOf(t testing.TB, link string) string {
 	return u.Query().Get("token")
 }
 
-// signUp runs the paid path to an activated account and returns its browser and pod id.
-func (e *env) signUp(email string) (*http.Client, string) {
+// paid runs a Pro checkout for email in browser c, pays it with the test card and waits until
+// the success page's verify call answers 200; it returns the session id and that answer.
+func (e *env) paid(c *http.Client, email string) (string, map[string]any) {
 	e.t.Helper()
-	c := newBrowser()
 	_, sid := e.checkout(c, email)
 	resp := e.pay(sid, "4242424242424242")
 	require.Equal(e.t, http.StatusSeeOther, resp.StatusCode)
 	var body map[string]any
-	e.eventually("account", 10*time.Second, func() bool {
+	e.eventually("verify 200", 10*time.Second, func() bool {
 		var code int
 		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK
 	})
+	return sid, body
+}
+
+// activationToken waits until n emails went to addr and returns the activation token in the
+// newest one.
+func (e *env) activationToken(addr string, n int) string {
+	e.t.Helper()
 	var mails []map[string]any
-	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails(email); return len(mails) > 0 })
-	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": tokenOf(e.t, link(e.t, mails[0], "/activate/"))})
+	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails(addr); return len(mails) == n })
+	require.Equal(e.t, "activation", mails[0]["kind"])
+	return tokenOf(e.t, link(e.t, mails[0], "/activate/"))
+}
+
+// signUp runs the paid path for a new email to an activated account and returns its browser
+// and pod id.
+func (e *env) signUp(email string) (*http.Client, string) {
+	e.t.Helper()
+	c := newBrowser()
+	_, body := e.paid(c, email)
+	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken(email, 1)})
 	require.Equal(e.t, http.StatusOK, code)
 	return c, body["pod"].(map[string]any)["id"].(string)
 }
