@@ -203,6 +203,8 @@ func (m *Main) Open(ctx context.Context) error {
 func (m *Main) providers(log *slog.Logger) ([]gpu.Provider, error) {
 	ps := m.realProviders(log)
 	switch {
+	case m.Mode != "dev" && m.Sim != nil: // tests of the production processes
+		ps = append(ps, m.Sim)
 	case m.Mode == "dev":
 		if m.Sim == nil {
 			m.Sim = sim.New(sim.Options{BootDelay: time.Duration(m.Config.SimBootDelaySeconds) * time.Second})

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"errors"
 	"net/http"
 	"strings"
@@ -76,6 +78,29 @@ func TestDeployJourney(t *testing.T) {
 	e.eventually("terminated email", 5*time.Second, func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_terminated" })
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)), "captured exactly once")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'captured'`))
+
+	// Ops see the journey in the funnel and the metrics.
+	req, _ := http.NewRequest("GET", e.url+"/ops/funnel", nil)
+	req.SetBasicAuth("admin", "ops-secret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var funnel map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&funnel))
+	resp.Body.Close()
+	for k, want := range map[string]float64{"checkouts_started": 1, "authorized": 1, "activated": 1, "deployed": 1, "running": 1, "payment_success_rate": 1} {
+		require.Equal(t, want, funnel[k], k)
+	}
+	require.NotNil(t, funnel["provisioning_seconds_p50"])
+	resp, err = http.Get(e.url + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metrics), `gpubroker_http_requests_total{route="/api/pods/:id/deploy",method="POST",status="202"} 1`)
+	require.Contains(t, string(metrics), `gpubroker_pods{status="terminated"} 1`)
+	resp, err = http.Get(e.url + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
 func TestConcurrentDeploysCaptureAndLaunchOnce(t *testing.T) {

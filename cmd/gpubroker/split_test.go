@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"gpubroker/billing/stripesim"
+	"gpubroker/config"
+	"gpubroker/gpu/sim"
+	"gpubroker/internal/testdb"
+	"gpubroker/jobs"
+)
+
+// The production split: an `api` process (insert-only River client, no workers, no River UI)
+// and a `worker` process share one database, with Stripe at a separate address (here the
+// stand-in, as it would be stripe-mock or Stripe). A paid customer goes from checkout to a
+// running pod across the two.
+func TestAPIAndWorkerProcesses(t *testing.T) {
+	t.Parallel()
+	_, dbURL := testdb.NewWithURL(t)
+	var stripe atomic.Pointer[stripesim.Server]
+	stripeSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stripe.Load().ServeHTTP(w, r) }))
+	defer stripeSrv.Close()
+
+	start := func(mode string, extra map[string]string) *Main {
+		t.Helper()
+		vars := map[string]string{"DATABASE_URL": dbURL, "ADDR": "127.0.0.1:0", "ADMIN_PASSWORD": "ops-secret",
+			"STRIPE_SECRET_KEY": "sk_test_split", "STRIPE_API_BASE": stripeSrv.URL + "/dev/stripe"}
+		for k, v := range extra {
+			vars[k] = v
+		}
+		cfg, err := config.FromEnv(func(k string) string { return vars[k] })
+		require.NoError(t, err)
+		m := &Main{Mode: mode, Config: cfg, Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Sim: sim.New(sim.Options{BootDelay: 50 * time.Millisecond}), JobTune: func(d *jobs.Deps) { d.PollInterval = 20 * time.Millisecond }}
+		if mode == "migrate" {
+			require.NoError(t, m.Run(context.Background()))
+			return nil
+		}
+		m.PublicURLFromListener = extra["PUBLIC_URL"] == ""
+		require.NoError(t, m.Open(context.Background()))
+		t.Cleanup(func() { _ = m.Close(context.Background()) })
+		return m
+	}
+	// Migrations first, as the migrate task does (idempotent: the test database is migrated).
+	start("migrate", nil)
+	api := start("api", nil) // the site's origin is the API's own address here
+	start("worker", map[string]string{"PUBLIC_URL": api.URL})
+	stripe.Store(stripesim.New(stripesim.Config{PublicURL: stripeSrv.URL, WebhookURL: api.URL + "/api/stripe/webhook"}))
+
+	e := &env{t: t, m: api, url: api.URL, client: newBrowser()}
+	// The stand-in is not mounted on the API in production mode.
+	resp, err := http.Get(api.URL + "/dev/stripe/v1/checkout/sessions")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	c := newBrowser()
+	_, sid := e.checkout(c, "split@example.com")
+	_, err = stripe.Load().Pay(context.Background(), sid, stripesim.CardSucceeds)
+	require.NoError(t, err)
+	var body map[string]any
+	e.eventually("verify 200", 10*time.Second, func() bool {
+		var code int
+		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		return code == http.StatusOK
+	})
+	podID := body["pod"].(map[string]any)["id"].(string)
+	var token string
+	e.eventually("activation email", 10*time.Second, func() bool {
+		return e.m.Pool.QueryRow(context.Background(), `SELECT substring(text_body from 'token=([A-Za-z0-9_-]+)') FROM emails WHERE to_email = 'split@example.com'`).Scan(&token) == nil
+	})
+	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": token})
+	require.Equal(t, http.StatusOK, code)
+	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "running", 15*time.Second)
+
+	// The River UI lives on the worker, never on the API.
+	req, _ := http.NewRequest("GET", api.URL+"/ops/riverui/", nil)
+	req.SetBasicAuth("admin", "ops-secret")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
