@@ -60,7 +60,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		case pod.OrderStatus != gpubroker.OrderAuthorized && pod.OrderStatus != gpubroker.OrderFree:
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_payable", "This order is %s and cannot be deployed.", pod.OrderStatus)
 		}
-		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodDeploying, map[string]any{"deploy_requested_at": s.now()}); err != nil {
+		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodDeploying, map[string]any{"deploy_requested_at": s.now(), "error": nil}); err != nil {
 			return err
 		}
 		podStatus = gpubroker.PodDeploying

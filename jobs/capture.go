@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"gpubroker"
 	"gpubroker/postgres"
@@ -75,7 +76,7 @@ func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) e
 		if job.Attempt >= job.MaxAttempts {
 			// Stripe has been failing for hours: hand the pod back so the user can deploy again
 			// later; the hold stays, and the release job frees it on day 6 if they never do.
-			return w.giveBack(ctx, pod, err)
+			return w.giveBack(ctx, job, pod, err)
 		}
 		return fmt.Errorf("error capturing payment: %w", err)
 	}
@@ -110,13 +111,18 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *postgres.Pod, o *gpub
 	})
 }
 
-// giveBack returns a pod whose capture kept failing to configured, so Deploy works again.
-func (w *CaptureWorker) giveBack(ctx context.Context, pod *postgres.Pod, cause error) error {
+// giveBack returns a pod whose capture kept failing to configured, so Deploy works again. The
+// job completes in the same transaction: a Deploy right after must be able to enqueue a new
+// capture, which uniqueness would refuse while this one still counted as running.
+func (w *CaptureWorker) giveBack(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, cause error) error {
 	d := w.d
 	d.Logger.ErrorContext(ctx, "capture failed for good; the pod can be deployed again", "pod_id", pod.ID, "error", cause)
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, map[string]any{"error": "We could not reach our payment processor. Nothing was charged; please press Deploy again."})
 		if err != nil || !ok {
+			return err
+		}
+		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
 			return err
 		}
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.capture_failed", Detail: map[string]any{"error": cause.Error()}})

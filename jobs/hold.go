@@ -69,6 +69,23 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 		return err
 	}
 	pi, err := d.Payments.Cancel(ctx, *o.PaymentIntentID, "abandoned", "release-"+o.ID)
+	if errors.Is(err, gpubroker.ErrPaymentState) && pi != nil && pi.Status == gpubroker.PISucceeded {
+		// Captured at Stripe though we never recorded it: the customer paid for a pod that will
+		// not run, so record the capture and refund it.
+		d.Logger.ErrorContext(ctx, "hold release found the payment captured; refunding", "order_id", o.ID)
+		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+			ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, d.now())
+			if err != nil || !ok {
+				return err
+			}
+			pod, err := postgres.GetOrderPod(ctx, tx, o.ID)
+			if err != nil {
+				return err
+			}
+			_, err = client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: "Your pod was not deployed."}, nil)
+			return err
+		})
+	}
 	if err != nil && !(errors.Is(err, gpubroker.ErrPaymentState) && pi != nil && pi.Status == gpubroker.PICanceled) {
 		return err
 	}

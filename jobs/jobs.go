@@ -115,9 +115,14 @@ func client(ctx context.Context) Inserter {
 }
 
 // unique makes a kind's job unique by its arguments while it is pending, scheduled, available,
-// running or retryable: a double click or a redelivered event enqueues it once.
+// running or retryable: a double click or a redelivered event enqueues it once. Unlike River's
+// default it leaves out completed, so a step that finished (a capture handed back after a
+// Stripe outage) can be enqueued again; the workers' state guards make a rerun harmless.
 func unique() river.UniqueOpts {
-	return river.UniqueOpts{ByArgs: true}
+	return river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+	}}
 }
 
 // nextRetry implements the optional RetryDelay override.

@@ -77,7 +77,8 @@ func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 	}
 	// A provider or database error: River retries it, but never past the deadline or the last
 	// attempt, so a captured payment always ends in a running pod or a refund.
-	if w.pastDeadline(pod) || job.Attempt >= job.MaxAttempts {
+	// One attempt of headroom: if giving up itself fails, the last attempt can still do it.
+	if w.pastDeadline(pod) || job.Attempt >= job.MaxAttempts-1 {
 		d.Logger.ErrorContext(ctx, "provisioning failed for good", "pod_id", pod.ID, "attempt", job.Attempt, "error", err)
 		if gerr := w.giveUp(ctx, pod, "We could not start a GPU: our providers kept failing."); gerr != nil {
 			return errors.Join(err, gerr)
@@ -91,6 +92,16 @@ func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionAr
 	d := w.d
 	inst, err := d.Broker.FindInstance(ctx, InstanceName(pod.ID))
 	switch {
+	case err == nil && inst.State == gpu.StateFailed:
+		// A broken instance still holds the name (and may bill): end it, then launch anew.
+		p, ok := d.Broker.Provider(inst.Provider)
+		if !ok {
+			return fmt.Errorf("instance %s/%s: provider not configured", inst.Provider, inst.ID)
+		}
+		if err := p.Terminate(ctx, inst.ID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
+			return fmt.Errorf("error terminating a failed instance: %w", err)
+		}
+		return river.JobSnooze(d.PollInterval)
 	case err == nil:
 		d.Logger.InfoContext(ctx, "found the instance an earlier run launched", "pod_id", pod.ID, "instance", inst.Provider+"/"+inst.ID)
 		return w.recordLaunch(ctx, pod, inst, nil)
@@ -247,10 +258,12 @@ func sshCommand(inst *gpu.Instance) string {
 	return cmd
 }
 
+// pastDeadline reports whether the pod has been provisioning longer than the deadline, counted
+// from the capture: a capture that took long after a Stripe outage still gets its full try.
 func (w *ProvisionWorker) pastDeadline(pod *postgres.Pod) bool {
 	start := pod.CreatedAt
-	if pod.DeployedAt != nil {
-		start = *pod.DeployedAt
+	if pod.CapturedAt != nil {
+		start = *pod.CapturedAt
 	}
 	return w.d.now().Sub(start) > w.d.ProvisionDeadline
 }

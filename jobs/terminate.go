@@ -75,6 +75,10 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.terminated"}); err != nil {
 			return err
 		}
+		// A launch whose answer was lost may have left a second instance under the pod's name.
+		if _, err := client(ctx).InsertTx(ctx, tx, TerminateInstanceArgs{PodID: pod.ID, ByName: true}, nil); err != nil {
+			return err
+		}
 		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
 		if err != nil {
 			return err

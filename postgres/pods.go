@@ -33,6 +33,7 @@ type Pod struct {
 	Error         *string               `json:"error"`
 	CreatedAt     time.Time             `json:"created_at"`
 	DeployedAt    *time.Time            `json:"deploy_requested_at"`
+	CapturedAt    *time.Time            `json:"-"`
 	StartedAt     *time.Time            `json:"started_at"`
 	EndsAt        *time.Time            `json:"ends_at"`
 	TerminatedAt  *time.Time            `json:"terminated_at"`
@@ -40,7 +41,7 @@ type Pod struct {
 
 const podSelect = `SELECT p.id, p.order_id, p.account_id, p.status, o.plan, p.gpu, p.region, p.hours, p.template,
 	o.amount_cents, o.currency, o.status, o.hold_expires_at, p.provider, p.instance_id, p.offer_id, p.failed_offers,
-	p.connection, p.error, p.created_at, p.deploy_requested_at, p.started_at, p.ends_at, p.terminated_at
+	p.connection, p.error, p.created_at, p.deploy_requested_at, p.captured_at, p.started_at, p.ends_at, p.terminated_at
 	FROM pods p JOIN orders o ON o.id = p.order_id`
 
 func scanPod(row pgx.Row) (*Pod, error) {
@@ -48,7 +49,7 @@ func scanPod(row pgx.Row) (*Pod, error) {
 	var conn []byte
 	err := row.Scan(&p.ID, &p.OrderID, &p.AccountID, &p.Status, &p.Plan, &p.GPU, &p.Region, &p.Hours, &p.Template,
 		&p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
-		&p.FailedOffers, &conn, &p.Error, &p.CreatedAt, &p.DeployedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt)
+		&p.FailedOffers, &conn, &p.Error, &p.CreatedAt, &p.DeployedAt, &p.CapturedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt)
 	if err != nil {
 		return nil, err
 	}

@@ -56,8 +56,11 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		// leave a paid deploy hanging; 5 minutes is well above the longest step (provision's
 		// 2-minute timeout) and every job is idempotent, so a rescue is safe.
 		RescueStuckJobsAfter: 5 * time.Minute,
-		FetchCooldown:        opts.FetchCooldown,
-		FetchPollInterval:    opts.FetchPollInterval,
+		// On SIGTERM running jobs get 20 s to finish before their contexts are cancelled, inside
+		// the 30 s an orchestrator (ECS) waits before killing the process.
+		SoftStopTimeout:   20 * time.Second,
+		FetchCooldown:     opts.FetchCooldown,
+		FetchPollInterval: opts.FetchPollInterval,
 	}
 	if !opts.NoPeriodic {
 		cfg.PeriodicJobs = jobs.PeriodicJobs()

@@ -150,7 +150,9 @@ func (m *Main) Open(ctx context.Context) error {
 		if m.River, err = worker.NewClient(m.Pool, m.JobDeps, log.With("component", "river"), m.WorkerOptions); err != nil {
 			return err
 		}
-		if err := m.River.Start(ctx); err != nil {
+		// Not the signal's context: cancelling Start's context is River's hard stop, and on
+		// SIGTERM running jobs should finish (Close calls Stop).
+		if err := m.River.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("error starting river: %w", err)
 		}
 	}
@@ -217,16 +219,17 @@ func (m *Main) providers(log *slog.Logger) ([]gpu.Provider, error) {
 	return ps, nil
 }
 
-// Close drains HTTP, stops River (letting running jobs finish) and closes the pool.
+// Close stops River first, letting running jobs finish (in dev they may still call the Stripe
+// stand-in on this server), then drains HTTP, stops the background loops and closes the pool.
 func (m *Main) Close(ctx context.Context) error {
 	var errs []error
+	if m.River != nil && m.Mode != "api" {
+		errs = append(errs, m.River.Stop(ctx))
+	}
 	if m.server != nil {
 		errs = append(errs, m.server.Shutdown(ctx))
 	} else if m.ln != nil {
 		_ = m.ln.Close()
-	}
-	if m.River != nil && m.Mode != "api" {
-		errs = append(errs, m.River.Stop(ctx))
 	}
 	for _, c := range m.closers {
 		c()

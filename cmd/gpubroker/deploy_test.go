@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"gpubroker"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
 	"gpubroker/jobs"
@@ -320,4 +322,58 @@ func TestBootPastDeadlineTerminatesAndRefunds(t *testing.T) {
 	for _, inst := range e.m.Sim.Instances() {
 		require.Equal(t, gpu.StateTerminated, inst.State)
 	}
+}
+
+// flakyPayments wraps the real Stripe client: Capture fails while fail > 0 and is slowed by delay.
+type flakyPayments struct {
+	gpubroker.Payments
+	fail  atomic.Int32
+	delay time.Duration
+}
+
+func (f *flakyPayments) Capture(ctx context.Context, id, key string) (*gpubroker.PaymentIntent, error) {
+	time.Sleep(f.delay)
+	if f.fail.Add(-1) >= 0 {
+		return nil, errors.New("stripe: 500 internal server error")
+	}
+	return f.Payments.Capture(ctx, id, key)
+}
+
+// A capture that keeps failing hands the pod back; pressing Deploy again then works.
+func TestCaptureOutageHandsThePodBack(t *testing.T) {
+	t.Parallel()
+	flaky := &flakyPayments{}
+	flaky.fail.Store(1000)
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { flaky.Payments = d.Payments; d.Payments = flaky }})
+	c, podID := e.signUp("outage-capture@example.com")
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	p := e.waitPod(c, podID, "configured", 20*time.Second)
+	require.Contains(t, p["error"], "press Deploy again")
+	require.Equal(t, "authorized", p["order_status"])
+	require.Equal(t, 0, e.m.StripeSim.CaptureCount(e.piOf(podID)))
+
+	flaky.fail.Store(0)
+	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	p = e.waitPod(c, podID, "running", 15*time.Second)
+	require.Nil(t, p["error"], "the old note is cleared by the new deploy")
+	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
+}
+
+// The provisioning deadline counts from the capture, not the click: a slow capture still gets
+// a full try at launching.
+func TestSlowCaptureStillProvisions(t *testing.T) {
+	t.Parallel()
+	flaky := &flakyPayments{delay: 700 * time.Millisecond}
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) {
+		flaky.Payments = d.Payments
+		d.Payments = flaky
+		d.ProvisionDeadline = 500 * time.Millisecond
+	}})
+	c, podID := e.signUp("slow-capture@example.com")
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	p := e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, "captured", p["order_status"])
 }

@@ -152,7 +152,9 @@ function renderPod(p) {
       : null,
     p.status === "failed"
       ? h("p", { class: "alert err pod-error" }, p.error || "We could not start this pod. If you paid, your payment is refunded automatically.")
-      : null,
+      : p.status === "configured" && p.error
+        ? h("p", { class: "alert warn pod-error" }, p.error)
+        : null,
     conn.length ? h("div", { class: "conn" }, ...conn) : null,
     h(
       "div",
