@@ -40,6 +40,9 @@ type Deps struct {
 
 	// ProvisionDeadline bounds the time from capture to a running pod before we refund.
 	ProvisionDeadline time.Duration
+	// StepTimeout bounds one provision step (a launch call or a poll) against a provider that
+	// hangs; it must stay under the worker's RescueStuckJobsAfter.
+	StepTimeout time.Duration
 	// PollInterval is how often a booting instance is checked.
 	PollInterval time.Duration
 	// NoCapacityRetries is how many provision attempts may find no capacity before a refund.
@@ -62,6 +65,9 @@ func (d *Deps) withDefaults() *Deps {
 	c := *d
 	if c.ProvisionDeadline == 0 {
 		c.ProvisionDeadline = 20 * time.Minute
+	}
+	if c.StepTimeout == 0 {
+		c.StepTimeout = 2 * time.Minute
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 5 * time.Second

@@ -42,8 +42,9 @@ type ProvisionWorker struct {
 	d *Deps
 }
 
-// Timeout bounds one step (a launch call or a poll), well under RescueStuckJobsAfter.
-func (w *ProvisionWorker) Timeout(*river.Job[ProvisionArgs]) time.Duration { return 2 * time.Minute }
+// Timeout bounds one step (a launch call or a poll), well under RescueStuckJobsAfter, so a
+// provider that never answers costs an attempt, not a stuck job.
+func (w *ProvisionWorker) Timeout(*river.Job[ProvisionArgs]) time.Duration { return w.d.StepTimeout }
 
 // NextRetry implements the RetryDelay override.
 func (w *ProvisionWorker) NextRetry(*river.Job[ProvisionArgs]) time.Time { return w.d.nextRetry() }

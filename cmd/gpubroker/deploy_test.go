@@ -377,3 +377,22 @@ func TestSlowCaptureStillProvisions(t *testing.T) {
 	p := e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, "captured", p["order_status"])
 }
+
+// Provider faults on the way to running: a launch call that hangs times out and is retried, a
+// 429 snoozes for its Retry-After; the pod runs on one instance.
+func TestProviderHangAndRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.StepTimeout = 300 * time.Millisecond }})
+	c, podID := e.signUp("faults@example.com")
+	e.m.Sim.FailNext(sim.OpLaunch, &gpu.RateLimitedError{RetryAfter: 100 * time.Millisecond}, 2)
+	e.m.Sim.Hang(sim.OpLaunch, time.Hour)
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.eventually("a timed-out attempt", 10*time.Second, func() bool {
+		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'provision' AND errors IS NOT NULL`) == 1
+	})
+	require.Equal(t, 0, e.m.Sim.Launches())
+	e.m.Sim.Hang(sim.OpLaunch, 0)
+	e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, 1, e.m.Sim.Launches())
+}
