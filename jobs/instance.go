@@ -61,12 +61,8 @@ func (w *TerminateInstanceWorker) NextRetry(job *river.Job[TerminateInstanceArgs
 func (w *TerminateInstanceWorker) Work(ctx context.Context, job *river.Job[TerminateInstanceArgs]) error {
 	d, a := w.d, job.Args
 	if a.InstanceID != "" {
-		p, ok := d.Broker.Provider(a.Provider)
-		if !ok {
-			return fmt.Errorf("instance %s/%s: provider not configured", a.Provider, a.InstanceID)
-		}
-		if err := p.Terminate(ctx, a.InstanceID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
-			return fmt.Errorf("error terminating instance: %w", err)
+		if err := endInstance(ctx, d, a.Provider, a.InstanceID); err != nil {
+			return err
 		}
 	}
 	if !a.ByName {
@@ -80,8 +76,7 @@ func (w *TerminateInstanceWorker) Work(ctx context.Context, job *river.Job[Termi
 			return err
 		}
 		d.Logger.WarnContext(ctx, "terminating an instance of a pod we gave up on", "pod_id", a.PodID, "instance", inst.Provider+"/"+inst.ID)
-		p, _ := d.Broker.Provider(inst.Provider)
-		if err := p.Terminate(ctx, inst.ID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
+		if err := endInstance(ctx, d, inst.Provider, inst.ID); err != nil {
 			return err
 		}
 	}
@@ -95,4 +90,16 @@ func cappedRetry(d *Deps, attempt int) time.Time {
 	}
 	wait := time.Duration(attempt*attempt*attempt*attempt) * time.Second
 	return time.Now().Add(min(wait, 10*time.Minute))
+}
+
+// endInstance terminates an instance at its provider; one already gone counts as ended.
+func endInstance(ctx context.Context, d *Deps, provider, id string) error {
+	p, ok := d.Broker.Provider(provider)
+	if !ok {
+		return fmt.Errorf("instance %s/%s: provider %q is not configured", provider, id, provider)
+	}
+	if err := p.Terminate(ctx, id); err != nil && !errors.Is(err, gpu.ErrNotFound) {
+		return fmt.Errorf("error terminating instance %s/%s: %w", provider, id, err)
+	}
+	return nil
 }

@@ -95,12 +95,8 @@ func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionAr
 	switch {
 	case err == nil && inst.State == gpu.StateFailed:
 		// A broken instance still holds the name (and may bill): end it, then launch anew.
-		p, ok := d.Broker.Provider(inst.Provider)
-		if !ok {
-			return fmt.Errorf("instance %s/%s: provider not configured", inst.Provider, inst.ID)
-		}
-		if err := p.Terminate(ctx, inst.ID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
-			return fmt.Errorf("error terminating a failed instance: %w", err)
+		if err := endInstance(ctx, d, inst.Provider, inst.ID); err != nil {
+			return err
 		}
 		return river.JobSnooze(d.PollInterval)
 	case err == nil:

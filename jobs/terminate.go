@@ -2,15 +2,12 @@ package jobs
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"gpubroker"
-	"gpubroker/gpu"
 	"gpubroker/postgres"
 )
 
@@ -59,12 +56,8 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		return nil
 	}
 	if pod.InstanceID != nil {
-		p, ok := d.Broker.Provider(deref(pod.Provider))
-		if !ok {
-			return fmt.Errorf("pod %s runs at provider %q, which is not configured", pod.ID, deref(pod.Provider))
-		}
-		if err := p.Terminate(ctx, *pod.InstanceID); err != nil && !errors.Is(err, gpu.ErrNotFound) {
-			return fmt.Errorf("error terminating instance: %w", err)
+		if err := endInstance(ctx, d, deref(pod.Provider), *pod.InstanceID); err != nil {
+			return err
 		}
 	}
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
