@@ -3,7 +3,8 @@
 
 SHELL := /bin/bash
 HUGO  := go tool -modfile=tools/go.mod hugo
-DB_URL = $(if $(DATABASE_URL),$(DATABASE_URL),$(shell scripts/pg.sh))
+# The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
+DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
 .PHONY: dev test site build migrate db-stop lint lighthouse bench site-deploy clean
 
@@ -15,26 +16,26 @@ site:
 
 # Hugo rebuilds site/public on every change while the server runs; reload the page to see it.
 dev: site build
-	@url='$(DB_URL)'; \
+	@$(DB); \
 	DATABASE_URL="$$url" ./bin/gpubroker migrate || exit 1; \
 	$(HUGO) --source site --watch --logLevel warn >/dev/null 2>&1 & hugo=$$!; \
 	trap 'kill $$hugo 2>/dev/null' EXIT INT TERM; \
 	DATABASE_URL="$$url" SITE_DIR=site/public ./bin/gpubroker dev
 
 migrate: build
-	DATABASE_URL='$(DB_URL)' ./bin/gpubroker migrate
+	@$(DB); DATABASE_URL="$$url" ./bin/gpubroker migrate
 
 # Every test: unit, store, jobs, HTTP through the real router, stripe-mock, and the browser
 # journey in headless Chromium. The site is built first because the browser test serves it.
 test: site
-	@url='$(DB_URL)'; \
+	@$(DB); \
 	gofmt_out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.data/*')); \
 	if [ -n "$$gofmt_out" ]; then echo "gofmt needed: $$gofmt_out"; exit 1; fi; \
 	go vet ./... && \
 	DATABASE_URL="$$url" SITE_DIR=$(CURDIR)/site/public go test -race -count=1 -timeout 15m ./...
 
 bench:
-	@url='$(DB_URL)'; DATABASE_URL="$$url" go test -run '^$$' -bench . -benchtime 100x ./cmd/gpubroker/
+	@$(DB); DATABASE_URL="$$url" go test -run '^$$' -bench . -benchtime 100x ./cmd/gpubroker/
 
 lighthouse: site
 	scripts/lighthouse.sh
