@@ -172,7 +172,11 @@ func (m *Main) Open(ctx context.Context) error {
 		NoRateLimits: m.NoRateLimits, TrustedProxyHops: cfg.TrustedProxyHops,
 	}
 	apiHandler := apiServer.Handler()
-	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics", "/ops/funnel"} {
+	routes := []string{"/healthz", "/readyz", "/metrics", "/ops/funnel"}
+	if m.Mode != "worker" { // the worker serves only health, metrics and the ops pages
+		routes = append(routes, "/api/")
+	}
+	for _, p := range routes {
 		mux.Handle(p, apiHandler)
 	}
 	if m.Mode != "api" {

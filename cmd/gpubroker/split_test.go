@@ -52,7 +52,7 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	// Migrations first, as the migrate task does (idempotent: the test database is migrated).
 	start("migrate", nil)
 	api := start("api", nil) // the site's origin is the API's own address here
-	start("worker", map[string]string{"PUBLIC_URL": api.URL})
+	worker := start("worker", map[string]string{"PUBLIC_URL": api.URL})
 	stripe.Store(stripesim.New(stripesim.Config{PublicURL: stripeSrv.URL, WebhookURL: api.URL + "/api/stripe/webhook"}))
 
 	e := &env{t: t, m: api, url: api.URL, client: newBrowser()}
@@ -83,11 +83,17 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code)
 	e.waitPod(c, podID, "running", 15*time.Second)
 
-	// The River UI lives on the worker, never on the API.
-	req, _ := http.NewRequest("GET", api.URL+"/ops/riverui/", nil)
-	req.SetBasicAuth("admin", "ops-secret")
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	// The River UI lives on the worker, never on the API; the worker serves no API routes.
+	get := func(url string) int {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.SetBasicAuth("admin", "ops-secret")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusNotFound, get(api.URL+"/ops/riverui/"))
+	require.Equal(t, http.StatusOK, get(worker.URL+"/ops/riverui/"))
+	require.Equal(t, http.StatusNotFound, get(worker.URL+"/api/catalog"))
+	require.Equal(t, http.StatusOK, get(worker.URL+"/readyz"))
 }
