@@ -86,5 +86,10 @@ func (w *SendEmailWorker) Work(ctx context.Context, job *river.Job[SendEmailArgs
 		return err
 	}
 	d.Logger.InfoContext(ctx, "email sent", "email_id", e.ID, "kind", e.Kind, "message_id", msgID)
-	return postgres.MarkEmail(ctx, d.Pool, e.ID, "sent", "ses", msgID, "", d.now())
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		if err := postgres.MarkEmail(ctx, tx, e.ID, "sent", "ses", msgID, "", d.now()); err != nil {
+			return err
+		}
+		return postgres.ScrubEmailTokens(ctx, tx, e.ID)
+	})
 }

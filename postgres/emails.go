@@ -77,6 +77,15 @@ func MarkEmail(ctx context.Context, q Querier, id int64, status, provider, messa
 	return err
 }
 
+// ScrubEmailTokens replaces the one-time tokens in a delivered email's stored bodies: once the
+// message has left, the outbox keeps the record of it but no working sign-in or activation link
+// (tokens themselves are stored only as hashes).
+func ScrubEmailTokens(ctx context.Context, q Querier, id int64) error {
+	_, err := q.Exec(ctx, `UPDATE emails SET text_body = regexp_replace(text_body, 'token=[A-Za-z0-9_-]+', 'token=REDACTED', 'g'),
+		html_body = regexp_replace(html_body, 'token=[A-Za-z0-9_-]+', 'token=REDACTED', 'g') WHERE id = $1`, id)
+	return err
+}
+
 // NoteEmailAttempt records a failed attempt that will be retried.
 func NoteEmailAttempt(ctx context.Context, q Querier, id int64, errText string) error {
 	_, err := q.Exec(ctx, `UPDATE emails SET attempts = attempts + 1, error = $2 WHERE id = $1`, id, errText)

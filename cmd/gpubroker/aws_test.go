@@ -207,6 +207,11 @@ func TestAWSAdapters(t *testing.T) {
 	require.Contains(t, simple["Body"].(map[string]any)["Html"].(map[string]any)["Data"], "/activate/?token=")
 	require.Equal(t, []any{map[string]any{"Name": "kind", "Value": "activation"}}, sends[0]["EmailTags"])
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM emails WHERE provider_message_id LIKE 'ses-msg-%'`))
+	// Once sent, the outbox keeps the record but no working link.
+	e.eventually("scrubbed", 5*time.Second, func() bool {
+		return e.count(`SELECT count(*) FROM emails WHERE to_email = 'trial@example.com' AND text_body LIKE '%token=REDACTED%' AND html_body LIKE '%token=REDACTED%'
+			AND text_body !~ 'token=[A-Za-z0-9_-]{20,}' AND html_body !~ 'token=[A-Za-z0-9_-]{20,}'`) == 1
+	})
 
 	// The bounced address is never sent to again; the outbox row says why.
 	code, _ = e.do(newBrowser(), "POST", "/api/checkout", e.order("gone@example.com", "free", "rtx4090", "us-east", 1))
