@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"gpubroker/gpu"
+	"gpubroker/gpu/sim"
 )
 
 // browser drives Debian's headless Chromium and collects console errors and uncaught
@@ -125,12 +129,31 @@ func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 // on the dashboard and terminates, in headless Chromium against the real dev server.
 func TestBrowserJourney(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{bootDelay: 300 * time.Millisecond})
+	// No provider sells H100s in eu-central right now: the live table must say so.
+	var offers []gpu.Offer
+	for _, o := range sim.SeedOffers("sim") {
+		if o.GPU != "h100" || o.Region != "eu-central" {
+			offers = append(offers, o)
+		}
+	}
+	e := newEnv(t, envOpts{bootDelay: 300 * time.Millisecond, offers: offers, periodic: true})
 	b := newBrowserSession(t)
 	email := "browser@example.com"
 
 	b.run("landing", chromedp.Navigate(e.url+"/"), chromedp.WaitVisible(css(`#cta-get-started`)))
 	require.NotEmpty(t, value[string](b, `document.querySelector("h1").textContent.trim()`))
+	// The price table applies /offers.json, published by the offers job on start.
+	e.eventually("offers.json", 10*time.Second, func() bool {
+		resp, err := http.Get(e.url + "/offers.json")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	b.run("live-prices", chromedp.Navigate(e.url+"/"), poll(`document.querySelector("#prices-updated").dataset.live === "true"`))
+	require.Equal(t, "sold out", value[string](b, `document.querySelector('td[data-gpu="h100"][data-region="eu-central"] .st').textContent`))
+	require.Equal(t, "per hour", value[string](b, `document.querySelector('td[data-gpu="h100"][data-region="us-east"] .st').textContent`))
 	b.run("get-started", chromedp.Click(css(`#cta-get-started`)), chromedp.WaitVisible(css(`#email`)))
 	b.run("details", chromedp.SendKeys(css(`#email`), email), chromedp.SendKeys(css(`#name`), "Grace Hopper"), chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)))
 	b.run("plan", chromedp.Click(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)))

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker/config"
+	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
 	"gpubroker/internal/testdb"
 	"gpubroker/jobs"
@@ -41,6 +42,9 @@ type envOpts struct {
 	productionRiver bool
 	// env adds configuration variables.
 	env map[string]string
+	// offers replaces the simulator's seed offers; periodic runs the periodic jobs (offers.json).
+	offers   []gpu.Offer
+	periodic bool
 }
 
 // logWriter sends the process's warnings to the test log, so a failing test shows them.
@@ -71,7 +75,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	m := &Main{
 		Mode: "dev", Config: cfg, PublicURLFromListener: true,
 		Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: level})),
-		Sim:    sim.New(sim.Options{BootDelay: o.bootDelay}),
+		Sim:    sim.New(sim.Options{BootDelay: o.bootDelay, Offers: o.offers}),
 		JobTune: func(d *jobs.Deps) {
 			d.PollInterval = 20 * time.Millisecond
 			d.RetryDelay = 20 * time.Millisecond
@@ -81,6 +85,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		},
 		WorkerOptions: worker.Options{FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, NoPeriodic: true},
 	}
+	m.WorkerOptions.NoPeriodic = !o.periodic
 	if o.productionRiver {
 		m.WorkerOptions = worker.Options{NoPeriodic: true}
 		m.NoRateLimits = true
