@@ -203,7 +203,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprou
 	}
 	ctx := r.Context()
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO contact_messages (name, email, company, message) VALUES ($1, $2, $3, $4)`, req.Name, req.Email, req.Company, req.Message); err != nil {
+		if err := postgres.InsertContactMessage(ctx, tx, req.Name, req.Email, req.Company, req.Message); err != nil {
 			return err
 		}
 		return jobs.QueueEmailTx(ctx, tx, s.Jobs, gpubroker.MailContact, s.SalesEmail, "", mail.Data{

@@ -37,18 +37,7 @@ func (w *RefreshOffersWorker) Work(ctx context.Context, job *river.Job[RefreshOf
 		return err
 	}
 	now := d.now()
-	err = postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		for _, o := range all {
-			if _, err := tx.Exec(ctx, `INSERT INTO offers (provider, offer_id, gpu, region, cents_per_hour, available, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (provider, offer_id) DO UPDATE
-				SET gpu = EXCLUDED.gpu, region = EXCLUDED.region, cents_per_hour = EXCLUDED.cents_per_hour,
-				    available = EXCLUDED.available, updated_at = EXCLUDED.updated_at`,
-				o.Provider, o.ID, o.GPU, o.Region, o.CentsPerHour, o.Available, now); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err = postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error { return postgres.SaveOffers(ctx, tx, all, now) })
 	if err != nil {
 		return err
 	}

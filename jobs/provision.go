@@ -67,7 +67,7 @@ func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 		return w.giveUp(ctx, pod, "We could not start a GPU in time.")
 	}
 	if pod.InstanceID == nil {
-		err = w.launch(ctx, job, pod)
+		err = w.launch(ctx, pod)
 	} else {
 		err = w.poll(ctx, pod)
 	}
@@ -89,7 +89,7 @@ func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 	return err
 }
 
-func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionArgs], pod *postgres.Pod) error {
+func (w *ProvisionWorker) launch(ctx context.Context, pod *postgres.Pod) error {
 	d := w.d
 	inst, err := d.Broker.FindInstance(ctx, InstanceName(pod.ID))
 	switch {
@@ -111,7 +111,9 @@ func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionAr
 		exclude[k] = true
 	}
 	req := gpu.LaunchRequest{Name: InstanceName(pod.ID), Image: tpl.Image, IDE: tpl.IDE}
-	inst, offer, attempts, err := d.Broker.Launch(ctx, gpu.OfferQuery{GPU: pod.GPU, Region: pod.Region}, req, exclude)
+	// Never above the hourly price the customer pays: every launch keeps a margin.
+	q := gpu.OfferQuery{GPU: pod.GPU, Region: pod.Region, MaxCentsPerHour: pod.HourlyCents}
+	inst, offer, attempts, err := d.Broker.Launch(ctx, q, req, exclude)
 	for _, a := range attempts {
 		if gpu.Failover(a.Err) {
 			if err := postgres.AddFailedOffer(ctx, d.Pool, pod.ID, gpu.OfferKey(a.Offer)); err != nil {
@@ -126,9 +128,8 @@ func (w *ProvisionWorker) launch(ctx context.Context, job *river.Job[ProvisionAr
 	case errors.Is(err, gpu.ErrNoCapacity):
 		// Capacity comes and goes: forget the failures and try every offer again after a backoff,
 		// up to NoCapacityRetries rounds.
-		var rounds int
-		if qerr := d.Pool.QueryRow(ctx, `UPDATE pods SET failed_offers = '{}', no_capacity_rounds = no_capacity_rounds + 1
-			WHERE id = $1 RETURNING no_capacity_rounds`, pod.ID).Scan(&rounds); qerr != nil {
+		rounds, qerr := postgres.NoteNoCapacityRound(ctx, d.Pool, pod.ID)
+		if qerr != nil {
 			return qerr
 		}
 		d.Logger.WarnContext(ctx, "no offer could be launched", "pod_id", pod.ID, "round", rounds, "error", err)
@@ -191,7 +192,7 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *postgres.Pod) error {
 					return err
 				}
 			}
-			if _, err := tx.Exec(ctx, `UPDATE pods SET provider = NULL, instance_id = NULL, offer_id = NULL WHERE id = $1`, pod.ID); err != nil {
+			if err := postgres.ForgetInstance(ctx, tx, pod.ID); err != nil {
 				return err
 			}
 			return terminateInstanceTx(ctx, tx, pod, false) // the pod launches again under its name

@@ -21,6 +21,7 @@ type Pod struct {
 	Region        string                `json:"region"`
 	Hours         int                   `json:"hours"`
 	Template      string                `json:"template"`
+	HourlyCents   int64                 `json:"hourly_cents"`
 	AmountCents   int64                 `json:"amount_cents"`
 	Currency      string                `json:"currency"`
 	OrderStatus   string                `json:"order_status"`
@@ -40,7 +41,7 @@ type Pod struct {
 }
 
 const podSelect = `SELECT p.id, p.order_id, p.account_id, p.status, o.plan, p.gpu, p.region, p.hours, p.template,
-	o.amount_cents, o.currency, o.status, o.hold_expires_at, p.provider, p.instance_id, p.offer_id, p.failed_offers,
+	o.hourly_cents, o.amount_cents, o.currency, o.status, o.hold_expires_at, p.provider, p.instance_id, p.offer_id, p.failed_offers,
 	p.connection, p.error, p.created_at, p.deploy_requested_at, p.captured_at, p.started_at, p.ends_at, p.terminated_at
 	FROM pods p JOIN orders o ON o.id = p.order_id`
 
@@ -48,7 +49,7 @@ func scanPod(row pgx.Row) (*Pod, error) {
 	var p Pod
 	var conn []byte
 	err := row.Scan(&p.ID, &p.OrderID, &p.AccountID, &p.Status, &p.Plan, &p.GPU, &p.Region, &p.Hours, &p.Template,
-		&p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
+		&p.HourlyCents, &p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
 		&p.FailedOffers, &conn, &p.Error, &p.CreatedAt, &p.DeployedAt, &p.CapturedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt)
 	if err != nil {
 		return nil, err
@@ -141,6 +142,22 @@ func UpdatePod(ctx context.Context, tx pgx.Tx, id string, set map[string]any) er
 		}
 	}
 	_, err := tx.Exec(ctx, sql+` WHERE id = $1`, args...)
+	return err
+}
+
+// NoteNoCapacityRound records a provisioning round in which no offer had capacity: it forgets
+// the failed offers (capacity comes and goes) and returns how many such rounds there were.
+func NoteNoCapacityRound(ctx context.Context, q Querier, id string) (int, error) {
+	var rounds int
+	err := q.QueryRow(ctx, `UPDATE pods SET failed_offers = '{}', no_capacity_rounds = no_capacity_rounds + 1
+		WHERE id = $1 RETURNING no_capacity_rounds`, id).Scan(&rounds)
+	return rounds, err
+}
+
+// ForgetInstance clears a pod's instance (one that died while booting) so the next run launches
+// anew.
+func ForgetInstance(ctx context.Context, q Querier, id string) error {
+	_, err := q.Exec(ctx, `UPDATE pods SET provider = NULL, instance_id = NULL, offer_id = NULL WHERE id = $1`, id)
 	return err
 }
 

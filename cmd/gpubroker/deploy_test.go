@@ -396,3 +396,16 @@ func TestProviderHangAndRateLimit(t *testing.T) {
 	e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, 1, e.m.Sim.Launches())
 }
+
+// An offer above the hourly price the customer pays is never launched: no margin, no launch.
+func TestNoLaunchAboveTheCustomersPrice(t *testing.T) {
+	t.Parallel()
+	offers := []gpu.Offer{{Provider: "sim", ID: "a100-us-east-pricey", GPU: "a100", Region: "us-east", GPUCount: 1, CentsPerHour: 999, Available: true}}
+	e := newEnv(t, envOpts{offers: offers})
+	c, podID := e.signUp("margin@example.com")
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	p := e.waitPod(c, podID, "failed", 20*time.Second)
+	require.Equal(t, "refunded", p["order_status"])
+	require.Equal(t, 0, e.m.Sim.Launches())
+}
