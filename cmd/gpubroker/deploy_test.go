@@ -28,6 +28,13 @@ func (e *env) pod(c *http.Client, id string) map[string]any {
 	return body
 }
 
+// deploy presses Deploy on a pod, as the dashboard does, and expects 202.
+func (e *env) deploy(c *http.Client, podID string) {
+	e.t.Helper()
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
+	require.Equal(e.t, http.StatusAccepted, code, body)
+}
+
 func (e *env) waitPod(c *http.Client, id, status string, timeout time.Duration) map[string]any {
 	e.t.Helper()
 	var p map[string]any
@@ -127,8 +134,7 @@ func TestProvisionRetryFindsLaunchedInstance(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
 	c, podID := e.signUp("crash@example.com")
 	e.m.Sim.FailAfterLaunch(1) // the launch happens, the answer is lost
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, 1, e.m.Sim.Launches(), "the retry found the instance instead of launching again")
 	require.GreaterOrEqual(t, e.count(`SELECT count(*) FROM river_job WHERE kind = 'provision' AND attempt >= 2`), 1)
@@ -148,8 +154,7 @@ func TestNoCapacityFailsOverThenRefunds(t *testing.T) {
 		}
 	}
 	e.m.Sim.SetNoCapacity(cheapest.ID, true)
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, 1, e.m.Sim.Launches())
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM pods WHERE offer_id = $1`, gpu.OfferKey(cheapest)))
@@ -157,8 +162,7 @@ func TestNoCapacityFailsOverThenRefunds(t *testing.T) {
 	// Every offer fails: one refund, pod failed, one email, nothing launched.
 	c2, pod2 := e.signUp("refund@example.com")
 	e.m.Sim.SetNoCapacityAll(true)
-	code, _ = e.do(c2, "POST", "/api/pods/"+pod2+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c2, pod2)
 	p := e.waitPod(c2, pod2, "failed", 20*time.Second)
 	require.Equal(t, "refunded", p["order_status"])
 	require.Contains(t, p["error"], "refunded")
@@ -196,8 +200,7 @@ func TestWorkerRestartMidProvisioning(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 500 * time.Millisecond})
 	c, podID := e.signUp("restart@example.com")
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	e.eventually("launched", 10*time.Second, func() bool { return e.m.Sim.Launches() == 1 })
 	// Stop the worker mid-provisioning (the instance is booting) and start a fresh one.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -257,8 +260,7 @@ func TestRiverUIRetry(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.RetryDelay = time.Hour }})
 	c, podID := e.signUp("ops@example.com")
 	e.m.Sim.FailNext(sim.OpLaunch, errors.New("provider 500"), 1)
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	var jobID int64
 	e.eventually("provision failed", 20*time.Second, func() bool {
 		return e.m.Pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE kind = 'provision' AND state = 'retryable'`).Scan(&jobID) == nil
@@ -299,8 +301,7 @@ func TestProviderOutageEndsInRefund(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 500 * time.Millisecond }})
 	c, podID := e.signUp("outage@example.com")
 	e.m.Sim.FailNext(sim.OpFind, gpu.ErrUnavailable, 1000)
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "failed", 20*time.Second)
 	require.Equal(t, "refunded", p["order_status"])
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
@@ -313,8 +314,7 @@ func TestBootPastDeadlineTerminatesAndRefunds(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: time.Hour, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 500 * time.Millisecond }})
 	c, podID := e.signUp("slowboot@example.com")
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "failed", 20*time.Second)
 	require.Equal(t, "refunded", p["order_status"])
 	require.Equal(t, 1, e.m.Sim.Launches())
@@ -346,16 +346,14 @@ func TestCaptureOutageHandsThePodBack(t *testing.T) {
 	flaky.fail.Store(1000)
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { flaky.Payments = d.Payments; d.Payments = flaky }})
 	c, podID := e.signUp("outage-capture@example.com")
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "configured", 20*time.Second)
 	require.Contains(t, p["error"], "press Deploy again")
 	require.Equal(t, "authorized", p["order_status"])
 	require.Equal(t, 0, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 
 	flaky.fail.Store(0)
-	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	p = e.waitPod(c, podID, "running", 15*time.Second)
 	require.Nil(t, p["error"], "the old note is cleared by the new deploy")
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
@@ -372,8 +370,7 @@ func TestSlowCaptureStillProvisions(t *testing.T) {
 		d.ProvisionDeadline = 500 * time.Millisecond
 	}})
 	c, podID := e.signUp("slow-capture@example.com")
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, "captured", p["order_status"])
 }
@@ -386,8 +383,7 @@ func TestProviderHangAndRateLimit(t *testing.T) {
 	c, podID := e.signUp("faults@example.com")
 	e.m.Sim.FailNext(sim.OpLaunch, &gpu.RateLimitedError{RetryAfter: 100 * time.Millisecond}, 2)
 	e.m.Sim.Hang(sim.OpLaunch, time.Hour)
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	e.eventually("a timed-out attempt", 10*time.Second, func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'provision' AND errors IS NOT NULL`) == 1
 	})
@@ -403,8 +399,7 @@ func TestNoLaunchAboveTheCustomersPrice(t *testing.T) {
 	offers := []gpu.Offer{{Provider: "sim", ID: "a100-us-east-pricey", GPU: "a100", Region: "us-east", GPUCount: 1, CentsPerHour: 999, Available: true}}
 	e := newEnv(t, envOpts{offers: offers})
 	c, podID := e.signUp("margin@example.com")
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "failed", 20*time.Second)
 	require.Equal(t, "refunded", p["order_status"])
 	require.Equal(t, 0, e.m.Sim.Launches())
