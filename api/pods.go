@@ -33,7 +33,6 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		return
 	}
 	ctx := r.Context()
-	var podStatus string
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
 		if err != nil {
@@ -45,13 +44,11 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		if acct.Status != gpubroker.AccountActive {
 			return gpubroker.Errorf(gpubroker.EFORBIDDEN, "account_inactive", "Confirm your email address before deploying: we sent you a link.")
 		}
-		podStatus = pod.Status
 		switch {
 		case pod.OrderStatus == gpubroker.OrderReleased || pod.OrderStatus == gpubroker.OrderExpired:
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card was released, so this pod can no longer be deployed. Start a new order.")
 		case pod.Status == gpubroker.PodDeploying || pod.Status == gpubroker.PodProvisioning:
-			podStatus = gpubroker.PodDeploying // a repeated click: already under way
-			return nil
+			return nil // a repeated click: already under way
 		case pod.Status == gpubroker.PodFailed && pod.OrderStatus == gpubroker.OrderAuthorized:
 			// The release job claimed the pod and is cancelling the hold.
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card is being released, so this pod can no longer be deployed.")
@@ -63,7 +60,6 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodDeploying, map[string]any{"deploy_requested_at": s.now(), "error": nil}); err != nil {
 			return err
 		}
-		podStatus = gpubroker.PodDeploying
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.deploy_requested"}); err != nil {
 			return err
 		}
@@ -74,7 +70,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		writeError(w, r, unavailable(err))
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": podStatus})
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": gpubroker.PodDeploying})
 }
 
 // handleTerminate enqueues the end of a running pod; repeated calls are harmless.
