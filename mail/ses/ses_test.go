@@ -2,7 +2,6 @@ package ses
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -16,92 +15,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/internal/awsfake"
 )
 
-// sendRequest is the JSON body of SES v2 SendEmail (POST /v2/email/outbound-emails).
-type sendRequest struct {
-	FromEmailAddress string
-	Destination      struct{ ToAddresses []string }
-	Content          struct {
-		Simple *struct {
-			Subject struct{ Data, Charset string }
-			Body    struct {
-				Text *struct{ Data, Charset string }
-				Html *struct{ Data, Charset string }
-			}
-		}
-	}
-	ConfigurationSetName *string
-	EmailTags            []struct{ Name, Value string }
-}
-
-// reply is one scripted answer of the fake: a status and, for errors, the SES error code.
-type reply struct {
-	status int
-	code   string
-}
-
-// fakeSES speaks the slice of the SES v2 REST-JSON protocol the Sender uses. Errors carry their
-// code in X-Amzn-ErrorType, as SES does, which is what the SDK's restjson1 decoder reads.
-type fakeSES struct {
-	mu       sync.Mutex
-	sends    []sendRequest
-	replies  []reply // consumed one per SendEmail; when empty, success
-	rate     float64
-	acctCode string // when set, GetAccount fails with this code (403)
-}
-
-func (f *fakeSES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v2/email/outbound-emails":
-		var req sendRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "BadRequestException", err.Error())
-			return
-		}
-		f.sends = append(f.sends, req)
-		if len(f.replies) > 0 {
-			rep := f.replies[0]
-			f.replies = f.replies[1:]
-			if rep.status != http.StatusOK {
-				writeError(w, rep.status, rep.code, "scripted "+rep.code)
-				return
-			}
-		}
-		json.NewEncoder(w).Encode(map[string]string{"MessageId": "msg-" + string(rune('0'+len(f.sends)))})
-	case r.Method == http.MethodGet && r.URL.Path == "/v2/email/account":
-		if f.acctCode != "" {
-			writeError(w, http.StatusForbidden, f.acctCode, "scripted")
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]any{
-			"SendQuota":               map[string]float64{"Max24HourSend": 50000, "MaxSendRate": f.rate, "SentLast24Hours": 12},
-			"SendingEnabled":          true,
-			"ProductionAccessEnabled": true,
-			"EnforcementStatus":       "HEALTHY",
-		})
-	default:
-		writeError(w, http.StatusNotFound, "NotFoundException", r.Method+" "+r.URL.Path)
-	}
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("X-Amzn-ErrorType", code)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"message": msg})
-}
-
-func (f *fakeSES) calls() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.sends)
-}
-
 type testBundle struct {
-	fake   *fakeSES
+	fake   *awsfake.SES
 	client *sesv2.Client
 	sleeps []time.Duration
 	clock  time.Time
@@ -110,7 +28,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	b := &testBundle{fake: &fakeSES{rate: 14}, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b := &testBundle{fake: &awsfake.SES{}, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	srv := httptest.NewServer(b.fake)
 	t.Cleanup(srv.Close)
 	// The client keeps the SDK's default (standard) retryer on purpose: Send must switch it off
@@ -161,10 +79,11 @@ func TestSendCarriesBothPartsConfigSetAndTag(t *testing.T) {
 
 	id, err := s.Send(context.Background(), message())
 	require.NoError(t, err)
-	require.Equal(t, "msg-1", id)
+	require.Equal(t, "ses-msg-1", id)
 
-	require.Len(t, b.fake.sends, 1)
-	req := b.fake.sends[0]
+	sends := b.fake.Sends()
+	require.Len(t, sends, 1)
+	req := sends[0]
 	m := message()
 	require.Equal(t, b.opts.From, req.FromEmailAddress)
 	require.Equal(t, []string{m.To}, req.Destination.ToAddresses)
@@ -192,22 +111,22 @@ func TestSendWithoutConfigurationSet(t *testing.T) {
 
 	_, err := s.Send(context.Background(), message())
 	require.NoError(t, err)
-	require.Nil(t, b.fake.sends[0].ConfigurationSetName)
+	require.Nil(t, b.fake.Sends()[0].ConfigurationSetName)
 }
 
 func TestSendRetriesThrottling(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.fake.replies = []reply{
-		{http.StatusTooManyRequests, "TooManyRequestsException"},
-		{http.StatusTooManyRequests, "TooManyRequestsException"},
-	}
+	b.fake.Script(
+		awsfake.Reply{Status: http.StatusTooManyRequests, Code: "TooManyRequestsException"},
+		awsfake.Reply{Status: http.StatusTooManyRequests, Code: "TooManyRequestsException"},
+	)
 	s := New(b.client, b.opts)
 
 	id, err := s.Send(context.Background(), message())
 	require.NoError(t, err)
-	require.Equal(t, "msg-3", id)
-	require.Equal(t, 3, b.fake.calls())
+	require.Equal(t, "ses-msg-3", id)
+	require.Equal(t, 3, b.fake.Calls())
 	// Two backoffs (1 s, 2 s); the limiter never had to wait because the backoffs spaced the
 	// attempts more than 1 s apart.
 	require.Equal(t, []time.Duration{time.Second, 2 * time.Second}, b.sleeps)
@@ -217,7 +136,7 @@ func TestSendThrottlingIsBounded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for range 10 {
-		b.fake.replies = append(b.fake.replies, reply{http.StatusBadRequest, "LimitExceededException"})
+		b.fake.Script(awsfake.Reply{Status: http.StatusBadRequest, Code: "LimitExceededException"})
 	}
 	b.opts.MaxRetries = 2
 	s := New(b.client, b.opts)
@@ -226,7 +145,7 @@ func TestSendThrottlingIsBounded(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, errors.Is(err, gpubroker.ErrPermanent), "throttling is retryable later")
 	// 1 + MaxRetries: the SDK's retryer (3 attempts by default) would have made this 9.
-	require.Equal(t, 3, b.fake.calls())
+	require.Equal(t, 3, b.fake.Calls())
 }
 
 func TestSendClassifiesErrors(t *testing.T) {
@@ -248,14 +167,14 @@ func TestSendClassifiesErrors(t *testing.T) {
 			if code == "InternalServiceErrorException" {
 				status = http.StatusInternalServerError
 			}
-			b.fake.replies = []reply{{status, code}}
+			b.fake.Script(awsfake.Reply{Status: status, Code: code})
 			s := New(b.client, b.opts)
 
 			_, err := s.Send(context.Background(), message())
 			require.Error(t, err)
 			require.ErrorContains(t, err, code)
 			require.Equal(t, wantPermanent, errors.Is(err, gpubroker.ErrPermanent))
-			require.Equal(t, 1, b.fake.calls(), "no retry inside Send")
+			require.Equal(t, 1, b.fake.Calls(), "no retry inside Send")
 		})
 	}
 }
@@ -269,13 +188,13 @@ func TestSendWithoutRecipientIsPermanent(t *testing.T) {
 	m.To = " "
 	_, err := s.Send(context.Background(), m)
 	require.ErrorIs(t, err, gpubroker.ErrPermanent)
-	require.Zero(t, b.fake.calls())
+	require.Zero(t, b.fake.Calls())
 }
 
 func TestInitReadsMaxSendRate(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.fake.rate = 2
+	b.fake.MaxSendRate = 2
 	s := New(b.client, b.opts)
 	require.Equal(t, DefaultRate, s.Rate())
 
@@ -293,7 +212,7 @@ func TestInitReadsMaxSendRate(t *testing.T) {
 func TestInitFailureKeepsDefaultRate(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.fake.acctCode = "AccessDeniedException"
+	b.fake.AccountError = "AccessDeniedException"
 	s := New(b.client, b.opts)
 
 	err := s.Init(context.Background())
@@ -318,7 +237,7 @@ func TestSendContextCancelledWhileWaiting(t *testing.T) {
 	defer cancel()
 	_, err = s.Send(ctx, message())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Equal(t, 1, b.fake.calls())
+	require.Equal(t, 1, b.fake.Calls())
 }
 
 func TestTagValue(t *testing.T) {

@@ -1,0 +1,126 @@
+// Package awsfake holds local stand-ins for the AWS endpoints GPU Broker's tests point the real
+// SDK clients at (SES v2 and SQS), one per service, so every test speaks the same protocol
+// and a fix to a fake reaches every test.
+package awsfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+)
+
+// SendEmail is the JSON body of SES v2 SendEmail (POST /v2/email/outbound-emails).
+type SendEmail struct {
+	FromEmailAddress string
+	Destination      struct{ ToAddresses []string }
+	Content          struct {
+		Simple *struct {
+			Subject struct{ Data, Charset string }
+			Body    struct {
+				Text *struct{ Data, Charset string }
+				Html *struct{ Data, Charset string }
+			}
+		}
+	}
+	ConfigurationSetName *string
+	EmailTags            []struct{ Name, Value string }
+}
+
+// Reply is one scripted answer to SendEmail: a status and, for errors, the SES error code.
+type Reply struct {
+	Status int
+	Code   string
+}
+
+// SES speaks the slice of the SES v2 REST-JSON protocol the sender uses (GetAccount and
+// SendEmail) and records every SendEmail. Errors carry their code in X-Amzn-ErrorType, as SES
+// does, which is what the SDK's restjson1 decoder reads. Message ids are ses-msg-1, ses-msg-2….
+type SES struct {
+	// MaxSendRate is what GetAccount reports; zero means 14 (SES's usual production rate).
+	MaxSendRate float64
+	// AccountError, when set, makes GetAccount fail with this code (403).
+	AccountError string
+
+	mu      sync.Mutex
+	sends   []SendEmail
+	replies []Reply
+}
+
+// Script queues answers for the next SendEmail calls, one each; when none is left, success.
+func (f *SES) Script(replies ...Reply) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replies = append(f.replies, replies...)
+}
+
+// Sends returns every SendEmail request so far, failed ones included.
+func (f *SES) Sends() []SendEmail {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]SendEmail(nil), f.sends...)
+}
+
+// Calls is how many SendEmail requests came.
+func (f *SES) Calls() int { return len(f.Sends()) }
+
+// SentTo returns the SendEmail requests addressed to addr.
+func (f *SES) SentTo(addr string) []SendEmail {
+	var out []SendEmail
+	for _, s := range f.Sends() {
+		for _, to := range s.Destination.ToAddresses {
+			if to == addr {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// ServeHTTP implements http.Handler.
+func (f *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v2/email/outbound-emails":
+		var req SendEmail
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			sesError(w, http.StatusBadRequest, "BadRequestException", err.Error())
+			return
+		}
+		f.sends = append(f.sends, req)
+		if len(f.replies) > 0 {
+			rep := f.replies[0]
+			f.replies = f.replies[1:]
+			if rep.Status != http.StatusOK {
+				sesError(w, rep.Status, rep.Code, "scripted "+rep.Code)
+				return
+			}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"MessageId": fmt.Sprintf("ses-msg-%d", len(f.sends))})
+	case r.Method == http.MethodGet && r.URL.Path == "/v2/email/account":
+		if f.AccountError != "" {
+			sesError(w, http.StatusForbidden, f.AccountError, "scripted")
+			return
+		}
+		rate := f.MaxSendRate
+		if rate == 0 {
+			rate = 14
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"SendQuota":               map[string]float64{"Max24HourSend": 50000, "MaxSendRate": rate, "SentLast24Hours": 12},
+			"SendingEnabled":          true,
+			"ProductionAccessEnabled": true,
+			"EnforcementStatus":       "HEALTHY",
+		})
+	default:
+		sesError(w, http.StatusNotFound, "NotFoundException", r.Method+" "+r.URL.Path)
+	}
+}
+
+func sesError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("X-Amzn-ErrorType", code)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
+}
