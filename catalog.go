@@ -2,6 +2,7 @@ package gpubroker
 
 import (
 	"net/mail"
+	"strconv"
 	"strings"
 )
 
@@ -179,7 +180,7 @@ func (c *Catalog) Quote(r OrderRequest) (*Quote, error) {
 	if r.Hours < 1 {
 		fields["hours"] = "Book at least one hour."
 	} else if ok && plan.MaxHours > 0 && r.Hours > plan.MaxHours {
-		fields["hours"] = "The " + plan.Name + " plan allows at most " + itoa(plan.MaxHours) + " hours."
+		fields["hours"] = "The " + plan.Name + " plan allows at most " + strconv.Itoa(plan.MaxHours) + " hours."
 	}
 	if len(fields) > 0 {
 		return nil, &Error{Code: EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields}
@@ -203,18 +204,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
 }

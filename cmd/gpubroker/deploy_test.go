@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,7 +269,7 @@ func TestRiverUIRetry(t *testing.T) {
 	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
 
 	ui := func(user, pass string) int {
-		req, _ := http.NewRequest("POST", e.url+"/ops/riverui/api/jobs/retry", strings.NewReader(`{"ids":["`+itoa(jobID)+`"]}`))
+		req, _ := http.NewRequest("POST", e.url+"/ops/riverui/api/jobs/retry", strings.NewReader(`{"ids":["`+strconv.FormatInt(jobID, 10)+`"]}`))
 		req.Header.Set("Content-Type", "application/json")
 		req.SetBasicAuth(user, pass)
 		resp, err := http.DefaultClient.Do(req)
@@ -281,15 +282,6 @@ func TestRiverUIRetry(t *testing.T) {
 	require.Equal(t, http.StatusOK, ui("admin", "ops-secret"))
 	e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, 1, e.m.Sim.Launches())
-}
-
-func itoa(n int64) string {
-	var b []byte
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
 }
 
 var _ = jobs.InstanceName
