@@ -32,6 +32,7 @@ test: site
 	gofmt_out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.data/*')); \
 	if [ -n "$$gofmt_out" ]; then echo "gofmt needed: $$gofmt_out"; exit 1; fi; \
 	go vet ./... && \
+	go tool -modfile=tools/go.mod staticcheck ./... && \
 	DATABASE_URL="$$url" SITE_DIR=$(CURDIR)/site/public go test -race -count=1 -timeout 15m ./...
 
 bench:
