@@ -118,6 +118,26 @@ type LineItem struct {
 // NormalizeEmail trims and lower-cases an email address, the form accounts are keyed by.
 func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
+// Mailbox returns the mailbox an address delivers to, the key of the one-free-trial rule:
+// the normalized email without its "+tag", and for Gmail (gmail.com, googlemail.com) without
+// dots and at gmail.com, so a.1+x@gmail.com, A1@googlemail.com and a1@gmail.com are one mailbox. Migration
+// 003 applies the same rules in SQL to existing claims.
+func Mailbox(email string) string {
+	email = NormalizeEmail(email)
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return email
+	}
+	local, domain := email[:at], email[at+1:]
+	if i := strings.IndexByte(local, '+'); i >= 0 {
+		local = local[:i]
+	}
+	if domain == "gmail.com" || domain == "googlemail.com" {
+		local, domain = strings.ReplaceAll(local, ".", ""), "gmail.com"
+	}
+	return local + "@" + domain
+}
+
 // ValidEmail reports whether s is a plain address (no display name).
 func ValidEmail(s string) bool {
 	if len(s) > 254 || s == "" {

@@ -21,9 +21,14 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, accountID 
 	if err != nil {
 		return err
 	}
+	s.setSessionCookie(w, secret, expires)
+	return nil
+}
+
+// setSessionCookie hands the browser the secret of a session stored in the database.
+func (s *Server) setSessionCookie(w http.ResponseWriter, secret string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: secret, Path: "/", Expires: expires,
 		MaxAge: int(time.Until(expires).Seconds()), HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
-	return nil
 }
 
 // account returns the signed-in account or writes 401.

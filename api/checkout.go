@@ -43,6 +43,16 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 	}
 	ctx := r.Context()
 	if !q.Plan.PaymentRequired {
+		// One trial per mailbox (a+1@gmail.com and A+2@googlemail.com are one), and a few a
+		// day per client address. A mailbox that already had its trial answers 409 without
+		// spending one of the address's trials; the claim in CreateOrder settles races.
+		if err := postgres.CheckTrial(ctx, s.Pool, q.Request.Email); err != nil {
+			writeError(w, r, unavailable(err))
+			return
+		}
+		if !s.limit(w, r, "trial:ip:"+s.clientIP(r), trialsPerIP, 24*time.Hour) {
+			return
+		}
 		var order *gpubroker.Order
 		err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 			var err error
@@ -90,6 +100,25 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 	}
 	logger(r).InfoContext(ctx, "checkout started", "order_id", order.ID, "session_id", sess.ID, "amount_cents", q.AmountCents)
 	writeJSON(w, http.StatusCreated, map[string]any{"order_id": order.ID, "checkout_url": sess.URL, "amount_cents": q.AmountCents, "currency": gpubroker.Currency})
+}
+
+// trialsPerIP is how many free trials one client address may start a day.
+const trialsPerIP = 3
+
+// navigatedHere reports whether a verify request may be a browser that another site, a link
+// or the address bar sent here, rather than the success page's own fetch. Browsers label
+// every request with Sec-Fetch-Site; only "same-origin" (and not a navigation) is our page.
+// Without Fetch Metadata it is a non-browser client, unless it carries the header browsers
+// too old for Fetch Metadata send on navigations.
+func navigatedHere(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin":
+		return r.Header.Get("Sec-Fetch-Mode") == "navigate"
+	case "":
+		return r.Header.Get("Upgrade-Insecure-Requests") != ""
+	default: // cross-site, same-site, none
+		return true
+	}
 }
 
 // maxWebhookBody is Stripe's practical event size with a wide margin.
@@ -168,22 +197,27 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 		writeError(w, r, unavailable(err))
 		return
 	}
-	// Auto-login only into an account this very checkout created, still unconfirmed, within a
-	// day: paying with someone else's email must never open their account. Returning customers
-	// sign in with an emailed link; activation ends sessions opened before it.
-	signIn := acct.Status == gpubroker.AccountPending && o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < 24*time.Hour
+	// Auto-login only into the account this very checkout created (recorded when it was
+	// created), still unconfirmed, within a day, and only for the success page's own fetch:
+	// paying with someone else's email must never open their account, and a link to someone's
+	// verify URL must not sign the clicking browser in (login CSRF). The session is
+	// provisional; activation ends it. Returning customers sign in with an emailed link.
+	signIn := acct.Status == gpubroker.AccountPending && o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < 24*time.Hour &&
+		!navigatedHere(r)
 	if signIn {
-		first, err := postgres.FirstOrderID(ctx, s.Pool, acct.ID)
+		var secret string
+		var expires time.Time
+		err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+			var err error
+			secret, expires, signIn, err = postgres.CreateCheckoutSession(ctx, tx, acct.ID, o.ID, s.now())
+			return err
+		})
 		if err != nil {
 			writeError(w, r, unavailable(err))
 			return
 		}
-		signIn = first == o.ID
-	}
-	if signIn {
-		if err := s.startSession(w, r, acct.ID); err != nil {
-			writeError(w, r, unavailable(err))
-			return
+		if signIn {
+			s.setSessionCookie(w, secret, expires)
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"account": acct, "order": o, "pod": pod, "signed_in": signIn})

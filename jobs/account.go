@@ -53,7 +53,7 @@ func (w *CreateAccountWorker) Work(ctx context.Context, job *river.Job[CreateAcc
 // (never two per email), writes the audit log, sends the activation email to a pending account
 // and, for a paid order, schedules the release of the hold. The caller holds the order's lock.
 func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpubroker.Order) error {
-	acct, created, err := postgres.UpsertAccount(ctx, tx, o.Email, o.Name)
+	acct, created, err := postgres.UpsertAccount(ctx, tx, o.Email, o.Name, o.ID)
 	if err != nil {
 		return err
 	}

@@ -20,14 +20,17 @@ func scanAccount(row pgx.Row) (*gpubroker.Account, error) {
 }
 
 // UpsertAccount returns the account of an email, creating it when there is none. The unique
-// email column makes two concurrent creations end in one account.
-func UpsertAccount(ctx context.Context, tx pgx.Tx, email, name string) (*gpubroker.Account, bool, error) {
+// email column makes two concurrent creations end in one account. A new account records
+// orderID (the order being attached, "" for none) as the order that created it: the only
+// checkout whose success page may sign its buyer in (CreateCheckoutSession). An existing
+// account keeps the order that created it.
+func UpsertAccount(ctx context.Context, tx pgx.Tx, email, name, orderID string) (*gpubroker.Account, bool, error) {
 	var created bool
 	var a gpubroker.Account
 	// The no-op update makes RETURNING yield the existing row; xmax = 0 only for a fresh insert.
-	err := tx.QueryRow(ctx, `INSERT INTO accounts (email, name) VALUES ($1, $2)
+	err := tx.QueryRow(ctx, `INSERT INTO accounts (email, name, created_by_order_id) VALUES ($1, $2, NULLIF($3, '')::uuid)
 		ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email
-		RETURNING `+accountCols+`, (xmax = 0)`, email, name).
+		RETURNING `+accountCols+`, (xmax = 0)`, email, name, orderID).
 		Scan(&a.ID, &a.Email, &a.Name, &a.Status, &a.CreatedAt, &a.ActivatedAt, &created)
 	if err != nil {
 		return nil, false, err
@@ -50,6 +53,8 @@ func GetAccountByEmail(ctx context.Context, q Querier, email string) (*gpubroker
 // ActivateAccount marks a pending account active; an active one stays as it is. Activation
 // ends every earlier session of the account: those were opened before anyone proved they own
 // the email (anyone can pay with someone else's address), so only the prover stays signed in.
+// The UPDATE waits for CreateCheckoutSession's share lock on the row, so a session opened by
+// paying is either committed before the DELETE runs or never opened.
 func ActivateAccount(ctx context.Context, tx pgx.Tx, id string, now time.Time) (*gpubroker.Account, error) {
 	tag, err := tx.Exec(ctx, `UPDATE accounts SET status = 'active', activated_at = $2 WHERE id = $1 AND status = 'pending'`, id, now)
 	if err != nil {
@@ -61,11 +66,4 @@ func ActivateAccount(ctx context.Context, tx pgx.Tx, id string, now time.Time) (
 		}
 	}
 	return GetAccount(ctx, tx, id)
-}
-
-// FirstOrderID returns the id of an account's first order: the order that created it.
-func FirstOrderID(ctx context.Context, q Querier, accountID string) (string, error) {
-	var id string
-	err := q.QueryRow(ctx, `SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT 1`, accountID).Scan(&id)
-	return id, err
 }

@@ -24,8 +24,9 @@ func scanOrder(row pgx.Row) (*gpubroker.Order, error) {
 	return &o, nil
 }
 
-// CreateOrder stores a priced order and its configured pod. Free-trial orders claim the email's
-// one trial in the same statement batch: a second claim is ECONFLICT trial_used.
+// CreateOrder stores a priced order and its configured pod. Free-trial orders claim the one
+// trial of the email's mailbox (gpubroker.Mailbox) in the same transaction: a second claim is
+// ECONFLICT trial_used.
 func CreateOrder(ctx context.Context, tx pgx.Tx, q *gpubroker.Quote) (*gpubroker.Order, string, error) {
 	status := gpubroker.OrderCheckoutPending
 	if !q.Plan.PaymentRequired {
@@ -39,9 +40,9 @@ func CreateOrder(ctx context.Context, tx pgx.Tx, q *gpubroker.Quote) (*gpubroker
 		return nil, "", err
 	}
 	if status == gpubroker.OrderFree {
-		if _, err := tx.Exec(ctx, `INSERT INTO trial_claims (email, order_id) VALUES ($1, $2)`, r.Email, o.ID); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO trial_claims (mailbox, email, order_id) VALUES ($1, $2, $3)`, gpubroker.Mailbox(r.Email), r.Email, o.ID); err != nil {
 			if isUniqueViolation(err) {
-				return nil, "", gpubroker.Errorf(gpubroker.ECONFLICT, "trial_used", "This email address has already used its free trial.")
+				return nil, "", errTrialUsed()
 			}
 			return nil, "", err
 		}
@@ -58,11 +59,21 @@ func CreateOrder(ctx context.Context, tx pgx.Tx, q *gpubroker.Quote) (*gpubroker
 	return o, podID, nil
 }
 
-// TrialUsed reports whether an email has already claimed its free trial.
-func TrialUsed(ctx context.Context, q Querier, email string) (bool, error) {
+func errTrialUsed() error {
+	return gpubroker.Errorf(gpubroker.ECONFLICT, "trial_used", "This email address has already used its free trial.")
+}
+
+// CheckTrial returns ECONFLICT trial_used when the mailbox of email (gpubroker.Mailbox) has
+// already claimed its free trial, nil when it may still claim one.
+func CheckTrial(ctx context.Context, q Querier, email string) error {
 	var used bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM trial_claims WHERE email = $1)`, email).Scan(&used)
-	return used, err
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM trial_claims WHERE mailbox = $1)`, gpubroker.Mailbox(email)).Scan(&used); err != nil {
+		return err
+	}
+	if used {
+		return errTrialUsed()
+	}
+	return nil
 }
 
 // SetCheckoutSession records the Stripe Checkout Session created for an order.

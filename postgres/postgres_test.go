@@ -83,10 +83,10 @@ func TestTokens(t *testing.T) {
 	now := time.Now()
 	var secret, expired string
 	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
-		a, created, err := postgres.UpsertAccount(ctx, tx, "c@example.com", "C")
+		a, created, err := postgres.UpsertAccount(ctx, tx, "c@example.com", "C", "")
 		require.NoError(t, err)
 		require.True(t, created)
-		a2, created, err := postgres.UpsertAccount(ctx, tx, "c@example.com", "C2")
+		a2, created, err := postgres.UpsertAccount(ctx, tx, "c@example.com", "C2", "")
 		require.NoError(t, err)
 		require.False(t, created)
 		require.Equal(t, a.ID, a2.ID)

@@ -80,10 +80,36 @@ func CreateSession(ctx context.Context, q Querier, accountID string, now time.Ti
 	return secret, expires, err
 }
 
-// SessionAccount returns the account of a live session.
+// CreateCheckoutSession signs in the buyer of a paid checkout: only into the account that
+// checkout's order created (accounts.created_by_order_id), and only while that account is
+// still pending. The session is provisional (via_checkout): nobody has proven they own the
+// email, so activation ends it. The share lock on the account row, taken in the caller's
+// transaction with the insert, orders it against ActivateAccount: either this commits first
+// and activation deletes the session, or activation commits first and ok is false.
+func CreateCheckoutSession(ctx context.Context, tx pgx.Tx, accountID, orderID string, now time.Time) (secret string, expires time.Time, ok bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT status = 'pending' AND COALESCE(created_by_order_id = $2::uuid, false)
+		FROM accounts WHERE id = $1 FOR SHARE`, accountID, orderID).Scan(&ok)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", time.Time{}, false, nil
+	}
+	if err != nil || !ok {
+		return "", time.Time{}, false, err
+	}
+	secret, hash := NewSecret()
+	expires = now.Add(SessionTTL)
+	_, err = tx.Exec(ctx, `INSERT INTO sessions (hash, account_id, created_at, expires_at, via_checkout) VALUES ($1, $2, $3, $4, true)`, hash, accountID, now, expires)
+	if err != nil {
+		return "", time.Time{}, false, err
+	}
+	return secret, expires, true, nil
+}
+
+// SessionAccount returns the account of a live session. A session opened by paying
+// (via_checkout) is refused once the account is active, whenever it was opened.
 func SessionAccount(ctx context.Context, q Querier, secret string, now time.Time) (*gpubroker.Account, error) {
 	a, err := scanAccount(q.QueryRow(ctx, `SELECT a.id, a.email, a.name, a.status, a.created_at, a.activated_at
-		FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.hash = $1 AND s.expires_at > $2`, HashSecret(secret), now))
+		FROM sessions s JOIN accounts a ON a.id = s.account_id
+		WHERE s.hash = $1 AND s.expires_at > $2 AND NOT (s.via_checkout AND a.status <> 'pending')`, HashSecret(secret), now))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "Sign in to continue.")
 	}
