@@ -33,6 +33,7 @@ type Config struct {
 	LogLevel            slog.Level
 	SiteDir             string
 	SimBootDelaySeconds int
+	GPUSimulator        bool
 	TrustedProxyHops    int
 }
 
@@ -58,6 +59,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"SITE_DIR", "site/public", "built Hugo site served by `dev`"},
 	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
+	{"GPU_SIMULATOR", "false", "true: the worker also launches on the GPU simulator (always on in `dev`; for test and chaos runs, never with real customers)"},
 	{"TRUSTED_PROXY_HOPS", "0", "proxies in front of the API that append to X-Forwarded-For (CloudFront + ALB = 2); 0 uses the peer address"},
 }
 
@@ -119,6 +121,13 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	}
 	if _, err := fmt.Sscan(get("SIM_BOOT_DELAY_SECONDS"), &c.SimBootDelaySeconds); err != nil || c.SimBootDelaySeconds < 0 {
 		bad("SIM_BOOT_DELAY_SECONDS", "must be a non-negative integer")
+	}
+	switch v := get("GPU_SIMULATOR"); v {
+	case "true", "1":
+		c.GPUSimulator = true
+	case "false", "0":
+	default:
+		bad("GPU_SIMULATOR", "must be true or false, got %q", v)
 	}
 	if _, err := fmt.Sscan(get("TRUSTED_PROXY_HOPS"), &c.TrustedProxyHops); err != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 5 {
 		bad("TRUSTED_PROXY_HOPS", "must be an integer from 0 to 5")

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"gpubroker"
 	"gpubroker/api"
 	"gpubroker/billing"
 	"gpubroker/billing/stripesim"
@@ -37,8 +38,8 @@ type Main struct {
 	Config *config.Config
 	Logger *slog.Logger
 
-	// Test hooks, set before Open.
-	Sim           *sim.Sim         // the simulator provider (created in dev when nil)
+	// Tuning, set before Open (tests shorten timings).
+	SimOptions    *sim.Options     // the simulator's options; nil: SIM_BOOT_DELAY_SECONDS and the seed offers
 	JobTune       func(*jobs.Deps) // adjusts job timings
 	WorkerOptions worker.Options
 	NoRateLimits  bool
@@ -48,9 +49,10 @@ type Main struct {
 	// Set by Open.
 	Pool      *pgxpool.Pool
 	River     *river.Client[pgx.Tx]
-	StripeSim *stripesim.Server
-	JobDeps   *jobs.Deps
-	URL       string // where the HTTP server listens, as http://host:port
+	StripeSim *stripesim.Server // the Stripe stand-in (dev without STRIPE_SECRET_KEY)
+	Sim       *sim.Sim          // the GPU simulator (dev, or GPU_SIMULATOR=true)
+	JobDeps   *jobs.Deps        // what the workers run with (worker and dev)
+	URL       string            // where the HTTP server listens, as http://host:port
 
 	ln      net.Listener
 	server  *http.Server
@@ -81,9 +83,16 @@ func (m *Main) Run(ctx context.Context) error {
 	return m.Close(shutdown)
 }
 
-// Open connects, builds every part the mode needs and starts serving.
+// Open connects and builds what the mode needs, and nothing more, then starts serving:
+//
+//	api     Stripe, an insert-only River client, the API and ops routes
+//	worker  Stripe, GPU providers, SES/SQS/S3, the River workers, the ops routes and River UI
+//	dev     both, with the stand-ins for what is not configured, the site and /dev/mail
 func (m *Main) Open(ctx context.Context) error {
 	cfg, log := m.Config, m.Logger
+	if m.Mode != "api" && m.Mode != "worker" && m.Mode != "dev" {
+		return fmt.Errorf("unknown mode %q", m.Mode)
+	}
 	ctx, m.cancel = context.WithCancel(ctx)
 	var err error
 	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -106,65 +115,20 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	mux := http.NewServeMux()
-
-	// Payments: Stripe, or the stand-in mounted on this very server in dev.
-	stripeKey, stripeBase := cfg.StripeSecretKey, cfg.StripeAPIBase
-	if stripeKey == "" {
-		if m.Mode != "dev" {
-			return errors.New("STRIPE_SECRET_KEY: is required outside dev")
-		}
-		m.StripeSim = stripesim.New(stripesim.Config{
-			Prefix: stripesim.DefaultPrefix, PublicURL: cfg.PublicURL, WebhookURL: m.URL + "/api/stripe/webhook",
-			WebhookSecret: cfg.StripeWebhookSecret, Logger: log.With("component", "stripesim"),
-		})
-		m.closers = append(m.closers, m.StripeSim.Close)
-		mux.Handle(stripesim.DefaultPrefix+"/", m.StripeSim)
-		stripeKey, stripeBase = "sk_test_standin", m.URL+stripesim.DefaultPrefix
-		log.Info("stand-in: Stripe is simulated at /dev/stripe (STRIPE_SECRET_KEY unset)")
-	}
-	payments := billing.New(billing.Config{SecretKey: stripeKey, APIBase: stripeBase, Logger: log})
-
-	providers, err := m.providers(log)
+	payments, err := m.payments(mux)
 	if err != nil {
 		return err
 	}
-	broker := gpu.NewBroker(providers...)
-	broker.Logger = log.With("component", "gpu")
-	m.JobDeps = &jobs.Deps{
-		Pool: m.Pool, Catalog: catalog, Payments: payments, Broker: broker,
-		PublicURL: cfg.PublicURL, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "jobs"),
-		OnOffers: m.offers.set,
-	}
-	if err := m.aws(ctx, m.JobDeps); err != nil {
-		return err
-	}
-	if m.JobTune != nil {
-		m.JobTune(m.JobDeps)
-	}
+	adminPassword := m.adminPassword()
 
 	if m.Mode == "api" {
 		if m.River, err = worker.NewInsertClient(m.Pool, log); err != nil {
 			return err
 		}
-	} else {
-		if m.River, err = worker.NewClient(m.Pool, m.JobDeps, log.With("component", "river"), m.WorkerOptions); err != nil {
-			return err
-		}
-		// Not the signal's context: cancelling Start's context is River's hard stop, and on
-		// SIGTERM running jobs should finish (Close calls Stop).
-		if err := m.River.Start(context.WithoutCancel(ctx)); err != nil {
-			return fmt.Errorf("error starting river: %w", err)
-		}
+	} else if err := m.startWorker(ctx, mux, catalog, payments, adminPassword); err != nil {
+		return err
 	}
 
-	adminPassword := cfg.AdminPassword
-	if m.Mode == "dev" && adminPassword == "" {
-		b := make([]byte, 9)
-		_, _ = rand.Read(b)
-		adminPassword = hex.EncodeToString(b)
-		log.Info("dev: ops routes use a generated password", "url", cfg.PublicURL+"/ops/riverui/", "user", cfg.AdminUser, "password", adminPassword)
-		fmt.Fprintf(os.Stderr, "\n  River UI: %s/ops/riverui/  user %s  password %s\n\n", cfg.PublicURL, cfg.AdminUser, adminPassword)
-	}
 	apiServer := &api.Server{
 		Pool: m.Pool, Jobs: m.River, Payments: payments, Catalog: catalog, PublicURL: cfg.PublicURL,
 		WebhookSecret: cfg.StripeWebhookSecret, ParseWebhook: billing.ParseWebhook, SecureCookies: !cfg.LocalDev(),
@@ -178,14 +142,6 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	for _, p := range routes {
 		mux.Handle(p, apiHandler)
-	}
-	if m.Mode != "api" {
-		ui, err := worker.RiverUI(ctx, m.River, log.With("component", "riverui"))
-		if err != nil {
-			return err
-		}
-		mux.Handle(worker.RiverUIPrefix+"/", api.AdminAuth(cfg.AdminUser, adminPassword, ui))
-		mux.Handle(worker.RiverUIPrefix, http.RedirectHandler(worker.RiverUIPrefix+"/", http.StatusMovedPermanently))
 	}
 	if m.Mode == "dev" {
 		mux.Handle("/dev/mail", api.MailViewer(m.Pool))
@@ -204,20 +160,97 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
-// providers returns the configured GPU providers, plus the simulator in dev. A production
-// worker without a real provider refuses to start: paid pods must never land on the simulator.
+// payments returns the Stripe client: the real API (or STRIPE_API_BASE), or in dev without a
+// key the stand-in, mounted on this very server.
+func (m *Main) payments(mux *http.ServeMux) (*billing.Client, error) {
+	cfg, log := m.Config, m.Logger
+	key, base := cfg.StripeSecretKey, cfg.StripeAPIBase
+	if key == "" {
+		if m.Mode != "dev" {
+			return nil, errors.New("STRIPE_SECRET_KEY: is required outside dev")
+		}
+		m.StripeSim = stripesim.New(stripesim.Config{
+			Prefix: stripesim.DefaultPrefix, PublicURL: cfg.PublicURL, WebhookURL: m.URL + "/api/stripe/webhook",
+			WebhookSecret: cfg.StripeWebhookSecret, Logger: log.With("component", "stripesim"),
+		})
+		m.closers = append(m.closers, m.StripeSim.Close)
+		mux.Handle(stripesim.DefaultPrefix+"/", m.StripeSim)
+		key, base = "sk_test_standin", m.URL+stripesim.DefaultPrefix
+		log.Info("stand-in: Stripe is simulated at /dev/stripe (STRIPE_SECRET_KEY unset)")
+	}
+	return billing.New(billing.Config{SecretKey: key, APIBase: base, Logger: log}), nil
+}
+
+// adminPassword is ADMIN_PASSWORD, or in dev a generated one, printed at start-up.
+func (m *Main) adminPassword() string {
+	cfg := m.Config
+	if m.Mode != "dev" || cfg.AdminPassword != "" {
+		return cfg.AdminPassword
+	}
+	b := make([]byte, 9)
+	_, _ = rand.Read(b)
+	pw := hex.EncodeToString(b)
+	m.Logger.Info("dev: ops routes use a generated password", "url", cfg.PublicURL+"/ops/riverui/", "user", cfg.AdminUser, "password", pw)
+	fmt.Fprintf(os.Stderr, "\n  River UI: %s/ops/riverui/  user %s  password %s\n\n", cfg.PublicURL, cfg.AdminUser, pw)
+	return pw
+}
+
+// startWorker builds the job dependencies (GPU providers, SES, SQS, S3), starts the River
+// workers and mounts the River UI.
+func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpubroker.Catalog, payments gpubroker.Payments, adminPassword string) error {
+	cfg, log := m.Config, m.Logger
+	providers, err := m.providers(log)
+	if err != nil {
+		return err
+	}
+	broker := gpu.NewBroker(providers...)
+	broker.Logger = log.With("component", "gpu")
+	m.JobDeps = &jobs.Deps{
+		Pool: m.Pool, Catalog: catalog, Payments: payments, Broker: broker,
+		PublicURL: cfg.PublicURL, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "jobs"),
+		OnOffers: m.offers.set,
+	}
+	if err := m.aws(ctx, m.JobDeps); err != nil {
+		return err
+	}
+	if m.JobTune != nil {
+		m.JobTune(m.JobDeps)
+	}
+	if m.River, err = worker.NewClient(m.Pool, m.JobDeps, log.With("component", "river"), m.WorkerOptions); err != nil {
+		return err
+	}
+	// Not the signal's context: cancelling Start's context is River's hard stop, and on
+	// SIGTERM running jobs should finish (Close calls Stop).
+	if err := m.River.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("error starting river: %w", err)
+	}
+	ui, err := worker.RiverUI(ctx, m.River, log.With("component", "riverui"))
+	if err != nil {
+		return err
+	}
+	mux.Handle(worker.RiverUIPrefix+"/", api.AdminAuth(cfg.AdminUser, adminPassword, ui))
+	mux.Handle(worker.RiverUIPrefix, http.RedirectHandler(worker.RiverUIPrefix+"/", http.StatusMovedPermanently))
+	return nil
+}
+
+// providers returns the configured GPU providers, and the simulator in dev or with
+// GPU_SIMULATOR=true. A production worker without a provider refuses to start.
 func (m *Main) providers(log *slog.Logger) ([]gpu.Provider, error) {
 	ps := m.realProviders(log)
-	switch {
-	case m.Mode != "dev" && m.Sim != nil: // tests of the production processes
-		ps = append(ps, m.Sim)
-	case m.Mode == "dev":
-		if m.Sim == nil {
-			m.Sim = sim.New(sim.Options{BootDelay: time.Duration(m.Config.SimBootDelaySeconds) * time.Second})
+	if m.Mode == "dev" || m.Config.GPUSimulator {
+		opts := sim.Options{BootDelay: time.Duration(m.Config.SimBootDelaySeconds) * time.Second}
+		if m.SimOptions != nil {
+			opts = *m.SimOptions
 		}
+		m.Sim = sim.New(opts)
 		ps = append(ps, m.Sim)
-		log.Info("stand-in: GPU provider simulator enabled", "boot_delay", time.Duration(m.Config.SimBootDelaySeconds)*time.Second)
-	case m.Mode == "worker" && len(ps) == 0:
+		if m.Mode == "dev" {
+			log.Info("stand-in: GPU provider simulator enabled", "boot_delay", opts.BootDelay)
+		} else {
+			log.Warn("GPU_SIMULATOR=true: pods may launch on the simulator; never run this with real customers")
+		}
+	}
+	if len(ps) == 0 {
 		return nil, errors.New("LAMBDA_API_KEY, RUNPOD_API_KEY: the worker needs at least one GPU provider")
 	}
 	return ps, nil

@@ -74,8 +74,8 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	m := &Main{
 		Mode: "dev", Config: cfg, PublicURLFromListener: true,
-		Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: level})),
-		Sim:    sim.New(sim.Options{BootDelay: o.bootDelay, Offers: o.offers}),
+		Logger:     slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: level})),
+		SimOptions: &sim.Options{BootDelay: o.bootDelay, Offers: o.offers},
 		JobTune: func(d *jobs.Deps) {
 			d.PollInterval = 20 * time.Millisecond
 			d.RetryDelay = 20 * time.Millisecond

@@ -32,14 +32,14 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	start := func(mode string, extra map[string]string) *Main {
 		t.Helper()
 		vars := map[string]string{"DATABASE_URL": dbURL, "ADDR": "127.0.0.1:0", "ADMIN_PASSWORD": "ops-secret",
-			"STRIPE_SECRET_KEY": "sk_test_split", "STRIPE_API_BASE": stripeSrv.URL + "/dev/stripe"}
+			"STRIPE_SECRET_KEY": "sk_test_split", "STRIPE_API_BASE": stripeSrv.URL + "/dev/stripe", "GPU_SIMULATOR": "true"}
 		for k, v := range extra {
 			vars[k] = v
 		}
 		cfg, err := config.FromEnv(func(k string) string { return vars[k] })
 		require.NoError(t, err)
 		m := &Main{Mode: mode, Config: cfg, Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Sim: sim.New(sim.Options{BootDelay: 50 * time.Millisecond}), JobTune: func(d *jobs.Deps) { d.PollInterval = 20 * time.Millisecond }}
+			SimOptions: &sim.Options{BootDelay: 50 * time.Millisecond}, JobTune: func(d *jobs.Deps) { d.PollInterval = 20 * time.Millisecond }}
 		if mode == "migrate" {
 			require.NoError(t, m.Run(context.Background()))
 			return nil
@@ -54,6 +54,11 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	api := start("api", nil) // the site's origin is the API's own address here
 	worker := start("worker", map[string]string{"PUBLIC_URL": api.URL})
 	stripe.Store(stripesim.New(stripesim.Config{PublicURL: stripeSrv.URL, WebhookURL: api.URL + "/api/stripe/webhook"}))
+
+	// The api process builds no GPU providers, job dependencies or AWS clients: it only inserts.
+	require.Nil(t, api.JobDeps)
+	require.Nil(t, api.Sim)
+	require.NotNil(t, worker.Sim, "GPU_SIMULATOR=true")
 
 	e := &env{t: t, m: api, url: api.URL, client: newBrowser()}
 	// The stand-in is not mounted on the API in production mode.
@@ -96,4 +101,20 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	require.Equal(t, http.StatusOK, get(worker.URL+"/ops/riverui/"))
 	require.Equal(t, http.StatusNotFound, get(worker.URL+"/api/catalog"))
 	require.Equal(t, http.StatusOK, get(worker.URL+"/readyz"))
+}
+
+// A production worker with no GPU provider configured refuses to start, naming the variables:
+// without GPU_SIMULATOR=true a paid pod never lands on the simulator.
+func TestWorkerNeedsAProvider(t *testing.T) {
+	t.Parallel()
+	_, dbURL := testdb.NewWithURL(t)
+	cfg, err := config.FromEnv(func(k string) string {
+		return map[string]string{"DATABASE_URL": dbURL, "ADDR": "127.0.0.1:0", "STRIPE_SECRET_KEY": "sk_test_x"}[k]
+	})
+	require.NoError(t, err)
+	m := &Main{Mode: "worker", Config: cfg, Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	err = m.Open(context.Background())
+	_ = m.Close(context.Background())
+	require.ErrorContains(t, err, "LAMBDA_API_KEY, RUNPOD_API_KEY")
+	require.Nil(t, m.Sim)
 }
