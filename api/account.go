@@ -85,11 +85,11 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 }
 
 func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.consume(w, r, "activation")
+	s.consume(w, r, gpubroker.TokenActivation)
 }
 
 func (s *Server) handleLoginVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.consume(w, r, "login")
+	s.consume(w, r, gpubroker.TokenLogin)
 }
 
 type emailRequest struct {
@@ -120,17 +120,20 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 		} else if err != nil {
 			return err
 		}
-		kind, tokenPurpose, path, ttl := gpubroker.MailLogin, "login", "/login/?token=", "30 minutes"
+		// A pending account gets a new activation link whichever was asked for: following it
+		// proves the address and signs in.
+		tokenPurpose, kind := gpubroker.TokenLogin, gpubroker.MailLogin
 		if acct.Status == gpubroker.AccountPending {
-			kind, tokenPurpose, path, ttl = gpubroker.MailActivation, "activation", "/activate/?token=", "24 hours"
-		} else if purpose == "activation" {
+			tokenPurpose, kind = gpubroker.TokenActivation, gpubroker.MailActivation
+		} else if purpose == gpubroker.TokenActivation {
 			return nil // already active: nothing to resend
 		}
 		token, err := postgres.IssueToken(ctx, tx, acct.ID, tokenPurpose, s.now())
 		if err != nil {
 			return err
 		}
-		return jobs.QueueEmailTx(ctx, tx, s.Jobs, kind, acct.Email, "", mail.Data{Name: acct.Name, Email: acct.Email, Link: s.PublicURL + path + token, ExpiresIn: ttl})
+		link, expiresIn := mail.TokenLink(s.PublicURL, tokenPurpose, token)
+		return jobs.QueueEmailTx(ctx, tx, s.Jobs, kind, acct.Email, "", mail.Data{Name: acct.Name, Email: acct.Email, Link: link, ExpiresIn: expiresIn})
 	})
 	if err != nil {
 		writeError(w, r, unavailable(err))
@@ -140,11 +143,11 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 }
 
 func (s *Server) handleResend(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.sendLink(w, r, "activation")
+	s.sendLink(w, r, gpubroker.TokenActivation)
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.sendLink(w, r, "login")
+	s.sendLink(w, r, gpubroker.TokenLogin)
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -169,55 +172,4 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"account": acct, "pods": pods})
-}
-
-type contactRequest struct {
-	Name    string `json:"name"`
-	Email   string `json:"email"`
-	Company string `json:"company"`
-	Message string `json:"message"`
-}
-
-// handleContact stores a sales enquiry and emails it to SALES_EMAIL.
-func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var req contactRequest
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	req.Email = gpubroker.NormalizeEmail(req.Email)
-	fields := map[string]string{}
-	if req.Name == "" || len(req.Name) > 100 {
-		fields["name"] = "Enter your name (at most 100 characters)."
-	}
-	if !gpubroker.ValidEmail(req.Email) {
-		fields["email"] = "Enter a valid email address."
-	}
-	if len(req.Company) > 200 {
-		fields["company"] = "Use at most 200 characters."
-	}
-	if len(req.Message) < 10 || len(req.Message) > 5000 {
-		fields["message"] = "Tell us a little more (10 to 5000 characters)."
-	}
-	if len(fields) > 0 {
-		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields})
-		return
-	}
-	if !s.limit(w, r, "contact:ip:"+s.clientIP(r), 5, time.Hour) {
-		return
-	}
-	ctx := r.Context()
-	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := postgres.InsertContactMessage(ctx, tx, req.Name, req.Email, req.Company, req.Message); err != nil {
-			return err
-		}
-		return jobs.QueueEmailTx(ctx, tx, s.Jobs, gpubroker.MailContact, s.SalesEmail, "", mail.Data{
-			Name: "Sales", FromName: req.Name, FromEmail: req.Email, Company: req.Company, Message: req.Message, Link: s.PublicURL + "/contact/",
-		})
-	})
-	if err != nil {
-		writeError(w, r, unavailable(err))
-		return
-	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "received", "message": "Thanks! Our sales team will reply within one business day."})
 }

@@ -86,7 +86,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		Currency:       gpubroker.Currency,
 		SuccessURL:     s.PublicURL + "/payment/success/?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:      s.PublicURL + "/payment/cancel/?order_id=" + order.ID,
-		ExpiresAt:      s.now().Add(30 * time.Minute),
+		ExpiresAt:      s.now().Add(gpubroker.CheckoutLifetime),
 		IdempotencyKey: "checkout-" + order.ID,
 	})
 	if err != nil {

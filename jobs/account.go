@@ -68,12 +68,13 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 		return err
 	}
 	if acct.Status == gpubroker.AccountPending {
-		token, err := postgres.IssueToken(ctx, tx, acct.ID, "activation", d.now())
+		token, err := postgres.IssueToken(ctx, tx, acct.ID, gpubroker.TokenActivation, d.now())
 		if err != nil {
 			return err
 		}
+		link, expiresIn := mail.TokenLink(d.PublicURL, gpubroker.TokenActivation, token)
 		err = QueueEmailTx(ctx, tx, ins, gpubroker.MailActivation, acct.Email, "activation:"+o.ID, mail.Data{
-			Name: acct.Name, Email: acct.Email, Link: d.PublicURL + "/activate/?token=" + token, ExpiresIn: "24 hours",
+			Name: acct.Name, Email: acct.Email, Link: link, ExpiresIn: expiresIn,
 		})
 		if err != nil {
 			return err

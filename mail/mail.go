@@ -21,6 +21,28 @@ import (
 //go:embed templates/*.html templates/*.txt
 var files embed.FS
 
+// TokenLink returns the page an emailed one-time token of the purpose opens (the page POSTs
+// it: a GET never spends a token) and how long it works, in words.
+func TokenLink(publicURL, purpose, token string) (link, expiresIn string) {
+	path := "/activate/?token="
+	if purpose == gpubroker.TokenLogin {
+		path = "/login/?token="
+	}
+	return publicURL + path + token, humanDuration(gpubroker.TokenTTL(purpose))
+}
+
+// humanDuration says a whole number of hours or minutes in words: "24 hours", "30 minutes".
+func humanDuration(d time.Duration) string {
+	n, unit := int(d/time.Minute), "minute"
+	if d%time.Hour == 0 {
+		n, unit = int(d/time.Hour), "hour"
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return strconv.Itoa(n) + " " + unit
+}
+
 // ErrUnknownKind is returned by Render for a kind that has no template.
 var ErrUnknownKind = errors.New("unknown email kind")
 

@@ -159,3 +159,16 @@ func TestMoney(t *testing.T) {
 		require.Equal(t, want, Money(cents), "Money(%d)", cents)
 	}
 }
+
+// The link and the lifetime an email states come from the constants the store enforces.
+func TestTokenLink(t *testing.T) {
+	t.Parallel()
+	link, in := TokenLink("https://gpubroker.example", gpubroker.TokenActivation, "tok")
+	require.Equal(t, "https://gpubroker.example/activate/?token=tok", link)
+	require.Equal(t, "24 hours", in)
+	link, in = TokenLink("https://gpubroker.example", gpubroker.TokenLogin, "tok")
+	require.Equal(t, "https://gpubroker.example/login/?token=tok", link)
+	require.Equal(t, "30 minutes", in)
+	require.Equal(t, "1 hour", humanDuration(time.Hour))
+	require.Equal(t, "90 minutes", humanDuration(90*time.Minute))
+}

@@ -13,13 +13,6 @@ import (
 	"gpubroker"
 )
 
-// Token lifetimes.
-const (
-	ActivationTokenTTL = 24 * time.Hour
-	LoginTokenTTL      = 30 * time.Minute
-	SessionTTL         = 30 * 24 * time.Hour
-)
-
 // NewSecret returns 32 random bytes, base64url-encoded, and the SHA-256 that is stored in their
 // place: a database leak does not leak working tokens or sessions.
 func NewSecret() (secret string, hash []byte) {
@@ -39,10 +32,7 @@ func HashSecret(secret string) []byte {
 
 // IssueToken creates a single-use token for an account and returns the secret to email.
 func IssueToken(ctx context.Context, tx pgx.Tx, accountID, purpose string, now time.Time) (string, error) {
-	ttl := ActivationTokenTTL
-	if purpose == "login" {
-		ttl = LoginTokenTTL
-	}
+	ttl := gpubroker.TokenTTL(purpose)
 	secret, hash := NewSecret()
 	_, err := tx.Exec(ctx, `INSERT INTO tokens (hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
 		hash, accountID, purpose, now, now.Add(ttl))
@@ -75,7 +65,7 @@ func ConsumeToken(ctx context.Context, tx pgx.Tx, secret, purpose string, now ti
 // CreateSession starts a browser session and returns the cookie value.
 func CreateSession(ctx context.Context, q Querier, accountID string, now time.Time) (string, time.Time, error) {
 	secret, hash := NewSecret()
-	expires := now.Add(SessionTTL)
+	expires := now.Add(gpubroker.SessionTTL)
 	_, err := q.Exec(ctx, `INSERT INTO sessions (hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`, hash, accountID, now, expires)
 	return secret, expires, err
 }
@@ -96,7 +86,7 @@ func CreateCheckoutSession(ctx context.Context, tx pgx.Tx, accountID, orderID st
 		return "", time.Time{}, false, err
 	}
 	secret, hash := NewSecret()
-	expires = now.Add(SessionTTL)
+	expires = now.Add(gpubroker.SessionTTL)
 	_, err = tx.Exec(ctx, `INSERT INTO sessions (hash, account_id, created_at, expires_at, via_checkout) VALUES ($1, $2, $3, $4, true)`, hash, accountID, now, expires)
 	if err != nil {
 		return "", time.Time{}, false, err
