@@ -94,6 +94,9 @@ type OrderRequest struct {
 	GPU      string `json:"gpu"`
 	Region   string `json:"region"`
 	Hours    int    `json:"hours"`
+	// SSHPublicKey is an optional OpenSSH public key line, saved on the account the order
+	// lands on (see ParseSSHKey).
+	SSHPublicKey string `json:"ssh_public_key,omitempty"`
 }
 
 // Quote is the priced, validated form of an OrderRequest.
@@ -195,6 +198,11 @@ func (c *Catalog) Quote(r OrderRequest) (*Quote, error) {
 		}
 		if !found {
 			fields["region"] = "Choose a region where this GPU is offered."
+		}
+	}
+	if strings.TrimSpace(r.SSHPublicKey) != "" {
+		if _, _, err := ParseSSHKey(r.SSHPublicKey); err != nil {
+			fields["ssh_public_key"] = err.(*Error).Message
 		}
 	}
 	if r.Hours < 1 {

@@ -77,6 +77,9 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/api/pods/:id", s.handlePod)
 	r.POST("/api/pods/:id/deploy", s.cookieOrigin(s.handleDeploy))
 	r.POST("/api/pods/:id/terminate", s.cookieOrigin(s.handleTerminate))
+	r.GET("/api/me/ssh-keys", s.handleListSSHKeys)
+	r.POST("/api/me/ssh-keys", s.cookieOrigin(s.handleAddSSHKey))
+	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(s.handleDeleteSSHKey))
 	r.POST("/api/contact", s.origin(s.handleContact))
 
 	r.GET("/healthz", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,7 +58,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		var order *gpubroker.Order
 		err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 			var err error
-			if order, _, err = postgres.CreateOrder(ctx, tx, q); err != nil {
+			if order, err = s.createOrder(ctx, tx, r, q); err != nil {
 				return err
 			}
 			_, err = s.Jobs.InsertTx(ctx, tx, jobs.CreateAccountArgs{OrderID: order.ID}, nil)
@@ -72,7 +74,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 	var order *gpubroker.Order
 	err = postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		var err error
-		order, _, err = postgres.CreateOrder(ctx, tx, q)
+		order, err = s.createOrder(ctx, tx, r, q)
 		return err
 	})
 	if err != nil {
@@ -100,6 +102,28 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 	}
 	logger(r).InfoContext(ctx, "checkout started", "order_id", order.ID, "session_id", sess.ID, "amount_cents", q.AmountCents)
 	writeJSON(w, http.StatusCreated, map[string]any{"order_id": order.ID, "checkout_url": sess.URL, "amount_cents": q.AmountCents, "currency": gpubroker.Currency})
+}
+
+// createOrder stores a quoted order with its pod, and the SSH key typed at checkout together
+// with the account the buyer is signed in to: the account job saves the key only on an account
+// the buyer may add keys to (a paid checkout with someone else's email must not put the
+// payer's key on that person's pods).
+func (s *Server) createOrder(ctx context.Context, tx pgx.Tx, r *http.Request, q *gpubroker.Quote) (*gpubroker.Order, error) {
+	order, _, err := postgres.CreateOrder(ctx, tx, q)
+	if err != nil {
+		return nil, err
+	}
+	key := strings.TrimSpace(q.Request.SSHPublicKey)
+	if key == "" {
+		return order, nil
+	}
+	buyer := ""
+	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+		if acct, err := postgres.SessionAccount(ctx, tx, c.Value, s.now()); err == nil {
+			buyer = acct.ID
+		}
+	}
+	return order, postgres.SetOrderSSHKey(ctx, tx, order.ID, key, buyer)
 }
 
 // trialsPerIP is how many free trials one client address may start a day.

@@ -60,6 +60,9 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 	if err := postgres.AttachOrder(ctx, tx, o.ID, acct.ID); err != nil {
 		return err
 	}
+	if err := saveCheckoutKey(ctx, tx, d, o.ID, acct, created); err != nil {
+		return err
+	}
 	action := "order.attached"
 	if created {
 		action = "account.created"
@@ -91,6 +94,33 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 	}
 	d.Logger.InfoContext(ctx, "account ready", "account_id", acct.ID, "order_id", o.ID, "created", created)
 	return nil
+}
+
+// saveCheckoutKey saves the SSH key typed at an order's checkout on the account the order
+// landed on, when the buyer may add keys to it: the account this order created, or the one
+// the buyer was signed in to. Anyone can pay with someone else's email; their key must not
+// reach that person's pods. A key already there, or one over the limit, is left out.
+func saveCheckoutKey(ctx context.Context, tx pgx.Tx, d *Deps, orderID string, acct *gpubroker.Account, created bool) error {
+	line, signedIn, err := postgres.OrderSSHKey(ctx, tx, orderID, acct.ID)
+	if err != nil || line == "" {
+		return err
+	}
+	if !created && !signedIn {
+		d.Logger.InfoContext(ctx, "checkout key not saved: the buyer was not signed in to this existing account", "order_id", orderID, "account_id", acct.ID)
+		return nil
+	}
+	k, err := gpubroker.NewSSHKey("", line)
+	if err != nil {
+		return nil // validated at checkout; the rules may have tightened since
+	}
+	k.AccountID = acct.ID
+	if _, err := postgres.AddSSHKey(ctx, tx, k); err != nil {
+		if c := gpubroker.ErrorCode(err); c == gpubroker.ECONFLICT || c == gpubroker.EINVALID {
+			return nil
+		}
+		return err
+	}
+	return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: orderID, Action: "ssh_key.added", Detail: map[string]any{"fingerprint": k.Fingerprint, "via": "checkout"}})
 }
 
 // podMail is the pod part of an email.

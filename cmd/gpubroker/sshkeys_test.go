@@ -1,0 +1,188 @@
+package main
+
+import (
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// newKey makes an ed25519 key pair with ssh-keygen and returns the public key line and the
+// fingerprint `ssh-keygen -l` prints for it.
+func newKey(t *testing.T, comment string) (line, fingerprint string) {
+	t.Helper()
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Skip("ssh-keygen is not installed (openssh-client)")
+	}
+	path := filepath.Join(t.TempDir(), "id_ed25519")
+	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path).CombinedOutput()
+	require.NoError(t, err, string(out))
+	pub, err := os.ReadFile(path + ".pub")
+	require.NoError(t, err)
+	out, err = exec.Command("ssh-keygen", "-l", "-f", path+".pub").Output()
+	require.NoError(t, err)
+	return strings.TrimSpace(string(pub)), strings.Fields(string(out))[1]
+}
+
+func fingerprints(t *testing.T, body map[string]any) []string {
+	t.Helper()
+	var out []string
+	for _, k := range body["ssh_keys"].([]any) {
+		out = append(out, k.(map[string]any)["fingerprint"].(string))
+	}
+	return out
+}
+
+// A key typed at checkout lands on the account the checkout created; more are added on the
+// dashboard; duplicates, junk and an eleventh key are refused; another account cannot see or
+// delete them; fingerprints match ssh-keygen -l.
+func TestSSHKeysJourney(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	laptop, laptopFP := newKey(t, "ada@laptop")
+	desktop, desktopFP := newKey(t, "ada@desktop")
+
+	// A bad key at checkout is a 422 on its field, and nothing is stored.
+	order := e.order("keys@example.com", "pro", "a100", "us-east", 2)
+	order["ssh_public_key"] = "ssh-rsa AAAA not a key"
+	code, body := e.do(newBrowser(), "POST", "/api/checkout", order)
+	require.Equal(t, http.StatusUnprocessableEntity, code)
+	require.Contains(t, body["fields"], "ssh_public_key")
+	require.Zero(t, e.count(`SELECT count(*) FROM orders`))
+
+	c := newBrowser()
+	order["ssh_public_key"] = laptop
+	code, body = e.do(c, "POST", "/api/checkout", order)
+	require.Equal(t, http.StatusCreated, code, body)
+	u, err := url.Parse(body["checkout_url"].(string))
+	require.NoError(t, err)
+	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	e.eventually("verify 200", 10*time.Second, func() bool {
+		code, _ := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		return code == http.StatusOK
+	})
+	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken("keys@example.com", 1)})
+	require.Equal(t, http.StatusOK, code)
+
+	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, []string{laptopFP}, fingerprints(t, body))
+	k := body["ssh_keys"].([]any)[0].(map[string]any)
+	require.Equal(t, "ada@laptop", k["name"], "the key's comment names it")
+	require.Equal(t, "ssh-ed25519", k["type"])
+
+	code, body = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "desktop", "public_key": desktop})
+	require.Equal(t, http.StatusCreated, code, body)
+	require.Equal(t, desktopFP, body["fingerprint"])
+	require.Equal(t, "desktop", body["name"])
+	desktopID := body["id"].(string)
+
+	code, body = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "again", "public_key": laptop})
+	require.Equal(t, http.StatusConflict, code)
+	require.Equal(t, "duplicate_key", body["error"])
+	for _, junk := range []string{"", "hello", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----", laptop + "\n" + desktop, strings.Repeat("A", 17<<10)} {
+		code, body = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "junk", "public_key": junk})
+		require.Equal(t, http.StatusUnprocessableEntity, code, junk)
+		require.Equal(t, "invalid_fields", body["error"])
+		require.NotEmpty(t, body["fields"].(map[string]any)["public_key"])
+	}
+	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.ElementsMatch(t, []string{laptopFP, desktopFP}, fingerprints(t, body))
+
+	// Another account neither sees nor deletes them; without a session it is 401.
+	other, _ := e.signUp("other@example.com")
+	code, body = e.do(other, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, body["ssh_keys"])
+	code, _ = e.do(other, "DELETE", "/api/me/ssh-keys/"+desktopID, nil)
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = e.do(other, "DELETE", "/api/me/ssh-keys/not-a-uuid", nil)
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = e.do(newBrowser(), "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusUnauthorized, code)
+
+	// Adding from another site is refused (CSRF).
+	req, _ := http.NewRequest("DELETE", e.url+"/api/me/ssh-keys/"+desktopID, nil)
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	code, _ = e.do(c, "DELETE", "/api/me/ssh-keys/"+desktopID, nil)
+	require.Equal(t, http.StatusNoContent, code)
+	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, []string{laptopFP}, fingerprints(t, body))
+}
+
+// Twelve keys added at once end in exactly ten: the account's row lock bounds the count.
+func TestSSHKeysLimitUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c, _ := e.signUp("many@example.com")
+	lines := make([]string, 12)
+	for i := range lines {
+		lines[i], _ = newKey(t, "k")
+	}
+	codes := make([]int, len(lines))
+	var wg sync.WaitGroup
+	for i, line := range lines {
+		wg.Go(func() {
+			codes[i], _ = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "k", "public_key": line})
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, code := range codes {
+		if code == http.StatusCreated {
+			created++
+		} else {
+			require.Equal(t, http.StatusUnprocessableEntity, code)
+		}
+	}
+	require.Equal(t, 10, created)
+	require.Equal(t, 10, e.count(`SELECT count(*) FROM ssh_keys`))
+}
+
+// Paying with someone else's email never puts the payer's key on that person's account.
+func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	victim, _ := e.signUp("victim@example.com")
+	attackerKey, _ := newKey(t, "mallory")
+
+	order := e.order("victim@example.com", "pro", "a100", "us-east", 2)
+	order["ssh_public_key"] = attackerKey
+	code, body := e.do(newBrowser(), "POST", "/api/checkout", order)
+	require.Equal(t, http.StatusCreated, code, body)
+	u, _ := url.Parse(body["checkout_url"].(string))
+	require.Equal(t, http.StatusSeeOther, e.pay(u.Path[strings.LastIndex(u.Path, "/")+1:], "4242424242424242").StatusCode)
+	e.eventually("order attached", 10*time.Second, func() bool {
+		return e.count(`SELECT count(*) FROM orders WHERE email = 'victim@example.com' AND account_id IS NOT NULL`) == 2
+	})
+	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, body["ssh_keys"])
+
+	// The owner, signed in, adds a key with a new checkout: it is saved.
+	ownKey, ownFP := newKey(t, "victim")
+	order["ssh_public_key"] = ownKey
+	code, body = e.do(victim, "POST", "/api/checkout", order)
+	require.Equal(t, http.StatusCreated, code, body)
+	u, _ = url.Parse(body["checkout_url"].(string))
+	require.Equal(t, http.StatusSeeOther, e.pay(u.Path[strings.LastIndex(u.Path, "/")+1:], "4242424242424242").StatusCode)
+	e.eventually("owner's key saved", 10*time.Second, func() bool { return e.count(`SELECT count(*) FROM ssh_keys`) == 1 })
+	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, []string{ownFP}, fingerprints(t, body))
+}
