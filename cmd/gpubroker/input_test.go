@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -9,6 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/gpu"
+	"gpubroker/gpu/sim"
+	"gpubroker/jobs"
 )
 
 // Another integration on the same Stripe account creates its own Checkout Sessions, with a
@@ -43,4 +47,30 @@ func TestForeignCheckoutSessionIsNotOurs(t *testing.T) {
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM accounts`))
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM emails`))
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM audit_events`))
+}
+
+// The cheapest offer is at a provider whose configuration is wrong (Lambda's
+// object-does-not-exist for a deleted LAMBDA_SSH_KEY_NAME): the pod still runs, at the next
+// provider, and ops can count the fault in the audit log.
+func TestMisconfiguredProviderFailsOver(t *testing.T) {
+	t.Parallel()
+	lambdaSim := sim.New(sim.Options{Name: "lambda", Offers: []gpu.Offer{
+		{ID: "gpu_1x_a100_sxm4_80gb@us-east-1", GPU: "a100", Region: "us-east", GPUCount: 1, CentsPerHour: 120, Available: true},
+	}})
+	lambdaSim.FailNext(sim.OpLaunch, fmt.Errorf("lambda: launch with SSH key %q: HTTP 404 global/object-does-not-exist: Specified SSH key does not exist.: %w", "deleted-key", gpu.ErrProviderConfig), 1000)
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) {
+		standIn, _ := d.Broker.Provider("sim")
+		b := gpu.NewBroker(lambdaSim, standIn)
+		b.Logger = d.Logger
+		d.Broker = b
+	}})
+	c, podID := e.signUp("misconfigured@example.com")
+	e.deploy(c, podID)
+	p := e.waitPod(c, podID, "running", 15*time.Second)
+	require.Equal(t, "sim", p["provider"])
+	require.Equal(t, 0, lambdaSim.Launches())
+	require.Equal(t, 1, e.m.Sim.Launches())
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE action = 'provider.config_error'
+		AND pod_id = $1 AND detail->>'provider' = 'lambda' AND detail->>'error' LIKE '%object-does-not-exist%'`, podID))
+	require.Equal(t, 0, e.count(`SELECT count(*) FROM orders WHERE status = 'refunded'`))
 }
