@@ -11,8 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"reflect"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -171,37 +169,24 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		return gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The request body must be JSON.")
 	}
-	if hasNUL(reflect.ValueOf(v)) {
+	if hasNUL(body) {
 		return gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The request body must not contain NUL characters.")
 	}
 	return nil
 }
 
-// hasNUL reports whether any string reachable from v contains a NUL character (JSON's \u0000,
-// which Postgres text refuses).
-func hasNUL(v reflect.Value) bool {
-	switch v.Kind() {
-	case reflect.String:
-		return strings.IndexByte(v.String(), 0) >= 0
-	case reflect.Pointer, reflect.Interface:
-		return !v.IsNil() && hasNUL(v.Elem())
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() && hasNUL(v.Field(i)) {
+// hasNUL reports whether a JSON text holds a NUL character anywhere, in a field we read or
+// not: a raw 0x00 byte or the escape \u0000, which Postgres text and jsonb refuse.
+func hasNUL(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case 0:
+			return true
+		case '\\':
+			if bytes.HasPrefix(b[i+1:], []byte("u0000")) {
 				return true
 			}
-		}
-	case reflect.Slice, reflect.Array:
-		for i := range v.Len() {
-			if hasNUL(v.Index(i)) {
-				return true
-			}
-		}
-	case reflect.Map:
-		for it := v.MapRange(); it.Next(); {
-			if hasNUL(it.Key()) || hasNUL(it.Value()) {
-				return true
-			}
+			i++ // the escaped character, so \\u0000 (a backslash, then "u0000") is not NUL
 		}
 	}
 	return false

@@ -80,3 +80,20 @@ func count(t *testing.T, ts *testServer, sql string) int {
 	require.NoError(t, ts.pool.QueryRow(context.Background(), sql).Scan(&n))
 	return n
 }
+
+func TestHasNUL(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"a":"b"}`:            false,
+		`{"a":"\u0000"}`:       true,
+		`{"a":"x\u0000y"}`:     true,
+		`{"ignored":"\u0000"}`: true,
+		`{"a":"\\u0000"}`:      false, // a backslash followed by the text u0000
+		`{"a":"\\\u0000"}`:     true,
+		"{\"a\":\"\x00\"}":     true,
+		`{"a":"\u00001"}`:      true,
+		`{"a":"\u0001"}`:       false,
+		`\`:                    false,
+	} {
+		require.Equal(t, want, hasNUL([]byte(body)), body)
+	}
+}
