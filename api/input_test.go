@@ -97,3 +97,24 @@ func TestHasNUL(t *testing.T) {
 		require.Equal(t, want, hasNUL([]byte(body)), body)
 	}
 }
+
+// A stopped database is the one store failure that is a 503 (clients and Stripe retry).
+func TestStoppedDatabaseIs503(t *testing.T) {
+	ts := newTestServer(t)
+	ts.pool.Close()
+	for _, tc := range []struct{ method, target, body string }{
+		{"GET", "/api/checkout/verify?session_id=cs_test_1", ""},
+		{"POST", "/api/contact", `{"name":"Ada","email":"ada@example.com","company":"","message":"hello there, I want GPUs"}`},
+		{"POST", "/api/activate", `{"token":"abc"}`},
+	} {
+		var body []byte
+		if tc.body != "" {
+			body = []byte(tc.body)
+		}
+		w := ts.do(tc.method, tc.target, body, http.Header{"Origin": {testPublicURL}})
+		require.Equal(t, http.StatusServiceUnavailable, w.Code, "%s %s: %s", tc.method, tc.target, w.Body.String())
+		require.Empty(t, shapeProblem(w))
+		require.Contains(t, w.Body.String(), `"error":"unavailable"`)
+	}
+	require.Contains(t, ts.logs.String(), "closed pool", "the cause is logged")
+}
