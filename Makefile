@@ -6,7 +6,7 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test site build migrate db-stop lint lighthouse bench site-deploy clean
+.PHONY: dev test site build migrate db-stop lint lighthouse bench fuzz site-deploy clean
 
 build:
 	go build -o bin/gpubroker ./cmd/gpubroker
@@ -37,6 +37,18 @@ test: site
 
 bench:
 	@$(DB); DATABASE_URL="$$url" go test -run '^$$' -bench . -benchtime 100x ./cmd/gpubroker/
+
+# Native Go fuzzing of the endpoints anyone can call (webhook, checkout, tokens), each for
+# FUZZTIME. Plain `go test` (and `make test`) runs only the seeds in api/testdata/fuzz/; a
+# failing input found here is saved there too: commit it with the fix.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzWebhook FuzzCheckout FuzzTokens
+fuzz:
+	@$(DB); \
+	for t in $(FUZZ_TARGETS); do \
+		echo "== $$t ($(FUZZTIME))"; \
+		DATABASE_URL="$$url" go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./api/ || exit 1; \
+	done
 
 lighthouse: site
 	scripts/lighthouse.sh

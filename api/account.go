@@ -40,7 +40,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) *gpubroker.Acco
 	}
 	a, err := postgres.SessionAccount(r.Context(), s.Pool, c.Value, s.now())
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return nil
 	}
 	return a
@@ -74,11 +74,11 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: "account." + purpose})
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	if err := s.startSession(w, r, acct.ID); err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"account": acct})
@@ -136,7 +136,7 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 		return jobs.QueueEmailTx(ctx, tx, s.Jobs, kind, acct.Email, "", mail.Data{Name: acct.Name, Email: acct.Email, Link: link, ExpiresIn: expiresIn})
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent", "message": "If an account exists for that address, we have emailed it a link."})
@@ -153,7 +153,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, _ httproute
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	if c, err := r.Cookie(SessionCookie); err == nil {
 		if err := postgres.DeleteSession(r.Context(), s.Pool, c.Value); err != nil {
-			writeError(w, r, unavailable(err))
+			writeError(w, r, err)
 			return
 		}
 	}
@@ -168,7 +168,7 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	}
 	pods, err := postgres.ListAccountPods(r.Context(), s.Pool, acct.ID)
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"account": acct, "pods": pods})

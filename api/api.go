@@ -4,18 +4,22 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
 	"gpubroker/jobs"
+	"gpubroker/postgres"
 )
 
 // Server holds the API's dependencies. main wires it by field assignment.
@@ -88,7 +92,7 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/readyz", s.handleReady)
 	r.GET("/metrics", s.handleMetrics)
 	r.GET("/ops/funnel", s.admin(s.handleFunnel))
-	return s.middleware(r)
+	return s.middleware(cleanInput(r))
 }
 
 // errorBody is the shape of every error answer.
@@ -113,14 +117,25 @@ var status = map[string]int{
 	gpubroker.EINTERNAL:     http.StatusInternalServerError,
 }
 
+// writeError answers err in the contract's shape. A domain error says its own status; any
+// other error (a store or library failure) is classified by postgres.ClassifyError — 503 only
+// for a real outage, 400 for input Postgres refused, 500 for a bug — and its cause is logged
+// with the request id, since the answer does not carry it.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *gpubroker.Error
 	if !errors.As(err, &e) {
 		if errors.Is(err, context.Canceled) {
 			return
 		}
-		logger(r).ErrorContext(r.Context(), "internal error", "error", err)
-		e = &gpubroker.Error{Code: gpubroker.EINTERNAL, Reason: "internal", Message: "Something went wrong on our side. Please try again."}
+		errors.As(postgres.ClassifyError(err), &e)
+		switch e.Code {
+		case gpubroker.EBADREQUEST, gpubroker.ENOTFOUND:
+			logger(r).WarnContext(r.Context(), "request refused by the store", "error", err)
+		case gpubroker.EUNAVAILABLE:
+			logger(r).ErrorContext(r.Context(), "database unavailable", "error", err)
+		default:
+			logger(r).ErrorContext(r.Context(), "internal error", "error", err)
+		}
 	}
 	reason := e.Reason
 	if reason == "" {
@@ -140,27 +155,42 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readJSON decodes a small JSON body; anything malformed is a 400.
+// readJSON decodes a small JSON body; anything malformed is a 400, and so is text no column
+// could hold (invalid UTF-8, NUL characters), so hostile bytes never reach Postgres.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return gpubroker.Errorf(gpubroker.ETOOLARGE, "too_large", "The request body is too large.")
 		}
+		return gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "Could not read the request body.")
+	}
+	if !utf8.Valid(body) {
+		return gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The request body must be UTF-8 JSON.")
+	}
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		return gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The request body must be JSON.")
+	}
+	if hasNUL(body) {
+		return gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The request body must not contain NUL characters.")
 	}
 	return nil
 }
 
-// unavailable wraps a storage failure as 503 so clients (and Stripe) retry.
-func unavailable(err error) error {
-	if err == nil {
-		return nil
+// hasNUL reports whether a JSON text holds a NUL character anywhere, in a field we read or
+// not: a raw 0x00 byte or the escape \u0000, which Postgres text and jsonb refuse.
+func hasNUL(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case 0:
+			return true
+		case '\\':
+			if bytes.HasPrefix(b[i+1:], []byte("u0000")) {
+				return true
+			}
+			i++ // the escaped character, so \\u0000 (a backslash, then "u0000") is not NUL
+		}
 	}
-	var e *gpubroker.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "unavailable", Message: "We cannot reach our database right now. Please retry shortly."}
+	return false
 }

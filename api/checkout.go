@@ -49,7 +49,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		// day per client address. A mailbox that already had its trial answers 409 without
 		// spending one of the address's trials; the claim in CreateOrder settles races.
 		if err := postgres.CheckTrial(ctx, s.Pool, q.Request.Email); err != nil {
-			writeError(w, r, unavailable(err))
+			writeError(w, r, err)
 			return
 		}
 		if !s.limit(w, r, "trial:ip:"+s.clientIP(r), trialsPerIP, 24*time.Hour) {
@@ -65,7 +65,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 			return err
 		})
 		if err != nil {
-			writeError(w, r, unavailable(err))
+			writeError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"order_id": order.ID, "checkout_url": nil, "next": "check_email", "amount_cents": 0, "currency": gpubroker.Currency})
@@ -78,7 +78,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		return err
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	sess, err := s.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
@@ -97,7 +97,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		return
 	}
 	if err := postgres.SetCheckoutSession(ctx, s.Pool, order.ID, sess.ID); err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	logger(r).InfoContext(ctx, "checkout started", "order_id", order.ID, "session_id", sess.ID, "amount_cents", q.AmountCents)
@@ -177,6 +177,13 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprou
 		_, err = s.Jobs.InsertTx(ctx, tx, jobs.StripeEventArgs{EventID: ev.ID}, nil)
 		return err
 	})
+	if gpubroker.ErrorCode(postgres.ClassifyError(err)) == gpubroker.EBADREQUEST {
+		// Signed, but with bytes Postgres refuses (a \u0000 in the payload): storing it will
+		// never work, so Stripe must not retry it.
+		logger(r).WarnContext(ctx, "webhook not storable", "event_id", ev.ID, "error", err)
+		writeError(w, r, gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_payload", "The body of this event cannot be stored."))
+		return
+	}
 	if err != nil {
 		logger(r).ErrorContext(ctx, "webhook not stored", "event_id", ev.ID, "error", err)
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "unavailable", Message: "Could not store the event; retry later."})
@@ -197,7 +204,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	o, err := postgres.GetOrderBySession(ctx, s.Pool, sid)
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	switch {
@@ -213,12 +220,12 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	acct, err := postgres.GetAccount(ctx, s.Pool, *o.AccountID)
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	pod, err := postgres.GetOrderPod(ctx, s.Pool, o.ID)
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	// Auto-login only into the account this very checkout created (recorded when it was
@@ -237,7 +244,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 			return err
 		})
 		if err != nil {
-			writeError(w, r, unavailable(err))
+			writeError(w, r, err)
 			return
 		}
 		if signIn {

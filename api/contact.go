@@ -58,7 +58,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprou
 		})
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "received", "message": "Thanks! Our sales team will reply within one business day."})

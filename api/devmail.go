@@ -21,7 +21,7 @@ func MailViewer(pool *pgxpool.Pool) http.Handler {
 		to := gpubroker.NormalizeEmail(r.URL.Query().Get("to"))
 		emails, err := postgres.ListEmails(r.Context(), pool, to, 100)
 		if err != nil {
-			writeError(w, r, unavailable(err))
+			writeError(w, r, err)
 			return
 		}
 		if strings.Contains(r.Header.Get("Accept"), "application/json") || r.URL.Query().Get("format") == "json" {

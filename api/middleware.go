@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -75,6 +76,29 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		l.Info("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", time.Since(start).Milliseconds())
 	})
 }
+
+// cleanInput refuses, with 400 bad_request, a request whose path or query carries text no
+// column could hold (a NUL character, invalid UTF-8 after unescaping), so hostile bytes never
+// reach Postgres. JSON bodies get the same check in readJSON.
+func cleanInput(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok := cleanText(r.URL.Path)
+		q, _ := url.ParseQuery(r.URL.RawQuery) // what survives parsing is what handlers read
+		for k, vs := range q {
+			ok = ok && cleanText(k)
+			for _, v := range vs {
+				ok = ok && cleanText(v)
+			}
+		}
+		if !ok {
+			writeError(w, r, gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The address contains characters we cannot accept."))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func cleanText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 // routeLabel collapses pod ids in paths so metrics stay low-cardinality.
 func routeLabel(p string) string {

@@ -113,7 +113,7 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		(SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)) FROM pods WHERE started_at IS NOT NULL)`).
 		Scan(&f.CheckoutsStarted, &f.PaidCheckouts, &f.Authorized, &f.Activated, &f.Deployed, &f.Running, &f.Refunded, &f.ProvisionP50, &f.ProvisionP95)
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	if f.PaidCheckouts > 0 {

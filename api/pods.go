@@ -18,7 +18,7 @@ func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter
 	}
 	pod, err := postgres.GetAccountPod(r.Context(), s.Pool, acct.ID, ps.ByName("id"))
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, pod)
@@ -67,7 +67,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		return err
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": gpubroker.PodDeploying})
@@ -108,7 +108,7 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		return err
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": podStatus})

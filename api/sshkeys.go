@@ -32,7 +32,7 @@ func (s *Server) handleListSSHKeys(w http.ResponseWriter, r *http.Request, _ htt
 	}
 	keys, err := postgres.ListSSHKeys(r.Context(), s.Pool, acct.ID)
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	out := make([]sshKeyJSON, 0, len(keys))
@@ -72,7 +72,7 @@ func (s *Server) handleAddSSHKey(w http.ResponseWriter, r *http.Request, _ httpr
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: "ssh_key.added", Detail: map[string]any{"fingerprint": k.Fingerprint, "type": k.Type}})
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, toSSHKeyJSON(*added))
@@ -91,7 +91,7 @@ func (s *Server) handleDeleteSSHKey(w http.ResponseWriter, r *http.Request, ps h
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: "ssh_key.deleted", Detail: map[string]any{"id": ps.ByName("id")}})
 	})
 	if err != nil {
-		writeError(w, r, unavailable(err))
+		writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

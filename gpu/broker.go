@@ -123,6 +123,8 @@ func sortOffers(offers []Offer) {
 // price order:
 //   - no capacity or offer gone: record the attempt and try the next offer;
 //   - bad credentials or no funds: record it and skip the rest of that provider's offers;
+//   - a provider configuration fault (ErrProviderConfig): record it, log an error for ops and
+//     skip the rest of that provider's offers; nothing launched, so the next provider is tried;
 //   - anything else (rate limit, 5xx, timeout, an unknown error): stop and return it at once.
 //     Whether the launch happened is then unknown, so trying another offer could leave two
 //     instances running; the job retries later and looks for the instance by name first.
@@ -157,6 +159,9 @@ func (b *Broker) Launch(ctx context.Context, q OfferQuery, req LaunchRequest, ex
 		}
 		attempts = append(attempts, Attempt{Offer: o, Err: err})
 		switch {
+		case errors.Is(err, ErrProviderConfig):
+			skipped[o.Provider] = true
+			b.logger().ErrorContext(ctx, "gpu provider is misconfigured; skipping it for this launch", "provider", o.Provider, "offer", OfferKey(o), "error", err)
 		case Failover(err):
 			b.logger().InfoContext(ctx, "gpu offer failed, trying the next one", "offer", OfferKey(o), "error", err)
 		case SkipProvider(err):

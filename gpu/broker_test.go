@@ -365,3 +365,54 @@ func providers(offers []gpu.Offer) []string {
 	}
 	return out
 }
+
+// A provider configuration fault (Lambda's object-does-not-exist for a deleted SSH key name)
+// fails every launch at that provider until a human fixes it, but says nothing about the
+// others: the broker tries that provider once, skips the rest of its offers, logs an error
+// and launches at the next provider.
+func TestBrokerSkipsProviderOnConfigError(t *testing.T) {
+	t.Parallel()
+	misconfigured := sim.New(sim.Options{Name: "lambda", Offers: []gpu.Offer{offer("cheapest", 200), offer("cheaper", 210)}})
+	misconfigured.FailNext(sim.OpLaunch, fmt.Errorf("lambda: HTTP 404 global/object-does-not-exist: SSH key not found: %w", gpu.ErrProviderConfig), 10)
+	healthy := sim.New(sim.Options{Name: "runpod", Offers: []gpu.Offer{offer("dearer", 300)}})
+	var logs syncBuffer
+	b := gpu.NewBroker(misconfigured, healthy)
+	b.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+
+	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	require.NoError(t, err)
+	require.Equal(t, "runpod", inst.Provider)
+	require.Equal(t, "dearer", o.ID)
+	require.Len(t, attempts, 1, "the misconfigured provider is tried once, not once per offer")
+	require.Equal(t, "lambda", attempts[0].Offer.Provider)
+	require.ErrorIs(t, attempts[0].Err, gpu.ErrProviderConfig)
+	require.True(t, gpu.Failover(attempts[0].Err))
+	require.Zero(t, misconfigured.Launches())
+	require.Equal(t, 1, healthy.Launches())
+	require.Contains(t, logs.String(), "level=ERROR")
+	require.Contains(t, logs.String(), "provider=lambda")
+
+	// With nothing else to try it is a LaunchError (no capacity), never a stop that retries.
+	_, _, attempts, err = quietBroker(misconfigured).Launch(context.Background(), h100East, launchReq("pod-2"), nil)
+	require.ErrorIs(t, err, gpu.ErrNoCapacity)
+	require.ErrorIs(t, err, gpu.ErrProviderConfig)
+	require.Len(t, attempts, 1)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b = append(b.b, p...)
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.b)
+}

@@ -18,12 +18,19 @@ import (
 //     about whether a launch happened, so the retry must look for the instance first.
 //   - ErrAuth, ErrInsufficientFunds: the provider will refuse everything until a human fixes
 //     the account; skip the provider and tell ops (SkipProvider).
+//   - ErrProviderConfig: our configuration of the provider is wrong (an SSH key name it does
+//     not know); nothing was launched, every launch there will fail the same way until a human
+//     fixes it, and other providers are unaffected: skip the provider, tell ops and try the
+//     next offer now (both Failover and SkipProvider).
 var (
 	ErrNoCapacity        = errors.New("gpu: no capacity")
 	ErrOfferGone         = errors.New("gpu: offer no longer exists")
 	ErrAuth              = errors.New("gpu: provider rejected our credentials")
 	ErrInsufficientFunds = errors.New("gpu: provider account has insufficient funds or quota")
 	ErrNotFound          = errors.New("gpu: not found")
+	// ErrProviderConfig is a fault in how we configured a provider (a wrong or deleted
+	// LAMBDA_SSH_KEY_NAME: Lambda's global/object-does-not-exist on launch).
+	ErrProviderConfig = errors.New("gpu: provider configuration error")
 	// ErrRateLimited is matched by every *RateLimitedError (errors.Is).
 	ErrRateLimited = errors.New("gpu: rate limited")
 	// ErrUnavailable is a transient provider failure: HTTP 5xx, Lambda's provider/* errors.
@@ -56,15 +63,16 @@ func RetryAfter(err error) time.Duration {
 }
 
 // Failover reports whether err says this offer did not launch and the next offer may: no
-// capacity, or the offer was taken by someone else.
+// capacity, the offer was taken by someone else, or the provider is misconfigured.
 func Failover(err error) bool {
-	return errors.Is(err, ErrNoCapacity) || errors.Is(err, ErrOfferGone)
+	return errors.Is(err, ErrNoCapacity) || errors.Is(err, ErrOfferGone) || errors.Is(err, ErrProviderConfig)
 }
 
 // SkipProvider reports whether err says the provider will refuse every request until a human
-// fixes our account (bad key, no money), so its other offers are pointless and ops must know.
+// fixes our account or our configuration of it (bad key, no money, an unknown SSH key name),
+// so its other offers are pointless and ops must know.
 func SkipProvider(err error) bool {
-	return errors.Is(err, ErrAuth) || errors.Is(err, ErrInsufficientFunds)
+	return errors.Is(err, ErrAuth) || errors.Is(err, ErrInsufficientFunds) || errors.Is(err, ErrProviderConfig)
 }
 
 // Retryable reports whether err is transient and the same call may succeed later: rate limits,

@@ -28,6 +28,7 @@ func TestErrorClasses(t *testing.T) {
 		{"auth", fmt.Errorf("x: %w", gpu.ErrAuth), false, false, true},
 		{"funds", fmt.Errorf("x: %w", gpu.ErrInsufficientFunds), false, false, true},
 		{"not found", gpu.ErrNotFound, false, false, false},
+		{"provider config", fmt.Errorf("x: %w", gpu.ErrProviderConfig), false, true, true},
 		{"429", &gpu.RateLimitedError{RetryAfter: time.Second}, true, false, false},
 		{"5xx", fmt.Errorf("x: %w", gpu.ErrUnavailable), true, false, false},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true, false, false},

@@ -120,6 +120,14 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *postgres.Pod) error {
 				return err
 			}
 		}
+		if errors.Is(a.Err, gpu.ErrProviderConfig) {
+			// Ops count these (gpubroker_audit_events_total{action="provider.config_error"}):
+			// a provider we cannot launch at until someone fixes its configuration.
+			if err := postgres.Audit(ctx, d.Pool, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID,
+				Action: "provider.config_error", Detail: map[string]any{"provider": a.Offer.Provider, "offer": gpu.OfferKey(a.Offer), "error": a.Err.Error()}}); err != nil {
+				return err
+			}
+		}
 	}
 	switch {
 	case err == nil:

@@ -59,6 +59,10 @@ func (w *StripeEventWorker) Work(ctx context.Context, job *river.Job[StripeEvent
 	return postgres.MarkStripeEventProcessed(ctx, d.Pool, ev.ID, d.now())
 }
 
+// orderOfSession finds our order of a Checkout Session: by session id, else by the session's
+// client_reference_id. A session of another integration on the same Stripe account (a
+// reference that is none of our ids, not even a uuid) is ENOTFOUND, so the caller logs it as
+// not ours and completes instead of retrying.
 func (w *StripeEventWorker) orderOfSession(ctx context.Context, s *gpubroker.CheckoutSession) (*gpubroker.Order, error) {
 	o, err := postgres.GetOrderBySession(ctx, w.d.Pool, s.ID)
 	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND && s.ClientReferenceID != "" {

@@ -92,9 +92,12 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
-// notFound turns pgx.ErrNoRows into a domain ENOTFOUND error.
+// notFound turns pgx.ErrNoRows into a domain ENOTFOUND error. A key Postgres cannot even
+// compare (not a uuid, a NUL byte, invalid UTF-8: SQLSTATE class 22) names nothing we store
+// either, so it is ENOTFOUND too: "no such order" is the honest answer to a lookup by a
+// foreign client_reference_id or a hostile session id, and nobody retries it.
 func notFound(err error, what string) error {
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, pgx.ErrNoRows) || InvalidInput(err) {
 		return gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "%s not found", what)
 	}
 	return err

@@ -221,7 +221,7 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 		return nil, fmt.Errorf("lambda: offer %q is not a Lambda offer we sell: %w", r.Offer.ID, gpu.ErrOfferGone)
 	}
 	if c.cfg.SSHKeyName == "" {
-		return nil, errors.New("lambda: Config.SSHKeyName is not set")
+		return nil, fmt.Errorf("lambda: Config.SSHKeyName (LAMBDA_SSH_KEY_NAME) is not set: %w", gpu.ErrProviderConfig)
 	}
 	if err := c.launches.wait(ctx); err != nil {
 		return nil, err
@@ -237,6 +237,12 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 		InstanceIDs []string `json:"instance_ids"`
 	}
 	if err := c.do(ctx, http.MethodPost, "/instance-operations/launch", body, &resp); err != nil {
+		if errors.Is(err, gpu.ErrNotFound) {
+			// global/object-does-not-exist on launch names something we sent: the SSH key
+			// (a wrong or deleted LAMBDA_SSH_KEY_NAME), or the type or region. Nothing launched
+			// and no launch at Lambda will work until a human fixes it; other providers may.
+			return nil, fmt.Errorf("lambda: launch with SSH key %q: %s: %w", c.cfg.SSHKeyName, strings.TrimSuffix(err.Error(), ": "+gpu.ErrNotFound.Error()), gpu.ErrProviderConfig)
+		}
 		return nil, err
 	}
 	if len(resp.InstanceIDs) == 0 {

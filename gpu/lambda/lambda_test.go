@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"gpubroker/gpu"
 	"gpubroker/gpu/gputest"
 	"gpubroker/gpu/lambda"
+	"gpubroker/gpu/sim"
 )
 
 const (
@@ -331,9 +333,14 @@ func TestErrors(t *testing.T) {
 			func(t *testing.T, err error) { require.ErrorIs(t, err, gpu.ErrInsufficientFunds) }},
 		{"ssh key missing", lambdaError(404, "global/object-does-not-exist", "Specified SSH key does not exist."),
 			func(t *testing.T, err error) {
-				require.ErrorIs(t, err, gpu.ErrNotFound)
-				require.False(t, gpu.Failover(err))
+				// A wrong or deleted LAMBDA_SSH_KEY_NAME: our configuration, not a missing instance.
+				require.ErrorIs(t, err, gpu.ErrProviderConfig)
+				require.NotErrorIs(t, err, gpu.ErrNotFound)
+				require.True(t, gpu.Failover(err))
+				require.Contains(t, err.Error(), "Specified SSH key does not exist.")
 			}},
+		{"ssh key missing (400)", lambdaError(400, "global/object-does-not-exist", "Specified SSH key does not exist."),
+			func(t *testing.T, err error) { require.ErrorIs(t, err, gpu.ErrProviderConfig) }},
 		{"provider error", lambdaError(503, "provider/internal-unavailable", "Provider unavailable."),
 			func(t *testing.T, err error) {
 				require.ErrorIs(t, err, gpu.ErrUnavailable)
@@ -496,4 +503,40 @@ func TestPacingRespectsContext(t *testing.T) {
 	defer cancel()
 	_, err = c.ListOffers(ctx, gpu.OfferQuery{})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// A wrong or deleted LAMBDA_SSH_KEY_NAME makes every Lambda launch answer
+// global/object-does-not-exist. The broker must fail over to the next provider (it used to
+// stop, so every order whose cheapest offer was on Lambda ended in a refund).
+func TestMissingSSHKeyFailsOver(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	for range 3 {
+		f.failNext("POST /instance-operations/launch", lambdaError(404, "global/object-does-not-exist", "Specified SSH key does not exist."))
+	}
+	runpod := sim.New(sim.Options{Name: "runpod", Offers: []gpu.Offer{{ID: "h100-dear", GPU: "h100", Region: "us-east", GPUCount: 1, CentsPerHour: 400, Available: true}}})
+	b := gpu.NewBroker(newClient(srv), runpod)
+	b.Logger = slog.New(slog.DiscardHandler)
+	inst, o, attempts, err := b.Launch(context.Background(), gpu.OfferQuery{GPU: "h100", Region: "us-east"},
+		gpu.LaunchRequest{Name: "pod-1", IDE: gpu.IDEJupyter}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "runpod", inst.Provider)
+	require.Equal(t, "h100-dear", o.ID)
+	require.Len(t, attempts, 1)
+	require.Equal(t, "lambda", attempts[0].Offer.Provider)
+	require.ErrorIs(t, attempts[0].Err, gpu.ErrProviderConfig)
+	f.mu.Lock()
+	require.Len(t, f.inject["POST /instance-operations/launch"], 2, "Lambda is skipped after its first configuration error")
+	f.mu.Unlock()
+
+	// No key configured at all is the same fault, found before any request.
+	c := lambda.New(lambda.Config{APIKey: apiKey, BaseURL: srv.URL, RequestInterval: -1, LaunchInterval: -1})
+	_, err = c.Launch(context.Background(), gpu.LaunchRequest{Offer: gpu.Offer{ID: "gpu_1x_h100_sxm5@us-east-1"}, Name: "pod-2"})
+	require.ErrorIs(t, err, gpu.ErrProviderConfig)
+
+	// Elsewhere object-does-not-exist still means the instance is gone.
+	f.failNext("GET /instances/{id}", lambdaError(404, "global/object-does-not-exist", "Instance does not exist."))
+	_, err = newClient(srv).GetInstance(context.Background(), "i-gone")
+	require.ErrorIs(t, err, gpu.ErrNotFound)
+	require.NotErrorIs(t, err, gpu.ErrProviderConfig)
 }
