@@ -5,7 +5,7 @@ import { $, $$, api, h, money, catalog, regionName, fieldError, clearFieldErrors
 const form = $("#get-started-form");
 const STORE = "gb-get-started";
 const FIELDS = ["email", "name", "plan", "template", "gpu", "region", "hours"];
-const STEP_OF = { email: 1, name: 1, plan: 2, template: 3, gpu: 4, region: 4, hours: 4 };
+const STEP_OF = { email: 1, name: 1, ssh_public_key: 1, plan: 2, template: 3, gpu: 4, region: 4, hours: 4 };
 const GROUPS = ["plan", "template"];
 let cat = catalog();
 let step = 1;
@@ -84,6 +84,16 @@ function updateTotal() {
   el("total-breakdown").textContent = q ? q.text : "";
 }
 
+// keyProblem checks the optional SSH key as far as a page can; the API parses it for real.
+function keyProblem(key) {
+  if (!key) return "";
+  if (key.includes("PRIVATE KEY")) return "This is a private key: never share it. Paste the public key, the one line in the .pub file.";
+  if (key.split(/\r?\n/).filter((l) => l.trim()).length > 1) return "Paste one key here; add more on the dashboard.";
+  if (!/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/.test(key))
+    return "Paste one OpenSSH public key line, like: ssh-ed25519 AAAA… you@laptop";
+  return "";
+}
+
 function validate(n) {
   const e = {};
   if (n === 1) {
@@ -92,6 +102,8 @@ function validate(n) {
     if (!validEmail(email)) e.email = "Enter a valid email address.";
     if (!name) e.name = "Enter your name.";
     else if (name.length > 100) e.name = "Use at most 100 characters.";
+    const key = keyProblem(el("ssh_public_key").value.trim());
+    if (key) e.ssh_public_key = key;
   } else if (n === 2) {
     if (!plan()) e.plan = "Choose a plan.";
   } else if (n === 3) {
@@ -188,6 +200,8 @@ function fillReview() {
   const q = quote();
   el("review-email").textContent = el("email").value.trim();
   el("review-name").textContent = el("name").value.trim();
+  const key = el("ssh_public_key").value.trim().split(/\s+/);
+  el("review-ssh_public_key").textContent = key[0] ? `${key[0]} key${key[2] ? " " + key.slice(2).join(" ") : ""}` : "None: you can add one on the dashboard";
   el("review-plan").textContent = p ? p.name : "";
   el("review-template").textContent = t ? t.name : "";
   el("review-gpu").textContent = g ? g.display_name : "";
@@ -209,6 +223,7 @@ function values() {
     gpu: el("gpu").value,
     region: el("region").value,
     hours: parseInt(el("hours").value, 10) || 0,
+    ssh_public_key: el("ssh_public_key").value.trim() || undefined,
   };
 }
 
@@ -226,6 +241,7 @@ function restore() {
   for (const k of FIELDS) if (param(k)) v[k] = param(k);
   if (v.email) el("email").value = v.email;
   if (v.name) el("name").value = v.name;
+  if (v.ssh_public_key) el("ssh_public_key").value = v.ssh_public_key;
   for (const g of GROUPS) {
     const r = v[g] && form.querySelector(`input[name="${g}"][value="${CSS.escape(v[g])}"]`);
     if (r) r.checked = true;
