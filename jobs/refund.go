@@ -52,7 +52,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 		return nil
 	}
 	refundID := ""
-	r, err := d.Payments.Refund(ctx, *o.PaymentIntentID, "refund-"+o.ID)
+	r, err := d.Payments.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: *o.PaymentIntentID, Key: "refund-" + o.ID, IdempotencyKey: "refund-" + o.ID})
 	switch {
 	case err == nil:
 		refundID = r.ID
