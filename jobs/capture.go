@@ -171,14 +171,15 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *postgres.Pod, o *gpub
 	})
 }
 
-// giveBack returns a pod whose capture kept failing to configured, so Deploy works again. The
+// giveBack returns a pod whose capture kept failing to configured, so Deploy works again; it
+// runs only once Stripe has shown the hold uncaptured, so "nothing was charged" is true. The
 // job completes in the same transaction: a Deploy right after must be able to enqueue a new
 // capture, which uniqueness would refuse while this one still counted as running.
 func (w *CaptureWorker) giveBack(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, cause error) error {
 	d := w.d
 	d.Logger.ErrorContext(ctx, "capture failed for good; the pod can be deployed again", "pod_id", pod.ID, "error", cause)
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, map[string]any{"error": "We could not reach our payment processor. Nothing was charged; please press Deploy again."})
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, map[string]any{"error": "We could not reach our payment processor. Nothing was charged (your card is still only on hold); please press Deploy again."})
 		if err != nil || !ok {
 			return err
 		}

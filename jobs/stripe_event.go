@@ -107,11 +107,12 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, ev *gpubroker.
 			if err != nil {
 				return err
 			}
-			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now())
+			// The hold's deadline is Stripe's (capture_before), not our processing time.
+			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now(), pi.CaptureBefore)
 			if err != nil || !ok {
 				return err
 			}
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.authorized", Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount}}); err != nil {
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.authorized", Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount, "capture_before": pi.CaptureBefore}}); err != nil {
 				return err
 			}
 			o, err = postgres.GetOrder(ctx, tx, o.ID)
