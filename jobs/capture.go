@@ -105,7 +105,7 @@ func (w *CaptureWorker) settle(ctx context.Context, job *river.Job[CaptureArgs],
 		return true, w.captured(ctx, pod, o, true)
 	case gpubroker.PICanceled:
 		w.d.Logger.WarnContext(ctx, "capture found the hold released", "order_id", o.ID)
-		return true, releaseOrder(ctx, w.d, o.ID, "Your card hold had been released before deploy, so nothing was charged. Start a new order to deploy.")
+		return true, releaseOrder(ctx, w.d, o.ID, "Your card hold had already been released when you pressed Deploy. Start a new order to deploy.")
 	case gpubroker.PIRequiresCapture:
 		return false, nil
 	}
