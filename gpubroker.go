@@ -42,6 +42,10 @@ const (
 // lapse after 7 days; releasing at 6 leaves a day of margin and tells the user first.
 const HoldReleaseAfter = 6 * 24 * time.Hour
 
+// HoldReleaseMargin is how long before the card hold's own deadline (Stripe's capture_before)
+// an undeployed hold is released. HoldReleaseAfter applies only when Stripe gives no deadline.
+const HoldReleaseMargin = 24 * time.Hour
+
 // OrderTransitions lists, for each order status, the statuses it may move to.
 var OrderTransitions = map[string][]string{
 	OrderCheckoutPending: {OrderAuthorized, OrderExpired, OrderDeclined, OrderReleased},

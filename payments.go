@@ -3,6 +3,7 @@ package gpubroker
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -57,6 +58,26 @@ type PaymentIntent struct {
 	AmountReceived     int64
 	Currency           string
 	CancellationReason string
+	// CaptureBefore is when an uncaptured card hold lapses (the latest charge's
+	// payment_method_details.card.capture_before); zero when Stripe does not say.
+	CaptureBefore time.Time
+}
+
+// RefundParams describes one refund.
+type RefundParams struct {
+	PaymentIntentID string
+	// Amount is how much to refund, in the payment's currency; zero refunds everything not
+	// refunded yet (today every refund is in full).
+	Amount int64
+	// Key names this refund for good (e.g. refund-<order>): it is stored on the refund as
+	// metadata[gpubroker_key], so after a lost answer FindRefund can tell whether it was made.
+	Key string
+	// IdempotencyKey is the key of this request. The first try uses Key itself; a retry after
+	// FindRefund proved the refund missing needs a new one, because Stripe replays a stored
+	// answer (a 500 too) for 24 hours.
+	IdempotencyKey string
+	// Reason is Stripe's refund reason (duplicate, fraudulent, requested_by_customer) or empty.
+	Reason string
 }
 
 // Refund is a created refund.
@@ -64,7 +85,16 @@ type Refund struct {
 	ID     string
 	Status string
 	Amount int64
+	// Key is the refund's metadata[gpubroker_key].
+	Key string
 }
+
+// RefundStatusFailed and RefundStatusCanceled are refunds that returned no money; any other
+// status (pending, requires_action, succeeded) counts as made.
+const (
+	RefundStatusFailed   = "failed"
+	RefundStatusCanceled = "canceled"
+)
 
 // ErrPaymentState is wrapped by Payments when Stripe refuses an operation because the
 // PaymentIntent is not in the state the operation needs (for example capturing a cancelled
@@ -82,8 +112,26 @@ type Payments interface {
 	Capture(ctx context.Context, paymentIntentID, idempotencyKey string) (*PaymentIntent, error)
 	// Cancel releases the hold.
 	Cancel(ctx context.Context, paymentIntentID, reason, idempotencyKey string) (*PaymentIntent, error)
-	// Refund refunds a captured payment in full.
-	Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (*Refund, error)
+	// Refund refunds a captured payment (in full unless p.Amount is set).
+	Refund(ctx context.Context, p RefundParams) (*Refund, error)
+	// FindRefund returns the refund of a PaymentIntent made with RefundParams.Key key that
+	// returned or is returning money, or nil when there is none.
+	FindRefund(ctx context.Context, paymentIntentID, key string) (*Refund, error)
+}
+
+// Idempotency keys after a lost answer. Stripe stores the first answer under a key (a 500 too)
+// and replays it for 24 hours, so a job whose call failed must not simply retry with the same
+// key: it first asks Stripe for the object's state and only calls again, under RetryKey, when
+// that state proves the first call did not take effect.
+
+// RetryKey is the idempotency key of a later try of an operation whose first key is base:
+// base itself for the first attempt of the first job, and base-<job>-<attempt> after that, so
+// no try replays an answer stored for another.
+func RetryKey(base string, jobID int64, attempt int) string {
+	if attempt <= 1 {
+		return base
+	}
+	return base + "-" + strconv.FormatInt(jobID, 10) + "-" + strconv.Itoa(attempt)
 }
 
 // WebhookEvent is a verified Stripe event, reduced to what the app stores and routes on.

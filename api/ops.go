@@ -82,6 +82,19 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprou
 		}
 		rows.Close()
 	}
+	// Every audited action, counted: refund.failed (a customer is owed money),
+	// provider.config_error, order.refunded … Alert on the rate of the ones that need a human.
+	b.WriteString("# HELP gpubroker_audit_events_total Audit events recorded, by action.\n# TYPE gpubroker_audit_events_total counter\n")
+	if rows, err := s.Pool.Query(ctx, `SELECT action, count(*) FROM audit_events GROUP BY 1 ORDER BY 1`); err == nil {
+		for rows.Next() {
+			var action string
+			var n int64
+			if rows.Scan(&action, &n) == nil {
+				fmt.Fprintf(&b, "gpubroker_audit_events_total{action=%q} %d\n", action, n)
+			}
+		}
+		rows.Close()
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write([]byte(b.String()))
 }

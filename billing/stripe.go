@@ -94,9 +94,12 @@ func (c *Client) CreateCheckout(ctx context.Context, p gpubroker.CheckoutParams)
 		currency = gpubroker.Currency
 	}
 	params := &stripe.CheckoutSessionParams{
-		Mode:              stripe.String(string(stripe.CheckoutSessionModePayment)),
-		ClientReferenceID: stripe.String(p.OrderID),
-		SuccessURL:        stripe.String(p.SuccessURL),
+		Mode: stripe.String(string(stripe.CheckoutSessionModePayment)),
+		// Cards only: capture_method=manual applies to every method that supports it
+		// (Klarna, Affirm, Link …), each with its own hold window; ours are card holds.
+		PaymentMethodTypes: []*string{stripe.String("card")},
+		ClientReferenceID:  stripe.String(p.OrderID),
+		SuccessURL:         stripe.String(p.SuccessURL),
 		PaymentIntentData: &stripe.CheckoutSessionPaymentIntentDataParams{
 			CaptureMethod: stripe.String(string(stripe.PaymentIntentCaptureMethodManual)),
 			// On the PaymentIntent too, so the order is findable from a payment_intent.* event
@@ -184,9 +187,11 @@ func (c *Client) ExpireCheckout(ctx context.Context, sessionID string) (*gpubrok
 	return nil, mapError(op, err)
 }
 
-// GetPaymentIntent fetches a PaymentIntent.
+// GetPaymentIntent fetches a PaymentIntent with its latest charge expanded, for the hold's
+// deadline (capture_before).
 func (c *Client) GetPaymentIntent(ctx context.Context, id string) (*gpubroker.PaymentIntent, error) {
 	params := &stripe.PaymentIntentParams{}
+	params.AddExpand("latest_charge")
 	params.Context = ctx
 	pi, err := c.api.PaymentIntents.Get(id, params)
 	if err != nil {
@@ -229,21 +234,63 @@ func (c *Client) Cancel(ctx context.Context, paymentIntentID, reason, idempotenc
 	return toPaymentIntent(pi), nil
 }
 
-// Refund refunds a captured payment in full (no amount is sent, which Stripe reads as
-// "everything not refunded yet"). When Stripe answers that the charge is already refunded or
-// the PaymentIntent is not captured, the error is a *StateError carrying the PaymentIntent.
-func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (*gpubroker.Refund, error) {
-	params := &stripe.RefundParams{PaymentIntent: stripe.String(paymentIntentID)}
+// refundKeyMetadata is the metadata field naming a refund for FindRefund.
+const refundKeyMetadata = "gpubroker_key"
+
+// Refund refunds a captured payment: p.Amount, or in full when it is zero (no amount is sent,
+// which Stripe reads as "everything not refunded yet"). p.Key is stored as
+// metadata[gpubroker_key] for FindRefund. When Stripe answers that the charge is already
+// refunded or the PaymentIntent is not captured, the error is a *StateError carrying the
+// PaymentIntent.
+func (c *Client) Refund(ctx context.Context, p gpubroker.RefundParams) (*gpubroker.Refund, error) {
+	params := &stripe.RefundParams{PaymentIntent: stripe.String(p.PaymentIntentID)}
+	if p.Amount > 0 {
+		params.Amount = stripe.Int64(p.Amount)
+	}
+	if p.Reason != "" {
+		params.Reason = stripe.String(p.Reason)
+	}
+	if p.Key != "" {
+		params.AddMetadata(refundKeyMetadata, p.Key)
+	}
 	params.Context = ctx
-	if idempotencyKey != "" {
-		params.SetIdempotencyKey(idempotencyKey)
+	if p.IdempotencyKey != "" {
+		params.SetIdempotencyKey(p.IdempotencyKey)
 	}
 	r, err := c.api.Refunds.New(params)
 	if err != nil {
-		_, err = c.stateOrError(ctx, "refund payment intent "+paymentIntentID, paymentIntentID, err)
+		_, err = c.stateOrError(ctx, "refund payment intent "+p.PaymentIntentID, p.PaymentIntentID, err)
 		return nil, err
 	}
-	return &gpubroker.Refund{ID: r.ID, Status: string(r.Status), Amount: r.Amount}, nil
+	return toRefund(r), nil
+}
+
+// FindRefund lists the PaymentIntent's refunds and returns the one whose
+// metadata[gpubroker_key] is key and that returned or is returning money (not failed or
+// canceled), or nil, nil when there is none.
+func (c *Client) FindRefund(ctx context.Context, paymentIntentID, key string) (*gpubroker.Refund, error) {
+	params := &stripe.RefundListParams{PaymentIntent: stripe.String(paymentIntentID)}
+	params.Limit = stripe.Int64(100)
+	params.Context = ctx
+	it := c.api.Refunds.List(params)
+	for it.Next() {
+		r := it.Refund()
+		if r.Metadata[refundKeyMetadata] != key {
+			continue
+		}
+		if s := string(r.Status); s == gpubroker.RefundStatusFailed || s == gpubroker.RefundStatusCanceled {
+			continue
+		}
+		return toRefund(r), nil
+	}
+	if err := it.Err(); err != nil {
+		return nil, mapError("list refunds of payment intent "+paymentIntentID, err)
+	}
+	return nil, nil
+}
+
+func toRefund(r *stripe.Refund) *gpubroker.Refund {
+	return &gpubroker.Refund{ID: r.ID, Status: string(r.Status), Amount: r.Amount, Key: r.Metadata[refundKeyMetadata]}
 }
 
 // StateError reports that Stripe refused an operation because of the state of the
@@ -369,7 +416,7 @@ func toSession(s *stripe.CheckoutSession) *gpubroker.CheckoutSession {
 }
 
 func toPaymentIntent(pi *stripe.PaymentIntent) *gpubroker.PaymentIntent {
-	return &gpubroker.PaymentIntent{
+	out := &gpubroker.PaymentIntent{
 		ID:                 pi.ID,
 		Status:             string(pi.Status),
 		Amount:             pi.Amount,
@@ -378,6 +425,10 @@ func toPaymentIntent(pi *stripe.PaymentIntent) *gpubroker.PaymentIntent {
 		Currency:           string(pi.Currency),
 		CancellationReason: string(pi.CancellationReason),
 	}
+	if ch := pi.LatestCharge; ch != nil && ch.PaymentMethodDetails != nil && ch.PaymentMethodDetails.Card != nil && ch.PaymentMethodDetails.Card.CaptureBefore > 0 {
+		out.CaptureBefore = time.Unix(ch.PaymentMethodDetails.Card.CaptureBefore, 0).UTC()
+	}
+	return out
 }
 
 // slogLeveled adapts slog to stripe-go's logger. stripe-go logs each request at info and each

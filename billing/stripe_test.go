@@ -105,18 +105,18 @@ func TestCheckoutAuthorizeCaptureRefund(t *testing.T) {
 	require.Equal(t, gpubroker.PISucceeded, cur.Status)
 
 	// A retried refund job refunds once.
-	r1, err := e.client.Refund(ctx, pi.ID, "refund-ord_1")
+	r1, err := e.client.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: pi.ID, Key: "refund-ord_1", IdempotencyKey: "refund-ord_1"})
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(r1.ID, "re_"), r1.ID)
 	require.Equal(t, int64(checkoutTotal), r1.Amount)
 	require.Equal(t, "succeeded", r1.Status)
-	r2, err := e.client.Refund(ctx, pi.ID, "refund-ord_1")
+	r2, err := e.client.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: pi.ID, Key: "refund-ord_1", IdempotencyKey: "refund-ord_1"})
 	require.NoError(t, err)
 	require.Equal(t, r1.ID, r2.ID)
 	require.Equal(t, 1, e.sim.RefundCount(pi.ID))
 
 	// A refund with a new key finds the charge already refunded.
-	r3, err := e.client.Refund(ctx, pi.ID, "refund-ord_1-again")
+	r3, err := e.client.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: pi.ID, Key: "refund-ord_1-again", IdempotencyKey: "refund-ord_1-again"})
 	require.Nil(t, r3)
 	require.ErrorIs(t, err, gpubroker.ErrPaymentState)
 	require.ErrorAs(t, err, &se)
@@ -155,7 +155,7 @@ func TestLapsedHoldCannotBeCaptured(t *testing.T) {
 	require.Equal(t, gpubroker.PICanceled, pi.Status)
 
 	// Refunding an uncaptured (here cancelled) payment is refused with the state.
-	_, err = e.client.Refund(ctx, res.PaymentIntentID, "refund-ord_lapse")
+	_, err = e.client.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: res.PaymentIntentID, Key: "refund-ord_lapse", IdempotencyKey: "refund-ord_lapse"})
 	require.ErrorIs(t, err, gpubroker.ErrPaymentState)
 }
 
@@ -283,7 +283,7 @@ func TestErrorMapping(t *testing.T) {
 	_, err = e.client.Capture(ctx, "pi_doesnotexist", "k1")
 	require.Equal(t, gpubroker.ENOTFOUND, gpubroker.ErrorCode(err))
 	require.NotErrorIs(t, err, gpubroker.ErrPaymentState)
-	_, err = e.client.Refund(ctx, "pi_doesnotexist", "k2")
+	_, err = e.client.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: "pi_doesnotexist", Key: "k2", IdempotencyKey: "k2"})
 	require.Equal(t, gpubroker.ENOTFOUND, gpubroker.ErrorCode(err))
 
 	// Below Stripe's minimum charge: a permanent invalid request.

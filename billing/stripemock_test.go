@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"gpubroker"
 	"gpubroker/billing"
 )
 
@@ -125,6 +126,9 @@ func TestRequestShapesAgainstStripeMock(t *testing.T) {
 	_, err = c.Cancel(ctx, "pi_123", "", "release-ord_mock-2")
 	require.NoError(t, err, "cancel payment intent without reason")
 
-	_, err = c.Refund(ctx, "pi_123", "refund-ord_mock")
+	_, err = c.FindRefund(ctx, "pi_123", "refund-ord_mock")
+	require.NoError(t, err, "list refunds")
+
+	_, err = c.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: "pi_123", Key: "refund-ord_mock", IdempotencyKey: "refund-ord_mock"})
 	require.NoError(t, err, "refund")
 }

@@ -115,7 +115,7 @@ func TestStandInWebhooksVerify(t *testing.T) {
 	_, res := e.paidSession(t, "ord_hooks")
 	_, err := e.client.Capture(ctx, res.PaymentIntentID, "capture-ord_hooks")
 	require.NoError(t, err)
-	_, err = e.client.Refund(ctx, res.PaymentIntentID, "refund-ord_hooks")
+	_, err = e.client.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: res.PaymentIntentID, Key: "refund-ord_hooks", IdempotencyKey: "refund-ord_hooks"})
 	require.NoError(t, err)
 	expiring, err := e.client.CreateCheckout(ctx, checkoutParams("ord_hooks_2"))
 	require.NoError(t, err)

@@ -84,8 +84,13 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 		}
 	}
 	if o.Status == gpubroker.OrderAuthorized || o.Status == gpubroker.OrderCheckoutPending {
+		// A margin before the hold's own deadline (Stripe's capture_before, stored as
+		// hold_expires_at); HoldReleaseAfter the authorization only without one.
 		at := d.now().Add(gpubroker.HoldReleaseAfter)
-		if o.AuthorizedAt != nil {
+		switch {
+		case o.HoldExpiresAt != nil:
+			at = o.HoldExpiresAt.Add(-gpubroker.HoldReleaseMargin)
+		case o.AuthorizedAt != nil:
 			at = o.AuthorizedAt.Add(gpubroker.HoldReleaseAfter)
 		}
 		if _, err := ins.InsertTx(ctx, tx, ReleaseHoldArgs{OrderID: o.ID}, &river.InsertOpts{ScheduledAt: at}); err != nil {

@@ -27,8 +27,11 @@ func (CaptureArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10, Queue: QueuePayments}
 }
 
-// CaptureWorker captures the hold with the idempotency key capture-<order>, so however often
-// it runs Stripe captures once; only after a successful capture is provisioning enqueued.
+// CaptureWorker captures the hold, first with the idempotency key capture-<order>. A retry
+// after a failure first fetches the PaymentIntent and decides from its state (Stripe replays a
+// stored 500 for 24 hours under the same key, and a lost answer may hide a capture), and
+// captures again only under a new key (gpubroker.RetryKey) when the hold is still uncaptured.
+// Only after a successful capture is provisioning enqueued.
 type CaptureWorker struct {
 	river.WorkerDefaults[CaptureArgs]
 	d *Deps
@@ -62,21 +65,28 @@ func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) e
 	default:
 		return river.JobCancel(fmt.Errorf("order %s is %s: nothing to capture", o.ID, o.Status))
 	}
-	pi, err := d.Payments.Capture(ctx, *o.PaymentIntentID, "capture-"+o.ID)
+	piID := *o.PaymentIntentID
+	if job.Attempt > 1 {
+		// An earlier attempt failed. Stripe may have captured without our hearing it, or
+		// stored a 500 under the key that it would replay for a day: decide from the
+		// PaymentIntent, and capture again (under a new key) only if it is still uncaptured.
+		pi, err := d.Payments.GetPaymentIntent(ctx, piID)
+		if err != nil {
+			return w.unknown(ctx, job, pod, fmt.Errorf("error fetching the payment intent after a failed capture: %w", err))
+		}
+		if done, err := w.settle(ctx, job, pod, o, pi); done {
+			return err
+		}
+	}
+	pi, err := d.Payments.Capture(ctx, piID, gpubroker.RetryKey("capture-"+o.ID, job.ID, job.Attempt))
 	if errors.Is(err, gpubroker.ErrPaymentState) && pi != nil {
-		switch pi.Status {
-		case gpubroker.PISucceeded:
-			err = nil // captured by an earlier attempt whose answer we lost
-		case gpubroker.PICanceled:
-			d.Logger.WarnContext(ctx, "capture found the hold released", "order_id", o.ID)
-			return releaseOrder(ctx, d, o.ID, "Your card hold had been released before deploy, so nothing was charged. Start a new order to deploy.")
+		if done, err := w.settle(ctx, job, pod, o, pi); done {
+			return err
 		}
 	}
 	if err != nil {
 		if job.Attempt >= job.MaxAttempts {
-			// Stripe has been failing for hours: hand the pod back so the user can deploy again
-			// later; the hold stays, and the release job frees it on day 6 if they never do.
-			return w.giveBack(ctx, job, pod, err)
+			return w.lastAttempt(ctx, job, pod, o, err)
 		}
 		return fmt.Errorf("error capturing payment: %w", err)
 	}
@@ -84,6 +94,56 @@ func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) e
 		return fmt.Errorf("payment intent %s is %s after capture", pi.ID, pi.Status)
 	}
 	return w.captured(ctx, pod, o, true)
+}
+
+// settle acts on a PaymentIntent whose state decides the capture: succeeded (an earlier
+// attempt captured and we lost the answer) goes on to provisioning, canceled records the
+// released hold. It reports false for requires_capture: the capture is still to be made.
+func (w *CaptureWorker) settle(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, o *gpubroker.Order, pi *gpubroker.PaymentIntent) (bool, error) {
+	switch pi.Status {
+	case gpubroker.PISucceeded:
+		return true, w.captured(ctx, pod, o, true)
+	case gpubroker.PICanceled:
+		w.d.Logger.WarnContext(ctx, "capture found the hold released", "order_id", o.ID)
+		return true, releaseOrder(ctx, w.d, o.ID, "Your card hold had already been released when you pressed Deploy. Start a new order to deploy.")
+	case gpubroker.PIRequiresCapture:
+		return false, nil
+	}
+	return true, w.unknown(ctx, job, pod, fmt.Errorf("payment intent %s is %s, neither captured nor capturable", pi.ID, pi.Status))
+}
+
+// lastAttempt runs when the last capture attempt failed. The failure may be a timeout after
+// Stripe captured, so before handing the pod back (and telling the user nothing was charged)
+// it asks Stripe: captured goes on to provisioning, an untouched hold hands the pod back, and
+// anything uncertain keeps the job alive.
+func (w *CaptureWorker) lastAttempt(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, o *gpubroker.Order, cause error) error {
+	pi, err := w.d.Payments.GetPaymentIntent(ctx, *o.PaymentIntentID)
+	if err != nil {
+		return w.unknown(ctx, job, pod, errors.Join(cause, fmt.Errorf("error fetching the payment intent: %w", err)))
+	}
+	if done, err := w.settle(ctx, job, pod, o, pi); done {
+		return err
+	}
+	return w.giveBack(ctx, job, pod, cause)
+}
+
+// unknown handles a capture whose outcome Stripe has not told us: an ordinary retry, except on
+// the last attempt, where the job snoozes (which uses no attempt) rather than end with the
+// money's state unknown: the pod is neither given back nor provisioned until Stripe answers.
+func (w *CaptureWorker) unknown(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, err error) error {
+	if job.Attempt < job.MaxAttempts {
+		return err
+	}
+	w.d.Logger.ErrorContext(ctx, "last capture attempt cannot tell whether Stripe captured; asking again later", "pod_id", pod.ID, "order_id", pod.OrderID, "error", err)
+	return river.JobSnooze(w.d.retryLater())
+}
+
+// retryLater is how long a job waits before asking Stripe again when it cannot fail for good.
+func (d *Deps) retryLater() time.Duration {
+	if d.RetryDelay > 0 {
+		return d.RetryDelay
+	}
+	return 5 * time.Minute
 }
 
 // captured moves the order to captured and the pod to provisioning, with the provision job, in
@@ -111,14 +171,15 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *postgres.Pod, o *gpub
 	})
 }
 
-// giveBack returns a pod whose capture kept failing to configured, so Deploy works again. The
+// giveBack returns a pod whose capture kept failing to configured, so Deploy works again; it
+// runs only once Stripe has shown the hold uncaptured, so "nothing was charged" is true. The
 // job completes in the same transaction: a Deploy right after must be able to enqueue a new
 // capture, which uniqueness would refuse while this one still counted as running.
 func (w *CaptureWorker) giveBack(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, cause error) error {
 	d := w.d
 	d.Logger.ErrorContext(ctx, "capture failed for good; the pod can be deployed again", "pod_id", pod.ID, "error", cause)
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, map[string]any{"error": "We could not reach our payment processor. Nothing was charged; please press Deploy again."})
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, map[string]any{"error": "We could not reach our payment processor. Nothing was charged (your card is still only on hold); please press Deploy again."})
 		if err != nil || !ok {
 			return err
 		}

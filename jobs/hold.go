@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,7 +13,8 @@ import (
 	"gpubroker/postgres"
 )
 
-// ReleaseHoldArgs cancels an unused hold, scheduled HoldReleaseAfter the authorization.
+// ReleaseHoldArgs cancels an unused hold, scheduled HoldReleaseMargin before the hold's own
+// deadline (Stripe's capture_before), or HoldReleaseAfter the authorization without one.
 type ReleaseHoldArgs struct {
 	OrderID string `json:"order_id"`
 }
@@ -23,8 +25,10 @@ func (ReleaseHoldArgs) Kind() string { return "release_hold" }
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (ReleaseHoldArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{UniqueOpts: unique()} }
 
-// ReleaseHoldWorker cancels the PaymentIntent of an order that was never deployed, a day
-// before the card network would drop the hold anyway, and tells the user.
+// ReleaseHoldWorker cancels the PaymentIntent of an order that was never deployed, a margin
+// before the card network would drop the hold anyway, and tells the user. Its idempotency key
+// is release-<order>; a retry first fetches the PaymentIntent and cancels again only under a
+// new key (gpubroker.RetryKey) when the hold is still there.
 type ReleaseHoldWorker struct {
 	river.WorkerDefaults[ReleaseHoldArgs]
 	d *Deps
@@ -45,6 +49,7 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 	}
 	// Claim the pod first, under its row lock: a Deploy that commits before this sees an
 	// undeployed pod win the race; one that comes after finds the pod failed (409 hold_released).
+	// What the money did is not known yet, so the pod's note says only what we are doing.
 	var claimed bool
 	err = postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		pod, err := postgres.GetOrderPod(ctx, tx, o.ID)
@@ -55,7 +60,7 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 			return err
 		}
 		claimed, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodFailed,
-			map[string]any{"error": "The card hold was released after 6 days without a deploy; nothing was charged."})
+			map[string]any{"error": "You did not deploy before the hold on your card was due to lapse, so we are releasing it."})
 		if err != nil {
 			return err
 		}
@@ -68,10 +73,30 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 	if err != nil || !claimed {
 		return err
 	}
-	pi, err := d.Payments.Cancel(ctx, *o.PaymentIntentID, "abandoned", "release-"+o.ID)
-	if errors.Is(err, gpubroker.ErrPaymentState) && pi != nil && pi.Status == gpubroker.PISucceeded {
+	piID := *o.PaymentIntentID
+	var pi *gpubroker.PaymentIntent
+	if job.Attempt > 1 {
+		// An earlier attempt failed: its cancel may have happened unheard, or Stripe stored a
+		// 500 under release-<order> that it would replay. Decide from the PaymentIntent.
+		if pi, err = d.Payments.GetPaymentIntent(ctx, piID); err != nil {
+			return fmt.Errorf("error fetching the payment intent after a failed release: %w", err)
+		}
+		if pi.Status == gpubroker.PIRequiresCapture || pi.Status == gpubroker.PIRequiresPaymentMethod {
+			pi = nil // still held: cancel, under a new key
+		}
+	}
+	if pi == nil {
+		pi, err = d.Payments.Cancel(ctx, piID, "abandoned", gpubroker.RetryKey("release-"+o.ID, job.ID, job.Attempt))
+		if err != nil && !(errors.Is(err, gpubroker.ErrPaymentState) && pi != nil) {
+			return fmt.Errorf("error releasing the hold: %w", err)
+		}
+	}
+	switch pi.Status {
+	case gpubroker.PICanceled:
+		return releaseOrder(ctx, d, o.ID, "You did not deploy before the hold on your card was due to lapse.")
+	case gpubroker.PISucceeded:
 		// Captured at Stripe though we never recorded it: the customer paid for a pod that will
-		// not run, so record the capture and refund it.
+		// not run, so record the capture and refund it, and say so on the pod.
 		d.Logger.ErrorContext(ctx, "hold release found the payment captured; refunding", "order_id", o.ID)
 		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 			ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, d.now())
@@ -82,12 +107,16 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 			if err != nil {
 				return err
 			}
-			_, err = client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: "Your pod was not deployed."}, nil)
+			if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodFailed, gpubroker.PodFailed,
+				map[string]any{"error": "Your pod was not deployed, but your payment had been captured. " + refundPending}); err != nil {
+				return err
+			}
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.captured", Detail: map[string]any{"amount_cents": o.AmountCents, "found_by": "release_hold"}}); err != nil {
+				return err
+			}
+			_, err = client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: "Your pod was not deployed, but your payment had been captured."}, nil)
 			return err
 		})
 	}
-	if err != nil && !(errors.Is(err, gpubroker.ErrPaymentState) && pi != nil && pi.Status == gpubroker.PICanceled) {
-		return err
-	}
-	return releaseOrder(ctx, d, o.ID, "You did not deploy within 6 days, so we released the hold on your card. Nothing was charged.")
+	return fmt.Errorf("payment intent %s is %s after releasing the hold", pi.ID, pi.Status)
 }

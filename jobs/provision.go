@@ -57,6 +57,8 @@ func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 		return err
 	}
 	if pod.Status != gpubroker.PodProvisioning {
+		// Running already, or terminal: a pod that was given up is failed at once (its refund
+		// may still be pending), so a late or rescued run stops here and launches nothing.
 		return nil
 	}
 	// The invariant of the product: no pod is launched without a captured payment.
@@ -159,13 +161,24 @@ func (w *ProvisionWorker) recordLaunch(ctx context.Context, pod *postgres.Pod, i
 		set["offer_id"] = gpu.OfferKey(*offer)
 		set["cost_cents_per_hour"] = offer.CentsPerHour
 	}
+	stale := false
 	err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		cur, err := postgres.LockPod(ctx, tx, pod.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != gpubroker.PodProvisioning {
+			// Given up (and refunded) while this launch was under way: the instance must go.
+			stale = true
+			cur.Provider, cur.InstanceID = &inst.Provider, &inst.ID
+			return terminateInstanceTx(ctx, tx, cur, true)
+		}
 		if err := postgres.UpdatePod(ctx, tx, pod.ID, set); err != nil {
 			return err
 		}
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.launched", Detail: map[string]any{"provider": inst.Provider, "instance_id": inst.ID}})
 	})
-	if err != nil {
+	if err != nil || stale {
 		return err
 	}
 	return river.JobSnooze(d.PollInterval)
@@ -274,26 +287,36 @@ func (w *ProvisionWorker) pastDeadline(pod *postgres.Pod) bool {
 	return w.d.now().Sub(start) > w.d.ProvisionDeadline
 }
 
-// giveUp hands a pod that cannot be started to the refund job (free pods just fail), and an
-// instance it may have launched to the terminate_instance job, in one transaction.
+// giveUp ends a pod that cannot be started, in one transaction: the pod becomes failed (a
+// terminal state, so a late provision run stops), whatever it may have launched goes to the
+// terminate_instance job, and a paid pod's refund job is queued, the pod's note saying the
+// refund is pending until that job has made it. It changes nothing when the pod is no longer
+// provisioning (another run got it running, or gave up first).
 func (w *ProvisionWorker) giveUp(ctx context.Context, pod *postgres.Pod, reason string) error {
 	d := w.d
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		note := reason
+		if pod.OrderStatus != gpubroker.OrderFree {
+			note = reason + " " + refundPending
+		}
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodFailed, map[string]any{"error": note})
+		if err != nil || !ok {
+			return err
+		}
 		if err := terminateInstanceTx(ctx, tx, pod, true); err != nil {
 			return err
 		}
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.failed", Detail: map[string]any{"reason": reason}}); err != nil {
+			return err
+		}
 		if pod.OrderStatus == gpubroker.OrderFree {
-			ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodFailed, map[string]any{"error": reason})
-			if err != nil || !ok {
-				return err
-			}
 			o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
 			if err != nil {
 				return err
 			}
 			return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodFailed, o.Email, "pod_failed:"+pod.ID, mailData(d, o.Name, o.Email, pod, reason))
 		}
-		_, err := client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: reason}, nil)
+		_, err = client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: reason}, nil)
 		return err
 	})
 }

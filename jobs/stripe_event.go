@@ -111,11 +111,12 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, ev *gpubroker.
 			if err != nil {
 				return err
 			}
-			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now())
+			// The hold's deadline is Stripe's (capture_before), not our processing time.
+			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now(), pi.CaptureBefore)
 			if err != nil || !ok {
 				return err
 			}
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.authorized", Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount}}); err != nil {
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.authorized", Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount, "capture_before": pi.CaptureBefore}}); err != nil {
 				return err
 			}
 			o, err = postgres.GetOrder(ctx, tx, o.ID)
@@ -197,7 +198,9 @@ func releaseOrder(ctx context.Context, d *Deps, orderID, reason string) error {
 		if err != nil {
 			return err
 		}
-		for _, from := range []string{gpubroker.PodConfigured, gpubroker.PodDeploying} {
+		// A failed pod of an authorized order is one the hold release claimed: its note
+		// becomes the outcome too.
+		for _, from := range []string{gpubroker.PodConfigured, gpubroker.PodDeploying, gpubroker.PodFailed} {
 			if _, err := postgres.MovePod(ctx, tx, pod.ID, from, gpubroker.PodFailed, map[string]any{"error": "The card hold was released before deploy; nothing was charged."}); err != nil {
 				return err
 			}

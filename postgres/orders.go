@@ -106,14 +106,23 @@ func GetOrderByPaymentIntent(ctx context.Context, q Querier, piID string) (*gpub
 	return o, notFound(err, "order")
 }
 
+// defaultHoldLifetime is how long a card hold lasts when Stripe gives no deadline: 7 days
+// for online card payments.
+const defaultHoldLifetime = 7 * 24 * time.Hour
+
 // AuthorizeOrder moves a pending order to authorized with its PaymentIntent (and its Checkout
-// Session, in case the API stopped before recording it). It reports false, changing nothing,
-// when the order is not checkout_pending (a duplicate or late event).
-func AuthorizeOrder(ctx context.Context, tx pgx.Tx, orderID, sessionID, piID string, now time.Time) (bool, error) {
-	// Card holds last 7 days; hold_expires_at is what the dashboard shows.
+// Session, in case the API stopped before recording it). holdExpires is the hold's deadline
+// from Stripe (the charge's capture_before); zero means now plus 7 days. It is stored as
+// hold_expires_at, which the dashboard shows and the hold release is scheduled from. It
+// reports false, changing nothing, when the order is not checkout_pending (a duplicate or
+// late event).
+func AuthorizeOrder(ctx context.Context, tx pgx.Tx, orderID, sessionID, piID string, now, holdExpires time.Time) (bool, error) {
+	if holdExpires.IsZero() {
+		holdExpires = now.Add(defaultHoldLifetime)
+	}
 	tag, err := tx.Exec(ctx, `UPDATE orders SET status = 'authorized', payment_intent_id = $2, authorized_at = $3, hold_expires_at = $4,
 		stripe_session_id = COALESCE(stripe_session_id, NULLIF($5, ''))
-		WHERE id = $1 AND status = 'checkout_pending'`, orderID, piID, now, now.Add(7*24*time.Hour), sessionID)
+		WHERE id = $1 AND status = 'checkout_pending'`, orderID, piID, now, holdExpires, sessionID)
 	return tag.RowsAffected() == 1, err
 }
 

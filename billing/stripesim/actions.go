@@ -89,7 +89,7 @@ func (s *Server) payLocked(sessionID, number string) (*PayResult, *event, error)
 	if cs.CaptureMethod == "manual" {
 		pi.Status = piRequiresCapture
 		pi.AmountCapturable = cs.AmountTotal
-		ch.PaymentMethodDetails.Card.CaptureBefore = now.Add(HoldLifetime).Unix()
+		ch.PaymentMethodDetails.Card.CaptureBefore = now.Add(s.holdLifetime).Unix()
 		// Stripe reports a session whose payment is only authorized as unpaid.
 		cs.PaymentStatus = "unpaid"
 	} else {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -141,12 +142,18 @@ func (s *Server) createSession(r *http.Request, p form, _ string) (any, *apiErro
 	if st, ok := p.str("submit_type"); ok && st != "" {
 		cs.SubmitType = ptr(st)
 	}
+	// Stripe would offer every payment method the account has enabled (Klarna, Link, Cash App
+	// Pay …), each with its own hold window. GPU Broker's holds are card holds, so the
+	// stand-in insists on payment_method_types=[card], stricter than Stripe.
 	if pmt, aerr := p.strings("payment_method_types", "payment_method_types"); aerr != nil {
 		return nil, aerr, nil
-	} else if len(pmt) > 0 {
+	} else if len(pmt) == 0 {
+		return nil, &apiError{status: 400, Type: typeInvalidRequest, Code: "parameter_missing", Param: "payment_method_types",
+			Message: "Missing required param: payment_method_types. The Stripe stand-in requires payment_method_types=[card]: without it Stripe offers every enabled payment method, with holds that are not card holds."}, nil
+	} else {
 		for i, t := range pmt {
 			if t != "card" {
-				return nil, invalidParam(fmt.Sprintf("payment_method_types[%d]", i), "The Stripe stand-in supports only card payments."), nil
+				return nil, invalidParam(fmt.Sprintf("payment_method_types[%d]", i), "The Stripe stand-in supports only card payments (payment_method_types=[card])."), nil
 			}
 		}
 	}
@@ -339,7 +346,34 @@ func (s *Server) getPaymentIntent(r *http.Request, p form, _ string) (any, *apiE
 	if !ok {
 		return nil, noSuch("payment_intent", r.PathValue("id")), nil
 	}
-	return pi.clone(), nil, nil
+	return s.renderPaymentIntent(pi, p)
+}
+
+// renderPaymentIntent answers with the PaymentIntent, expanding latest_charge when asked.
+func (s *Server) renderPaymentIntent(pi *PaymentIntent, p form) (any, *apiError, []*event) {
+	expand, aerr := p.strings("expand", "expand")
+	if aerr != nil {
+		return nil, aerr, nil
+	}
+	if len(expand) == 0 {
+		return pi.clone(), nil, nil
+	}
+	out := map[string]any{}
+	if err := roundTrip(pi, &out); err != nil {
+		return nil, &apiError{status: 500, Type: typeAPI, Message: err.Error()}, nil
+	}
+	for _, e := range expand {
+		switch e {
+		case "latest_charge":
+			if ch := s.chargeOf(pi); ch != nil {
+				c := *ch
+				out["latest_charge"] = &c
+			}
+		default:
+			return nil, invalidParam("expand", "This property cannot be expanded ("+e+") by the Stripe stand-in."), nil
+		}
+	}
+	return out, nil, nil
 }
 
 func (s *Server) capturePaymentIntent(r *http.Request, p form, _ string) (any, *apiError, []*event) {
@@ -501,7 +535,7 @@ func (s *Server) createRefund(_ *http.Request, p form, _ string) (any, *apiError
 	}
 	re := &Refund{
 		ID: newID("re_", 24), Object: objectRefund, Amount: amount, Charge: ch.ID, Created: s.now().Unix(),
-		Currency: pi.Currency, Metadata: md, PaymentIntent: pi.ID, Status: "succeeded",
+		Currency: pi.Currency, Metadata: md, PaymentIntent: pi.ID, Status: "succeeded", seq: len(s.refunds),
 	}
 	if reason != "" {
 		re.Reason = ptr(reason)
@@ -512,6 +546,56 @@ func (s *Server) createRefund(_ *http.Request, p form, _ string) (any, *apiError
 	s.refundsN[pi.ID]++
 	c := *re
 	return &c, nil, []*event{s.newEventLocked("charge.refunded", ch)}
+}
+
+// listRefunds is GET /v1/refunds, filtered by payment_intent or charge, newest first, with
+// limit and starting_after paging as Stripe's lists have.
+func (s *Server) listRefunds(_ *http.Request, p form, _ string) (any, *apiError, []*event) {
+	if aerr := p.unknown("", "payment_intent", "charge", "limit", "starting_after", "ending_before", "expand", "created"); aerr != nil {
+		return nil, aerr, nil
+	}
+	limit := int64(10)
+	if n, present, aerr := p.int("limit", "limit"); aerr != nil {
+		return nil, aerr, nil
+	} else if present {
+		if n < 1 || n > 100 {
+			return nil, invalidParam("limit", "This value must be between 1 and 100."), nil
+		}
+		limit = n
+	}
+	piID, _ := p.str("payment_intent")
+	chID, _ := p.str("charge")
+	after, _ := p.str("starting_after")
+	var all []*Refund
+	for _, re := range s.refunds {
+		if (piID == "" || re.PaymentIntent == piID) && (chID == "" || re.Charge == chID) {
+			all = append(all, re)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].Created != all[j].Created {
+			return all[i].Created > all[j].Created
+		}
+		return all[i].seq > all[j].seq
+	})
+	if after != "" {
+		for i, re := range all {
+			if re.ID == after {
+				all = all[i+1:]
+				break
+			}
+		}
+	}
+	hasMore := int64(len(all)) > limit
+	if hasMore {
+		all = all[:limit]
+	}
+	data := make([]*Refund, 0, len(all))
+	for _, re := range all {
+		c := *re
+		data = append(data, &c)
+	}
+	return map[string]any{"object": "list", "url": "/v1/refunds", "has_more": hasMore, "data": data}, nil, nil
 }
 
 func (s *Server) getRefund(r *http.Request, _ form, _ string) (any, *apiError, []*event) {

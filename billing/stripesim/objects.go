@@ -152,6 +152,8 @@ type Refund struct {
 	PaymentIntent string            `json:"payment_intent"`
 	Reason        *string           `json:"reason"`
 	Status        string            `json:"status"`
+
+	seq int // creation order, for lists within one second
 }
 
 // eventJSON is a Stripe event as delivered to webhooks.

@@ -86,7 +86,8 @@ type Call struct {
 	// Path is the Stripe path, without the mount prefix, e.g. "/v1/payment_intents/pi_…/capture".
 	Path           string
 	IdempotencyKey string
-	Status         int
+	// Status is the HTTP status answered; 0 when the answer was lost (LoseAnswer).
+	Status int
 	// Replayed is true when the answer was an idempotent replay of a stored response.
 	Replayed bool
 }
@@ -147,6 +148,9 @@ type Server struct {
 	calls     []Call
 	captures  map[string]int
 	refundsN  map[string]int
+	faults    []*Fault
+	// holdLifetime is how long holds authorized from now on last.
+	holdLifetime time.Duration
 }
 
 // New returns a running Server; call Close to stop its background work.
@@ -168,6 +172,8 @@ func New(cfg Config) *Server {
 		idem:      map[string]*idemEntry{},
 		captures:  map[string]int{},
 		refundsN:  map[string]int{},
+
+		holdLifetime: HoldLifetime,
 	}
 	if cfg.Prefix == "" {
 		s.prefix = DefaultPrefix
@@ -221,6 +227,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/payment_intents/{id}/capture", s.api(s.capturePaymentIntent))
 	m.HandleFunc("POST /v1/payment_intents/{id}/cancel", s.api(s.cancelPaymentIntent))
 	m.HandleFunc("POST /v1/refunds", s.api(s.createRefund))
+	m.HandleFunc("GET /v1/refunds", s.api(s.listRefunds))
 	m.HandleFunc("GET /v1/refunds/{id}", s.api(s.getRefund))
 	m.HandleFunc("GET /v1/events/{id}", s.api(s.getEvent))
 	m.HandleFunc("/v1/", s.api(s.unrecognized))
@@ -311,16 +318,30 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 			writeRaw(w, e.status, e.body)
 			return
 		}
-		obj, aerr, evs := h(r, p, key)
+		mode, faulty := s.takeFaultLocked(r.Method, r.URL.Path)
+		var (
+			obj any
+			evs []*event
+		)
+		if faulty && mode == FailBefore {
+			aerr = internalError()
+		} else {
+			obj, aerr, evs = h(r, p, key)
+		}
 		status, body := http.StatusOK, []byte(nil)
 		if aerr != nil {
 			status, body = aerr.status, errorBody(aerr)
 		} else {
 			body, _ = json.MarshalIndent(obj, "", "  ")
 		}
-		// Stripe stores the result once the endpoint ran; requests refused by parameter
-		// validation are not stored, so a corrected retry with the same key can succeed.
-		if key != "" && !(aerr != nil && aerr.Param != "" && aerr.status == 400) && status < 500 {
+		if faulty && mode == FailAfter {
+			aerr = internalError()
+			status, body = aerr.status, errorBody(aerr)
+		}
+		// Stripe stores the result once the endpoint started executing, 500s included, and
+		// replays it for 24 hours; requests refused by parameter validation are not stored,
+		// so a corrected retry with the same key can succeed.
+		if key != "" && !(aerr != nil && aerr.Param != "" && aerr.status == 400) {
 			s.idem[key] = &idemEntry{fingerprint: fingerprint, status: status, body: body, created: s.now()}
 		}
 		for _, ev := range evs {
@@ -328,6 +349,22 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 		}
 		s.mu.Unlock()
 
+		if faulty && mode == LoseAnswer {
+			// Done and stored, but the caller never hears it: send the status and half the
+			// body, then drop the connection. (Dropping it before any byte is not enough: Go's
+			// transport silently resends a request carrying an Idempotency-Key on a reused
+			// connection that closed early, and would get the stored answer.)
+			record(0)
+			s.dispatchAll(swept)
+			s.dispatchAll(evs)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write(body[:len(body)/2])
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			panic(http.ErrAbortHandler)
+		}
 		record(status)
 		if key != "" {
 			w.Header().Set("Idempotency-Key", key)
@@ -436,7 +473,7 @@ func (s *Server) sweeper(every time.Duration) {
 	}
 }
 
-// sweepLocked expires open sessions past expires_at, lapses holds older than HoldLifetime
+// sweepLocked expires open sessions past expires_at, lapses holds past their capture_before
 // and forgets idempotency keys older than 24 hours, as Stripe does.
 func (s *Server) sweepLocked() []*event {
 	now := s.now()
@@ -447,7 +484,11 @@ func (s *Server) sweepLocked() []*event {
 		}
 	}
 	for _, pi := range s.intents {
-		if pi.Status == piRequiresCapture && now.Sub(time.Unix(pi.Created, 0)) >= HoldLifetime {
+		deadline := time.Unix(pi.Created, 0).Add(HoldLifetime)
+		if ch := s.chargeOf(pi); ch != nil && ch.PaymentMethodDetails.Card.CaptureBefore != 0 {
+			deadline = time.Unix(ch.PaymentMethodDetails.Card.CaptureBefore, 0)
+		}
+		if pi.Status == piRequiresCapture && !now.Before(deadline) {
 			evs = append(evs, s.cancelLocked(pi, "automatic"))
 		}
 	}

@@ -117,6 +117,7 @@ func sessionForm() url.Values {
 		"customer_email":                                {"ada@example.com"},
 		"success_url":                                   {"http://site.test/payment/success/?session_id={CHECKOUT_SESSION_ID}"},
 		"cancel_url":                                    {"http://site.test/get-started/"},
+		"payment_method_types[0]":                       {"card"},
 	}
 }
 

@@ -28,6 +28,10 @@ const PROGRESS = {
   terminating: "Stopping your pod…",
 };
 
+// watched: a pod whose state may still change (a failed pod's refund may be pending).
+const refundPending = (p) => p.status === "failed" && p.order_status === "captured";
+const watched = (p) => TRANSIENT.has(p.status) || refundPending(p);
+
 let account = null;
 const pods = new Map(); // id → pod
 const notes = new Map(); // id → message shown under the pod's buttons
@@ -140,7 +144,7 @@ function renderPod(p) {
       fact("Workspace", templateName(p.template)),
       fact("Hours", p.hours),
       fact("Price", price, "pod-price"),
-      fact("Payment", ORDER_LABEL[p.order_status] || p.order_status, "order-status"),
+      fact("Payment", refundPending(p) ? "Paid, refund pending" : ORDER_LABEL[p.order_status] || p.order_status, "order-status"),
       p.order_status === "authorized" ? fact("Card hold until", dateTime(p.hold_expires_at), "hold-expiry") : null,
       fact("Started", dateTime(p.started_at)),
       fact(p.status === "running" ? "Stops at" : "Ended", p.status === "running" || p.status === "terminated" ? dateTime(p.ends_at) : ""),
@@ -151,7 +155,7 @@ function renderPod(p) {
       ? h("p", { class: "alert warn status pod-progress" }, h("span", { class: "spinner", "aria-hidden": "true" }), h("span", {}, PROGRESS[p.status]))
       : null,
     p.status === "failed"
-      ? h("p", { class: "alert err pod-error" }, p.error || "We could not start this pod. If you paid, your payment is refunded automatically.")
+      ? h("p", { class: "alert err pod-error" }, p.error || (refundPending(p) ? "We could not start this pod. Your refund is pending." : "We could not start this pod."))
       : p.status === "configured" && p.error
         ? h("p", { class: "alert warn pod-error" }, p.error)
         : null,
@@ -210,7 +214,7 @@ function poll(id) {
       update(res.data);
     } else failures++;
     const p = pods.get(id);
-    if (p && TRANSIENT.has(p.status)) timers.set(id, setTimeout(tick, failures > 2 ? 5000 : 2000));
+    if (p && watched(p)) timers.set(id, setTimeout(tick, failures > 2 || !TRANSIENT.has(p.status) ? 5000 : 2000));
     else timers.delete(id);
   };
   timers.set(id, setTimeout(tick, 2000));
@@ -220,7 +224,7 @@ async function refreshPod(id) {
   const res = await api("GET", `/api/pods/${encodeURIComponent(id)}`);
   if (res.ok && res.data && res.data.id) update(res.data);
   const p = pods.get(id);
-  if (p && TRANSIENT.has(p.status)) poll(id);
+  if (p && watched(p)) poll(id);
 }
 
 async function deploy(id) {
@@ -296,7 +300,7 @@ async function load() {
   $("#no-pods").hidden = list.length > 0;
   renderAccount();
   $("#account").hidden = false;
-  for (const p of list) if (TRANSIENT.has(p.status)) poll(p.id);
+  for (const p of list) if (watched(p)) poll(p.id);
 }
 
 $("#logout").addEventListener("click", async (e) => {
