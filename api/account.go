@@ -81,7 +81,7 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": acct})
+	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct)})
 }
 
 func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -171,5 +171,5 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": acct, "pods": pods})
+	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "pods": toPodsJSON(pods)})
 }

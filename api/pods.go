@@ -21,7 +21,7 @@ func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, pod)
+	writeJSON(w, http.StatusOK, toPodJSON(pod))
 }
 
 // handleDeploy starts the capture → provision chain. Under the pod's row lock it moves the pod
@@ -57,7 +57,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		case pod.OrderStatus != gpubroker.OrderAuthorized && pod.OrderStatus != gpubroker.OrderFree:
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_payable", "This order is %s and cannot be deployed.", pod.OrderStatus)
 		}
-		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodDeploying, map[string]any{"deploy_requested_at": s.now(), "error": nil}); err != nil {
+		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodDeploying, gpubroker.PodUpdate{DeployRequestedAt: gpubroker.Ptr(s.now()), Error: gpubroker.Ptr("")}); err != nil {
 			return err
 		}
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.deploy_requested"}); err != nil {
@@ -70,7 +70,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": gpubroker.PodDeploying})
+	writeJSON(w, http.StatusAccepted, map[string]gpubroker.PodStatus{"status": gpubroker.PodDeploying})
 }
 
 // handleTerminate enqueues the end of a running pod; repeated calls are harmless.
@@ -80,7 +80,7 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		return
 	}
 	ctx := r.Context()
-	var podStatus string
+	var podStatus gpubroker.PodStatus
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
 		if err != nil {
@@ -97,7 +97,7 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		default:
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_running", "Only a running pod can be terminated.")
 		}
-		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, nil); err != nil {
+		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, gpubroker.PodUpdate{}); err != nil {
 			return err
 		}
 		podStatus = gpubroker.PodTerminating
@@ -111,5 +111,5 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": podStatus})
+	writeJSON(w, http.StatusAccepted, map[string]gpubroker.PodStatus{"status": podStatus})
 }

@@ -129,7 +129,7 @@ func saveCheckoutKey(ctx context.Context, tx pgx.Tx, d *Deps, orderID string, ac
 }
 
 // podMail is the pod part of an email.
-func podMail(d *Deps, p *postgres.Pod) mail.Pod {
+func podMail(d *Deps, p *gpubroker.Pod) mail.Pod {
 	m := mail.Pod{ID: p.ID, GPU: p.GPU, Region: p.Region, Hours: p.Hours, Template: p.Template, AmountCents: p.AmountCents}
 	if g, ok := d.Catalog.GPUType(p.GPU); ok {
 		m.GPU = g.DisplayName
@@ -147,6 +147,6 @@ func podMail(d *Deps, p *postgres.Pod) mail.Pod {
 }
 
 // mailData is the usual data of a pod email: the pod and a link to the dashboard.
-func mailData(d *Deps, name, email string, p *postgres.Pod, reason string) mail.Data {
+func mailData(d *Deps, name, email string, p *gpubroker.Pod, reason string) mail.Data {
 	return mail.Data{Name: name, Email: email, Link: d.PublicURL + "/dashboard/", Pod: podMail(d, p), Reason: reason}
 }

@@ -99,7 +99,7 @@ func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) e
 // settle acts on a PaymentIntent whose state decides the capture: succeeded (an earlier
 // attempt captured and we lost the answer) goes on to provisioning, canceled records the
 // released hold. It reports false for requires_capture: the capture is still to be made.
-func (w *CaptureWorker) settle(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, o *gpubroker.Order, pi *gpubroker.PaymentIntent) (bool, error) {
+func (w *CaptureWorker) settle(ctx context.Context, job *river.Job[CaptureArgs], pod *gpubroker.Pod, o *gpubroker.Order, pi *gpubroker.PaymentIntent) (bool, error) {
 	switch pi.Status {
 	case gpubroker.PISucceeded:
 		return true, w.captured(ctx, pod, o, true)
@@ -116,7 +116,7 @@ func (w *CaptureWorker) settle(ctx context.Context, job *river.Job[CaptureArgs],
 // Stripe captured, so before handing the pod back (and telling the user nothing was charged)
 // it asks Stripe: captured goes on to provisioning, an untouched hold hands the pod back, and
 // anything uncertain keeps the job alive.
-func (w *CaptureWorker) lastAttempt(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, o *gpubroker.Order, cause error) error {
+func (w *CaptureWorker) lastAttempt(ctx context.Context, job *river.Job[CaptureArgs], pod *gpubroker.Pod, o *gpubroker.Order, cause error) error {
 	pi, err := w.d.Payments.GetPaymentIntent(ctx, *o.PaymentIntentID)
 	if err != nil {
 		return w.unknown(ctx, job, pod, errors.Join(cause, fmt.Errorf("error fetching the payment intent: %w", err)))
@@ -130,7 +130,7 @@ func (w *CaptureWorker) lastAttempt(ctx context.Context, job *river.Job[CaptureA
 // unknown handles a capture whose outcome Stripe has not told us: an ordinary retry, except on
 // the last attempt, where the job snoozes (which uses no attempt) rather than end with the
 // money's state unknown: the pod is neither given back nor provisioned until Stripe answers.
-func (w *CaptureWorker) unknown(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, err error) error {
+func (w *CaptureWorker) unknown(ctx context.Context, job *river.Job[CaptureArgs], pod *gpubroker.Pod, err error) error {
 	if job.Attempt < job.MaxAttempts {
 		return err
 	}
@@ -148,7 +148,7 @@ func (d *Deps) retryLater() time.Duration {
 
 // captured moves the order to captured and the pod to provisioning, with the provision job, in
 // one transaction.
-func (w *CaptureWorker) captured(ctx context.Context, pod *postgres.Pod, o *gpubroker.Order, audit bool) error {
+func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpubroker.Order, audit bool) error {
 	d := w.d
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		now := d.now()
@@ -157,7 +157,7 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *postgres.Pod, o *gpub
 				return err
 			}
 		}
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodProvisioning, map[string]any{"captured_at": now})
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodProvisioning, gpubroker.PodUpdate{CapturedAt: &now})
 		if err != nil || !ok {
 			return err
 		}
@@ -175,11 +175,11 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *postgres.Pod, o *gpub
 // runs only once Stripe has shown the hold uncaptured, so "nothing was charged" is true. The
 // job completes in the same transaction: a Deploy right after must be able to enqueue a new
 // capture, which uniqueness would refuse while this one still counted as running.
-func (w *CaptureWorker) giveBack(ctx context.Context, job *river.Job[CaptureArgs], pod *postgres.Pod, cause error) error {
+func (w *CaptureWorker) giveBack(ctx context.Context, job *river.Job[CaptureArgs], pod *gpubroker.Pod, cause error) error {
 	d := w.d
 	d.Logger.ErrorContext(ctx, "capture failed for good; the pod can be deployed again", "pod_id", pod.ID, "error", cause)
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, map[string]any{"error": "We could not reach our payment processor. Nothing was charged (your card is still only on hold); please press Deploy again."})
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, gpubroker.PodUpdate{Error: gpubroker.Ptr("We could not reach our payment processor. Nothing was charged (your card is still only on hold); please press Deploy again.")})
 		if err != nil || !ok {
 			return err
 		}

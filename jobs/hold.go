@@ -60,7 +60,7 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 			return err
 		}
 		claimed, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodFailed,
-			map[string]any{"error": "You did not deploy before the hold on your card was due to lapse, so we are releasing it."})
+			gpubroker.PodUpdate{Error: gpubroker.Ptr("You did not deploy before the hold on your card was due to lapse, so we are releasing it.")})
 		if err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 				return err
 			}
 			if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodFailed, gpubroker.PodFailed,
-				map[string]any{"error": "Your pod was not deployed, but your payment had been captured. " + refundPending}); err != nil {
+				gpubroker.PodUpdate{Error: gpubroker.Ptr("Your pod was not deployed, but your payment had been captured. " + refundPending)}); err != nil {
 				return err
 			}
 			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.captured", Detail: map[string]any{"amount_cents": o.AmountCents, "found_by": "release_hold"}}); err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker/gpu"
-	"gpubroker/postgres"
+	"gpubroker"
 )
 
 // TerminateInstanceArgs makes sure a provider instance we no longer want is gone: one that
@@ -34,7 +34,7 @@ func (TerminateInstanceArgs) InsertOpts() river.InsertOpts {
 }
 
 // terminateInstanceTx enqueues the clean-up of a pod's instances, in the caller's transaction.
-func terminateInstanceTx(ctx context.Context, tx pgx.Tx, pod *postgres.Pod, byName bool) error {
+func terminateInstanceTx(ctx context.Context, tx pgx.Tx, pod *gpubroker.Pod, byName bool) error {
 	args := TerminateInstanceArgs{PodID: pod.ID, ByName: byName}
 	if pod.InstanceID != nil {
 		args.Provider, args.InstanceID = deref(pod.Provider), *pod.InstanceID

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -91,7 +90,7 @@ func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 	return err
 }
 
-func (w *ProvisionWorker) launch(ctx context.Context, pod *postgres.Pod) error {
+func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error {
 	d := w.d
 	inst, err := d.Broker.FindInstance(ctx, InstanceName(pod.ID))
 	switch {
@@ -154,12 +153,12 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *postgres.Pod) error {
 	}
 }
 
-func (w *ProvisionWorker) recordLaunch(ctx context.Context, pod *postgres.Pod, inst *gpu.Instance, offer *gpu.Offer) error {
+func (w *ProvisionWorker) recordLaunch(ctx context.Context, pod *gpubroker.Pod, inst *gpu.Instance, offer *gpu.Offer) error {
 	d := w.d
-	set := map[string]any{"provider": inst.Provider, "instance_id": inst.ID, "launched_at": d.now(), "cost_cents_per_hour": inst.CentsPerHour}
+	set := gpubroker.PodUpdate{Provider: &inst.Provider, InstanceID: &inst.ID, LaunchedAt: gpubroker.Ptr(d.now()), CostCentsPerHour: &inst.CentsPerHour}
 	if offer != nil {
-		set["offer_id"] = gpu.OfferKey(*offer)
-		set["cost_cents_per_hour"] = offer.CentsPerHour
+		set.OfferID = gpubroker.Ptr(gpu.OfferKey(*offer))
+		set.CostCentsPerHour = &offer.CentsPerHour
 	}
 	stale := false
 	err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
@@ -184,7 +183,7 @@ func (w *ProvisionWorker) recordLaunch(ctx context.Context, pod *postgres.Pod, i
 	return river.JobSnooze(d.PollInterval)
 }
 
-func (w *ProvisionWorker) poll(ctx context.Context, pod *postgres.Pod) error {
+func (w *ProvisionWorker) poll(ctx context.Context, pod *gpubroker.Pod) error {
 	d := w.d
 	p, ok := d.Broker.Provider(deref(pod.Provider))
 	if !ok {
@@ -231,15 +230,14 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *postgres.Pod) error {
 
 // running stores the connection details, emails the user and schedules the end, in one
 // transaction.
-func (w *ProvisionWorker) running(ctx context.Context, pod *postgres.Pod, inst *gpu.Instance) error {
+func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst *gpu.Instance) error {
 	d := w.d
 	now := d.now()
 	ends := now.Add(time.Duration(pod.Hours) * time.Hour)
 	conn := gpubroker.Connection{SSH: sshCommand(inst), JupyterURL: inst.JupyterURL, CodeServerURL: inst.CodeServerURL}
-	connJSON, _ := json.Marshal(conn)
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodRunning,
-			map[string]any{"connection": connJSON, "started_at": now, "ends_at": ends})
+			gpubroker.PodUpdate{Connection: &conn, StartedAt: &now, EndsAt: &ends})
 		if err != nil || !ok {
 			return err
 		}
@@ -279,7 +277,7 @@ func sshCommand(inst *gpu.Instance) string {
 
 // pastDeadline reports whether the pod has been provisioning longer than the deadline, counted
 // from the capture: a capture that took long after a Stripe outage still gets its full try.
-func (w *ProvisionWorker) pastDeadline(pod *postgres.Pod) bool {
+func (w *ProvisionWorker) pastDeadline(pod *gpubroker.Pod) bool {
 	start := pod.CreatedAt
 	if pod.CapturedAt != nil {
 		start = *pod.CapturedAt
@@ -292,14 +290,14 @@ func (w *ProvisionWorker) pastDeadline(pod *postgres.Pod) bool {
 // terminate_instance job, and a paid pod's refund job is queued, the pod's note saying the
 // refund is pending until that job has made it. It changes nothing when the pod is no longer
 // provisioning (another run got it running, or gave up first).
-func (w *ProvisionWorker) giveUp(ctx context.Context, pod *postgres.Pod, reason string) error {
+func (w *ProvisionWorker) giveUp(ctx context.Context, pod *gpubroker.Pod, reason string) error {
 	d := w.d
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		note := reason
 		if pod.OrderStatus != gpubroker.OrderFree {
 			note = reason + " " + refundPending
 		}
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodFailed, map[string]any{"error": note})
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodFailed, gpubroker.PodUpdate{Error: &note})
 		if err != nil || !ok {
 			return err
 		}

@@ -97,8 +97,8 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 		}
 		// The pod is failed (gave up, or the hold release found a capture); older rows may
 		// still be provisioning or deploying.
-		for _, from := range []string{gpubroker.PodFailed, gpubroker.PodProvisioning, gpubroker.PodDeploying} {
-			if _, err := postgres.MovePod(ctx, tx, pod.ID, from, gpubroker.PodFailed, map[string]any{"error": job.Args.Reason + " " + refundMade}); err != nil {
+		for _, from := range []gpubroker.PodStatus{gpubroker.PodFailed, gpubroker.PodProvisioning, gpubroker.PodDeploying} {
+			if _, err := postgres.MovePod(ctx, tx, pod.ID, from, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr(job.Args.Reason + " " + refundMade)}); err != nil {
 				return err
 			}
 		}
@@ -111,7 +111,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 
 // failed records a failed refund attempt (error log and a refund.failed audit event) and
 // returns the cause, so River retries.
-func (w *RefundWorker) failed(ctx context.Context, job *river.Job[RefundArgs], o *gpubroker.Order, pod *postgres.Pod, cause error) error {
+func (w *RefundWorker) failed(ctx context.Context, job *river.Job[RefundArgs], o *gpubroker.Order, pod *gpubroker.Pod, cause error) error {
 	w.d.Logger.ErrorContext(ctx, "refund failed; the customer is owed money", "order_id", o.ID, "pod_id", pod.ID, "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "error", cause)
 	err := postgres.Tx(ctx, w.d.Pool, func(tx pgx.Tx) error {
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "refund.failed",

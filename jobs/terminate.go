@@ -46,7 +46,7 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 	}
 	if pod.Status == gpubroker.PodRunning {
 		err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-			_, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, nil)
+			_, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, gpubroker.PodUpdate{})
 			return err
 		})
 		if err != nil {
@@ -61,7 +61,7 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		}
 	}
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodTerminating, gpubroker.PodTerminated, map[string]any{"terminated_at": d.now()})
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodTerminating, gpubroker.PodTerminated, gpubroker.PodUpdate{TerminatedAt: gpubroker.Ptr(d.now())})
 		if err != nil || !ok {
 			return err
 		}

@@ -2,7 +2,7 @@ package postgres
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -120,29 +120,35 @@ func AuthorizeOrder(ctx context.Context, tx pgx.Tx, orderID, sessionID, piID str
 	if holdExpires.IsZero() {
 		holdExpires = now.Add(defaultHoldLifetime)
 	}
-	tag, err := tx.Exec(ctx, `UPDATE orders SET status = 'authorized', payment_intent_id = $2, authorized_at = $3, hold_expires_at = $4,
-		stripe_session_id = COALESCE(stripe_session_id, NULLIF($5, ''))
-		WHERE id = $1 AND status = 'checkout_pending'`, orderID, piID, now, holdExpires, sessionID)
-	return tag.RowsAffected() == 1, err
+	return moveOrder(ctx, tx, orderID, gpubroker.OrderCheckoutPending, gpubroker.OrderAuthorized, now,
+		`, payment_intent_id = $5, hold_expires_at = $6, stripe_session_id = COALESCE(stripe_session_id, NULLIF($7, ''))`,
+		piID, holdExpires, sessionID)
 }
 
 // MoveOrder moves an order from one status to another, setting the status's timestamp. It
 // reports false, changing nothing, when the order is not in status from.
-func MoveOrder(ctx context.Context, tx pgx.Tx, orderID, from, to string, now time.Time) (bool, error) {
-	if !gpubroker.CanMoveOrder(from, to) {
-		return false, errors.New("order transition " + from + " -> " + to + " is not allowed")
+func MoveOrder(ctx context.Context, tx pgx.Tx, orderID string, from, to gpubroker.OrderStatus, now time.Time) (bool, error) {
+	return moveOrder(ctx, tx, orderID, from, to, now, "")
+}
+
+// orderTimestamp is the column each status records its time in.
+var orderTimestamp = map[gpubroker.OrderStatus]string{
+	gpubroker.OrderAuthorized: "authorized_at", gpubroker.OrderCaptured: "captured_at", gpubroker.OrderReleased: "released_at",
+	gpubroker.OrderRefunded: "refunded_at", gpubroker.OrderExpired: "expired_at", gpubroker.OrderDeclined: "expired_at",
+}
+
+// moveOrder is every order move: checked against the transition table, guarded on from, with
+// the status's timestamp and extra assignments (arguments from $5 on).
+func moveOrder(ctx context.Context, tx pgx.Tx, orderID string, from, to gpubroker.OrderStatus, now time.Time, extra string, args ...any) (bool, error) {
+	if !from.CanMoveTo(to) {
+		return false, fmt.Errorf("order transition %s -> %s is not allowed", from, to)
 	}
-	col := map[string]string{
-		gpubroker.OrderCaptured: "captured_at", gpubroker.OrderReleased: "released_at",
-		gpubroker.OrderRefunded: "refunded_at", gpubroker.OrderExpired: "expired_at", gpubroker.OrderDeclined: "expired_at",
-	}[to]
-	sql := `UPDATE orders SET status = $3 WHERE id = $1 AND status = $2`
-	if col != "" {
-		sql = `UPDATE orders SET status = $3, ` + col + ` = $4 WHERE id = $1 AND status = $2`
-		tag, err := tx.Exec(ctx, sql, orderID, from, to, now)
-		return tag.RowsAffected() == 1, err
+	col, ok := orderTimestamp[to]
+	if !ok {
+		return false, fmt.Errorf("order status %s has no timestamp column", to)
 	}
-	tag, err := tx.Exec(ctx, sql, orderID, from, to)
+	tag, err := tx.Exec(ctx, `UPDATE orders SET status = $3, `+col+` = $4`+extra+` WHERE id = $1 AND status = $2`,
+		append([]any{orderID, from, to, now}, args...)...)
 	return tag.RowsAffected() == 1, err
 }
 

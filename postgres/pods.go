@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -10,47 +12,17 @@ import (
 	"gpubroker"
 )
 
-// Pod is a pod with the order fields the dashboard shows next to it.
-type Pod struct {
-	ID            string                `json:"id"`
-	OrderID       string                `json:"order_id"`
-	AccountID     *string               `json:"-"`
-	Status        string                `json:"status"`
-	Plan          string                `json:"plan"`
-	GPU           string                `json:"gpu"`
-	Region        string                `json:"region"`
-	Hours         int                   `json:"hours"`
-	Template      string                `json:"template"`
-	HourlyCents   int64                 `json:"hourly_cents"`
-	AmountCents   int64                 `json:"amount_cents"`
-	Currency      string                `json:"currency"`
-	OrderStatus   string                `json:"order_status"`
-	HoldExpiresAt *time.Time            `json:"hold_expires_at"`
-	Provider      *string               `json:"provider"`
-	InstanceID    *string               `json:"-"`
-	OfferID       *string               `json:"-"`
-	FailedOffers  []string              `json:"-"`
-	Connection    *gpubroker.Connection `json:"connection"`
-	Error         *string               `json:"error"`
-	CreatedAt     time.Time             `json:"created_at"`
-	DeployedAt    *time.Time            `json:"deploy_requested_at"`
-	CapturedAt    *time.Time            `json:"-"`
-	StartedAt     *time.Time            `json:"started_at"`
-	EndsAt        *time.Time            `json:"ends_at"`
-	TerminatedAt  *time.Time            `json:"terminated_at"`
-}
-
 const podSelect = `SELECT p.id, p.order_id, p.account_id, p.status, o.plan, p.gpu, p.region, p.hours, p.template,
 	o.hourly_cents, o.amount_cents, o.currency, o.status, o.hold_expires_at, p.provider, p.instance_id, p.offer_id, p.failed_offers,
 	p.connection, p.error, p.created_at, p.deploy_requested_at, p.captured_at, p.started_at, p.ends_at, p.terminated_at
 	FROM pods p JOIN orders o ON o.id = p.order_id`
 
-func scanPod(row pgx.Row) (*Pod, error) {
-	var p Pod
+func scanPod(row pgx.Row) (*gpubroker.Pod, error) {
+	var p gpubroker.Pod
 	var conn []byte
 	err := row.Scan(&p.ID, &p.OrderID, &p.AccountID, &p.Status, &p.Plan, &p.GPU, &p.Region, &p.Hours, &p.Template,
 		&p.HourlyCents, &p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
-		&p.FailedOffers, &conn, &p.Error, &p.CreatedAt, &p.DeployedAt, &p.CapturedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt)
+		&p.FailedOffers, &conn, &p.Error, &p.CreatedAt, &p.DeployRequestedAt, &p.CapturedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -64,14 +36,14 @@ func scanPod(row pgx.Row) (*Pod, error) {
 }
 
 // GetPod returns a pod by id.
-func GetPod(ctx context.Context, q Querier, id string) (*Pod, error) {
+func GetPod(ctx context.Context, q Querier, id string) (*gpubroker.Pod, error) {
 	p, err := scanPod(q.QueryRow(ctx, podSelect+` WHERE p.id = $1`, uuidOrEmpty(id)))
 	return p, notFound(err, "pod")
 }
 
 // GetAccountPod returns a pod owned by an account; any other pod is ENOTFOUND, so a caller
 // cannot learn that another account's pod exists.
-func GetAccountPod(ctx context.Context, q Querier, accountID, id string) (*Pod, error) {
+func GetAccountPod(ctx context.Context, q Querier, accountID, id string) (*gpubroker.Pod, error) {
 	if uuidOrEmpty(id) == "" {
 		return nil, gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
 	}
@@ -81,7 +53,7 @@ func GetAccountPod(ctx context.Context, q Querier, accountID, id string) (*Pod, 
 
 // LockPod locks a pod row (and returns it) for the rest of the transaction, serializing
 // concurrent deploy and terminate requests.
-func LockPod(ctx context.Context, tx pgx.Tx, id string) (*Pod, error) {
+func LockPod(ctx context.Context, tx pgx.Tx, id string) (*gpubroker.Pod, error) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM pods WHERE id = $1 FOR UPDATE`, uuidOrEmpty(id)); err != nil {
 		return nil, err
 	}
@@ -89,19 +61,19 @@ func LockPod(ctx context.Context, tx pgx.Tx, id string) (*Pod, error) {
 }
 
 // GetOrderPod returns the pod of an order.
-func GetOrderPod(ctx context.Context, q Querier, orderID string) (*Pod, error) {
+func GetOrderPod(ctx context.Context, q Querier, orderID string) (*gpubroker.Pod, error) {
 	p, err := scanPod(q.QueryRow(ctx, podSelect+` WHERE p.order_id = $1`, orderID))
 	return p, notFound(err, "pod")
 }
 
 // ListAccountPods returns an account's pods, newest first.
-func ListAccountPods(ctx context.Context, q Querier, accountID string) ([]*Pod, error) {
+func ListAccountPods(ctx context.Context, q Querier, accountID string) ([]*gpubroker.Pod, error) {
 	rows, err := q.Query(ctx, podSelect+` WHERE p.account_id = $1 ORDER BY p.created_at DESC`, accountID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	pods := []*Pod{}
+	pods := []*gpubroker.Pod{}
 	for rows.Next() {
 		p, err := scanPod(rows)
 		if err != nil {
@@ -112,37 +84,80 @@ func ListAccountPods(ctx context.Context, q Querier, accountID string) ([]*Pod, 
 	return pods, rows.Err()
 }
 
-// MovePod moves a pod between statuses, reporting false (and changing nothing) when it is not
-// in status from. The set map adds column updates in the same statement.
-func MovePod(ctx context.Context, tx pgx.Tx, id, from, to string, set map[string]any) (bool, error) {
-	sql := `UPDATE pods SET status = $3`
-	args := []any{id, from, to}
-	for _, col := range podColumns {
-		if v, ok := set[col]; ok {
-			args = append(args, v)
-			sql += `, ` + col + ` = $` + itoa(len(args))
-		}
+// MovePod moves a pod from one status to another and applies u in the same statement. It
+// reports false, changing nothing, when the pod is not in status from. from == to applies u only
+// while the pod is in that status; any other move must be in the pod transition table.
+func MovePod(ctx context.Context, tx pgx.Tx, id string, from, to gpubroker.PodStatus, u gpubroker.PodUpdate) (bool, error) {
+	if from != to && !from.CanMoveTo(to) {
+		return false, fmt.Errorf("pod transition %s -> %s is not allowed", from, to)
 	}
-	tag, err := tx.Exec(ctx, sql+` WHERE id = $1 AND status = $2`, args...)
+	sql, args, err := podSet(u, id, to, from)
+	if err != nil {
+		return false, err
+	}
+	tag, err := tx.Exec(ctx, `UPDATE pods SET status = $2`+sql+` WHERE id = $1 AND status = $3`, args...)
 	return tag.RowsAffected() == 1, err
 }
 
-// podColumns are the columns MovePod may set, in a fixed order (never user input).
-var podColumns = []string{"provider", "instance_id", "offer_id", "cost_cents_per_hour", "connection", "error",
-	"deploy_requested_at", "captured_at", "launched_at", "started_at", "ends_at", "terminated_at"}
+// UpdatePod applies u to a pod whatever its status (e.g. the instance just launched).
+func UpdatePod(ctx context.Context, tx pgx.Tx, id string, u gpubroker.PodUpdate) error {
+	sql, args, err := podSet(u, id)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE pods SET id = id`+sql+` WHERE id = $1`, args...)
+	return err
+}
 
-// UpdatePod sets columns of a pod without a status change (e.g. the launched instance).
-func UpdatePod(ctx context.Context, tx pgx.Tx, id string, set map[string]any) error {
-	sql := `UPDATE pods SET id = id`
-	args := []any{id}
-	for _, col := range podColumns {
-		if v, ok := set[col]; ok {
-			args = append(args, v)
-			sql += `, ` + col + ` = $` + itoa(len(args))
+// podSet turns u into ", col = $n" assignments after the given leading arguments.
+func podSet(u gpubroker.PodUpdate, lead ...any) (string, []any, error) {
+	args := lead
+	var sql strings.Builder
+	set := func(col string, v any) {
+		args = append(args, v)
+		fmt.Fprintf(&sql, ", %s = $%d", col, len(args))
+	}
+	if u.Provider != nil {
+		set("provider", *u.Provider)
+	}
+	if u.InstanceID != nil {
+		set("instance_id", *u.InstanceID)
+	}
+	if u.OfferID != nil {
+		set("offer_id", *u.OfferID)
+	}
+	if u.CostCentsPerHour != nil {
+		set("cost_cents_per_hour", *u.CostCentsPerHour)
+	}
+	if u.Connection != nil {
+		b, err := json.Marshal(u.Connection)
+		if err != nil {
+			return "", nil, err
+		}
+		set("connection", b)
+	}
+	if u.Error != nil {
+		set("error", nullIfEmpty(*u.Error))
+	}
+	for _, c := range []struct {
+		col string
+		v   *time.Time
+	}{
+		{"deploy_requested_at", u.DeployRequestedAt}, {"captured_at", u.CapturedAt}, {"launched_at", u.LaunchedAt},
+		{"started_at", u.StartedAt}, {"ends_at", u.EndsAt}, {"terminated_at", u.TerminatedAt},
+	} {
+		if c.v != nil {
+			set(c.col, *c.v)
 		}
 	}
-	_, err := tx.Exec(ctx, sql+` WHERE id = $1`, args...)
-	return err
+	return sql.String(), args, nil
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // NoteNoCapacityRound records a provisioning round in which no offer had capacity: it forgets
@@ -165,11 +180,4 @@ func ForgetInstance(ctx context.Context, q Querier, id string) error {
 func AddFailedOffer(ctx context.Context, q Querier, id, offerKey string) error {
 	_, err := q.Exec(ctx, `UPDATE pods SET failed_offers = array_append(failed_offers, $2) WHERE id = $1 AND NOT $2 = ANY(failed_offers)`, id, offerKey)
 	return err
-}
-
-func itoa(n int) string {
-	if n < 10 {
-		return string(rune('0' + n))
-	}
-	return itoa(n/10) + string(rune('0'+n%10))
 }

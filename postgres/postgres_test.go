@@ -106,3 +106,38 @@ func TestTokens(t *testing.T) {
 	require.Equal(t, "token_expired", gpubroker.ErrorReason(consume(expired)))
 	require.Equal(t, "token_invalid", gpubroker.ErrorReason(consume("nope")))
 }
+
+// MovePod refuses a move the transition table does not have before touching the row, moves
+// only from the expected status, and applies its typed update in the same statement.
+func TestMovePodChecksTheTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	var podID string
+	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		_, podID, err = postgres.CreateOrder(ctx, tx, quote(t, "pro", "pods@example.com"))
+		return err
+	}))
+	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
+		ok, err := postgres.MovePod(ctx, tx, podID, gpubroker.PodConfigured, gpubroker.PodRunning, gpubroker.PodUpdate{})
+		require.ErrorContains(t, err, "configured -> running is not allowed")
+		require.False(t, ok)
+		ok, err = postgres.MovePod(ctx, tx, podID, gpubroker.PodProvisioning, gpubroker.PodRunning, gpubroker.PodUpdate{})
+		require.NoError(t, err)
+		require.False(t, ok, "not provisioning: nothing moves")
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		ok, err = postgres.MovePod(ctx, tx, podID, gpubroker.PodConfigured, gpubroker.PodDeploying, gpubroker.PodUpdate{DeployRequestedAt: &now, Error: gpubroker.Ptr("old")})
+		require.NoError(t, err)
+		require.True(t, ok)
+		ok, err = postgres.MovePod(ctx, tx, podID, gpubroker.PodDeploying, gpubroker.PodDeploying, gpubroker.PodUpdate{Error: gpubroker.Ptr("")})
+		require.NoError(t, err)
+		require.True(t, ok, "from == to updates while in that status")
+		p, err := postgres.GetPod(ctx, tx, podID)
+		require.NoError(t, err)
+		require.Equal(t, gpubroker.PodDeploying, p.Status)
+		require.Nil(t, p.Error, `Error "" clears it`)
+		require.True(t, now.Equal(*p.DeployRequestedAt))
+		return nil
+	}))
+}

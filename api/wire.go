@@ -1,0 +1,104 @@
+package api
+
+import (
+	"time"
+
+	"gpubroker"
+)
+
+// The API's JSON, apart from the domain types so a field added to a domain type never leaks to
+// the customer by accident, and a renamed Go field never breaks the contract (../shared/API.md).
+
+type accountJSON struct {
+	ID          string     `json:"id"`
+	Email       string     `json:"email"`
+	Name        string     `json:"name"`
+	Status      string     `json:"status"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ActivatedAt *time.Time `json:"activated_at,omitempty"`
+}
+
+func toAccountJSON(a *gpubroker.Account) accountJSON {
+	return accountJSON{ID: a.ID, Email: a.Email, Name: a.Name, Status: a.Status, CreatedAt: a.CreatedAt, ActivatedAt: a.ActivatedAt}
+}
+
+type orderJSON struct {
+	ID              string                `json:"id"`
+	AccountID       *string               `json:"account_id,omitempty"`
+	Email           string                `json:"email"`
+	Name            string                `json:"name"`
+	Plan            string                `json:"plan"`
+	Template        string                `json:"template"`
+	GPU             string                `json:"gpu"`
+	Region          string                `json:"region"`
+	Hours           int                   `json:"hours"`
+	AmountCents     int64                 `json:"amount_cents"`
+	Currency        string                `json:"currency"`
+	Status          gpubroker.OrderStatus `json:"status"`
+	StripeSessionID *string               `json:"stripe_session_id,omitempty"`
+	AuthorizedAt    *time.Time            `json:"authorized_at,omitempty"`
+	HoldExpiresAt   *time.Time            `json:"hold_expires_at,omitempty"`
+	CapturedAt      *time.Time            `json:"captured_at,omitempty"`
+	CreatedAt       time.Time             `json:"created_at"`
+}
+
+func toOrderJSON(o *gpubroker.Order) orderJSON {
+	return orderJSON{
+		ID: o.ID, AccountID: o.AccountID, Email: o.Email, Name: o.Name, Plan: o.Plan, Template: o.Template,
+		GPU: o.GPU, Region: o.Region, Hours: o.Hours, AmountCents: o.AmountCents, Currency: o.Currency, Status: o.Status,
+		StripeSessionID: o.StripeSessionID, AuthorizedAt: o.AuthorizedAt, HoldExpiresAt: o.HoldExpiresAt,
+		CapturedAt: o.CapturedAt, CreatedAt: o.CreatedAt,
+	}
+}
+
+type connectionJSON struct {
+	SSH           string `json:"ssh"`
+	JupyterURL    string `json:"jupyter_url,omitempty"`
+	CodeServerURL string `json:"code_server_url,omitempty"`
+}
+
+type podJSON struct {
+	ID                string                `json:"id"`
+	OrderID           string                `json:"order_id"`
+	Status            gpubroker.PodStatus   `json:"status"`
+	Plan              string                `json:"plan"`
+	GPU               string                `json:"gpu"`
+	Region            string                `json:"region"`
+	Hours             int                   `json:"hours"`
+	Template          string                `json:"template"`
+	HourlyCents       int64                 `json:"hourly_cents"`
+	AmountCents       int64                 `json:"amount_cents"`
+	Currency          string                `json:"currency"`
+	OrderStatus       gpubroker.OrderStatus `json:"order_status"`
+	HoldExpiresAt     *time.Time            `json:"hold_expires_at"`
+	Provider          *string               `json:"provider"`
+	Connection        *connectionJSON       `json:"connection"`
+	Error             *string               `json:"error"`
+	CreatedAt         time.Time             `json:"created_at"`
+	DeployRequestedAt *time.Time            `json:"deploy_requested_at"`
+	StartedAt         *time.Time            `json:"started_at"`
+	EndsAt            *time.Time            `json:"ends_at"`
+	TerminatedAt      *time.Time            `json:"terminated_at"`
+}
+
+func toPodJSON(p *gpubroker.Pod) podJSON {
+	out := podJSON{
+		ID: p.ID, OrderID: p.OrderID, Status: p.Status, Plan: p.Plan, GPU: p.GPU, Region: p.Region, Hours: p.Hours,
+		Template: p.Template, HourlyCents: p.HourlyCents, AmountCents: p.AmountCents, Currency: p.Currency,
+		OrderStatus: p.OrderStatus, HoldExpiresAt: p.HoldExpiresAt, Provider: p.Provider, Error: p.Error,
+		CreatedAt: p.CreatedAt, DeployRequestedAt: p.DeployRequestedAt, StartedAt: p.StartedAt, EndsAt: p.EndsAt,
+		TerminatedAt: p.TerminatedAt,
+	}
+	if c := p.Connection; c != nil {
+		out.Connection = &connectionJSON{SSH: c.SSH, JupyterURL: c.JupyterURL, CodeServerURL: c.CodeServerURL}
+	}
+	return out
+}
+
+func toPodsJSON(pods []*gpubroker.Pod) []podJSON {
+	out := make([]podJSON, 0, len(pods))
+	for _, p := range pods {
+		out = append(out, toPodJSON(p))
+	}
+	return out
+}

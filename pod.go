@@ -1,0 +1,56 @@
+package gpubroker
+
+import "time"
+
+// Pod is a GPU pod with the order fields that go with it (what was bought, where its money
+// stands).
+type Pod struct {
+	ID            string
+	OrderID       string
+	AccountID     *string
+	Status        PodStatus
+	Plan          string
+	GPU           string
+	Region        string
+	Hours         int
+	Template      string
+	HourlyCents   int64
+	AmountCents   int64
+	Currency      string
+	OrderStatus   OrderStatus
+	HoldExpiresAt *time.Time
+	// Provider, InstanceID and OfferID say where it runs, once launched.
+	Provider     *string
+	InstanceID   *string
+	OfferID      *string
+	FailedOffers []string // offers that refused this pod (provider/offer id)
+	Connection   *Connection
+	Error        *string // what went wrong, for the customer
+	CreatedAt    time.Time
+
+	DeployRequestedAt *time.Time
+	CapturedAt        *time.Time
+	StartedAt         *time.Time
+	EndsAt            *time.Time
+	TerminatedAt      *time.Time
+}
+
+// PodUpdate is a change to a pod's columns, made with or without a status move; nil fields
+// are left as they are. Error set to "" clears the error.
+type PodUpdate struct {
+	Provider          *string
+	InstanceID        *string
+	OfferID           *string
+	CostCentsPerHour  *int64
+	Connection        *Connection
+	Error             *string
+	DeployRequestedAt *time.Time
+	CapturedAt        *time.Time
+	LaunchedAt        *time.Time
+	StartedAt         *time.Time
+	EndsAt            *time.Time
+	TerminatedAt      *time.Time
+}
+
+// Ptr returns a pointer to v, for PodUpdate's fields.
+func Ptr[T any](v T) *T { return &v }

@@ -1,0 +1,87 @@
+package gpubroker
+
+// OrderStatus is where an order's money stands. Orders move one way only:
+//
+//	checkout_pending ──► authorized ──► captured ──► refunded
+//	      │                  │
+//	      ├──► expired       └──► released   (hold cancelled, lapsed or never deployed)
+//	      ├──► declined
+//	      └──► released      (hold cancelled before the session was processed)
+//	free                     (free trial: no money moves)
+//
+// Every move is checked against this table (CanMoveTo) and guarded in SQL
+// (UPDATE … WHERE status = <from>), so a duplicated or late job cannot move it backwards.
+type OrderStatus string
+
+// Order statuses (stored as text).
+const (
+	OrderCheckoutPending OrderStatus = "checkout_pending"
+	OrderFree            OrderStatus = "free"
+	OrderAuthorized      OrderStatus = "authorized"
+	OrderCaptured        OrderStatus = "captured"
+	OrderRefunded        OrderStatus = "refunded"
+	OrderExpired         OrderStatus = "expired"
+	OrderReleased        OrderStatus = "released"
+	OrderDeclined        OrderStatus = "declined"
+)
+
+var orderTransitions = map[OrderStatus][]OrderStatus{
+	OrderCheckoutPending: {OrderAuthorized, OrderExpired, OrderDeclined, OrderReleased},
+	OrderAuthorized:      {OrderCaptured, OrderReleased},
+	OrderCaptured:        {OrderRefunded},
+}
+
+// CanMoveTo reports whether an order may move from s to to.
+func (s OrderStatus) CanMoveTo(to OrderStatus) bool { return allowed(orderTransitions[s], to) }
+
+// OrderStatuses lists every order status.
+var OrderStatuses = []OrderStatus{OrderCheckoutPending, OrderFree, OrderAuthorized, OrderCaptured, OrderRefunded, OrderExpired, OrderReleased, OrderDeclined}
+
+// PodStatus is where a pod stands:
+//
+//	configured ──► deploying ──► provisioning ──► running ──► terminating ──► terminated
+//	    ▲  │           │  │            │
+//	    └──┼───────────┘  │            │          (deploying → configured: the capture kept
+//	       │              │            │           failing; the hold stands, Deploy again)
+//	       └──────────────┴────────────┴──► failed (hold released, no GPU could be started:
+//	                                                refunded, or refund pending)
+//
+// Every move is checked against this table (CanMoveTo) and guarded in SQL.
+type PodStatus string
+
+// Pod statuses (stored as text).
+const (
+	PodConfigured   PodStatus = "configured"
+	PodDeploying    PodStatus = "deploying"
+	PodProvisioning PodStatus = "provisioning"
+	PodRunning      PodStatus = "running"
+	PodTerminating  PodStatus = "terminating"
+	PodTerminated   PodStatus = "terminated"
+	PodFailed       PodStatus = "failed"
+)
+
+var podTransitions = map[PodStatus][]PodStatus{
+	PodConfigured:   {PodDeploying, PodFailed},
+	PodDeploying:    {PodProvisioning, PodConfigured, PodFailed},
+	PodProvisioning: {PodRunning, PodFailed},
+	PodRunning:      {PodTerminating},
+	PodTerminating:  {PodTerminated},
+}
+
+// CanMoveTo reports whether a pod may move from s to to.
+func (s PodStatus) CanMoveTo(to PodStatus) bool { return allowed(podTransitions[s], to) }
+
+// Ended reports whether the pod is over: nothing will run on it again.
+func (s PodStatus) Ended() bool { return s == PodTerminated || s == PodFailed }
+
+// PodStatuses lists every pod status.
+var PodStatuses = []PodStatus{PodConfigured, PodDeploying, PodProvisioning, PodRunning, PodTerminating, PodTerminated, PodFailed}
+
+func allowed[S comparable](list []S, to S) bool {
+	for _, s := range list {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
