@@ -6,10 +6,14 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test site build migrate db-stop lint lighthouse bench fuzz site-deploy clean
+.PHONY: dev test site build build-prod migrate db-stop lint lighthouse bench fuzz site-deploy clean
 
 build:
 	go build -o bin/gpubroker ./cmd/gpubroker
+
+# The production binary: no Stripe stand-in linked in (dev then needs a real Stripe key).
+build-prod:
+	CGO_ENABLED=0 go build -tags nostandins -trimpath -o bin/gpubroker ./cmd/gpubroker
 
 site:
 	$(HUGO) --source site --minify --cleanDestinationDir --logLevel warn
@@ -33,6 +37,7 @@ test: site
 	if [ -n "$$gofmt_out" ]; then echo "gofmt needed: $$gofmt_out"; exit 1; fi; \
 	go vet ./... && \
 	go tool -modfile=tools/go.mod staticcheck ./... && \
+	go build -tags nostandins -o /dev/null ./cmd/gpubroker && \
 	DATABASE_URL="$$url" SITE_DIR=$(CURDIR)/site/public go test -race -count=1 -timeout 15m ./...
 
 bench:

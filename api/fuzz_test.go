@@ -12,7 +12,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"gpubroker/billing/stripesim"
+	"gpubroker/internal/stripesim"
 )
 
 // Native fuzz tests of the endpoints that take input from anyone on the internet, through the

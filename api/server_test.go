@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker/billing"
-	"gpubroker/billing/stripesim"
+	"gpubroker/internal/stripesim"
 	"gpubroker/internal/testdb"
 	"gpubroker/postgres"
 	"gpubroker/site"

@@ -14,7 +14,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/billing"
-	"gpubroker/billing/stripesim"
+	"gpubroker/internal/stripesim"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/billing"
-	"gpubroker/billing/stripesim"
+	"gpubroker/internal/stripesim"
 )
 
 func TestCheckoutAuthorizeCaptureRefund(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"gpubroker/gpu"
 	"gpubroker"
+	"gpubroker/gpu"
 )
 
 // TerminateInstanceArgs makes sure a provider instance we no longer want is gone: one that

@@ -22,7 +22,6 @@ import (
 	"gpubroker"
 	"gpubroker/api"
 	"gpubroker/billing"
-	"gpubroker/billing/stripesim"
 	"gpubroker/config"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
@@ -49,10 +48,10 @@ type Main struct {
 	// Set by Open.
 	Pool      *pgxpool.Pool
 	River     *river.Client[pgx.Tx]
-	StripeSim *stripesim.Server // the Stripe stand-in (dev without STRIPE_SECRET_KEY)
-	Sim       *sim.Sim          // the GPU simulator (dev, or GPU_SIMULATOR=true)
-	JobDeps   *jobs.Deps        // what the workers run with (worker and dev)
-	URL       string            // where the HTTP server listens, as http://host:port
+	StripeSim *stripeStandIn // the Stripe stand-in (dev without STRIPE_SECRET_KEY)
+	Sim       *sim.Sim       // the GPU simulator (dev, or GPU_SIMULATOR=true)
+	JobDeps   *jobs.Deps     // what the workers run with (worker and dev)
+	URL       string         // where the HTTP server listens, as http://host:port
 
 	ln      net.Listener
 	server  *http.Server
@@ -169,13 +168,14 @@ func (m *Main) payments(mux *http.ServeMux) (*billing.Client, error) {
 		if m.Mode != "dev" {
 			return nil, errors.New("STRIPE_SECRET_KEY: is required outside dev")
 		}
-		m.StripeSim = stripesim.New(stripesim.Config{
-			Prefix: stripesim.DefaultPrefix, PublicURL: cfg.PublicURL, WebhookURL: m.URL + "/api/stripe/webhook",
-			WebhookSecret: cfg.StripeWebhookSecret, Logger: log.With("component", "stripesim"),
-		})
+		var err error
+		m.StripeSim, err = newStripeStandIn(cfg.PublicURL, m.URL+"/api/stripe/webhook", cfg.StripeWebhookSecret, log.With("component", "stripesim"))
+		if err != nil {
+			return nil, err
+		}
 		m.closers = append(m.closers, m.StripeSim.Close)
-		mux.Handle(stripesim.DefaultPrefix+"/", m.StripeSim)
-		key, base = "sk_test_standin", m.URL+stripesim.DefaultPrefix
+		mux.Handle(stripeStandInPrefix+"/", m.StripeSim)
+		key, base = "sk_test_standin", m.URL+stripeStandInPrefix
 		log.Info("stand-in: Stripe is simulated at /dev/stripe (STRIPE_SECRET_KEY unset)")
 	}
 	return billing.New(billing.Config{SecretKey: key, APIBase: base, Logger: log}), nil

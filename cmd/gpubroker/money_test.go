@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
-	"gpubroker/billing/stripesim"
+	"gpubroker/internal/stripesim"
 	"gpubroker/jobs"
 )
 

@@ -5,15 +5,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/billing/stripesim"
 	"gpubroker/config"
 	"gpubroker/gpu/sim"
+	"gpubroker/internal/stripesim"
 	"gpubroker/internal/testdb"
 	"gpubroker/jobs"
 )
@@ -117,4 +118,16 @@ func TestWorkerNeedsAProvider(t *testing.T) {
 	_ = m.Close(context.Background())
 	require.ErrorContains(t, err, "LAMBDA_API_KEY, RUNPOD_API_KEY")
 	require.Nil(t, m.Sim)
+}
+
+// The production build (-tags nostandins, as the image is built) links no Stripe stand-in: a
+// live deployment cannot end up paying through a simulator.
+func TestProductionBuildLeavesOutStandIns(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", "-tags", "nostandins", ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.NotContains(t, string(out), "gpubroker/internal/stripesim")
+	out, err = exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "gpubroker/internal/stripesim", "the dev build has it")
 }

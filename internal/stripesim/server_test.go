@@ -19,7 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/billing/stripesim"
+	"gpubroker/internal/stripesim"
 )
 
 const key = "sk_test_123"

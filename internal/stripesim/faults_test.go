@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/billing/stripesim"
+	"gpubroker/internal/stripesim"
 )
 
 // paidIntent creates and pays a session and returns its PaymentIntent id.
