@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -28,11 +27,6 @@ func (CreateAccountArgs) InsertOpts() river.InsertOpts { return river.InsertOpts
 type CreateAccountWorker struct {
 	river.WorkerDefaults[CreateAccountArgs]
 	d *Deps
-}
-
-// NextRetry implements the RetryDelay override.
-func (w *CreateAccountWorker) NextRetry(*river.Job[CreateAccountArgs]) time.Time {
-	return w.d.nextRetry()
 }
 
 // Work implements river.Worker.

@@ -37,9 +37,6 @@ type CaptureWorker struct {
 	d *Deps
 }
 
-// NextRetry implements the RetryDelay override.
-func (w *CaptureWorker) NextRetry(*river.Job[CaptureArgs]) time.Time { return w.d.nextRetry() }
-
 // Work implements river.Worker.
 func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) error {
 	d := w.d

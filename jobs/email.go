@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -52,9 +51,6 @@ type SendEmailWorker struct {
 	river.WorkerDefaults[SendEmailArgs]
 	d *Deps
 }
-
-// NextRetry implements the RetryDelay override.
-func (w *SendEmailWorker) NextRetry(*river.Job[SendEmailArgs]) time.Time { return w.d.nextRetry() }
 
 // Work implements river.Worker.
 func (w *SendEmailWorker) Work(ctx context.Context, job *river.Job[SendEmailArgs]) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -33,9 +32,6 @@ type ReleaseHoldWorker struct {
 	river.WorkerDefaults[ReleaseHoldArgs]
 	d *Deps
 }
-
-// NextRetry implements the RetryDelay override.
-func (w *ReleaseHoldWorker) NextRetry(*river.Job[ReleaseHoldArgs]) time.Time { return w.d.nextRetry() }
 
 // Work implements river.Worker.
 func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHoldArgs]) error {

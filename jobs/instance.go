@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -52,11 +51,6 @@ type TerminateInstanceWorker struct {
 	d *Deps
 }
 
-// NextRetry backs off like River (attempt⁴ seconds) but never waits more than 10 minutes.
-func (w *TerminateInstanceWorker) NextRetry(job *river.Job[TerminateInstanceArgs]) time.Time {
-	return cappedRetry(w.d, job.Attempt)
-}
-
 // Work implements river.Worker.
 func (w *TerminateInstanceWorker) Work(ctx context.Context, job *river.Job[TerminateInstanceArgs]) error {
 	d, a := w.d, job.Args
@@ -81,15 +75,6 @@ func (w *TerminateInstanceWorker) Work(ctx context.Context, job *river.Job[Termi
 		}
 	}
 	return fmt.Errorf("pod %s: instances keep appearing under its name", a.PodID)
-}
-
-// cappedRetry is River's attempt⁴ backoff capped at 10 minutes (or the test override).
-func cappedRetry(d *Deps, attempt int) time.Time {
-	if t := d.nextRetry(); !t.IsZero() {
-		return t
-	}
-	wait := time.Duration(attempt*attempt*attempt*attempt) * time.Second
-	return time.Now().Add(min(wait, 10*time.Minute))
 }
 
 // endInstance terminates an instance at its provider; one already gone counts as ended.

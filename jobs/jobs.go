@@ -47,7 +47,8 @@ type Deps struct {
 	PollInterval time.Duration
 	// NoCapacityRetries is how many provision attempts may find no capacity before a refund.
 	NoCapacityRetries int
-	// RetryDelay, when set, replaces River's attempt^4 backoff (tests use milliseconds).
+	// RetryDelay, when set, replaces River's backoff (RetryPolicy; tests use milliseconds) and the
+	// wait before asking Stripe again about a capture whose outcome is unknown.
 	RetryDelay time.Duration
 	// OnOffers receives every published feed (the dev server serves the latest at /offers.json).
 	OnOffers func([]byte)
@@ -129,12 +130,4 @@ func unique() river.UniqueOpts {
 		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
 	}}
-}
-
-// nextRetry implements the optional RetryDelay override.
-func (d *Deps) nextRetry() time.Time {
-	if d.RetryDelay > 0 {
-		return time.Now().Add(d.RetryDelay)
-	}
-	return time.Time{}
 }

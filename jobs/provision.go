@@ -45,9 +45,6 @@ type ProvisionWorker struct {
 // provider that never answers costs an attempt, not a stuck job.
 func (w *ProvisionWorker) Timeout(*river.Job[ProvisionArgs]) time.Duration { return w.d.StepTimeout }
 
-// NextRetry implements the RetryDelay override.
-func (w *ProvisionWorker) NextRetry(*river.Job[ProvisionArgs]) time.Time { return w.d.nextRetry() }
-
 // Work implements river.Worker.
 func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs]) error {
 	d := w.d

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -45,9 +44,6 @@ type RefundWorker struct {
 	river.WorkerDefaults[RefundArgs]
 	d *Deps
 }
-
-// NextRetry implements the RetryDelay override.
-func (w *RefundWorker) NextRetry(*river.Job[RefundArgs]) time.Time { return w.d.nextRetry() }
 
 // Work implements river.Worker.
 func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -31,9 +30,6 @@ type StripeEventWorker struct {
 	river.WorkerDefaults[StripeEventArgs]
 	d *Deps
 }
-
-// NextRetry implements the RetryDelay override.
-func (w *StripeEventWorker) NextRetry(*river.Job[StripeEventArgs]) time.Time { return w.d.nextRetry() }
 
 // Work implements river.Worker.
 func (w *StripeEventWorker) Work(ctx context.Context, job *river.Job[StripeEventArgs]) error {

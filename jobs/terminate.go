@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -30,11 +29,6 @@ func (TerminateArgs) InsertOpts() river.InsertOpts {
 type TerminateWorker struct {
 	river.WorkerDefaults[TerminateArgs]
 	d *Deps
-}
-
-// NextRetry backs off like River but never waits more than 10 minutes.
-func (w *TerminateWorker) NextRetry(job *river.Job[TerminateArgs]) time.Time {
-	return cappedRetry(w.d, job.Attempt)
 }
 
 // Work implements river.Worker.

@@ -50,6 +50,8 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		},
 		Workers: workers,
 		Logger:  logger,
+		// River's backoff, with terminations capped at 10 minutes (jobs.RetryPolicy).
+		RetryPolicy: jobs.RetryPolicy{Delay: deps.RetryDelay},
 		// Every step is a short call to Stripe, a provider or SES; long waits are snoozes.
 		JobTimeout: time.Minute,
 		// A worker that died mid-job leaves it running until rescued. The default (1 h) would

@@ -1,0 +1,27 @@
+package jobs
+
+import (
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/require"
+)
+
+// Terminations retry at least every 10 minutes however often they failed; other kinds back
+// off like River; a test delay replaces both.
+func TestRetryPolicy(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	job := func(kind string, attempt int) *rivertype.JobRow {
+		return &rivertype.JobRow{Kind: kind, Attempt: attempt, AttemptedAt: &now, Errors: make([]rivertype.AttemptError, attempt-1)}
+	}
+	p := RetryPolicy{}
+	for _, kind := range []string{"terminate", "terminate_instance"} {
+		next := p.NextRetry(job(kind, 20))
+		require.WithinDuration(t, now.Add(maxTerminateBackoff), next, 2*time.Second, kind)
+		require.Less(t, p.NextRetry(job(kind, 1)).Sub(now), time.Minute, "early attempts back off like River")
+	}
+	require.Greater(t, p.NextRetry(job("capture", 20)).Sub(now), 24*time.Hour, "20⁴ s: River's backoff")
+	require.WithinDuration(t, now.Add(time.Second), RetryPolicy{Delay: time.Second}.NextRetry(job("terminate", 20)), time.Second)
+}
