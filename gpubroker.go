@@ -1,7 +1,10 @@
-// Package gpubroker holds the domain of GPU Broker: accounts, orders, pods, the catalog, money,
-// state transitions and error codes, plus the small interfaces of the outside services the
-// domain needs (payments, mail, GPU providers). It imports no database or vendor SDK; each
-// outside service has its own package implementing these interfaces.
+// Package gpubroker holds the domain of GPU Broker, with no I/O: accounts, orders and pods
+// (pod.go), their typed statuses and transition tables (state.go), the catalog and pricing
+// (catalog.go), SSH keys (sshkey.go), lifetimes of links, sessions and card holds
+// (lifetimes.go), email kinds (mail.go) and error codes (error.go), plus the interfaces of
+// the outside services the domain needs: Payments (payments.go) and Sender (mail.go). GPU
+// providers have their own portable package, gpu. Each outside service has its own package
+// implementing these interfaces.
 package gpubroker
 
 import "time"
@@ -14,14 +17,6 @@ const (
 	AccountPending = "pending"
 	AccountActive  = "active"
 )
-
-// HoldReleaseAfter is how long after authorization an undeployed hold is cancelled. Card holds
-// lapse after 7 days; releasing at 6 leaves a day of margin and tells the user first.
-const HoldReleaseAfter = 6 * 24 * time.Hour
-
-// HoldReleaseMargin is how long before the card hold's own deadline (Stripe's capture_before)
-// an undeployed hold is released. HoldReleaseAfter applies only when Stripe gives no deadline.
-const HoldReleaseMargin = 24 * time.Hour
 
 // Account is a customer, created by the checkout webhook (paid) or at once (free trial).
 type Account struct {

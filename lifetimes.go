@@ -23,6 +23,29 @@ const (
 	CheckoutLifetime = 31 * time.Minute
 )
 
+// Card holds: how long Stripe keeps an authorization, and when an undeployed one is released.
+const (
+	// CardHoldLifetime is how long a card authorization lasts when Stripe gives no deadline
+	// (online card payments: 7 days; the charge's capture_before says so per payment).
+	CardHoldLifetime = 7 * 24 * time.Hour
+	// HoldReleaseMargin is how long before the hold's deadline an undeployed hold is released,
+	// so the customer is told before the card network drops it and nothing is left to chance.
+	HoldReleaseMargin = 24 * time.Hour
+)
+
+// HoldDeadline is when a hold authorized at authorizedAt lapses: Stripe's capture_before, or
+// CardHoldLifetime after the authorization when Stripe gave none (zero).
+func HoldDeadline(authorizedAt, captureBefore time.Time) time.Time {
+	if captureBefore.IsZero() {
+		return authorizedAt.Add(CardHoldLifetime)
+	}
+	return captureBefore
+}
+
+// HoldReleaseAt is when an undeployed hold with this deadline is released: the last moment
+// to deploy.
+func HoldReleaseAt(deadline time.Time) time.Time { return deadline.Add(-HoldReleaseMargin) }
+
 // TokenTTL is how long a one-time link of the purpose works.
 func TokenTTL(purpose string) time.Duration {
 	if purpose == TokenLogin {

@@ -2,6 +2,7 @@ package gpubroker_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -47,4 +48,14 @@ func TestPodTransitions(t *testing.T) {
 	require.False(t, gpubroker.PodConfigured.CanMoveTo(gpubroker.PodRunning), "never run without a capture")
 	require.False(t, gpubroker.PodFailed.CanMoveTo(gpubroker.PodRunning), "a late provision run cannot revive a failed pod")
 	require.True(t, gpubroker.PodProvisioning.CanMoveTo(gpubroker.PodRunning))
+}
+
+// The hold is released a day before Stripe's deadline, or before 7 days when Stripe gave none.
+func TestHoldTimes(t *testing.T) {
+	t.Parallel()
+	auth := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	require.Equal(t, auth.Add(7*24*time.Hour), gpubroker.HoldDeadline(auth, time.Time{}))
+	visa := auth.Add(4*24*time.Hour + 18*time.Hour)
+	require.Equal(t, visa, gpubroker.HoldDeadline(auth, visa))
+	require.Equal(t, auth.Add(6*24*time.Hour), gpubroker.HoldReleaseAt(gpubroker.HoldDeadline(auth, time.Time{})))
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -79,13 +80,10 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 	}
 	if o.Status == gpubroker.OrderAuthorized || o.Status == gpubroker.OrderCheckoutPending {
 		// A margin before the hold's own deadline (Stripe's capture_before, stored as
-		// hold_expires_at); HoldReleaseAfter the authorization only without one.
-		at := d.now().Add(gpubroker.HoldReleaseAfter)
-		switch {
-		case o.HoldExpiresAt != nil:
-			at = o.HoldExpiresAt.Add(-gpubroker.HoldReleaseMargin)
-		case o.AuthorizedAt != nil:
-			at = o.AuthorizedAt.Add(gpubroker.HoldReleaseAfter)
+		// hold_expires_at by AuthorizeOrder).
+		at := gpubroker.HoldReleaseAt(gpubroker.HoldDeadline(d.now(), time.Time{}))
+		if o.HoldExpiresAt != nil {
+			at = gpubroker.HoldReleaseAt(*o.HoldExpiresAt)
 		}
 		if _, err := ins.InsertTx(ctx, tx, ReleaseHoldArgs{OrderID: o.ID}, &river.InsertOpts{ScheduledAt: at}); err != nil {
 			return err

@@ -12,8 +12,8 @@ import (
 	"gpubroker/postgres"
 )
 
-// ReleaseHoldArgs cancels an unused hold, scheduled HoldReleaseMargin before the hold's own
-// deadline (Stripe's capture_before), or HoldReleaseAfter the authorization without one.
+// ReleaseHoldArgs cancels an unused hold, scheduled at gpubroker.HoldReleaseAt: a margin
+// before the hold's own deadline (Stripe's capture_before).
 type ReleaseHoldArgs struct {
 	OrderID string `json:"order_id"`
 }
