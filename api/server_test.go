@@ -164,3 +164,29 @@ func (ts *testServer) signIn(email string) string {
 	}))
 	return secret
 }
+
+// call sends a JSON request as the site's pages do (same Origin, the session cookie when given)
+// and decodes the JSON answer.
+func (ts *testServer) call(method, path string, body any, session string) (int, map[string]any) {
+	ts.t.Helper()
+	var raw []byte
+	if body != nil {
+		var err error
+		raw, err = json.Marshal(body)
+		require.NoError(ts.t, err)
+	}
+	h := http.Header{"Origin": {testPublicURL}}
+	if session != "" {
+		h.Set("Cookie", SessionCookie+"="+session)
+	}
+	w := ts.do(method, path, raw, h)
+	checkAnswer(ts.t, method+" "+path, w)
+	out := map[string]any{}
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return w.Code, out
+}
+
+// order is a checkout request.
+func order(email, plan, gpu, region string, hours int) map[string]any {
+	return map[string]any{"email": email, "name": "Ada Lovelace", "plan": plan, "template": "data-science", "gpu": gpu, "region": region, "hours": hours}
+}

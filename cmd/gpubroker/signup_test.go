@@ -95,53 +95,6 @@ func TestFreeTrialAndTrialUsed(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders`))
 }
 
-func TestCheckoutValidation(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, envOpts{})
-	cases := []struct {
-		name  string
-		body  map[string]any
-		field string
-	}{
-		{"bad email", e.order("not-an-email", "pro", "a100", "us-east", 2), "email"},
-		{"unknown plan", e.order("a@example.com", "gold", "a100", "us-east", 2), "plan"},
-		{"enterprise is sold by sales", e.order("a@example.com", "enterprise", "a100", "us-east", 2), "plan"},
-		{"unknown gpu", e.order("a@example.com", "pro", "tpu", "us-east", 2), "gpu"},
-		{"gpu not in region", e.order("a@example.com", "pro", "l40s", "us-west", 2), "region"},
-		{"zero hours", e.order("a@example.com", "pro", "a100", "us-east", 0), "hours"},
-		{"too many hours", e.order("a@example.com", "pro", "a100", "us-east", 1000), "hours"},
-		{"free trial on an H100", e.order("a@example.com", "free", "h100", "us-east", 1), "gpu"},
-		{"free trial over an hour", e.order("a@example.com", "free", "rtx4090", "us-east", 3), "hours"},
-	}
-	for _, tc := range cases {
-		code, body := e.do(newBrowser(), "POST", "/api/checkout", tc.body)
-		require.Equal(t, http.StatusUnprocessableEntity, code, tc.name)
-		require.Contains(t, body["fields"], tc.field, tc.name)
-	}
-	// A price sent by the browser is ignored: the API computes it.
-	b := e.order("p@example.com", "pro", "a100", "us-east", 2)
-	b["amount_cents"] = 1
-	code, body := e.do(newBrowser(), "POST", "/api/checkout", b)
-	require.Equal(t, http.StatusCreated, code)
-	require.EqualValues(t, 4900+2*179, body["amount_cents"])
-	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders`), "invalid requests store nothing")
-	// Malformed JSON is a 400 with the error shape.
-	req, _ := http.NewRequest("POST", e.url+"/api/checkout", strings.NewReader("{"))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
-}
-
-func TestCheckoutRateLimited(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, envOpts{})
-	var last int
-	for i := 0; i < 25; i++ {
-		last, _ = e.do(newBrowser(), "POST", "/api/checkout", e.order(fmt.Sprintf("r%d@example.com", i), "pro", "a100", "us-east", 1))
-	}
-	require.Equal(t, http.StatusTooManyRequests, last)
-}
-
 // Webhooks: duplicates and extra events for one session make one account and one email.
 func TestWebhookDuplicatesAndReorders(t *testing.T) {
 	t.Parallel()

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -123,35 +122,6 @@ func TestSSHKeysJourney(t *testing.T) {
 	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, []string{laptopFP}, fingerprints(t, body))
-}
-
-// Twelve keys added at once end in exactly ten: the account's row lock bounds the count.
-func TestSSHKeysLimitUnderConcurrency(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, envOpts{})
-	c, _ := e.signUp("many@example.com")
-	lines := make([]string, 12)
-	for i := range lines {
-		lines[i], _ = newKey(t, "k")
-	}
-	codes := make([]int, len(lines))
-	var wg sync.WaitGroup
-	for i, line := range lines {
-		wg.Go(func() {
-			codes[i], _ = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "k", "public_key": line})
-		})
-	}
-	wg.Wait()
-	created := 0
-	for _, code := range codes {
-		if code == http.StatusCreated {
-			created++
-		} else {
-			require.Equal(t, http.StatusUnprocessableEntity, code)
-		}
-	}
-	require.Equal(t, 10, created)
-	require.Equal(t, 10, e.count(`SELECT count(*) FROM ssh_keys`))
 }
 
 // Paying with someone else's email never puts the payer's key on that person's account.
