@@ -41,7 +41,7 @@ func (w *StripeEventWorker) Work(ctx context.Context, job *river.Job[StripeEvent
 	log := d.Logger.With("event_id", ev.ID, "event_type", ev.Type)
 	switch ev.Type {
 	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
-		err = w.sessionCompleted(ctx, ev)
+		err = w.sessionCompleted(ctx, job, ev)
 	case "checkout.session.expired":
 		err = w.sessionExpired(ctx, ev)
 	case "payment_intent.canceled":
@@ -67,7 +67,7 @@ func (w *StripeEventWorker) orderOfSession(ctx context.Context, s *gpubroker.Che
 	return o, err
 }
 
-func (w *StripeEventWorker) sessionCompleted(ctx context.Context, ev *gpubroker.WebhookEvent) error {
+func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job[StripeEventArgs], ev *gpubroker.WebhookEvent) error {
 	d := w.d
 	s, err := d.Payments.GetCheckout(ctx, ev.ObjectID)
 	if err != nil {
@@ -94,7 +94,9 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, ev *gpubroker.
 	if pi.Amount != o.AmountCents || pi.Currency != o.Currency {
 		// Never authorize an order for an amount we did not compute; release the card at once.
 		if pi.Status == gpubroker.PIRequiresCapture {
-			if _, err := d.Payments.Cancel(ctx, pi.ID, "fraudulent", "mismatch-"+pi.ID); err != nil && !errors.Is(err, gpubroker.ErrPaymentState) {
+			// Just fetched as requires_capture, so an earlier cancel did not take effect: a
+			// retry may use a new key (a stored 500 under the first would be replayed).
+			if _, err := d.Payments.Cancel(ctx, pi.ID, "fraudulent", gpubroker.RetryKey("mismatch-"+pi.ID, job.ID, job.Attempt)); err != nil && !errors.Is(err, gpubroker.ErrPaymentState) {
 				return err
 			}
 		}
