@@ -70,6 +70,9 @@ func (w *StripeEventWorker) orderOfSession(ctx context.Context, s *gpubroker.Che
 func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job[StripeEventArgs], ev *gpubroker.WebhookEvent) error {
 	d := w.d
 	s, err := d.Payments.GetCheckout(ctx, ev.ObjectID)
+	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
+		return w.notOurs(ctx, ev, err)
+	}
 	if err != nil {
 		return fmt.Errorf("error fetching checkout session: %w", err)
 	}
@@ -143,6 +146,9 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job
 func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.WebhookEvent) error {
 	d := w.d
 	s, err := d.Payments.GetCheckout(ctx, ev.ObjectID)
+	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
+		return w.notOurs(ctx, ev, err)
+	}
 	if err != nil {
 		return fmt.Errorf("error fetching checkout session: %w", err)
 	}
@@ -168,6 +174,9 @@ func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.We
 func (w *StripeEventWorker) paymentCanceled(ctx context.Context, ev *gpubroker.WebhookEvent) error {
 	d := w.d
 	pi, err := d.Payments.GetPaymentIntent(ctx, ev.ObjectID)
+	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
+		return w.notOurs(ctx, ev, err)
+	}
 	if err != nil {
 		return fmt.Errorf("error fetching payment intent: %w", err)
 	}
@@ -182,6 +191,14 @@ func (w *StripeEventWorker) paymentCanceled(ctx context.Context, ev *gpubroker.W
 		return err
 	}
 	return releaseOrder(ctx, d, o.ID, "Your card hold was released by your bank or card network before you deployed.")
+}
+
+// notOurs completes an event whose own object Stripe answers 404 for (another integration's on
+// the same account, or deleted): there is nothing of ours to act on, and retrying for days
+// would only fill the River UI.
+func (w *StripeEventWorker) notOurs(ctx context.Context, ev *gpubroker.WebhookEvent, err error) error {
+	w.d.Logger.WarnContext(ctx, "stripe event for an object Stripe does not know; ignored", "event_id", ev.ID, "event_type", ev.Type, "object_id", ev.ObjectID, "error", err)
+	return nil
 }
 
 // releaseOrder records a released hold: the order becomes released, its undeployed pod failed,

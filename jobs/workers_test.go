@@ -142,3 +142,24 @@ func TestProvisionThenTerminate(t *testing.T) {
 	require.Equal(t, gpubroker.PodTerminated, b.pod(t, podID).Status)
 	require.Equal(t, 1, b.sim.Terminations())
 }
+
+// An event whose own object Stripe does not know (404: another account's, or deleted) is not
+// ours to act on: it completes at once with a warning instead of retrying for days.
+func TestStripeEventForAnUnknownObject(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	for i, ev := range []gpubroker.WebhookEvent{
+		{ID: "evt_unknown_1", Type: "checkout.session.completed", ObjectID: "cs_test_nobody"},
+		{ID: "evt_unknown_2", Type: "checkout.session.expired", ObjectID: "cs_test_nobody"},
+		{ID: "evt_unknown_3", Type: "payment_intent.canceled", ObjectID: "pi_nobody"},
+	} {
+		ev.Payload = []byte(`{}`)
+		require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := postgres.InsertStripeEvent(ctx, tx, &ev)
+			return err
+		}))
+		res := work(t, b, &StripeEventWorker{d: b.deps}, StripeEventArgs{EventID: ev.ID})
+		require.Equal(t, river.EventKindJobCompleted, res.EventKind, "event %d (%s)", i, ev.Type)
+	}
+}
