@@ -108,7 +108,8 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		Authorized         int64    `json:"authorized"`
 		Activated          int64    `json:"activated"`
 		Deployed           int64    `json:"deployed"`
-		Running            int64    `json:"running"`
+		Running            int64    `json:"running"`     // pods that ever ran (the funnel step)
+		RunningNow         int64    `json:"running_now"` // pods running at this moment
 		Refunded           int64    `json:"refunded"`
 		PaymentSuccessRate *float64 `json:"payment_success_rate"`
 		ProvisionP50       *float64 `json:"provisioning_seconds_p50"`
@@ -121,10 +122,11 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		(SELECT count(*) FROM accounts WHERE status = 'active'),
 		(SELECT count(*) FROM pods WHERE deploy_requested_at IS NOT NULL),
 		(SELECT count(*) FROM pods WHERE started_at IS NOT NULL),
+		(SELECT count(*) FROM pods WHERE status = 'running'),
 		(SELECT count(*) FROM orders WHERE status = 'refunded'),
 		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)) FROM pods WHERE started_at IS NOT NULL),
 		(SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)) FROM pods WHERE started_at IS NOT NULL)`).
-		Scan(&f.CheckoutsStarted, &f.PaidCheckouts, &f.Authorized, &f.Activated, &f.Deployed, &f.Running, &f.Refunded, &f.ProvisionP50, &f.ProvisionP95)
+		Scan(&f.CheckoutsStarted, &f.PaidCheckouts, &f.Authorized, &f.Activated, &f.Deployed, &f.Running, &f.RunningNow, &f.Refunded, &f.ProvisionP50, &f.ProvisionP95)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -97,7 +97,7 @@ func TestDeployJourney(t *testing.T) {
 	var funnel map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&funnel))
 	resp.Body.Close()
-	for k, want := range map[string]float64{"checkouts_started": 1, "authorized": 1, "activated": 1, "deployed": 1, "running": 1, "payment_success_rate": 1} {
+	for k, want := range map[string]float64{"checkouts_started": 1, "authorized": 1, "activated": 1, "deployed": 1, "running": 1, "running_now": 0, "payment_success_rate": 1} {
 		require.Equal(t, want, funnel[k], k)
 	}
 	require.NotNil(t, funnel["provisioning_seconds_p50"])
