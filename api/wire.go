@@ -58,27 +58,29 @@ type connectionJSON struct {
 }
 
 type podJSON struct {
-	ID                string                `json:"id"`
-	OrderID           string                `json:"order_id"`
-	Status            gpubroker.PodStatus   `json:"status"`
-	Plan              string                `json:"plan"`
-	GPU               string                `json:"gpu"`
-	Region            string                `json:"region"`
-	Hours             int                   `json:"hours"`
-	Template          string                `json:"template"`
-	HourlyCents       int64                 `json:"hourly_cents"`
-	AmountCents       int64                 `json:"amount_cents"`
-	Currency          string                `json:"currency"`
-	OrderStatus       gpubroker.OrderStatus `json:"order_status"`
-	HoldExpiresAt     *time.Time            `json:"hold_expires_at"`
-	Provider          *string               `json:"provider"`
-	Connection        *connectionJSON       `json:"connection"`
-	Error             *string               `json:"error"`
-	CreatedAt         time.Time             `json:"created_at"`
-	DeployRequestedAt *time.Time            `json:"deploy_requested_at"`
-	StartedAt         *time.Time            `json:"started_at"`
-	EndsAt            *time.Time            `json:"ends_at"`
-	TerminatedAt      *time.Time            `json:"terminated_at"`
+	ID            string                `json:"id"`
+	OrderID       string                `json:"order_id"`
+	Status        gpubroker.PodStatus   `json:"status"`
+	Plan          string                `json:"plan"`
+	GPU           string                `json:"gpu"`
+	Region        string                `json:"region"`
+	Hours         int                   `json:"hours"`
+	Template      string                `json:"template"`
+	HourlyCents   int64                 `json:"hourly_cents"`
+	AmountCents   int64                 `json:"amount_cents"`
+	Currency      string                `json:"currency"`
+	OrderStatus   gpubroker.OrderStatus `json:"order_status"`
+	HoldExpiresAt *time.Time            `json:"hold_expires_at"`
+	// DeployBy is the last moment to deploy: the hold is released then (HoldReleaseAt).
+	DeployBy          *time.Time      `json:"deploy_by"`
+	Provider          *string         `json:"provider"`
+	Connection        *connectionJSON `json:"connection"`
+	Error             *string         `json:"error"`
+	CreatedAt         time.Time       `json:"created_at"`
+	DeployRequestedAt *time.Time      `json:"deploy_requested_at"`
+	StartedAt         *time.Time      `json:"started_at"`
+	EndsAt            *time.Time      `json:"ends_at"`
+	TerminatedAt      *time.Time      `json:"terminated_at"`
 }
 
 func toPodJSON(p *gpubroker.Pod) podJSON {
@@ -88,6 +90,9 @@ func toPodJSON(p *gpubroker.Pod) podJSON {
 		OrderStatus: p.OrderStatus, HoldExpiresAt: p.HoldExpiresAt, Provider: p.Provider, Error: p.Error,
 		CreatedAt: p.CreatedAt, DeployRequestedAt: p.DeployRequestedAt, StartedAt: p.StartedAt, EndsAt: p.EndsAt,
 		TerminatedAt: p.TerminatedAt,
+	}
+	if p.OrderStatus == gpubroker.OrderAuthorized && p.HoldExpiresAt != nil {
+		out.DeployBy = gpubroker.Ptr(gpubroker.HoldReleaseAt(*p.HoldExpiresAt))
 	}
 	if c := p.Connection; c != nil {
 		out.Connection = &connectionJSON{SSH: c.SSH, JupyterURL: c.JupyterURL, CodeServerURL: c.CodeServerURL}

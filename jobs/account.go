@@ -135,6 +135,9 @@ func podMail(d *Deps, p *gpubroker.Pod) mail.Pod {
 	if p.EndsAt != nil {
 		m.EndsAt = *p.EndsAt
 	}
+	if p.TerminatedAt != nil {
+		m.EndedAt = *p.TerminatedAt
+	}
 	return m
 }
 

@@ -85,6 +85,8 @@ type Pod struct {
 	JupyterURL    string
 	CodeServerURL string
 	EndsAt        time.Time
+	// EndedAt is when the pod actually ended (terminated); zero while it runs.
+	EndedAt time.Time
 }
 
 // kinds lists the kinds with templates, in the order of the journey.

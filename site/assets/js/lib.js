@@ -78,7 +78,7 @@ let dateFormat;
 export function dateTime(s) {
   const d = new Date(s);
   if (!s || isNaN(d)) return "";
-  dateFormat = dateFormat || new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  dateFormat = dateFormat || new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short" });
   return dateFormat.format(d);
 }
 
