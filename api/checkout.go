@@ -115,15 +115,8 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprou
 		return
 	}
 	ctx := r.Context()
-	var inserted bool
-	err = postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		if inserted, err = postgres.InsertStripeEvent(ctx, tx, ev); err != nil || !inserted {
-			return err
-		}
-		_, err = s.Jobs.InsertTx(ctx, tx, jobs.StripeEventArgs{EventID: ev.ID}, nil)
-		return err
-	})
+	// The event and its job in one statement: one round trip, one commit.
+	inserted, err := postgres.InsertStripeEvent(ctx, s.Pool, ev, jobs.StripeEventArgs{EventID: ev.ID})
 	if err != nil {
 		logger(r).ErrorContext(ctx, "webhook not stored", "event_id", ev.ID, "error", err)
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "unavailable", Message: "Could not store the event; retry later."})

@@ -50,6 +50,7 @@ type options struct {
 	maxEvents int
 	profile   string
 	keep      bool
+	dbParams  string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.Float64Var(&o.dupShare, "dup", 0.10, "share of redelivered events")
 	flag.IntVar(&o.maxEvents, "max-events", 500_000, "at most this many events per measurement")
 	flag.StringVar(&o.profile, "profile", "", "after the rounds, write a CPU profile of the api at 8 senders here and print its top")
+	flag.StringVar(&o.dbParams, "api-db-params", "", "extra DATABASE_URL parameters for the api only, e.g. pool_max_conns=16 (experiments)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the cluster directory (logs) instead of removing it")
 	flag.Parse()
 	for _, s := range strings.Split(senders, ",") {
@@ -118,7 +120,11 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 		return fmt.Errorf("gpubroker migrate: %w\n%s", err, b)
 	}
 
-	api, err := startAPI(ctx, bin, c, dbURL)
+	apiURL := dbURL
+	if o.dbParams != "" {
+		apiURL += "&" + o.dbParams
+	}
+	api, err := startAPI(ctx, bin, c, apiURL)
 	if err != nil {
 		return err
 	}
