@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -98,7 +97,7 @@ const maxWebhookBody = 256 << 10
 // handleWebhook verifies a Stripe event on its raw body, stores it under its id and enqueues
 // its job in the same transaction, then answers 200. Slow work happens in the job.
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, maxWebhookBody), min(r.ContentLength, maxWebhookBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -122,7 +121,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprou
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "unavailable", Message: "Could not store the event; retry later."})
 		return
 	}
-	logger(r).InfoContext(ctx, "webhook received", "event_id", ev.ID, "event_type", ev.Type, "duplicate", !inserted)
+	logAttrs(r, "event_id", ev.ID, "event_type", ev.Type, "duplicate", !inserted) // on the request's log line
 	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
 }
 
