@@ -51,6 +51,7 @@ type options struct {
 	profile   string
 	keep      bool
 	dbParams  string
+	burst     int
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.IntVar(&o.maxEvents, "max-events", 500_000, "at most this many events per measurement")
 	flag.StringVar(&o.profile, "profile", "", "after the rounds, write a CPU profile of the api at 8 senders here and print its top")
 	flag.StringVar(&o.dbParams, "api-db-params", "", "extra DATABASE_URL parameters for the api only, e.g. pool_max_conns=16 (experiments)")
+	flag.IntVar(&o.burst, "jobs", 2000, "then run BenchmarkStripeEventBurst with this many paid checkouts on the same cluster (0: skip; needs the source tree)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the cluster directory (logs) instead of removing it")
 	flag.Parse()
 	for _, s := range strings.Split(senders, ",") {
@@ -225,6 +227,30 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 			return err
 		}
 	}
+	if o.burst > 0 {
+		api.stop() // its CPUs are the job side's now
+		if err := jobBurst(ctx, c, o.burst, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jobBurst runs the job-side benchmark (cmd/gpubroker BenchmarkStripeEventBurst) against this
+// cluster: its test harness makes a fresh database on it for the run.
+func jobBurst(ctx context.Context, c *cluster, n int, out io.Writer) error {
+	fmt.Fprintf(out, "\nJob side: a burst of %d paid checkouts' events through stripe_event (production River settings, Stripe stand-in) against River's no-op rate, same cluster:\n", n)
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^$", "-bench", "^BenchmarkStripeEventBurst$", "-benchtime", "1x", "-timeout", "20m", "./cmd/gpubroker/")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+c.url("postgres"), "GPUBROKER_BURST="+strconv.Itoa(n))
+	b, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Benchmark") || err != nil {
+			fmt.Fprintln(out, line)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("job benchmark: %w", err)
+	}
 	return nil
 }
 
@@ -282,6 +308,7 @@ type apiProc struct {
 	cmd                    *exec.Cmd
 	url, pprofAddr, secret string
 	log                    *os.File
+	stopped                bool
 }
 
 // startAPI runs `gpubroker api` in production mode on loopback ports, its log in the cluster
@@ -331,6 +358,10 @@ func startAPI(ctx context.Context, bin string, c *cluster, dbURL string) (*apiPr
 }
 
 func (a *apiProc) stop() {
+	if a.stopped {
+		return
+	}
+	a.stopped = true
 	if a.cmd.Process != nil {
 		_ = a.cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
