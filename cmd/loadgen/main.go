@@ -164,6 +164,8 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 						return err
 					}
 					raw[n] = r
+					// Let the postmaster reap pgbench's backends, so their CPU is in its cutime.
+					time.Sleep(300 * time.Millisecond)
 				} else {
 					r = l.measure(ctx, n, o.duration)
 					r.apiCPU = processCPU(api.cmd.Process.Pid) - api0
