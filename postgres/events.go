@@ -55,7 +55,8 @@ func InsertStripeEvent(ctx context.Context, q Querier, e *gpubroker.WebhookEvent
 	return true, nil
 }
 
-// riverNotified is when (unix nanoseconds) the last insert notification went out.
+// riverNotified is when (unix nanoseconds) the last insert notification went out. It is per
+// process, as a process has one database (tests running several only poll sooner for it).
 var riverNotified atomic.Int64
 
 // notifyRiverInsert wakes River's workers for queue, as River's own InsertTx does: a
