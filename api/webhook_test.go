@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"gpubroker/billing"
@@ -30,21 +32,62 @@ func benchEvent(id string) []byte {
 		`"status":"complete","mode":"payment","custom_text":{"submit":%q}}}}`, id, id, id, pad)
 }
 
+// webhookServer is the API on a fresh database with River's insert-only client, as `api` runs.
+func webhookServer(t testing.TB, secret string) (*Server, http.Handler) {
+	pool := testdb.New(t)
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	ins, err := worker.NewInsertClient(pool, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Pool: pool, Jobs: ins, WebhookSecret: secret, ParseWebhook: billing.ParseWebhook, Logger: logger, PublicURL: "http://localhost:8080"}
+	return s, s.Handler()
+}
+
+func TestWebhookAnswers(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_test"
+	s, h := webhookServer(t, secret)
+	post := func(body []byte, sig string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/api/stripe/webhook", bytes.NewReader(body))
+		req.Header.Set("Stripe-Signature", sig)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	sign := func(body []byte, secret string) string {
+		return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()}).Header
+	}
+	count := func(sql string) (n int) {
+		require.NoError(t, s.Pool.QueryRow(context.Background(), sql).Scan(&n))
+		return n
+	}
+	body := benchEvent("evt_answers")
+	for range 2 { // a redelivery is acknowledged the same way
+		w := post(body, sign(body, secret))
+		require.Equal(t, http.StatusOK, w.Code)
+		require.JSONEq(t, `{"received":true}`, w.Body.String())
+		require.Equal(t, "application/json; charset=utf-8", w.Header().Get("Content-Type"))
+	}
+	require.Equal(t, 1, count(`SELECT count(*) FROM stripe_events`))
+	require.Equal(t, 1, count(`SELECT count(*) FROM river_job WHERE kind = 'stripe_event'`))
+
+	require.Equal(t, http.StatusBadRequest, post(body, sign(body, "whsec_forged")).Code)
+	big := make([]byte, 300<<10)
+	require.Equal(t, http.StatusRequestEntityTooLarge, post(big, sign(big, secret)).Code)
+	other := benchEvent("evt_other")
+	s.Pool.Close()
+	require.Equal(t, http.StatusServiceUnavailable, post(other, sign(other, secret)).Code)
+}
+
 // BenchmarkWebhook runs the webhook handler through the whole middleware on a real database
 // (verify, store, enqueue, commit), with production JSON logging to io.Discard, and reports
 // the process's CPU per event (user+system, the database excluded) next to allocations. It
 // guards the handler's cost per event: compare cpu-µs/op and allocs/op before and after a
 // change (go test -run '^$' -bench Webhook ./api/).
 func BenchmarkWebhook(b *testing.B) {
-	pool := testdb.New(b)
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	ins, err := worker.NewInsertClient(pool, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
 	const secret = "whsec_bench"
-	s := &Server{Pool: pool, Jobs: ins, WebhookSecret: secret, ParseWebhook: billing.ParseWebhook, Logger: logger, PublicURL: "http://localhost:8080"}
-	h := s.Handler()
+	_, h := webhookServer(b, secret)
 	post := func(body []byte) int {
 		sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()}).Header
 		req := httptest.NewRequest(http.MethodPost, "/api/stripe/webhook", bytes.NewReader(body))
