@@ -6,7 +6,7 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test site build build-prod migrate db-stop lint lighthouse bench fuzz site-deploy clean
+.PHONY: dev test site build build-prod migrate db-stop lint lighthouse bench load fuzz site-deploy clean
 
 build:
 	go build -o bin/gpubroker ./cmd/gpubroker
@@ -72,3 +72,9 @@ db-stop:
 
 clean:
 	rm -rf bin site/public site/resources/_gen
+
+# Webhook ingest under load against the raw PostgreSQL floor, on a durable throwaway cluster
+# (cmd/loadgen; about 2 minutes). LOADFLAGS passes options, e.g. LOADFLAGS='-rounds 1'.
+load: build
+	go build -o bin/loadgen ./cmd/loadgen
+	bin/loadgen -gpubroker bin/gpubroker -profile bin/load-api.pprof $(LOADFLAGS)

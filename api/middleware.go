@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,13 +23,35 @@ import (
 
 type ctxKey int
 
-const loggerKey ctxKey = 0
+const requestKey ctxKey = 0
 
+// request is what the middleware keeps about a request in its context: the id, the logger
+// (made on first use: most requests log nothing but their one request line) and attributes a
+// handler adds to that line.
+type request struct {
+	id     string
+	base   *slog.Logger
+	logger *slog.Logger
+	attrs  []any
+}
+
+// logger returns the request's logger, which tags every line with its request id.
 func logger(r *http.Request) *slog.Logger {
-	if l, ok := r.Context().Value(loggerKey).(*slog.Logger); ok {
-		return l
+	if q, ok := r.Context().Value(requestKey).(*request); ok {
+		if q.logger == nil {
+			q.logger = q.base.With("request_id", q.id)
+		}
+		return q.logger
 	}
 	return slog.Default()
+}
+
+// logAttrs adds key-value pairs to the request's log line: one line per request instead of a
+// handler's own line next to it.
+func logAttrs(r *http.Request, args ...any) {
+	if q, ok := r.Context().Value(requestKey).(*request); ok {
+		q.attrs = append(q.attrs, args...)
+	}
 }
 
 type statusWriter struct {
@@ -68,12 +91,14 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b)
 		}
 		w.Header().Set("X-Request-Id", id)
-		l := base.With("request_id", id)
-		r = r.WithContext(context.WithValue(r.Context(), loggerKey, l))
+		q := &request{id: id, base: base}
+		r = r.WithContext(context.WithValue(r.Context(), requestKey, q))
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		s.metrics.observe(routeLabel(r.URL.Path), r.Method, sw.status, time.Since(start))
-		l.Info("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", time.Since(start).Milliseconds())
+		d := time.Since(start)
+		s.metrics.observe(routeLabel(r.URL.Path), r.Method, sw.status, d)
+		base.Info("http request", append([]any{"request_id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration_ms", d.Milliseconds()}, q.attrs...)...)
 	})
 }
 
@@ -99,6 +124,26 @@ func cleanInput(next http.Handler) http.Handler {
 }
 
 func cleanText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
+// readBody is io.ReadAll into a buffer of the announced size (Content-Length, -1 when
+// unknown), rather than io.ReadAll's repeated doublings from 512 bytes; the reader (an
+// http.MaxBytesReader) still enforces the limit whatever the header claims.
+func readBody(rd io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, 0, max(size, 511)+1)
+	for {
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // let append pick the next size
+		}
+	}
+}
 
 // routeLabel collapses pod ids in paths so metrics stay low-cardinality.
 func routeLabel(p string) string {

@@ -33,6 +33,9 @@ func eventJSON(t *testing.T, apiVersion string) []byte {
 	return b
 }
 
+// raw is a body for the table below, signed by the test itself.
+func raw(s string) []byte { return []byte(s) }
+
 func TestParseWebhook(t *testing.T) {
 	t.Parallel()
 	valid := eventJSON(t, "2023-10-16")
@@ -57,6 +60,18 @@ func TestParseWebhook(t *testing.T) {
 		header := sign(valid, testSecret, now) + ",v1=" + hex.EncodeToString(old.Signature)
 		_, err := billing.ParseWebhook(valid, header, testSecret)
 		require.NoError(t, err)
+	})
+
+	t.Run("odd client_reference_id is ignored", func(t *testing.T) {
+		t.Parallel()
+		for _, ref := range []string{`null`, `42`, `{"a":1}`} {
+			body := raw(`{"id":"evt_1","type":"checkout.session.completed","created":1700000000,"data":{"object":{"id":"cs_1","client_reference_id":` + ref + `}}}`)
+			ev, err := billing.ParseWebhook(body, sign(body, testSecret, time.Now()), testSecret)
+			require.NoError(t, err, ref)
+			require.Equal(t, "", ev.ClientReferenceID)
+			require.Equal(t, "cs_1", ev.ObjectID)
+			require.Equal(t, "", ev.APIVersion)
+		}
 	})
 
 	t.Run("other api version is accepted on purpose", func(t *testing.T) {
@@ -84,11 +99,20 @@ func TestParseWebhook(t *testing.T) {
 		{"no v1 signature", valid, "t=1700000000,v0=abc", billing.ErrBadSignature, webhook.ErrNoValidSignature},
 		{"garbage body", []byte("not json at all"), sign([]byte("not json at all"), testSecret, time.Now()), billing.ErrBadPayload, nil},
 		{"json but not an event", []byte(`{"hello":"world"}`), sign([]byte(`{"hello":"world"}`), testSecret, time.Now()), billing.ErrBadPayload, nil},
+		{"truncated json", valid[:len(valid)-1], sign(valid[:len(valid)-1], testSecret, time.Now()), billing.ErrBadPayload, nil},
+		{"numeric id", raw(`{"id":5,"type":"x","data":{"object":{}}}`), "", billing.ErrBadPayload, nil},
+		{"no data.object", raw(`{"id":"evt_1","type":"x","data":{}}`), "", billing.ErrBadPayload, nil},
+		{"null data.object", raw(`{"id":"evt_1","type":"x","data":{"object":null}}`), "", billing.ErrBadPayload, nil},
+		{"array", raw(`[{"id":"evt_1"}]`), "", billing.ErrBadPayload, nil},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ev, err := billing.ParseWebhook(tc.body, tc.header, testSecret)
+			header := tc.header
+			if header == "" && tc.sentinel == billing.ErrBadPayload {
+				header = sign(tc.body, testSecret, time.Now())
+			}
+			ev, err := billing.ParseWebhook(tc.body, header, testSecret)
 			require.Nil(t, ev)
 			require.ErrorIs(t, err, tc.sentinel)
 			if tc.cause != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -35,6 +36,7 @@ type Config struct {
 	SimBootDelaySeconds int
 	GPUSimulator        bool
 	TrustedProxyHops    int
+	PprofAddr           string
 }
 
 // Vars lists every variable with its default, for the README, .env.example and `gpubroker env`.
@@ -61,6 +63,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
 	{"GPU_SIMULATOR", "false", "true: the worker also launches on the GPU simulator (always on in `dev`; for test and chaos runs, never with real customers)"},
 	{"TRUSTED_PROXY_HOPS", "0", "proxies in front of the API that append to X-Forwarded-For (CloudFront + ALB = 2); 0 uses the peer address"},
+	{"PPROF_ADDR", "", "loopback address (127.0.0.1:port) serving /debug/pprof/ for profiling (make load); unset: off"},
 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in production, a map in tests).
@@ -83,6 +86,7 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		SQSFeedbackQueueURL: get("SQS_FEEDBACK_QUEUE_URL"), OffersBucket: get("OFFERS_BUCKET"), SalesEmail: get("SALES_EMAIL"),
 		LambdaAPIKey: get("LAMBDA_API_KEY"), LambdaSSHKeyName: get("LAMBDA_SSH_KEY_NAME"), RunPodAPIKey: get("RUNPOD_API_KEY"),
 		AdminUser: get("ADMIN_USER"), AdminPassword: get("ADMIN_PASSWORD"), SiteDir: get("SITE_DIR"),
+		PprofAddr: get("PPROF_ADDR"),
 	}
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -131,6 +135,13 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	}
 	if _, err := fmt.Sscan(get("TRUSTED_PROXY_HOPS"), &c.TrustedProxyHops); err != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 5 {
 		bad("TRUSTED_PROXY_HOPS", "must be an integer from 0 to 5")
+	}
+	if c.PprofAddr != "" {
+		// Profiles expose internals (and cost CPU while taken): only ever on loopback.
+		host, _, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			bad("PPROF_ADDR", "must be a loopback host:port like 127.0.0.1:6060, got %q", c.PprofAddr)
+		}
 	}
 	return c, errors.Join(errs...)
 }

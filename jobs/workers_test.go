@@ -155,10 +155,8 @@ func TestStripeEventForAnUnknownObject(t *testing.T) {
 		{ID: "evt_unknown_3", Type: "payment_intent.canceled", ObjectID: "pi_nobody"},
 	} {
 		ev.Payload = []byte(`{}`)
-		require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
-			_, err := postgres.InsertStripeEvent(ctx, tx, &ev)
-			return err
-		}))
+		_, err := postgres.InsertStripeEvent(ctx, b.pool, &ev, StripeEventArgs{EventID: ev.ID})
+		require.NoError(t, err)
 		res := work(t, b, &StripeEventWorker{d: b.deps}, StripeEventArgs{EventID: ev.ID})
 		require.Equal(t, river.EventKindJobCompleted, res.EventKind, "event %d (%s)", i, ev.Type)
 	}

@@ -149,6 +149,11 @@ func (m *Main) Open(ctx context.Context) error {
 		log.Info("stand-in: email goes to the outbox only, readable at /dev/mail (SES_FROM unset)")
 	}
 
+	if cfg.PprofAddr != "" {
+		if err := m.servePprof(cfg.PprofAddr, log); err != nil {
+			return fmt.Errorf("error listening on PPROF_ADDR %s: %w", cfg.PprofAddr, err)
+		}
+	}
 	m.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

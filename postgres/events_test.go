@@ -1,0 +1,68 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"gpubroker"
+	"gpubroker/internal/testdb"
+	"gpubroker/jobs"
+	"gpubroker/postgres"
+)
+
+type uniqueArgs struct{}
+
+func (uniqueArgs) Kind() string { return "unique_test" }
+func (uniqueArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// The event and its job are stored together, once; the insert wakes River's workers.
+func TestInsertStripeEvent(t *testing.T) {
+	ctx := context.Background()
+	pool, url := testdb.NewWithURL(t)
+	listener, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer listener.Close(ctx)
+	_, err = listener.Exec(ctx, `LISTEN "public.river_insert"`)
+	require.NoError(t, err)
+
+	ev := &gpubroker.WebhookEvent{ID: "evt_1", Type: "checkout.session.completed", ObjectID: "cs_1",
+		ClientReferenceID: "6f1c2a9e-3b7d-4c2a-8e5f-0123456789ab", Payload: []byte(`{"id":"evt_1"}`)}
+	inserted, err := postgres.InsertStripeEvent(ctx, pool, ev, jobs.StripeEventArgs{EventID: ev.ID})
+	require.NoError(t, err)
+	require.True(t, inserted)
+
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(wait)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"queue":"default"}`, n.Payload)
+
+	// A redelivery stores nothing and enqueues nothing.
+	inserted, err = postgres.InsertStripeEvent(ctx, pool, ev, jobs.StripeEventArgs{EventID: ev.ID})
+	require.NoError(t, err)
+	require.False(t, inserted)
+
+	var kind, queue, state, eventID string
+	var priority, maxAttempts, jobsN int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) OVER (), kind, queue, state::text, priority, max_attempts, args->>'event_id' FROM river_job`).
+		Scan(&jobsN, &kind, &queue, &state, &priority, &maxAttempts, &eventID))
+	require.Equal(t, 1, jobsN)
+	require.Equal(t, []any{"stripe_event", river.QueueDefault, "available", river.PriorityDefault, river.MaxAttemptsDefault, "evt_1"},
+		[]any{kind, queue, state, priority, maxAttempts, eventID})
+	got, err := postgres.GetStripeEvent(ctx, pool, "evt_1")
+	require.NoError(t, err)
+	require.Equal(t, ev.ClientReferenceID, got.ClientReferenceID)
+
+	// Options the single-statement insert cannot honour are refused, not ignored.
+	ev2 := *ev
+	ev2.ID = "evt_2"
+	_, err = postgres.InsertStripeEvent(ctx, pool, &ev2, uniqueArgs{})
+	require.Error(t, err)
+}
