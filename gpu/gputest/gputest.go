@@ -60,11 +60,11 @@ func Run(t *testing.T, h Harness) {
 		name := "gputest-" + rand.Text()[:12]
 
 		inst, err := p.Launch(ctx, gpu.LaunchRequest{
-			Offer:        offer,
-			Name:         name,
-			Image:        "gpubroker/datascience:pytorch2-cuda12",
-			IDE:          gpu.IDEJupyter,
-			SSHPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpubrokertestkey gputest",
+			Offer:         offer,
+			Name:          name,
+			Image:         "gpubroker/datascience:pytorch2-cuda12",
+			IDE:           gpu.IDEJupyter,
+			SSHPublicKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpubrokertestkey gputest"},
 		})
 		require.NoError(t, err)
 		require.NotNil(t, inst)
