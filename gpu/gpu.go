@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 )
 
@@ -163,8 +164,19 @@ func (r LaunchRequest) Validate() error {
 			return fmt.Errorf("gpu: SSH public key is not one authorized_keys line")
 		}
 	}
-	if w := r.Workspace; !w.IsZero() && (w.URL == "" || w.Path == "" || !isSHA256Hex(w.SHA256)) {
-		return fmt.Errorf("gpu: workspace %q needs a URL, a path and a hex SHA-256", w.Name)
+	// The secret, URL and path end up in environment variables and files on the instance:
+	// nothing in them may need quoting.
+	if strings.Trim(r.IDESecret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-") != "" {
+		return fmt.Errorf("gpu: the IDE secret may hold only letters, digits and ._~-")
+	}
+	if w := r.Workspace; !w.IsZero() {
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.ContainsAny(w.URL, " \t\r\n\"'`$\\") {
+			return fmt.Errorf("gpu: workspace %q: URL %q is not a plain http(s) URL", w.Name, w.URL)
+		}
+		if !strings.HasPrefix(w.Path, "/") || strings.ContainsAny(w.Path, " \t\r\n\"'`$\\") || !isSHA256Hex(w.SHA256) {
+			return fmt.Errorf("gpu: workspace %q needs an absolute plain path and a hex SHA-256", w.Name)
+		}
 	}
 	return nil
 }

@@ -44,6 +44,15 @@ func TestLaunchRequestValidateKeysAndWorkspace(t *testing.T) {
 	r.Workspace.SHA256 = "nothex"
 	require.Error(t, r.Validate())
 	r = request()
+	r.IDESecret = "a b"
+	require.Error(t, r.Validate(), "a secret that would need quoting")
+	r = request()
+	r.Workspace.URL = "file:///etc/passwd"
+	require.Error(t, r.Validate())
+	r = request()
+	r.Workspace.Path = "relative"
+	require.Error(t, r.Validate())
+	r = request()
 	r.Workspace = gpu.Workspace{}
 	require.NoError(t, r.Validate(), "no workspace is fine")
 }
