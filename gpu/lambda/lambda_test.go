@@ -262,13 +262,35 @@ func newClient(srv *httptest.Server) *lambda.Client {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	var fakes sync.Map // *lambda.Client → *fakeLambda
 	gputest.Run(t, gputest.Harness{
 		New: func(t *testing.T) gpu.Provider {
-			_, srv := newFake(t)
-			return newClient(srv)
+			f, srv := newFake(t)
+			c := newClient(srv)
+			fakes.Store(c, f)
+			return c
 		},
 		Query:         gpu.OfferQuery{GPU: "h100", Region: "us-east"},
 		RunningWithin: 2 * time.Second,
+		// What the VM would do with the launch: cloud-init's keys, the start script's env.
+		Asked: func(t *testing.T, p gpu.Provider, name string) gputest.Asked {
+			v, _ := fakes.Load(p)
+			f := v.(*fakeLambda)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for _, l := range f.launches {
+				if l["name"] != name {
+					continue
+				}
+				require.Equal(t, []any{sshKey}, l["ssh_key_names"])
+				cc, _, env := parseUserData(t, l["user_data"].(string))
+				return gputest.Asked{SSHAuthorizedKeys: cc.SSHAuthorizedKeys, IDE: env["GPUBROKER_IDE"],
+					IDESecret:    env["JUPYTER_PASSWORD"] + env["PASSWORD"],
+					WorkspaceURL: env["GPUBROKER_WORKSPACE_URL"], WorkspaceSHA256: env["GPUBROKER_WORKSPACE_SHA256"], WorkspacePath: env["GPUBROKER_WORKSPACE_PATH"]}
+			}
+			t.Fatalf("no launch named %s", name)
+			return gputest.Asked{}
+		},
 	})
 }
 

@@ -271,13 +271,49 @@ func newClient(srv *httptest.Server) *runpod.Client {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	var fakes sync.Map // *runpod.Client → *fakeRunPod
 	gputest.Run(t, gputest.Harness{
 		New: func(t *testing.T) gpu.Provider {
-			_, srv := newFake(t)
-			return newClient(srv)
+			f, srv := newFake(t)
+			c := newClient(srv)
+			fakes.Store(c, f)
+			return c
 		},
 		Query:         gpu.OfferQuery{GPU: "h100", Region: "us-east"},
 		RunningWithin: 2 * time.Second,
+		// What the container would read: its env, as our images' entrypoint does.
+		Asked: func(t *testing.T, p gpu.Provider, name string) gputest.Asked {
+			v, _ := fakes.Load(p)
+			f := v.(*fakeRunPod)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for _, c := range f.creates {
+				if c["name"] != name {
+					continue
+				}
+				env := map[string]string{}
+				for k, v := range c["env"].(map[string]any) {
+					env[k] = v.(string)
+				}
+				var keys []string
+				if env["PUBLIC_KEY"] != "" {
+					keys = strings.Split(env["PUBLIC_KEY"], "\n")
+					require.Equal(t, env["PUBLIC_KEY"], env["SSH_PUBLIC_KEY"])
+					require.Contains(t, c["ports"], "22/tcp", "keys work only on the direct port")
+				}
+				a := gputest.Asked{SSHAuthorizedKeys: keys, IDESecret: env["JUPYTER_PASSWORD"] + env["PASSWORD"],
+					WorkspaceURL: env["GPUBROKER_WORKSPACE_URL"], WorkspaceSHA256: env["GPUBROKER_WORKSPACE_SHA256"], WorkspacePath: env["GPUBROKER_WORKSPACE_PATH"]}
+				switch {
+				case slices.Contains(c["ports"].([]any), any("8888/http")):
+					a.IDE = gpu.IDEJupyter
+				case slices.Contains(c["ports"].([]any), any("8080/http")):
+					a.IDE = gpu.IDECodeServer
+				}
+				return a
+			}
+			t.Fatalf("no pod named %s", name)
+			return gputest.Asked{}
+		},
 	})
 }
 

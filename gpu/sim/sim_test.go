@@ -21,6 +21,17 @@ func TestConformance(t *testing.T) {
 		New:           func(t *testing.T) gpu.Provider { return sim.New(sim.Options{}) },
 		Query:         gpu.OfferQuery{GPU: "h100", Region: "us-east"},
 		RunningWithin: time.Second,
+		Asked: func(t *testing.T, p gpu.Provider, name string) gputest.Asked {
+			for _, r := range p.(*sim.Sim).Records() {
+				if r.Name == name {
+					require.NotEqual(t, gpu.StateFailed, r.Status, r.Error)
+					return gputest.Asked{SSHAuthorizedKeys: r.SSHAuthorizedKeys, IDE: r.IDE, IDESecret: r.IDESecret,
+						WorkspaceURL: r.Workspace.URL, WorkspaceSHA256: r.Workspace.SHA256, WorkspacePath: r.Workspace.Path}
+				}
+			}
+			t.Fatalf("no instance named %s", name)
+			return gputest.Asked{}
+		},
 	})
 }
 
