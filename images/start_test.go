@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker/images"
+	"gpubroker/workspaces"
 )
 
 const (
@@ -171,5 +172,24 @@ func TestStartRefusesIDEWithoutSecret(t *testing.T) {
 		require.Error(t, err, ide)
 		require.Contains(t, out, "refusing to start")
 		require.Empty(t, e.recorded())
+	}
+}
+
+// The real starter project, served as the dev server serves it, unpacks with the real script.
+func TestStartUnpacksRealStarterProject(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(workspaces.Handler())
+	defer srv.Close()
+	for _, tpl := range workspaces.Templates() {
+		w, err := workspaces.For(tpl, srv.URL)
+		require.NoError(t, err)
+		e := newEnv(t)
+		e.vars["GPUBROKER_WORKSPACE_URL"] = w.URL
+		e.vars["GPUBROKER_WORKSPACE_SHA256"] = w.SHA256
+		e.vars["GPUBROKER_IDE"] = "jupyter"
+		e.vars["JUPYTER_PASSWORD"] = "tok"
+		out, err := e.run()
+		require.NoError(t, err, out)
+		require.FileExists(t, filepath.Join(e.ws, "README.md"), tpl)
 	}
 }
