@@ -108,7 +108,7 @@ start_ide() {
 		export JUPYTER_TOKEN="$token"
 		log "starting JupyterLab on port ${GPUBROKER_IDE_PORT:-8888} in $dir"
 		exec jupyter lab --no-browser --ip=0.0.0.0 --port="${GPUBROKER_IDE_PORT:-8888}" \
-			--ServerApp.root_dir="$dir" --ServerApp.allow_origin='*' --ServerApp.allow_remote_access=True \
+			--ServerApp.root_dir="$dir" --ServerApp.allow_remote_access=True \
 			${tls[@]+"${tls[@]}"} $([ "$(id -u)" = 0 ] && echo --allow-root)
 		;;
 	code-server)
