@@ -6,7 +6,7 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test site build build-prod migrate db-stop lint lighthouse bench load fuzz site-deploy clean
+.PHONY: dev test site build build-prod images migrate db-stop lint lighthouse bench load fuzz site-deploy clean
 
 build:
 	go build -o bin/gpubroker ./cmd/gpubroker
@@ -15,8 +15,11 @@ build:
 build-prod:
 	CGO_ENABLED=0 go build -tags nostandins -trimpath -o bin/gpubroker ./cmd/gpubroker
 
+# The starter projects' tarballs go next to the site, so `hugo deploy` puts them on the CDN at
+# PUBLIC_URL/workspaces/<template>-<sha12>.tar.gz (the dev server serves the same bytes).
 site:
 	$(HUGO) --source site --minify --cleanDestinationDir --logLevel warn
+	@go run ./workspaces/cmd/pack site/public/workspaces >/dev/null
 
 # Hugo rebuilds site/public on every change while the server runs; reload the page to see it.
 dev: site build
@@ -66,6 +69,13 @@ site-deploy: site
 	go build -modfile=tools/go.mod -tags withdeploy -o bin/hugo-deploy github.com/gohugoio/hugo
 	HUGO_DEPLOYMENT_TARGETS='[{name: production, url: "s3://$(SITE_BUCKET)?region=$(AWS_REGION)", cloudFrontDistributionID: $(CLOUDFRONT_DISTRIBUTION_ID), exclude: offers.json}]' \
 		bin/hugo-deploy deploy --source site --target production --invalidateCDN
+
+# Build and push the workspace images (images/) with docker or podman, then pin the pushed
+# digests in site/data/templates.json. IMAGE_REPO is the registry and namespace; the tag is
+# the commit of images/.
+IMAGE_REPO ?= ghcr.io/gpubroker
+images:
+	IMAGE_REPO=$(IMAGE_REPO) scripts/images.sh
 
 db-stop:
 	scripts/pg.sh stop

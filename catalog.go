@@ -22,13 +22,24 @@ type Plan struct {
 
 // Template is a workspace template (the "track"): what runs on the pod.
 type Template struct {
-	ID             string   `json:"id"`
-	Name           string   `json:"name"`
-	Tools          []string `json:"tools"`
-	StarterProject string   `json:"starter_project"`
-	Image          string   `json:"image"`
-	IDE            string   `json:"ide"` // "jupyter" or "code-server"
-	Summary        string   `json:"summary,omitempty"`
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	Tools []string `json:"tools"`
+	// StarterProject is the starter project's title, shown on the site.
+	StarterProject string `json:"starter_project"`
+	// Workspace is where the starter project (workspaces/<id>/) lands on the pod.
+	Workspace TemplateWorkspace `json:"workspace"`
+	// Image is the workspace image, repo:tag@sha256:… once `make images` has pushed it.
+	Image   string `json:"image"`
+	IDE     string `json:"ide"` // "jupyter" or "code-server"
+	Summary string `json:"summary,omitempty"`
+}
+
+// TemplateWorkspace names a template's starter project and the folder it is unpacked into
+// (the pod JSON's starter_project).
+type TemplateWorkspace struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
 }
 
 // RegionPrice is the hourly price of a GPU type in one region.

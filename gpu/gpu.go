@@ -11,6 +11,9 @@ package gpu
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
 )
 
 // Provider is one GPU cloud. Implementations must be safe for concurrent use.
@@ -80,17 +83,69 @@ func (q OfferQuery) Match(o Offer) bool {
 }
 
 // LaunchRequest asks a provider to start an instance.
+//
+// It carries a secret (IDESecret): log it only through its LogValue or String, which redact it.
 type LaunchRequest struct {
 	Offer Offer
 	// Name is unique per pod and is what FindInstance looks for; never reuse one.
 	Name  string
-	Image string // container image of the workspace template
+	Image string // container image of the workspace template, pinned by digest
 	IDE   string // IDEJupyter or IDECodeServer
-	// SSHPublicKey is the customer's key, for providers that accept one per instance.
-	SSHPublicKey string
+	// SSHPublicKeys are the customer's authorized_keys lines (gpubroker.SSHKey.PublicKey), each
+	// one key. Every provider installs all of them for the instance's login user. Empty means
+	// SSH is not offered to the customer; the IDE links still work.
+	SSHPublicKeys []string
+	// IDESecret is the per-pod random secret of the IDE: the Jupyter token, the code-server
+	// PASSWORD. Providers pass it to the instance and never report it back: Instance.JupyterURL
+	// and CodeServerURL are links without it, and the app shows or appends it itself.
+	IDESecret string
+	// Workspace is the template's starter project, unpacked at first boot.
+	Workspace Workspace
 	// Ports to expose, as "port/proto" ("8888/http", "22/tcp"). Providers add what the IDE
 	// and SSH need, so this is only for extra ports.
 	Ports []string
+}
+
+// Workspace is a starter project: a deterministic .tar.gz (see package workspaces) that the
+// instance downloads at first boot, checks and unpacks into Path, where the IDE opens.
+type Workspace struct {
+	Name   string // e.g. "fine-tune-a-small-lm"
+	Path   string // where it lands on the instance, e.g. "/workspace/fine-tune-a-small-lm"
+	URL    string // the tarball, fetched by the instance over HTTP(S)
+	SHA256 string // hex SHA-256 of the tarball, checked before unpacking
+}
+
+// IsZero reports whether no workspace was asked for.
+func (w Workspace) IsZero() bool { return w == Workspace{} }
+
+// LogValue makes slog print the request without its IDE secret and with keys counted, not
+// listed.
+func (r LaunchRequest) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("name", r.Name),
+		slog.String("offer", OfferKey(r.Offer)),
+		slog.String("image", r.Image),
+		slog.String("ide", r.IDE),
+		slog.Int("ssh_keys", len(r.SSHPublicKeys)),
+		slog.String("ide_secret", redact(r.IDESecret)),
+		slog.String("workspace", r.Workspace.Name),
+	)
+}
+
+// String is the request for %v and %s, without its IDE secret.
+func (r LaunchRequest) String() string {
+	return fmt.Sprintf("LaunchRequest{Name:%s Offer:%s Image:%s IDE:%s SSHPublicKeys:%d IDESecret:%s Workspace:%s}",
+		r.Name, OfferKey(r.Offer), r.Image, r.IDE, len(r.SSHPublicKeys), redact(r.IDESecret), r.Workspace.Name)
+}
+
+// GoString keeps %#v from printing the secret too.
+func (r LaunchRequest) GoString() string { return r.String() }
+
+func redact(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "REDACTED"
 }
 
 // Validate reports a request the broker must never send: without a name a retried job could
@@ -102,7 +157,40 @@ func (r LaunchRequest) Validate() error {
 	if r.IDE != "" && r.IDE != IDEJupyter && r.IDE != IDECodeServer {
 		return fmt.Errorf("gpu: unknown IDE %q", r.IDE)
 	}
+	for _, k := range r.SSHPublicKeys {
+		// One line each: a newline would smuggle a second line into authorized_keys or into
+		// the cloud-init document.
+		if strings.TrimSpace(k) == "" || strings.ContainsAny(k, "\r\n") {
+			return fmt.Errorf("gpu: SSH public key is not one authorized_keys line")
+		}
+	}
+	// The secret, URL and path end up in environment variables and files on the instance:
+	// nothing in them may need quoting.
+	if strings.Trim(r.IDESecret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-") != "" {
+		return fmt.Errorf("gpu: the IDE secret may hold only letters, digits and ._~-")
+	}
+	if w := r.Workspace; !w.IsZero() {
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.ContainsAny(w.URL, " \t\r\n\"'`$\\") {
+			return fmt.Errorf("gpu: workspace %q: URL %q is not a plain http(s) URL", w.Name, w.URL)
+		}
+		if !strings.HasPrefix(w.Path, "/") || strings.ContainsAny(w.Path, " \t\r\n\"'`$\\") || !isSHA256Hex(w.SHA256) {
+			return fmt.Errorf("gpu: workspace %q needs an absolute plain path and a hex SHA-256", w.Name)
+		}
+	}
 	return nil
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // State is the lifecycle state of an instance, the same for every provider.
@@ -134,7 +222,10 @@ type Instance struct {
 	GPU      string `json:"gpu"`
 	State    State  `json:"state"`
 
-	// Connection details, set once the instance is running.
+	// Connection details, set once the instance is running. SSH is the endpoint where the
+	// launch's SSHPublicKeys log in (never a provider proxy that only takes the provider
+	// account's keys). JupyterURL and CodeServerURL are links WITHOUT the IDE secret: the app
+	// appends ?token=<IDESecret> for Jupyter and shows the code-server password itself.
 	SSHHost       string `json:"ssh_host,omitempty"`
 	SSHUser       string `json:"ssh_user,omitempty"`
 	SSHPort       int    `json:"ssh_port,omitempty"`

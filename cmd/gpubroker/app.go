@@ -29,6 +29,7 @@ import (
 	"gpubroker/postgres"
 	"gpubroker/site"
 	"gpubroker/worker"
+	"gpubroker/workspaces"
 )
 
 // Main is one running gpubroker process. Tests reuse it on 127.0.0.1:0.
@@ -144,6 +145,8 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	if m.Mode == "dev" {
 		mux.Handle("/dev/mail", api.MailViewer(m.Pool))
+		mux.Handle("/dev/gpu/", m.Sim.Handler())
+		mux.Handle(workspaces.URLPrefix, workspaces.Handler())
 		mux.HandleFunc("/offers.json", m.offers.serve)
 		mux.Handle("/", siteHandler(cfg.SiteDir))
 		log.Info("stand-in: email goes to the outbox only, readable at /dev/mail (SES_FROM unset)")

@@ -5,9 +5,17 @@
 package gputest
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -26,6 +34,43 @@ type Harness struct {
 	// RunningWithin, when positive, makes the suite poll a launched instance until it runs
 	// and check its connection details. Leave it zero for fakes whose instances never boot.
 	RunningWithin time.Duration
+	// Asked reads back what p was asked to run for the instance launched under name: the
+	// simulator's record, or the request a fake of the provider's API received, decoded the
+	// way the instance would (cloud-init user_data, container env). Nil skips the keys,
+	// secret and workspace cases.
+	Asked func(t *testing.T, p gpu.Provider, name string) Asked
+}
+
+// Asked is what an instance was given, as the instance sees it.
+type Asked struct {
+	SSHAuthorizedKeys []string // the customer's keys, as the login user's authorized_keys gets them
+	IDE               string   // the IDE it runs
+	IDESecret         string   // its token or password
+	WorkspaceURL      string
+	WorkspaceSHA256   string
+	WorkspacePath     string
+}
+
+// Test keys: real ed25519 and RSA public keys in authorized_keys form.
+const (
+	KeyA = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDJ9n2dyq7VrY1Dg2H3rQ2sY3NCbLMtcrc4b0wXYZxZz alice@laptop"
+	KeyB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH8g5aWfX5nq0oQ7ZK1C4Ot9w3X0l1mO6nP0yHh6vQ2b bob@desk"
+)
+
+// starterTarball is a small workspace tarball and its SHA-256.
+func starterTarball(t *testing.T) ([]byte, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	body := "# Starter project\n"
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "README.md", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}))
+	_, err := io.WriteString(tw, body)
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+	sum := sha256.Sum256(buf.Bytes())
+	return buf.Bytes(), hex.EncodeToString(sum[:])
 }
 
 // Run runs the conformance suite as subtests of t.
@@ -60,11 +105,11 @@ func Run(t *testing.T, h Harness) {
 		name := "gputest-" + rand.Text()[:12]
 
 		inst, err := p.Launch(ctx, gpu.LaunchRequest{
-			Offer:        offer,
-			Name:         name,
-			Image:        "gpubroker/datascience:pytorch2-cuda12",
-			IDE:          gpu.IDEJupyter,
-			SSHPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpubrokertestkey gputest",
+			Offer:         offer,
+			Name:          name,
+			Image:         "gpubroker/datascience:pytorch2-cuda12",
+			IDE:           gpu.IDEJupyter,
+			SSHPublicKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpubrokertestkey gputest"},
 		})
 		require.NoError(t, err)
 		require.NotNil(t, inst)
@@ -102,6 +147,66 @@ func Run(t *testing.T, h Harness) {
 		}
 		_, err = p.FindInstance(ctx, name)
 		require.ErrorIs(t, err, gpu.ErrNotFound, "a terminated instance must not be found by name")
+	})
+
+	t.Run("KeysSecretWorkspace", func(t *testing.T) {
+		t.Parallel()
+		if h.Asked == nil {
+			t.Skip("the harness cannot read back what the provider was asked")
+		}
+		body, sum := starterTarball(t)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+		t.Cleanup(srv.Close)
+		ws := gpu.Workspace{Name: "starter", Path: "/workspace/starter", URL: srv.URL + "/workspaces/starter.tar.gz", SHA256: sum}
+		for _, ide := range []string{gpu.IDEJupyter, gpu.IDECodeServer} {
+			t.Run(ide, func(t *testing.T) {
+				ctx := context.Background()
+				p := h.New(t)
+				name := "gputest-" + rand.Text()[:12]
+				secret := rand.Text()
+				inst, err := p.Launch(ctx, gpu.LaunchRequest{
+					Offer: cheapestAvailable(t, p, h.Query), Name: name, Image: "gpubroker/gputest:1", IDE: ide,
+					SSHPublicKeys: []string{KeyA, KeyB}, IDESecret: secret, Workspace: ws,
+				})
+				require.NoError(t, err)
+				asked := h.Asked(t, p, name)
+				require.Equal(t, []string{KeyA, KeyB}, asked.SSHAuthorizedKeys, "every key reaches the instance")
+				require.Equal(t, ide, asked.IDE)
+				require.Equal(t, secret, asked.IDESecret)
+				require.Equal(t, ws.URL, asked.WorkspaceURL)
+				require.Equal(t, ws.SHA256, asked.WorkspaceSHA256)
+				require.Equal(t, ws.Path, asked.WorkspacePath)
+				if h.RunningWithin > 0 {
+					running := waitRunning(t, p, inst.ID, h.RunningWithin)
+					require.NotEmpty(t, running.SSHHost, "with keys, SSH is offered")
+					require.Positive(t, running.SSHPort)
+					link := running.JupyterURL
+					if ide == gpu.IDECodeServer {
+						link = running.CodeServerURL
+					}
+					require.NotEmpty(t, link, "an IDE link for %s", ide)
+					require.NotContains(t, link, secret, "IDE links never carry the secret")
+				}
+				require.NoError(t, p.Terminate(ctx, inst.ID))
+			})
+		}
+	})
+
+	t.Run("NoKeys", func(t *testing.T) {
+		t.Parallel()
+		if h.Asked == nil {
+			t.Skip("the harness cannot read back what the provider was asked")
+		}
+		ctx := context.Background()
+		p := h.New(t)
+		name := "gputest-" + rand.Text()[:12]
+		inst, err := p.Launch(ctx, gpu.LaunchRequest{Offer: cheapestAvailable(t, p, h.Query), Name: name,
+			Image: "gpubroker/gputest:1", IDE: gpu.IDEJupyter, IDESecret: rand.Text()})
+		require.NoError(t, err, "a pod without keys still launches")
+		require.Empty(t, h.Asked(t, p, name).SSHAuthorizedKeys)
+		if h.RunningWithin > 0 {
+			require.NotEmpty(t, waitRunning(t, p, inst.ID, h.RunningWithin).JupyterURL, "the IDE works without keys")
+		}
 	})
 
 	t.Run("Unknown", func(t *testing.T) {

@@ -1,9 +1,14 @@
 // Package lambda is the gpu.Provider for Lambda Cloud (API v1, https://cloud.lambda.ai/api/v1).
 //
-// Lambda rents virtual machines, not containers: an instance boots Lambda's Ubuntu image with
-// JupyterLab already running, reachable as ubuntu@<ip> with the one SSH key registered under
-// Config.SSHKeyName. The workspace image and the customer's own SSH key are therefore not
-// applied here, and no code-server URL is reported.
+// Lambda rents virtual machines, not containers: an instance boots Lambda's Ubuntu image
+// (Lambda Stack: CUDA, PyTorch, JupyterLab), so the template's image is not run. What the
+// image would do is done by cloud-init instead, from the launch's user_data (see userData):
+// the customer's SSH keys for the ubuntu user, and the images' own start script
+// (images/common/gpubroker-start.sh) as a systemd service that unpacks the starter project and
+// runs Jupyter or code-server with the pod's IDE secret on Config.IDEPort over HTTPS.
+//
+// Ops set up two things in the Lambda account once: the SSH key named by Config.SSHKeyName
+// (LAMBDA_SSH_KEY_NAME), and an inbound firewall rule for TCP Config.IDEPort (8443).
 package lambda
 
 import (
@@ -13,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -68,6 +74,9 @@ type Config struct {
 	// DefaultInstanceTypes() and DefaultRegions().
 	InstanceTypes map[string]string
 	Regions       map[string]string
+	// IDEPort is where the workspace IDE listens on the VM (HTTPS, a self-signed certificate);
+	// the account's firewall must let it in. Zero means 8443.
+	IDEPort int
 	// RequestInterval and LaunchInterval space requests and launches; zero means Lambda's
 	// published limits (1 s and 12 s), negative turns pacing off.
 	RequestInterval time.Duration
@@ -106,6 +115,9 @@ func New(cfg Config) *Client {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.IDEPort == 0 {
+		cfg.IDEPort = 8443
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleepContext
@@ -157,6 +169,11 @@ type (
 		InstanceType instanceType `json:"instance_type"`
 		JupyterToken string       `json:"jupyter_token"`
 		JupyterURL   string       `json:"jupyter_url"`
+		Tags         []tag        `json:"tags"`
+	}
+	tag struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
 	}
 	apiError struct {
 		Error struct {
@@ -223,15 +240,24 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 	if c.cfg.SSHKeyName == "" {
 		return nil, fmt.Errorf("lambda: Config.SSHKeyName (LAMBDA_SSH_KEY_NAME) is not set: %w", gpu.ErrProviderConfig)
 	}
+	userData, err := c.userData(r)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.launches.wait(ctx); err != nil {
 		return nil, err
 	}
 	body := map[string]any{
 		"region_name":        reg,
 		"instance_type_name": typ,
-		"ssh_key_names":      []string{c.cfg.SSHKeyName},
-		"name":               r.Name,
-		"quantity":           1,
+		// Lambda takes exactly one key name: the operator's. The customer's keys are in
+		// user_data (see userData for why).
+		"ssh_key_names": []string{c.cfg.SSHKeyName},
+		"name":          r.Name,
+		"quantity":      1,
+		"user_data":     userData,
+		// GET /instances does not return user_data; the tag tells convert which IDE runs.
+		"tags": []tag{{Key: ideTag, Value: r.IDE}},
 	}
 	var resp struct {
 		InstanceIDs []string `json:"instance_ids"`
@@ -337,7 +363,20 @@ func (c *Client) convert(in instance) *gpu.Instance {
 	}
 	if out.State == gpu.StateRunning && in.IP != "" {
 		out.SSHHost, out.SSHUser, out.SSHPort = in.IP, "ubuntu", 22
-		out.JupyterURL = in.JupyterURL
+		// Our IDE from user_data, not Lambda's own JupyterLab (in.JupyterURL), which has
+		// Lambda's token and does not open on the workspace. No secret in the link.
+		ide := fmt.Sprintf("https://%s/", net.JoinHostPort(in.IP, strconv.Itoa(c.cfg.IDEPort)))
+		for _, t := range in.Tags {
+			if t.Key != ideTag {
+				continue
+			}
+			switch t.Value {
+			case gpu.IDEJupyter:
+				out.JupyterURL = ide
+			case gpu.IDECodeServer:
+				out.CodeServerURL = ide
+			}
+		}
 	}
 	return out
 }

@@ -2,10 +2,12 @@ package lambda_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,6 +22,7 @@ import (
 	"gpubroker/gpu/gputest"
 	"gpubroker/gpu/lambda"
 	"gpubroker/gpu/sim"
+	"gpubroker/images"
 )
 
 const (
@@ -53,7 +56,12 @@ const instanceTypes = `{"data": {
 type fakeInstance struct {
 	ID, Name, Status, Region, Type string
 	Price                          int64
+	UserData                       string
+	Tags                           []any
 }
+
+// registeredKeys are the SSH key names registered in the fake account (POST /ssh-keys).
+var registeredKeys = []string{sshKey}
 
 type reply struct {
 	status int
@@ -136,10 +144,22 @@ func (f *fakeLambda) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		require.NoError(f.t, json.Unmarshal([]byte(instanceTypes), &struct{ Data any }{&types}))
 		typ, _ := body["instance_type_name"].(string)
 		region, _ := body["region_name"].(string)
-		if keys, _ := body["ssh_key_names"].([]any); len(keys) != 1 || keys[0] != sshKey {
+		// "Currently, exactly one SSH key must be specified", and it must be registered.
+		keys, _ := body["ssh_key_names"].([]any)
+		if len(keys) != 1 {
 			send(lambdaError(http.StatusBadRequest, "global/invalid-parameters", "Exactly one SSH key name is required."))
 			return
 		}
+		if name, _ := keys[0].(string); !slices.Contains(registeredKeys, name) {
+			send(lambdaError(http.StatusNotFound, "global/object-does-not-exist", "Specified SSH key does not exist."))
+			return
+		}
+		userData, _ := body["user_data"].(string)
+		if len(userData) > 1<<20 {
+			send(lambdaError(http.StatusBadRequest, "global/invalid-parameters", "user_data must be at most 1 MB."))
+			return
+		}
+		tags, _ := body["tags"].([]any)
 		t, ok := types[typ]
 		if !ok || !slices.ContainsFunc(t.Regions, func(r struct{ Name string }) bool { return r.Name == region }) {
 			send(lambdaError(http.StatusBadRequest, "instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request."))
@@ -147,7 +167,7 @@ func (f *fakeLambda) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		id := fmt.Sprintf("0920582c7ff041399e34823a0be6%04d", len(f.instances))
 		name, _ := body["name"].(string)
-		f.instances = append(f.instances, &fakeInstance{ID: id, Name: name, Status: "booting", Region: region, Type: typ, Price: t.InstanceType.Price})
+		f.instances = append(f.instances, &fakeInstance{ID: id, Name: name, Status: "booting", Region: region, Type: typ, Price: t.InstanceType.Price, UserData: userData, Tags: tags})
 		data(map[string]any{"instance_ids": []string{id}})
 	case "GET /instances":
 		var list []any
@@ -215,6 +235,10 @@ func (f *fakeLambda) render(in *fakeInstance) map[string]any {
 			"specs": map[string]int{"vcpus": 26, "memory_gib": 225, "storage_gib": 2816, "gpus": 1},
 		},
 		"is_reserved": false,
+		"tags":        in.Tags,
+	}
+	if in.Tags == nil {
+		out["tags"] = []any{}
 	}
 	if in.Status == "active" {
 		out["ip"] = "198.51.100.7"
@@ -238,13 +262,35 @@ func newClient(srv *httptest.Server) *lambda.Client {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	var fakes sync.Map // *lambda.Client → *fakeLambda
 	gputest.Run(t, gputest.Harness{
 		New: func(t *testing.T) gpu.Provider {
-			_, srv := newFake(t)
-			return newClient(srv)
+			f, srv := newFake(t)
+			c := newClient(srv)
+			fakes.Store(c, f)
+			return c
 		},
 		Query:         gpu.OfferQuery{GPU: "h100", Region: "us-east"},
 		RunningWithin: 2 * time.Second,
+		// What the VM would do with the launch: cloud-init's keys, the start script's env.
+		Asked: func(t *testing.T, p gpu.Provider, name string) gputest.Asked {
+			v, _ := fakes.Load(p)
+			f := v.(*fakeLambda)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for _, l := range f.launches {
+				if l["name"] != name {
+					continue
+				}
+				require.Equal(t, []any{sshKey}, l["ssh_key_names"])
+				cc, _, env := parseUserData(t, l["user_data"].(string))
+				return gputest.Asked{SSHAuthorizedKeys: cc.SSHAuthorizedKeys, IDE: env["GPUBROKER_IDE"],
+					IDESecret:    env["JUPYTER_PASSWORD"] + env["PASSWORD"],
+					WorkspaceURL: env["GPUBROKER_WORKSPACE_URL"], WorkspaceSHA256: env["GPUBROKER_WORKSPACE_SHA256"], WorkspacePath: env["GPUBROKER_WORKSPACE_PATH"]}
+			}
+			t.Fatalf("no launch named %s", name)
+			return gputest.Asked{}
+		},
 	})
 }
 
@@ -281,13 +327,18 @@ func TestLaunch(t *testing.T) {
 	require.Equal(t, "us-east", inst.Region)
 	require.Equal(t, "h100", inst.GPU)
 	require.Equal(t, int64(329), inst.CentsPerHour)
-	require.Equal(t, []map[string]any{{
+	require.Len(t, f.launches, 1)
+	launch := maps.Clone(f.launches[0])
+	require.True(t, strings.HasPrefix(launch["user_data"].(string), "#cloud-config\n"))
+	delete(launch, "user_data")
+	require.Equal(t, map[string]any{
 		"region_name":        "us-east-1",
 		"instance_type_name": "gpu_1x_h100_sxm5",
 		"ssh_key_names":      []any{sshKey},
 		"name":               "pod-7",
 		"quantity":           float64(1),
-	}}, f.launches)
+		"tags":               []any{map[string]any{"key": "gpubroker-ide", "value": "jupyter"}},
+	}, launch)
 
 	got, err := c.GetInstance(ctx, inst.ID)
 	require.NoError(t, err)
@@ -300,7 +351,8 @@ func TestLaunch(t *testing.T) {
 	require.Equal(t, "198.51.100.7", got.SSHHost)
 	require.Equal(t, "ubuntu", got.SSHUser)
 	require.Equal(t, 22, got.SSHPort)
-	require.Contains(t, got.JupyterURL, "token=2c60c3b5a671060bc6148900a3ac7a42")
+	require.Equal(t, "https://198.51.100.7:8443/", got.JupyterURL, "our Jupyter, with our secret, and no secret in the link")
+	require.Empty(t, got.CodeServerURL)
 
 	_, err = c.Launch(ctx, gpu.LaunchRequest{Offer: gpu.Offer{ID: "gpu_1x_a100_sxm4@us-east-1"}, Name: "pod-8"})
 	require.ErrorIs(t, err, gpu.ErrOfferGone, "a 40 GB A100 is not an offer we sell")
@@ -539,4 +591,129 @@ func TestMissingSSHKeyFailsOver(t *testing.T) {
 	_, err = newClient(srv).GetInstance(context.Background(), "i-gone")
 	require.ErrorIs(t, err, gpu.ErrNotFound)
 	require.NotErrorIs(t, err, gpu.ErrProviderConfig)
+}
+
+const (
+	keyA   = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice@laptop"
+	keyB   = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQBob bob@desk"
+	secret = "ide-secret-4b1c9a"
+)
+
+var workspace = gpu.Workspace{Name: "serve-an-open-model", Path: "/workspace/serve-an-open-model",
+	URL: "https://gpubroker.dev/workspaces/developer-9f86d081884c.tar.gz", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
+
+// cloudConfig is the cloud-init document of a launch, which we write as JSON (a subset of
+// YAML) after the #cloud-config line.
+type cloudConfig struct {
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys"`
+	WriteFiles        []struct {
+		Path, Permissions, Encoding, Content, Owner string
+	} `json:"write_files"`
+	RunCmd []string `json:"runcmd"`
+}
+
+func parseUserData(t *testing.T, userData string) (cloudConfig, map[string]string, map[string]string) {
+	t.Helper()
+	doc, ok := strings.CutPrefix(userData, "#cloud-config\n")
+	require.True(t, ok, "a cloud-config document")
+	var cc cloudConfig
+	require.NoError(t, json.Unmarshal([]byte(doc), &cc))
+	files := map[string]string{}
+	for _, f := range cc.WriteFiles {
+		content := f.Content
+		if f.Encoding == "b64" {
+			b, err := base64.StdEncoding.DecodeString(content)
+			require.NoError(t, err)
+			content = string(b)
+		}
+		files[f.Path] = content
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(files["/etc/gpubroker/workspace.env"], "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			env[k] = v
+		}
+	}
+	return cc, files, env
+}
+
+// The customer's keys go into cloud-init's ssh_authorized_keys (the ubuntu user), next to the
+// operator's one registered key in ssh_key_names; the workspace and the IDE with its secret
+// are set up by the same start script the images run.
+func TestLaunchUserData(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	c := newClient(srv)
+	ctx := context.Background()
+	offer := gpu.Offer{ID: "gpu_1x_h100_sxm5@us-east-1"}
+	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-9", IDE: gpu.IDECodeServer, Image: "ignored on VMs",
+		SSHPublicKeys: []string{keyA, keyB}, IDESecret: secret, Workspace: workspace})
+	require.NoError(t, err)
+	require.Equal(t, []any{sshKey}, f.launches[0]["ssh_key_names"], "exactly one, registered: the operator's")
+	userData := f.launches[0]["user_data"].(string)
+	cc, files, env := parseUserData(t, userData)
+	require.Equal(t, []string{keyA, keyB}, cc.SSHAuthorizedKeys)
+	require.Equal(t, string(images.StartScript), files["/usr/local/bin/gpubroker-start.sh"])
+	require.Equal(t, "code-server", env["GPUBROKER_IDE"])
+	require.Equal(t, secret, env["PASSWORD"])
+	require.Equal(t, "8443", env["GPUBROKER_IDE_PORT"])
+	require.Equal(t, "0", env["GPUBROKER_SSHD"], "the VM's own sshd already runs")
+	require.Equal(t, workspace.URL, env["GPUBROKER_WORKSPACE_URL"])
+	require.Equal(t, workspace.SHA256, env["GPUBROKER_WORKSPACE_SHA256"])
+	require.Equal(t, workspace.Path, env["GPUBROKER_WORKSPACE_PATH"])
+	require.Contains(t, files["/etc/systemd/system/gpubroker-ide.service"], "User=ubuntu")
+	require.Contains(t, strings.Join(cc.RunCmd, "\n"), "code-server_")
+	require.Contains(t, strings.Join(cc.RunCmd, "\n"), "systemctl enable --now gpubroker-ide.service")
+	for _, fl := range cc.WriteFiles {
+		if fl.Path == "/etc/gpubroker/workspace.env" {
+			require.Equal(t, "0600", fl.Permissions, "the secret is readable by root only")
+		}
+	}
+
+	for range 2 {
+		_, err = c.GetInstance(ctx, inst.ID)
+		require.NoError(t, err)
+	}
+	got, err := c.GetInstance(ctx, inst.ID)
+	require.NoError(t, err)
+	require.Equal(t, gpu.StateRunning, got.State)
+	require.Equal(t, "https://198.51.100.7:8443/", got.CodeServerURL)
+	require.Empty(t, got.JupyterURL, "Lambda's own Jupyter is not the workspace")
+	require.Equal(t, "ubuntu", got.SSHUser)
+
+	// Jupyter: the token, and no code-server to install.
+	_, err = c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-10", IDE: gpu.IDEJupyter, IDESecret: secret})
+	require.NoError(t, err)
+	cc, _, env = parseUserData(t, f.launches[1]["user_data"].(string))
+	require.Equal(t, secret, env["JUPYTER_PASSWORD"])
+	require.Empty(t, env["PASSWORD"])
+	require.Empty(t, cc.SSHAuthorizedKeys, "no customer keys")
+	require.NotContains(t, strings.Join(cc.RunCmd, "\n"), "code-server")
+	require.NotContains(t, env, "GPUBROKER_WORKSPACE_URL")
+}
+
+// Lambda takes at most 1 MB of user_data; a launch that would pass it is refused before any
+// request, as a bug of ours, not a capacity problem.
+func TestUserDataLimit(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	c := newClient(srv)
+	keys := make([]string, 0, 300)
+	for i := range cap(keys) {
+		keys = append(keys, "ssh-rsa "+strings.Repeat("A", 4000)+fmt.Sprintf(" key-%d", i))
+	}
+	_, err := c.Launch(context.Background(), gpu.LaunchRequest{Offer: gpu.Offer{ID: "gpu_1x_h100_sxm5@us-east-1"}, Name: "pod-big", SSHPublicKeys: keys})
+	require.ErrorContains(t, err, "user_data")
+	require.False(t, gpu.Failover(err) || gpu.Retryable(err))
+	require.Empty(t, f.launches, "nothing sent")
+}
+
+// The fake follows the spec: an unregistered key name is object-does-not-exist, so a wrong
+// LAMBDA_SSH_KEY_NAME is a configuration error the broker fails over from.
+func TestUnregisteredKeyName(t *testing.T) {
+	t.Parallel()
+	_, srv := newFake(t)
+	c := lambda.New(lambda.Config{APIKey: apiKey, BaseURL: srv.URL, SSHKeyName: "not-registered", RequestInterval: -1, LaunchInterval: -1})
+	_, err := c.Launch(context.Background(), gpu.LaunchRequest{Offer: gpu.Offer{ID: "gpu_1x_h100_sxm5@us-east-1"}, Name: "pod-1"})
+	require.ErrorIs(t, err, gpu.ErrProviderConfig)
 }

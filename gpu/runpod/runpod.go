@@ -4,14 +4,15 @@
 // An offer is one GPU type in one data center on one cloud tier, read from the GPU catalog with
 // per-data-center stock. RunPod's create call places exactly that and never falls back, so the
 // broker's cheapest-first loop is the documented way to find capacity. The workspace template's
-// image runs as the pod's container; SSH uses the customer's key (passed as PUBLIC_KEY) and
-// the IDE is reached through RunPod's HTTPS proxy.
+// image runs as the pod's container and reads its environment: the customer's keys
+// (PUBLIC_KEY, SSH_PUBLIC_KEY), the IDE secret (JUPYTER_PASSWORD or PASSWORD) and the starter
+// project (GPUBROKER_WORKSPACE_*). SSH is the pod's direct public 22/tcp port; the IDE is
+// reached through RunPod's HTTPS proxy.
 package runpod
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,6 +156,14 @@ type (
 			Proxy  *sshEndpoint `json:"proxy"`
 			Direct *sshEndpoint `json:"direct"`
 		} `json:"ssh"`
+		Runtime *struct {
+			Ports []struct {
+				Private int     `json:"private"`
+				Public  *int    `json:"public"`
+				Type    string  `json:"type"`
+				IP      *string `json:"ip"`
+			} `json:"ports"`
+		} `json:"runtime"`
 		Cost float64 `json:"cost"`
 	}
 	problem struct {
@@ -250,21 +259,38 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 	if !ok || c.cfg.GPUTypes[gpuType] == "" {
 		return nil, fmt.Errorf("runpod: offer %q is not a RunPod offer we sell: %w", r.Offer.ID, gpu.ErrOfferGone)
 	}
-	ports := []string{sshPort}
+	var ports []string
 	env := map[string]string{}
-	if r.SSHPublicKey != "" {
-		// startSsh installs PUBLIC_KEY; setting it ourselves gives the pod the customer's key
-		// instead of every key registered on our RunPod account.
-		env["PUBLIC_KEY"] = r.SSHPublicKey
+	ssh := len(r.SSHPublicKeys) > 0
+	if ssh {
+		// Our images' entrypoint (images/common/gpubroker-start.sh), like RunPod's, installs
+		// PUBLIC_KEY (and SSH_PUBLIC_KEY, RunPod's per-pod override) into authorized_keys, one
+		// key a line. Setting it ourselves also stops startSsh from injecting the keys of our
+		// RunPod account instead. 22/tcp gets a public port, so ssh.direct exists: the proxy
+		// endpoint takes only the account's keys, never the customer's.
+		keys := strings.Join(r.SSHPublicKeys, "\n")
+		env["PUBLIC_KEY"], env["SSH_PUBLIC_KEY"] = keys, keys
+		ports = append(ports, sshPort)
 	}
 	switch r.IDE {
 	case gpu.IDEJupyter:
 		ports = append(ports, jupyterPort)
-		// RunPod-convention images use JUPYTER_PASSWORD as the Jupyter token. We choose it so
-		// the URL we hand the customer can carry it; it is read back from the pod's env.
-		env["JUPYTER_PASSWORD"] = rand.Text()
+		// JUPYTER_PASSWORD is the Jupyter token in RunPod-convention images and ours; setting
+		// it keeps startJupyter from generating one nobody knows.
+		if r.IDESecret != "" {
+			env["JUPYTER_PASSWORD"] = r.IDESecret
+		}
 	case gpu.IDECodeServer:
 		ports = append(ports, codeServerPort)
+		// code-server's own variable: --auth password with this password.
+		if r.IDESecret != "" {
+			env["PASSWORD"] = r.IDESecret
+		}
+	}
+	if w := r.Workspace; !w.IsZero() {
+		env["GPUBROKER_WORKSPACE_URL"] = w.URL
+		env["GPUBROKER_WORKSPACE_SHA256"] = w.SHA256
+		env["GPUBROKER_WORKSPACE_PATH"] = w.Path
 	}
 	for _, p := range r.Ports {
 		if !slices.Contains(ports, p) {
@@ -279,7 +305,7 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 		"dataCenterIds": []string{dataCenter},
 		"ports":         ports,
 		"env":           env,
-		"startSsh":      true,
+		"startSsh":      ssh,
 		"startJupyter":  r.IDE == gpu.IDEJupyter,
 	}
 	if c.cfg.DiskGB > 0 {
@@ -339,8 +365,7 @@ func (c *Client) Terminate(ctx context.Context, id string) error {
 }
 
 // convert maps a RunPod pod to our instance. Connection details are reported only while the
-// pod runs; direct SSH is preferred because the proxy carries an interactive shell only (no
-// scp, no port forwarding).
+// pod runs; SSH only on the direct endpoint (see directSSH).
 func (c *Client) convert(p pod) *gpu.Instance {
 	out := &gpu.Instance{
 		ID:           p.ID,
@@ -375,14 +400,12 @@ func (c *Client) convert(p pod) *gpu.Instance {
 	if out.State != gpu.StateRunning {
 		return out
 	}
-	if ssh := firstEndpoint(p.SSH.Direct, p.SSH.Proxy); ssh != nil {
+	if ssh := directSSH(p); ssh != nil {
 		out.SSHHost, out.SSHPort, out.SSHUser = ssh.Host, ssh.Port, ssh.Username
 	}
 	if slices.Contains(p.Ports, jupyterPort) {
+		// Without the token: the app adds ?token=<IDESecret>.
 		out.JupyterURL = fmt.Sprintf("https://%s-8888.proxy.runpod.net/", p.ID)
-		if token := p.Env["JUPYTER_PASSWORD"]; token != "" {
-			out.JupyterURL += "?token=" + url.QueryEscape(token)
-		}
 	}
 	if slices.Contains(p.Ports, codeServerPort) {
 		out.CodeServerURL = fmt.Sprintf("https://%s-8080.proxy.runpod.net/", p.ID)
@@ -390,11 +413,18 @@ func (c *Client) convert(p pod) *gpu.Instance {
 	return out
 }
 
-// firstEndpoint returns the first endpoint that is set.
-func firstEndpoint(endpoints ...*sshEndpoint) *sshEndpoint {
-	for _, e := range endpoints {
-		if e != nil && e.Host != "" {
-			return e
+// directSSH is the pod's direct SSH endpoint: ssh.direct, or else the public mapping of port
+// 22 in runtime.ports, or nil. The proxy endpoint (ssh.proxy) is never used: it authenticates
+// with the keys registered on our RunPod account only, so a customer's key would not work.
+func directSSH(p pod) *sshEndpoint {
+	if d := p.SSH.Direct; d != nil && d.Host != "" && d.Port > 0 {
+		return d
+	}
+	if p.Runtime != nil {
+		for _, m := range p.Runtime.Ports {
+			if m.Private == 22 && m.Type == "tcp" && m.Public != nil && *m.Public > 0 && m.IP != nil && *m.IP != "" {
+				return &sshEndpoint{Host: *m.IP, Port: *m.Public, Username: "root"}
+			}
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -245,8 +246,20 @@ func render(p *fakePod) map[string]any {
 		},
 	}
 	if p.Status == "RUNNING" {
-		out["ssh"].(map[string]any)["direct"] = map[string]any{"host": "195.26.233.3", "port": 34446, "username": "root", "command": "ssh root@195.26.233.3 -p 34446"}
-		out["runtime"] = map[string]any{"uptime": 60, "ports": []any{map[string]any{"private": 22, "public": 34446, "type": "tcp", "ip": "195.26.233.3"}}}
+		// ssh.direct and the public mapping exist only when 22/tcp was asked for (PodSsh.direct:
+		// "Null unless 22/tcp is in ports"); the proxy takes the account's keys only.
+		ports := []any{}
+		if slices.Contains(p.Ports, "22/tcp") {
+			out["ssh"].(map[string]any)["direct"] = map[string]any{"host": "195.26.233.3", "port": 34446, "username": "root", "command": "ssh root@195.26.233.3 -p 34446"}
+			ports = append(ports, map[string]any{"private": 22, "public": 34446, "type": "tcp", "ip": "195.26.233.3"})
+		}
+		for _, port := range p.Ports {
+			if strings.HasSuffix(port, "/http") {
+				n, _ := strconv.Atoi(strings.TrimSuffix(port, "/http"))
+				ports = append(ports, map[string]any{"private": n, "public": nil, "type": "http", "ip": nil})
+			}
+		}
+		out["runtime"] = map[string]any{"uptime": 60, "ports": ports}
 		out["startedAt"] = "2026-06-01T12:02:00Z"
 	}
 	return out
@@ -258,13 +271,49 @@ func newClient(srv *httptest.Server) *runpod.Client {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	var fakes sync.Map // *runpod.Client → *fakeRunPod
 	gputest.Run(t, gputest.Harness{
 		New: func(t *testing.T) gpu.Provider {
-			_, srv := newFake(t)
-			return newClient(srv)
+			f, srv := newFake(t)
+			c := newClient(srv)
+			fakes.Store(c, f)
+			return c
 		},
 		Query:         gpu.OfferQuery{GPU: "h100", Region: "us-east"},
 		RunningWithin: 2 * time.Second,
+		// What the container would read: its env, as our images' entrypoint does.
+		Asked: func(t *testing.T, p gpu.Provider, name string) gputest.Asked {
+			v, _ := fakes.Load(p)
+			f := v.(*fakeRunPod)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for _, c := range f.creates {
+				if c["name"] != name {
+					continue
+				}
+				env := map[string]string{}
+				for k, v := range c["env"].(map[string]any) {
+					env[k] = v.(string)
+				}
+				var keys []string
+				if env["PUBLIC_KEY"] != "" {
+					keys = strings.Split(env["PUBLIC_KEY"], "\n")
+					require.Equal(t, env["PUBLIC_KEY"], env["SSH_PUBLIC_KEY"])
+					require.Contains(t, c["ports"], "22/tcp", "keys work only on the direct port")
+				}
+				a := gputest.Asked{SSHAuthorizedKeys: keys, IDESecret: env["JUPYTER_PASSWORD"] + env["PASSWORD"],
+					WorkspaceURL: env["GPUBROKER_WORKSPACE_URL"], WorkspaceSHA256: env["GPUBROKER_WORKSPACE_SHA256"], WorkspacePath: env["GPUBROKER_WORKSPACE_PATH"]}
+				switch {
+				case slices.Contains(c["ports"].([]any), any("8888/http")):
+					a.IDE = gpu.IDEJupyter
+				case slices.Contains(c["ports"].([]any), any("8080/http")):
+					a.IDE = gpu.IDECodeServer
+				}
+				return a
+			}
+			t.Fatalf("no pod named %s", name)
+			return gputest.Asked{}
+		},
 	})
 }
 
@@ -295,6 +344,16 @@ func TestListOffersCommunity(t *testing.T) {
 	require.Equal(t, []gpu.Offer{{Provider: "runpod", ID: "COMMUNITY:US-GA-1:NVIDIA RTX A6000", GPU: "a6000", Region: "us-east", GPUCount: 1, CentsPerHour: 33, Available: true}}, offers)
 }
 
+const (
+	keyA   = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice@laptop"
+	keyB   = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQBob bob@desk"
+	secret = "ide-secret-4b1c9a"
+	sum    = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+)
+
+var workspace = gpu.Workspace{Name: "fine-tune-a-small-lm", Path: "/workspace/fine-tune-a-small-lm",
+	URL: "https://gpubroker.dev/workspaces/data-science-9f86d081884c.tar.gz", SHA256: sum}
+
 func TestLaunchJupyter(t *testing.T) {
 	t.Parallel()
 	f, srv := newFake(t)
@@ -302,8 +361,9 @@ func TestLaunchJupyter(t *testing.T) {
 	ctx := context.Background()
 	offer := gpu.Offer{ID: "SECURE:US-KS-2:NVIDIA H100 80GB HBM3", GPU: "h100", Region: "us-east", GPUCount: 1, CentsPerHour: 269}
 	inst, err := c.Launch(ctx, gpu.LaunchRequest{
-		Offer: offer, Name: "pod-42", Image: "gpubroker/datascience:pytorch2-cuda12", IDE: gpu.IDEJupyter,
-		SSHPublicKey: "ssh-ed25519 AAAA customer", Ports: []string{"6006/http", "22/tcp"},
+		Offer: offer, Name: "pod-42", Image: "ghcr.io/gpubroker/data-science:2026.12", IDE: gpu.IDEJupyter,
+		SSHPublicKeys: []string{keyA, keyB}, IDESecret: secret, Workspace: workspace,
+		Ports: []string{"6006/http", "22/tcp"},
 	})
 	require.NoError(t, err)
 	require.Equal(t, gpu.StatePending, inst.State)
@@ -313,18 +373,24 @@ func TestLaunchJupyter(t *testing.T) {
 
 	require.Len(t, f.creates, 1)
 	body := f.creates[0]
-	token := body["env"].(map[string]any)["JUPYTER_PASSWORD"].(string)
-	require.NotEmpty(t, token)
 	require.Equal(t, map[string]any{
 		"name":          "pod-42",
-		"image":         "gpubroker/datascience:pytorch2-cuda12",
+		"image":         "ghcr.io/gpubroker/data-science:2026.12",
 		"gpu":           map[string]any{"id": "NVIDIA H100 80GB HBM3", "count": float64(1)},
 		"cloud":         "SECURE",
 		"dataCenterIds": []any{"US-KS-2"},
 		"ports":         []any{"22/tcp", "8888/http", "6006/http"},
-		"env":           map[string]any{"PUBLIC_KEY": "ssh-ed25519 AAAA customer", "JUPYTER_PASSWORD": token},
-		"startSsh":      true,
-		"startJupyter":  true,
+		"env": map[string]any{
+			// Every key, one per line, in both variables RunPod-convention images read.
+			"PUBLIC_KEY":                 keyA + "\n" + keyB,
+			"SSH_PUBLIC_KEY":             keyA + "\n" + keyB,
+			"JUPYTER_PASSWORD":           secret,
+			"GPUBROKER_WORKSPACE_URL":    workspace.URL,
+			"GPUBROKER_WORKSPACE_SHA256": sum,
+			"GPUBROKER_WORKSPACE_PATH":   workspace.Path,
+		},
+		"startSsh":     true,
+		"startJupyter": true,
 	}, body)
 	requireCreatePodFields(t, body)
 
@@ -337,10 +403,10 @@ func TestLaunchJupyter(t *testing.T) {
 	got, err := c.GetInstance(ctx, inst.ID)
 	require.NoError(t, err)
 	require.Equal(t, gpu.StateRunning, got.State)
-	require.Equal(t, "195.26.233.3", got.SSHHost, "direct SSH is preferred over the proxy")
+	require.Equal(t, "195.26.233.3", got.SSHHost, "the direct endpoint, where the customer's keys work")
 	require.Equal(t, 34446, got.SSHPort)
 	require.Equal(t, "root", got.SSHUser)
-	require.Equal(t, "https://"+inst.ID+"-8888.proxy.runpod.net/?token="+token, got.JupyterURL)
+	require.Equal(t, "https://"+inst.ID+"-8888.proxy.runpod.net/", got.JupyterURL, "no secret in the link")
 	require.Empty(t, got.CodeServerURL)
 }
 
@@ -350,11 +416,12 @@ func TestLaunchCodeServer(t *testing.T) {
 	c := newClient(srv)
 	ctx := context.Background()
 	offer := gpu.Offer{ID: "SECURE:EU-SE-1:NVIDIA GeForce RTX 4090", GPU: "rtx4090", Region: "eu-central", CentsPerHour: 44}
-	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-43", Image: "gpubroker/developer:codeserver-cuda12", IDE: gpu.IDECodeServer})
+	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-43", Image: "ghcr.io/gpubroker/developer:2026.12",
+		IDE: gpu.IDECodeServer, IDESecret: secret, SSHPublicKeys: []string{keyA}})
 	require.NoError(t, err)
 	require.Equal(t, []any{"22/tcp", "8080/http"}, f.creates[0]["ports"])
 	require.Equal(t, false, f.creates[0]["startJupyter"])
-	require.Empty(t, f.creates[0]["env"])
+	require.Equal(t, map[string]any{"PUBLIC_KEY": keyA, "SSH_PUBLIC_KEY": keyA, "PASSWORD": secret}, f.creates[0]["env"])
 
 	var got *gpu.Instance
 	for range 3 {
@@ -366,6 +433,32 @@ func TestLaunchCodeServer(t *testing.T) {
 	require.Empty(t, got.JupyterURL)
 	require.Equal(t, "eu-central", got.Region)
 	require.Equal(t, int64(44), got.CentsPerHour)
+}
+
+// Without customer keys no SSH is offered: no 22/tcp, no startSsh (which would put the
+// operator account's keys on the pod), and the proxy endpoint, which only takes the account's
+// keys, is never reported.
+func TestLaunchWithoutKeys(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	c := newClient(srv)
+	ctx := context.Background()
+	offer := gpu.Offer{ID: "SECURE:EU-SE-1:NVIDIA GeForce RTX 4090", GPU: "rtx4090", Region: "eu-central", CentsPerHour: 44}
+	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-44", Image: "img", IDE: gpu.IDEJupyter, IDESecret: secret})
+	require.NoError(t, err)
+	body := f.creates[0]
+	require.Equal(t, []any{"8888/http"}, body["ports"])
+	require.Equal(t, false, body["startSsh"])
+	require.NotContains(t, body["env"], "PUBLIC_KEY")
+	var got *gpu.Instance
+	for range 3 {
+		got, err = c.GetInstance(ctx, inst.ID)
+		require.NoError(t, err)
+	}
+	require.Equal(t, gpu.StateRunning, got.State)
+	require.Empty(t, got.SSHHost, "the proxy (%s) takes only the account's keys", "ssh.runpod.io")
+	require.Zero(t, got.SSHPort)
+	require.NotEmpty(t, got.JupyterURL)
 }
 
 // requireCreatePodFields checks the body against CreatePodRequest in RunPod's OpenAPI document,

@@ -8,10 +8,18 @@
 package sim
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +50,16 @@ type Options struct {
 	Now func() time.Time
 	// Host is the SSH host instances report.
 	Host string
+	// Images are the images its registry holds (the templates' pinned images): a launch of any
+	// other image is refused, as a pull of a missing image would fail. Empty accepts any.
+	Images []string
+	// HTTPClient fetches workspace tarballs (Workspace.URL); nil means a client with a 30 s
+	// timeout.
+	HTTPClient *http.Client
+	// IDEBaseURL, when set, is where Handler is mounted (the dev server's origin): instances
+	// then report IDE links to the stand-in IDE at IDEBaseURL/dev/gpu/ide/<id>/, which opens
+	// only with the launch's IDE secret.
+	IDEBaseURL string
 }
 
 // Sim is an in-memory gpu.Provider with fault switches.
@@ -50,6 +68,9 @@ type Sim struct {
 	bootDelay time.Duration
 	now       func() time.Time
 	host      string
+	images    []string
+	client    *http.Client
+	ideBase   string
 
 	mu              sync.Mutex
 	offers          []gpu.Offer
@@ -68,6 +89,9 @@ type instance struct {
 	gpu.Instance
 	launchedAt time.Time
 	conn       gpu.Instance // only the connection fields are used
+	asked      gpu.LaunchRequest
+	files      []string // the workspace's files, as unpacked at boot
+	bootError  string   // why the instance fails at boot (a bad workspace)
 }
 
 var _ gpu.Provider = (*Sim)(nil)
@@ -79,6 +103,9 @@ func New(opts Options) *Sim {
 		bootDelay:  opts.BootDelay,
 		now:        opts.Now,
 		host:       opts.Host,
+		images:     slices.Clone(opts.Images),
+		client:     opts.HTTPClient,
+		ideBase:    strings.TrimRight(opts.IDEBaseURL, "/"),
 		noCapacity: map[string]bool{},
 		failures:   map[string][]error{},
 		hangs:      map[string]time.Duration{},
@@ -91,6 +118,9 @@ func New(opts Options) *Sim {
 	}
 	if s.host == "" {
 		s.host = "127.0.0.1"
+	}
+	if s.client == nil {
+		s.client = &http.Client{Timeout: 30 * time.Second}
 	}
 	if opts.Offers == nil {
 		s.offers = SeedOffers(s.name)
@@ -232,13 +262,27 @@ func (s *Sim) ListOffers(ctx context.Context, q gpu.OfferQuery) ([]gpu.Offer, er
 	return out, nil
 }
 
-// Launch creates a booting instance on r.Offer.
+// Launch creates a booting instance on r.Offer. Like a real instance at boot, it fetches the
+// workspace tarball from r.Workspace.URL and checks its SHA-256; a tarball that cannot be
+// fetched or does not match fails the instance (the launch itself succeeds).
 func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	if err := s.enter(ctx, OpLaunch); err != nil {
 		return nil, err
+	}
+	if len(s.images) > 0 && !slices.Contains(s.images, r.Image) {
+		// What a registry answers for an image nobody pushed; no other offer will have it.
+		return nil, fmt.Errorf("sim: image %q: manifest unknown (known images: %v)", r.Image, s.images)
+	}
+	var files []string
+	var bootError string
+	if !r.Workspace.IsZero() {
+		var err error
+		if files, err = s.fetchWorkspace(ctx, r.Workspace); err != nil {
+			bootError = "workspace: " + err.Error()
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -269,12 +313,23 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 			SSHUser: "ubuntu",
 			SSHPort: 22000 + s.launches, // distinct, so two pods never share a port
 		},
+		asked:     r,
+		files:     files,
+		bootError: bootError,
+	}
+	in.asked.SSHPublicKeys = slices.Clone(r.SSHPublicKeys)
+	ide := fmt.Sprintf("https://%s-8888.sim.gpubroker.dev/", id)
+	if r.IDE == gpu.IDECodeServer {
+		ide = fmt.Sprintf("https://%s-8080.sim.gpubroker.dev/", id)
+	}
+	if s.ideBase != "" {
+		ide = s.ideBase + idePrefix + id + "/"
 	}
 	switch r.IDE {
 	case gpu.IDEJupyter:
-		in.conn.JupyterURL = fmt.Sprintf("https://%s-8888.sim.gpubroker.dev/?token=%s", id, rand.Text())
+		in.conn.JupyterURL = ide
 	case gpu.IDECodeServer:
-		in.conn.CodeServerURL = fmt.Sprintf("https://%s-8080.sim.gpubroker.dev/", id)
+		in.conn.CodeServerURL = ide
 	}
 	s.instances = append(s.instances, in)
 
@@ -285,12 +340,58 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 	return s.view(in), nil
 }
 
+// fetchWorkspace downloads the tarball, checks its SHA-256 and returns the paths of its files.
+func (s *Sim) fetchWorkspace(ctx context.Context, w gpu.Workspace) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.URL, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", w.URL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("download %s: HTTP %d", w.URL, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", w.URL, err)
+	}
+	sum := sha256.Sum256(body)
+	if got := hex.EncodeToString(sum[:]); got != w.SHA256 {
+		return nil, fmt.Errorf("SHA-256 of %s is %s, want %s: refusing to unpack", w.URL, got, w.SHA256)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("unpack: %w", err)
+	}
+	tr := tar.NewReader(zr)
+	var files []string
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("unpack: %w", err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			files = append(files, h.Name)
+		}
+	}
+	return files, nil
+}
+
 // view returns what the provider reports about in now, moving it to running once its boot
 // delay has passed. Connection details appear only while it runs, as with real providers.
 // s.mu must be held.
 func (s *Sim) view(in *instance) *gpu.Instance {
 	if in.State == gpu.StateBooting && s.now().Sub(in.launchedAt) >= s.bootDelay {
 		in.State = gpu.StateRunning
+		if in.bootError != "" {
+			in.State, in.Error = gpu.StateFailed, in.bootError
+		}
 	}
 	v := in.Instance
 	if v.State == gpu.StateRunning {

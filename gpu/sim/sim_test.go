@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +21,17 @@ func TestConformance(t *testing.T) {
 		New:           func(t *testing.T) gpu.Provider { return sim.New(sim.Options{}) },
 		Query:         gpu.OfferQuery{GPU: "h100", Region: "us-east"},
 		RunningWithin: time.Second,
+		Asked: func(t *testing.T, p gpu.Provider, name string) gputest.Asked {
+			for _, r := range p.(*sim.Sim).Records() {
+				if r.Name == name {
+					require.NotEqual(t, gpu.StateFailed, r.Status, r.Error)
+					return gputest.Asked{SSHAuthorizedKeys: r.SSHAuthorizedKeys, IDE: r.IDE, IDESecret: r.IDESecret,
+						WorkspaceURL: r.Workspace.URL, WorkspaceSHA256: r.Workspace.SHA256, WorkspacePath: r.Workspace.Path}
+				}
+			}
+			t.Fatalf("no instance named %s", name)
+			return gputest.Asked{}
+		},
 	})
 }
 
@@ -123,7 +133,7 @@ func TestBootDelay(t *testing.T) {
 	require.Equal(t, "127.0.0.1", got.SSHHost)
 	require.Equal(t, "ubuntu", got.SSHUser)
 	require.Positive(t, got.SSHPort)
-	require.True(t, strings.HasPrefix(got.JupyterURL, "https://"+inst.ID+"-8888.sim.gpubroker.dev/?token="), got.JupyterURL)
+	require.Equal(t, "https://"+inst.ID+"-8888.sim.gpubroker.dev/", got.JupyterURL, "a link without the secret")
 	require.Empty(t, got.CodeServerURL)
 	require.Equal(t, b.offer.CentsPerHour, got.CentsPerHour)
 	require.Equal(t, "a10", got.GPU)
