@@ -25,8 +25,15 @@ type Pod struct {
 	OfferID      *string
 	FailedOffers []string // offers that refused this pod (provider/offer id)
 	Connection   *Connection
-	Error        *string // what went wrong, for the customer
-	CreatedAt    time.Time
+	// IDESecret is the pod's Jupyter token / code-server password ("" until first launched);
+	// only its owner ever sees it.
+	IDESecret string
+	// LaunchKeys are the authorized_keys lines the instance was launched with, and
+	// SSHKeyFingerprints their fingerprints (both fixed at the first launch).
+	LaunchKeys         []string
+	SSHKeyFingerprints []string
+	Error              *string // what went wrong, for the customer
+	CreatedAt          time.Time
 
 	DeployRequestedAt *time.Time
 	CapturedAt        *time.Time

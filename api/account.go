@@ -171,5 +171,5 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "pods": toPodsJSON(pods)})
+	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "pods": s.podsJSON(pods)})
 }

@@ -246,5 +246,5 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 			s.setSessionCookie(w, secret, expires)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "order": toOrderJSON(o), "pod": toPodJSON(pod), "signed_in": signIn})
+	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "order": toOrderJSON(o), "pod": s.podJSON(pod), "signed_in": signIn})
 }

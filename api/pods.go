@@ -21,7 +21,7 @@ func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toPodJSON(pod))
+	writeJSON(w, http.StatusOK, s.podJSON(pod))
 }
 
 // handleDeploy starts the capture → provision chain. Under the pod's row lock it moves the pod

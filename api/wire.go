@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"gpubroker"
+	"gpubroker/gpu"
 )
 
 // The API's JSON, apart from the domain types so a field added to a domain type never leaks to
@@ -51,10 +52,19 @@ func toOrderJSON(o *gpubroker.Order) orderJSON {
 	}
 }
 
+// connectionJSON is how the owner reaches a running pod. ssh is null when the pod was launched
+// without a key of theirs; jupyter_url carries the pod's token; ide_secret is the token or
+// code-server password, for the copy button.
 type connectionJSON struct {
-	SSH           string `json:"ssh"`
-	JupyterURL    string `json:"jupyter_url,omitempty"`
-	CodeServerURL string `json:"code_server_url,omitempty"`
+	SSH           *string `json:"ssh"`
+	JupyterURL    string  `json:"jupyter_url,omitempty"`
+	CodeServerURL string  `json:"code_server_url,omitempty"`
+	IDESecret     string  `json:"ide_secret,omitempty"`
+}
+
+type starterProjectJSON struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
 }
 
 type podJSON struct {
@@ -81,29 +91,43 @@ type podJSON struct {
 	StartedAt         *time.Time      `json:"started_at"`
 	EndsAt            *time.Time      `json:"ends_at"`
 	TerminatedAt      *time.Time      `json:"terminated_at"`
+	// SSHKeyFingerprints are the keys the instance was launched with (SHA256:…).
+	SSHKeyFingerprints []string            `json:"ssh_key_fingerprints"`
+	StarterProject     *starterProjectJSON `json:"starter_project"`
 }
 
-func toPodJSON(p *gpubroker.Pod) podJSON {
+// podJSON is a pod as its owner sees it (no other account ever gets one).
+func (s *Server) podJSON(p *gpubroker.Pod) podJSON {
 	out := podJSON{
 		ID: p.ID, OrderID: p.OrderID, Status: p.Status, Plan: p.Plan, GPU: p.GPU, Region: p.Region, Hours: p.Hours,
 		Template: p.Template, HourlyCents: p.HourlyCents, AmountCents: p.AmountCents, Currency: p.Currency,
 		OrderStatus: p.OrderStatus, HoldExpiresAt: p.HoldExpiresAt, Provider: p.Provider, Error: p.Error,
 		CreatedAt: p.CreatedAt, DeployRequestedAt: p.DeployRequestedAt, StartedAt: p.StartedAt, EndsAt: p.EndsAt,
-		TerminatedAt: p.TerminatedAt,
+		TerminatedAt: p.TerminatedAt, SSHKeyFingerprints: p.SSHKeyFingerprints,
+	}
+	if out.SSHKeyFingerprints == nil {
+		out.SSHKeyFingerprints = []string{}
+	}
+	tpl, ok := s.Catalog.Template(p.Template)
+	if ok && tpl.Workspace.Path != "" {
+		out.StarterProject = &starterProjectJSON{Name: tpl.Workspace.Name, Path: tpl.Workspace.Path}
 	}
 	if p.OrderStatus == gpubroker.OrderAuthorized && p.HoldExpiresAt != nil {
 		out.DeployBy = gpubroker.Ptr(gpubroker.HoldReleaseAt(*p.HoldExpiresAt))
 	}
-	if c := p.Connection; c != nil {
-		out.Connection = &connectionJSON{SSH: c.SSH, JupyterURL: c.JupyterURL, CodeServerURL: c.CodeServerURL}
+	if c := p.Connection; c != nil && !p.Status.Ended() {
+		out.Connection = &connectionJSON{JupyterURL: gpu.IDELink(c.JupyterURL, tpl.IDE, p.IDESecret), CodeServerURL: c.CodeServerURL, IDESecret: p.IDESecret}
+		if c.SSH != "" {
+			out.Connection.SSH = &c.SSH
+		}
 	}
 	return out
 }
 
-func toPodsJSON(pods []*gpubroker.Pod) []podJSON {
+func (s *Server) podsJSON(pods []*gpubroker.Pod) []podJSON {
 	out := make([]podJSON, 0, len(pods))
 	for _, p := range pods {
-		out = append(out, toPodJSON(p))
+		out = append(out, s.podJSON(p))
 	}
 	return out
 }

@@ -47,6 +47,19 @@ const (
 	IDECodeServer = "code-server"
 )
 
+// IDELink is the link that opens an instance's IDE for its owner: Jupyter takes its token in
+// the URL; code-server asks for its password on its own page, so its link stays bare.
+func IDELink(url, ide, secret string) string {
+	if url == "" || secret == "" || ide != IDEJupyter {
+		return url
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "token=" + secret
+}
+
 // Offer is one thing a provider will rent: a GPU type with a count, in one region, at a price.
 // GPU and Region use our ids (site/data/gpus.json), not the provider's.
 type Offer struct {

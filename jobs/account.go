@@ -8,6 +8,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/gpu"
 	"gpubroker/mail"
 	"gpubroker/postgres"
 )
@@ -128,9 +129,12 @@ func podMail(d *Deps, p *gpubroker.Pod) mail.Pod {
 	}
 	if t, ok := d.Catalog.Template(p.Template); ok {
 		m.Template = t.Name
+		m.StarterProject = t.Workspace.Path
 	}
 	if p.Connection != nil {
 		m.SSH, m.JupyterURL, m.CodeServerURL = p.Connection.SSH, p.Connection.JupyterURL, p.Connection.CodeServerURL
+		m.JupyterURL = gpu.IDELink(m.JupyterURL, gpu.IDEJupyter, p.IDESecret)
+		m.NoSSHKey = m.SSH == ""
 	}
 	if p.EndsAt != nil {
 		m.EndsAt = *p.EndsAt

@@ -24,6 +24,7 @@ import (
 	"gpubroker/internal/testdb"
 	"gpubroker/postgres"
 	"gpubroker/site"
+	"gpubroker/workspaces"
 )
 
 // testBundle is one worker's world: a fresh database, the Stripe stand-in behind the real
@@ -49,12 +50,13 @@ func setup(t *testing.T) *testBundle {
 	ss := stripesim.New(stripesim.Config{PublicURL: srv.URL, Logger: slog.New(slog.DiscardHandler), SweepInterval: -1, RetrySchedule: []time.Duration{}})
 	t.Cleanup(ss.Close)
 	mux.Handle(stripesim.DefaultPrefix+"/", ss)
+	mux.Handle(workspaces.URLPrefix, workspaces.Handler()) // the CDN, for the starter projects
 	gpus := sim.New(sim.Options{})
 	sender := &recordingSender{}
 	deps := (&Deps{
 		Pool: pool, Catalog: catalog, Broker: gpu.NewBroker(gpus), Sender: sender,
 		Payments:  billing.New(billing.Config{SecretKey: "sk_test_jobs", APIBase: srv.URL + stripesim.DefaultPrefix}),
-		PublicURL: "https://gpubroker.example", Logger: slog.New(slog.DiscardHandler), RetryDelay: time.Millisecond,
+		PublicURL: srv.URL, Logger: slog.New(slog.DiscardHandler), RetryDelay: time.Millisecond,
 		PollInterval: time.Millisecond,
 	}).withDefaults()
 	ins, err := river.NewClient[pgx.Tx](riverpgxv5.New(pool), &river.Config{Logger: slog.New(slog.DiscardHandler)})

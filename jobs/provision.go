@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"gpubroker"
 	"gpubroker/gpu"
 	"gpubroker/postgres"
+	"gpubroker/workspaces"
 )
 
 // ProvisionArgs launches a captured pod at the cheapest provider and waits until it runs.
@@ -103,12 +105,14 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error 
 	case !errors.Is(err, gpu.ErrNotFound):
 		return fmt.Errorf("error looking for an instance already launched: %w", err)
 	}
-	tpl, _ := d.Catalog.Template(pod.Template)
+	req, err := w.launchRequest(ctx, pod)
+	if err != nil {
+		return err
+	}
 	exclude := map[string]bool{}
 	for _, k := range pod.FailedOffers {
 		exclude[k] = true
 	}
-	req := gpu.LaunchRequest{Name: InstanceName(pod.ID), Image: tpl.Image, IDE: tpl.IDE}
 	// Never above the hourly price the customer pays: every launch keeps a margin.
 	q := gpu.OfferQuery{GPU: pod.GPU, Region: pod.Region, MaxCentsPerHour: pod.HourlyCents}
 	inst, offer, attempts, err := d.Broker.Launch(ctx, q, req, exclude)
@@ -148,6 +152,36 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error 
 	default:
 		return err
 	}
+}
+
+// launchRequest is what the pod's instance is started with, the same at every provider and on
+// every retry: the template's image and IDE, the account's SSH keys and the pod's IDE secret
+// (both fixed at the first attempt), and the starter project to unpack at first boot.
+func (w *ProvisionWorker) launchRequest(ctx context.Context, pod *gpubroker.Pod) (gpu.LaunchRequest, error) {
+	d := w.d
+	tpl, ok := d.Catalog.Template(pod.Template)
+	if !ok {
+		return gpu.LaunchRequest{}, river.JobCancel(fmt.Errorf("pod %s: unknown template %q", pod.ID, pod.Template))
+	}
+	var keys []gpubroker.SSHKey
+	if pod.LaunchKeys == nil && pod.AccountID != nil {
+		var err error
+		if keys, err = postgres.ListSSHKeys(ctx, d.Pool, *pod.AccountID); err != nil {
+			return gpu.LaunchRequest{}, err
+		}
+	}
+	fixed, err := postgres.FixLaunch(ctx, d.Pool, pod.ID, rand.Text(), keys)
+	if err != nil {
+		return gpu.LaunchRequest{}, err
+	}
+	ws, err := workspaces.For(tpl.ID, d.PublicURL)
+	if err != nil {
+		return gpu.LaunchRequest{}, river.JobCancel(fmt.Errorf("pod %s: %w", pod.ID, err))
+	}
+	return gpu.LaunchRequest{
+		Name: InstanceName(pod.ID), Image: tpl.Image, IDE: tpl.IDE,
+		SSHPublicKeys: fixed.LaunchKeys, IDESecret: fixed.IDESecret, Workspace: ws,
+	}, nil
 }
 
 func (w *ProvisionWorker) recordLaunch(ctx context.Context, pod *gpubroker.Pod, inst *gpu.Instance, offer *gpu.Offer) error {
@@ -202,7 +236,11 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *gpubroker.Pod) error {
 	case err != nil || inst.State == gpu.StateFailed || inst.State == gpu.StateTerminated:
 		// The instance died while booting: forget it, never use that offer again for this pod,
 		// and launch elsewhere on the next run.
-		d.Logger.WarnContext(ctx, "instance failed while booting", "pod_id", pod.ID, "instance_id", *pod.InstanceID, "error", err)
+		reason := ""
+		if inst != nil {
+			reason = inst.Error
+		}
+		d.Logger.WarnContext(ctx, "instance failed while booting", "pod_id", pod.ID, "instance_id", *pod.InstanceID, "error", err, "reason", reason)
 		err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 			if pod.OfferID != nil {
 				if err := postgres.AddFailedOffer(ctx, tx, pod.ID, *pod.OfferID); err != nil {
@@ -231,7 +269,11 @@ func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst 
 	d := w.d
 	now := d.now()
 	ends := now.Add(time.Duration(pod.Hours) * time.Hour)
-	conn := gpubroker.Connection{SSH: sshCommand(inst), JupyterURL: inst.JupyterURL, CodeServerURL: inst.CodeServerURL}
+	conn := gpubroker.Connection{JupyterURL: inst.JupyterURL, CodeServerURL: inst.CodeServerURL}
+	if len(pod.SSHKeyFingerprints) > 0 {
+		// Without a key of theirs the customer cannot log in, whatever the provider offers.
+		conn.SSH = sshCommand(inst)
+	}
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodRunning,
 			gpubroker.PodUpdate{Connection: &conn, StartedAt: &now, EndsAt: &ends})

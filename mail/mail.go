@@ -85,6 +85,10 @@ type Pod struct {
 	JupyterURL    string
 	CodeServerURL string
 	EndsAt        time.Time
+	// StarterProject is where the template's starter project is on the pod.
+	StarterProject string
+	// NoSSHKey says the pod was launched without any of the customer's keys.
+	NoSSHKey bool
 	// EndedAt is when the pod actually ended (terminated); zero while it runs.
 	EndedAt time.Time
 }

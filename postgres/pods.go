@@ -14,7 +14,7 @@ import (
 
 const podSelect = `SELECT p.id, p.order_id, p.account_id, p.status, o.plan, p.gpu, p.region, p.hours, p.template,
 	o.hourly_cents, o.amount_cents, o.currency, o.status, o.hold_expires_at, p.provider, p.instance_id, p.offer_id, p.failed_offers,
-	p.connection, p.error, p.created_at, p.deploy_requested_at, p.captured_at, p.started_at, p.ends_at, p.terminated_at
+	p.connection, COALESCE(p.ide_secret, ''), p.launch_keys, p.ssh_key_fingerprints, p.error, p.created_at, p.deploy_requested_at, p.captured_at, p.started_at, p.ends_at, p.terminated_at
 	FROM pods p JOIN orders o ON o.id = p.order_id`
 
 func scanPod(row pgx.Row) (*gpubroker.Pod, error) {
@@ -22,7 +22,7 @@ func scanPod(row pgx.Row) (*gpubroker.Pod, error) {
 	var conn []byte
 	err := row.Scan(&p.ID, &p.OrderID, &p.AccountID, &p.Status, &p.Plan, &p.GPU, &p.Region, &p.Hours, &p.Template,
 		&p.HourlyCents, &p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
-		&p.FailedOffers, &conn, &p.Error, &p.CreatedAt, &p.DeployRequestedAt, &p.CapturedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt)
+		&p.FailedOffers, &conn, &p.IDESecret, &p.LaunchKeys, &p.SSHKeyFingerprints, &p.Error, &p.CreatedAt, &p.DeployRequestedAt, &p.CapturedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +158,22 @@ func nullIfEmpty(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// FixLaunch fixes what a pod's instance is launched with, at its first launch attempt: the
+// IDE secret and the account's keys then. Later attempts (and a rescued job) get the values
+// stored by the first, so every launch of the pod asks for the same workspace.
+func FixLaunch(ctx context.Context, q Querier, podID, secret string, keys []gpubroker.SSHKey) (*gpubroker.Pod, error) {
+	lines, fps := make([]string, 0, len(keys)), make([]string, 0, len(keys))
+	for _, k := range keys {
+		lines, fps = append(lines, k.PublicKey), append(fps, k.Fingerprint)
+	}
+	if _, err := q.Exec(ctx, `UPDATE pods SET ide_secret = COALESCE(ide_secret, $2), launch_keys = COALESCE(launch_keys, $3),
+		ssh_key_fingerprints = CASE WHEN launch_keys IS NULL THEN $4 ELSE ssh_key_fingerprints END WHERE id = $1`,
+		podID, secret, lines, fps); err != nil {
+		return nil, err
+	}
+	return GetPod(ctx, q, podID)
 }
 
 // NoteNoCapacityRound records a provisioning round in which no offer had capacity: it forgets

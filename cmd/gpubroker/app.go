@@ -207,7 +207,7 @@ func (m *Main) adminPassword() string {
 // workers and mounts the River UI.
 func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpubroker.Catalog, payments gpubroker.Payments, adminPassword string) error {
 	cfg, log := m.Config, m.Logger
-	providers, err := m.providers(log)
+	providers, err := m.providers(log, catalog)
 	if err != nil {
 		return err
 	}
@@ -243,12 +243,20 @@ func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpu
 
 // providers returns the configured GPU providers, and the simulator in dev or with
 // GPU_SIMULATOR=true. A production worker without a provider refuses to start.
-func (m *Main) providers(log *slog.Logger) ([]gpu.Provider, error) {
+func (m *Main) providers(log *slog.Logger, catalog *gpubroker.Catalog) ([]gpu.Provider, error) {
 	ps := m.realProviders(log)
 	if m.Mode == "dev" || m.Config.GPUSimulator {
 		opts := sim.Options{BootDelay: time.Duration(m.Config.SimBootDelaySeconds) * time.Second}
 		if m.SimOptions != nil {
 			opts = *m.SimOptions
+		}
+		// As strict as a registry: only the templates' images exist. Its stand-in IDE pages
+		// are served by this process (dev) at PUBLIC_URL/dev/gpu/ide/….
+		for _, t := range catalog.Templates {
+			opts.Images = append(opts.Images, t.Image)
+		}
+		if opts.IDEBaseURL == "" {
+			opts.IDEBaseURL = m.Config.PublicURL
 		}
 		m.Sim = sim.New(opts)
 		ps = append(ps, m.Sim)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,7 +157,11 @@ func TestBrowserJourney(t *testing.T) {
 	require.Equal(t, "sold out", value[string](b, `document.querySelector('td[data-gpu="h100"][data-region="eu-central"] .st').textContent`))
 	require.Equal(t, "per hour", value[string](b, `document.querySelector('td[data-gpu="h100"][data-region="us-east"] .st').textContent`))
 	b.run("get-started", chromedp.Click(css(`#cta-get-started`)), chromedp.WaitVisible(css(`#email`)))
-	b.run("details", chromedp.SendKeys(css(`#email`), email), chromedp.SendKeys(css(`#name`), "Grace Hopper"), chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)))
+	laptop, laptopFP := newKey(t, "grace@laptop")
+	desktop, desktopFP := newKey(t, "grace@desktop")
+	b.run("details", chromedp.SendKeys(css(`#email`), email), chromedp.SendKeys(css(`#name`), "Grace Hopper"),
+		js(fmt.Sprintf(`document.querySelector("#ssh_public_key").value = %q`, laptop)),
+		chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)))
 	b.run("plan", chromedp.Click(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)))
 	b.run("template", chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
 	b.run("pod", choose(`#gpu`, "a100"), choose(`#region`, "us-east"),
@@ -176,10 +182,26 @@ func TestBrowserJourney(t *testing.T) {
 	b.run("activated", chromedp.Click(css(`#activate-btn`)), poll(`document.querySelector("#activate-status").textContent.length > 0`))
 	e.eventually("account active", 5*time.Second, func() bool { return e.count(`SELECT count(*) FROM accounts WHERE status = 'active'`) == 1 })
 
-	b.run("dashboard", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)))
+	b.run("dashboard", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)),
+		poll(`document.querySelectorAll("#ssh-keys .key").length === 1`))
+	require.Equal(t, laptopFP, value[string](b, `document.querySelector("#ssh-keys .key").dataset.fingerprint`), "the key typed at get-started")
+	// A junk key is refused with a message on the field; a second real key is added.
+	b.run("add-key-junk", js(`document.querySelector("#key-public").value = "not a key"`), chromedp.Click(css(`#add-key-btn`)),
+		poll(`!document.querySelector("#key-public-error").hidden`))
+	b.run("add-key", js(fmt.Sprintf(`document.querySelector("#key-public").value = %q`, desktop)), chromedp.SendKeys(css(`#key-name`), "desktop"),
+		chromedp.Click(css(`#add-key-btn`)), poll(`document.querySelectorAll("#ssh-keys .key").length === 2`))
 	b.run("deploy", chromedp.Click(css(`.deploy-btn`)), poll(`document.querySelector(".pod-status").dataset.status === "running"`), chromedp.WaitVisible(css(`.conn-ssh`)))
 	ssh := value[string](b, `document.querySelector(".conn-ssh").textContent`)
 	require.True(t, strings.HasPrefix(ssh, "ssh "), ssh)
+	keys := value[string](b, `document.querySelector(".pod-keys").textContent`)
+	require.Contains(t, keys, laptopFP)
+	require.Contains(t, keys, desktopFP, "both keys went onto the pod")
+	require.Contains(t, value[string](b, `document.querySelector(".conn-starter").textContent`), "/workspace/")
+	// The IDE link opens with its secret and not without (the simulator's stand-in IDE).
+	ide := value[string](b, `(document.querySelector(".conn-code-server") || document.querySelector(".conn-jupyter")).href`)
+	secret := value[string](b, `(document.querySelector(".conn-password") || {textContent: ""}).textContent`)
+	require.Equal(t, http.StatusOK, ideStatus(t, ide, secret, true))
+	require.NotEqual(t, http.StatusOK, ideStatus(t, ide, secret, false), "no secret, no IDE")
 	b.run("terminate", chromedp.Click(css(`.terminate-btn`)), poll(`document.querySelector(".pod-status").dataset.status === "terminated"`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE status = 'terminated'`))
 
@@ -190,4 +212,30 @@ func TestBrowserJourney(t *testing.T) {
 		require.NotEmpty(t, value[string](b, `document.title`), page)
 		require.NotEmpty(t, value[string](b, `(document.querySelector('meta[name="description"]')||{}).content||""`), page)
 	}
+}
+
+// ideStatus opens a pod's IDE link as a person would and returns the final status: Jupyter's
+// link carries its token (without: the token is cut off); code-server's login page takes the
+// password (without: the link is opened as it is).
+func ideStatus(t *testing.T, link, password string, withSecret bool) int {
+	t.Helper()
+	u, err := url.Parse(link)
+	require.NoError(t, err)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	var resp *http.Response
+	switch {
+	case u.Query().Has("token"):
+		if !withSecret {
+			u.RawQuery = ""
+		}
+		resp, err = c.Get(u.String())
+	case withSecret:
+		resp, err = c.PostForm(strings.TrimRight(u.String(), "/")+"/login", url.Values{"password": {password}})
+	default:
+		resp, err = c.Get(u.String())
+	}
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
 }

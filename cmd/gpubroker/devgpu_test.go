@@ -24,7 +24,7 @@ func TestDevGPUInstancesAndWorkspaces(t *testing.T) {
 	require.NoError(t, err)
 	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDJ9n2dyq7VrY1Dg2H3rQ2sY3NCbLMtcrc4b0wXYZxZz ada@laptop"
 	inst, err := e.m.Sim.Launch(context.Background(), gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-devtest",
-		Image: "img", IDE: gpu.IDEJupyter, SSHPublicKeys: []string{key}, IDESecret: "SECRET123", Workspace: ws})
+		Image: e.m.JobDeps.Catalog.Templates[0].Image, IDE: gpu.IDEJupyter, SSHPublicKeys: []string{key}, IDESecret: "SECRET123", Workspace: ws})
 	require.NoError(t, err)
 
 	req, _ := http.NewRequest("GET", e.url+"/dev/gpu/instances", nil)

@@ -5,7 +5,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"gpubroker/internal/stripesim"
 	"gpubroker/internal/testdb"
 	"gpubroker/jobs"
+	"gpubroker/workspaces"
 )
 
 // The production split: an `api` process (insert-only River client, no workers, no River UI)
@@ -29,6 +33,17 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	var stripe atomic.Pointer[stripesim.Server]
 	stripeSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stripe.Load().ServeHTTP(w, r) }))
 	defer stripeSrv.Close()
+	// The CDN in front, as CloudFront is: the starter projects' tarballs from the site's files,
+	// everything else from the API.
+	var apiURL atomic.Pointer[url.URL]
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, workspaces.URLPrefix) {
+			workspaces.Handler().ServeHTTP(w, r)
+			return
+		}
+		httputil.NewSingleHostReverseProxy(apiURL.Load()).ServeHTTP(w, r)
+	}))
+	defer front.Close()
 
 	start := func(mode string, extra map[string]string) *Main {
 		t.Helper()
@@ -52,8 +67,11 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	}
 	// Migrations first, as the migrate task does (idempotent: the test database is migrated).
 	start("migrate", nil)
-	api := start("api", nil) // the site's origin is the API's own address here
-	worker := start("worker", map[string]string{"PUBLIC_URL": api.URL})
+	api := start("api", map[string]string{"PUBLIC_URL": front.URL})
+	u, err := url.Parse(api.URL)
+	require.NoError(t, err)
+	apiURL.Store(u)
+	worker := start("worker", map[string]string{"PUBLIC_URL": front.URL})
 	stripe.Store(stripesim.New(stripesim.Config{PublicURL: stripeSrv.URL, WebhookURL: api.URL + "/api/stripe/webhook"}))
 
 	// The api process builds no GPU providers, job dependencies or AWS clients: it only inserts.
@@ -61,7 +79,7 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	require.Nil(t, api.Sim)
 	require.NotNil(t, worker.Sim, "GPU_SIMULATOR=true")
 
-	e := &env{t: t, m: api, url: api.URL, client: newBrowser()}
+	e := &env{t: t, m: api, url: front.URL, client: newBrowser()}
 	// The stand-in is not mounted on the API in production mode.
 	resp, err := http.Get(api.URL + "/dev/stripe/v1/checkout/sessions")
 	require.NoError(t, err)

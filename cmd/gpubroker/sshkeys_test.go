@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -117,11 +118,53 @@ func TestSSHKeysJourney(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 
+	// Deploy: the instance gets both keys, the template's pinned image and the starter
+	// project's files; the pod lists the fingerprints ssh-keygen -l prints.
+	code, body = e.do(c, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusOK, code)
+	podID := body["pods"].([]any)[0].(map[string]any)["id"].(string)
+	e.deploy(c, podID)
+	p := e.waitPod(c, podID, "running", 15*time.Second)
+	require.ElementsMatch(t, []any{laptopFP, desktopFP}, p["ssh_key_fingerprints"])
+	require.Equal(t, map[string]any{"name": "fine-tune-a-small-lm", "path": "/workspace/fine-tune-a-small-lm"}, p["starter_project"])
+	conn := p["connection"].(map[string]any)
+	require.True(t, strings.HasPrefix(conn["ssh"].(string), "ssh "), conn)
+	require.Contains(t, conn["jupyter_url"], "token=", "the owner's Jupyter link carries the pod's token")
+	require.Equal(t, http.StatusOK, ideStatus(t, conn["jupyter_url"].(string), "", true))
+	require.NotEqual(t, http.StatusOK, ideStatus(t, conn["jupyter_url"].(string), "", false))
+
+	req, _ = http.NewRequest("GET", e.url+"/dev/gpu/instances", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var instances []struct {
+		Name              string   `json:"name"`
+		Image             string   `json:"image"`
+		SSHAuthorizedKeys []string `json:"ssh_authorized_keys"`
+		WorkspaceFiles    []string `json:"workspace_files"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&instances))
+	resp.Body.Close()
+	require.Len(t, instances, 1)
+	require.Equal(t, "gpubroker-"+podID, instances[0].Name)
+	tpl, _ := e.m.JobDeps.Catalog.Template("data-science")
+	require.Equal(t, tpl.Image, instances[0].Image)
+	require.Len(t, instances[0].SSHAuthorizedKeys, 2)
+	for i, line := range []string{laptop, desktop} {
+		require.Contains(t, line, instances[0].SSHAuthorizedKeys[i], "the key as the customer gave it (without its comment)")
+	}
+	require.Contains(t, instances[0].WorkspaceFiles, "fine-tune.ipynb")
+
+	// The pod-ready email says where the starter project is.
+	e.eventually("pod ready email", 10*time.Second, func() bool { return e.mails("keys@example.com")[0]["kind"] == "pod_ready" })
+	require.Contains(t, e.mails("keys@example.com")[0]["text"], "/workspace/fine-tune-a-small-lm")
+
 	code, _ = e.do(c, "DELETE", "/api/me/ssh-keys/"+desktopID, nil)
 	require.Equal(t, http.StatusNoContent, code)
 	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, []string{laptopFP}, fingerprints(t, body))
+	require.ElementsMatch(t, []any{laptopFP, desktopFP}, e.pod(c, podID)["ssh_key_fingerprints"], "the running pod keeps what it was launched with")
 }
 
 // Paying with someone else's email never puts the payer's key on that person's account.

@@ -1,5 +1,5 @@
 // /dashboard/ — account status, pods, Deploy / Terminate, live status and connection details.
-import { $, api, h, money, dateTime, catalog, regionName, status, busy } from "./lib.js";
+import { $, api, h, money, dateTime, catalog, regionName, status, busy, fieldError, clearFieldErrors } from "./lib.js";
 
 const cat = catalog();
 const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
@@ -121,11 +121,22 @@ function renderPod(p) {
   const reason = deployBlocked(p);
   const c = p.connection || {};
   const conn = [];
-  if (c.ssh) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "SSH"), h("code", { class: "conn-ssh" }, c.ssh), copyButton(c.ssh, "SSH command")));
+  if (c.ssh) {
+    conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "SSH"), h("code", { class: "conn-ssh" }, c.ssh), copyButton(c.ssh, "SSH command")));
+    conn.push(h("p", { class: "hint conn-hint" }, "Add -i ~/.ssh/<your key> if it is not your default key."));
+    const fps = p.ssh_key_fingerprints || [];
+    if (fps.length) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "Keys on it"), h("code", { class: "pod-keys" }, fps.join("\n"))));
+  } else if (p.connection)
+    conn.push(h("p", { class: "hint conn-no-ssh" }, "SSH is off on this pod: it was started without a key of yours. Add a key below for your next pod; the browser IDE works without one."));
   const jup = safeURL(c.jupyter_url);
   if (jup) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "JupyterLab"), h("a", { class: "conn-jupyter", href: jup, target: "_blank", rel: "noopener" }, "Open JupyterLab"), copyButton(jup, "JupyterLab link")));
   const cs = safeURL(c.code_server_url);
-  if (cs) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "VS Code"), h("a", { class: "conn-code-server", href: cs, target: "_blank", rel: "noopener" }, "Open VS Code"), copyButton(cs, "VS Code link")));
+  if (cs) {
+    conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "VS Code"), h("a", { class: "conn-code-server", href: cs, target: "_blank", rel: "noopener" }, "Open VS Code"), copyButton(cs, "VS Code link")));
+    if (c.ide_secret) conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "Password"), h("code", { class: "conn-password" }, c.ide_secret), copyButton(c.ide_secret, "VS Code password")));
+  }
+  if (p.connection && p.starter_project)
+    conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "Starter project"), h("code", { class: "conn-starter" }, p.starter_project.path)));
 
   const price = p.amount_cents > 0 ? money(p.amount_cents, p.currency) : p.order_status === "free" ? "Free" : money(p.amount_cents || 0, p.currency);
   const titleId = `pod-${p.id}-title`;
@@ -301,7 +312,59 @@ async function load() {
   renderAccount();
   $("#account").hidden = false;
   for (const p of list) if (watched(p)) poll(p.id);
+  loadKeys();
 }
+
+// SSH keys: every key of the account goes onto every pod deployed after it is added.
+const keysEl = $("#ssh-keys");
+const keyForm = $("#add-key-form");
+
+function renderKeys(list) {
+  $("#no-keys").hidden = list.length > 0;
+  keysEl.replaceChildren(
+    ...list.map((k) =>
+      h(
+        "li",
+        { class: "key", "data-fingerprint": k.fingerprint },
+        h("span", { class: "key-name" }, k.name),
+        h("code", { class: "key-fp" }, `${k.type} ${k.fingerprint}`),
+        h("button", { type: "button", class: "btn small secondary delete-key-btn", "aria-label": `Delete key ${k.name}`, onclick: (e) => deleteKey(e.currentTarget, k.id) }, "Delete"),
+      ),
+    ),
+  );
+}
+
+async function loadKeys() {
+  const res = await api("GET", "/api/me/ssh-keys");
+  if (res.ok) renderKeys(res.data.ssh_keys || []);
+}
+
+async function deleteKey(btn, id) {
+  busy(btn, true, "Deleting…");
+  const res = await api("DELETE", `/api/me/ssh-keys/${encodeURIComponent(id)}`);
+  busy(btn, false);
+  if (res.ok || res.status === 404) loadKeys();
+  else $("#add-key-status").textContent = res.data.message || "We could not delete this key.";
+}
+
+keyForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = $("#key-public");
+  clearFieldErrors(keyForm);
+  const btn = $("#add-key-btn");
+  busy(btn, true, "Adding…");
+  const res = await api("POST", "/api/me/ssh-keys", { name: $("#key-name").value.trim(), public_key: input.value.trim() });
+  busy(btn, false);
+  if (res.status === 201) {
+    keyForm.reset();
+    $("#add-key-status").textContent = `Added ${res.data.name} (${res.data.fingerprint}). It goes onto every pod you deploy from now on.`;
+    loadKeys();
+    return;
+  }
+  const f = (res.data && res.data.fields) || {};
+  fieldError(f.name ? $("#key-name") : input, f.public_key || f.name || res.data.message || "We could not add this key.");
+  $("#add-key-status").textContent = "";
+});
 
 $("#logout").addEventListener("click", async (e) => {
   const btn = e.currentTarget;
