@@ -62,7 +62,7 @@ func TestParseSSHKeyAccepts(t *testing.T) {
 func TestParseSSHKeyFingerprintMatchesSSHKeygen(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skip("ssh-keygen is not installed (openssh-client)")
+		t.Fatal("ssh-keygen is not installed: apt-get install -y openssh-client")
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "id_ed25519")

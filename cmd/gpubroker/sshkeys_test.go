@@ -19,7 +19,7 @@ import (
 func newKey(t *testing.T, comment string) (line, fingerprint string) {
 	t.Helper()
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skip("ssh-keygen is not installed (openssh-client)")
+		t.Fatal("ssh-keygen is not installed: apt-get install -y openssh-client")
 	}
 	path := filepath.Join(t.TempDir(), "id_ed25519")
 	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path).CombinedOutput()
