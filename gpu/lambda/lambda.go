@@ -12,12 +12,10 @@
 package lambda
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,6 +24,8 @@ import (
 	"time"
 
 	"gpubroker/gpu"
+	"gpubroker/internal/httpjson"
+	"gpubroker/internal/pace"
 )
 
 // DefaultBaseURL is Lambda Cloud's API root.
@@ -89,9 +89,9 @@ type Config struct {
 // Client talks to Lambda Cloud. It is safe for concurrent use.
 type Client struct {
 	cfg           Config
-	http          *http.Client
-	requests      *pacer
-	launches      *pacer
+	api           *httpjson.Client
+	requests      *pace.Pacer // Lambda's ~1 request/s
+	launches      *pace.Pacer // and 1 launch/12 s; over either it answers 429
 	instanceTypes map[string]string
 	regions       map[string]string
 }
@@ -119,14 +119,12 @@ func New(cfg Config) *Client {
 	if cfg.IDEPort == 0 {
 		cfg.IDEPort = 8443
 	}
-	if cfg.Sleep == nil {
-		cfg.Sleep = sleepContext
-	}
 	c := &Client{
-		cfg:           cfg,
-		http:          cfg.HTTPClient,
-		requests:      newPacer(cfg.RequestInterval, cfg.Now, cfg.Sleep),
-		launches:      newPacer(cfg.LaunchInterval, cfg.Now, cfg.Sleep),
+		cfg: cfg,
+		api: &httpjson.Client{Name: "lambda", BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, HTTP: cfg.HTTPClient,
+			Classify: func(_, _ string, resp *http.Response, data []byte) error { return classify(resp, data) }},
+		requests:      pace.New(cfg.RequestInterval, cfg.Now, cfg.Sleep),
+		launches:      pace.New(cfg.LaunchInterval, cfg.Now, cfg.Sleep),
 		instanceTypes: cfg.InstanceTypes,
 		regions:       cfg.Regions,
 	}
@@ -244,7 +242,7 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 	if err != nil {
 		return nil, err
 	}
-	if err := c.launches.wait(ctx); err != nil {
+	if err := c.launches.Wait(ctx); err != nil {
 		return nil, err
 	}
 	body := map[string]any{
@@ -383,40 +381,12 @@ func (c *Client) convert(in instance) *gpu.Instance {
 
 // do sends one paced request and decodes the "data" member of the answer into out.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	if err := c.requests.wait(ctx); err != nil {
+	if err := c.requests.Wait(ctx); err != nil {
 		return err
 	}
-	var reader io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("lambda: encode %s %s: %w", method, path, err)
-		}
-		reader = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.cfg.BaseURL+path, reader)
-	if err != nil {
-		return fmt.Errorf("lambda: %s %s: %w", method, path, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("lambda: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("lambda: %s %s: read response: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("lambda: %s %s: %w", method, path, classify(resp, data))
-	}
-	if out == nil {
-		return nil
+	data, err := c.api.Do(ctx, method, path, body)
+	if err != nil || out == nil {
+		return err
 	}
 	if err := json.Unmarshal(data, &struct {
 		Data any `json:"data"`
@@ -433,17 +403,14 @@ func classify(resp *http.Response, data []byte) error {
 	_ = json.Unmarshal(data, &e) // a non-JSON body (a proxy's 502 page) leaves e empty
 	code, msg := e.Error.Code, e.Error.Message
 	if msg == "" {
-		msg = strings.TrimSpace(string(data))
-		if len(msg) > 200 {
-			msg = msg[:200]
-		}
+		msg = httpjson.Snippet(data)
 	}
 	detail := fmt.Sprintf("HTTP %d %s: %s", resp.StatusCode, code, msg)
 
 	var class error
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		return fmt.Errorf("%s: %w", detail, &gpu.RateLimitedError{RetryAfter: retryAfter(resp.Header.Get("Retry-After"))})
+		return fmt.Errorf("%s: %w", detail, &gpu.RateLimitedError{RetryAfter: httpjson.RetryAfter(resp.Header.Get("Retry-After"))})
 	case code == "instance-operations/launch/insufficient-capacity":
 		class = gpu.ErrNoCapacity
 	case code == "global/invalid-api-key":
@@ -465,18 +432,4 @@ func classify(resp *http.Response, data []byte) error {
 		return errors.New(detail)
 	}
 	return fmt.Errorf("%s: %w", detail, class)
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date. Zero when absent or bad.
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
 }

@@ -11,21 +11,19 @@
 package runpod
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"gpubroker/gpu"
+	"gpubroker/internal/httpjson"
 )
 
 // DefaultBaseURL is RunPod's API root; paths start with /v2.
@@ -93,6 +91,7 @@ type Config struct {
 // Client talks to RunPod. It is safe for concurrent use.
 type Client struct {
 	cfg Config
+	api *httpjson.Client
 }
 
 var _ gpu.Provider = (*Client)(nil)
@@ -115,7 +114,8 @@ func New(cfg Config) *Client {
 	if cfg.DataCenterRegions == nil {
 		cfg.DataCenterRegions = DefaultDataCenterRegions()
 	}
-	return &Client{cfg: cfg}
+	return &Client{cfg: cfg, api: &httpjson.Client{Name: "runpod", BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, HTTP: cfg.HTTPClient,
+		Classify: classify}}
 }
 
 // Name returns "runpod".
@@ -432,37 +432,9 @@ func directSSH(p pod) *sshEndpoint {
 
 // do sends one request and decodes the JSON answer into out.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var reader io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("runpod: encode %s %s: %w", method, path, err)
-		}
-		reader = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.cfg.BaseURL+path, reader)
-	if err != nil {
-		return fmt.Errorf("runpod: %s %s: %w", method, path, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("runpod: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("runpod: %s %s: read response: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("runpod: %s %s: %w", method, path, classify(method, path, resp, data))
-	}
-	if out == nil || len(data) == 0 {
-		return nil
+	data, err := c.api.Do(ctx, method, path, body)
+	if err != nil || out == nil || len(data) == 0 {
+		return err
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("runpod: %s %s: decode response: %w", method, path, err)
@@ -480,10 +452,7 @@ func classify(method, path string, resp *http.Response, data []byte) error {
 		msg += " " + strings.Join(p.Errors, "; ")
 	}
 	if msg == "" {
-		msg = strings.TrimSpace(string(data))
-		if len(msg) > 200 {
-			msg = msg[:200]
-		}
+		msg = httpjson.Snippet(data)
 	}
 	detail := fmt.Sprintf("HTTP %d: %s", resp.StatusCode, msg)
 	creating := method == http.MethodPost && path == "/v2/pods"
@@ -491,7 +460,7 @@ func classify(method, path string, resp *http.Response, data []byte) error {
 	var class error
 	switch status := resp.StatusCode; {
 	case status == http.StatusTooManyRequests:
-		return fmt.Errorf("%s: %w", detail, &gpu.RateLimitedError{RetryAfter: retryAfter(resp.Header.Get("Retry-After"))})
+		return fmt.Errorf("%s: %w", detail, &gpu.RateLimitedError{RetryAfter: httpjson.RetryAfter(resp.Header.Get("Retry-After"))})
 	case status == http.StatusBadRequest && creating:
 		// No capacity carries no code of its own, only a 400. A rule violation is also a 400,
 		// but fails the same on every candidate, so the LaunchError's last attempt shows it.
@@ -513,15 +482,4 @@ func classify(method, path string, resp *http.Response, data []byte) error {
 		return errors.New(detail)
 	}
 	return fmt.Errorf("%s: %w", detail, class)
-}
-
-// retryAfter parses a Retry-After header; RunPod sends integer seconds. Zero when absent.
-func retryAfter(v string) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
 }

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,6 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"gpubroker"
+	"gpubroker/internal/pace"
 )
 
 // DefaultRate is the send rate, in messages per second, used until Init has read the account's
@@ -58,7 +58,7 @@ type Options struct {
 type Sender struct {
 	client  *sesv2.Client
 	opts    Options
-	limiter *limiter
+	limiter *pace.Pacer
 }
 
 var _ gpubroker.Sender = (*Sender)(nil)
@@ -72,7 +72,7 @@ func New(client *sesv2.Client, opts Options) *Sender {
 		opts.Backoff = backoff
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleep
+		opts.Sleep = pace.Sleep
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -87,7 +87,7 @@ func New(client *sesv2.Client, opts Options) *Sender {
 	return &Sender{
 		client:  client,
 		opts:    opts,
-		limiter: &limiter{interval: interval(rate), now: opts.Now, sleep: opts.Sleep},
+		limiter: pace.New(interval(rate), opts.Now, opts.Sleep),
 	}
 }
 
@@ -110,7 +110,7 @@ func (s *Sender) Init(ctx context.Context) error {
 		s.opts.Logger.WarnContext(ctx, "SES account is in the sandbox: only verified recipients receive email")
 	}
 	if out.SendQuota != nil && out.SendQuota.MaxSendRate > 0 {
-		s.limiter.setInterval(interval(out.SendQuota.MaxSendRate))
+		s.limiter.SetInterval(interval(out.SendQuota.MaxSendRate))
 		s.opts.Logger.InfoContext(ctx, "SES send rate", slog.Float64("max_send_rate", out.SendQuota.MaxSendRate),
 			slog.Float64("max_24_hour_send", out.SendQuota.Max24HourSend))
 	}
@@ -119,9 +119,7 @@ func (s *Sender) Init(ctx context.Context) error {
 
 // Rate returns the send rate the Sender keeps to, in messages per second.
 func (s *Sender) Rate() float64 {
-	s.limiter.mu.Lock()
-	defer s.limiter.mu.Unlock()
-	return float64(time.Second) / float64(s.limiter.interval)
+	return float64(time.Second) / float64(s.limiter.Interval())
 }
 
 // Send sends m to m.To and returns the SES message id. Errors wrapping gpubroker.ErrPermanent
@@ -147,7 +145,7 @@ func (s *Sender) Send(ctx context.Context, m gpubroker.Message) (string, error) 
 	}
 
 	for attempt := 0; ; attempt++ {
-		if err := s.limiter.wait(ctx); err != nil {
+		if err := s.limiter.Wait(ctx); err != nil {
 			return "", fmt.Errorf("error waiting to send email %d: %w", m.ID, err)
 		}
 		out, err := s.client.SendEmail(ctx, in, withoutSDKRetries)
@@ -250,49 +248,6 @@ func backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 func interval(rate float64) time.Duration {
 	return time.Duration(float64(time.Second) / rate)
-}
-
-// limiter spaces sends at least interval apart. Each caller reserves the next free slot under the
-// lock and then sleeps outside it, so concurrent senders queue up in order without holding the
-// lock while they wait.
-type limiter struct {
-	mu       sync.Mutex
-	interval time.Duration
-	next     time.Time
-	now      func() time.Time
-	sleep    func(ctx context.Context, d time.Duration) error
-}
-
-func (l *limiter) setInterval(d time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.interval = d
-}
-
-func (l *limiter) wait(ctx context.Context) error {
-	l.mu.Lock()
-	now := l.now()
-	slot := l.next
-	if slot.Before(now) {
-		slot = now
-	}
-	l.next = slot.Add(l.interval)
-	l.mu.Unlock()
-	if d := slot.Sub(now); d > 0 {
-		return l.sleep(ctx, d)
-	}
-	return ctx.Err()
 }
