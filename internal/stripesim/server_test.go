@@ -210,8 +210,8 @@ func TestRESTDialect(t *testing.T) {
 					}
 				}
 			}, "parameter_missing", "line_items"},
-			{"expiry under 30 minutes", func(v url.Values) { v.Set("expires_at", itoa(time.Now().Add(29*time.Minute).Unix())) }, "parameter_invalid", "expires_at"},
-			{"expiry over 24 hours", func(v url.Values) { v.Set("expires_at", itoa(time.Now().Add(25*time.Hour).Unix())) }, "parameter_invalid", "expires_at"},
+			{"expiry under 30 minutes", func(v url.Values) { v.Set("expires_at", strconv.FormatInt(time.Now().Add(29*time.Minute).Unix(), 10)) }, "parameter_invalid", "expires_at"},
+			{"expiry over 24 hours", func(v url.Values) { v.Set("expires_at", strconv.FormatInt(time.Now().Add(25*time.Hour).Unix(), 10)) }, "parameter_invalid", "expires_at"},
 			{"bad email", func(v url.Values) { v.Set("customer_email", "not-an-email") }, "email_invalid", "customer_email"},
 			{"bad url", func(v url.Values) { v.Set("cancel_url", "/relative") }, "url_invalid", "cancel_url"},
 		}
@@ -226,7 +226,7 @@ func TestRESTDialect(t *testing.T) {
 			require.Equal(t, tc.param, e.Error.Param, tc.name)
 		}
 		f := sessionForm()
-		f.Set("expires_at", itoa(time.Now().Add(31*time.Minute).Unix()))
+		f.Set("expires_at", strconv.FormatInt(time.Now().Add(31*time.Minute).Unix(), 10))
 		status, _, body := h.do(t, "POST", "/v1/checkout/sessions", f, nil)
 		require.Equal(t, http.StatusOK, status, string(body))
 	})
@@ -526,6 +526,5 @@ func TestCloseStopsRetries(t *testing.T) {
 	require.False(t, sim.Events()[0].Delivered)
 }
 
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
