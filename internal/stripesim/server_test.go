@@ -526,5 +526,4 @@ func TestCloseStopsRetries(t *testing.T) {
 	require.False(t, sim.Events()[0].Delivered)
 }
 
-
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
