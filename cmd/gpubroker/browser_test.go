@@ -202,7 +202,16 @@ func TestBrowserJourney(t *testing.T) {
 	secret := value[string](b, `(document.querySelector(".conn-password") || {textContent: ""}).textContent`)
 	require.Equal(t, http.StatusOK, ideStatus(t, ide, secret, true))
 	require.NotEqual(t, http.StatusOK, ideStatus(t, ide, secret, false), "no secret, no IDE")
-	b.run("terminate", chromedp.Click(css(`.terminate-btn`)), poll(`document.querySelector(".pod-status").dataset.status === "terminated"`))
+	// Terminate asks first, saying the disk goes; keeping it running changes nothing.
+	b.run("terminate-ask", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)))
+	require.Contains(t, value[string](b, `document.querySelector("#terminate-dialog").textContent`), "disk is deleted")
+	b.run("terminate-keep", chromedp.Click(css(`#terminate-cancel`)), poll(`!document.querySelector("#terminate-dialog").open`))
+	require.Equal(t, "running", value[string](b, `document.querySelector(".pod-status").dataset.status`))
+	b.run("terminate", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)), chromedp.Click(css(`#terminate-confirm`)),
+		poll(`document.querySelector(".pod-status").dataset.status === "terminated"`))
+	// An ended pod shows no connection and no Deploy button, and when it ended.
+	require.Zero(t, value[int](b, `document.querySelectorAll(".conn, .deploy-btn").length`))
+	require.Contains(t, value[string](b, `document.querySelector(".pod").textContent`), "Ended")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE status = 'terminated'`))
 
 	// Every public page renders with one <h1>, a title and a description, without errors.

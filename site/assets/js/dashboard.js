@@ -28,9 +28,11 @@ const PROGRESS = {
   terminating: "Stopping your pod…",
 };
 
-// watched: a pod whose state may still change (a failed pod's refund may be pending).
+// watched: a pod whose state may still change: one on its way, a running one (its hours run
+// out, it is stopped from another tab or dies at the provider), a failed one whose refund is
+// pending.
 const refundPending = (p) => p.status === "failed" && p.order_status === "captured";
-const watched = (p) => TRANSIENT.has(p.status) || refundPending(p);
+const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || refundPending(p);
 
 let account = null;
 const pods = new Map(); // id → pod
@@ -57,6 +59,7 @@ function deployBlocked(p) {
   if (p.status !== "configured") {
     if (p.status === "running") return "Your pod is running.";
     if (p.status === "failed") return "This pod could not be started.";
+    if (p.status === "terminating") return "Stopping…";
     if (TRANSIENT.has(p.status)) return "Deployment is in progress.";
     return "This pod has ended.";
   }
@@ -174,7 +177,7 @@ function renderPod(p) {
     h(
       "div",
       { class: "pod-actions" },
-      h(
+      p.status !== "configured" && p.status !== "deploying" && p.status !== "provisioning" ? null : h(
         "button",
         {
           type: "button",
@@ -186,7 +189,7 @@ function renderPod(p) {
         p.status === "configured" && p.amount_cents > 0 ? `Deploy — charge ${price}` : "Deploy",
       ),
       reason ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
-      p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => terminate(p.id) }, "Terminate") : null,
+      p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => confirmTerminate(p.id) }, "Terminate") : null,
     ),
     h("p", { class: "pod-msg", role: "status" }, notes.get(p.id) || ""),
   );
@@ -225,7 +228,7 @@ function poll(id) {
       update(res.data);
     } else failures++;
     const p = pods.get(id);
-    if (p && watched(p)) timers.set(id, setTimeout(tick, failures > 2 || !TRANSIENT.has(p.status) ? 5000 : 2000));
+    if (p && watched(p)) timers.set(id, setTimeout(tick, p.status === "running" ? 15000 : failures > 2 || !TRANSIENT.has(p.status) ? 5000 : 2000));
     else timers.delete(id);
   };
   timers.set(id, setTimeout(tick, 2000));
@@ -257,6 +260,18 @@ async function deploy(id) {
   }
   note(id, res.data.message || "We could not deploy this pod.");
   if (res.status === 409 || res.status === 403) refreshPod(id);
+}
+
+// confirmTerminate says what stopping means before it happens: the disk goes, and (until early
+// stops are refunded) the paid hours are not given back.
+function confirmTerminate(id) {
+  const dlg = $("#terminate-dialog");
+  dlg.returnValue = "";
+  dlg.onclose = () => {
+    if (dlg.returnValue === "terminate") terminate(id);
+    else $(`#pod-${CSS.escape(id)} .terminate-btn`)?.focus();
+  };
+  dlg.showModal();
 }
 
 async function terminate(id) {
