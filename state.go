@@ -5,9 +5,11 @@ package gpubroker
 //	checkout_pending ──► authorized ──► captured ──► refunded
 //	      │                  │
 //	      ├──► expired       └──► released   (hold cancelled, lapsed or never deployed)
-//	      ├──► declined
 //	      └──► released      (hold cancelled before the session was processed)
 //	free                     (free trial: no money moves)
+//
+// A declined card is not a status: Checkout keeps the session open for another card, and a
+// session never paid expires.
 //
 // Every move is checked against this table (CanMoveTo) and guarded in SQL
 // (UPDATE … WHERE status = <from>), so a duplicated or late job cannot move it backwards.
@@ -22,11 +24,10 @@ const (
 	OrderRefunded        OrderStatus = "refunded"
 	OrderExpired         OrderStatus = "expired"
 	OrderReleased        OrderStatus = "released"
-	OrderDeclined        OrderStatus = "declined"
 )
 
 var orderTransitions = map[OrderStatus][]OrderStatus{
-	OrderCheckoutPending: {OrderAuthorized, OrderExpired, OrderDeclined, OrderReleased},
+	OrderCheckoutPending: {OrderAuthorized, OrderExpired, OrderReleased},
 	OrderAuthorized:      {OrderCaptured, OrderReleased},
 	OrderCaptured:        {OrderRefunded},
 }
@@ -35,7 +36,7 @@ var orderTransitions = map[OrderStatus][]OrderStatus{
 func (s OrderStatus) CanMoveTo(to OrderStatus) bool { return allowed(orderTransitions[s], to) }
 
 // OrderStatuses lists every order status.
-var OrderStatuses = []OrderStatus{OrderCheckoutPending, OrderFree, OrderAuthorized, OrderCaptured, OrderRefunded, OrderExpired, OrderReleased, OrderDeclined}
+var OrderStatuses = []OrderStatus{OrderCheckoutPending, OrderFree, OrderAuthorized, OrderCaptured, OrderRefunded, OrderExpired, OrderReleased}
 
 // PodStatus is where a pod stands:
 //

@@ -19,7 +19,7 @@ func TestOrderTransitionsAreOneWay(t *testing.T) {
 			}
 		}
 	}
-	for _, end := range []gpubroker.OrderStatus{gpubroker.OrderFree, gpubroker.OrderRefunded, gpubroker.OrderExpired, gpubroker.OrderReleased, gpubroker.OrderDeclined} {
+	for _, end := range []gpubroker.OrderStatus{gpubroker.OrderFree, gpubroker.OrderRefunded, gpubroker.OrderExpired, gpubroker.OrderReleased} {
 		for _, to := range gpubroker.OrderStatuses {
 			require.False(t, end.CanMoveTo(to), "%s -> %s", end, to)
 		}

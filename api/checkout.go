@@ -206,7 +206,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 	case o.Status == gpubroker.OrderExpired:
 		writeError(w, r, gpubroker.Errorf(gpubroker.EGONE, "expired", "This checkout expired before it was paid. Start again from the get-started page."))
 		return
-	case o.AccountID == nil && (o.Status == gpubroker.OrderReleased || o.Status == gpubroker.OrderDeclined):
+	case o.AccountID == nil && o.Status == gpubroker.OrderReleased:
 		writeError(w, r, gpubroker.Errorf(gpubroker.EGONE, "released", "This payment was cancelled before it completed, so nothing was charged. Start again from the get-started page."))
 		return
 	case o.AccountID == nil:

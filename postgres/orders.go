@@ -127,7 +127,7 @@ func MoveOrder(ctx context.Context, tx pgx.Tx, orderID string, from, to gpubroke
 // orderTimestamp is the column each status records its time in.
 var orderTimestamp = map[gpubroker.OrderStatus]string{
 	gpubroker.OrderAuthorized: "authorized_at", gpubroker.OrderCaptured: "captured_at", gpubroker.OrderReleased: "released_at",
-	gpubroker.OrderRefunded: "refunded_at", gpubroker.OrderExpired: "expired_at", gpubroker.OrderDeclined: "expired_at",
+	gpubroker.OrderRefunded: "refunded_at", gpubroker.OrderExpired: "expired_at",
 }
 
 // moveOrder is every order move: checked against the transition table, guarded on from, with

@@ -160,6 +160,15 @@ func (e *env) eventually(what string, timeout time.Duration, cond func() bool) {
 	}
 }
 
+// idle waits until no job is waiting or running (scheduled ones, such as hold releases days
+// away, do not count): whatever the last request set off has happened.
+func (e *env) idle() {
+	e.t.Helper()
+	e.eventually("jobs idle", 10*time.Second, func() bool {
+		return e.count(`SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'pending')`) == 0
+	})
+}
+
 // count runs a count(*) query.
 func (e *env) count(sql string, args ...any) int {
 	e.t.Helper()

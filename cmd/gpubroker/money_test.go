@@ -94,7 +94,10 @@ func TestLastCaptureAttemptWaitsForAnAnswer(t *testing.T) {
 	e.eventually("the last attempt", 20*time.Second, func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND attempt >= max_attempts`) == 1
 	})
-	time.Sleep(300 * time.Millisecond)
+	// The last attempt snoozes (waiting for Stripe) instead of deciding: River counts it.
+	e.eventually("the last attempt snoozed", 20*time.Second, func() bool {
+		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND (metadata->>'snoozes')::int >= 1`) == 1
+	})
 	p := e.pod(c, podID)
 	require.Equal(t, "deploying", p["status"], "given back without knowing: %v", p["error"])
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND state IN ('discarded', 'completed')`))

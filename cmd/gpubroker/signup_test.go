@@ -215,7 +215,7 @@ func TestDeclinedCardAndSecondOrder(t *testing.T) {
 	_, sid := e.checkout(c, "decline@example.com")
 	resp := e.pay(sid, "4000000000000002")
 	require.NotEqual(t, http.StatusSeeOther, resp.StatusCode)
-	time.Sleep(200 * time.Millisecond)
+	e.idle()
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM accounts`))
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM emails`))
 	code, _ := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)

@@ -19,7 +19,6 @@ const ORDER_LABEL = {
   refunded: "Refunded",
   expired: "Checkout expired",
   released: "Hold released",
-  declined: "Payment declined",
   free: "Free trial",
 };
 const PROGRESS = {
@@ -71,8 +70,6 @@ function deployBlocked(p) {
       return "This checkout expired before it was paid. Start a new order.";
     case "refunded":
       return "This order was refunded.";
-    case "declined":
-      return "The payment was declined. Start a new order.";
     case "checkout_pending":
       return "Waiting for your payment to be confirmed.";
   }
