@@ -44,6 +44,7 @@ type Server struct {
 	Now          func() time.Time
 
 	metrics metrics
+	router  *httprouter.Router // for metrics' route labels
 }
 
 func (s *Server) now() time.Time {
@@ -92,6 +93,7 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/readyz", s.handleReady)
 	r.GET("/metrics", s.handleMetrics)
 	r.GET("/ops/funnel", s.admin(s.handleFunnel))
+	s.router = r
 	return s.middleware(cleanInput(r))
 }
 

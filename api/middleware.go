@@ -96,7 +96,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		d := time.Since(start)
-		s.metrics.observe(routeLabel(r.URL.Path), r.Method, sw.status, d)
+		s.metrics.observe(routeLabel(s.router, r.Method, r.URL.Path), r.Method, sw.status, d)
 		base.Info("http request", append([]any{"request_id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
 			"duration_ms", d.Milliseconds()}, q.attrs...)...)
 	})
@@ -145,16 +145,20 @@ func readBody(rd io.Reader, size int64) ([]byte, error) {
 	}
 }
 
-// routeLabel collapses pod ids in paths so metrics stay low-cardinality.
-func routeLabel(p string) string {
-	rest, ok := strings.CutPrefix(p, "/api/pods/")
-	if !ok {
-		return p
+// routeLabel is the route a request matched, as registered (/api/pods/:id/deploy), or
+// "unmatched": metrics keep one series per route whatever paths clients send.
+func routeLabel(router *httprouter.Router, method, path string) string {
+	if router == nil {
+		return "unmatched"
 	}
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return "/api/pods/:id" + rest[i:]
+	h, ps, _ := router.Lookup(method, path)
+	if h == nil {
+		return "unmatched"
 	}
-	return "/api/pods/:id"
+	for _, p := range ps {
+		path = strings.Replace(path, "/"+p.Value, "/:"+p.Key, 1)
+	}
+	return path
 }
 
 // origin refuses a POST whose Origin header names another site. Browsers always send Origin

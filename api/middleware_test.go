@@ -32,10 +32,16 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
+// Metrics are labelled by route, never by the raw path: ids and made-up paths collapse.
 func TestRouteLabel(t *testing.T) {
-	require.Equal(t, "/api/pods/:id/deploy", routeLabel("/api/pods/123e4567-e89b-12d3-a456-426614174000/deploy"))
-	require.Equal(t, "/api/pods/:id", routeLabel("/api/pods/abc"))
-	require.Equal(t, "/api/me", routeLabel("/api/me"))
+	s := &Server{}
+	s.Handler()
+	require.Equal(t, "/api/pods/:id/deploy", routeLabel(s.router, "POST", "/api/pods/123e4567-e89b-12d3-a456-426614174000/deploy"))
+	require.Equal(t, "/api/pods/:id", routeLabel(s.router, "GET", "/api/pods/abc"))
+	require.Equal(t, "/api/me/ssh-keys/:id", routeLabel(s.router, "DELETE", "/api/me/ssh-keys/k1"))
+	require.Equal(t, "/api/me", routeLabel(s.router, "GET", "/api/me"))
+	require.Equal(t, "unmatched", routeLabel(s.router, "GET", "/wp-admin/../etc/passwd-12345"))
+	require.Equal(t, "unmatched", routeLabel(nil, "GET", "/api/me"))
 }
 
 func TestAdminAuth(t *testing.T) {
