@@ -22,11 +22,41 @@ import (
 	"gpubroker/worker"
 )
 
-func (e *env) pod(c *http.Client, id string) map[string]any {
+// podView is GET /api/pods/{id} as the dashboard reads it (../shared/API.md).
+type podView struct {
+	ID                 string     `json:"id"`
+	Status             string     `json:"status"`
+	OrderStatus        string     `json:"order_status"`
+	AmountCents        int64      `json:"amount_cents"`
+	HoldExpiresAt      *time.Time `json:"hold_expires_at"`
+	Provider           string     `json:"provider"`
+	EndsAt             *time.Time `json:"ends_at"`
+	Error              string     `json:"error"`
+	SSHKeyFingerprints []string   `json:"ssh_key_fingerprints"`
+	StarterProject     *struct {
+		Name string `json:"name"`
+		Path string `json:"path"`
+	} `json:"starter_project"`
+	Connection *struct {
+		SSH           *string `json:"ssh"`
+		JupyterURL    string  `json:"jupyter_url"`
+		CodeServerURL string  `json:"code_server_url"`
+		IDESecret     string  `json:"ide_secret"`
+	} `json:"connection"`
+}
+
+// pod fetches a pod as its owner's browser c.
+func (e *env) pod(c *http.Client, id string) podView {
 	e.t.Helper()
-	code, body := e.do(c, "GET", "/api/pods/"+id, nil)
-	require.Equal(e.t, http.StatusOK, code, body)
-	return body
+	req, err := http.NewRequest("GET", e.url+"/api/pods/"+id, nil)
+	require.NoError(e.t, err)
+	resp, err := c.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	require.Equal(e.t, http.StatusOK, resp.StatusCode)
+	var p podView
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&p))
+	return p
 }
 
 // deploy presses Deploy on a pod, as the dashboard does, and expects 202.
@@ -36,10 +66,10 @@ func (e *env) deploy(c *http.Client, podID string) {
 	require.Equal(e.t, http.StatusAccepted, code, body)
 }
 
-func (e *env) waitPod(c *http.Client, id, status string, timeout time.Duration) map[string]any {
+func (e *env) waitPod(c *http.Client, id, status string, timeout time.Duration) podView {
 	e.t.Helper()
-	var p map[string]any
-	e.eventually("pod "+status, timeout, func() bool { p = e.pod(c, id); return p["status"] == status })
+	var p podView
+	e.eventually("pod "+status, timeout, func() bool { p = e.pod(c, id); return p.Status == status })
 	return p
 }
 
@@ -59,11 +89,11 @@ func TestDeployJourney(t *testing.T) {
 	require.Equal(t, "deploying", body["status"])
 
 	p := e.waitPod(c, podID, "running", 15*time.Second)
-	require.Equal(t, "captured", p["order_status"])
-	conn := p["connection"].(map[string]any)
-	require.Nil(t, conn["ssh"], "no key on the account: no SSH command (the dashboard asks for a key)")
-	require.NotEmpty(t, conn["jupyter_url"], "the data-science template gets Jupyter")
-	require.NotEmpty(t, p["ends_at"])
+	require.Equal(t, "captured", p.OrderStatus)
+	require.NotNil(t, p.Connection)
+	require.Nil(t, p.Connection.SSH, "no key on the account: no SSH command (the dashboard asks for a key)")
+	require.NotEmpty(t, p.Connection.JupyterURL, "the data-science template gets Jupyter")
+	require.NotEmpty(t, p.EndsAt)
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 	require.Equal(t, 1, e.m.Sim.Launches())
 	// The cheapest available offer was chosen.
@@ -165,8 +195,8 @@ func TestNoCapacityFailsOverThenRefunds(t *testing.T) {
 	e.m.Sim.SetNoCapacityAll(true)
 	e.deploy(c2, pod2)
 	p := e.waitRefunded(c2, pod2)
-	require.Equal(t, "refunded", p["order_status"])
-	require.Contains(t, p["error"], "refunded")
+	require.Equal(t, "refunded", p.OrderStatus)
+	require.Contains(t, p.Error, "refunded")
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(pod2)))
 	require.Equal(t, 1, e.m.Sim.Launches(), "no second instance was launched")
 	e.eventually("refund email", 5*time.Second, func() bool { return e.mails("refund@example.com")[0]["kind"] == "refunded" })
@@ -186,7 +216,7 @@ func TestHoldReleasedBeforeDeploy(t *testing.T) {
 	// Run the scheduled release now, as if 6 days had passed.
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'release_hold'`)
 	require.NoError(t, err)
-	e.eventually("released", 15*time.Second, func() bool { return e.pod(c, podID)["order_status"] == "released" })
+	e.eventually("released", 15*time.Second, func() bool { return e.pod(c, podID).OrderStatus == "released" })
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
 	require.Equal(t, http.StatusConflict, code)
 	require.Equal(t, "hold_released", body["error"])
@@ -207,7 +237,7 @@ func TestWorkerRestartMidProvisioning(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, e.m.River.Stop(ctx))
-	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
+	require.Equal(t, "provisioning", e.pod(c, podID).Status)
 	client, err := worker.NewClient(e.m.Pool, e.m.JobDeps, e.m.Logger, worker.Options{FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, NoPeriodic: true})
 	require.NoError(t, err)
 	require.NoError(t, client.Start(context.Background()))
@@ -240,7 +270,7 @@ func TestPodAccessAndOrigin(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
-	require.Equal(t, "configured", e.pod(c1, pod1)["status"])
+	require.Equal(t, "configured", e.pod(c1, pod1).Status)
 }
 
 func TestInactiveAccountCannotDeploy(t *testing.T) {
@@ -266,7 +296,7 @@ func TestRiverUIRetry(t *testing.T) {
 	e.eventually("provision failed", 20*time.Second, func() bool {
 		return e.m.Pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE kind = 'provision' AND state = 'retryable'`).Scan(&jobID) == nil
 	})
-	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
+	require.Equal(t, "provisioning", e.pod(c, podID).Status)
 
 	ui := func(user, pass string) int {
 		req, _ := http.NewRequest("POST", e.url+"/ops/riverui/api/jobs/retry", strings.NewReader(`{"ids":["`+strconv.FormatInt(jobID, 10)+`"]}`))
@@ -278,7 +308,7 @@ func TestRiverUIRetry(t *testing.T) {
 		return resp.StatusCode
 	}
 	require.Equal(t, http.StatusUnauthorized, ui("admin", "wrong"))
-	require.Equal(t, "provisioning", e.pod(c, podID)["status"])
+	require.Equal(t, "provisioning", e.pod(c, podID).Status)
 	require.Equal(t, http.StatusOK, ui("admin", "ops-secret"))
 	e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, 1, e.m.Sim.Launches())
@@ -295,7 +325,7 @@ func TestProviderOutageEndsInRefund(t *testing.T) {
 	e.m.Sim.FailNext(sim.OpFind, gpu.ErrUnavailable, 1000)
 	e.deploy(c, podID)
 	p := e.waitRefunded(c, podID)
-	require.Equal(t, "refunded", p["order_status"])
+	require.Equal(t, "refunded", p.OrderStatus)
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 	require.Equal(t, 0, e.m.Sim.Launches())
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate_instance'`))
@@ -308,7 +338,7 @@ func TestBootPastDeadlineTerminatesAndRefunds(t *testing.T) {
 	c, podID := e.signUp("slowboot@example.com")
 	e.deploy(c, podID)
 	p := e.waitRefunded(c, podID)
-	require.Equal(t, "refunded", p["order_status"])
+	require.Equal(t, "refunded", p.OrderStatus)
 	require.Equal(t, 1, e.m.Sim.Launches())
 	e.eventually("instance terminated", 10*time.Second, func() bool { return e.m.Sim.Terminations() == 1 })
 	for _, inst := range e.m.Sim.Instances() {
@@ -340,14 +370,14 @@ func TestCaptureOutageHandsThePodBack(t *testing.T) {
 	c, podID := e.signUp("outage-capture@example.com")
 	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "configured", 20*time.Second)
-	require.Contains(t, p["error"], "press Deploy again")
-	require.Equal(t, "authorized", p["order_status"])
+	require.Contains(t, p.Error, "press Deploy again")
+	require.Equal(t, "authorized", p.OrderStatus)
 	require.Equal(t, 0, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 
 	flaky.fail.Store(0)
 	e.deploy(c, podID)
 	p = e.waitPod(c, podID, "running", 15*time.Second)
-	require.Nil(t, p["error"], "the old note is cleared by the new deploy")
+	require.Empty(t, p.Error, "the old note is cleared by the new deploy")
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 }
 
@@ -364,7 +394,7 @@ func TestSlowCaptureStillProvisions(t *testing.T) {
 	c, podID := e.signUp("slow-capture@example.com")
 	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "running", 15*time.Second)
-	require.Equal(t, "captured", p["order_status"])
+	require.Equal(t, "captured", p.OrderStatus)
 }
 
 // Provider faults on the way to running: a launch call that hangs times out and is retried, a
@@ -393,6 +423,6 @@ func TestNoLaunchAboveTheCustomersPrice(t *testing.T) {
 	c, podID := e.signUp("margin@example.com")
 	e.deploy(c, podID)
 	p := e.waitRefunded(c, podID)
-	require.Equal(t, "refunded", p["order_status"])
+	require.Equal(t, "refunded", p.OrderStatus)
 	require.Equal(t, 0, e.m.Sim.Launches())
 }

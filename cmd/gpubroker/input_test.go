@@ -67,7 +67,7 @@ func TestMisconfiguredProviderFailsOver(t *testing.T) {
 	c, podID := e.signUp("misconfigured@example.com")
 	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "running", 15*time.Second)
-	require.Equal(t, "sim", p["provider"])
+	require.Equal(t, "sim", p.Provider)
 	require.Equal(t, 0, lambdaSim.Launches())
 	require.Equal(t, 1, e.m.Sim.Launches())
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE action = 'provider.config_error'

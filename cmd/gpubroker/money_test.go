@@ -73,11 +73,11 @@ func TestLastCaptureAttemptAsksStripe(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { lossy.Payments = d.Payments; d.Payments = lossy }})
 	c, podID := e.signUp("last-attempt@example.com")
 	e.deploy(c, podID)
-	var p map[string]any
-	e.eventually("pod out of deploying", 20*time.Second, func() bool { p = e.pod(c, podID); return p["status"] != "deploying" })
-	require.NotEqual(t, "configured", p["status"], "the pod was given back although Stripe captured: %v", p["error"])
+	var p podView
+	e.eventually("pod out of deploying", 20*time.Second, func() bool { p = e.pod(c, podID); return p.Status != "deploying" })
+	require.NotEqual(t, "configured", p.Status, "the pod was given back although Stripe captured: %v", p.Error)
 	p = e.waitPod(c, podID, "running", 15*time.Second)
-	require.Equal(t, "captured", p["order_status"])
+	require.Equal(t, "captured", p.OrderStatus)
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 }
 
@@ -99,13 +99,13 @@ func TestLastCaptureAttemptWaitsForAnAnswer(t *testing.T) {
 		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND (metadata->>'snoozes')::int >= 1`) == 1
 	})
 	p := e.pod(c, podID)
-	require.Equal(t, "deploying", p["status"], "given back without knowing: %v", p["error"])
+	require.Equal(t, "deploying", p.Status, "given back without knowing: %v", p.Error)
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND state IN ('discarded', 'completed')`))
 
 	lossy.getFails.Store(false)
 	p = e.waitPod(c, podID, "configured", 20*time.Second)
-	require.Contains(t, p["error"], "press Deploy again")
-	require.Equal(t, "authorized", p["order_status"])
+	require.Contains(t, p.Error, "press Deploy again")
+	require.Equal(t, "authorized", p.OrderStatus)
 	require.Equal(t, 0, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 }
 
@@ -117,9 +117,9 @@ func TestStored500OnCaptureDoesNotStrandTheOrder(t *testing.T) {
 	c, podID := e.signUp("stored500@example.com")
 	e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.FailBefore, Times: 1})
 	e.deploy(c, podID)
-	var p map[string]any
-	e.eventually("pod out of deploying", 20*time.Second, func() bool { p = e.pod(c, podID); return p["status"] != "deploying" })
-	require.NotEqual(t, "configured", p["status"], "given back: %v", p["error"])
+	var p podView
+	e.eventually("pod out of deploying", 20*time.Second, func() bool { p = e.pod(c, podID); return p.Status != "deploying" })
+	require.NotEqual(t, "configured", p.Status, "given back: %v", p.Error)
 	e.waitPod(c, podID, "running", 15*time.Second)
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 	calls := e.stripeCalls("POST", "/capture")
@@ -153,7 +153,7 @@ func TestStored500OnReleaseAndRefund(t *testing.T) {
 	e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/cancel", Mode: stripesim.FailBefore, Times: 1})
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'release_hold'`)
 	require.NoError(t, err)
-	e.eventually("released", 15*time.Second, func() bool { return e.pod(c, podID)["order_status"] == "released" })
+	e.eventually("released", 15*time.Second, func() bool { return e.pod(c, podID).OrderStatus == "released" })
 	require.Equal(t, "canceled", e.m.StripeSim.PaymentIntent(e.piOf(podID)).Status)
 	cancels := e.stripeCalls("POST", "/cancel")
 	require.Len(t, cancels, 2)
@@ -166,7 +166,7 @@ func TestStored500OnReleaseAndRefund(t *testing.T) {
 		before := len(e.stripeCalls("POST", "/v1/refunds"))
 		e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: mode, Times: 1})
 		e.deploy(c, podID)
-		e.eventually("refunded", 20*time.Second, func() bool { return e.pod(c, podID)["order_status"] == "refunded" })
+		e.eventually("refunded", 20*time.Second, func() bool { return e.pod(c, podID).OrderStatus == "refunded" })
 		require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)), email)
 		calls := e.stripeCalls("POST", "/v1/refunds")[before:]
 		if mode == stripesim.LoseAnswer {
@@ -188,11 +188,11 @@ func TestGiveUpFailsThePodWhileTheRefundIsPending(t *testing.T) {
 	e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: stripesim.FailBefore, Times: 1000})
 	e.m.Sim.SetNoCapacityAll(true)
 	e.deploy(c, podID)
-	var p map[string]any
-	e.eventually("pod failed", 20*time.Second, func() bool { p = e.pod(c, podID); return p["status"] == "failed" })
-	require.Equal(t, "captured", p["order_status"])
-	require.Contains(t, p["error"], "refund")
-	require.Contains(t, p["error"], "pending")
+	var p podView
+	e.eventually("pod failed", 20*time.Second, func() bool { p = e.pod(c, podID); return p.Status == "failed" })
+	require.Equal(t, "captured", p.OrderStatus)
+	require.Contains(t, p.Error, "refund")
+	require.Contains(t, p.Error, "pending")
 	e.eventually("a refused refund audited", 10*time.Second, func() bool {
 		return e.count(`SELECT count(*) FROM audit_events WHERE action = 'refund.failed' AND order_id = $1`, e.orderOf(podID)) >= 1
 	})
@@ -209,14 +209,14 @@ func TestGiveUpFailsThePodWhileTheRefundIsPending(t *testing.T) {
 	e.eventually("late provision run done", 10*time.Second, func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE id = $1 AND state = 'completed'`, res.Job.ID) == 1
 	})
-	require.Equal(t, "failed", e.pod(c, podID)["status"])
+	require.Equal(t, "failed", e.pod(c, podID).Status)
 	require.Equal(t, 0, e.m.Sim.Launches())
 
 	e.m.StripeSim.ClearFaults()
-	e.eventually("refunded", 20*time.Second, func() bool { p = e.pod(c, podID); return p["order_status"] == "refunded" })
-	require.Equal(t, "failed", p["status"])
-	require.Contains(t, p["error"], "refunded")
-	require.NotContains(t, p["error"], "pending")
+	e.eventually("refunded", 20*time.Second, func() bool { p = e.pod(c, podID); return p.OrderStatus == "refunded" })
+	require.Equal(t, "failed", p.Status)
+	require.Contains(t, p.Error, "refunded")
+	require.NotContains(t, p.Error, "pending")
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 }
 
@@ -245,11 +245,11 @@ func TestHoldReleaseThatFindsACaptureSaysRefunded(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'release_hold'`)
 	require.NoError(t, err)
-	var p map[string]any
-	e.eventually("refunded", 15*time.Second, func() bool { p = e.pod(c, podID); return p["order_status"] == "refunded" })
-	require.Equal(t, "failed", p["status"])
-	require.Contains(t, p["error"], "refunded")
-	require.NotContains(t, strings.ToLower(p["error"].(string)), "nothing was charged")
+	var p podView
+	e.eventually("refunded", 15*time.Second, func() bool { p = e.pod(c, podID); return p.OrderStatus == "refunded" })
+	require.Equal(t, "failed", p.Status)
+	require.Contains(t, p.Error, "refunded")
+	require.NotContains(t, strings.ToLower(p.Error), "nothing was charged")
 	e.eventually("refund email", 5*time.Second, func() bool { return e.mails("captured-behind@example.com")[0]["kind"] == "refunded" })
 	for _, m := range e.mails("captured-behind@example.com") {
 		require.NotEqual(t, "hold_released", m["kind"])
@@ -278,12 +278,12 @@ func TestFreeTrialFailureMailPromisesNoRefund(t *testing.T) {
 
 // waitRefunded waits until a pod that could not be started is failed and its order refunded
 // (the pod fails at once; the refund follows in its own job).
-func (e *env) waitRefunded(c *http.Client, id string) map[string]any {
+func (e *env) waitRefunded(c *http.Client, id string) podView {
 	e.t.Helper()
-	var p map[string]any
+	var p podView
 	e.eventually("pod failed and refunded", 20*time.Second, func() bool {
 		p = e.pod(c, id)
-		return p["status"] == "failed" && p["order_status"] == "refunded"
+		return p.Status == "failed" && p.OrderStatus == "refunded"
 	})
 	return p
 }

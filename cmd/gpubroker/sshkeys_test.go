@@ -125,13 +125,17 @@ func TestSSHKeysJourney(t *testing.T) {
 	podID := body["pods"].([]any)[0].(map[string]any)["id"].(string)
 	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "running", 15*time.Second)
-	require.ElementsMatch(t, []any{laptopFP, desktopFP}, p["ssh_key_fingerprints"])
-	require.Equal(t, map[string]any{"name": "fine-tune-a-small-lm", "path": "/workspace/fine-tune-a-small-lm"}, p["starter_project"])
-	conn := p["connection"].(map[string]any)
-	require.True(t, strings.HasPrefix(conn["ssh"].(string), "ssh "), conn)
-	require.Contains(t, conn["jupyter_url"], "token=", "the owner's Jupyter link carries the pod's token")
-	require.Equal(t, http.StatusOK, ideStatus(t, conn["jupyter_url"].(string), "", true))
-	require.NotEqual(t, http.StatusOK, ideStatus(t, conn["jupyter_url"].(string), "", false))
+	require.ElementsMatch(t, []string{laptopFP, desktopFP}, p.SSHKeyFingerprints)
+	require.NotNil(t, p.StarterProject)
+	require.Equal(t, "fine-tune-a-small-lm", p.StarterProject.Name)
+	require.Equal(t, "/workspace/fine-tune-a-small-lm", p.StarterProject.Path)
+	conn := p.Connection
+	require.NotNil(t, conn)
+	require.NotNil(t, conn.SSH)
+	require.True(t, strings.HasPrefix(*conn.SSH, "ssh "), *conn.SSH)
+	require.Contains(t, conn.JupyterURL, "token=", "the owner's Jupyter link carries the pod's token")
+	require.Equal(t, http.StatusOK, ideStatus(t, conn.JupyterURL, "", true))
+	require.NotEqual(t, http.StatusOK, ideStatus(t, conn.JupyterURL, "", false))
 
 	req, _ = http.NewRequest("GET", e.url+"/dev/gpu/instances", nil)
 	req.Header.Set("Accept", "application/json")
@@ -164,7 +168,7 @@ func TestSSHKeysJourney(t *testing.T) {
 	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, []string{laptopFP}, fingerprints(t, body))
-	require.ElementsMatch(t, []any{laptopFP, desktopFP}, e.pod(c, podID)["ssh_key_fingerprints"], "the running pod keeps what it was launched with")
+	require.ElementsMatch(t, []string{laptopFP, desktopFP}, e.pod(c, podID).SSHKeyFingerprints, "the running pod keeps what it was launched with")
 }
 
 // Paying with someone else's email never puts the payer's key on that person's account.
