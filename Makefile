@@ -6,10 +6,16 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test site build build-prod images migrate db-stop lint lighthouse bench load fuzz site-deploy clean
+.PHONY: dev test site build build-prod image images migrate db-stop lint lighthouse bench load fuzz site-deploy clean
 
 build:
 	go build -o bin/gpubroker ./cmd/gpubroker
+
+# The container image (Dockerfile) with docker or podman; IMAGE names it.
+IMAGE ?= gpubroker:$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+image:
+	@engine=$$(command -v docker || command -v podman) || { echo "make image needs docker or podman"; exit 1; }; \
+	$$engine build -t $(IMAGE) .
 
 # The production binary: no Stripe stand-in linked in (dev then needs a real Stripe key).
 build-prod:

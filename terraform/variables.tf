@@ -51,7 +51,7 @@ variable "vpc_cidr" {
 # Application
 
 variable "api_image" {
-  description = "Container image for `gpubroker api` (and the migrate task). The image must have `gpubroker` on its PATH."
+  description = "Container image for `gpubroker api` (and the migrate task): the repository's Dockerfile, built and pushed with `make image IMAGE=<registry>/gpubroker:<tag>` (a static binary on distroless, non-root, entrypoint `gpubroker`)."
   type        = string
 }
 
