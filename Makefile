@@ -47,6 +47,8 @@ test: site
 	go vet ./... && \
 	go tool -modfile=tools/go.mod staticcheck ./... && \
 	go build -tags nostandins -o /dev/null ./cmd/gpubroker && \
+	go tool -modfile=tools/go.mod promtool check rules ops/alerts.yml && \
+	go tool -modfile=tools/go.mod promtool test rules ops/alerts_test.yml && \
 	if command -v terraform >/dev/null; then terraform fmt -check -recursive terraform; \
 	else echo "terraform not installed: skipping terraform fmt -check"; fi && \
 	DATABASE_URL="$$url" SITE_DIR=$(CURDIR)/site/public go test -race -count=1 -timeout 15m ./...

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -95,8 +96,34 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprou
 		}
 		rows.Close()
 	}
+	writeHealth(ctx, &b, s.Pool)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write([]byte(b.String()))
+}
+
+// health are the gauges ops/alerts.yml pages on: the state of money and pods that should
+// never last, read from the database (every process reports the same values; alert on max).
+var health = []struct{ name, help, sql string }{
+	{"gpubroker_holds_lapsing_soon", "Undeployed card holds within 24 hours of lapsing (the release job should have run).",
+		`SELECT count(*) FROM orders WHERE status = 'authorized' AND hold_expires_at < now() + interval '24 hours'`},
+	{"gpubroker_captured_without_pod", "Captured orders whose pod has not been running for 30 minutes since the capture and is not failed (refund pending or made).",
+		`SELECT count(*) FROM pods p JOIN orders o ON o.id = p.order_id WHERE o.status = 'captured' AND p.status IN ('deploying', 'provisioning') AND p.captured_at < now() - interval '30 minutes'`},
+	{"gpubroker_provisioning_seconds_p95", "95th percentile of Deploy-to-running time over the pods started in the last hour.",
+		`SELECT COALESCE(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)), 0) FROM pods WHERE started_at > now() - interval '1 hour'`},
+	{"gpubroker_emails_sent_24h", "Emails sent through the provider in the last 24 hours.",
+		`SELECT count(*) FROM emails WHERE status = 'sent' AND sent_at > now() - interval '24 hours'`},
+	{"gpubroker_email_bounces_24h", "Permanent bounces and complaints received in the last 24 hours.",
+		`SELECT count(*) FROM email_feedback WHERE created_at > now() - interval '24 hours' AND (kind = 'complaint' OR bounce_type = 'Permanent')`},
+}
+
+func writeHealth(ctx context.Context, b *strings.Builder, pool *pgxpool.Pool) {
+	for _, g := range health {
+		var v float64
+		if err := pool.QueryRow(ctx, g.sql).Scan(&v); err != nil {
+			continue // the scrape still answers; a missing series is itself alertable
+		}
+		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", g.name, g.help, g.name, g.name, v)
+	}
 }
 
 // handleFunnel reports the journey's conversion: checkouts started, authorized, activated,
