@@ -36,6 +36,8 @@ type Server struct {
 	AdminUser     string
 	AdminPassword string // empty: ops routes answer 404
 	SalesEmail    string
+	// StripeTestMode links the ops console to Stripe's test-mode dashboard.
+	StripeTestMode bool
 	// TrustedProxyHops is how many proxies append to X-Forwarded-For in front of the API.
 	TrustedProxyHops int
 	// NoRateLimits lifts the per-IP and per-email limits (load tests and benchmarks).
@@ -93,6 +95,9 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/readyz", s.handleReady)
 	r.GET("/metrics", s.handleMetrics)
 	r.GET("/ops/funnel", s.admin(s.handleFunnel))
+	r.GET("/ops/", s.admin(s.handleConsole))
+	r.GET("/ops/orders", s.admin(s.handleOrderSearch))
+	r.GET("/ops/orders/:id", s.admin(s.handleOrderStory))
 	s.router = r
 	return s.middleware(cleanInput(r))
 }

@@ -134,10 +134,11 @@ func (m *Main) Open(ctx context.Context) error {
 		WebhookSecret: cfg.StripeWebhookSecret, ParseWebhook: billing.ParseWebhook, SecureCookies: !cfg.LocalDev(),
 		AdminUser: cfg.AdminUser, AdminPassword: adminPassword, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "api"),
 		NoRateLimits: m.NoRateLimits, TrustedProxyHops: cfg.TrustedProxyHops,
+		StripeTestMode: !strings.HasPrefix(cfg.StripeSecretKey, "sk_live_") && !strings.HasPrefix(cfg.StripeSecretKey, "rk_live_"),
 	}
 	apiHandler := apiServer.Handler()
-	routes := []string{"/healthz", "/readyz", "/metrics", "/ops/funnel"}
-	if m.Mode != "worker" { // the worker serves only health, metrics and the ops pages
+	routes := []string{"/healthz", "/readyz", "/metrics", "/ops/"} // the River UI's /ops/riverui/ is mounted apart
+	if m.Mode != "worker" {                                        // the worker serves only health, metrics and the ops pages
 		routes = append(routes, "/api/")
 	}
 	for _, p := range routes {

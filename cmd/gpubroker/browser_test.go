@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
@@ -213,6 +214,23 @@ func TestBrowserJourney(t *testing.T) {
 	require.Zero(t, value[int](b, `document.querySelectorAll(".conn, .deploy-btn").length`))
 	require.Contains(t, value[string](b, `document.querySelector(".pod").textContent`), "Ended")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE status = 'terminated'`))
+
+	// Ops open the console and the order's whole story (basic auth, as a browser sends it).
+	auth := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_ = tg.Call(ctx, "Network.enable", map[string]any{}, nil)
+		return tg.Call(ctx, "Network.setExtraHTTPHeaders", map[string]any{"headers": map[string]string{
+			"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:ops-secret"))}}, nil)
+	})
+	b.run("ops-console", auth, chromedp.Navigate(e.url+"/ops/"), chromedp.WaitVisible(css(`#funnel`)))
+	require.Contains(t, value[string](b, `document.querySelector("#funnel").textContent`), "Running")
+	require.Equal(t, "100.0%", value[string](b, `document.querySelector("#success-rate").textContent`))
+	b.run("ops-search", chromedp.Navigate(e.url+"/ops/orders?q="+email), chromedp.WaitVisible(css(`#hits a`)))
+	b.run("ops-order", chromedp.Click(css(`#hits a`)), chromedp.WaitVisible(css(`#story`)))
+	story := value[string](b, `document.querySelector("#story").textContent`)
+	for _, want := range []string{"checkout.session.completed", "order.authorized", "account.created", "activation", "capture", "order.captured", "provision", "pod.running", "pod_ready", "terminate"} {
+		require.Contains(t, story, want)
+	}
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE action = 'ops.viewed_order' AND detail->>'actor' = 'admin:admin'`), "the view is audited")
 
 	// Every public page renders with one <h1>, a title and a description, without errors.
 	for _, page := range []string{"/plans/", "/gpus/", "/contact/", "/login/", "/payment/cancel/", "/no-such-page/"} {
