@@ -93,6 +93,7 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &ProvisionWorker{d: d})
 	river.AddWorker(workers, &TerminateWorker{d: d})
 	river.AddWorker(workers, &RefundWorker{d: d})
+	river.AddWorker(workers, &UnusedHoursRefundWorker{d: d})
 	river.AddWorker(workers, &RefreshOffersWorker{d: d})
 	river.AddWorker(workers, &TerminateInstanceWorker{d: d})
 }

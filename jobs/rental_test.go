@@ -1,0 +1,123 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"gpubroker"
+	"gpubroker/internal/stripesim"
+	"gpubroker/postgres"
+)
+
+// running captures and provisions an authorized pod until it runs.
+func (b *testBundle) running(t *testing.T, email string) (orderID, podID, piID string) {
+	t.Helper()
+	orderID, podID, piID = b.authorized(t, email)
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	p := &ProvisionWorker{d: b.deps}
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
+	return orderID, podID, piID
+}
+
+// paidExtension makes a captured payment of cents at the stand-in and records it in the
+// ledger as an extension of hours hours, captured at capturedAt.
+func (b *testBundle) paidExtension(t *testing.T, orderID string, cents int64, hours int, capturedAt time.Time) string {
+	t.Helper()
+	ctx := context.Background()
+	cs, err := b.deps.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
+		OrderID: orderID, Email: "ext@example.com", Currency: gpubroker.Currency, SuccessURL: "https://gpubroker.example/ok",
+		LineItems: []gpubroker.LineItem{{Name: "extension", UnitAmountCent: cents, Quantity: 1}},
+	})
+	require.NoError(t, err)
+	_, err = b.stripe.Pay(ctx, cs.ID, stripesim.CardSucceeds)
+	require.NoError(t, err)
+	cs, err = b.deps.Payments.GetCheckout(ctx, cs.ID)
+	require.NoError(t, err)
+	_, err = b.deps.Payments.Capture(ctx, cs.PaymentIntentID, "capture-ext-"+cs.ID)
+	require.NoError(t, err)
+	require.NoError(t, postgres.RecordPayment(ctx, b.pool, orderID, postgres.PaymentExtension, cs.PaymentIntentID, cents, hours, gpubroker.Currency, capturedAt))
+	return cs.PaymentIntentID
+}
+
+// Issue 11.1: capture records the order's payment in the ledger; a pod of 2 hours extended by 1
+// and stopped 10 minutes in is refunded 2 hours, from the extension first (newest first), each
+// payment under its own key refund-<payment>-1 and never above what it captured; a rerun makes
+// no second refund and sends no second email.
+func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	orderID, podID, pi := b.running(t, "spread@example.com")
+	pod := b.pod(t, podID)
+	payments, err := postgres.OrderPayments(ctx, b.pool, orderID)
+	require.NoError(t, err)
+	require.Len(t, payments, 1, "the capture recorded the order's payment")
+	require.Equal(t, pod.AmountCents, payments[0].AmountCents)
+	extPI := b.paidExtension(t, orderID, pod.HourlyCents, 1, time.Now().Add(time.Minute))
+
+	stopped := pod.StartedAt.Add(10 * time.Minute)
+	w := &UnusedHoursRefundWorker{d: b.deps}
+	args := UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: stopped}
+	res := work(t, b, w, args)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	require.NoError(t, err)
+	require.Len(t, refunds, 2)
+	require.Equal(t, extPI, refunds[0].PaymentIntentID, "the extension is refunded first")
+	require.Equal(t, pod.HourlyCents, refunds[0].AmountCents, "all of the extension")
+	require.Equal(t, pi, refunds[1].PaymentIntentID)
+	require.Equal(t, pod.HourlyCents, refunds[1].AmountCents, "then one hour of the order")
+	for _, r := range refunds {
+		require.Equal(t, "refund-"+r.PaymentID+"-1", r.Key)
+		require.NotNil(t, r.StripeRefundID)
+		found, err := b.deps.Payments.FindRefund(ctx, r.PaymentIntentID, r.Key)
+		require.NoError(t, err)
+		require.NotNil(t, found, "stored at Stripe under its key")
+		require.Equal(t, r.AmountCents, found.Amount)
+	}
+	require.Equal(t, 2*pod.HourlyCents, b.pod(t, podID).RefundedCents)
+	require.Equal(t, 1, b.refundMails(t, podID))
+
+	res = work(t, b, w, args)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, 1, b.stripe.RefundCount(pi))
+	require.Equal(t, 1, b.stripe.RefundCount(extPI))
+	require.Equal(t, 1, b.refundMails(t, podID), "one email")
+
+	// The ledger refuses a share above what a payment may still refund.
+	err = postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+		return postgres.PlanRefunds(ctx, tx, podID, postgres.RefundPodDied, []gpubroker.RefundShare{{PaymentID: refunds[0].PaymentID, AmountCents: 1}})
+	})
+	require.ErrorContains(t, err, "above what it may still refund")
+}
+
+// Issue 11.1: a pod stopped in its last started hour, or a free one, is refunded nothing.
+func TestUnusedHoursRefundNothingUnused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, podID, pi := b.running(t, "nothing@example.com")
+	pod := b.pod(t, podID)
+	res := work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(61 * time.Minute)})
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, 0, b.stripe.RefundCount(pi))
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	require.NoError(t, err)
+	require.Empty(t, refunds)
+}
+
+// refundMails counts the refund emails about the pod's early stop.
+func (b *testBundle) refundMails(t *testing.T, podID string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM emails WHERE kind = 'refunded' AND dedupe_key = $1`, "early_stop_refund:"+podID).Scan(&n))
+	return n
+}

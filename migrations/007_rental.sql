@@ -1,0 +1,40 @@
+-- +goose Up
+-- The rental ledger (issue 11). payments: one row per captured payment of an order, its own
+-- capture (kind order) and each paid extension (kind extension). refunds: every refund asked of
+-- Stripe for a payment, under its own key refund-<payment>-<n>, so a refund is never above what
+-- its payment captured minus what was already refunded of it (checked by the jobs, and by Stripe).
+CREATE TABLE payments (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    order_id          uuid NOT NULL REFERENCES orders (id),
+    kind              text NOT NULL CHECK (kind IN ('order', 'extension')),
+    payment_intent_id text NOT NULL UNIQUE,
+    amount_cents      bigint NOT NULL CHECK (amount_cents >= 0),
+    hours             integer NOT NULL CHECK (hours >= 0),
+    currency          text NOT NULL DEFAULT 'usd',
+    captured_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX payments_order_idx ON payments (order_id, captured_at DESC);
+
+CREATE TABLE refunds (
+    id               bigserial PRIMARY KEY,
+    payment_id       uuid NOT NULL REFERENCES payments (id),
+    pod_id           uuid REFERENCES pods (id),
+    amount_cents     bigint NOT NULL CHECK (amount_cents > 0),
+    -- idempotency_key names the refund for good (metadata[gpubroker_key]): refund-<payment>-<n>.
+    idempotency_key  text NOT NULL UNIQUE,
+    stripe_refund_id text UNIQUE,
+    reason           text NOT NULL CHECK (reason IN ('early_stop', 'pod_died', 'not_started')),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    refunded_at      timestamptz,
+    -- one refund of each reason per pod and payment: a rerun plans nothing twice
+    UNIQUE (payment_id, pod_id, reason)
+);
+CREATE INDEX refunds_pod_idx ON refunds (pod_id);
+
+-- The payments captured before the ledger existed.
+INSERT INTO payments (order_id, kind, payment_intent_id, amount_cents, hours, currency, captured_at)
+SELECT id, 'order', payment_intent_id, amount_cents, hours, currency, captured_at
+FROM orders WHERE status IN ('captured', 'refunded') AND payment_intent_id IS NOT NULL AND captured_at IS NOT NULL;
+
+-- +goose Down
+DROP TABLE refunds, payments;

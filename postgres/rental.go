@@ -1,0 +1,141 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"gpubroker"
+)
+
+// Payment kinds in the ledger.
+const (
+	PaymentOrder     = "order"
+	PaymentExtension = "extension"
+)
+
+// Refund reasons in the ledger.
+const (
+	RefundEarlyStop  = "early_stop"  // the owner stopped a running pod early
+	RefundPodDied    = "pod_died"    // the pod's instance died under it
+	RefundNotStarted = "not_started" // the pod could not be started: refunded in full
+)
+
+// RecordPayment adds a captured payment to the ledger; recording the same PaymentIntent again
+// changes nothing.
+func RecordPayment(ctx context.Context, q Querier, orderID, kind, piID string, amountCents int64, hours int, currency string, capturedAt time.Time) error {
+	_, err := q.Exec(ctx, `INSERT INTO payments (order_id, kind, payment_intent_id, amount_cents, hours, currency, captured_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_intent_id) DO NOTHING`,
+		orderID, kind, piID, amountCents, hours, currency, capturedAt)
+	return err
+}
+
+// OrderPayment is a ledger payment with what the rental rule reads of it.
+type OrderPayment struct {
+	gpubroker.Payment
+	Kind  string
+	Hours int
+}
+
+// OrderPayments returns an order's payments, newest first, each with what the ledger has
+// refunded or is refunding of it (a planned refund counts: it is owed).
+func OrderPayments(ctx context.Context, q Querier, orderID string) ([]OrderPayment, error) {
+	rows, err := q.Query(ctx, `SELECT y.id, y.order_id, y.payment_intent_id, y.amount_cents, y.captured_at, y.kind, y.hours,
+		COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id), 0)
+		FROM payments y WHERE y.order_id = $1 ORDER BY y.captured_at DESC, y.id`, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OrderPayment
+	for rows.Next() {
+		var p OrderPayment
+		if err := rows.Scan(&p.ID, &p.OrderID, &p.PaymentIntentID, &p.AmountCents, &p.CapturedAt, &p.Kind, &p.Hours, &p.RefundedCents); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// LedgerRefund is one refund of the ledger.
+type LedgerRefund struct {
+	ID              int64
+	PaymentID       string
+	PaymentIntentID string
+	AmountCents     int64
+	Key             string
+	StripeRefundID  *string
+}
+
+// HasRefunds reports whether refunds of the reason were planned for the pod.
+func HasRefunds(ctx context.Context, q Querier, podID, reason string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM refunds WHERE pod_id = $1 AND reason = $2)`, podID, reason).Scan(&ok)
+	return ok, err
+}
+
+// PlanRefunds stores the shares of a refund of the pod, each under its own key
+// refund-<payment>-<n> (n counts the payment's refunds). The caller holds the pod's lock. It
+// refuses a share above what its payment may still refund.
+func PlanRefunds(ctx context.Context, tx pgx.Tx, podID, reason string, shares []gpubroker.RefundShare) error {
+	for _, s := range shares {
+		tag, err := tx.Exec(ctx, `INSERT INTO refunds (payment_id, pod_id, amount_cents, idempotency_key, reason)
+			SELECT y.id, $2, $3::bigint, 'refund-' || y.id || '-' || (1 + (SELECT count(*) FROM refunds r WHERE r.payment_id = y.id)), $4
+			FROM payments y
+			WHERE y.id = $1 AND y.amount_cents - COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id), 0) >= $3::bigint`,
+			s.PaymentID, podID, s.AmountCents, reason)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("refund of %d on payment %s is above what it may still refund", s.AmountCents, s.PaymentID)
+		}
+	}
+	return nil
+}
+
+// PodRefunds returns the refunds of the reason planned for a pod, oldest first.
+func PodRefunds(ctx context.Context, q Querier, podID, reason string) ([]LedgerRefund, error) {
+	rows, err := q.Query(ctx, `SELECT r.id, r.payment_id, y.payment_intent_id, r.amount_cents, r.idempotency_key, r.stripe_refund_id
+		FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE r.pod_id = $1 AND r.reason = $2 ORDER BY r.id`, podID, reason)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []LedgerRefund
+	for rows.Next() {
+		var r LedgerRefund
+		if err := rows.Scan(&r.ID, &r.PaymentID, &r.PaymentIntentID, &r.AmountCents, &r.Key, &r.StripeRefundID); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// MarkRefundMade records Stripe's refund id on a planned refund (once).
+func MarkRefundMade(ctx context.Context, q Querier, id int64, stripeRefundID string, now time.Time) error {
+	_, err := q.Exec(ctx, `UPDATE refunds SET stripe_refund_id = $2, refunded_at = $3 WHERE id = $1 AND stripe_refund_id IS NULL`, id, stripeRefundID, now)
+	return err
+}
+
+// RecordFullRefund records in the ledger the full refund of an order's own payment (a pod that
+// could not be started), under the refund's key; recording it again changes nothing.
+func RecordFullRefund(ctx context.Context, q Querier, orderID, podID, key, stripeRefundID string, now time.Time) error {
+	_, err := q.Exec(ctx, `INSERT INTO refunds (payment_id, pod_id, amount_cents, idempotency_key, stripe_refund_id, reason, refunded_at)
+		SELECT y.id, $2, y.amount_cents - COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id), 0), $3, NULLIF($4, ''), 'not_started', $5
+		FROM payments y WHERE y.order_id = $1 AND y.kind = 'order'
+		AND y.amount_cents - COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id), 0) > 0
+		ON CONFLICT DO NOTHING`, orderID, podID, key, stripeRefundID, now)
+	return err
+}
+
+// HasAudit reports whether the pod has an audit event of the action (a once-only notice).
+func HasAudit(ctx context.Context, q Querier, podID, action string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_events WHERE pod_id = $1 AND action = $2)`, podID, action).Scan(&ok)
+	return ok, err
+}
