@@ -159,6 +159,8 @@ function renderPod(p) {
       p.order_status === "authorized" ? fact("Deploy by", dateTime(p.deploy_by), "hold-expiry") : null,
       fact("Started", dateTime(p.started_at)),
       p.status === "terminated" ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
+      p.status === "running" && p.ends_at ? fact("Time left", countdown(p), "pod-countdown-fact") : null,
+      p.refunded_cents > 0 ? fact("Refunded", money(p.refunded_cents, p.currency), "pod-refunded") : null,
       fact("Provider", p.provider),
       fact("Ordered", dateTime(p.created_at)),
     ),
@@ -191,6 +193,23 @@ function renderPod(p) {
     h("p", { class: "pod-msg", role: "status" }, notes.get(p.id) || ""),
   );
 }
+
+// countdown is a running pod's time left, ticking every second from the server's seconds_left
+// (so a wrong clock on the visitor's machine does not change it).
+function countdown(p) {
+  const el = h("span", { class: "pod-countdown", "data-deadline": String(Date.now() + (p.seconds_left || 0) * 1000) }, "");
+  tickCountdown(el);
+  return el;
+}
+
+function tickCountdown(el) {
+  const left = Math.max(0, Math.round((Number(el.dataset.deadline) - Date.now()) / 1000));
+  const hh = Math.floor(left / 3600), mm = Math.floor((left % 3600) / 60), ss = left % 60;
+  el.textContent = `${hh}:${String(mm).padStart(2, "0")}:${String(ss).padStart(2, "0")}`;
+  el.dataset.secondsLeft = String(left);
+}
+
+setInterval(() => document.querySelectorAll(".pod-countdown").forEach(tickCountdown), 1000);
 
 // update re-renders one pod in place, keeping keyboard focus on the same control if possible.
 function update(p) {
@@ -259,10 +278,30 @@ async function deploy(id) {
   if (res.status === 409 || res.status === 403) refreshPod(id);
 }
 
-// confirmTerminate says what stopping means before it happens: the disk goes, and (until early
-// stops are refunded) the paid hours are not given back.
+// earlyStopRefund is what stopping the pod now gives back, by the rule the server applies:
+// (hours bought − hours started) × the hourly rate, an hour counting as started once it begins
+// (at least one); the plan fee is kept.
+function earlyStopRefund(p) {
+  if (p.status !== "running" || !p.started_at || !(p.hourly_cents > 0) || p.order_status !== "captured") return { hours: 0, cents: 0 };
+  const ran = Math.max(0, Date.now() - Date.parse(p.started_at));
+  const bought = p.ends_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
+  const started = Math.max(1, Math.ceil(ran / 3600000));
+  const hours = Math.max(0, bought - started);
+  return { hours, cents: hours * p.hourly_cents };
+}
+
+// confirmTerminate says what stopping means before it happens: the disk goes, and the whole
+// hours not started yet are refunded (the amount, as of now).
 function confirmTerminate(id) {
   const dlg = $("#terminate-dialog");
+  const p = pods.get(id);
+  const r = p ? earlyStopRefund(p) : { hours: 0, cents: 0 };
+  $("#terminate-refund").textContent =
+    r.cents > 0
+      ? `You have not started ${r.hours} of the hours you paid for: ${money(r.cents, p.currency)} goes back to your card (the plan fee is kept). An hour counts as used once it has begun.`
+      : p && p.order_status === "captured"
+        ? "Every hour you paid for has begun, so nothing is refunded. (Whole hours not started yet are refunded; the plan fee is kept.)"
+        : "This pod is free: there is nothing to refund.";
   dlg.returnValue = "";
   dlg.onclose = () => {
     if (dlg.returnValue === "terminate") terminate(id);
