@@ -12,8 +12,8 @@ import "time"
 //
 //	refund = (hours bought − whole hours run) × hourly rate
 //
-// The plan fee is never refunded. Example: 3 hours of an A100 at $2.50/h on Pro ($5 fee, $12.50
-// paid), stopped 10 minutes in: 1 hour started, 2 refunded, 2 × $2.50 = $5.00 back.
+// The plan fee is never refunded. Example: 3 hours of an A100 at $1.79/h on Pro ($49 fee, $54.37
+// paid), stopped 10 minutes in: 1 hour started, 2 refunded, 2 × $1.79 = $3.58 back.
 
 // HoursStarted is how many hours of a pod that started at started and stopped at stopped have
 // begun: ⌈seconds / 3600⌉, at least 1.

@@ -23,17 +23,17 @@ func TestHoursStarted(t *testing.T) {
 	}
 }
 
-// The worked example of the README: 3 hours at $2.50, stopped 10 minutes in: $5.00 back.
+// The worked example of the README: 3 hours at $1.79, stopped 10 minutes in: $3.58 back.
 func TestEarlyStopWorkedExample(t *testing.T) {
 	t0 := time.Now()
 	used := HoursStarted(t0, t0.Add(10*time.Minute))
-	if got := UnusedCents(3, used, 250); got != 500 {
-		t.Fatalf("refund = %d, want 500", got)
+	if got := UnusedCents(3, used, 179); got != 358 {
+		t.Fatalf("refund = %d, want 358", got)
 	}
-	if got := UnusedCents(3, 3, 250); got != 0 {
+	if got := UnusedCents(3, 3, 179); got != 0 {
 		t.Fatalf("all hours started: refund = %d, want 0", got)
 	}
-	if got := UnusedCents(3, 5, 250); got != 0 {
+	if got := UnusedCents(3, 5, 179); got != 0 {
 		t.Fatalf("overran: refund = %d, want 0", got)
 	}
 }
