@@ -112,8 +112,13 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		if pod.OrderStatus != gpubroker.OrderCaptured {
 			return nil // free: nothing was paid
 		}
-		// Stopped early: the hours not started are refunded, computed from this moment.
-		_, err = s.Jobs.InsertTx(ctx, tx, jobs.UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundEarlyStop, StoppedAt: s.now()}, nil)
+		// Stopped early: the hours not started are refunded, computed from this moment and
+		// planned in the ledger now, so the amount is fixed with the stop.
+		args := jobs.UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundEarlyStop, StoppedAt: s.now()}
+		if _, _, err := jobs.PlanUnusedHoursRefund(ctx, tx, logger(r), args); err != nil {
+			return err
+		}
+		_, err = s.Jobs.InsertTx(ctx, tx, args, nil)
 		return err
 	})
 	if err != nil {

@@ -84,13 +84,13 @@ func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 		require.Equal(t, r.AmountCents, found.Amount)
 	}
 	require.Equal(t, 2*pod.HourlyCents, b.pod(t, podID).RefundedCents)
-	require.Equal(t, 1, b.refundMails(t, podID))
+	require.Zero(t, b.refundMails(t, podID), "an early stop's amount goes in the pod's end email")
 
 	res = work(t, b, w, args)
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
 	require.Equal(t, 1, b.stripe.RefundCount(pi))
 	require.Equal(t, 1, b.stripe.RefundCount(extPI))
-	require.Equal(t, 1, b.refundMails(t, podID), "one email")
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID), "audited once")
 
 	// The ledger refuses a share above what a payment may still refund.
 	err = postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
@@ -114,10 +114,39 @@ func TestUnusedHoursRefundNothingUnused(t *testing.T) {
 	require.Empty(t, refunds)
 }
 
+func (b *testBundle) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
 // refundMails counts the refund emails about the pod's early stop.
 func (b *testBundle) refundMails(t *testing.T, podID string) int {
 	t.Helper()
 	var n int
 	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM emails WHERE kind = 'refunded' AND dedupe_key = $1`, "early_stop_refund:"+podID).Scan(&n))
 	return n
+}
+
+// Issue 11.2: a terminate job scheduled for an end the pod has been extended past leaves it
+// running; one for the current end (or a user's, with no end) terminates it.
+func TestTerminateAfterExtension(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, podID, _ := b.running(t, "ext-term@example.com")
+	oldEnd := *b.pod(t, podID).EndsAt
+	newEnd := oldEnd.Add(time.Hour)
+	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := postgres.MovePod(ctx, tx, podID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &newEnd})
+		return err
+	}))
+	w := &TerminateWorker{d: b.deps}
+	res := work(t, b, w, TerminateArgs{PodID: podID, EndsAt: &oldEnd})
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status, "extended: runs on")
+	ends := *b.pod(t, podID).EndsAt // as stored (microseconds)
+	work(t, b, w, TerminateArgs{PodID: podID, EndsAt: &ends})
+	require.Equal(t, gpubroker.PodTerminated, b.pod(t, podID).Status)
 }

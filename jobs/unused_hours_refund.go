@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/mail"
 	"gpubroker/postgres"
 )
 
@@ -55,7 +57,7 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 	var used, bought int
 	if err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		var err error
-		used, bought, err = w.plan(ctx, tx, a)
+		used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, a)
 		return err
 	}); err != nil {
 		return err
@@ -87,6 +89,9 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 			Detail: map[string]any{"amount_cents": total, "hours_bought": bought, "hours_used": used, "refunds": len(refunds)}}); err != nil {
 			return err
 		}
+		if a.Reason == postgres.RefundEarlyStop {
+			return nil // the pod's end email says the amount (TerminateWorker)
+		}
 		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
 		if err != nil {
 			return err
@@ -97,15 +102,23 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 	})
 }
 
-// unusedReason is the refund email's explanation.
-func unusedReason(reason string, bought, used int) string {
-	unused := bought - used
-	if reason == postgres.RefundPodDied {
-		return "Your pod stopped working after " + hoursWord(used) + " of the " + hoursWord(bought) + " you paid for, so we refunded the " +
-			hoursWord(unused) + " it did not complete. The plan fee is not refunded."
+// unusedReason is the refund email's explanation for a pod that died.
+func unusedReason(_ string, bought, used int) string {
+	return "Your pod stopped working after " + hoursWord(used) + " of the " + hoursWord(bought) + " you paid for, so we refunded the " +
+		hoursWord(bought-used) + " it did not complete. The plan fee is not refunded."
+}
+
+// earlyStopNote is what the pod's end email says about an early stop's refund ("" for none).
+func earlyStopNote(refunds []postgres.LedgerRefund, hourlyCents int64) string {
+	var total int64
+	for _, r := range refunds {
+		total += r.AmountCents
 	}
-	return "You stopped your pod in hour " + strconv.Itoa(used) + " of " + strconv.Itoa(bought) + ", so we refunded the " +
-		hoursWord(unused) + " you did not start. The plan fee is not refunded."
+	if total == 0 || hourlyCents <= 0 {
+		return ""
+	}
+	return "You stopped it early, so we are refunding " + mail.Money(total) + " to your card: the " + hoursWord(int(total/hourlyCents)) +
+		" you did not start. The plan fee is not refunded. Refunds usually reach your account within 5 to 10 business days."
 }
 
 func hoursWord(n int) string {
@@ -115,9 +128,11 @@ func hoursWord(n int) string {
 	return strconv.Itoa(n) + " hours"
 }
 
-// plan stores the refund's shares in the ledger unless they are there already, and returns the
-// hours used and bought.
-func (w *UnusedHoursRefundWorker) plan(ctx context.Context, tx pgx.Tx, a UnusedHoursRefundArgs) (used, bought int, err error) {
+// PlanUnusedHoursRefund stores the refund's shares in the ledger unless they are there
+// already, and returns the hours used and bought. The terminate request calls it in the
+// transaction that moves the pod to terminating (so the amount is fixed, and the pod's end email
+// can say it); the job calls it again, which plans nothing twice.
+func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, a UnusedHoursRefundArgs) (used, bought int, err error) {
 	pod, err := postgres.LockPod(ctx, tx, a.PodID)
 	if err != nil {
 		return 0, 0, err
@@ -158,7 +173,7 @@ func (w *UnusedHoursRefundWorker) plan(ctx context.Context, tx pgx.Tx, a UnusedH
 	}
 	shares, left := gpubroker.SpreadRefund(ps, amount)
 	if left > 0 {
-		w.d.Logger.ErrorContext(ctx, "unused hours are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", amount, "not_placed_cents", left)
+		log.ErrorContext(ctx, "unused hours are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", amount, "not_placed_cents", left)
 	}
 	return used, bought, postgres.PlanRefunds(ctx, tx, pod.ID, a.Reason, shares)
 }

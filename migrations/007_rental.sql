@@ -31,10 +31,29 @@ CREATE TABLE refunds (
 );
 CREATE INDEX refunds_pod_idx ON refunds (pod_id);
 
+-- Extensions: hours bought on a running pod, paid at once through their own Checkout Session
+-- (client_reference_id = the extension id). checkout_pending → paid once (the webhook job, in
+-- the transaction that records the payment and moves the pod's end), or → expired.
+CREATE TABLE extensions (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    pod_id            uuid NOT NULL REFERENCES pods (id),
+    order_id          uuid NOT NULL REFERENCES orders (id),
+    hours             integer NOT NULL CHECK (hours > 0),
+    amount_cents      bigint NOT NULL CHECK (amount_cents > 0),
+    currency          text NOT NULL DEFAULT 'usd',
+    status            text NOT NULL DEFAULT 'checkout_pending' CHECK (status IN ('checkout_pending', 'paid', 'expired')),
+    stripe_session_id text UNIQUE,
+    payment_intent_id text UNIQUE,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    paid_at           timestamptz,
+    expired_at        timestamptz
+);
+CREATE INDEX extensions_pod_idx ON extensions (pod_id);
+
 -- The payments captured before the ledger existed.
 INSERT INTO payments (order_id, kind, payment_intent_id, amount_cents, hours, currency, captured_at)
 SELECT id, 'order', payment_intent_id, amount_cents, hours, currency, captured_at
 FROM orders WHERE status IN ('captured', 'refunded') AND payment_intent_id IS NOT NULL AND captured_at IS NOT NULL;
 
 -- +goose Down
-DROP TABLE refunds, payments;
+DROP TABLE refunds, extensions, payments;

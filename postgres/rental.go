@@ -139,3 +139,74 @@ func HasAudit(ctx context.Context, q Querier, podID, action string) (bool, error
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_events WHERE pod_id = $1 AND action = $2)`, podID, action).Scan(&ok)
 	return ok, err
 }
+
+// Extension statuses.
+const (
+	ExtensionPending = "checkout_pending"
+	ExtensionPaid    = "paid"
+	ExtensionExpired = "expired"
+)
+
+// Extension is hours bought on a running pod.
+type Extension struct {
+	ID              string
+	PodID           string
+	OrderID         string
+	Hours           int
+	AmountCents     int64
+	Currency        string
+	Status          string
+	StripeSessionID *string
+	PaymentIntentID *string
+}
+
+const extensionCols = `id, pod_id, order_id, hours, amount_cents, currency, status, stripe_session_id, payment_intent_id`
+
+func scanExtension(row pgx.Row) (*Extension, error) {
+	var x Extension
+	err := row.Scan(&x.ID, &x.PodID, &x.OrderID, &x.Hours, &x.AmountCents, &x.Currency, &x.Status, &x.StripeSessionID, &x.PaymentIntentID)
+	return &x, notFound(err, "extension")
+}
+
+// CreateExtension stores a pending extension of a pod.
+func CreateExtension(ctx context.Context, tx pgx.Tx, podID, orderID string, hours int, amountCents int64, currency string) (*Extension, error) {
+	return scanExtension(tx.QueryRow(ctx, `INSERT INTO extensions (pod_id, order_id, hours, amount_cents, currency)
+		VALUES ($1, $2, $3, $4, $5) RETURNING `+extensionCols, podID, orderID, hours, amountCents, currency))
+}
+
+// SetExtensionSession records the Checkout Session of an extension.
+func SetExtensionSession(ctx context.Context, q Querier, id, sessionID string) error {
+	_, err := q.Exec(ctx, `UPDATE extensions SET stripe_session_id = $2 WHERE id = $1 AND (stripe_session_id IS NULL OR stripe_session_id = $2)`, id, sessionID)
+	return err
+}
+
+// ExtensionOfSession finds the extension of a Checkout Session: by session id, else by the
+// session's client_reference_id (the API may have stopped before recording the session).
+func ExtensionOfSession(ctx context.Context, q Querier, sessionID, clientReferenceID string) (*Extension, error) {
+	x, err := scanExtension(q.QueryRow(ctx, `SELECT `+extensionCols+` FROM extensions WHERE stripe_session_id = $1`, sessionID))
+	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND && uuidOrEmpty(clientReferenceID) != "" {
+		x, err = scanExtension(q.QueryRow(ctx, `SELECT `+extensionCols+` FROM extensions WHERE id = $1`, clientReferenceID))
+	}
+	return x, err
+}
+
+// PayExtension moves a pending extension to paid with its PaymentIntent; it reports false,
+// changing nothing, when the extension is not pending (a duplicate or late event).
+func PayExtension(ctx context.Context, tx pgx.Tx, id, sessionID, piID string, now time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = 'paid', paid_at = $4, payment_intent_id = $3,
+		stripe_session_id = COALESCE(stripe_session_id, $2) WHERE id = $1 AND status = 'checkout_pending'`, id, sessionID, piID, now)
+	return tag.RowsAffected() == 1, err
+}
+
+// ExpireExtension moves a pending extension to expired; false when it is not pending.
+func ExpireExtension(ctx context.Context, tx pgx.Tx, id string, now time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = 'expired', expired_at = $2 WHERE id = $1 AND status = 'checkout_pending'`, id, now)
+	return tag.RowsAffected() == 1, err
+}
+
+// PaidExtensionHours is how many hours were bought on the pod by paid extensions.
+func PaidExtensionHours(ctx context.Context, q Querier, podID string) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT COALESCE(sum(hours), 0) FROM extensions WHERE pod_id = $1 AND status = 'paid'`, podID).Scan(&n)
+	return n, err
+}

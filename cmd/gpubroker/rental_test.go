@@ -75,7 +75,7 @@ func (e *env) ranFor(podID string, d time.Duration) {
 
 // Issue 11.1, the worked example: a pod of 3 hours stopped 10 minutes in has started 1 hour;
 // the 2 others are refunded (2 × the hourly rate), the plan fee is kept, in one partial refund
-// of the order's payment under refund-<payment>-1, and the customer is told the amount.
+// of the order's payment under refund-<payment>-1, and the end email tells the amount.
 func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
@@ -90,6 +90,7 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'unused_hours_refund'`), "queued with the move to terminating")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds WHERE pod_id = $1 AND amount_cents = $2`, podID, 2*p.HourlyCents), "planned with the move to terminating")
 	e.waitPod(c, podID, "terminated", 10*time.Second)
 	want := 2 * p.HourlyCents
 	e.eventually("refunded", 10*time.Second, func() bool { p = e.rentalPod(c, podID); return *p.RefundedCents == want })
@@ -105,16 +106,18 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.idempotency_key = 'refund-' || y.id || '-1' AND r.stripe_refund_id IS NOT NULL`, pi, want))
 	var msg map[string]any
-	e.eventually("refund email", 5*time.Second, func() bool {
+	e.eventually("end email", 5*time.Second, func() bool {
 		for _, m := range e.mails("early-stop@example.com") {
-			if m["kind"] == "refunded" {
+			if m["kind"] == "pod_terminated" {
 				msg = m
 				return true
 			}
 		}
 		return false
 	})
-	require.Contains(t, msg["text"], mail.Money(want))
+	require.Contains(t, msg["text"], mail.Money(want), "the end email says the refund")
+	require.Contains(t, msg["text"], "2 hours you did not start")
+	require.Equal(t, int64(358), want, "the README's worked example: 2 × $1.79")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID))
 
 	// Stopping again changes nothing.
@@ -166,4 +169,123 @@ func TestEarlyStopRefundAfterFailures(t *testing.T) {
 			require.NotEqual(t, calls[0].IdempotencyKey, calls[1].IdempotencyKey)
 		}
 	}
+}
+
+// extend asks for hours more on a running pod and pays the extension's checkout with the test
+// card; it returns the session id.
+func (e *env) extend(c *http.Client, podID string, hours int, wantCents int64) string {
+	e.t.Helper()
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": hours})
+	require.Equal(e.t, http.StatusCreated, code, body)
+	require.EqualValues(e.t, wantCents, body["amount_cents"])
+	require.Equal(e.t, "usd", body["currency"])
+	u, err := url.Parse(body["checkout_url"].(string))
+	require.NoError(e.t, err)
+	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	return sid
+}
+
+// Issue 11.2: an extension is hours × the pod's hourly rate (no plan fee), paid at once
+// (automatic capture). Once paid, ends_at moves by the hours and the termination with it: the
+// terminate job that wakes at the old end finds the pod extended and leaves it running. A
+// duplicated or late webhook for the same session extends once.
+func TestExtendMovesTheEnd(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("extend@example.com", 2)
+	p := e.rentalPod(c, podID)
+	oldEnd := *p.EndsAt
+
+	sid := e.extend(c, podID, 2, 2*p.HourlyCents)
+	pi := e.m.StripeSim.Session(sid).PaymentIntent
+	require.NotNil(t, pi)
+	require.Equal(t, "succeeded", e.m.StripeSim.PaymentIntent(*pi).Status, "an extension is captured at once")
+	e.eventually("extended", 10*time.Second, func() bool { p = e.rentalPod(c, podID); return p.EndsAt.After(oldEnd) })
+	require.WithinDuration(t, oldEnd.Add(2*time.Hour), *p.EndsAt, time.Second)
+	require.InDelta(t, 4*3600, *p.SecondsLeft, 60)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled' AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1 AND args->>'pod_id' = $1`, podID, p.EndsAt.UTC()))
+
+	// The same session's completion delivered again (a new event id, as Stripe may) and the
+	// first event resent: still one extension.
+	var raw []byte
+	for _, ev := range e.m.StripeSim.Events() {
+		if ev.Type == "checkout.session.completed" && strings.Contains(string(ev.Raw), sid) {
+			raw = ev.Raw
+			_, err := e.m.StripeSim.Resend(context.Background(), ev.ID)
+			require.NoError(t, err)
+		}
+	}
+	require.NotNil(t, raw)
+	var evt map[string]any
+	require.NoError(t, json.Unmarshal(raw, &evt))
+	evt["id"] = "evt_dup_" + sid
+	dup, _ := json.Marshal(evt)
+	code, err := e.m.StripeSim.Deliver(context.Background(), dup)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	e.idle()
+	p = e.rentalPod(c, podID)
+	require.WithinDuration(t, oldEnd.Add(2*time.Hour), *p.EndsAt, time.Second, "extended once")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM payments WHERE kind = 'extension'`))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.extended'`, podID))
+
+	// The terminate job scheduled for the old end wakes: the pod stays running.
+	_, err = e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'terminate' AND state = 'scheduled' AND scheduled_at < $1`, p.EndsAt.Add(-time.Minute))
+	require.NoError(t, err)
+	e.idle()
+	require.Equal(t, "running", e.rentalPod(c, podID).Status)
+}
+
+// Issue 11.2: only a running pod can be extended, and never past the plan's max_hours; an
+// extension checkout left unpaid changes nothing.
+func TestExtendRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("extend-no@example.com", 2)
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 167})
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 0})
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+
+	end := *e.rentalPod(c, podID).EndsAt
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
+	require.Equal(t, http.StatusCreated, code, body)
+	u, _ := url.Parse(body["checkout_url"].(string))
+	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), u.Path[strings.LastIndex(u.Path, "/")+1:]))
+	e.idle()
+	require.Equal(t, end, *e.rentalPod(c, podID).EndsAt, "an expired extension changes nothing")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM extensions WHERE status = 'expired'`))
+
+	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "terminated", 10*time.Second)
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
+	require.Equal(t, http.StatusConflict, code, body)
+	require.Equal(t, "not_running", body["error"])
+}
+
+// Issue 11.2 with 11.1: a pod of 2 hours extended by 1 and stopped 10 minutes in has 2 unused
+// hours: the extension is refunded first (all of it), then one hour of the order's payment.
+func TestExtendedThenStoppedRefundsTheExtensionFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("extend-stop@example.com", 2)
+	p := e.rentalPod(c, podID)
+	oldEnd := *p.EndsAt
+	sid := e.extend(c, podID, 1, p.HourlyCents)
+	e.eventually("extended", 10*time.Second, func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
+	e.ranFor(podID, 10*time.Minute)
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE pods SET ends_at = ends_at + interval '1 hour' WHERE id = $1`, podID) // ranFor reset it to the order's hours
+	require.NoError(t, err)
+
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.eventually("refunded", 10*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	e.idle()
+	extPI := *e.m.StripeSim.Session(sid).PaymentIntent
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(extPI))
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, extPI, p.HourlyCents))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, e.piOf(podID), p.HourlyCents))
 }

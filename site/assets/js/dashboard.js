@@ -188,10 +188,43 @@ function renderPod(p) {
         p.status === "configured" && p.amount_cents > 0 ? `Deploy — charge ${price}` : "Deploy",
       ),
       reason ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
+      p.status === "running" && p.order_status === "captured" && p.hourly_cents > 0 ? extendControl(p) : null,
       p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => confirmTerminate(p.id) }, "Terminate") : null,
     ),
     h("p", { class: "pod-msg", role: "status" }, notes.get(p.id) || ""),
   );
+}
+
+// extendControl sells more hours on a running pod at its hourly rate (no plan fee): the price
+// follows the hours chosen, and the button opens the extension's Stripe Checkout.
+function extendControl(p) {
+  const id = `pod-${p.id}-extend-hours`;
+  const plan = (cat.plans || []).find((x) => x.id === p.plan) || {};
+  const bought = p.ends_at && p.started_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
+  const most = plan.max_hours > 0 ? Math.max(0, plan.max_hours - bought) : 168;
+  if (most < 1) return h("p", { class: "hint extend-max" }, `This pod has the ${plan.name || "plan"}'s most hours.`);
+  const input = h("input", { type: "number", id, class: "extend-hours", min: "1", max: String(most), step: "1", value: "1", inputmode: "numeric" });
+  const btn = h("button", { type: "button", class: "btn secondary extend-btn", onclick: () => extend(p.id, Number(input.value), btn) }, "");
+  const label = () => {
+    const n = Math.max(1, Math.min(most, Math.floor(Number(input.value) || 1)));
+    btn.textContent = `Extend — ${money(n * p.hourly_cents, p.currency)}`;
+  };
+  input.addEventListener("input", label);
+  label();
+  return h("div", { class: "extend" }, h("label", { for: id }, "More hours"), input, btn);
+}
+
+async function extend(id, hours, btn) {
+  busy(btn, true, "Opening checkout…");
+  const res = await api("POST", `/api/pods/${encodeURIComponent(id)}/extend`, { hours });
+  if (res.status === 401) return signedOut();
+  if (res.status === 201 && res.data.checkout_url) {
+    location.assign(res.data.checkout_url);
+    return;
+  }
+  busy(btn, false);
+  note(id, (res.data.fields && res.data.fields.hours) || res.data.message || "We could not extend this pod.");
+  if (res.status === 409) refreshPod(id);
 }
 
 // countdown is a running pod's time left, ticking every second from the server's seconds_left
