@@ -60,3 +60,13 @@ func TestSpreadRefundNewestFirstNeverAboveCaptured(t *testing.T) {
 		t.Fatalf("left %d", left)
 	}
 }
+
+// Issue 11.3: a running pod whose instance died may fail (and nothing else may move it on).
+func TestRunningPodMayFail(t *testing.T) {
+	if !PodRunning.CanMoveTo(PodFailed) {
+		t.Fatal("running -> failed is not allowed")
+	}
+	if PodFailed.CanMoveTo(PodRunning) {
+		t.Fatal("a failed pod was revived")
+	}
+}

@@ -150,3 +150,31 @@ func TestTerminateAfterExtension(t *testing.T) {
 	work(t, b, w, TerminateArgs{PodID: podID, EndsAt: &ends})
 	require.Equal(t, gpubroker.PodTerminated, b.pod(t, podID).Status)
 }
+
+// Issue 11.3: one dead check is not enough (a provider's hiccup); the second in a row fails the
+// pod, in one transaction with the instance's termination and the refund of the hours not
+// completed. A healthy pod is left alone, and a rerun after the failure changes nothing.
+func TestPodHealthTwoDeadChecks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, podID, _ := b.running(t, "health@example.com")
+	_, healthyID, _ := b.running(t, "healthy@example.com")
+	w := &PodHealthWorker{d: b.deps}
+	work(t, b, w, PodHealthArgs{})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
+
+	require.True(t, b.sim.Fail(*b.pod(t, podID).InstanceID, "the host failed"))
+	work(t, b, w, PodHealthArgs{})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status, "one dead check")
+	work(t, b, w, PodHealthArgs{})
+	p := b.pod(t, podID)
+	require.Equal(t, gpubroker.PodFailed, p.Status)
+	require.Contains(t, *p.Error, "stopped working")
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, healthyID).Status)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'unused_hours_refund' AND args->>'pod_id' = $1 AND args->>'reason' = 'pod_died'`, podID))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'terminate_instance' AND args->>'pod_id' = $1`, podID))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
+
+	work(t, b, w, PodHealthArgs{})
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
+}

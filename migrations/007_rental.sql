@@ -50,10 +50,17 @@ CREATE TABLE extensions (
 );
 CREATE INDEX extensions_pod_idx ON extensions (pod_id);
 
+-- Health checks of running pods: consecutive checks that found the instance dead, and when the
+-- first of them ran (the pod's end, for the refund of the hours not completed).
+ALTER TABLE pods ADD COLUMN health_failures integer NOT NULL DEFAULT 0;
+ALTER TABLE pods ADD COLUMN health_failed_since timestamptz;
+
 -- The payments captured before the ledger existed.
 INSERT INTO payments (order_id, kind, payment_intent_id, amount_cents, hours, currency, captured_at)
 SELECT id, 'order', payment_intent_id, amount_cents, hours, currency, captured_at
 FROM orders WHERE status IN ('captured', 'refunded') AND payment_intent_id IS NOT NULL AND captured_at IS NOT NULL;
 
 -- +goose Down
+ALTER TABLE pods DROP COLUMN health_failed_since;
+ALTER TABLE pods DROP COLUMN health_failures;
 DROP TABLE refunds, extensions, payments;

@@ -210,3 +210,48 @@ func PaidExtensionHours(ctx context.Context, q Querier, podID string) (int, erro
 	err := q.QueryRow(ctx, `SELECT COALESCE(sum(hours), 0) FROM extensions WHERE pod_id = $1 AND status = 'paid'`, podID).Scan(&n)
 	return n, err
 }
+
+// RunningInstance is a running pod's instance, for the health check.
+type RunningInstance struct {
+	PodID, Provider, InstanceID string
+}
+
+// RunningInstances lists the instances of every running pod.
+func RunningInstances(ctx context.Context, q Querier) ([]RunningInstance, error) {
+	rows, err := q.Query(ctx, `SELECT id, provider, instance_id FROM pods WHERE status = 'running' AND provider IS NOT NULL AND instance_id IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RunningInstance
+	for rows.Next() {
+		var r RunningInstance
+		if err := rows.Scan(&r.PodID, &r.Provider, &r.InstanceID); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// NoteHealth records one health check of a running pod: a healthy one clears the count, a dead
+// one adds to it. It returns the consecutive dead checks and when the first of them ran; a pod
+// no longer running changes nothing (0).
+func NoteHealth(ctx context.Context, q Querier, podID string, dead bool, now time.Time) (int, time.Time, error) {
+	var n int
+	var since *time.Time
+	var err error
+	if dead {
+		err = q.QueryRow(ctx, `UPDATE pods SET health_failures = health_failures + 1, health_failed_since = COALESCE(health_failed_since, $2)
+			WHERE id = $1 AND status = 'running' RETURNING health_failures, health_failed_since`, podID, now).Scan(&n, &since)
+	} else {
+		_, err = q.Exec(ctx, `UPDATE pods SET health_failures = 0, health_failed_since = NULL WHERE id = $1 AND status = 'running' AND health_failures > 0`, podID)
+	}
+	if err == pgx.ErrNoRows {
+		return 0, time.Time{}, nil
+	}
+	if since == nil {
+		return n, time.Time{}, err
+	}
+	return n, *since, err
+}

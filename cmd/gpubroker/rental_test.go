@@ -27,6 +27,19 @@ type rentalView struct {
 	RefundedCents *int64     `json:"refunded_cents"`
 }
 
+// funnel reads /ops/funnel as ops do.
+func (e *env) funnel() map[string]any {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url+"/ops/funnel", nil)
+	req.SetBasicAuth("admin", "ops-secret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	var f map[string]any
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&f))
+	return f
+}
+
 func (e *env) rentalPod(c *http.Client, id string) rentalView {
 	e.t.Helper()
 	var v rentalView
@@ -119,6 +132,9 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	require.Contains(t, msg["text"], "2 hours you did not start")
 	require.Equal(t, int64(358), want, "the README's worked example: 2 × $1.79")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID))
+	f := e.funnel()
+	require.EqualValues(t, 1, f["early_stop_refunds"])
+	require.EqualValues(t, want, f["early_stop_refunded_cents"])
 
 	// Stopping again changes nothing.
 	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
@@ -229,6 +245,7 @@ func TestExtendMovesTheEnd(t *testing.T) {
 	require.WithinDuration(t, oldEnd.Add(2*time.Hour), *p.EndsAt, time.Second, "extended once")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM payments WHERE kind = 'extension'`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.extended'`, podID))
+	require.EqualValues(t, 1, e.funnel()["extensions"])
 
 	// The terminate job scheduled for the old end wakes: the pod stays running.
 	_, err = e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'terminate' AND state = 'scheduled' AND scheduled_at < $1`, p.EndsAt.Add(-time.Minute))
@@ -288,4 +305,36 @@ func TestExtendedThenStoppedRefundsTheExtensionFirst(t *testing.T) {
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, extPI, p.HourlyCents))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, e.piOf(podID), p.HourlyCents))
+}
+
+// Issue 11.3: the instance of a running pod dies at the provider. Within two health checks the
+// pod is failed with a clear error, the instance is terminated, every hour not completed is
+// refunded (3 bought, 70 minutes run: 1 completed, 2 refunded) and the customer is emailed.
+func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, periodic: true, env: map[string]string{"POD_HEALTH_INTERVAL": "300ms"}})
+	c, podID := e.runningPod("dead-pod@example.com", 3)
+	p := e.rentalPod(c, podID)
+	e.ranFor(podID, 70*time.Minute)
+	var instanceID string
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT instance_id FROM pods WHERE id = $1`, podID).Scan(&instanceID))
+	time.Sleep(time.Second) // healthy checks pass and change nothing
+	require.Equal(t, "running", e.rentalPod(c, podID).Status)
+
+	require.True(t, e.m.Sim.Fail(instanceID, "the host failed"))
+	e.waitPod(c, podID, "failed", 10*time.Second)
+	e.eventually("refunded", 10*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	require.Contains(t, e.pod(c, podID).Error, "stopped working")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
+	e.eventually("instance terminated", 10*time.Second, func() bool { return e.m.Sim.Terminations() >= 1 })
+	e.eventually("refund email", 10*time.Second, func() bool {
+		for _, m := range e.mails("dead-pod@example.com") {
+			if m["kind"] == "refunded" && strings.Contains(m["text"].(string), mail.Money(2*p.HourlyCents)) {
+				return true
+			}
+		}
+		return false
+	})
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
+	require.EqualValues(t, 1, e.funnel()["dead_pods"])
 }

@@ -30,7 +30,9 @@ const PROGRESS = {
 // watched: a pod whose state may still change: one on its way, a running one (its hours run
 // out, it is stopped from another tab or dies at the provider), a failed one whose refund is
 // pending.
-const refundPending = (p) => p.status === "failed" && p.order_status === "captured";
+// A pod that died after running (started_at set) keeps its order captured: its refund is of
+// the hours it did not complete, shown as refunded_cents, not a full one pending.
+const refundPending = (p) => p.status === "failed" && p.order_status === "captured" && !p.started_at;
 const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || refundPending(p);
 
 let account = null;
