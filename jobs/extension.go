@@ -66,6 +66,9 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents, "payment_intent": pi.ID, "ends_at": ends}}); err != nil {
 			return err
 		}
+		if err := reminderTx(ctx, tx, pod.ID, 1+int(ReminderLead/time.Hour), ends); err != nil { // extended: longer than an hour
+			return err
+		}
 		_, err = client(ctx).InsertTx(ctx, tx, TerminateArgs{PodID: pod.ID, EndsAt: &ends}, &river.InsertOpts{ScheduledAt: ends})
 		return err
 	})

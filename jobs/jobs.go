@@ -95,6 +95,7 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &RefundWorker{d: d})
 	river.AddWorker(workers, &UnusedHoursRefundWorker{d: d})
 	river.AddWorker(workers, &PodHealthWorker{d: d})
+	river.AddWorker(workers, &PodEndingWorker{d: d})
 	river.AddWorker(workers, &RefreshOffersWorker{d: d})
 	river.AddWorker(workers, &TerminateInstanceWorker{d: d})
 }

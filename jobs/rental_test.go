@@ -178,3 +178,35 @@ func TestPodHealthTwoDeadChecks(t *testing.T) {
 	work(t, b, w, PodHealthArgs{})
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
 }
+
+// Issue 11.4: a pod of more than an hour gets one reminder an hour before its end, with a link
+// to extend; a rerun sends nothing more, and a reminder for an end the pod was extended past
+// sends nothing.
+func TestPodEndingReminderOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, podID, _ := b.running(t, "remind@example.com")
+	pod := b.pod(t, podID)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'pod_ending' AND state = 'scheduled'
+		AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1 AND args->>'pod_id' = $1`, podID, pod.EndsAt.Add(-time.Hour)))
+	reminders := func() int {
+		return b.count(t, `SELECT count(*) FROM emails WHERE kind = 'pod_ending' AND to_email = 'remind@example.com'`)
+	}
+	w := &PodEndingWorker{d: b.deps}
+	work(t, b, w, PodEndingArgs{PodID: podID, EndsAt: *pod.EndsAt})
+	work(t, b, w, PodEndingArgs{PodID: podID, EndsAt: *pod.EndsAt})
+	require.Equal(t, 1, reminders(), "once")
+	var text string
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT text_body FROM emails WHERE kind = 'pod_ending'`).Scan(&text))
+	require.Contains(t, text, "/dashboard/#pod-"+podID)
+	require.Contains(t, text, "extend")
+
+	later := pod.EndsAt.Add(time.Hour)
+	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := postgres.MovePod(ctx, tx, podID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &later})
+		return err
+	}))
+	work(t, b, w, PodEndingArgs{PodID: podID, EndsAt: *pod.EndsAt})
+	require.Equal(t, 1, reminders(), "extended past that end")
+}
