@@ -255,3 +255,16 @@ func NoteHealth(ctx context.Context, q Querier, podID string, dead bool, now tim
 	}
 	return n, *since, err
 }
+
+// PlanFeePaidUntil is until when an account's fee for a plan is paid: PlanFeePeriod after the
+// latest capture of one of its orders of that plan that charged the fee (an order priced without
+// it, or refunded, renews nothing); zero when none did.
+func PlanFeePaidUntil(ctx context.Context, q Querier, accountID, plan string) (time.Time, error) {
+	var last *time.Time
+	err := q.QueryRow(ctx, `SELECT max(captured_at) FROM orders WHERE account_id = $1 AND plan = $2 AND status = 'captured'
+		AND captured_at IS NOT NULL AND amount_cents > hours * hourly_cents`, accountID, plan).Scan(&last)
+	if err != nil || last == nil {
+		return time.Time{}, err
+	}
+	return last.Add(gpubroker.PlanFeePeriod), nil
+}

@@ -338,3 +338,40 @@ func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 	require.EqualValues(t, 1, e.funnel()["dead_pods"])
 }
+
+// Issue 11.5: the Pro fee buys 30 days from its capture. Signed in to an account whose Pro fee
+// was captured, a checkout for the account's own email is priced without the fee, and /api/me
+// says until when; signed out (or for another email) the fee is charged.
+func TestProFeeCoversAMonth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	const email = "pro-month@example.com"
+	c, podID := e.runningPod(email, 2)
+	hourly := e.rentalPod(c, podID).HourlyCents
+
+	code, me := e.do(c, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusOK, code)
+	until, err := time.Parse(time.RFC3339Nano, me["pro_active_until"].(string))
+	require.NoError(t, err)
+	var captured time.Time
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT captured_at FROM orders WHERE id = $1`, e.orderOf(podID)).Scan(&captured))
+	require.WithinDuration(t, captured.Add(30*24*time.Hour), until, time.Second)
+
+	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 3*hourly, body["amount_cents"], "no fee while Pro is active")
+
+	code, body = e.do(newBrowser(), "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 4900+3*hourly, body["amount_cents"], "signed out: the fee is charged")
+	code, body = e.do(c, "POST", "/api/checkout", e.order("someone-else@example.com", "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 4900+3*hourly, body["amount_cents"], "another email: the fee is charged")
+
+	// 30 days later the fee is due again.
+	_, err = e.m.Pool.Exec(context.Background(), `UPDATE orders SET captured_at = captured_at - interval '31 days' WHERE id = $1`, e.orderOf(podID))
+	require.NoError(t, err)
+	code, body = e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 4900+3*hourly, body["amount_cents"])
+}
