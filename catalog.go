@@ -4,6 +4,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Plan is a purchasable plan. Marketers edit plans in site/data/plans.json.
@@ -164,6 +165,12 @@ func ValidEmail(s string) bool {
 // Quote validates a request against the catalog and prices it. Problems are returned as one
 // EINVALID error with a message per field.
 func (c *Catalog) Quote(r OrderRequest) (*Quote, error) {
+	return c.QuoteFor(r, time.Time{}, time.Time{})
+}
+
+// QuoteFor is Quote for a buyer whose plan fee for r.Plan is paid until feePaidUntil (zero:
+// never): while it is after now, the fee is not charged again (PlanFeePeriod).
+func (c *Catalog) QuoteFor(r OrderRequest, feePaidUntil, now time.Time) (*Quote, error) {
 	r.Email = NormalizeEmail(r.Email)
 	r.Name = strings.TrimSpace(r.Name)
 	fields := map[string]string{}
@@ -225,7 +232,7 @@ func (c *Catalog) Quote(r OrderRequest) (*Quote, error) {
 		return nil, &Error{Code: EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields}
 	}
 	if plan.PaymentRequired {
-		if plan.FeeCents > 0 {
+		if plan.FeeCents > 0 && !feePaidUntil.After(now) {
 			q.LineItems = append(q.LineItems, LineItem{Name: plan.Name + " plan", UnitAmountCent: plan.FeeCents, Quantity: 1})
 		}
 		q.LineItems = append(q.LineItems, LineItem{Name: gpu.DisplayName + " in " + r.Region + " (per hour)", UnitAmountCent: q.HourlyCents, Quantity: int64(r.Hours)})

@@ -23,6 +23,10 @@ const (
 	CheckoutLifetime = 31 * time.Minute
 )
 
+// PlanFeePeriod is what a plan fee buys: the plan for 30 days from its capture, during which
+// the same account is not charged the fee again.
+const PlanFeePeriod = 30 * 24 * time.Hour
+
 // Card holds: how long Stripe keeps an authorization, and when an undeployed one is released.
 const (
 	// CardHoldLifetime is how long a card authorization lasts when Stripe gives no deadline

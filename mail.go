@@ -14,6 +14,7 @@ const (
 	MailHoldReleased = "hold_released"
 	MailRefunded     = "refunded"
 	MailPodFailed    = "pod_failed"
+	MailPodEnding    = "pod_ending" // an hour before a pod longer than an hour ends
 	MailContact      = "contact"
 )
 

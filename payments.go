@@ -34,6 +34,12 @@ type CheckoutParams struct {
 	ExpiresAt  time.Time
 	// IdempotencyKey makes a retried create return the same session.
 	IdempotencyKey string
+	// AutomaticCapture takes the payment at once (an extension) instead of only authorizing
+	// the card (an order, captured on Deploy: the default).
+	AutomaticCapture bool
+	// ExtensionID, when set, makes the session an extension's: it is the session's
+	// client_reference_id (and metadata[extension_id]) instead of the order id.
+	ExtensionID string
 }
 
 // CheckoutSession is the part of a Stripe Checkout Session the app reads.

@@ -40,6 +40,10 @@ type Pod struct {
 	StartedAt         *time.Time
 	EndsAt            *time.Time
 	TerminatedAt      *time.Time
+
+	// RefundedCents is what has been refunded of the order's payments (its own and its
+	// extensions'), per the ledger.
+	RefundedCents int64
 }
 
 // PodUpdate is a change to a pod's columns, made with or without a status move; nil fields

@@ -46,6 +46,8 @@ var OrderStatuses = []OrderStatus{OrderCheckoutPending, OrderFree, OrderAuthoriz
 //	       │              │            │           failing; the hold stands, Deploy again)
 //	       └──────────────┴────────────┴──► failed (hold released, no GPU could be started:
 //	                                                refunded, or refund pending)
+//	                                   running ──► failed (the instance died at the provider:
+//	                                                the hours not completed are refunded)
 //
 // Every move is checked against this table (CanMoveTo) and guarded in SQL.
 type PodStatus string
@@ -65,7 +67,7 @@ var podTransitions = map[PodStatus][]PodStatus{
 	PodConfigured:   {PodDeploying, PodFailed},
 	PodDeploying:    {PodProvisioning, PodConfigured, PodFailed},
 	PodProvisioning: {PodRunning, PodFailed},
-	PodRunning:      {PodTerminating},
+	PodRunning:      {PodTerminating, PodFailed},
 	PodTerminating:  {PodTerminated},
 }
 

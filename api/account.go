@@ -171,5 +171,13 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "pods": s.podsJSON(pods)})
+	out := map[string]any{"account": toAccountJSON(acct), "pods": s.podsJSON(pods), "pro_active_until": nil}
+	// The Pro fee buys PlanFeePeriod: get-started prices without it until then.
+	if until, err := postgres.PlanFeePaidUntil(r.Context(), s.Pool, acct.ID, "pro"); err != nil {
+		writeError(w, r, err)
+		return
+	} else if until.After(s.now()) {
+		out["pro_active_until"] = until
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -84,6 +84,7 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/api/pods/:id", s.handlePod)
 	r.POST("/api/pods/:id/deploy", s.cookieOrigin(s.handleDeploy))
 	r.POST("/api/pods/:id/terminate", s.cookieOrigin(s.handleTerminate))
+	r.POST("/api/pods/:id/extend", s.cookieOrigin(s.handleExtend))
 	r.GET("/api/me/ssh-keys", s.handleListSSHKeys)
 	r.POST("/api/me/ssh-keys", s.cookieOrigin(s.handleAddSSHKey))
 	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(s.handleDeleteSSHKey))

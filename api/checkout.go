@@ -34,7 +34,18 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 	if !s.limit(w, r, "checkout:ip:"+s.clientIP(r), 20, 10*time.Minute) {
 		return
 	}
-	q, err := s.Catalog.Quote(req)
+	// A signed-in buyer ordering for their own account's email whose plan fee is paid is not
+	// charged it again (gpubroker.PlanFeePeriod).
+	var feePaidUntil time.Time
+	if acct := s.signedInAccount(r); acct != nil && acct.Email == gpubroker.NormalizeEmail(req.Email) {
+		until, err := postgres.PlanFeePaidUntil(r.Context(), s.Pool, acct.ID, req.Plan)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		feePaidUntil = until
+	}
+	q, err := s.Catalog.QuoteFor(req, feePaidUntil, s.now())
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -123,6 +134,19 @@ func (s *Server) createOrder(ctx context.Context, tx pgx.Tx, r *http.Request, q 
 		}
 	}
 	return order, postgres.SetOrderSSHKey(ctx, tx, order.ID, key, buyer)
+}
+
+// signedInAccount is the account of the request's session cookie, or nil.
+func (s *Server) signedInAccount(r *http.Request) *gpubroker.Account {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	acct, err := postgres.SessionAccount(r.Context(), s.Pool, c.Value, s.now())
+	if err != nil {
+		return nil
+	}
+	return acct
 }
 
 // trialsPerIP is how many free trials one client address may start a day.

@@ -130,17 +130,22 @@ func writeHealth(ctx context.Context, b *strings.Builder, pool *pgxpool.Pool) {
 // deployed and running, the payment success rate and provisioning time percentiles.
 func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var f struct {
-		CheckoutsStarted   int64    `json:"checkouts_started"`
-		PaidCheckouts      int64    `json:"paid_checkouts"`
-		Authorized         int64    `json:"authorized"`
-		Activated          int64    `json:"activated"`
-		Deployed           int64    `json:"deployed"`
-		Running            int64    `json:"running"`     // pods that ever ran (the funnel step)
-		RunningNow         int64    `json:"running_now"` // pods running at this moment
-		Refunded           int64    `json:"refunded"`
-		PaymentSuccessRate *float64 `json:"payment_success_rate"`
-		ProvisionP50       *float64 `json:"provisioning_seconds_p50"`
-		ProvisionP95       *float64 `json:"provisioning_seconds_p95"`
+		CheckoutsStarted int64 `json:"checkouts_started"`
+		PaidCheckouts    int64 `json:"paid_checkouts"`
+		Authorized       int64 `json:"authorized"`
+		Activated        int64 `json:"activated"`
+		Deployed         int64 `json:"deployed"`
+		Running          int64 `json:"running"`     // pods that ever ran (the funnel step)
+		RunningNow       int64 `json:"running_now"` // pods running at this moment
+		Refunded         int64 `json:"refunded"`
+		// Issue 11: extensions paid, pods stopped early with a refund (and its cents), dead pods.
+		Extensions             int64    `json:"extensions"`
+		EarlyStopRefunds       int64    `json:"early_stop_refunds"`
+		EarlyStopRefundedCents int64    `json:"early_stop_refunded_cents"`
+		DeadPods               int64    `json:"dead_pods"`
+		PaymentSuccessRate     *float64 `json:"payment_success_rate"`
+		ProvisionP50           *float64 `json:"provisioning_seconds_p50"`
+		ProvisionP95           *float64 `json:"provisioning_seconds_p95"`
 	}
 	err := s.Pool.QueryRow(r.Context(), `SELECT
 		(SELECT count(*) FROM orders),
@@ -151,9 +156,13 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		(SELECT count(*) FROM pods WHERE started_at IS NOT NULL),
 		(SELECT count(*) FROM pods WHERE status = 'running'),
 		(SELECT count(*) FROM orders WHERE status = 'refunded'),
+		(SELECT count(*) FROM extensions WHERE status = 'paid'),
+		(SELECT count(DISTINCT pod_id) FROM refunds WHERE reason = 'early_stop' AND stripe_refund_id IS NOT NULL),
+		(SELECT COALESCE(sum(amount_cents), 0) FROM refunds WHERE reason = 'early_stop' AND stripe_refund_id IS NOT NULL),
+		(SELECT count(*) FROM audit_events WHERE action = 'pod.died'),
 		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)) FROM pods WHERE started_at IS NOT NULL),
 		(SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)) FROM pods WHERE started_at IS NOT NULL)`).
-		Scan(&f.CheckoutsStarted, &f.PaidCheckouts, &f.Authorized, &f.Activated, &f.Deployed, &f.Running, &f.RunningNow, &f.Refunded, &f.ProvisionP50, &f.ProvisionP95)
+		Scan(&f.CheckoutsStarted, &f.PaidCheckouts, &f.Authorized, &f.Activated, &f.Deployed, &f.Running, &f.RunningNow, &f.Refunded, &f.Extensions, &f.EarlyStopRefunds, &f.EarlyStopRefundedCents, &f.DeadPods, &f.ProvisionP50, &f.ProvisionP95)
 	if err != nil {
 		writeError(w, r, err)
 		return

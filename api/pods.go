@@ -73,7 +73,9 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 	writeJSON(w, http.StatusAccepted, map[string]gpubroker.PodStatus{"status": gpubroker.PodDeploying})
 }
 
-// handleTerminate enqueues the end of a running pod; repeated calls are harmless.
+// handleTerminate enqueues the end of a running pod and, for a paid one, the refund of the
+// hours it did not start, in the transaction that moves it to terminating; repeated calls are
+// harmless.
 func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	acct := s.account(w, r)
 	if acct == nil {
@@ -104,7 +106,19 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.terminate_requested"}); err != nil {
 			return err
 		}
-		_, err = s.Jobs.InsertTx(ctx, tx, jobs.TerminateArgs{PodID: pod.ID}, nil)
+		if _, err = s.Jobs.InsertTx(ctx, tx, jobs.TerminateArgs{PodID: pod.ID}, nil); err != nil {
+			return err
+		}
+		if pod.OrderStatus != gpubroker.OrderCaptured {
+			return nil // free: nothing was paid
+		}
+		// Stopped early: the hours not started are refunded, computed from this moment and
+		// planned in the ledger now, so the amount is fixed with the stop.
+		args := jobs.UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundEarlyStop, StoppedAt: s.now()}
+		if _, _, err := jobs.PlanUnusedHoursRefund(ctx, tx, logger(r), args); err != nil {
+			return err
+		}
+		_, err = s.Jobs.InsertTx(ctx, tx, args, nil)
 		return err
 	})
 	if err != nil {

@@ -94,6 +94,11 @@ type podJSON struct {
 	// SSHKeyFingerprints are the keys the instance was launched with (SHA256:…).
 	SSHKeyFingerprints []string            `json:"ssh_key_fingerprints"`
 	StarterProject     *starterProjectJSON `json:"starter_project"`
+	// SecondsLeft is ends_at − now while the pod runs, 0 otherwise.
+	SecondsLeft int64 `json:"seconds_left"`
+	// RefundedCents is what has been refunded of the pod's payments (its order's and its
+	// extensions').
+	RefundedCents int64 `json:"refunded_cents"`
 }
 
 // podJSON is a pod as its owner sees it (no other account ever gets one).
@@ -103,7 +108,10 @@ func (s *Server) podJSON(p *gpubroker.Pod) podJSON {
 		Template: p.Template, HourlyCents: p.HourlyCents, AmountCents: p.AmountCents, Currency: p.Currency,
 		OrderStatus: p.OrderStatus, HoldExpiresAt: p.HoldExpiresAt, Provider: p.Provider, Error: p.Error,
 		CreatedAt: p.CreatedAt, DeployRequestedAt: p.DeployRequestedAt, StartedAt: p.StartedAt, EndsAt: p.EndsAt,
-		TerminatedAt: p.TerminatedAt, SSHKeyFingerprints: p.SSHKeyFingerprints,
+		TerminatedAt: p.TerminatedAt, SSHKeyFingerprints: p.SSHKeyFingerprints, RefundedCents: p.RefundedCents,
+	}
+	if p.Status == gpubroker.PodRunning && p.EndsAt != nil {
+		out.SecondsLeft = max(0, int64(p.EndsAt.Sub(s.now())/time.Second))
 	}
 	if out.SSHKeyFingerprints == nil {
 		out.SSHKeyFingerprints = []string{}

@@ -83,7 +83,7 @@ const (
 )
 
 // CreateCheckout creates a hosted Checkout Session in payment mode whose PaymentIntent only
-// authorizes the card (capture_method=manual). p.IdempotencyKey makes a retried create return
+// authorizes the card (capture_method=manual), or is captured at once with p.AutomaticCapture. p.IdempotencyKey makes a retried create return
 // the same session. ExpiresAt is clamped into Stripe's window (31 min – 23 h 55 min from now).
 func (c *Client) CreateCheckout(ctx context.Context, p gpubroker.CheckoutParams) (*gpubroker.CheckoutSession, error) {
 	if len(p.LineItems) == 0 {
@@ -109,6 +109,14 @@ func (c *Client) CreateCheckout(ctx context.Context, p gpubroker.CheckoutParams)
 		Metadata: map[string]string{"order_id": p.OrderID},
 		// UIMode is deliberately left unset: hosted is the default, and stripe-mock's newer
 		// OpenAPI spec no longer accepts ui_mode=hosted.
+	}
+	if p.AutomaticCapture {
+		params.PaymentIntentData.CaptureMethod = stripe.String(string(stripe.PaymentIntentCaptureMethodAutomatic))
+	}
+	if p.ExtensionID != "" {
+		params.ClientReferenceID = stripe.String(p.ExtensionID)
+		params.PaymentIntentData.Metadata["extension_id"] = p.ExtensionID
+		params.Metadata["extension_id"] = p.ExtensionID
 	}
 	if p.CancelURL != "" {
 		params.CancelURL = stripe.String(p.CancelURL)

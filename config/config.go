@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // Config is the whole configuration. Empty optional values mean "use the local stand-in".
@@ -37,6 +38,8 @@ type Config struct {
 	GPUSimulator        bool
 	TrustedProxyHops    int
 	PprofAddr           string
+	// PodHealthInterval is how often every running pod's instance is checked at its provider.
+	PodHealthInterval time.Duration
 }
 
 // Vars lists every variable with its default, for the README, .env.example and `gpubroker env`.
@@ -63,6 +66,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
 	{"GPU_SIMULATOR", "false", "true: the worker also launches on the GPU simulator (always on in `dev`; for test and chaos runs, never with real customers)"},
 	{"TRUSTED_PROXY_HOPS", "0", "proxies in front of the API that append to X-Forwarded-For (CloudFront + ALB = 2); 0 uses the peer address"},
+	{"POD_HEALTH_INTERVAL", "1m", "how often every running pod's instance is checked at its provider (Go duration: 1m, 30s); two failed checks in a row fail the pod and refund the hours not completed"},
 	{"PPROF_ADDR", "", "loopback address (127.0.0.1:port) serving /debug/pprof/ for profiling (make load); unset: off"},
 }
 
@@ -132,6 +136,11 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	case "false", "0":
 	default:
 		bad("GPU_SIMULATOR", "must be true or false, got %q", v)
+	}
+	if d, err := time.ParseDuration(get("POD_HEALTH_INTERVAL")); err != nil || d < 100*time.Millisecond {
+		bad("POD_HEALTH_INTERVAL", "must be a duration of at least 100ms, such as 1m or 30s")
+	} else {
+		c.PodHealthInterval = d
 	}
 	if _, err := fmt.Sscan(get("TRUSTED_PROXY_HOPS"), &c.TrustedProxyHops); err != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 5 {
 		bad("TRUSTED_PROXY_HOPS", "must be an integer from 0 to 5")

@@ -149,8 +149,20 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpu
 	d := w.d
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		now := d.now()
+		captured, capturedAt := o.Status == gpubroker.OrderCaptured, now
+		if o.CapturedAt != nil {
+			capturedAt = *o.CapturedAt
+		}
 		if o.Status == gpubroker.OrderAuthorized {
-			if _, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, now); err != nil {
+			moved, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, now)
+			if err != nil {
+				return err
+			}
+			captured = moved
+		}
+		if captured && o.PaymentIntentID != nil {
+			// The ledger's payment: refunds are spread over payments, never above them.
+			if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, capturedAt); err != nil {
 				return err
 			}
 		}

@@ -93,13 +93,23 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &ProvisionWorker{d: d})
 	river.AddWorker(workers, &TerminateWorker{d: d})
 	river.AddWorker(workers, &RefundWorker{d: d})
+	river.AddWorker(workers, &UnusedHoursRefundWorker{d: d})
+	river.AddWorker(workers, &PodHealthWorker{d: d})
+	river.AddWorker(workers, &PodEndingWorker{d: d})
 	river.AddWorker(workers, &RefreshOffersWorker{d: d})
 	river.AddWorker(workers, &TerminateInstanceWorker{d: d})
 }
 
-// PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too.
-func PeriodicJobs() []*river.PeriodicJob {
+// PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, and the
+// health check of running pods every podHealth (zero: 1 minute).
+func PeriodicJobs(podHealth time.Duration) []*river.PeriodicJob {
+	if podHealth <= 0 {
+		podHealth = time.Minute
+	}
 	return []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(podHealth),
+			func() (river.JobArgs, *river.InsertOpts) { return PodHealthArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "pod_health"}),
 		river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
 			func() (river.JobArgs, *river.InsertOpts) { return RefreshOffersArgs{}, nil },
 			&river.PeriodicJobOpts{ID: "refresh_offers", RunOnStart: true}),

@@ -294,7 +294,10 @@ func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst 
 		if err := QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodReady, o.Email, "pod_ready:"+pod.ID, mailData(d, o.Name, o.Email, pod, "")); err != nil {
 			return err
 		}
-		_, err = client(ctx).InsertTx(ctx, tx, TerminateArgs{PodID: pod.ID}, &river.InsertOpts{ScheduledAt: ends})
+		if err := reminderTx(ctx, tx, pod.ID, pod.Hours, ends); err != nil {
+			return err
+		}
+		_, err = client(ctx).InsertTx(ctx, tx, TerminateArgs{PodID: pod.ID, EndsAt: &ends}, &river.InsertOpts{ScheduledAt: ends})
 		return err
 	})
 }

@@ -91,6 +91,14 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 				return err
 			}
 		}
+		if o.PaymentIntentID != nil && o.CapturedAt != nil {
+			if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, *o.CapturedAt); err != nil {
+				return err
+			}
+		}
+		if err := postgres.RecordFullRefund(ctx, tx, o.ID, pod.ID, key, refundID, d.now()); err != nil {
+			return err
+		}
 		// The pod is failed (gave up, or the hold release found a capture); older rows may
 		// still be provisioning or deploying.
 		for _, from := range []gpubroker.PodStatus{gpubroker.PodFailed, gpubroker.PodProvisioning, gpubroker.PodDeploying} {

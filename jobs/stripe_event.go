@@ -79,6 +79,11 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job
 	if err != nil {
 		return fmt.Errorf("error fetching checkout session: %w", err)
 	}
+	if x, err := postgres.ExtensionOfSession(ctx, d.Pool, s.ID, s.ClientReferenceID); err == nil {
+		return w.extensionPaid(ctx, x, s)
+	} else if gpubroker.ErrorCode(err) != gpubroker.ENOTFOUND {
+		return err
+	}
 	o, err := w.orderOfSession(ctx, s)
 	if err != nil {
 		if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
@@ -157,6 +162,18 @@ func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.We
 	}
 	if s.Status != gpubroker.SessionExpired {
 		return nil
+	}
+	if x, err := postgres.ExtensionOfSession(ctx, d.Pool, s.ID, s.ClientReferenceID); err == nil {
+		// An extension never paid: nothing changes but its status.
+		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+			ok, err := postgres.ExpireExtension(ctx, tx, x.ID, d.now())
+			if err != nil || !ok {
+				return err
+			}
+			return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: x.OrderID, PodID: x.PodID, Action: "pod.extension_expired", Detail: map[string]any{"extension": x.ID}})
+		})
+	} else if gpubroker.ErrorCode(err) != gpubroker.ENOTFOUND {
+		return err
 	}
 	o, err := w.orderOfSession(ctx, s)
 	if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {

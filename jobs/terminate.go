@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -10,9 +11,13 @@ import (
 	"gpubroker/postgres"
 )
 
-// TerminateArgs ends a running pod: scheduled at ends_at, or enqueued by the user.
+// TerminateArgs ends a running pod: scheduled at ends_at, or enqueued by the user. EndsAt is
+// the end a scheduled job was scheduled for; when the pod has since been extended past it, the
+// job does nothing (the extension scheduled another for the new end). Without EndsAt (a user's
+// request) the pod is ended whatever its end.
 type TerminateArgs struct {
-	PodID string `json:"pod_id"`
+	PodID  string     `json:"pod_id"`
+	EndsAt *time.Time `json:"ends_at,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -39,11 +44,23 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		return err
 	}
 	if pod.Status == gpubroker.PodRunning {
+		extended := false
 		err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-			_, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, gpubroker.PodUpdate{})
+			pod, err := postgres.LockPod(ctx, tx, pod.ID)
+			if err != nil {
+				return err
+			}
+			// Woken for an end the pod has been extended past (by whole hours; the second of
+			// slack absorbs Postgres rounding ends_at to microseconds): the extension's
+			// transaction scheduled the terminate for the new end, and the pod runs on.
+			if a := job.Args.EndsAt; a != nil && pod.Status == gpubroker.PodRunning && pod.EndsAt != nil && pod.EndsAt.After(a.Add(time.Second)) {
+				extended = true
+				return nil
+			}
+			_, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, gpubroker.PodUpdate{})
 			return err
 		})
-		if err != nil {
+		if err != nil || extended {
 			return err
 		}
 	} else if pod.Status != gpubroker.PodTerminating {
@@ -70,6 +87,11 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		if err != nil {
 			return err
 		}
-		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, ""))
+		// An early stop's refund was planned with the move to terminating: say the amount.
+		refunds, err := postgres.PodRefunds(ctx, tx, pod.ID, postgres.RefundEarlyStop)
+		if err != nil {
+			return err
+		}
+		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, earlyStopNote(refunds, pod.HourlyCents)))
 	})
 }

@@ -98,6 +98,7 @@ var kinds = []string{
 	gpubroker.MailActivation,
 	gpubroker.MailLogin,
 	gpubroker.MailPodReady,
+	gpubroker.MailPodEnding,
 	gpubroker.MailPodEnded,
 	gpubroker.MailHoldReleased,
 	gpubroker.MailRefunded,

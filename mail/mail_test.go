@@ -42,7 +42,7 @@ func TestRenderEveryKind(t *testing.T) {
 	// Every gpubroker.Mail* kind must have templates: a kind the domain knows but this package
 	// does not would only fail when that email is first sent.
 	require.ElementsMatch(t, []string{
-		gpubroker.MailActivation, gpubroker.MailLogin, gpubroker.MailPodReady, gpubroker.MailPodEnded,
+		gpubroker.MailActivation, gpubroker.MailLogin, gpubroker.MailPodReady, gpubroker.MailPodEnding, gpubroker.MailPodEnded,
 		gpubroker.MailHoldReleased, gpubroker.MailRefunded, gpubroker.MailPodFailed, gpubroker.MailContact,
 	}, Kinds())
 

@@ -27,6 +27,8 @@ type Options struct {
 	FetchPollInterval time.Duration
 	// NoPeriodic leaves out the periodic jobs (tests that count offers refreshes).
 	NoPeriodic bool
+	// PodHealthInterval is how often running pods are checked (POD_HEALTH_INTERVAL); zero: 1 minute.
+	PodHealthInterval time.Duration
 }
 
 // NewClient returns a River client that works every GPU Broker job.
@@ -65,7 +67,7 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		FetchPollInterval: opts.FetchPollInterval,
 	}
 	if !opts.NoPeriodic {
-		cfg.PeriodicJobs = jobs.PeriodicJobs()
+		cfg.PeriodicJobs = jobs.PeriodicJobs(opts.PodHealthInterval)
 	}
 	return river.NewClient(riverpgxv5.New(pool), cfg)
 }

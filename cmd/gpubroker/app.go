@@ -225,7 +225,11 @@ func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpu
 	if m.JobTune != nil {
 		m.JobTune(m.JobDeps)
 	}
-	if m.River, err = worker.NewClient(m.Pool, m.JobDeps, log.With("component", "river"), m.WorkerOptions); err != nil {
+	wopts := m.WorkerOptions
+	if wopts.PodHealthInterval == 0 {
+		wopts.PodHealthInterval = cfg.PodHealthInterval
+	}
+	if m.River, err = worker.NewClient(m.Pool, m.JobDeps, log.With("component", "river"), wopts); err != nil {
 		return err
 	}
 	// Not the signal's context: cancelling Start's context is River's hard stop, and on

@@ -351,6 +351,10 @@ func (c *Client) convert(in instance) *gpu.Instance {
 		// Still billed; the provision job gives up on it and terminates it.
 		out.State = gpu.StateFailed
 		out.Error = "Lambda reports the instance unhealthy"
+	case "preempted":
+		// The host was taken back: the instance is dead to us, and must still be terminated.
+		out.State = gpu.StateFailed
+		out.Error = "Lambda preempted the instance"
 	case "terminating":
 		out.State = gpu.StateTerminating
 	case "terminated":

@@ -30,7 +30,9 @@ const PROGRESS = {
 // watched: a pod whose state may still change: one on its way, a running one (its hours run
 // out, it is stopped from another tab or dies at the provider), a failed one whose refund is
 // pending.
-const refundPending = (p) => p.status === "failed" && p.order_status === "captured";
+// A pod that died after running (started_at set) keeps its order captured: its refund is of
+// the hours it did not complete, shown as refunded_cents, not a full one pending.
+const refundPending = (p) => p.status === "failed" && p.order_status === "captured" && !p.started_at;
 const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || refundPending(p);
 
 let account = null;
@@ -159,6 +161,8 @@ function renderPod(p) {
       p.order_status === "authorized" ? fact("Deploy by", dateTime(p.deploy_by), "hold-expiry") : null,
       fact("Started", dateTime(p.started_at)),
       p.status === "terminated" ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
+      p.status === "running" && p.ends_at ? fact("Time left", countdown(p), "pod-countdown-fact") : null,
+      p.refunded_cents > 0 ? fact("Refunded", money(p.refunded_cents, p.currency), "pod-refunded") : null,
       fact("Provider", p.provider),
       fact("Ordered", dateTime(p.created_at)),
     ),
@@ -186,11 +190,61 @@ function renderPod(p) {
         p.status === "configured" && p.amount_cents > 0 ? `Deploy — charge ${price}` : "Deploy",
       ),
       reason ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
+      p.status === "running" && p.order_status === "captured" && p.hourly_cents > 0 ? extendControl(p) : null,
       p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => confirmTerminate(p.id) }, "Terminate") : null,
     ),
     h("p", { class: "pod-msg", role: "status" }, notes.get(p.id) || ""),
   );
 }
+
+// extendControl sells more hours on a running pod at its hourly rate (no plan fee): the price
+// follows the hours chosen, and the button opens the extension's Stripe Checkout.
+function extendControl(p) {
+  const id = `pod-${p.id}-extend-hours`;
+  const plan = (cat.plans || []).find((x) => x.id === p.plan) || {};
+  const bought = p.ends_at && p.started_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
+  const most = plan.max_hours > 0 ? Math.max(0, plan.max_hours - bought) : 168;
+  if (most < 1) return h("p", { class: "hint extend-max" }, `This pod has the ${plan.name || "plan"}'s most hours.`);
+  const input = h("input", { type: "number", id, class: "extend-hours", min: "1", max: String(most), step: "1", value: "1", inputmode: "numeric" });
+  const btn = h("button", { type: "button", class: "btn secondary extend-btn", onclick: () => extend(p.id, Number(input.value), btn) }, "");
+  const label = () => {
+    const n = Math.max(1, Math.min(most, Math.floor(Number(input.value) || 1)));
+    btn.textContent = `Extend — ${money(n * p.hourly_cents, p.currency)}`;
+  };
+  input.addEventListener("input", label);
+  label();
+  return h("div", { class: "extend" }, h("label", { for: id }, "More hours"), input, btn);
+}
+
+async function extend(id, hours, btn) {
+  busy(btn, true, "Opening checkout…");
+  const res = await api("POST", `/api/pods/${encodeURIComponent(id)}/extend`, { hours });
+  if (res.status === 401) return signedOut();
+  if (res.status === 201 && res.data.checkout_url) {
+    location.assign(res.data.checkout_url);
+    return;
+  }
+  busy(btn, false);
+  note(id, (res.data.fields && res.data.fields.hours) || res.data.message || "We could not extend this pod.");
+  if (res.status === 409) refreshPod(id);
+}
+
+// countdown is a running pod's time left, ticking every second from the server's seconds_left
+// (so a wrong clock on the visitor's machine does not change it).
+function countdown(p) {
+  const el = h("span", { class: "pod-countdown", "data-deadline": String(Date.now() + (p.seconds_left || 0) * 1000) }, "");
+  tickCountdown(el);
+  return el;
+}
+
+function tickCountdown(el) {
+  const left = Math.max(0, Math.round((Number(el.dataset.deadline) - Date.now()) / 1000));
+  const hh = Math.floor(left / 3600), mm = Math.floor((left % 3600) / 60), ss = left % 60;
+  el.textContent = `${hh}:${String(mm).padStart(2, "0")}:${String(ss).padStart(2, "0")}`;
+  el.dataset.secondsLeft = String(left);
+}
+
+setInterval(() => document.querySelectorAll(".pod-countdown").forEach(tickCountdown), 1000);
 
 // update re-renders one pod in place, keeping keyboard focus on the same control if possible.
 function update(p) {
@@ -259,10 +313,30 @@ async function deploy(id) {
   if (res.status === 409 || res.status === 403) refreshPod(id);
 }
 
-// confirmTerminate says what stopping means before it happens: the disk goes, and (until early
-// stops are refunded) the paid hours are not given back.
+// earlyStopRefund is what stopping the pod now gives back, by the rule the server applies:
+// (hours bought − hours started) × the hourly rate, an hour counting as started once it begins
+// (at least one); the plan fee is kept.
+function earlyStopRefund(p) {
+  if (p.status !== "running" || !p.started_at || !(p.hourly_cents > 0) || p.order_status !== "captured") return { hours: 0, cents: 0 };
+  const ran = Math.max(0, Date.now() - Date.parse(p.started_at));
+  const bought = p.ends_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
+  const started = Math.max(1, Math.ceil(ran / 3600000));
+  const hours = Math.max(0, bought - started);
+  return { hours, cents: hours * p.hourly_cents };
+}
+
+// confirmTerminate says what stopping means before it happens: the disk goes, and the whole
+// hours not started yet are refunded (the amount, as of now).
 function confirmTerminate(id) {
   const dlg = $("#terminate-dialog");
+  const p = pods.get(id);
+  const r = p ? earlyStopRefund(p) : { hours: 0, cents: 0 };
+  $("#terminate-refund").textContent =
+    r.cents > 0
+      ? `You have not started ${r.hours} of the hours you paid for: ${money(r.cents, p.currency)} goes back to your card (the plan fee is kept). An hour counts as used once it has begun.`
+      : p && p.order_status === "captured"
+        ? "Every hour you paid for has begun, so nothing is refunded. (Whole hours not started yet are refunded; the plan fee is kept.)"
+        : "This pod is free: there is nothing to refund.";
   dlg.returnValue = "";
   dlg.onclose = () => {
     if (dlg.returnValue === "terminate") terminate(id);

@@ -1,6 +1,6 @@
 // The get-started wizard: email & name → plan → workspace → GPU/region/hours → review → Pay.
 // Prices are computed here for display only; the API prices the order itself.
-import { $, $$, api, h, money, catalog, regionName, fieldError, clearFieldErrors, validEmail, busy, param } from "./lib.js";
+import { $, $$, api, h, money, dateTime, catalog, regionName, fieldError, clearFieldErrors, validEmail, busy, param } from "./lib.js";
 
 const form = $("#get-started-form");
 const STORE = "gb-get-started";
@@ -73,10 +73,20 @@ function quote() {
   if (!p || !r || !(n >= 1)) return null;
   if (!p.payment_required) return { cents: 0, currency: p.currency, text: "Free trial — no card needed" };
   const parts = [];
-  if (p.fee_cents > 0) parts.push(`${p.name} plan ${money(p.fee_cents, p.currency)}`);
+  // The API prices it: the fee is waived while the signed-in account's Pro is active and the
+  // order is for that account's email.
+  const waived = p.id === "pro" && proActive();
+  const fee = waived ? 0 : p.fee_cents;
+  if (fee > 0) parts.push(`${p.name} plan ${money(fee, p.currency)}`);
+  else if (waived) parts.push(`Pro active until ${dateTime(me.pro_active_until)} (no plan fee)`);
   parts.push(`${n} h × ${money(r.hourly_cents, p.currency)}`);
-  return { cents: p.fee_cents + r.hourly_cents * n, currency: p.currency, text: parts.join(" + ") };
+  return { cents: fee + r.hourly_cents * n, currency: p.currency, text: parts.join(" + ") };
 }
+
+// me is the signed-in account (GET /api/me), or null: it says until when its Pro fee is paid.
+let me = null;
+const proActive = () =>
+  !!(me && me.pro_active_until && Date.parse(me.pro_active_until) > Date.now() && me.account && el("email").value.trim().toLowerCase() === me.account.email);
 
 function updateTotal() {
   const q = quote();
@@ -351,6 +361,15 @@ function init() {
     if (e.target.tagName === "INPUT" && e.target.type !== "radio" && e.target.getAttribute("aria-invalid")) fieldError(e.target, "");
   });
   go(1, false);
+  api("GET", "/api/me").then((res) => {
+    if (res.ok && res.data && res.data.account) {
+      me = res.data;
+      updateTotal();
+    }
+  });
+  form.addEventListener("change", (e) => {
+    if (e.target.name === "email") updateTotal();
+  });
   // Refresh prices and availability from the API; the build-time catalog stays on failure.
   api("GET", "/api/catalog").then((res) => {
     const d = res.data;

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/julienschmidt/httprouter"
+
+	"gpubroker"
+	"gpubroker/postgres"
+)
+
+// handleExtend sells more hours on a running pod: hours × the pod's hourly rate (no plan fee),
+// paid at once through its own Checkout Session (automatic capture). The extension is stored
+// pending, under the pod's lock, before Stripe is asked; the webhook job moves the pod's end
+// once the payment has succeeded. The total may not pass the plan's max_hours.
+func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	acct := s.account(w, r)
+	if acct == nil {
+		return
+	}
+	var req struct {
+		Hours int `json:"hours"`
+	}
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	var x *postgres.Extension
+	var email string
+	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
+		if err != nil {
+			return err
+		}
+		if pod.AccountID == nil || *pod.AccountID != acct.ID {
+			return gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
+		}
+		if pod.Status != gpubroker.PodRunning {
+			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_running", "Only a running pod can be extended.")
+		}
+		if pod.OrderStatus != gpubroker.OrderCaptured || pod.HourlyCents <= 0 {
+			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_extendable", "A free pod cannot be extended.")
+		}
+		plan, _ := s.Catalog.Plan(pod.Plan)
+		extra, err := postgres.PaidExtensionHours(ctx, tx, pod.ID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case req.Hours < 1:
+			return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": "Extend by at least one hour."}}
+		case plan.MaxHours > 0 && pod.Hours+extra+req.Hours > plan.MaxHours:
+			return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{
+				"hours": "The " + plan.Name + " plan allows at most " + strconv.Itoa(plan.MaxHours) + " hours per pod; this one has " + strconv.Itoa(pod.Hours+extra) + "."}}
+		}
+		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
+		if err != nil {
+			return err
+		}
+		email = o.Email
+		x, err = postgres.CreateExtension(ctx, tx, pod.ID, pod.OrderID, req.Hours, int64(req.Hours)*pod.HourlyCents, pod.Currency)
+		if err != nil {
+			return err
+		}
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.extension_requested",
+			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents}})
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	sess, err := s.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
+		OrderID:          x.OrderID,
+		ExtensionID:      x.ID,
+		Email:            email,
+		LineItems:        []gpubroker.LineItem{{Name: strconv.Itoa(x.Hours) + " more GPU hours (per hour)", UnitAmountCent: x.AmountCents / int64(x.Hours), Quantity: int64(x.Hours)}},
+		Currency:         x.Currency,
+		SuccessURL:       s.PublicURL + "/dashboard/?extended=" + x.PodID,
+		CancelURL:        s.PublicURL + "/dashboard/",
+		ExpiresAt:        s.now().Add(gpubroker.CheckoutLifetime),
+		IdempotencyKey:   "checkout-extension-" + x.ID,
+		AutomaticCapture: true,
+	})
+	if err != nil {
+		logger(r).ErrorContext(ctx, "error creating extension checkout session", "extension_id", x.ID, "error", err)
+		writeError(w, r, &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "payments_unavailable", Message: "We could not reach our payment processor. Please try again."})
+		return
+	}
+	if err := postgres.SetExtensionSession(ctx, s.Pool, x.ID, sess.ID); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"checkout_url": sess.URL, "amount_cents": x.AmountCents, "currency": x.Currency, "extension_id": x.ID})
+}

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"gpubroker/internal/stripesim"
+	"gpubroker/mail"
+)
+
+// rentalView is the part of the pod JSON the rental tests read.
+type rentalView struct {
+	Status        string     `json:"status"`
+	Hours         int        `json:"hours"`
+	HourlyCents   int64      `json:"hourly_cents"`
+	AmountCents   int64      `json:"amount_cents"`
+	OrderStatus   string     `json:"order_status"`
+	EndsAt        *time.Time `json:"ends_at"`
+	SecondsLeft   *int64     `json:"seconds_left"`
+	RefundedCents *int64     `json:"refunded_cents"`
+}
+
+// funnel reads /ops/funnel as ops do.
+func (e *env) funnel() map[string]any {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url+"/ops/funnel", nil)
+	req.SetBasicAuth("admin", "ops-secret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	var f map[string]any
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&f))
+	return f
+}
+
+func (e *env) rentalPod(c *http.Client, id string) rentalView {
+	e.t.Helper()
+	var v rentalView
+	req, err := http.NewRequest("GET", e.url+"/api/pods/"+id, nil)
+	require.NoError(e.t, err)
+	resp, err := c.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	require.Equal(e.t, http.StatusOK, resp.StatusCode)
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&v))
+	return v
+}
+
+// runningPod signs up a Pro order of hours hours, deploys it and waits until it runs.
+func (e *env) runningPod(email string, hours int) (*http.Client, string) {
+	e.t.Helper()
+	c := newBrowser()
+	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", hours))
+	require.Equal(e.t, http.StatusCreated, code, body)
+	u, err := url.Parse(body["checkout_url"].(string))
+	require.NoError(e.t, err)
+	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	var podID string
+	e.eventually("verify 200", 10*time.Second, func() bool {
+		code, body := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		if code == http.StatusOK {
+			podID = body["pod"].(map[string]any)["id"].(string)
+		}
+		return code == http.StatusOK
+	})
+	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken(email, 1)})
+	require.Equal(e.t, http.StatusOK, code)
+	e.deploy(c, podID)
+	e.waitPod(c, podID, "running", 20*time.Second)
+	return c, podID
+}
+
+// ranFor pretends the pod started d ago (and ends when its hours say).
+func (e *env) ranFor(podID string, d time.Duration) {
+	e.t.Helper()
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE pods SET started_at = now() - $2::interval,
+		ends_at = now() - $2::interval + make_interval(hours => hours) WHERE id = $1`, podID, d.String())
+	require.NoError(e.t, err)
+}
+
+// Issue 11.1, the worked example: a pod of 3 hours stopped 10 minutes in has started 1 hour;
+// the 2 others are refunded (2 × the hourly rate), the plan fee is kept, in one partial refund
+// of the order's payment under refund-<payment>-1, and the end email tells the amount.
+func TestEarlyStopRefundsUnusedHours(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("early-stop@example.com", 3)
+	p := e.rentalPod(c, podID)
+	require.NotNil(t, p.SecondsLeft)
+	require.InDelta(t, 3*3600, *p.SecondsLeft, 60)
+	require.NotNil(t, p.RefundedCents)
+	require.Zero(t, *p.RefundedCents)
+	e.ranFor(podID, 10*time.Minute)
+
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'unused_hours_refund'`), "queued with the move to terminating")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds WHERE pod_id = $1 AND amount_cents = $2`, podID, 2*p.HourlyCents), "planned with the move to terminating")
+	e.waitPod(c, podID, "terminated", 10*time.Second)
+	want := 2 * p.HourlyCents
+	e.eventually("refunded", 10*time.Second, func() bool { p = e.rentalPod(c, podID); return *p.RefundedCents == want })
+	e.idle()
+	p = e.rentalPod(c, podID)
+	require.Equal(t, want, *p.RefundedCents)
+	require.Zero(t, *p.SecondsLeft)
+	require.Equal(t, "captured", p.OrderStatus, "a partial refund leaves the order captured")
+
+	pi := e.piOf(podID)
+	calls := e.stripeCalls("POST", "/v1/refunds")
+	require.Len(t, calls, 1)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id
+		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.idempotency_key = 'refund-' || y.id || '-1' AND r.stripe_refund_id IS NOT NULL`, pi, want))
+	var msg map[string]any
+	e.eventually("end email", 5*time.Second, func() bool {
+		for _, m := range e.mails("early-stop@example.com") {
+			if m["kind"] == "pod_terminated" {
+				msg = m
+				return true
+			}
+		}
+		return false
+	})
+	require.Contains(t, msg["text"], mail.Money(want), "the end email says the refund")
+	require.Contains(t, msg["text"], "2 hours you did not start")
+	require.Equal(t, int64(358), want, "the README's worked example: 2 × $1.79")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID))
+	f := e.funnel()
+	require.EqualValues(t, 1, f["early_stop_refunds"])
+	require.EqualValues(t, want, f["early_stop_refunded_cents"])
+
+	// Stopping again changes nothing.
+	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.idle()
+	require.Len(t, e.stripeCalls("POST", "/v1/refunds"), 1)
+}
+
+// Issue 11.1: a pod stopped in its last hour has no unused hour; nothing is refunded and no
+// refund is asked of Stripe.
+func TestEarlyStopInLastHourRefundsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("last-hour@example.com", 2)
+	e.ranFor(podID, 61*time.Minute)
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "terminated", 10*time.Second)
+	e.idle()
+	require.Zero(t, *e.rentalPod(c, podID).RefundedCents)
+	require.Empty(t, e.stripeCalls("POST", "/v1/refunds"))
+}
+
+// Issue 11.1: the refund fails (a stored 500) or its answer is lost after Stripe refunded. The
+// retry asks Stripe for the refund by its key (FindRefund) first: a lost answer is found, not
+// refunded again; a 500 is retried under a new idempotency key. One refund, of the right amount.
+func TestEarlyStopRefundAfterFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	for i, mode := range []stripesim.FaultMode{stripesim.FailBefore, stripesim.LoseAnswer} {
+		email := []string{"early500@example.com", "earlylost@example.com"}[i]
+		c, podID := e.runningPod(email, 3)
+		e.ranFor(podID, 70*time.Minute) // 2 hours started, 1 refunded
+		p := e.rentalPod(c, podID)
+		before := len(e.stripeCalls("POST", "/v1/refunds"))
+		e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: mode, Times: 1})
+		code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+		require.Equal(t, http.StatusAccepted, code)
+		e.eventually("refunded", 20*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == p.HourlyCents })
+		e.idle()
+		require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)), email)
+		require.Equal(t, p.HourlyCents, *e.rentalPod(c, podID).RefundedCents)
+		calls := e.stripeCalls("POST", "/v1/refunds")[before:]
+		if mode == stripesim.LoseAnswer {
+			require.Len(t, calls, 1, "the retry found the refund instead of refunding again")
+		} else {
+			require.Len(t, calls, 2)
+			require.NotEqual(t, calls[0].IdempotencyKey, calls[1].IdempotencyKey)
+		}
+	}
+}
+
+// extend asks for hours more on a running pod and pays the extension's checkout with the test
+// card; it returns the session id.
+func (e *env) extend(c *http.Client, podID string, hours int, wantCents int64) string {
+	e.t.Helper()
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": hours})
+	require.Equal(e.t, http.StatusCreated, code, body)
+	require.EqualValues(e.t, wantCents, body["amount_cents"])
+	require.Equal(e.t, "usd", body["currency"])
+	u, err := url.Parse(body["checkout_url"].(string))
+	require.NoError(e.t, err)
+	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	return sid
+}
+
+// Issue 11.2: an extension is hours × the pod's hourly rate (no plan fee), paid at once
+// (automatic capture). Once paid, ends_at moves by the hours and the termination with it: the
+// terminate job that wakes at the old end finds the pod extended and leaves it running. A
+// duplicated or late webhook for the same session extends once.
+func TestExtendMovesTheEnd(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("extend@example.com", 2)
+	p := e.rentalPod(c, podID)
+	oldEnd := *p.EndsAt
+
+	sid := e.extend(c, podID, 2, 2*p.HourlyCents)
+	pi := e.m.StripeSim.Session(sid).PaymentIntent
+	require.NotNil(t, pi)
+	require.Equal(t, "succeeded", e.m.StripeSim.PaymentIntent(*pi).Status, "an extension is captured at once")
+	e.eventually("extended", 10*time.Second, func() bool { p = e.rentalPod(c, podID); return p.EndsAt.After(oldEnd) })
+	require.WithinDuration(t, oldEnd.Add(2*time.Hour), *p.EndsAt, time.Second)
+	require.InDelta(t, 4*3600, *p.SecondsLeft, 60)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled' AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1 AND args->>'pod_id' = $1`, podID, p.EndsAt.UTC()))
+
+	// The same session's completion delivered again (a new event id, as Stripe may) and the
+	// first event resent: still one extension.
+	var raw []byte
+	for _, ev := range e.m.StripeSim.Events() {
+		if ev.Type == "checkout.session.completed" && strings.Contains(string(ev.Raw), sid) {
+			raw = ev.Raw
+			_, err := e.m.StripeSim.Resend(context.Background(), ev.ID)
+			require.NoError(t, err)
+		}
+	}
+	require.NotNil(t, raw)
+	var evt map[string]any
+	require.NoError(t, json.Unmarshal(raw, &evt))
+	evt["id"] = "evt_dup_" + sid
+	dup, _ := json.Marshal(evt)
+	code, err := e.m.StripeSim.Deliver(context.Background(), dup)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	e.idle()
+	p = e.rentalPod(c, podID)
+	require.WithinDuration(t, oldEnd.Add(2*time.Hour), *p.EndsAt, time.Second, "extended once")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM payments WHERE kind = 'extension'`))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.extended'`, podID))
+	require.EqualValues(t, 1, e.funnel()["extensions"])
+
+	// The terminate job scheduled for the old end wakes: the pod stays running.
+	_, err = e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'terminate' AND state = 'scheduled' AND scheduled_at < $1`, p.EndsAt.Add(-time.Minute))
+	require.NoError(t, err)
+	e.idle()
+	require.Equal(t, "running", e.rentalPod(c, podID).Status)
+}
+
+// Issue 11.2: only a running pod can be extended, and never past the plan's max_hours; an
+// extension checkout left unpaid changes nothing.
+func TestExtendRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("extend-no@example.com", 2)
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 167})
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 0})
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+
+	end := *e.rentalPod(c, podID).EndsAt
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
+	require.Equal(t, http.StatusCreated, code, body)
+	u, _ := url.Parse(body["checkout_url"].(string))
+	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), u.Path[strings.LastIndex(u.Path, "/")+1:]))
+	e.idle()
+	require.Equal(t, end, *e.rentalPod(c, podID).EndsAt, "an expired extension changes nothing")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM extensions WHERE status = 'expired'`))
+
+	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "terminated", 10*time.Second)
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
+	require.Equal(t, http.StatusConflict, code, body)
+	require.Equal(t, "not_running", body["error"])
+}
+
+// Issue 11.2 with 11.1: a pod of 2 hours extended by 1 and stopped 10 minutes in has 2 unused
+// hours: the extension is refunded first (all of it), then one hour of the order's payment.
+func TestExtendedThenStoppedRefundsTheExtensionFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("extend-stop@example.com", 2)
+	p := e.rentalPod(c, podID)
+	oldEnd := *p.EndsAt
+	sid := e.extend(c, podID, 1, p.HourlyCents)
+	e.eventually("extended", 10*time.Second, func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
+	e.ranFor(podID, 10*time.Minute)
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE pods SET ends_at = ends_at + interval '1 hour' WHERE id = $1`, podID) // ranFor reset it to the order's hours
+	require.NoError(t, err)
+
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.eventually("refunded", 10*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	e.idle()
+	extPI := *e.m.StripeSim.Session(sid).PaymentIntent
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(extPI))
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, extPI, p.HourlyCents))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, e.piOf(podID), p.HourlyCents))
+}
+
+// Issue 11.3: the instance of a running pod dies at the provider. Within two health checks the
+// pod is failed with a clear error, the instance is terminated, every hour not completed is
+// refunded (3 bought, 70 minutes run: 1 completed, 2 refunded) and the customer is emailed.
+func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, periodic: true, env: map[string]string{"POD_HEALTH_INTERVAL": "300ms"}})
+	c, podID := e.runningPod("dead-pod@example.com", 3)
+	p := e.rentalPod(c, podID)
+	e.ranFor(podID, 70*time.Minute)
+	var instanceID string
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT instance_id FROM pods WHERE id = $1`, podID).Scan(&instanceID))
+	time.Sleep(time.Second) // healthy checks pass and change nothing
+	require.Equal(t, "running", e.rentalPod(c, podID).Status)
+
+	require.True(t, e.m.Sim.Fail(instanceID, "the host failed"))
+	e.waitPod(c, podID, "failed", 10*time.Second)
+	e.eventually("refunded", 10*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	require.Contains(t, e.pod(c, podID).Error, "stopped working")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
+	e.eventually("instance terminated", 10*time.Second, func() bool { return e.m.Sim.Terminations() >= 1 })
+	e.eventually("refund email", 10*time.Second, func() bool {
+		for _, m := range e.mails("dead-pod@example.com") {
+			if m["kind"] == "refunded" && strings.Contains(m["text"].(string), mail.Money(2*p.HourlyCents)) {
+				return true
+			}
+		}
+		return false
+	})
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
+	require.EqualValues(t, 1, e.funnel()["dead_pods"])
+}
+
+// Issue 11.5: the Pro fee buys 30 days from its capture. Signed in to an account whose Pro fee
+// was captured, a checkout for the account's own email is priced without the fee, and /api/me
+// says until when; signed out (or for another email) the fee is charged.
+func TestProFeeCoversAMonth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	const email = "pro-month@example.com"
+	c, podID := e.runningPod(email, 2)
+	hourly := e.rentalPod(c, podID).HourlyCents
+
+	code, me := e.do(c, "GET", "/api/me", nil)
+	require.Equal(t, http.StatusOK, code)
+	until, err := time.Parse(time.RFC3339Nano, me["pro_active_until"].(string))
+	require.NoError(t, err)
+	var captured time.Time
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT captured_at FROM orders WHERE id = $1`, e.orderOf(podID)).Scan(&captured))
+	require.WithinDuration(t, captured.Add(30*24*time.Hour), until, time.Second)
+
+	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 3*hourly, body["amount_cents"], "no fee while Pro is active")
+
+	code, body = e.do(newBrowser(), "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 4900+3*hourly, body["amount_cents"], "signed out: the fee is charged")
+	code, body = e.do(c, "POST", "/api/checkout", e.order("someone-else@example.com", "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 4900+3*hourly, body["amount_cents"], "another email: the fee is charged")
+
+	// 30 days later the fee is due again.
+	_, err = e.m.Pool.Exec(context.Background(), `UPDATE orders SET captured_at = captured_at - interval '31 days' WHERE id = $1`, e.orderOf(podID))
+	require.NoError(t, err)
+	code, body = e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, code, body)
+	require.EqualValues(t, 4900+3*hourly, body["amount_cents"])
+}

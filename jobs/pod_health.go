@@ -1,0 +1,142 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker"
+	"gpubroker/gpu"
+	"gpubroker/postgres"
+)
+
+// PodHealthArgs checks every running pod's instance at its provider (periodic:
+// POD_HEALTH_INTERVAL).
+type PodHealthArgs struct{}
+
+// Kind implements river.JobArgs.
+func (PodHealthArgs) Kind() string { return "pod_health" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts: one check at a time.
+func (PodHealthArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 1, Queue: QueuePods}
+}
+
+// deadChecks is how many checks in a row must find an instance dead before its pod is failed:
+// one answer could be a provider's hiccup.
+const deadChecks = 2
+
+// podDiedError is what the failed pod says.
+const podDiedError = "Your pod stopped working: its GPU instance failed at the provider. We terminated it; every paid hour it did not complete is refunded, and we will email you the amount."
+
+// PodHealthWorker asks each running pod's provider for its instance. Gone (not found),
+// failed, terminating or terminated counts as dead (gpu.State: Lambda's unhealthy, RunPod's
+// EXITED and ERROR are failed); a provider that cannot answer counts as nothing. At the second
+// dead check in a row (health_failures on the pod) the pod moves running → failed in one
+// transaction with the instance's termination (terminate_instance), the refund of the hours not
+// completed (unused_hours_refund, reason pod_died, from the first dead check) and the audit
+// event pod.died; the refund job emails the amount.
+type PodHealthWorker struct {
+	river.WorkerDefaults[PodHealthArgs]
+	d *Deps
+}
+
+// Work implements river.Worker.
+func (w *PodHealthWorker) Work(ctx context.Context, _ *river.Job[PodHealthArgs]) error {
+	d := w.d
+	if d.Broker == nil {
+		return nil
+	}
+	running, err := postgres.RunningInstances(ctx, d.Pool)
+	if err != nil {
+		return err
+	}
+	for _, ri := range running {
+		dead, why, ok := w.check(ctx, ri)
+		if !ok {
+			continue
+		}
+		n, since, err := postgres.NoteHealth(ctx, d.Pool, ri.PodID, dead, d.now())
+		if err != nil {
+			return err
+		}
+		if !dead || n < deadChecks {
+			continue
+		}
+		if err := w.died(ctx, ri, why, since); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check reports whether the instance is dead and why; ok is false when the provider could not
+// say.
+func (w *PodHealthWorker) check(ctx context.Context, ri postgres.RunningInstance) (dead bool, why string, ok bool) {
+	p, found := w.d.Broker.Provider(ri.Provider)
+	if !found {
+		w.d.Logger.ErrorContext(ctx, "running pod on an unknown provider", "pod_id", ri.PodID, "provider", ri.Provider)
+		return false, "", false
+	}
+	cctx, cancel := context.WithTimeout(ctx, w.d.StepTimeout)
+	defer cancel()
+	in, err := p.GetInstance(cctx, ri.InstanceID)
+	switch {
+	case errors.Is(err, gpu.ErrNotFound):
+		return true, "the provider no longer knows the instance", true
+	case err != nil:
+		w.d.Logger.WarnContext(ctx, "health check could not reach the provider", "pod_id", ri.PodID, "provider", ri.Provider, "error", err)
+		return false, "", false
+	}
+	switch in.State {
+	case gpu.StateFailed, gpu.StateTerminated, gpu.StateTerminating:
+		why = "the instance is " + string(in.State)
+		if in.Error != "" {
+			why += ": " + in.Error
+		}
+		return true, why, true
+	}
+	return false, "", true
+}
+
+// died fails the pod and queues what follows, in one transaction.
+func (w *PodHealthWorker) died(ctx context.Context, ri postgres.RunningInstance, why string, since time.Time) error {
+	d := w.d
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		pod, err := postgres.LockPod(ctx, tx, ri.PodID)
+		if err != nil {
+			return err
+		}
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr(podDiedError), TerminatedAt: gpubroker.Ptr(d.now())})
+		if err != nil || !ok {
+			return err
+		}
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.died",
+			Detail: map[string]any{"provider": ri.Provider, "instance": ri.InstanceID, "why": why}}); err != nil {
+			return err
+		}
+		if err := terminateInstanceTx(ctx, tx, pod, true); err != nil {
+			return err
+		}
+		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
+		if err != nil {
+			return err
+		}
+		if err := QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, podDiedError)); err != nil {
+			return err
+		}
+		if pod.OrderStatus != gpubroker.OrderCaptured {
+			return nil
+		}
+		// The pod was the customer's until the first check that found it dead.
+		stopped := since
+		if stopped.IsZero() {
+			stopped = d.now()
+		}
+		_, err = client(ctx).InsertTx(ctx, tx, UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundPodDied, StoppedAt: stopped}, nil)
+		return err
+	})
+}

@@ -1,0 +1,212 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"gpubroker"
+	"gpubroker/internal/stripesim"
+	"gpubroker/postgres"
+)
+
+// running captures and provisions an authorized pod until it runs.
+func (b *testBundle) running(t *testing.T, email string) (orderID, podID, piID string) {
+	t.Helper()
+	orderID, podID, piID = b.authorized(t, email)
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	p := &ProvisionWorker{d: b.deps}
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
+	return orderID, podID, piID
+}
+
+// paidExtension makes a captured payment of cents at the stand-in and records it in the
+// ledger as an extension of hours hours, captured at capturedAt.
+func (b *testBundle) paidExtension(t *testing.T, orderID string, cents int64, hours int, capturedAt time.Time) string {
+	t.Helper()
+	ctx := context.Background()
+	cs, err := b.deps.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
+		OrderID: orderID, Email: "ext@example.com", Currency: gpubroker.Currency, SuccessURL: "https://gpubroker.example/ok",
+		LineItems: []gpubroker.LineItem{{Name: "extension", UnitAmountCent: cents, Quantity: 1}},
+	})
+	require.NoError(t, err)
+	_, err = b.stripe.Pay(ctx, cs.ID, stripesim.CardSucceeds)
+	require.NoError(t, err)
+	cs, err = b.deps.Payments.GetCheckout(ctx, cs.ID)
+	require.NoError(t, err)
+	_, err = b.deps.Payments.Capture(ctx, cs.PaymentIntentID, "capture-ext-"+cs.ID)
+	require.NoError(t, err)
+	require.NoError(t, postgres.RecordPayment(ctx, b.pool, orderID, postgres.PaymentExtension, cs.PaymentIntentID, cents, hours, gpubroker.Currency, capturedAt))
+	return cs.PaymentIntentID
+}
+
+// Issue 11.1: capture records the order's payment in the ledger; a pod of 2 hours extended by 1
+// and stopped 10 minutes in is refunded 2 hours, from the extension first (newest first), each
+// payment under its own key refund-<payment>-1 and never above what it captured; a rerun makes
+// no second refund and sends no second email.
+func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	orderID, podID, pi := b.running(t, "spread@example.com")
+	pod := b.pod(t, podID)
+	payments, err := postgres.OrderPayments(ctx, b.pool, orderID)
+	require.NoError(t, err)
+	require.Len(t, payments, 1, "the capture recorded the order's payment")
+	require.Equal(t, pod.AmountCents, payments[0].AmountCents)
+	extPI := b.paidExtension(t, orderID, pod.HourlyCents, 1, time.Now().Add(time.Minute))
+
+	stopped := pod.StartedAt.Add(10 * time.Minute)
+	w := &UnusedHoursRefundWorker{d: b.deps}
+	args := UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: stopped}
+	res := work(t, b, w, args)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	require.NoError(t, err)
+	require.Len(t, refunds, 2)
+	require.Equal(t, extPI, refunds[0].PaymentIntentID, "the extension is refunded first")
+	require.Equal(t, pod.HourlyCents, refunds[0].AmountCents, "all of the extension")
+	require.Equal(t, pi, refunds[1].PaymentIntentID)
+	require.Equal(t, pod.HourlyCents, refunds[1].AmountCents, "then one hour of the order")
+	for _, r := range refunds {
+		require.Equal(t, "refund-"+r.PaymentID+"-1", r.Key)
+		require.NotNil(t, r.StripeRefundID)
+		found, err := b.deps.Payments.FindRefund(ctx, r.PaymentIntentID, r.Key)
+		require.NoError(t, err)
+		require.NotNil(t, found, "stored at Stripe under its key")
+		require.Equal(t, r.AmountCents, found.Amount)
+	}
+	require.Equal(t, 2*pod.HourlyCents, b.pod(t, podID).RefundedCents)
+	require.Zero(t, b.refundMails(t, podID), "an early stop's amount goes in the pod's end email")
+
+	res = work(t, b, w, args)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, 1, b.stripe.RefundCount(pi))
+	require.Equal(t, 1, b.stripe.RefundCount(extPI))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID), "audited once")
+
+	// The ledger refuses a share above what a payment may still refund.
+	err = postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+		return postgres.PlanRefunds(ctx, tx, podID, postgres.RefundPodDied, []gpubroker.RefundShare{{PaymentID: refunds[0].PaymentID, AmountCents: 1}})
+	})
+	require.ErrorContains(t, err, "above what it may still refund")
+}
+
+// Issue 11.1: a pod stopped in its last started hour, or a free one, is refunded nothing.
+func TestUnusedHoursRefundNothingUnused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, podID, pi := b.running(t, "nothing@example.com")
+	pod := b.pod(t, podID)
+	res := work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(61 * time.Minute)})
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, 0, b.stripe.RefundCount(pi))
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	require.NoError(t, err)
+	require.Empty(t, refunds)
+}
+
+func (b *testBundle) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// refundMails counts the refund emails about the pod's early stop.
+func (b *testBundle) refundMails(t *testing.T, podID string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM emails WHERE kind = 'refunded' AND dedupe_key = $1`, "early_stop_refund:"+podID).Scan(&n))
+	return n
+}
+
+// Issue 11.2: a terminate job scheduled for an end the pod has been extended past leaves it
+// running; one for the current end (or a user's, with no end) terminates it.
+func TestTerminateAfterExtension(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, podID, _ := b.running(t, "ext-term@example.com")
+	oldEnd := *b.pod(t, podID).EndsAt
+	newEnd := oldEnd.Add(time.Hour)
+	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := postgres.MovePod(ctx, tx, podID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &newEnd})
+		return err
+	}))
+	w := &TerminateWorker{d: b.deps}
+	res := work(t, b, w, TerminateArgs{PodID: podID, EndsAt: &oldEnd})
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status, "extended: runs on")
+	ends := *b.pod(t, podID).EndsAt // as stored (microseconds)
+	work(t, b, w, TerminateArgs{PodID: podID, EndsAt: &ends})
+	require.Equal(t, gpubroker.PodTerminated, b.pod(t, podID).Status)
+}
+
+// Issue 11.3: one dead check is not enough (a provider's hiccup); the second in a row fails the
+// pod, in one transaction with the instance's termination and the refund of the hours not
+// completed. A healthy pod is left alone, and a rerun after the failure changes nothing.
+func TestPodHealthTwoDeadChecks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, podID, _ := b.running(t, "health@example.com")
+	_, healthyID, _ := b.running(t, "healthy@example.com")
+	w := &PodHealthWorker{d: b.deps}
+	work(t, b, w, PodHealthArgs{})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
+
+	require.True(t, b.sim.Fail(*b.pod(t, podID).InstanceID, "the host failed"))
+	work(t, b, w, PodHealthArgs{})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status, "one dead check")
+	work(t, b, w, PodHealthArgs{})
+	p := b.pod(t, podID)
+	require.Equal(t, gpubroker.PodFailed, p.Status)
+	require.Contains(t, *p.Error, "stopped working")
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, healthyID).Status)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'unused_hours_refund' AND args->>'pod_id' = $1 AND args->>'reason' = 'pod_died'`, podID))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'terminate_instance' AND args->>'pod_id' = $1`, podID))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
+
+	work(t, b, w, PodHealthArgs{})
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
+}
+
+// Issue 11.4: a pod of more than an hour gets one reminder an hour before its end, with a link
+// to extend; a rerun sends nothing more, and a reminder for an end the pod was extended past
+// sends nothing.
+func TestPodEndingReminderOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, podID, _ := b.running(t, "remind@example.com")
+	pod := b.pod(t, podID)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'pod_ending' AND state = 'scheduled'
+		AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1 AND args->>'pod_id' = $1`, podID, pod.EndsAt.Add(-time.Hour)))
+	reminders := func() int {
+		return b.count(t, `SELECT count(*) FROM emails WHERE kind = 'pod_ending' AND to_email = 'remind@example.com'`)
+	}
+	w := &PodEndingWorker{d: b.deps}
+	work(t, b, w, PodEndingArgs{PodID: podID, EndsAt: *pod.EndsAt})
+	work(t, b, w, PodEndingArgs{PodID: podID, EndsAt: *pod.EndsAt})
+	require.Equal(t, 1, reminders(), "once")
+	var text string
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT text_body FROM emails WHERE kind = 'pod_ending'`).Scan(&text))
+	require.Contains(t, text, "/dashboard/#pod-"+podID)
+	require.Contains(t, text, "extend")
+
+	later := pod.EndsAt.Add(time.Hour)
+	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := postgres.MovePod(ctx, tx, podID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &later})
+		return err
+	}))
+	work(t, b, w, PodEndingArgs{PodID: podID, EndsAt: *pod.EndsAt})
+	require.Equal(t, 1, reminders(), "extended past that end")
+}

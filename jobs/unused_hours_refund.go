@@ -1,0 +1,217 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"gpubroker"
+	"gpubroker/mail"
+	"gpubroker/postgres"
+)
+
+// UnusedHoursRefundArgs refunds the hours of a running pod it will not use: stopped early by
+// its owner (reason early_stop: the hours not started) or dead under the customer (reason
+// pod_died: the hours not completed). StoppedAt is when the pod stopped being the customer's,
+// fixed when the job is enqueued (in the transaction that moved the pod), so every rerun
+// computes the same refund.
+type UnusedHoursRefundArgs struct {
+	PodID     string    `json:"pod_id"`
+	Reason    string    `json:"reason"`
+	StoppedAt time.Time `json:"stopped_at"`
+}
+
+// Kind implements river.JobArgs.
+func (UnusedHoursRefundArgs) Kind() string { return "unused_hours_refund" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (UnusedHoursRefundArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 25, Queue: QueuePayments}
+}
+
+// UnusedHoursRefundWorker refunds (hours bought − hours used) × the hourly rate; the plan fee is
+// kept (gpubroker.UnusedCents). It first plans the refund in the ledger, once, under the pod's
+// lock: spread over the order's payments newest first (extensions before the order's own), each
+// share under its own key refund-<payment>-<n> and never above what the payment captured minus
+// what was already refunded of it. It then makes each planned refund as jobs/refund.go makes a
+// full one: under that key first; a retry after a failure first asks Stripe for the refund by its
+// key (FindRefund) and only refunds again, under a new idempotency key (gpubroker.RetryKey),
+// when it is not there. Once every share is made, the customer is emailed the amount.
+type UnusedHoursRefundWorker struct {
+	river.WorkerDefaults[UnusedHoursRefundArgs]
+	d *Deps
+}
+
+// Work implements river.Worker.
+func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[UnusedHoursRefundArgs]) error {
+	d, a := w.d, job.Args
+	if a.Reason != postgres.RefundEarlyStop && a.Reason != postgres.RefundPodDied {
+		return river.JobCancel(fmt.Errorf("unknown refund reason %q", a.Reason))
+	}
+	var used, bought int
+	if err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		var err error
+		used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, a)
+		return err
+	}); err != nil {
+		return err
+	}
+	refunds, err := postgres.PodRefunds(ctx, d.Pool, a.PodID, a.Reason)
+	if err != nil || len(refunds) == 0 {
+		return err
+	}
+	var total int64
+	for _, r := range refunds {
+		total += r.AmountCents
+		if r.StripeRefundID != nil {
+			continue
+		}
+		if err := w.refund(ctx, job, r); err != nil {
+			return w.failed(ctx, job, r, err)
+		}
+	}
+	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+		pod, err := postgres.LockPod(ctx, tx, a.PodID)
+		if err != nil {
+			return err
+		}
+		action := "pod." + a.Reason + "_refunded"
+		if done, err := postgres.HasAudit(ctx, tx, pod.ID, action); err != nil || done {
+			return err
+		}
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: action,
+			Detail: map[string]any{"amount_cents": total, "hours_bought": bought, "hours_used": used, "refunds": len(refunds)}}); err != nil {
+			return err
+		}
+		if a.Reason == postgres.RefundEarlyStop {
+			return nil // the pod's end email says the amount (TerminateWorker)
+		}
+		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
+		if err != nil {
+			return err
+		}
+		md := mailData(d, o.Name, o.Email, pod, unusedReason(a.Reason, bought, used))
+		md.Pod.AmountCents = total
+		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, a.Reason+"_refund:"+pod.ID, md)
+	})
+}
+
+// unusedReason is the refund email's explanation for a pod that died.
+func unusedReason(_ string, bought, used int) string {
+	return "Your pod stopped working after " + hoursWord(used) + " of the " + hoursWord(bought) + " you paid for, so we refunded the " +
+		hoursWord(bought-used) + " it did not complete. The plan fee is not refunded."
+}
+
+// earlyStopNote is what the pod's end email says about an early stop's refund ("" for none).
+func earlyStopNote(refunds []postgres.LedgerRefund, hourlyCents int64) string {
+	var total int64
+	for _, r := range refunds {
+		total += r.AmountCents
+	}
+	if total == 0 || hourlyCents <= 0 {
+		return ""
+	}
+	return "You stopped it early, so we are refunding " + mail.Money(total) + " to your card: the " + hoursWord(int(total/hourlyCents)) +
+		" you did not start. The plan fee is not refunded. Refunds usually reach your account within 5 to 10 business days."
+}
+
+func hoursWord(n int) string {
+	if n == 1 {
+		return "1 hour"
+	}
+	return strconv.Itoa(n) + " hours"
+}
+
+// PlanUnusedHoursRefund stores the refund's shares in the ledger unless they are there
+// already, and returns the hours used and bought. The terminate request calls it in the
+// transaction that moves the pod to terminating (so the amount is fixed, and the pod's end email
+// can say it); the job calls it again, which plans nothing twice.
+func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, a UnusedHoursRefundArgs) (used, bought int, err error) {
+	pod, err := postgres.LockPod(ctx, tx, a.PodID)
+	if err != nil {
+		return 0, 0, err
+	}
+	if pod.StartedAt == nil || pod.OrderStatus != gpubroker.OrderCaptured {
+		return 0, 0, nil // never ran, free, or refunded in full already
+	}
+	o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
+	if err != nil {
+		return 0, 0, err
+	}
+	if o.PaymentIntentID != nil && o.CapturedAt != nil {
+		// An order captured before the ledger's migration ran is recorded now.
+		if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, *o.CapturedAt); err != nil {
+			return 0, 0, err
+		}
+	}
+	payments, err := postgres.OrderPayments(ctx, tx, o.ID)
+	if err != nil {
+		return 0, 0, err
+	}
+	ps := make([]gpubroker.Payment, 0, len(payments))
+	for _, p := range payments {
+		bought += p.Hours
+		ps = append(ps, p.Payment)
+	}
+	if a.Reason == postgres.RefundPodDied {
+		used = gpubroker.HoursCompleted(*pod.StartedAt, a.StoppedAt)
+	} else {
+		used = gpubroker.HoursStarted(*pod.StartedAt, a.StoppedAt)
+	}
+	if planned, err := postgres.HasRefunds(ctx, tx, pod.ID, a.Reason); err != nil || planned {
+		return used, bought, err
+	}
+	amount := gpubroker.UnusedCents(bought, used, pod.HourlyCents)
+	if amount == 0 {
+		return used, bought, nil
+	}
+	shares, left := gpubroker.SpreadRefund(ps, amount)
+	if left > 0 {
+		log.ErrorContext(ctx, "unused hours are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", amount, "not_placed_cents", left)
+	}
+	return used, bought, postgres.PlanRefunds(ctx, tx, pod.ID, a.Reason, shares)
+}
+
+// refund makes one planned refund exactly once and records it.
+func (w *UnusedHoursRefundWorker) refund(ctx context.Context, job *river.Job[UnusedHoursRefundArgs], lr postgres.LedgerRefund) error {
+	d := w.d
+	var r *gpubroker.Refund
+	var err error
+	if job.Attempt > 1 {
+		if r, err = d.Payments.FindRefund(ctx, lr.PaymentIntentID, lr.Key); err != nil {
+			return fmt.Errorf("error looking for the refund an earlier attempt may have made: %w", err)
+		}
+	}
+	if r == nil {
+		r, err = d.Payments.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: lr.PaymentIntentID, Amount: lr.AmountCents, Key: lr.Key,
+			IdempotencyKey: gpubroker.RetryKey(lr.Key, job.ID, job.Attempt), Reason: "requested_by_customer"})
+		if err != nil {
+			if errors.Is(err, gpubroker.ErrPaymentState) {
+				// Refunded in full (by hand?) or not captured: never refund above what was captured.
+				return fmt.Errorf("stripe refuses a refund of %d on %s: %w", lr.AmountCents, lr.PaymentIntentID, err)
+			}
+			return fmt.Errorf("error refunding: %w", err)
+		}
+	}
+	if r.Amount != 0 && r.Amount != lr.AmountCents {
+		return fmt.Errorf("refund %s under key %s is of %d, the ledger planned %d", r.ID, lr.Key, r.Amount, lr.AmountCents)
+	}
+	return postgres.MarkRefundMade(ctx, d.Pool, lr.ID, r.ID, d.now())
+}
+
+// failed records a failed refund attempt (error log and a refund.failed audit event, which
+// /metrics counts) and returns the cause, so River retries.
+func (w *UnusedHoursRefundWorker) failed(ctx context.Context, job *river.Job[UnusedHoursRefundArgs], lr postgres.LedgerRefund, cause error) error {
+	w.d.Logger.ErrorContext(ctx, "refund failed; the customer is owed money", "pod_id", job.Args.PodID, "refund_key", lr.Key, "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "error", cause)
+	err := postgres.Tx(ctx, w.d.Pool, func(tx pgx.Tx) error {
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{PodID: job.Args.PodID, Action: "refund.failed",
+			Detail: map[string]any{"attempt": job.Attempt, "max_attempts": job.MaxAttempts, "amount_cents": lr.AmountCents, "key": lr.Key, "reason": job.Args.Reason, "error": cause.Error()}})
+	})
+	return errors.Join(cause, err)
+}
