@@ -97,8 +97,12 @@ func GetConsoleSummary(ctx context.Context, q Querier, since time.Time) (*Consol
 	if s.Provisioning, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ProvisioningDay]); err != nil {
 		return nil, err
 	}
-	rows, err = q.Query(ctx, `SELECT created_at, order_id::text, COALESCE(detail->>'reason', '') FROM audit_events
-		WHERE action = 'order.refunded' AND created_at >= $1 ORDER BY created_at DESC LIMIT 50`, since)
+	// Full refunds (a pod that never started) and partial ones (early stops, dead pods).
+	rows, err = q.Query(ctx, `SELECT created_at, order_id::text,
+		CASE action WHEN 'order.refunded' THEN COALESCE(detail->>'reason', '')
+		ELSE replace(replace(action, 'pod.', ''), '_refunded', '') || ': ' || COALESCE(detail->>'amount_cents', '?') || ' cents' END
+		FROM audit_events WHERE action IN ('order.refunded', 'pod.early_stop_refunded', 'pod.pod_died_refunded') AND created_at >= $1
+		ORDER BY created_at DESC LIMIT 50`, since)
 	if err != nil {
 		return nil, err
 	}

@@ -205,7 +205,9 @@ func TestBrowserJourney(t *testing.T) {
 	require.NotEqual(t, http.StatusOK, ideStatus(t, ide, secret, false), "no secret, no IDE")
 	// Terminate asks first, saying the disk goes; keeping it running changes nothing.
 	b.run("terminate-ask", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)))
-	require.Contains(t, value[string](b, `document.querySelector("#terminate-dialog").textContent`), "disk is deleted")
+	dialog := value[string](b, `document.querySelector("#terminate-dialog").textContent`)
+	require.Contains(t, dialog, "disk is deleted")
+	require.Contains(t, dialog, "$3.58", "2 unstarted hours × $1.79 go back to the card")
 	b.run("terminate-keep", chromedp.Click(css(`#terminate-cancel`)), poll(`!document.querySelector("#terminate-dialog").open`))
 	require.Equal(t, "running", value[string](b, `document.querySelector(".pod-status").dataset.status`))
 	b.run("terminate", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)), chromedp.Click(css(`#terminate-confirm`)),
