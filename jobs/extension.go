@@ -52,10 +52,22 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 			return err
 		}
 		if pod.Status != gpubroker.PodRunning || pod.EndsAt == nil {
-			// Paid after the pod stopped: the money is recorded, nothing runs longer.
-			d.Logger.ErrorContext(ctx, "extension paid after its pod stopped; refund it by hand", "extension_id", x.ID, "pod_id", pod.ID, "status", pod.Status)
-			return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.extension_paid_late",
-				Detail: map[string]any{"extension": x.ID, "payment_intent": pi.ID, "amount_cents": x.AmountCents}})
+			// Paid after the pod stopped: nothing runs longer, so the payment goes back in full,
+			// planned in the ledger and queued in this transaction.
+			d.Logger.WarnContext(ctx, "extension paid after its pod stopped; refunding it", "extension_id", x.ID, "pod_id", pod.ID, "status", pod.Status)
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.extension_paid_late",
+				Detail: map[string]any{"extension": x.ID, "payment_intent": pi.ID, "amount_cents": x.AmountCents}}); err != nil {
+				return err
+			}
+			paymentID, err := postgres.PaymentIDByIntent(ctx, tx, pi.ID)
+			if err != nil {
+				return err
+			}
+			if err := postgres.PlanRefunds(ctx, tx, pod.ID, postgres.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: paymentID, AmountCents: x.AmountCents}}); err != nil {
+				return err
+			}
+			_, err = client(ctx).InsertTx(ctx, tx, UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundLateExtension, StoppedAt: now}, nil)
+			return err
 		}
 		ends := pod.EndsAt.Add(time.Duration(x.Hours) * time.Hour)
 		ok, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &ends})

@@ -51,16 +51,18 @@ type UnusedHoursRefundWorker struct {
 // Work implements river.Worker.
 func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[UnusedHoursRefundArgs]) error {
 	d, a := w.d, job.Args
-	if a.Reason != postgres.RefundEarlyStop && a.Reason != postgres.RefundPodDied {
+	if a.Reason != postgres.RefundEarlyStop && a.Reason != postgres.RefundPodDied && a.Reason != postgres.RefundLateExtension {
 		return river.JobCancel(fmt.Errorf("unknown refund reason %q", a.Reason))
 	}
 	var used, bought int
-	if err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		var err error
-		used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, a)
-		return err
-	}); err != nil {
-		return err
+	if a.Reason != postgres.RefundLateExtension { // a late extension's refund was planned when it was paid
+		if err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
+			var err error
+			used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, a)
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 	refunds, err := postgres.PodRefunds(ctx, d.Pool, a.PodID, a.Reason)
 	if err != nil || len(refunds) == 0 {
@@ -102,8 +104,12 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 	})
 }
 
-// unusedReason is the refund email's explanation for a pod that died.
-func unusedReason(_ string, bought, used int) string {
+// unusedReason is the refund email's explanation for a pod that died, or an extension paid
+// after its pod had stopped.
+func unusedReason(reason string, bought, used int) string {
+	if reason == postgres.RefundLateExtension {
+		return "Your payment for more hours arrived after your pod had stopped, so nothing ran on it: we refunded it in full."
+	}
 	return "Your pod stopped working after " + hoursWord(used) + " of the " + hoursWord(bought) + " you paid for, so we refunded the " +
 		hoursWord(bought-used) + " it did not complete. The plan fee is not refunded."
 }

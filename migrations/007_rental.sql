@@ -23,7 +23,7 @@ CREATE TABLE refunds (
     -- idempotency_key names the refund for good (metadata[gpubroker_key]): refund-<payment>-<n>.
     idempotency_key  text NOT NULL UNIQUE,
     stripe_refund_id text UNIQUE,
-    reason           text NOT NULL CHECK (reason IN ('early_stop', 'pod_died', 'not_started')),
+    reason           text NOT NULL CHECK (reason IN ('early_stop', 'pod_died', 'not_started', 'late_extension')),
     created_at       timestamptz NOT NULL DEFAULT now(),
     refunded_at      timestamptz,
     -- one refund of each reason per pod and payment: a rerun plans nothing twice

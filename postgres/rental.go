@@ -21,6 +21,8 @@ const (
 	RefundEarlyStop  = "early_stop"  // the owner stopped a running pod early
 	RefundPodDied    = "pod_died"    // the pod's instance died under it
 	RefundNotStarted = "not_started" // the pod could not be started: refunded in full
+	// RefundLateExtension: an extension paid after its pod stopped, refunded in full.
+	RefundLateExtension = "late_extension"
 )
 
 // RecordPayment adds a captured payment to the ledger; recording the same PaymentIntent again
@@ -30,6 +32,13 @@ func RecordPayment(ctx context.Context, q Querier, orderID, kind, piID string, a
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_intent_id) DO NOTHING`,
 		orderID, kind, piID, amountCents, hours, currency, capturedAt)
 	return err
+}
+
+// PaymentIDByIntent returns the ledger id of the payment of a PaymentIntent.
+func PaymentIDByIntent(ctx context.Context, q Querier, piID string) (string, error) {
+	var id string
+	err := q.QueryRow(ctx, `SELECT id::text FROM payments WHERE payment_intent_id = $1`, piID).Scan(&id)
+	return id, notFound(err, "payment")
 }
 
 // OrderPayment is a ledger payment with what the rental rule reads of it.

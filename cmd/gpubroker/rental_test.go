@@ -375,3 +375,31 @@ func TestProFeeCoversAMonth(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code, body)
 	require.EqualValues(t, 4900+3*hourly, body["amount_cents"])
 }
+
+// An extension paid after its pod stopped buys nothing: it is refunded in full, on its own
+// payment, and the pod stays ended.
+func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("late-extension@example.com", 2)
+	p := e.rentalPod(c, podID)
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
+	require.Equal(t, http.StatusCreated, code, body)
+	u, err := url.Parse(body["checkout_url"].(string))
+	require.NoError(t, err)
+	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+
+	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code)
+	e.waitPod(c, podID, "terminated", 10*time.Second)
+	e.idle()
+
+	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	extPI := *e.m.StripeSim.Session(sid).PaymentIntent
+	e.eventually("the late extension refunded", 10*time.Second, func() bool { return e.m.StripeSim.RefundCount(extPI) == 1 })
+	e.idle()
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id
+		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.reason = 'late_extension' AND r.stripe_refund_id IS NOT NULL`, extPI, p.HourlyCents))
+	require.Equal(t, "terminated", e.rentalPod(c, podID).Status)
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(extPI), "once")
+}
