@@ -31,12 +31,9 @@ func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprou
 	var x *postgres.Extension
 	var email string
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
+		pod, err := lockOwnPod(ctx, tx, acct.ID, ps.ByName("id"))
 		if err != nil {
 			return err
-		}
-		if pod.AccountID == nil || *pod.AccountID != acct.ID {
-			return gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
 		}
 		if pod.Status != gpubroker.PodRunning {
 			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_running", "Only a running pod can be extended.")

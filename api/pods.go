@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/jackc/pgx/v5"
@@ -10,6 +11,19 @@ import (
 	"gpubroker/jobs"
 	"gpubroker/postgres"
 )
+
+// lockOwnPod locks one of the account's pods for the rest of tx. Any other pod is not found,
+// so nobody learns that another account's pod exists.
+func lockOwnPod(ctx context.Context, tx pgx.Tx, accountID, id string) (*gpubroker.Pod, error) {
+	pod, err := postgres.LockPod(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if pod.AccountID == nil || *pod.AccountID != accountID {
+		return nil, gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
+	}
+	return pod, nil
+}
 
 func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	acct := s.account(w, r)
@@ -34,12 +48,9 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 	}
 	ctx := r.Context()
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
+		pod, err := lockOwnPod(ctx, tx, acct.ID, ps.ByName("id"))
 		if err != nil {
 			return err
-		}
-		if pod.AccountID == nil || *pod.AccountID != acct.ID {
-			return gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
 		}
 		if acct.Status != gpubroker.AccountActive {
 			return gpubroker.Errorf(gpubroker.EFORBIDDEN, "account_inactive", "Confirm your email address before deploying: we sent you a link.")
@@ -84,12 +95,9 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 	ctx := r.Context()
 	var podStatus gpubroker.PodStatus
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		pod, err := postgres.LockPod(ctx, tx, ps.ByName("id"))
+		pod, err := lockOwnPod(ctx, tx, acct.ID, ps.ByName("id"))
 		if err != nil {
 			return err
-		}
-		if pod.AccountID == nil || *pod.AccountID != acct.ID {
-			return gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "pod not found")
 		}
 		podStatus = pod.Status
 		switch pod.Status {
