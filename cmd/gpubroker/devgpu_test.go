@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"testing"
 
@@ -27,25 +26,14 @@ func TestDevGPUInstancesAndWorkspaces(t *testing.T) {
 		Image: e.m.JobDeps.Catalog.Templates[0].Image, IDE: gpu.IDEJupyter, SSHPublicKeys: []string{key}, IDESecret: "SECRET123", Workspace: ws})
 	require.NoError(t, err)
 
-	req, _ := http.NewRequest("GET", e.url+"/dev/gpu/instances", nil)
-	req.Header.Set("Accept", "application/json")
-	resp, err := e.client.Do(req)
-	require.NoError(t, err)
-	var list []struct {
-		ID                string   `json:"id"`
-		Status            string   `json:"status"`
-		SSHAuthorizedKeys []string `json:"ssh_authorized_keys"`
-		WorkspaceFiles    []string `json:"workspace_files"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
-	resp.Body.Close()
+	list := e.gpuInstances()
 	require.Len(t, list, 1)
 	require.Equal(t, inst.ID, list[0].ID)
 	require.Equal(t, []string{key}, list[0].SSHAuthorizedKeys)
 	require.Contains(t, list[0].WorkspaceFiles, "fine-tune.ipynb")
 	require.Contains(t, list[0].WorkspaceFiles, "data/gpu-notes.txt")
 
-	resp, err = e.client.Post(e.url+"/dev/gpu/instances/"+inst.ID+"/fail", "", nil)
+	resp, err := e.client.Post(e.url+"/dev/gpu/instances/"+inst.ID+"/fail", "", nil)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)

@@ -169,6 +169,29 @@ func (e *env) idle() {
 	})
 }
 
+// gpuInstance is one entry of the simulator's /dev/gpu/instances: what a provider was asked to run.
+type gpuInstance struct {
+	ID                string   `json:"id"`
+	Name              string   `json:"name"`
+	Status            string   `json:"status"`
+	Image             string   `json:"image"`
+	SSHAuthorizedKeys []string `json:"ssh_authorized_keys"`
+	WorkspaceFiles    []string `json:"workspace_files"`
+}
+
+// gpuInstances reads /dev/gpu/instances as JSON, newest first.
+func (e *env) gpuInstances() []gpuInstance {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url+"/dev/gpu/instances", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	var list []gpuInstance
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&list))
+	return list
+}
+
 // count runs a count(*) query.
 func (e *env) count(sql string, args ...any) int {
 	e.t.Helper()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -137,18 +136,7 @@ func TestSSHKeysJourney(t *testing.T) {
 	require.Equal(t, http.StatusOK, ideStatus(t, conn.JupyterURL, "", true))
 	require.NotEqual(t, http.StatusOK, ideStatus(t, conn.JupyterURL, "", false))
 
-	req, _ = http.NewRequest("GET", e.url+"/dev/gpu/instances", nil)
-	req.Header.Set("Accept", "application/json")
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	var instances []struct {
-		Name              string   `json:"name"`
-		Image             string   `json:"image"`
-		SSHAuthorizedKeys []string `json:"ssh_authorized_keys"`
-		WorkspaceFiles    []string `json:"workspace_files"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&instances))
-	resp.Body.Close()
+	instances := e.gpuInstances()
 	require.Len(t, instances, 1)
 	require.Equal(t, "gpubroker-"+podID, instances[0].Name)
 	tpl, _ := e.m.JobDeps.Catalog.Template("data-science")
