@@ -67,6 +67,11 @@ type PaymentIntent struct {
 	// CaptureBefore is when an uncaptured card hold lapses (the latest charge's
 	// payment_method_details.card.capture_before); zero when Stripe does not say.
 	CaptureBefore time.Time
+	// AuthorizedAt is when the card was authorized (the latest charge's created); zero when
+	// there is no charge yet.
+	AuthorizedAt time.Time
+	// AmountRefunded is what has been refunded of the latest charge.
+	AmountRefunded int64
 }
 
 // RefundParams describes one refund.

@@ -52,6 +52,10 @@ func ParseSSHKey(line string) (key SSHKey, comment string, err error) {
 		return bad("This is not text. Paste the one line of your .pub file.")
 	case strings.TrimSpace(line) == "":
 		return bad("Paste your public key: the one line in ~/.ssh/id_ed25519.pub.")
+	case strings.ContainsAny(strings.TrimSpace(line), "\r\n"):
+		// ParseAuthorizedKey skips lines it cannot parse (comments, junk), so a field of
+		// several lines is refused here, whatever its other lines hold.
+		return bad("Paste one key at a time; add the others one by one.")
 	}
 	pub, comment, options, rest, perr := ssh.ParseAuthorizedKey([]byte(line))
 	if perr != nil {

@@ -129,6 +129,10 @@ func TestParseSSHKeyRefuses(t *testing.T) {
 		{"junk", "hello world", "not an OpenSSH public key"},
 		{"private key", string(pem.EncodeToMemory(privPEM)), "private key"},
 		{"two keys", good + "\n" + good, "one key at a time"},
+		// ParseAuthorizedKey skips lines it cannot parse: a junk line before the key must
+		// not hide that the field holds more than one line.
+		{"junk line then a key", "not a key\n" + good, "one key at a time"},
+		{"comment line then a key", "# laptop\n" + good, "one key at a time"},
 		{"options", `command="rm -rf /" ` + good, "options"},
 		{"certificate", certLine, "certificates"},
 		{"short rsa", authorizedLine(t, &rsa1024.PublicKey, ""), "2048 bits"},

@@ -57,10 +57,16 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 		writeError(w, r, err)
 		return
 	}
-	if !s.limit(w, r, "token:ip:"+s.clientIP(r), 30, 10*time.Minute) {
+	if !s.limit(w, r, "token:ip:"+s.rateNet(r), 30, 10*time.Minute) {
 		return
 	}
 	ctx := r.Context()
+	// The activating browser's own session, if any: the provisional one of the checkout that
+	// created the account keeps the keys its payer added (ActivateAccount).
+	var cookie string
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		cookie = c.Value
+	}
 	var acct *gpubroker.Account
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		id, err := postgres.ConsumeToken(ctx, tx, req.Token, purpose, s.now())
@@ -68,8 +74,14 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 			return err
 		}
 		// Following an emailed link proves the address: a sign-in link activates too.
-		if acct, err = postgres.ActivateAccount(ctx, tx, id, s.now()); err != nil {
+		var dropped int
+		if acct, dropped, err = postgres.ActivateAccount(ctx, tx, id, cookie, s.now()); err != nil {
 			return err
+		}
+		if dropped > 0 {
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: "ssh_keys.dropped", Detail: map[string]any{"keys": dropped, "why": "added before activation by a browser other than the one activating"}}); err != nil {
+				return err
+			}
 		}
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: "account." + purpose})
 	})
@@ -109,7 +121,7 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Enter a valid email address.", Fields: map[string]string{"email": "Enter a valid email address."}})
 		return
 	}
-	if !s.limit(w, r, purpose+":ip:"+s.clientIP(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+email, 5, time.Hour) {
+	if !s.limit(w, r, purpose+":ip:"+s.rateNet(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+email, 5, time.Hour) {
 		return
 	}
 	ctx := r.Context()

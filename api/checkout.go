@@ -31,7 +31,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		writeError(w, r, err)
 		return
 	}
-	if !s.limit(w, r, "checkout:ip:"+s.clientIP(r), 20, 10*time.Minute) {
+	if !s.limit(w, r, "checkout:ip:"+s.rateNet(r), 20, 10*time.Minute) {
 		return
 	}
 	// A signed-in buyer ordering for their own account's email whose plan fee is paid is not
@@ -62,7 +62,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 			writeError(w, r, err)
 			return
 		}
-		if !s.limit(w, r, "trial:ip:"+s.clientIP(r), trialsPerIP, 24*time.Hour) {
+		if !s.limit(w, r, "trial:ip:"+s.rateNet(r), trialsPerIP, 24*time.Hour) {
 			return
 		}
 		var order *gpubroker.Order
@@ -270,5 +270,9 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 			s.setSessionCookie(w, secret, expires)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "order": toOrderJSON(o), "pod": s.podJSON(pod), "signed_in": signIn})
+	// Whoever holds the session id (it is in a URL) reads this answer: never the pod's
+	// connection or IDE secret, which only its signed-in owner gets.
+	pj := s.podJSON(pod)
+	pj.Connection = nil
+	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "order": toOrderJSON(o), "pod": pj, "signed_in": signIn})
 }

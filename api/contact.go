@@ -45,7 +45,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprou
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields})
 		return
 	}
-	if !s.limit(w, r, "contact:ip:"+s.clientIP(r), 5, time.Hour) {
+	if !s.limit(w, r, "contact:ip:"+s.rateNet(r), 5, time.Hour) {
 		return
 	}
 	ctx := r.Context()

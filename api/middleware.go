@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -241,6 +242,20 @@ func (s *Server) clientIP(r *http.Request) string {
 		return hops[i]
 	}
 	return host
+}
+
+// rateNet is what per-client rate limits count: the client's IPv4 address, or its IPv6 /64
+// (one subscriber's block, whose other addresses cost an attacker nothing).
+func (s *Server) rateNet(r *http.Request) string {
+	ip := s.clientIP(r)
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if addr = addr.Unmap(); addr.Is4() {
+		return addr.String()
+	}
+	return netip.PrefixFrom(addr, 64).Masked().String()
 }
 
 // limit counts a hit against key and answers 429 (with Retry-After) over the limit. A

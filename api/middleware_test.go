@@ -32,6 +32,23 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
+// Rate limits count an IPv6 client by its /64, the block one subscriber gets: walking the
+// addresses of one's own /64 must not buy more free trials.
+func TestRateLimitNetwork(t *testing.T) {
+	s := &Server{TrustedProxyHops: 1}
+	for _, tc := range []struct{ xff, want string }{
+		{"1.2.3.4", "1.2.3.4"},
+		{"2001:db8:aa:bb::1", "2001:db8:aa:bb::/64"},
+		{"2001:db8:aa:bb:ffff:1:2:3", "2001:db8:aa:bb::/64"},
+		{"::ffff:1.2.3.4", "1.2.3.4"},
+		{"not-an-ip", "not-an-ip"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("X-Forwarded-For", tc.xff)
+		require.Equal(t, tc.want, s.rateNet(r), tc.xff)
+	}
+}
+
 // Metrics are labelled by route, never by the raw path: ids and made-up paths collapse.
 func TestRouteLabel(t *testing.T) {
 	s := &Server{}

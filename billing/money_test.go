@@ -32,6 +32,16 @@ func TestPaymentIntentCarriesCaptureBefore(t *testing.T) {
 	pi, err := e.client.GetPaymentIntent(ctx, res.PaymentIntentID)
 	require.NoError(t, err)
 	require.WithinRange(t, pi.CaptureBefore, before.Add(4*24*time.Hour+18*time.Hour), time.Now().Add(4*24*time.Hour+18*time.Hour))
+	require.WithinRange(t, pi.AuthorizedAt, before, time.Now(), "the charge's creation is the authorization")
+
+	// What was refunded of the charge, as the reconciler compares it with our ledger.
+	_, err = e.client.Capture(ctx, res.PaymentIntentID, "capture-ord_deadline")
+	require.NoError(t, err)
+	_, err = e.client.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: res.PaymentIntentID, Amount: 100, Key: "refund-x", IdempotencyKey: "refund-x"})
+	require.NoError(t, err)
+	pi, err = e.client.GetPaymentIntent(ctx, res.PaymentIntentID)
+	require.NoError(t, err)
+	require.Equal(t, int64(100), pi.AmountRefunded)
 }
 
 // A refund is marked with its logical key, so after a lost answer the caller can find it

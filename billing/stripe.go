@@ -433,8 +433,14 @@ func toPaymentIntent(pi *stripe.PaymentIntent) *gpubroker.PaymentIntent {
 		Currency:           string(pi.Currency),
 		CancellationReason: string(pi.CancellationReason),
 	}
-	if ch := pi.LatestCharge; ch != nil && ch.PaymentMethodDetails != nil && ch.PaymentMethodDetails.Card != nil && ch.PaymentMethodDetails.Card.CaptureBefore > 0 {
-		out.CaptureBefore = time.Unix(ch.PaymentMethodDetails.Card.CaptureBefore, 0).UTC()
+	if ch := pi.LatestCharge; ch != nil {
+		if ch.PaymentMethodDetails != nil && ch.PaymentMethodDetails.Card != nil && ch.PaymentMethodDetails.Card.CaptureBefore > 0 {
+			out.CaptureBefore = time.Unix(ch.PaymentMethodDetails.Card.CaptureBefore, 0).UTC()
+		}
+		if ch.Created > 0 {
+			out.AuthorizedAt = time.Unix(ch.Created, 0).UTC()
+		}
+		out.AmountRefunded = ch.AmountRefunded
 	}
 	return out
 }

@@ -128,7 +128,7 @@ func (b *testBundle) authorized(t *testing.T, email string) (orderID, podID, piI
 	cs, err = b.deps.Payments.GetCheckout(ctx, cs.ID)
 	require.NoError(t, err)
 	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
-		if _, err := postgres.AuthorizeOrder(ctx, tx, orderID, cs.ID, cs.PaymentIntentID, time.Now(), time.Time{}); err != nil {
+		if _, err := postgres.AuthorizeOrder(ctx, tx, orderID, cs.ID, cs.PaymentIntentID, time.Now(), time.Now().Add(gpubroker.CardHoldLifetime)); err != nil {
 			return err
 		}
 		acct, _, err := postgres.UpsertAccount(ctx, tx, email, "Ada", orderID)
@@ -138,7 +138,7 @@ func (b *testBundle) authorized(t *testing.T, email string) (orderID, podID, piI
 		if err := postgres.AttachOrder(ctx, tx, orderID, acct.ID); err != nil {
 			return err
 		}
-		if _, err := postgres.ActivateAccount(ctx, tx, acct.ID, time.Now()); err != nil {
+		if _, _, err := postgres.ActivateAccount(ctx, tx, acct.ID, "", time.Now()); err != nil {
 			return err
 		}
 		_, err = postgres.MovePod(ctx, tx, podID, gpubroker.PodConfigured, gpubroker.PodDeploying, gpubroker.PodUpdate{DeployRequestedAt: gpubroker.Ptr(time.Now())})

@@ -166,7 +166,7 @@ func (w *ProvisionWorker) launchRequest(ctx context.Context, pod *gpubroker.Pod)
 	var keys []gpubroker.SSHKey
 	if pod.LaunchKeys == nil && pod.AccountID != nil {
 		var err error
-		if keys, err = postgres.ListSSHKeys(ctx, d.Pool, *pod.AccountID); err != nil {
+		if keys, err = postgres.LaunchSSHKeys(ctx, d.Pool, *pod.AccountID); err != nil {
 			return gpu.LaunchRequest{}, err
 		}
 	}

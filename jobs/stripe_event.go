@@ -121,7 +121,13 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job
 				return err
 			}
 			// The hold's deadline is Stripe's (capture_before), not our processing time.
-			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now(), pi.CaptureBefore)
+			// The hold lapses at Stripe's capture_before, or CardHoldLifetime after the
+			// authorization (not after now: this job may run late).
+			authorizedAt := pi.AuthorizedAt
+			if authorizedAt.IsZero() {
+				authorizedAt = d.now()
+			}
+			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now(), gpubroker.HoldDeadline(authorizedAt, pi.CaptureBefore))
 			if err != nil || !ok {
 				return err
 			}

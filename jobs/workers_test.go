@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/internal/stripesim"
 	"gpubroker/mail"
 	"gpubroker/postgres"
 )
@@ -160,4 +162,49 @@ func TestStripeEventForAnUnknownObject(t *testing.T) {
 		res := work(t, b, &StripeEventWorker{d: b.deps}, StripeEventArgs{EventID: ev.ID})
 		require.Equal(t, river.EventKindJobCompleted, res.EventKind, "event %d (%s)", i, ev.Type)
 	}
+}
+
+// noDeadline is Stripe without capture_before on the charge.
+type noDeadline struct{ gpubroker.Payments }
+
+func (p noDeadline) GetPaymentIntent(ctx context.Context, id string) (*gpubroker.PaymentIntent, error) {
+	pi, err := p.Payments.GetPaymentIntent(ctx, id)
+	if pi != nil {
+		pi.CaptureBefore = time.Time{}
+	}
+	return pi, err
+}
+
+// Without Stripe's capture_before, the hold's deadline counts from when the card was
+// authorized (the charge's creation), not from when we processed the event: a job that ran
+// hours late must not promise the customer hours the card network will not give.
+func TestHoldDeadlineWithoutCaptureBeforeCountsFromTheAuthorization(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	orderID, _ := b.order(t, "pro", "late@example.com")
+	o, err := postgres.GetOrder(ctx, b.pool, orderID)
+	require.NoError(t, err)
+	cs, err := b.deps.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
+		OrderID: orderID, Email: o.Email, Currency: gpubroker.Currency, SuccessURL: "https://gpubroker.example/ok",
+		LineItems: []gpubroker.LineItem{{Name: "pod", UnitAmountCent: o.AmountCents, Quantity: 1}},
+	})
+	require.NoError(t, err)
+	authorized := time.Now()
+	_, err = b.stripe.Pay(ctx, cs.ID, stripesim.CardSucceeds)
+	require.NoError(t, err)
+
+	d := *b.deps
+	d.Payments = noDeadline{b.deps.Payments}
+	d.Now = func() time.Time { return time.Now().Add(5 * time.Hour) } // the event is processed 5 hours later
+	ev := gpubroker.WebhookEvent{ID: "evt_late", Type: "checkout.session.completed", ObjectID: cs.ID, ClientReferenceID: orderID, Payload: []byte(`{}`)}
+	_, err = postgres.InsertStripeEvent(ctx, b.pool, &ev, StripeEventArgs{EventID: ev.ID})
+	require.NoError(t, err)
+	res := work(t, b, &StripeEventWorker{d: &d}, StripeEventArgs{EventID: ev.ID})
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	o, err = postgres.GetOrder(ctx, b.pool, orderID)
+	require.NoError(t, err)
+	require.Equal(t, gpubroker.OrderAuthorized, o.Status)
+	want := authorized.Add(gpubroker.CardHoldLifetime)
+	require.WithinDuration(t, want, *o.HoldExpiresAt, 2*time.Second, "deadline from the authorization, not from processing")
 }

@@ -55,15 +55,38 @@ func GetAccountByEmail(ctx context.Context, q Querier, email string) (*gpubroker
 // the email (anyone can pay with someone else's address), so only the prover stays signed in.
 // The UPDATE waits for CreateCheckoutSession's share lock on the row, so a session opened by
 // paying is either committed before the DELETE runs or never opened.
-func ActivateAccount(ctx context.Context, tx pgx.Tx, id string, now time.Time) (*gpubroker.Account, error) {
+//
+// Keys added while the account was pending (provisional) stay only when payerCookie, the
+// activating browser's session cookie, is the provisional session of the checkout that created
+// the account: the link proves the address and the cookie that the payer is the same person.
+// Otherwise the payer was someone else and their keys are deleted (droppedKeys says how many)
+// before they can reach the owner's pods.
+func ActivateAccount(ctx context.Context, tx pgx.Tx, id, payerCookie string, now time.Time) (acct *gpubroker.Account, droppedKeys int, err error) {
 	tag, err := tx.Exec(ctx, `UPDATE accounts SET status = 'active', activated_at = $2 WHERE id = $1 AND status = 'pending'`, id, now)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if tag.RowsAffected() == 1 {
+		var payer bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE hash = $2 AND account_id = $1 AND via_checkout AND expires_at > $3)`,
+			id, HashSecret(payerCookie), now).Scan(&payer); err != nil {
+			return nil, 0, err
+		}
+		keys := `DELETE FROM ssh_keys WHERE account_id = $1 AND provisional`
+		if payer {
+			keys = `UPDATE ssh_keys SET provisional = false WHERE account_id = $1 AND provisional`
+		}
+		kt, err := tx.Exec(ctx, keys, id)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !payer {
+			droppedKeys = int(kt.RowsAffected())
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE account_id = $1`, id); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return GetAccount(ctx, tx, id)
+	acct, err = GetAccount(ctx, tx, id)
+	return acct, droppedKeys, err
 }

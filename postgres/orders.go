@@ -107,15 +107,14 @@ func GetOrderByPaymentIntent(ctx context.Context, q Querier, piID string) (*gpub
 }
 
 // AuthorizeOrder moves a pending order to authorized with its PaymentIntent (and its Checkout
-// Session, in case the API stopped before recording it). holdExpires is the hold's deadline
-// from Stripe (the charge's capture_before); zero means gpubroker.CardHoldLifetime from now. It is stored as
-// hold_expires_at, which the dashboard shows and the hold release is scheduled from. It
-// reports false, changing nothing, when the order is not checkout_pending (a duplicate or
-// late event).
-func AuthorizeOrder(ctx context.Context, tx pgx.Tx, orderID, sessionID, piID string, now, holdExpires time.Time) (bool, error) {
+// Session, in case the API stopped before recording it). holdDeadline is when the hold lapses
+// (gpubroker.HoldDeadline), stored as hold_expires_at, which the dashboard shows and the hold
+// release is scheduled from. It reports false, changing nothing, when the order is not
+// checkout_pending (a duplicate or late event).
+func AuthorizeOrder(ctx context.Context, tx pgx.Tx, orderID, sessionID, piID string, now, holdDeadline time.Time) (bool, error) {
 	return moveOrder(ctx, tx, orderID, gpubroker.OrderCheckoutPending, gpubroker.OrderAuthorized, now,
 		`, payment_intent_id = $5, hold_expires_at = $6, stripe_session_id = COALESCE(stripe_session_id, NULLIF($7, ''))`,
-		piID, gpubroker.HoldDeadline(now, holdExpires), sessionID)
+		piID, holdDeadline, sessionID)
 }
 
 // MoveOrder moves an order from one status to another, setting the status's timestamp. It

@@ -47,12 +47,12 @@ func TestOrderLifecycleIsOneWay(t *testing.T) {
 	}))
 	require.Equal(t, int64(4900+299), order.AmountCents)
 	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
-		ok, err := postgres.AuthorizeOrder(ctx, tx, order.ID, "cs_1", "pi_1", now, time.Time{})
+		ok, err := postgres.AuthorizeOrder(ctx, tx, order.ID, "cs_1", "pi_1", now, now.Add(gpubroker.CardHoldLifetime))
 		require.True(t, ok)
 		return err
 	}))
 	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
-		ok, err := postgres.AuthorizeOrder(ctx, tx, order.ID, "cs_1", "pi_1", now, time.Time{})
+		ok, err := postgres.AuthorizeOrder(ctx, tx, order.ID, "cs_1", "pi_1", now, now.Add(gpubroker.CardHoldLifetime))
 		require.False(t, ok, "a second authorization changes nothing")
 		require.NoError(t, err)
 		ok, err = postgres.MoveOrder(ctx, tx, order.ID, gpubroker.OrderCheckoutPending, gpubroker.OrderExpired, now)

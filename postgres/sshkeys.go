@@ -25,8 +25,9 @@ func scanSSHKey(row pgx.Row) (*gpubroker.SSHKey, error) {
 func AddSSHKey(ctx context.Context, tx pgx.Tx, k gpubroker.SSHKey) (*gpubroker.SSHKey, error) {
 	// Lock first, count second: under READ COMMITTED the count's statement then sees every
 	// key committed by whoever held the lock before.
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE`, k.AccountID); err != nil {
-		return nil, err
+	var pending bool
+	if err := tx.QueryRow(ctx, `SELECT status = 'pending' FROM accounts WHERE id = $1 FOR UPDATE`, k.AccountID).Scan(&pending); err != nil {
+		return nil, notFound(err, "account")
 	}
 	var n int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM ssh_keys WHERE account_id = $1`, k.AccountID).Scan(&n); err != nil {
@@ -36,9 +37,10 @@ func AddSSHKey(ctx context.Context, tx pgx.Tx, k gpubroker.SSHKey) (*gpubroker.S
 		msg := fmt.Sprintf("An account holds at most %d keys: delete one first.", gpubroker.MaxSSHKeys)
 		return nil, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "too_many_keys", Message: msg, Fields: map[string]string{"public_key": msg}}
 	}
-	added, err := scanSSHKey(tx.QueryRow(ctx, `INSERT INTO ssh_keys (account_id, name, type, fingerprint, public_key)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, fingerprint) DO NOTHING RETURNING `+sshKeyCols,
-		k.AccountID, k.Name, k.Type, k.Fingerprint, k.PublicKey))
+	// A key added to a pending account is provisional until activation (ActivateAccount).
+	added, err := scanSSHKey(tx.QueryRow(ctx, `INSERT INTO ssh_keys (account_id, name, type, fingerprint, public_key, provisional)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, fingerprint) DO NOTHING RETURNING `+sshKeyCols,
+		k.AccountID, k.Name, k.Type, k.Fingerprint, k.PublicKey, pending))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, gpubroker.Errorf(gpubroker.ECONFLICT, "duplicate_key", "This key is already on your account (%s).", k.Fingerprint)
 	}
@@ -47,7 +49,17 @@ func AddSSHKey(ctx context.Context, tx pgx.Tx, k gpubroker.SSHKey) (*gpubroker.S
 
 // ListSSHKeys returns an account's keys, oldest first.
 func ListSSHKeys(ctx context.Context, q Querier, accountID string) ([]gpubroker.SSHKey, error) {
-	rows, err := q.Query(ctx, `SELECT `+sshKeyCols+` FROM ssh_keys WHERE account_id = $1 ORDER BY created_at, id`, accountID)
+	return listSSHKeys(ctx, q, `SELECT `+sshKeyCols+` FROM ssh_keys WHERE account_id = $1 ORDER BY created_at, id`, accountID)
+}
+
+// LaunchSSHKeys returns the keys that go onto the account's pods: every key but a
+// provisional one (a pending account cannot deploy; this keeps it so).
+func LaunchSSHKeys(ctx context.Context, q Querier, accountID string) ([]gpubroker.SSHKey, error) {
+	return listSSHKeys(ctx, q, `SELECT `+sshKeyCols+` FROM ssh_keys WHERE account_id = $1 AND NOT provisional ORDER BY created_at, id`, accountID)
+}
+
+func listSSHKeys(ctx context.Context, q Querier, sql, accountID string) ([]gpubroker.SSHKey, error) {
+	rows, err := q.Query(ctx, sql, accountID)
 	if err != nil {
 		return nil, err
 	}

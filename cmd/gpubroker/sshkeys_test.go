@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -190,4 +191,65 @@ func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
 	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, []string{ownFP}, fingerprints(t, body))
+}
+
+// Someone pays with a stranger's email before the stranger has an account: the account is
+// created pending, and the payer's keys (typed at checkout, and added through the success
+// page's provisional session) sit on it. When the email's owner activates it in their own
+// browser, those keys go: they never reach the owner's pods. The payer who activates in the
+// browser that paid keeps them (TestSSHKeysJourney).
+func TestPendingAccountKeysNeverReachTheOwner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	checkoutKey, _ := newKey(t, "mallory@checkout")
+	addedKey, _ := newKey(t, "mallory@dashboard")
+
+	mallory := newBrowser()
+	order := e.order("owner@example.com", "pro", "a100", "us-east", 2)
+	order["ssh_public_key"] = checkoutKey
+	code, body := e.do(mallory, "POST", "/api/checkout", order)
+	require.Equal(t, http.StatusCreated, code, body)
+	u, _ := url.Parse(body["checkout_url"].(string))
+	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	e.eventually("verify signs the payer in", 10*time.Second, func() bool {
+		code, body := e.do(mallory, "GET", "/api/checkout/verify?session_id="+sid, nil)
+		return code == http.StatusOK && body["signed_in"] == true
+	})
+	code, body = e.do(mallory, "POST", "/api/me/ssh-keys", map[string]any{"name": "mine", "public_key": addedKey})
+	require.Equal(t, http.StatusCreated, code, body)
+	require.Equal(t, 2, e.count(`SELECT count(*) FROM ssh_keys`))
+
+	owner := newBrowser()
+	code, _ = e.do(owner, "POST", "/api/activate", map[string]any{"token": e.activationToken("owner@example.com", 1)})
+	require.Equal(t, http.StatusOK, code)
+	code, body = e.do(owner, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, body["ssh_keys"], "the payer's keys were left on the owner's account")
+	require.Zero(t, e.count(`SELECT count(*) FROM ssh_keys`))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE action = 'ssh_keys.dropped'`))
+}
+
+// The success page's verify answer is readable by whoever holds the session id (it is in a
+// URL): it never carries the pod's connection or IDE secret, which only the owner's signed-in
+// pod JSON has.
+func TestVerifyNeverShowsTheIDESecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 20 * time.Millisecond})
+	c := newBrowser()
+	sid, _ := e.paid(c, "secret@example.com")
+	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken("secret@example.com", 1)})
+	require.Equal(t, http.StatusOK, code)
+	_, me := e.do(c, "GET", "/api/me", nil)
+	podID := me["pods"].([]any)[0].(map[string]any)["id"].(string)
+	e.deploy(c, podID)
+	p := e.waitPod(c, podID, "running", 15*time.Second)
+	require.NotEmpty(t, p.Connection.IDESecret, "the owner sees the secret")
+
+	code, body := e.do(newBrowser(), "GET", "/api/checkout/verify?session_id="+sid, nil)
+	require.Equal(t, http.StatusOK, code)
+	pod := body["pod"].(map[string]any)
+	require.Nil(t, pod["connection"], "verify must not hand out the pod's connection")
+	raw, _ := json.Marshal(body)
+	require.NotContains(t, string(raw), p.Connection.IDESecret)
 }
