@@ -36,6 +36,9 @@ type Provider interface {
 	// FindInstance returns a live instance (see State.Live) launched under name, or
 	// ErrNotFound if there is none.
 	FindInstance(ctx context.Context, name string) (*Instance, error)
+	// ListInstances returns every live instance (see State.Live) of our account, whatever
+	// launched it: the reconciler looks there for instances nobody pays for.
+	ListInstances(ctx context.Context) ([]Instance, error)
 	// Terminate terminates an instance. It is idempotent: terminating an instance that is
 	// already terminated, or that the provider does not know, returns nil.
 	Terminate(ctx context.Context, id string) error

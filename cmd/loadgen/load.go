@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gpubroker/internal/pgcluster"
 )
 
 // result is one measurement: one row of the table.
@@ -140,7 +142,7 @@ var tpsRe = regexp.MustCompile(`number of transactions actually processed: (\d+)
 
 // pgbench runs the raw transaction with clients connections for d and reads the per
 // transaction log for latencies.
-func pgbench(ctx context.Context, c *cluster, dir string, payload []byte, clients int, d time.Duration) (*result, error) {
+func pgbench(ctx context.Context, c *pgcluster.Cluster, dir string, payload []byte, clients int, d time.Duration) (*result, error) {
 	script := filepath.Join(dir, "raw.sql")
 	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
 		return nil, err
@@ -152,7 +154,7 @@ func pgbench(ctx context.Context, c *cluster, dir string, payload []byte, client
 	defer os.RemoveAll(logDir)
 	threads := min(clients, 2)
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "pgbench"), "-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "-U", "postgres",
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, "pgbench"), "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", "postgres",
 		"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(secs),
 		"-f", script, "-D", "payload="+string(payload), "-l", "--log-prefix="+filepath.Join(logDir, "tx"), "gpubroker")
 	cmd.Dir = logDir

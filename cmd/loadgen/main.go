@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"gpubroker/internal/pgcluster"
 )
 
 type options struct {
@@ -97,12 +99,12 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 		return fmt.Errorf("%s not found (make build)", bin)
 	}
 	maxSenders := slices.Max(o.senders)
-	c, err := startCluster(maxSenders + 50)
-	defer func() { c.stop(o.keep || err != nil) }()
+	c, err := pgcluster.Start(pgcluster.Options{Prefix: "gpubroker-load-", MaxConns: maxSenders + 50})
+	defer func() { c.Stop(o.keep || err != nil) }()
 	if err != nil {
 		return fmt.Errorf("error starting PostgreSQL: %w", err)
 	}
-	dbURL := c.url("gpubroker")
+	dbURL := c.URL("gpubroker")
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return err
@@ -150,7 +152,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 	fmt.Fprintf(out, rowFmt, "round", "what", "senders", "events/s", "p50 ms", "p95 ms", "p99 ms", "ratio", "api µs/ev", "pg µs/ev", "errors")
 	var rows []*result
 	raw := map[int]*result{}
-	pm := c.postmasterPID()
+	pm := c.PostmasterPID()
 	for round := 1; round <= o.rounds; round++ {
 		for _, n := range o.senders {
 			for _, what := range []string{"raw", "api"} {
@@ -160,7 +162,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 				pg0, api0 := treeCPU(pm), processCPU(api.cmd.Process.Pid)
 				var r *result
 				if what == "raw" {
-					if r, err = pgbench(ctx, c, c.dir, tmpl.body, n, o.duration); err != nil {
+					if r, err = pgbench(ctx, c, c.Dir, tmpl.body, n, o.duration); err != nil {
 						return err
 					}
 					raw[n] = r
@@ -240,10 +242,10 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 
 // jobBurst runs the job-side benchmark (cmd/gpubroker BenchmarkStripeEventBurst) against this
 // cluster: its test harness makes a fresh database on it for the run.
-func jobBurst(ctx context.Context, c *cluster, n int, out io.Writer) error {
+func jobBurst(ctx context.Context, c *pgcluster.Cluster, n int, out io.Writer) error {
 	fmt.Fprintf(out, "\nJob side: a burst of %d paid checkouts' events through stripe_event (production River settings, Stripe stand-in) against River's no-op rate, same cluster:\n", n)
 	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^$", "-bench", "^BenchmarkStripeEventBurst$", "-benchtime", "1x", "-timeout", "20m", "./cmd/gpubroker/")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+c.url("postgres"), "GPUBROKER_BURST="+strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+c.URL("postgres"), "GPUBROKER_BURST="+strconv.Itoa(n))
 	b, err := cmd.CombinedOutput()
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, "Benchmark") || err != nil {
@@ -315,19 +317,19 @@ type apiProc struct {
 
 // startAPI runs `gpubroker api` in production mode on loopback ports, its log in the cluster
 // directory. Its Stripe key is a test key nothing calls: the webhook never talks to Stripe.
-func startAPI(ctx context.Context, bin string, c *cluster, dbURL string) (*apiProc, error) {
-	port, err := freePort()
+func startAPI(ctx context.Context, bin string, c *pgcluster.Cluster, dbURL string) (*apiProc, error) {
+	port, err := pgcluster.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	pport, err := freePort()
+	pport, err := pgcluster.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	secret := make([]byte, 16)
 	_, _ = rand.Read(secret)
 	a := &apiProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), pprofAddr: fmt.Sprintf("127.0.0.1:%d", pport), secret: "whsec_" + hex.EncodeToString(secret)}
-	if a.log, err = os.Create(filepath.Join(c.dir, "api.log")); err != nil {
+	if a.log, err = os.Create(filepath.Join(c.Dir, "api.log")); err != nil {
 		return nil, err
 	}
 	a.cmd = exec.Command(bin, "api")

@@ -127,6 +127,7 @@ func Run(t *testing.T, h Harness) {
 		found, err := p.FindInstance(ctx, name)
 		require.NoError(t, err)
 		require.Equal(t, inst.ID, found.ID, "FindInstance must find the launched instance by name")
+		require.Contains(t, listedIDs(t, p), inst.ID, "ListInstances must list a live instance")
 
 		if h.RunningWithin > 0 {
 			running := waitRunning(t, p, inst.ID, h.RunningWithin)
@@ -147,6 +148,7 @@ func Run(t *testing.T, h Harness) {
 		}
 		_, err = p.FindInstance(ctx, name)
 		require.ErrorIs(t, err, gpu.ErrNotFound, "a terminated instance must not be found by name")
+		require.NotContains(t, listedIDs(t, p), inst.ID, "ListInstances must leave out a terminated instance")
 	})
 
 	t.Run("KeysSecretWorkspace", func(t *testing.T) {
@@ -230,6 +232,20 @@ func Run(t *testing.T, h Harness) {
 		require.False(t, errors.Is(err, gpu.ErrRateLimited) || errors.Is(err, gpu.ErrUnavailable),
 			"a bad offer is not transient: %v", err)
 	})
+}
+
+// listedIDs returns the ids ListInstances reports, each checked to be live and ours.
+func listedIDs(t *testing.T, p gpu.Provider) []string {
+	t.Helper()
+	list, err := p.ListInstances(context.Background())
+	require.NoError(t, err)
+	var ids []string
+	for _, in := range list {
+		require.True(t, in.State.Live(), "ListInstances listed %s in state %s", in.ID, in.State)
+		require.Equal(t, p.Name(), in.Provider)
+		ids = append(ids, in.ID)
+	}
+	return ids
 }
 
 func cheapestAvailable(t *testing.T, p gpu.Provider, q gpu.OfferQuery) gpu.Offer {

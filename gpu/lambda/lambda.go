@@ -295,19 +295,31 @@ func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, err
 
 // FindInstance returns the live instance named name, from the list of our instances.
 func (c *Client) FindInstance(ctx context.Context, name string) (*gpu.Instance, error) {
+	list, err := c.ListInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range list {
+		if in.Name == name {
+			return &in, nil
+		}
+	}
+	return nil, fmt.Errorf("lambda: instance named %q: %w", name, gpu.ErrNotFound)
+}
+
+// ListInstances returns the account's live instances (GET /instances lists the running ones).
+func (c *Client) ListInstances(ctx context.Context) ([]gpu.Instance, error) {
 	var list []instance
 	if err := c.do(ctx, http.MethodGet, "/instances", nil, &list); err != nil {
 		return nil, err
 	}
+	var out []gpu.Instance
 	for _, in := range list {
-		if in.Name != name {
-			continue
-		}
 		if inst := c.convert(in); inst.State.Live() {
-			return inst, nil
+			out = append(out, *inst)
 		}
 	}
-	return nil, fmt.Errorf("lambda: instance named %q: %w", name, gpu.ErrNotFound)
+	return out, nil
 }
 
 // Terminate terminates the instance. Lambda's answer for an instance that is already gone is

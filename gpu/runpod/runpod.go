@@ -337,21 +337,33 @@ func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, err
 // FindInstance lists our pods and returns the live one named name. The API has no name
 // filter; the list is per account and small.
 func (c *Client) FindInstance(ctx context.Context, name string) (*gpu.Instance, error) {
+	list, err := c.ListInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range list {
+		if in.Name == name {
+			return &in, nil
+		}
+	}
+	return nil, fmt.Errorf("runpod: pod named %q: %w", name, gpu.ErrNotFound)
+}
+
+// ListInstances returns the account's live pods (GET /v2/pods).
+func (c *Client) ListInstances(ctx context.Context) ([]gpu.Instance, error) {
 	var resp struct {
 		Pods []pod `json:"pods"`
 	}
 	if err := c.do(ctx, http.MethodGet, "/v2/pods", nil, &resp); err != nil {
 		return nil, err
 	}
+	var out []gpu.Instance
 	for _, p := range resp.Pods {
-		if p.Name != name {
-			continue
-		}
 		if inst := c.convert(p); inst.State.Live() {
-			return inst, nil
+			out = append(out, *inst)
 		}
 	}
-	return nil, fmt.Errorf("runpod: pod named %q: %w", name, gpu.ErrNotFound)
+	return out, nil
 }
 
 // Terminate deletes the pod (DELETE /v2/pods/{id}, the same as the terminate action). A pod

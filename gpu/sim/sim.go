@@ -33,9 +33,10 @@ const (
 	OpGet       = "get"       // GetInstance
 	OpFind      = "find"      // FindInstance
 	OpTerminate = "terminate" // Terminate
+	OpInstances = "instances" // ListInstances
 )
 
-var ops = []string{OpList, OpLaunch, OpGet, OpFind, OpTerminate}
+var ops = []string{OpList, OpLaunch, OpGet, OpFind, OpTerminate, OpInstances}
 
 // Options configure a simulator. The zero value is a usable simulator named "sim" with the
 // seed offers and instances that are running as soon as they are polled.
@@ -437,6 +438,22 @@ func (s *Sim) FindInstance(ctx context.Context, name string) (*gpu.Instance, err
 		}
 	}
 	return nil, fmt.Errorf("sim: instance named %q: %w", name, gpu.ErrNotFound)
+}
+
+// ListInstances returns the live instances, oldest first.
+func (s *Sim) ListInstances(ctx context.Context) ([]gpu.Instance, error) {
+	if err := s.enter(ctx, OpInstances); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []gpu.Instance
+	for _, in := range s.instances {
+		if v := s.view(in); v.State.Live() {
+			out = append(out, *v)
+		}
+	}
+	return out, nil
 }
 
 // Terminate moves the instance to terminated. Unknown and terminated instances are fine.

@@ -1,0 +1,108 @@
+package runpodsim_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"gpubroker/gpu"
+	"gpubroker/gpu/gputest"
+	"gpubroker/gpu/runpod"
+	"gpubroker/internal/runpodsim"
+)
+
+const key = "rpa_SIMKEY"
+
+func newServer(t *testing.T) (*runpodsim.Server, *runpod.Client) {
+	s := runpodsim.New(runpodsim.Options{APIKey: key, BootDelay: 20 * time.Millisecond})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return s, runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL, HTTPClient: &http.Client{Timeout: 5 * time.Second}})
+}
+
+// The real RunPod client passes the conformance suite against the stand-in, so the stand-in
+// speaks what the client (and so RunPod) speaks.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	var servers sync.Map // *runpod.Client → *runpodsim.Server
+	gputest.Run(t, gputest.Harness{
+		New: func(t *testing.T) gpu.Provider {
+			s, c := newServer(t)
+			servers.Store(c, s)
+			return c
+		},
+		Query:         gpu.OfferQuery{GPU: "a100", Region: "us-east"},
+		RunningWithin: 5 * time.Second,
+		Asked: func(t *testing.T, p gpu.Provider, name string) gputest.Asked {
+			s, _ := servers.Load(p)
+			for _, r := range s.(*runpodsim.Server).Sim.Records() {
+				if r.Name == name {
+					return gputest.Asked{SSHAuthorizedKeys: r.SSHAuthorizedKeys, IDE: r.IDE, IDESecret: r.IDESecret,
+						WorkspaceURL: r.Workspace.URL, WorkspaceSHA256: r.Workspace.SHA256, WorkspacePath: r.Workspace.Path}
+				}
+			}
+			t.Fatalf("no pod named %s", name)
+			return gputest.Asked{}
+		},
+	})
+}
+
+// The simulator's faults arrive as RunPod's HTTP answers, which the client classifies.
+func TestFaultsAsHTTP(t *testing.T) {
+	t.Parallel()
+	s, c := newServer(t)
+	ctx := context.Background()
+	offers, err := c.ListOffers(ctx, gpu.OfferQuery{GPU: "h100", Region: "us-west"})
+	require.NoError(t, err)
+	require.Len(t, offers, 2, "two data centers per region")
+	require.Equal(t, offers[0].CentsPerHour, offers[1].CentsPerHour, "one price per GPU type")
+
+	req := gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-faults", Image: "img", IDE: gpu.IDEJupyter, IDESecret: "s3cret"}
+	s.Sim.SetNoCapacity(s.OfferID("h100", "US-CA-2"), true)
+	_, err = c.Launch(ctx, req)
+	require.ErrorIs(t, err, gpu.ErrNoCapacity)
+	s.Sim.SetNoCapacity(s.OfferID("h100", "US-CA-2"), false)
+
+	s.Sim.FailNext("launch", &gpu.RateLimitedError{RetryAfter: 2 * time.Second}, 1)
+	_, err = c.Launch(ctx, req)
+	var rl *gpu.RateLimitedError
+	require.True(t, errors.As(err, &rl), "%v", err)
+	require.Equal(t, 2*time.Second, rl.RetryAfter)
+
+	// The answer is lost after the pod was created: a 5xx, and the pod is found by name.
+	s.Sim.FailAfterLaunch(1)
+	_, err = c.Launch(ctx, req)
+	require.ErrorIs(t, err, gpu.ErrUnavailable)
+	found, err := c.FindInstance(ctx, "gpubroker-faults")
+	require.NoError(t, err)
+	require.Equal(t, 1, s.LaunchesByName()["gpubroker-faults"])
+
+	// A host failure: RunPod reports the container exited.
+	require.Eventually(t, func() bool {
+		in, err := c.GetInstance(ctx, found.ID)
+		return err == nil && in.State == gpu.StateRunning
+	}, 5*time.Second, 10*time.Millisecond)
+	require.True(t, s.Sim.Fail(found.ID, "host failure"))
+	in, err := c.GetInstance(ctx, found.ID)
+	require.NoError(t, err)
+	require.Equal(t, gpu.StateFailed, in.State)
+	require.True(t, strings.Contains(in.Error, "exited"), in.Error)
+
+	s.Sim.FailNext("get", gpu.ErrUnavailable, 1)
+	_, err = c.GetInstance(ctx, found.ID)
+	require.ErrorIs(t, err, gpu.ErrUnavailable)
+
+	require.NoError(t, c.Terminate(ctx, found.ID))
+	_, err = c.GetInstance(ctx, found.ID)
+	require.ErrorIs(t, err, gpu.ErrNotFound, "RunPod forgets a terminated pod")
+	list, err := c.ListInstances(ctx)
+	require.NoError(t, err)
+	require.Empty(t, list)
+}
