@@ -46,6 +46,9 @@ func (b *Broker) Provider(name string) (Provider, bool) {
 	return p, ok
 }
 
+// Providers returns the providers, in the order given to NewBroker.
+func (b *Broker) Providers() []Provider { return slices.Clone(b.providers) }
+
 func (b *Broker) logger() *slog.Logger {
 	if b.Logger != nil {
 		return b.Logger
