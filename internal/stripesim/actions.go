@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 )
 
@@ -78,12 +79,19 @@ func (s *Server) payLocked(sessionID, number string) (*PayResult, *event, error)
 		PaymentMethodTypes: []string{"card"},
 		ReceiptEmail:       cs.CustomerEmail,
 	}
+	chID := newID("ch_", 24)
 	ch := &Charge{
-		ID: newID("ch_", 24), Object: objectCharge, Amount: cs.AmountTotal, Created: now.Unix(),
-		Currency: cs.Currency, Metadata: maps.Clone(cs.piMetadata), Paid: true, PaymentIntent: piID,
+		ID: chID, Object: objectCharge, Amount: cs.AmountTotal, Created: now.Unix(),
+		Currency: cs.Currency, Description: cs.piDescription, Metadata: maps.Clone(cs.piMetadata), Paid: true, PaymentIntent: piID,
 		PaymentMethod: *pi.PaymentMethod, Status: "succeeded",
 		PaymentMethodDetails: PaymentMethodDetails{Type: "card", Card: CardDetails{
 			Brand: "visa", Last4: number[len(number)-4:], ExpMonth: 12, ExpYear: now.Year() + 3, Funding: "credit"}},
+		// Stripe's receipt_url is a page on pay.stripe.com; the stand-in serves its own.
+		ReceiptURL: ptr(cs.baseURL + "/receipts/" + chID),
+		items:      slices.Clone(cs.LineItems),
+	}
+	if cs.CustomerEmail != nil {
+		ch.receiptEmail = *cs.CustomerEmail
 	}
 	pi.LatestCharge = ptr(ch.ID)
 	if cs.CaptureMethod == "manual" {

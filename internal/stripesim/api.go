@@ -189,7 +189,8 @@ func (s *Server) createSession(r *http.Request, p form, _ string) (any, *apiErro
 	if base == "" {
 		base = requestOrigin(r)
 	}
-	cs.hostedURL = base + s.prefix + "/checkout/" + cs.ID
+	cs.baseURL = base + s.prefix
+	cs.hostedURL = cs.baseURL + "/checkout/" + cs.ID
 	cs.URL = ptr(cs.hostedURL)
 	s.sessions[cs.ID] = cs
 	return s.renderSession(cs, p)

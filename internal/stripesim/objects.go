@@ -58,6 +58,7 @@ type CheckoutSession struct {
 	piMetadata    map[string]string // payment_intent_data[metadata]
 	piDescription *string
 	hostedURL     string // kept after URL is cleared, for the page's own links
+	baseURL       string // origin + prefix the session was created under: its charge's receipt_url
 }
 
 // CustomerDetails is the customer a completed session collected.
@@ -114,14 +115,21 @@ type Charge struct {
 	Captured             bool                 `json:"captured"`
 	Created              int64                `json:"created"`
 	Currency             string               `json:"currency"`
+	Description          *string              `json:"description"`
 	Livemode             bool                 `json:"livemode"`
 	Metadata             map[string]string    `json:"metadata"`
 	Paid                 bool                 `json:"paid"`
 	PaymentIntent        string               `json:"payment_intent"`
 	PaymentMethod        string               `json:"payment_method"`
 	PaymentMethodDetails PaymentMethodDetails `json:"payment_method_details"`
-	Refunded             bool                 `json:"refunded"`
-	Status               string               `json:"status"`
+	// ReceiptURL is the charge's receipt page, kept up to date with the charge (refunds
+	// included); the stand-in serves it at {prefix}/receipts/{charge id}.
+	ReceiptURL *string `json:"receipt_url"`
+	Refunded   bool    `json:"refunded"`
+	Status     string  `json:"status"`
+
+	items        []LineItem // the session's line items, shown on the receipt
+	receiptEmail string
 }
 
 // PaymentMethodDetails is the card part of a charge.

@@ -3,8 +3,9 @@
 //
 // It speaks Stripe's REST dialect (form-encoded bodies with nested keys, Bearer sk_test_ keys,
 // Stripe's error JSON and status codes, Idempotency-Key replay, Stripe-shaped ids and
-// objects), serves a look-alike hosted checkout page with test cards, and delivers webhooks
-// signed exactly like Stripe's, retrying failed deliveries with backoff.
+// objects), serves a look-alike hosted checkout page with test cards and the receipt page a
+// charge's receipt_url opens, and delivers webhooks signed exactly like Stripe's, retrying
+// failed deliveries with backoff.
 //
 // Mount it at its prefix (default "/dev/stripe"):
 //
@@ -24,8 +25,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,8 +236,9 @@ func (s *Server) routes() {
 	m.HandleFunc("/v1/", s.api(s.unrecognized))
 	m.HandleFunc("GET /checkout/{id}", s.handlePage)
 	m.HandleFunc("POST /checkout/{id}/pay", s.handlePay)
+	m.HandleFunc("GET /receipts/{id}", s.handleReceipt)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "404 page not found (Stripe stand-in: the API is under "+s.prefix+"/v1/, hosted pages under "+s.prefix+"/checkout/)", http.StatusNotFound)
+		http.Error(w, "404 page not found (Stripe stand-in: the API is under "+s.prefix+"/v1/, hosted pages under "+s.prefix+"/checkout/ and "+s.prefix+"/receipts/)", http.StatusNotFound)
 	})
 	s.mux = m
 }
@@ -532,6 +536,19 @@ func (s *Server) PaymentIntent(id string) *PaymentIntent {
 	defer s.mu.Unlock()
 	if pi, ok := s.intents[id]; ok {
 		return pi.clone()
+	}
+	return nil
+}
+
+// Charge returns a copy of a charge, or nil.
+func (s *Server) Charge(id string) *Charge {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.charges[id]; ok {
+		c := *ch
+		c.Metadata = maps.Clone(ch.Metadata)
+		c.items = slices.Clone(ch.items)
+		return &c
 	}
 	return nil
 }
