@@ -220,11 +220,16 @@ const (
 	StateTerminating State = "terminating" // on its way out
 	StateTerminated  State = "terminated"  // gone; no longer billed
 	StateFailed      State = "failed"      // broken; may still be billed until terminated
+	// StateUnknown is a status the provider reported that we cannot interpret (one added after
+	// its spec, such as a migration). It says nothing either way: not running, and not known to
+	// be dead. Callers treat it as they treat a provider that cannot answer: wait and ask again.
+	StateUnknown State = "unknown"
 )
 
 // Live reports whether an instance in this state still exists for our purposes: a provision
 // job may wait on it, and it must eventually be terminated. A failed instance is live, because
-// it may still cost money; a terminating one is not, because nothing will come of it.
+// it may still cost money, and so is one in an unknown state; a terminating one is not, because
+// nothing will come of it.
 func (s State) Live() bool {
 	return s != StateTerminating && s != StateTerminated
 }

@@ -33,8 +33,9 @@ const deadChecks = 2
 const podDiedError = "Your pod stopped working: its GPU instance failed at the provider. We terminated it; every paid hour it did not complete is refunded, and we will email you the amount."
 
 // PodHealthWorker asks each running pod's provider for its instance. Gone (not found),
-// failed, terminating or terminated counts as dead (gpu.State: Lambda's unhealthy, RunPod's
-// EXITED and ERROR are failed); a provider that cannot answer counts as nothing. At the second
+// failed, terminating or terminated counts as dead (gpu.State: Lambda's unhealthy and
+// preempted, RunPod's EXITED and ERROR are failed); a provider that cannot answer, or answers
+// with a status its client cannot interpret (gpu.StateUnknown), counts as nothing. At the second
 // dead check in a row (health_failures on the pod) the pod moves running → failed in one
 // transaction with the instance's termination (terminate_instance), the refund of the hours not
 // completed (unused_hours_refund, reason pod_died, from the first dead check) and the audit
@@ -98,6 +99,11 @@ func (w *PodHealthWorker) check(ctx context.Context, ri postgres.RunningInstance
 			why += ": " + in.Error
 		}
 		return true, why, true
+	case gpu.StateUnknown:
+		// A status the client cannot interpret says nothing either way: as for a provider that
+		// cannot answer, the check neither counts as dead nor clears the count.
+		w.d.Logger.WarnContext(ctx, "health check got a provider status it cannot interpret", "pod_id", ri.PodID, "provider", ri.Provider, "detail", in.Error)
+		return false, "", false
 	}
 	return false, "", true
 }

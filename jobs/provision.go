@@ -233,7 +233,7 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *gpubroker.Pod) error {
 	switch {
 	case err == nil && inst.State == gpu.StateRunning:
 		return w.running(ctx, pod, inst)
-	case err != nil || inst.State == gpu.StateFailed || inst.State == gpu.StateTerminated:
+	case err != nil || inst.State == gpu.StateFailed || !inst.State.Live():
 		// The instance died while booting: forget it, never use that offer again for this pod,
 		// and launch elsewhere on the next run.
 		reason := ""
@@ -257,6 +257,8 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *gpubroker.Pod) error {
 		}
 		return river.JobSnooze(time.Millisecond)
 	}
+	// Pending, booting, or a status the client cannot interpret (gpu.StateUnknown): not known
+	// to be dead, so wait for it as for a slow boot, until the deadline.
 	if w.pastDeadline(pod) {
 		return w.giveUp(ctx, pod, "The GPU did not finish booting in time.")
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/gpu"
 	"gpubroker/internal/stripesim"
 	"gpubroker/postgres"
 )
@@ -177,6 +178,82 @@ func TestPodHealthTwoDeadChecks(t *testing.T) {
 
 	work(t, b, w, PodHealthArgs{})
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
+}
+
+// A status the provider reports that its client cannot interpret (gpu.StateUnknown: RunPod
+// MIGRATING, say) is not a dead check: like a provider that cannot answer, it neither counts nor
+// clears, however many checks in a row. A dead check before it still counts; a healthy one after
+// it clears the count.
+func TestPodHealthUnknownStatusIsNotDead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, podID, _ := b.running(t, "health-unknown@example.com")
+	instanceID := *b.pod(t, podID).InstanceID
+	failures := func() int { return b.count(t, `SELECT health_failures FROM pods WHERE id = $1`, podID) }
+	w := &PodHealthWorker{d: b.deps}
+
+	require.True(t, b.sim.Fail(instanceID, "the host failed"))
+	work(t, b, w, PodHealthArgs{})
+	require.Equal(t, 1, failures())
+	require.True(t, b.sim.Report(instanceID, gpu.StateUnknown, `unknown RunPod status "MIGRATING"`))
+	for range 3 {
+		work(t, b, w, PodHealthArgs{})
+		require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
+		require.Equal(t, 1, failures(), "an unknown status neither counts as dead nor clears")
+	}
+	require.True(t, b.sim.Report(instanceID, gpu.StateRunning, ""))
+	work(t, b, w, PodHealthArgs{})
+	require.Zero(t, failures())
+	require.Zero(t, b.count(t, `SELECT count(*) FROM river_job WHERE kind IN ('unused_hours_refund', 'terminate_instance')`))
+}
+
+// Provisioning waits through a status it cannot interpret as through a slow boot: the instance
+// is kept (not terminated, its offer not marked failed, nothing launched again) until it runs or
+// the deadline passes.
+func TestProvisionWaitsThroughUnknownStatus(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, podID, _ := b.authorized(t, "provision-unknown@example.com")
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	p := &ProvisionWorker{d: b.deps}
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	instanceID := *b.pod(t, podID).InstanceID
+	require.True(t, b.sim.Report(instanceID, gpu.StateUnknown, `unknown Lambda status "migrating"`))
+	for range 2 {
+		res := work(t, b, p, ProvisionArgs{PodID: podID})
+		require.Equal(t, river.EventKindJobSnoozed, res.EventKind)
+		pod := b.pod(t, podID)
+		require.Equal(t, gpubroker.PodProvisioning, pod.Status)
+		require.Equal(t, instanceID, *pod.InstanceID)
+		require.Empty(t, pod.FailedOffers)
+	}
+	require.Equal(t, 1, b.sim.Launches())
+	require.Zero(t, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'terminate_instance'`))
+
+	require.True(t, b.sim.Report(instanceID, gpu.StateRunning, ""))
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
+}
+
+// An instance on its way out while it boots (terminating: nothing will come of it) is given up
+// at once, as a failed one is: forgotten, its offer marked, and the pod launched again.
+func TestProvisionRelaunchesAfterATerminatingInstance(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, podID, _ := b.authorized(t, "provision-terminating@example.com")
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	p := &ProvisionWorker{d: b.deps}
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	instanceID := *b.pod(t, podID).InstanceID
+	require.True(t, b.sim.Report(instanceID, gpu.StateTerminating, "terminated by hand"))
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	pod := b.pod(t, podID)
+	require.Nil(t, pod.InstanceID, "forgotten")
+	require.Len(t, pod.FailedOffers, 1)
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
+	require.Equal(t, 2, b.sim.Launches())
 }
 
 // Issue 11.4: a pod of more than an hour gets one reminder an hour before its end, with a link

@@ -354,6 +354,8 @@ func (c *Client) convert(in instance) *gpu.Instance {
 	if out.Region == "" {
 		out.Region = in.Region.Name
 	}
+	// Lambda's statuses (InstanceStatus in its OpenAPI document): booting, active, unhealthy,
+	// terminating, terminated, preempted.
 	switch in.Status {
 	case "booting":
 		out.State = gpu.StateBooting
@@ -372,7 +374,9 @@ func (c *Client) convert(in instance) *gpu.Instance {
 	case "terminated":
 		out.State = gpu.StateTerminated
 	default:
-		out.State = gpu.StateFailed
+		// Not in Lambda's spec: not known to be running, not known to be dead. Callers wait, as
+		// for a provider that cannot answer, rather than fail (and refund) a pod that may run.
+		out.State = gpu.StateUnknown
 		out.Error = fmt.Sprintf("unknown Lambda status %q", in.Status)
 	}
 	if out.State == gpu.StateRunning && in.IP != "" {

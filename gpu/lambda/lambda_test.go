@@ -441,6 +441,9 @@ func TestStates(t *testing.T) {
 	for status, want := range map[string]gpu.State{
 		"booting": gpu.StateBooting, "active": gpu.StateRunning, "unhealthy": gpu.StateFailed,
 		"terminating": gpu.StateTerminating, "terminated": gpu.StateTerminated, "preempted": gpu.StateFailed,
+		// Not in Lambda's spec (booting, active, unhealthy, terminating, terminated, preempted):
+		// a status added later says nothing about whether the VM is dead.
+		"migrating": gpu.StateUnknown,
 	} {
 		f.mu.Lock()
 		f.instances = append(f.instances, &fakeInstance{ID: "i-" + status, Name: "n-" + status, Status: status, Region: "us-west-2", Type: "gpu_1x_h100_sxm5", Price: 329})
@@ -449,10 +452,11 @@ func TestStates(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, got.State, status)
 		require.Equal(t, "us-west", got.Region)
-		if want == gpu.StateFailed {
+		if want == gpu.StateFailed || want == gpu.StateUnknown {
 			require.NotEmpty(t, got.Error)
 		}
 	}
+	require.True(t, gpu.StateUnknown.Live(), "an instance in an unknown state may still bill")
 	// An unhealthy instance is still ours to terminate, so a retried job must find it.
 	found, err := c.FindInstance(context.Background(), "n-unhealthy")
 	require.NoError(t, err)

@@ -389,6 +389,7 @@ func (c *Client) convert(p pod) *gpu.Instance {
 	if p.GPU != nil {
 		out.GPU = c.cfg.GPUTypes[p.GPU.ID]
 	}
+	// The v2 PodStatus enum: PROVISIONING, STARTING, RUNNING, EXITED, ERROR, TERMINATED.
 	switch p.Status {
 	case "PROVISIONING":
 		out.State = gpu.StatePending
@@ -406,7 +407,10 @@ func (c *Client) convert(p pod) *gpu.Instance {
 	case "TERMINATED":
 		out.State = gpu.StateTerminated
 	default:
-		out.State = gpu.StateFailed
+		// Not in the v2 PodStatus enum (a MIGRATING added later, say): not known to be running,
+		// not known to be dead. Callers wait, as for a provider that cannot answer, rather than
+		// fail (and refund) a pod that may run.
+		out.State = gpu.StateUnknown
 		out.Error = fmt.Sprintf("unknown RunPod status %q", p.Status)
 	}
 	if out.State != gpu.StateRunning {

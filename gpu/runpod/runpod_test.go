@@ -583,7 +583,10 @@ func TestStates(t *testing.T) {
 	c := newClient(srv)
 	for status, want := range map[string]gpu.State{
 		"PROVISIONING": gpu.StatePending, "STARTING": gpu.StateBooting, "RUNNING": gpu.StateRunning,
-		"EXITED": gpu.StateFailed, "ERROR": gpu.StateFailed, "TERMINATED": gpu.StateTerminated, "MIGRATING": gpu.StateFailed,
+		"EXITED": gpu.StateFailed, "ERROR": gpu.StateFailed, "TERMINATED": gpu.StateTerminated,
+		// Not in the v2 PodStatus enum: a status added later says nothing about whether the pod
+		// is dead.
+		"MIGRATING": gpu.StateUnknown,
 	} {
 		f.mu.Lock()
 		f.pods = append(f.pods, &fakePod{ID: "p-" + status, Name: "n-" + status, Status: status, DataCenter: "US-CA-2", GPU: "NVIDIA GeForce RTX 4090"})
@@ -593,7 +596,7 @@ func TestStates(t *testing.T) {
 		require.Equal(t, want, got.State, status)
 		require.Equal(t, "us-west", got.Region)
 		require.Equal(t, "rtx4090", got.GPU)
-		if want == gpu.StateFailed {
+		if want == gpu.StateFailed || want == gpu.StateUnknown {
 			require.NotEmpty(t, got.Error)
 		}
 	}

@@ -83,15 +83,20 @@ func (s *Sim) Records() []Record {
 
 // Fail makes the instance die at the provider, as a host failure would: it is failed from now
 // on (still live, so it must be terminated). It reports false for an unknown or ended instance.
-func (s *Sim) Fail(id, reason string) bool {
+func (s *Sim) Fail(id, reason string) bool { return s.Report(id, gpu.StateFailed, reason) }
+
+// Report makes the instance report state from now on, with detail as its Error: StateFailed
+// for a death, StateUnknown for a status a client could not interpret, StateRunning to bring it
+// back. It reports false for an unknown or ended instance.
+func (s *Sim) Report(id string, state gpu.State, detail string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in := s.find(id)
 	if in == nil || !in.State.Live() {
 		return false
 	}
-	s.view(in) // settle the boot first, so it does not overwrite the failure
-	in.State, in.Error = gpu.StateFailed, reason
+	s.view(in) // settle the boot first, so it does not overwrite the state
+	in.State, in.Error = state, detail
 	return true
 }
 

@@ -294,8 +294,10 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, id string) {
 // render is a pod as getPod documents it; connection details only while it runs, and the
 // direct SSH endpoint only when 22/tcp was asked for.
 func (s *Server) render(in *gpu.Instance, m podMeta) map[string]any {
+	// An instance made to report gpu.StateUnknown shows a status outside the v2 enum, as a
+	// status RunPod adds after our client was written would.
 	status := map[gpu.State]string{gpu.StatePending: "PROVISIONING", gpu.StateBooting: "STARTING", gpu.StateRunning: "RUNNING",
-		gpu.StateFailed: "EXITED", gpu.StateTerminated: "TERMINATED"}[in.State]
+		gpu.StateFailed: "EXITED", gpu.StateTerminated: "TERMINATED", gpu.StateUnknown: "MIGRATING"}[in.State]
 	out := map[string]any{
 		"id": in.ID, "name": in.Name, "image": m.Image, "status": status, "ports": m.Ports, "env": m.Env,
 		"gpu": map[string]any{"id": m.GPUType, "count": 1}, "cloud": "SECURE", "dataCenterId": m.DataCenter,

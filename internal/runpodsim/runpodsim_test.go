@@ -89,8 +89,14 @@ func TestFaultsAsHTTP(t *testing.T) {
 		in, err := c.GetInstance(ctx, found.ID)
 		return err == nil && in.State == gpu.StateRunning
 	}, 5*time.Second, 10*time.Millisecond)
-	require.True(t, s.Sim.Fail(found.ID, "host failure"))
+	// A status outside the spec is unknown to the client, not a death.
+	require.True(t, s.Sim.Report(found.ID, gpu.StateUnknown, ""))
 	in, err := c.GetInstance(ctx, found.ID)
+	require.NoError(t, err)
+	require.Equal(t, gpu.StateUnknown, in.State)
+	require.Contains(t, in.Error, "MIGRATING")
+	require.True(t, s.Sim.Fail(found.ID, "host failure"))
+	in, err = c.GetInstance(ctx, found.ID)
 	require.NoError(t, err)
 	require.Equal(t, gpu.StateFailed, in.State)
 	require.True(t, strings.Contains(in.Error, "exited"), in.Error)
