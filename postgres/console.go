@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,94 @@ type ConsoleSummary struct {
 	Pods               []PodCount
 	Retryable          int64
 	Discarded          int64
+	RefundFailures     []RefundFailure
+	CapturedWithoutPod []WaitingPod
+	LastWebhookAt      *time.Time
+	WebhooksWaiting    int64 // stored more than 5 minutes ago and not processed
+	EmailsSent24h      int64
+	EmailBounces24h    int64 // permanent bounces and complaints
+	Reconcile          ReconcileSummary
+	Drift              []DriftRow
+}
+
+// RefundFailure is a refund attempt Stripe refused.
+type RefundFailure struct {
+	At                   time.Time
+	OrderID              string
+	Attempt, MaxAttempts string
+	Error                string
+}
+
+// WaitingPod is a captured order whose pod is not running 30 minutes after the capture.
+type WaitingPod struct {
+	OrderID    string
+	Email      string
+	Status     gpubroker.PodStatus
+	CapturedAt time.Time
+}
+
+// ReconcileSummary is what the reconciler found and repaired, all time.
+type ReconcileSummary struct {
+	DriftOrders          int64 `json:"drift_orders"`
+	OrphanInstancesEnded int64 `json:"orphan_instances_ended"`
+	RefundsQueued        int64 `json:"refunds_queued"`
+	ProvisionsRequeued   int64 `json:"provisions_requeued"`
+}
+
+// DriftRow is an order whose last check found Stripe disagreeing with it.
+type DriftRow struct {
+	OrderID string
+	Email   string
+	Drift   string
+}
+
+// GetReconcileSummary counts the orders the reconciler last found in drift and the repairs it
+// audited (reconcile.orphan_instance, reconcile.refund_queued, reconcile.provision_requeued).
+func GetReconcileSummary(ctx context.Context, q Querier) (ReconcileSummary, error) {
+	var r ReconcileSummary
+	err := q.QueryRow(ctx, `SELECT
+		count(*) FILTER (WHERE action = 'reconcile.orphan_instance'),
+		count(*) FILTER (WHERE action = 'reconcile.refund_queued'),
+		count(*) FILTER (WHERE action = 'reconcile.provision_requeued')
+		FROM audit_events WHERE action LIKE 'reconcile.%'`).Scan(&r.OrphanInstancesEnded, &r.RefundsQueued, &r.ProvisionsRequeued)
+	if err != nil {
+		return r, err
+	}
+	r.DriftOrders, err = CountDriftOrders(ctx, q)
+	return r, err
+}
+
+// CountDriftOrders is how many orders the reconciler's last check found disagreeing with
+// Stripe (orders.drift set); 0 before the reconciler's migration added the column.
+func CountDriftOrders(ctx context.Context, q Querier) (int64, error) {
+	var n int64
+	ok, err := hasDriftColumn(ctx, q)
+	if err != nil || !ok {
+		return 0, err
+	}
+	err = q.QueryRow(ctx, `SELECT count(*) FROM orders WHERE drift IS NOT NULL`).Scan(&n)
+	return n, err
+}
+
+// DriftOrders lists up to limit orders in drift, newest first (none before the column exists).
+func DriftOrders(ctx context.Context, q Querier, limit int) ([]DriftRow, error) {
+	ok, err := hasDriftColumn(ctx, q)
+	if err != nil || !ok {
+		return nil, err
+	}
+	rows, err := q.Query(ctx, `SELECT id::text, email, drift FROM orders WHERE drift IS NOT NULL ORDER BY created_at DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[DriftRow])
+}
+
+// hasDriftColumn reports whether orders.drift exists. Asking first, instead of catching the
+// undefined-column error, keeps a caller's transaction usable.
+func hasDriftColumn(ctx context.Context, q Querier) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'drift' AND NOT attisdropped)`).Scan(&ok)
+	return ok, err
 }
 
 // Count is a named count.
@@ -41,9 +130,12 @@ type ProvisioningDay struct {
 
 // RefundRow is one refund made, with its reason.
 type RefundRow struct {
-	At      time.Time
-	OrderID string
-	Reason  string
+	At             time.Time
+	OrderID        string
+	Reason         string
+	AmountCents    int64
+	StripeRefundID string     // empty until Stripe made it (or when it was found made by hand)
+	RefundedAt     *time.Time // nil: planned, not made yet
 }
 
 // HoldRow is an undeployed hold close to its deadline.
@@ -97,16 +189,54 @@ func GetConsoleSummary(ctx context.Context, q Querier, since time.Time) (*Consol
 	if s.Provisioning, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ProvisioningDay]); err != nil {
 		return nil, err
 	}
-	// Full refunds (a pod that never started) and partial ones (early stops, dead pods).
-	rows, err = q.Query(ctx, `SELECT created_at, order_id::text,
-		CASE action WHEN 'order.refunded' THEN COALESCE(detail->>'reason', '')
-		ELSE replace(replace(action, 'pod.', ''), '_refunded', '') || ': ' || COALESCE(detail->>'amount_cents', '?') || ' cents' END
-		FROM audit_events WHERE action IN ('order.refunded', 'pod.early_stop_refunded', 'pod.pod_died_refunded') AND created_at >= $1
-		ORDER BY created_at DESC LIMIT 50`, since)
+	// The refunds ledger, whatever the reason: a pod that could not start (not_started), an
+	// early stop, a dead pod, an extension paid after its pod stopped (late_extension);
+	// planned ones are listed too until they are made, as a customer is owed them.
+	rows, err = q.Query(ctx, `SELECT r.created_at, y.order_id::text, r.reason, r.amount_cents, COALESCE(r.stripe_refund_id, ''), r.refunded_at
+		FROM refunds r JOIN payments y ON y.id = r.payment_id
+		WHERE r.created_at >= $1 OR r.refunded_at IS NULL
+		ORDER BY r.created_at DESC, r.id DESC LIMIT 100`, since)
 	if err != nil {
 		return nil, err
 	}
 	if s.Refunds, err = pgx.CollectRows(rows, pgx.RowToStructByPos[RefundRow]); err != nil {
+		return nil, err
+	}
+	// Refund attempts Stripe refused in the last day (jobs/refund.go and
+	// jobs/unused_hours_refund.go audit each one; the latter knows only the pod).
+	rows, err = q.Query(ctx, `SELECT a.created_at, COALESCE(a.order_id, p.order_id)::text, COALESCE(a.detail->>'attempt', '?'),
+		COALESCE(a.detail->>'max_attempts', '?'), COALESCE(a.detail->>'error', '')
+		FROM audit_events a LEFT JOIN pods p ON p.id = a.pod_id
+		WHERE a.action = 'refund.failed' AND a.created_at > now() - interval '24 hours'
+		ORDER BY a.id DESC LIMIT 20`)
+	if err != nil {
+		return nil, err
+	}
+	if s.RefundFailures, err = pgx.CollectRows(rows, pgx.RowToStructByPos[RefundFailure]); err != nil {
+		return nil, err
+	}
+	rows, err = q.Query(ctx, `SELECT o.id::text, o.email, p.status, p.captured_at FROM pods p JOIN orders o ON o.id = p.order_id
+		WHERE o.status = 'captured' AND p.status IN ('deploying', 'provisioning') AND p.captured_at < now() - interval '30 minutes'
+		ORDER BY p.captured_at LIMIT 50`)
+	if err != nil {
+		return nil, err
+	}
+	if s.CapturedWithoutPod, err = pgx.CollectRows(rows, pgx.RowToStructByPos[WaitingPod]); err != nil {
+		return nil, err
+	}
+	err = q.QueryRow(ctx, `SELECT
+		(SELECT max(received_at) FROM stripe_events),
+		(SELECT count(*) FROM stripe_events WHERE processed_at IS NULL AND received_at < now() - interval '5 minutes'),
+		(SELECT count(*) FROM emails WHERE status = 'sent' AND sent_at > now() - interval '24 hours'),
+		(SELECT count(*) FROM email_feedback WHERE created_at > now() - interval '24 hours' AND (kind = 'complaint' OR bounce_type = 'Permanent'))`).
+		Scan(&s.LastWebhookAt, &s.WebhooksWaiting, &s.EmailsSent24h, &s.EmailBounces24h)
+	if err != nil {
+		return nil, err
+	}
+	if s.Reconcile, err = GetReconcileSummary(ctx, q); err != nil {
+		return nil, err
+	}
+	if s.Drift, err = DriftOrders(ctx, q, 50); err != nil {
 		return nil, err
 	}
 	rows, err = q.Query(ctx, `SELECT id::text, email, hold_expires_at FROM orders
@@ -133,21 +263,34 @@ type OrderHit struct {
 	CreatedAt time.Time
 }
 
-// SearchOrders finds orders by email (or part of one), order id, Checkout Session id,
-// PaymentIntent id or pod id.
+// SearchOrders finds orders by email (or part of one, in any case), order id, pod id, or a
+// Stripe id of the order or of one of its extensions: Checkout Session, PaymentIntent or refund.
+// Stripe's ids are case-sensitive base62 and are compared as typed; uuids in any case.
 func SearchOrders(ctx context.Context, q Querier, term string) ([]OrderHit, error) {
 	term = strings.TrimSpace(term)
 	if term == "" {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, `SELECT DISTINCT o.id::text, o.email, o.status, o.created_at FROM orders o LEFT JOIN pods p ON p.order_id = o.id
-		WHERE o.id::text = $1 OR p.id::text = $1 OR o.stripe_session_id = $1 OR o.payment_intent_id = $1
-		   OR o.email ILIKE '%' || $2 || '%'
-		ORDER BY o.created_at DESC LIMIT 100`, strings.ToLower(term), likeEscape(strings.ToLower(term)))
+	rows, err := q.Query(ctx, `SELECT o.id::text, o.email, o.status, o.created_at FROM orders o
+		WHERE o.id = $1::uuid OR o.stripe_session_id = $2 OR o.payment_intent_id = $2 OR o.refund_id = $2
+		   OR o.id IN (SELECT order_id FROM pods WHERE id = $1::uuid)
+		   OR o.id IN (SELECT order_id FROM extensions WHERE id = $1::uuid OR stripe_session_id = $2 OR payment_intent_id = $2)
+		   OR o.id IN (SELECT y.order_id FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE r.stripe_refund_id = $2)
+		   OR o.email LIKE '%' || $3 || '%'
+		ORDER BY o.created_at DESC LIMIT 100`, nullUUID(term), term, likeEscape(strings.ToLower(term)))
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[OrderHit])
+}
+
+// nullUUID is s as a uuid parameter, or NULL when s is not one (so it matches nothing).
+func nullUUID(s string) *string {
+	if u := uuidOrEmpty(s); u != "" {
+		u = strings.ToLower(u)
+		return &u
+	}
+	return nil
 }
 
 func likeEscape(s string) string {
@@ -166,13 +309,16 @@ type StoryEntry struct {
 
 // OrderStory is an order with everything that happened to it, in time order.
 type OrderStory struct {
-	Order   *gpubroker.Order
-	Pod     *gpubroker.Pod
-	Entries []StoryEntry
+	Order      *gpubroker.Order
+	Pod        *gpubroker.Pod
+	Extensions []Extension
+	Entries    []StoryEntry
 }
 
-// GetOrderStory collects an order's webhook events, audit trail, jobs (with their errors)
-// and emails (with their delivery), oldest first.
+// GetOrderStory collects an order's webhook events, audit trail (ops' River UI actions on its
+// jobs included), jobs (with their errors) and emails (with their delivery), oldest first. The
+// order's extensions count as the order: their webhook events are stored under the extension's
+// id (their client_reference_id) and their own session and PaymentIntent.
 func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory, error) {
 	o, err := GetOrder(ctx, q, orderID)
 	if err != nil {
@@ -185,8 +331,36 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	st := &OrderStory{Order: o, Pod: pod}
 	add := func(e StoryEntry) { st.Entries = append(st.Entries, e) }
 
-	rows, err := q.Query(ctx, `SELECT received_at, type, id, processed_at IS NOT NULL FROM stripe_events
-		WHERE order_id = $1 OR object_id = $2 OR object_id = $3 ORDER BY received_at`, o.ID, deref(o.StripeSessionID), deref(o.PaymentIntentID))
+	rows, err := q.Query(ctx, `SELECT `+extensionCols+` FROM extensions WHERE order_id = $1 ORDER BY created_at, id`, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	if st.Extensions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Extension, error) {
+		x, err := scanExtension(row)
+		return *x, err
+	}); err != nil {
+		return nil, err
+	}
+	// What Stripe's events name the order by: its id or an extension's (client_reference_id),
+	// and the Checkout Sessions and PaymentIntents of both (data.object.id).
+	refs, objects := []string{o.ID}, []string{}
+	for _, id := range []*string{o.StripeSessionID, o.PaymentIntentID} {
+		if id != nil {
+			objects = append(objects, *id)
+		}
+	}
+	for _, x := range st.Extensions {
+		refs = append(refs, x.ID)
+		for _, id := range []*string{x.StripeSessionID, x.PaymentIntentID} {
+			if id != nil {
+				objects = append(objects, *id)
+			}
+		}
+	}
+	const events = `SELECT id FROM stripe_events WHERE order_id = ANY($1::uuid[]) OR object_id = ANY($2::text[])`
+
+	rows, err = q.Query(ctx, `SELECT received_at, type, id, processed_at IS NOT NULL FROM stripe_events
+		WHERE id IN (`+events+`) ORDER BY received_at`, refs, objects)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +378,34 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 		return nil, err
 	}
 
-	rows, err = q.Query(ctx, `SELECT created_at, action, detail FROM audit_events WHERE order_id = $1 OR pod_id = $2 ORDER BY id`, o.ID, pod.ID)
+	rows, err = q.Query(ctx, `SELECT created_at, kind, id, state::text, attempt, max_attempts, COALESCE(errors[array_length(errors, 1)]->>'error', '')
+		FROM river_job WHERE args->>'order_id' = $3 OR args->>'pod_id' = $4
+		   OR (kind = 'stripe_event' AND args->>'event_id' IN (`+events+`))
+		ORDER BY id`, refs, objects, o.ID, pod.ID)
+	if err != nil {
+		return nil, err
+	}
+	var kind, state, lastErr string
+	var jobID int64
+	var jobIDs []int64
+	var attempt, maxAttempts int
+	if _, err := pgx.ForEachRow(rows, []any{&at, &kind, &jobID, &state, &attempt, &maxAttempts, &lastErr}, func() error {
+		jobIDs = append(jobIDs, jobID)
+		d := fmt.Sprintf("job %d · %s · attempt %d of %d", jobID, state, attempt, maxAttempts)
+		if lastErr != "" {
+			d += " · last error: " + lastErr
+		}
+		add(StoryEntry{At: at, Source: "job", What: kind, Actor: "worker", Detail: d, Error: lastErr != "" || state == "discarded"})
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
+	// The order's own trail, and ops' River UI actions (api.AuditAdmin) on any of its jobs.
+	rows, err = q.Query(ctx, `SELECT created_at, action, detail FROM audit_events WHERE order_id = $1 OR pod_id = $2
+		OR (action = 'ops.riverui_action' AND jsonb_typeof(detail->'job_ids') = 'array' AND EXISTS (
+			SELECT 1 FROM jsonb_array_elements_text(detail->'job_ids') j WHERE j = ANY($3::text[])))
+		ORDER BY id`, o.ID, pod.ID, int64Strings(jobIDs))
 	if err != nil {
 		return nil, err
 	}
@@ -225,30 +426,11 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 		return nil, err
 	}
 
-	rows, err = q.Query(ctx, `SELECT created_at, kind, id, state::text, attempt, max_attempts, COALESCE(errors[array_length(errors, 1)]->>'error', '')
-		FROM river_job WHERE args->>'order_id' = $1 OR args->>'pod_id' = $2
-		   OR (kind = 'stripe_event' AND args->>'event_id' IN (SELECT id FROM stripe_events WHERE order_id::text = $1 OR object_id = $3 OR object_id = $4))
-		ORDER BY id`, o.ID, pod.ID, deref(o.StripeSessionID), deref(o.PaymentIntentID))
-	if err != nil {
-		return nil, err
-	}
-	var kind, state, lastErr string
-	var jobID int64
-	var attempt, maxAttempts int
-	if _, err := pgx.ForEachRow(rows, []any{&at, &kind, &jobID, &state, &attempt, &maxAttempts, &lastErr}, func() error {
-		d := fmt.Sprintf("job %d · %s · attempt %d of %d", jobID, state, attempt, maxAttempts)
-		if lastErr != "" {
-			d += " · last error: " + lastErr
-		}
-		add(StoryEntry{At: at, Source: "job", What: kind, Actor: "worker", Detail: d, Error: lastErr != "" || state == "discarded"})
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-
+	// Emails keyed <kind>:<order or pod id>[:<more>] (pod_ending:<pod>:<end>, the reminder), and
+	// the unkeyed ones (sign-in links) sent to the order's address since it was made.
 	rows, err = q.Query(ctx, `SELECT e.created_at, e.kind, e.status, COALESCE(e.error, ''), COALESCE(string_agg(DISTINCT f.kind, ', '), '')
 		FROM emails e LEFT JOIN email_feedback f ON f.message_id = e.provider_message_id
-		WHERE e.dedupe_key LIKE '%:' || $1 OR e.dedupe_key LIKE '%:' || $2 OR (e.to_email = $3 AND e.created_at >= $4 AND e.dedupe_key IS NULL)
+		WHERE split_part(e.dedupe_key, ':', 2) IN ($1, $2) OR (e.to_email = $3 AND e.created_at >= $4 AND e.dedupe_key IS NULL)
 		GROUP BY e.id ORDER BY e.id`, o.ID, pod.ID, o.Email, o.CreatedAt)
 	if err != nil {
 		return nil, err
@@ -269,6 +451,15 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	}
 	sort.SliceStable(st.Entries, func(i, j int) bool { return st.Entries[i].At.Before(st.Entries[j].At) })
 	return st, nil
+}
+
+// int64Strings is ids as decimal strings (a jsonb array's elements as text).
+func int64Strings(ids []int64) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = strconv.FormatInt(id, 10)
+	}
+	return out
 }
 
 func deref(s *string) string {
