@@ -9,16 +9,19 @@ import (
 
 // Plan is a purchasable plan. Marketers edit plans in site/data/plans.json.
 type Plan struct {
-	ID              string   `json:"id"`
-	Name            string   `json:"name"`
-	FeeCents        int64    `json:"fee_cents"`
-	Currency        string   `json:"currency"`
-	PaymentRequired bool     `json:"payment_required"`
-	MaxHours        int      `json:"max_hours"`
-	GPUClasses      []string `json:"gpu_classes"` // GPU ids allowed; empty means all
-	ContactSales    bool     `json:"contact_sales,omitempty"`
-	Summary         string   `json:"summary,omitempty"`
-	Features        []string `json:"features,omitempty"`
+	ID              string `json:"id"`
+	Name            string `json:"name"`
+	FeeCents        int64  `json:"fee_cents"`
+	Currency        string `json:"currency"`
+	PaymentRequired bool   `json:"payment_required"`
+	// FeePeriodDays is what the fee buys, stated wherever the fee is shown: PlanFeePeriod in
+	// days (a test keeps the two equal).
+	FeePeriodDays int      `json:"fee_period_days,omitempty"`
+	MaxHours      int      `json:"max_hours"`
+	GPUClasses    []string `json:"gpu_classes"` // GPU ids allowed; empty means all
+	ContactSales  bool     `json:"contact_sales,omitempty"`
+	Summary       string   `json:"summary,omitempty"`
+	Features      []string `json:"features,omitempty"`
 }
 
 // Template is a workspace template (the "track"): what runs on the pod.
@@ -58,12 +61,47 @@ type GPU struct {
 	Regions     []RegionPrice `json:"regions"`
 }
 
+// Region is where GPUs run, with the name people read ("US West") for its id ("us-west").
+type Region struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Place string `json:"place"`
+}
+
 // Catalog is everything a visitor can buy. One copy is rendered by Hugo and read by the API, so
 // the API charges exactly what the site shows.
 type Catalog struct {
 	Plans     []Plan     `json:"plans"`
 	Templates []Template `json:"templates"`
 	GPUs      []GPU      `json:"gpus"`
+	Regions   []Region   `json:"regions"`
+}
+
+// Region returns the region with the given id.
+func (c *Catalog) Region(id string) (Region, bool) {
+	for _, r := range c.Regions {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return Region{}, false
+}
+
+// RegionName is a region's name for people ("US West"), or the id when the catalog has none.
+func (c *Catalog) RegionName(id string) string {
+	if r, ok := c.Region(id); ok && r.Name != "" {
+		return r.Name
+	}
+	return id
+}
+
+// PlanFeeLine names a plan's fee with what it buys, as receipts and Stripe's line items say it:
+// "Pro plan (30 days)".
+func PlanFeeLine(p Plan) string {
+	if p.FeePeriodDays > 0 {
+		return p.Name + " plan (" + strconv.Itoa(p.FeePeriodDays) + " days)"
+	}
+	return p.Name + " plan"
 }
 
 // Plan returns the plan with the given id.
@@ -233,9 +271,9 @@ func (c *Catalog) QuoteFor(r OrderRequest, feePaidUntil, now time.Time) (*Quote,
 	}
 	if plan.PaymentRequired {
 		if plan.FeeCents > 0 && !feePaidUntil.After(now) {
-			q.LineItems = append(q.LineItems, LineItem{Name: plan.Name + " plan", UnitAmountCent: plan.FeeCents, Quantity: 1})
+			q.LineItems = append(q.LineItems, LineItem{Name: PlanFeeLine(plan), UnitAmountCent: plan.FeeCents, Quantity: 1})
 		}
-		q.LineItems = append(q.LineItems, LineItem{Name: gpu.DisplayName + " in " + r.Region + " (per hour)", UnitAmountCent: q.HourlyCents, Quantity: int64(r.Hours)})
+		q.LineItems = append(q.LineItems, LineItem{Name: gpu.DisplayName + " in " + c.RegionName(r.Region) + " (per hour)", UnitAmountCent: q.HourlyCents, Quantity: int64(r.Hours)})
 		for _, li := range q.LineItems {
 			q.AmountCents += li.UnitAmountCent * li.Quantity
 		}

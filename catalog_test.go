@@ -2,6 +2,7 @@ package gpubroker_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -57,5 +58,38 @@ func TestCatalogIsConsistent(t *testing.T) {
 	}
 	for _, tpl := range cat.Templates {
 		require.Contains(t, []string{"jupyter", "code-server"}, tpl.IDE, tpl.ID)
+	}
+}
+
+// Issue 15.5 and 15.7: the Stripe line items say what the fee buys and where the GPU runs, in
+// the words the site uses (not "us-west").
+func TestQuoteLineItemsSpeakPlainly(t *testing.T) {
+	cat, err := site.Catalog()
+	require.NoError(t, err)
+	q, err := cat.Quote(gpubroker.OrderRequest{Email: "ada@example.com", Name: "Ada", Plan: "pro", Template: "developer", GPU: "a100", Region: "us-west", Hours: 10})
+	require.NoError(t, err)
+	require.Equal(t, []gpubroker.LineItem{
+		{Name: "Pro plan (30 days)", UnitAmountCent: 4900, Quantity: 1},
+		{Name: "NVIDIA A100 80GB in US West (per hour)", UnitAmountCent: 169, Quantity: 10},
+	}, q.LineItems)
+	require.Equal(t, "US West", cat.RegionName("us-west"))
+	require.Equal(t, "mars", cat.RegionName("mars"), "an unknown id is shown as it is")
+}
+
+// The site states each plan fee's period from plans.json; it must be the period the API
+// enforces (PlanFeePeriod), and every region a GPU is sold in has a name.
+func TestCatalogStatesThePlanFeePeriod(t *testing.T) {
+	cat, err := site.Catalog()
+	require.NoError(t, err)
+	for _, p := range cat.Plans {
+		if p.FeeCents > 0 {
+			require.Equal(t, int(gpubroker.PlanFeePeriod/(24*time.Hour)), p.FeePeriodDays, p.ID)
+		}
+	}
+	for _, g := range cat.GPUs {
+		for _, r := range g.Regions {
+			_, ok := cat.Region(r.Region)
+			require.True(t, ok, "region %s of %s has no name in site/data/regions.json", r.Region, g.GPU)
+		}
 	}
 }

@@ -72,6 +72,9 @@ type PaymentIntent struct {
 	AuthorizedAt time.Time
 	// AmountRefunded is what has been refunded of the latest charge.
 	AmountRefunded int64
+	// ReceiptURL is Stripe's receipt page for the latest charge (kept up to date with its
+	// refunds); empty when there is no charge or Stripe gives none.
+	ReceiptURL string
 }
 
 // RefundParams describes one refund.

@@ -441,6 +441,7 @@ func toPaymentIntent(pi *stripe.PaymentIntent) *gpubroker.PaymentIntent {
 			out.AuthorizedAt = time.Unix(ch.Created, 0).UTC()
 		}
 		out.AmountRefunded = ch.AmountRefunded
+		out.ReceiptURL = ch.ReceiptURL
 	}
 	return out
 }

@@ -10,7 +10,7 @@ import (
 	"gpubroker"
 )
 
-//go:embed data/plans.json data/templates.json data/gpus.json
+//go:embed data/plans.json data/templates.json data/gpus.json data/regions.json
 var data embed.FS
 
 // Catalog parses the embedded catalog files.
@@ -19,7 +19,7 @@ func Catalog() (*gpubroker.Catalog, error) {
 	for _, f := range []struct {
 		name string
 		dst  any
-	}{{"data/plans.json", &c.Plans}, {"data/templates.json", &c.Templates}, {"data/gpus.json", &c.GPUs}} {
+	}{{"data/plans.json", &c.Plans}, {"data/templates.json", &c.Templates}, {"data/gpus.json", &c.GPUs}, {"data/regions.json", &c.Regions}} {
 		b, err := data.ReadFile(f.name)
 		if err != nil {
 			return nil, fmt.Errorf("error reading %s: %w", f.name, err)
