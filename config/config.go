@@ -30,6 +30,7 @@ type Config struct {
 	LambdaAPIKey        string
 	LambdaSSHKeyName    string
 	RunPodAPIKey        string
+	RunPodAPIBase       string
 	AdminUser           string
 	AdminPassword       string
 	LogLevel            slog.Level
@@ -38,8 +39,16 @@ type Config struct {
 	GPUSimulator        bool
 	TrustedProxyHops    int
 	PprofAddr           string
-	// PodHealthInterval is how often every running pod's instance is checked at its provider.
+	// PodHealthInterval is how often every running pod's instance is checked at its provider;
+	// zero: 1 minute, 10 seconds in dev.
 	PodHealthInterval time.Duration
+	// JobTimeout bounds one run of a job (provisioning steps get twice as long);
+	// RescueStuckJobsAfter is when a job whose worker died is run again.
+	JobTimeout           time.Duration
+	RescueStuckJobsAfter time.Duration
+	// ReconcileInterval is how often the reconciler compares our records with Stripe's and
+	// the providers'.
+	ReconcileInterval time.Duration
 }
 
 // Vars lists every variable with its default, for the README, .env.example and `gpubroker env`.
@@ -59,6 +68,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"LAMBDA_API_KEY", "", "enables Lambda Cloud"},
 	{"LAMBDA_SSH_KEY_NAME", "gpubroker", "SSH key name registered at Lambda Cloud"},
 	{"RUNPOD_API_KEY", "", "enables RunPod"},
+	{"RUNPOD_API_BASE", "", "override RunPod's API URL (the chaos run's RunPod stand-in)"},
 	{"ADMIN_USER", "admin", "ops basic-auth user"},
 	{"ADMIN_PASSWORD", "", "ops basic-auth password; unset: ops routes answer 404 (dev generates one)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -66,7 +76,10 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
 	{"GPU_SIMULATOR", "false", "true: the worker also launches on the GPU simulator (always on in `dev`; for test and chaos runs, never with real customers)"},
 	{"TRUSTED_PROXY_HOPS", "0", "proxies in front of the API that append to X-Forwarded-For (CloudFront + ALB = 2); 0 uses the peer address"},
-	{"POD_HEALTH_INTERVAL", "1m", "how often every running pod's instance is checked at its provider (Go duration: 1m, 30s); two failed checks in a row fail the pod and refund the hours not completed"},
+	{"POD_HEALTH_INTERVAL", "", "how often every running pod's instance is checked at its provider (Go duration: 1m, 30s; unset: 1m, 10s in dev); two failed checks in a row fail the pod and refund the hours not completed"},
+	{"JOB_TIMEOUT", "1m", "how long one run of a job may take before River cancels it (provisioning steps get twice as long)"},
+	{"RESCUE_STUCK_JOBS_AFTER", "5m", "when a job whose worker died (crash, kill -9) is run again; must exceed twice JOB_TIMEOUT"},
+	{"RECONCILE_INTERVAL", "10m", "how often the reconciler compares orders, Stripe and the providers' instances"},
 	{"PPROF_ADDR", "", "loopback address (127.0.0.1:port) serving /debug/pprof/ for profiling (make load); unset: off"},
 }
 
@@ -88,7 +101,7 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		StripeSecretKey: get("STRIPE_SECRET_KEY"), StripeWebhookSecret: get("STRIPE_WEBHOOK_SECRET"), StripeAPIBase: get("STRIPE_API_BASE"),
 		AWSRegion: get("AWS_REGION"), SESFrom: get("SES_FROM"), SESConfigurationSet: get("SES_CONFIGURATION_SET"),
 		SQSFeedbackQueueURL: get("SQS_FEEDBACK_QUEUE_URL"), OffersBucket: get("OFFERS_BUCKET"), SalesEmail: get("SALES_EMAIL"),
-		LambdaAPIKey: get("LAMBDA_API_KEY"), LambdaSSHKeyName: get("LAMBDA_SSH_KEY_NAME"), RunPodAPIKey: get("RUNPOD_API_KEY"),
+		LambdaAPIKey: get("LAMBDA_API_KEY"), LambdaSSHKeyName: get("LAMBDA_SSH_KEY_NAME"), RunPodAPIKey: get("RUNPOD_API_KEY"), RunPodAPIBase: get("RUNPOD_API_BASE"),
 		AdminUser: get("ADMIN_USER"), AdminPassword: get("ADMIN_PASSWORD"), SiteDir: get("SITE_DIR"),
 		PprofAddr: get("PPROF_ADDR"),
 	}
@@ -113,9 +126,9 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	if c.StripeSecretKey != "" && c.StripeWebhookSecret == "whsec_dev" && !strings.HasPrefix(c.StripeSecretKey, "sk_test_") {
 		bad("STRIPE_WEBHOOK_SECRET", "must be set to the endpoint's secret with a live key")
 	}
-	if c.StripeAPIBase != "" {
-		if u, err := url.Parse(c.StripeAPIBase); err != nil || u.Host == "" {
-			bad("STRIPE_API_BASE", "must be a URL")
+	for name, v := range map[string]string{"STRIPE_API_BASE": c.StripeAPIBase, "RUNPOD_API_BASE": c.RunPodAPIBase} {
+		if u, err := url.Parse(v); v != "" && (err != nil || u.Host == "") {
+			bad(name, "must be a URL")
 		}
 	}
 	if c.SESFrom != "" && !strings.Contains(c.SESFrom, "@") {
@@ -137,10 +150,25 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	default:
 		bad("GPU_SIMULATOR", "must be true or false, got %q", v)
 	}
-	if d, err := time.ParseDuration(get("POD_HEALTH_INTERVAL")); err != nil || d < 100*time.Millisecond {
-		bad("POD_HEALTH_INTERVAL", "must be a duration of at least 100ms, such as 1m or 30s")
-	} else {
-		c.PodHealthInterval = d
+	duration := func(name string, least time.Duration, dst *time.Duration) {
+		v := get(name)
+		if v == "" {
+			return
+		}
+		if d, err := time.ParseDuration(v); err != nil || d < least {
+			bad(name, "must be a duration of at least %s, such as 1m or 30s", least)
+		} else {
+			*dst = d
+		}
+	}
+	duration("POD_HEALTH_INTERVAL", 100*time.Millisecond, &c.PodHealthInterval)
+	duration("JOB_TIMEOUT", time.Second, &c.JobTimeout)
+	duration("RESCUE_STUCK_JOBS_AFTER", time.Second, &c.RescueStuckJobsAfter)
+	duration("RECONCILE_INTERVAL", time.Second, &c.ReconcileInterval)
+	if c.JobTimeout > 0 && c.RescueStuckJobsAfter > 0 && c.RescueStuckJobsAfter <= 2*c.JobTimeout {
+		// A job still running (a provisioning step may take 2 × JOB_TIMEOUT) must never be
+		// rescued and run twice at once.
+		bad("RESCUE_STUCK_JOBS_AFTER", "must exceed twice JOB_TIMEOUT (%s), got %s", c.JobTimeout, c.RescueStuckJobsAfter)
 	}
 	if _, err := fmt.Sscan(get("TRUSTED_PROXY_HOPS"), &c.TrustedProxyHops); err != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 5 {
 		bad("TRUSTED_PROXY_HOPS", "must be an integer from 0 to 5")

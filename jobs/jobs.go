@@ -47,6 +47,9 @@ type Deps struct {
 	PollInterval time.Duration
 	// NoCapacityRetries is how many provision attempts may find no capacity before a refund.
 	NoCapacityRetries int
+	// ReconcileInterval is how often the reconciler runs; each order is compared with Stripe
+	// at most every half of it.
+	ReconcileInterval time.Duration
 	// RetryDelay, when set, replaces River's backoff (RetryPolicy; tests use milliseconds) and the
 	// wait before asking Stripe again about a capture whose outcome is unknown.
 	RetryDelay time.Duration
@@ -73,6 +76,9 @@ func (d *Deps) withDefaults() *Deps {
 	if c.PollInterval == 0 {
 		c.PollInterval = 5 * time.Second
 	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 10 * time.Minute
+	}
 	if c.NoCapacityRetries == 0 {
 		c.NoCapacityRetries = 3
 	}
@@ -98,13 +104,18 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &PodEndingWorker{d: d})
 	river.AddWorker(workers, &RefreshOffersWorker{d: d})
 	river.AddWorker(workers, &TerminateInstanceWorker{d: d})
+	river.AddWorker(workers, &ReconcileWorker{d: d})
 }
 
-// PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, and the
-// health check of running pods every podHealth (zero: 1 minute).
-func PeriodicJobs(podHealth time.Duration) []*river.PeriodicJob {
+// PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, the
+// health check of running pods every podHealth (zero: 1 minute) and the reconciler every
+// reconcile (zero: 10 minutes).
+func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 	if podHealth <= 0 {
 		podHealth = time.Minute
+	}
+	if reconcile <= 0 {
+		reconcile = 10 * time.Minute
 	}
 	return []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(podHealth),
@@ -113,6 +124,9 @@ func PeriodicJobs(podHealth time.Duration) []*river.PeriodicJob {
 		river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
 			func() (river.JobArgs, *river.InsertOpts) { return RefreshOffersArgs{}, nil },
 			&river.PeriodicJobOpts{ID: "refresh_offers", RunOnStart: true}),
+		river.NewPeriodicJob(river.PeriodicInterval(reconcile),
+			func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "reconcile"}),
 	}
 }
 

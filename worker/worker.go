@@ -29,6 +29,12 @@ type Options struct {
 	NoPeriodic bool
 	// PodHealthInterval is how often running pods are checked (POD_HEALTH_INTERVAL); zero: 1 minute.
 	PodHealthInterval time.Duration
+	// ReconcileInterval is how often the reconciler runs (RECONCILE_INTERVAL); zero: 10 minutes.
+	ReconcileInterval time.Duration
+	// JobTimeout and RescueStuckJobsAfter (JOB_TIMEOUT, RESCUE_STUCK_JOBS_AFTER); zero: 1 and 5
+	// minutes.
+	JobTimeout           time.Duration
+	RescueStuckJobsAfter time.Duration
 }
 
 // NewClient returns a River client that works every GPU Broker job.
@@ -40,6 +46,12 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		// River's default (100 ms) is tuned for throughput; a buyer waiting on the success page
 		// or a Deploy click cares about latency, and 50 fetches/s per queue is cheap at our scale.
 		opts.FetchCooldown = 20 * time.Millisecond
+	}
+	if opts.JobTimeout == 0 {
+		opts.JobTimeout = time.Minute
+	}
+	if opts.RescueStuckJobsAfter == 0 {
+		opts.RescueStuckJobsAfter = 5 * time.Minute
 	}
 	workers := river.NewWorkers()
 	jobs.Register(workers, deps)
@@ -55,11 +67,11 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		// River's backoff, with terminations capped at 10 minutes (jobs.RetryPolicy).
 		RetryPolicy: jobs.RetryPolicy{Delay: deps.RetryDelay},
 		// Every step is a short call to Stripe, a provider or SES; long waits are snoozes.
-		JobTimeout: time.Minute,
-		// A worker that died mid-job leaves it running until rescued. The default (1 h) would
-		// leave a paid deploy hanging; 5 minutes is well above the longest step (provision's
-		// 2-minute timeout) and every job is idempotent, so a rescue is safe.
-		RescueStuckJobsAfter: 5 * time.Minute,
+		JobTimeout: opts.JobTimeout,
+		// A worker that died mid-job leaves it running until rescued. River's default (1 h)
+		// would leave a paid deploy hanging; 5 minutes is well above the longest step
+		// (provisioning's 2 × JobTimeout) and every job is idempotent, so a rescue is safe.
+		RescueStuckJobsAfter: opts.RescueStuckJobsAfter,
 		// On SIGTERM running jobs get 20 s to finish before their contexts are cancelled, inside
 		// the 30 s an orchestrator (ECS) waits before killing the process.
 		SoftStopTimeout:   20 * time.Second,
@@ -67,7 +79,7 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		FetchPollInterval: opts.FetchPollInterval,
 	}
 	if !opts.NoPeriodic {
-		cfg.PeriodicJobs = jobs.PeriodicJobs(opts.PodHealthInterval)
+		cfg.PeriodicJobs = jobs.PeriodicJobs(opts.PodHealthInterval, opts.ReconcileInterval)
 	}
 	return river.NewClient(riverpgxv5.New(pool), cfg)
 }

@@ -29,8 +29,8 @@ func (m *Main) realProviders(log *slog.Logger) []gpu.Provider {
 		log.Info("gpu provider enabled", "provider", "lambda")
 	}
 	if key := m.Config.RunPodAPIKey; key != "" {
-		ps = append(ps, runpod.New(runpod.Config{APIKey: key}))
-		log.Info("gpu provider enabled", "provider", "runpod")
+		ps = append(ps, runpod.New(runpod.Config{APIKey: key, BaseURL: m.Config.RunPodAPIBase}))
+		log.Info("gpu provider enabled", "provider", "runpod", "api_base", m.Config.RunPodAPIBase)
 	}
 	return ps
 }

@@ -217,7 +217,7 @@ func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpu
 	m.JobDeps = &jobs.Deps{
 		Pool: m.Pool, Catalog: catalog, Payments: payments, Broker: broker,
 		PublicURL: cfg.PublicURL, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "jobs"),
-		OnOffers: m.offers.set,
+		OnOffers: m.offers.set, StepTimeout: 2 * cfg.JobTimeout, ReconcileInterval: cfg.ReconcileInterval,
 	}
 	if err := m.aws(ctx, m.JobDeps); err != nil {
 		return err
@@ -228,6 +228,15 @@ func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpu
 	wopts := m.WorkerOptions
 	if wopts.PodHealthInterval == 0 {
 		wopts.PodHealthInterval = cfg.PodHealthInterval
+	}
+	if wopts.PodHealthInterval == 0 && m.Mode == "dev" {
+		wopts.PodHealthInterval = 10 * time.Second // a simulated death shows within seconds
+	}
+	if wopts.ReconcileInterval == 0 {
+		wopts.ReconcileInterval = m.JobDeps.ReconcileInterval
+	}
+	if wopts.JobTimeout == 0 {
+		wopts.JobTimeout, wopts.RescueStuckJobsAfter = cfg.JobTimeout, cfg.RescueStuckJobsAfter
 	}
 	if m.River, err = worker.NewClient(m.Pool, m.JobDeps, log.With("component", "river"), wopts); err != nil {
 		return err

@@ -1,0 +1,192 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"gpubroker"
+)
+
+// What the reconciler reads: our side of the three ledgers (orders and payments here, the
+// PaymentIntents at Stripe, the instances at the providers). A job that is still working on a
+// pod or order (available, running, retryable, pending) may be in the middle of changing both
+// sides, so whatever such a job covers is left for the next run.
+
+// JobAlive reports whether a job of the kind whose args contain args is still to run or
+// running (River's GIN index on args serves the containment).
+func JobAlive(ctx context.Context, q Querier, kind string, args map[string]any) (bool, error) {
+	var alive bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = $1 AND args @> $2
+		AND state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`, kind, args).Scan(&alive)
+	return alive, err
+}
+
+// PodInstance is a pod's record of its instance.
+type PodInstance struct {
+	PodID      string
+	Status     gpubroker.PodStatus
+	Provider   string
+	InstanceID string
+}
+
+// PodsByID returns the pods among ids (others are simply absent: an id that is no uuid, or a
+// pod we never had).
+func PodsByID(ctx context.Context, q Querier, ids []string) (map[string]PodInstance, error) {
+	var valid []string
+	for _, id := range ids {
+		if uuidOrEmpty(id) != "" {
+			valid = append(valid, id)
+		}
+	}
+	out := map[string]PodInstance{}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT id::text, status, COALESCE(provider, ''), COALESCE(instance_id, '') FROM pods WHERE id = ANY($1::uuid[])`, valid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p PodInstance
+		if err := rows.Scan(&p.PodID, &p.Status, &p.Provider, &p.InstanceID); err != nil {
+			return nil, err
+		}
+		out[p.PodID] = p
+	}
+	return out, rows.Err()
+}
+
+// StrandedPod is a captured order's pod that never ran and has nothing left that would end in
+// a running pod or a refund.
+type StrandedPod struct {
+	PodID, OrderID, AccountID string
+	Status                    gpubroker.PodStatus
+	// RefundDiscarded: its refund job ran out of attempts; a person must look (River UI).
+	RefundDiscarded bool
+}
+
+// StrandedPods lists captured orders whose pod never ran and is failed (given up) or still
+// provisioning since before stuckBefore, with no refund made or planned and no refund or
+// provision job alive: a lost job, a discarded one, or a bug. Captured money must always end
+// in a running pod or a refund.
+func StrandedPods(ctx context.Context, q Querier, stuckBefore time.Time) ([]StrandedPod, error) {
+	rows, err := q.Query(ctx, `SELECT p.id::text, o.id::text, COALESCE(o.account_id::text, ''), p.status,
+		EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'refund' AND j.args @> jsonb_build_object('pod_id', p.id::text) AND j.state = 'discarded')
+		FROM pods p JOIN orders o ON o.id = p.order_id
+		WHERE o.status = 'captured' AND p.started_at IS NULL
+		AND (p.status = 'failed' OR (p.status = 'provisioning' AND p.captured_at < $1))
+		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind IN ('refund', 'provision') AND j.args @> jsonb_build_object('pod_id', p.id::text)
+			AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
+		AND NOT EXISTS (SELECT 1 FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.order_id = o.id)
+		ORDER BY p.captured_at`, stuckBefore)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []StrandedPod
+	for rows.Next() {
+		var s StrandedPod
+		if err := rows.Scan(&s.PodID, &s.OrderID, &s.AccountID, &s.Status, &s.RefundDiscarded); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// UnmadeRefund is a refund planned in the ledger (early stop, dead pod, late extension) that
+// was never made and that no job is making.
+type UnmadeRefund struct {
+	PodID, OrderID, Reason string
+	PlannedAt              time.Time
+}
+
+// UnmadeRefunds lists planned refunds planned before plannedBefore, not made, whose pod has
+// no unused_hours_refund job alive (one per pod and reason).
+func UnmadeRefunds(ctx context.Context, q Querier, plannedBefore time.Time) ([]UnmadeRefund, error) {
+	rows, err := q.Query(ctx, `SELECT DISTINCT ON (r.pod_id, r.reason) r.pod_id::text, y.order_id::text, r.reason, r.created_at
+		FROM refunds r JOIN payments y ON y.id = r.payment_id
+		WHERE r.stripe_refund_id IS NULL AND r.refunded_at IS NULL AND r.pod_id IS NOT NULL AND r.created_at < $1
+		AND r.reason IN ('early_stop', 'pod_died', 'late_extension')
+		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'unused_hours_refund' AND j.args @> jsonb_build_object('pod_id', r.pod_id::text)
+			AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
+		ORDER BY r.pod_id, r.reason, r.created_at`, plannedBefore)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []UnmadeRefund
+	for rows.Next() {
+		var u UnmadeRefund
+		if err := rows.Scan(&u.PodID, &u.OrderID, &u.Reason, &u.PlannedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// LedgerPayment is one captured payment and what the ledger says has been refunded of it.
+type LedgerPayment struct {
+	PaymentIntentID string
+	Kind            string
+	AmountCents     int64
+	RefundedCents   int64 // refunds made (refunded_at set)
+}
+
+// ReconcileOrder is an order due for comparison with Stripe.
+type ReconcileOrder struct {
+	ID, AccountID   string
+	Status          gpubroker.OrderStatus
+	PaymentIntentID string
+	AmountCents     int64
+	Drift           string // what the last check found, "" when it agreed
+	Payments        []LedgerPayment
+}
+
+// OrdersToReconcile returns up to limit paid orders of the last 35 days not compared with
+// Stripe since dueBefore, least recently compared first, leaving out those a payments job is
+// working on.
+func OrdersToReconcile(ctx context.Context, q Querier, dueBefore time.Time, limit int) ([]ReconcileOrder, error) {
+	rows, err := q.Query(ctx, `SELECT o.id::text, COALESCE(o.account_id::text, ''), o.status, o.payment_intent_id, o.amount_cents, COALESCE(o.drift, ''),
+		COALESCE((SELECT jsonb_agg(jsonb_build_object('pi', y.payment_intent_id, 'kind', y.kind, 'amount', y.amount_cents,
+			'refunded', COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id AND r.refunded_at IS NOT NULL), 0)))
+			FROM payments y WHERE y.order_id = o.id), '[]')
+		FROM orders o LEFT JOIN pods p ON p.order_id = o.id
+		WHERE o.payment_intent_id IS NOT NULL AND o.status IN ('authorized', 'captured', 'refunded', 'released')
+		AND o.created_at > $1::timestamptz - interval '35 days'
+		AND (o.reconciled_at IS NULL OR o.reconciled_at < $1)
+		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind IN ('capture', 'refund', 'unused_hours_refund', 'release_hold', 'provision')
+			AND j.state IN ('available', 'pending', 'running', 'retryable')
+			AND (j.args @> jsonb_build_object('pod_id', p.id::text) OR j.args @> jsonb_build_object('order_id', o.id::text)))
+		ORDER BY o.reconciled_at NULLS FIRST, o.created_at LIMIT $2`, dueBefore, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ReconcileOrder
+	for rows.Next() {
+		var o ReconcileOrder
+		var pays []struct {
+			PI       string `json:"pi"`
+			Kind     string `json:"kind"`
+			Amount   int64  `json:"amount"`
+			Refunded int64  `json:"refunded"`
+		}
+		if err := rows.Scan(&o.ID, &o.AccountID, &o.Status, &o.PaymentIntentID, &o.AmountCents, &o.Drift, &pays); err != nil {
+			return nil, err
+		}
+		for _, p := range pays {
+			o.Payments = append(o.Payments, LedgerPayment{PaymentIntentID: p.PI, Kind: p.Kind, AmountCents: p.Amount, RefundedCents: p.Refunded})
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// MarkReconciled records a comparison: when it ran and what it found ("" when Stripe agreed).
+func MarkReconciled(ctx context.Context, q Querier, orderID, drift string, now time.Time) error {
+	_, err := q.Exec(ctx, `UPDATE orders SET reconciled_at = $2, drift = NULLIF($3, '') WHERE id = $1`, orderID, now, drift)
+	return err
+}
