@@ -189,7 +189,7 @@ func (b *Broker) FindInstance(ctx context.Context, name string) (*Instance, erro
 	var wg sync.WaitGroup
 	for i, p := range b.providers {
 		wg.Go(func() {
-			inst, err := p.FindInstance(ctx, name)
+			inst, err := FindInstance(ctx, p, name)
 			results[i] = result{inst, err}
 		})
 	}

@@ -294,9 +294,7 @@ func TestBrokerFindInstance(t *testing.T) {
 
 	offers, err := c.ListOffers(ctx, h100East)
 	require.NoError(t, err)
-	req := launchReq("pod-1")
-	req.Offer = offers[0]
-	launched, err := c.Launch(ctx, req)
+	launched, err := c.Launch(ctx, launchReqOn("pod-1", offers[0]))
 	require.NoError(t, err)
 	found, err := b.FindInstance(ctx, "pod-1")
 	require.NoError(t, err)
@@ -305,10 +303,51 @@ func TestBrokerFindInstance(t *testing.T) {
 
 	// A provider that cannot answer must not be read as "not launched there".
 	require.NoError(t, c.Terminate(ctx, launched.ID))
-	a.FailNext(sim.OpFind, gpu.ErrUnavailable, 1)
+	a.FailNext(sim.OpInstances, gpu.ErrUnavailable, 1)
 	_, err = b.FindInstance(ctx, "pod-1")
 	require.ErrorIs(t, err, gpu.ErrUnavailable)
 	require.NotErrorIs(t, err, gpu.ErrNotFound)
+}
+
+// gpu.FindInstance looks a name up in the provider's live instances: a failed instance is
+// found (it may still bill, so a retried job must end it), a terminated one is not, and a list
+// the provider could not give is its error, never ErrNotFound.
+func TestFindInstance(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := sim.New(sim.Options{})
+	_, err := gpu.FindInstance(ctx, s, "pod-1")
+	require.ErrorIs(t, err, gpu.ErrNotFound)
+
+	offers, err := s.ListOffers(ctx, h100East)
+	require.NoError(t, err)
+	first, err := s.Launch(ctx, launchReqOn("pod-1", offers[0]))
+	require.NoError(t, err)
+	_, err = s.Launch(ctx, launchReqOn("pod-2", offers[0]))
+	require.NoError(t, err)
+	require.True(t, s.Fail(first.ID, "host failure"))
+	found, err := gpu.FindInstance(ctx, s, "pod-1")
+	require.NoError(t, err)
+	require.Equal(t, first.ID, found.ID, "a failed instance is still found")
+	require.Equal(t, gpu.StateFailed, found.State)
+
+	require.NoError(t, s.Terminate(ctx, first.ID))
+	second, err := s.Launch(ctx, launchReqOn("pod-1", offers[0]))
+	require.NoError(t, err)
+	found, err = gpu.FindInstance(ctx, s, "pod-1")
+	require.NoError(t, err)
+	require.Equal(t, second.ID, found.ID, "a terminated instance is not")
+
+	s.FailNext(sim.OpInstances, gpu.ErrUnavailable, 1)
+	_, err = gpu.FindInstance(ctx, s, "pod-1")
+	require.ErrorIs(t, err, gpu.ErrUnavailable)
+	require.NotErrorIs(t, err, gpu.ErrNotFound)
+}
+
+func launchReqOn(name string, o gpu.Offer) gpu.LaunchRequest {
+	r := launchReq(name)
+	r.Offer = o
+	return r
 }
 
 func TestNewBrokerRejectsDuplicateNames(t *testing.T) {

@@ -20,8 +20,9 @@ import (
 //
 // Launch is asynchronous: it returns as soon as the provider has accepted the request, usually
 // with the instance booting; callers poll GetInstance until it is running. Every instance is
-// launched under a caller-chosen name, and FindInstance looks it up again, so a provision job
-// that crashed after launching finds its instance instead of launching a second one.
+// launched under a caller-chosen name, and FindInstance (the function, over ListInstances)
+// looks it up again, so a provision job that crashed after launching finds its instance
+// instead of launching a second one.
 type Provider interface {
 	// Name is the provider's stable name ("lambda", "runpod", "sim"). It is stored on each
 	// pod so later jobs reach the same provider.
@@ -33,15 +34,31 @@ type Provider interface {
 	Launch(ctx context.Context, r LaunchRequest) (*Instance, error)
 	// GetInstance returns the current state of an instance, or ErrNotFound.
 	GetInstance(ctx context.Context, id string) (*Instance, error)
-	// FindInstance returns a live instance (see State.Live) launched under name, or
-	// ErrNotFound if there is none.
-	FindInstance(ctx context.Context, name string) (*Instance, error)
 	// ListInstances returns every live instance (see State.Live) of our account, whatever
-	// launched it: the reconciler looks there for instances nobody pays for.
+	// launched it: FindInstance looks names up there, and the reconciler looks there for
+	// instances nobody pays for.
 	ListInstances(ctx context.Context) ([]Instance, error)
 	// Terminate terminates an instance. It is idempotent: terminating an instance that is
 	// already terminated, or that the provider does not know, returns nil.
 	Terminate(ctx context.Context, id string) error
+}
+
+// FindInstance returns a live instance (see State.Live) that p launched under name, or
+// ErrNotFound if there is none. A failed instance is found: it may still bill, so the caller
+// must end it. A provider that cannot list its instances returns its error, never ErrNotFound,
+// which would send a provision job to launch again. Two live instances under one name (a
+// launch whose answer was lost, then another) are found one at a time: the first listed.
+func FindInstance(ctx context.Context, p Provider, name string) (*Instance, error) {
+	list, err := p.ListInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range list {
+		if in.Name == name && in.State.Live() {
+			return &in, nil
+		}
+	}
+	return nil, fmt.Errorf("gpu: %s has no instance named %q: %w", p.Name(), name, ErrNotFound)
 }
 
 // IDE values of LaunchRequest.IDE, matching the "ide" field of site/data/templates.json.
@@ -103,7 +120,7 @@ func (q OfferQuery) Match(o Offer) bool {
 // It carries a secret (IDESecret): log it only through its LogValue or String, which redact it.
 type LaunchRequest struct {
 	Offer Offer
-	// Name is unique per pod and is what FindInstance looks for; never reuse one.
+	// Name is unique per pod and is what FindInstance looks up; never reuse one.
 	Name  string
 	Image string // container image of the workspace template, pinned by digest
 	IDE   string // IDEJupyter or IDECodeServer

@@ -322,7 +322,7 @@ func TestProviderOutageEndsInRefund(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 500 * time.Millisecond }})
 	c, podID := e.signUp("outage@example.com")
-	e.m.Sim.FailNext(sim.OpFind, gpu.ErrUnavailable, 1000)
+	e.m.Sim.FailNext(sim.OpInstances, gpu.ErrUnavailable, 1000)
 	e.deploy(c, podID)
 	p := e.waitRefunded(c, podID)
 	require.Equal(t, "refunded", p.OrderStatus)

@@ -1,7 +1,8 @@
 // Package gputest is the conformance suite every gpu.Provider passes: the simulator, and each
 // real provider against a fake of its API. It checks the contract the broker and the jobs rely
-// on — offers carry prices, a launched instance can be found again by name, termination is
-// idempotent, unknown instances are gpu.ErrNotFound — so a new provider is proven by one line.
+// on — offers carry prices, a launched instance can be found again by name, a dead one reads
+// failed or gone, termination is idempotent, unknown instances are gpu.ErrNotFound — so a new
+// provider is proven by one line.
 package gputest
 
 import (
@@ -39,6 +40,10 @@ type Harness struct {
 	// way the instance would (cloud-init user_data, container env). Nil skips the keys,
 	// secret and workspace cases.
 	Asked func(t *testing.T, p gpu.Provider, name string) Asked
+	// Kill makes the instance die at the provider as a host failure would (the simulator's
+	// Fail; a fake that reports Lambda's unhealthy or preempted, RunPod's EXITED). Nil skips
+	// the dead-instance case.
+	Kill func(t *testing.T, p gpu.Provider, id string)
 }
 
 // Asked is what an instance was given, as the instance sees it.
@@ -124,7 +129,7 @@ func Run(t *testing.T, h Harness) {
 		require.Equal(t, p.Name(), got.Provider)
 		require.True(t, got.State.Live(), "state %s", got.State)
 
-		found, err := p.FindInstance(ctx, name)
+		found, err := gpu.FindInstance(ctx, p, name)
 		require.NoError(t, err)
 		require.Equal(t, inst.ID, found.ID, "FindInstance must find the launched instance by name")
 		require.Contains(t, listedIDs(t, p), inst.ID, "ListInstances must list a live instance")
@@ -139,16 +144,7 @@ func Run(t *testing.T, h Harness) {
 
 		require.NoError(t, p.Terminate(ctx, inst.ID))
 		require.NoError(t, p.Terminate(ctx, inst.ID), "Terminate must be idempotent")
-
-		after, err := p.GetInstance(ctx, inst.ID)
-		if err != nil {
-			require.ErrorIs(t, err, gpu.ErrNotFound)
-		} else {
-			require.False(t, after.State.Live(), "state after Terminate: %s", after.State)
-		}
-		_, err = p.FindInstance(ctx, name)
-		require.ErrorIs(t, err, gpu.ErrNotFound, "a terminated instance must not be found by name")
-		require.NotContains(t, listedIDs(t, p), inst.ID, "ListInstances must leave out a terminated instance")
+		requireEnded(t, p, inst.ID, name)
 	})
 
 	t.Run("KeysSecretWorkspace", func(t *testing.T) {
@@ -199,16 +195,50 @@ func Run(t *testing.T, h Harness) {
 		if h.Asked == nil {
 			t.Skip("the harness cannot read back what the provider was asked")
 		}
-		ctx := context.Background()
 		p := h.New(t)
-		name := "gputest-" + rand.Text()[:12]
-		inst, err := p.Launch(ctx, gpu.LaunchRequest{Offer: cheapestAvailable(t, p, h.Query), Name: name,
-			Image: "gpubroker/gputest:1", IDE: gpu.IDEJupyter, IDESecret: rand.Text()})
-		require.NoError(t, err, "a pod without keys still launches")
-		require.Empty(t, h.Asked(t, p, name).SSHAuthorizedKeys)
+		inst := launchJupyter(t, p, h.Query)
+		require.Empty(t, h.Asked(t, p, inst.Name).SSHAuthorizedKeys)
 		if h.RunningWithin > 0 {
 			require.NotEmpty(t, waitRunning(t, p, inst.ID, h.RunningWithin).JupyterURL, "the IDE works without keys")
 		}
+	})
+
+	// A dead instance is what pod_health fails a pod on and what provisioning launches again
+	// after: GetInstance reads it failed (with the provider's reason) or not found. A failed
+	// one may still bill, so it stays live: listed, and found by name for a retried job to end
+	// it. Terminate then ends it like any other.
+	t.Run("Dead", func(t *testing.T) {
+		t.Parallel()
+		if h.Kill == nil {
+			t.Skip("the harness cannot kill an instance")
+		}
+		ctx := context.Background()
+		p := h.New(t)
+		inst := launchJupyter(t, p, h.Query)
+		name := inst.Name
+		if h.RunningWithin > 0 {
+			waitRunning(t, p, inst.ID, h.RunningWithin)
+		}
+		h.Kill(t, p, inst.ID)
+
+		dead, err := p.GetInstance(ctx, inst.ID)
+		if err != nil {
+			require.ErrorIs(t, err, gpu.ErrNotFound, "a dead instance is failed or not found")
+			_, err = gpu.FindInstance(ctx, p, name)
+			require.ErrorIs(t, err, gpu.ErrNotFound)
+		} else {
+			require.Equal(t, gpu.StateFailed, dead.State, "a dead instance is failed or not found")
+			require.NotEmpty(t, dead.Error, "a failed instance says why")
+			require.True(t, dead.State.Live(), "a failed instance may still bill")
+			found, err := gpu.FindInstance(ctx, p, name)
+			require.NoError(t, err, "a failed instance is found by name, so a retried job ends it")
+			require.Equal(t, inst.ID, found.ID)
+			require.Equal(t, gpu.StateFailed, found.State)
+			require.Contains(t, listedIDs(t, p), inst.ID, "ListInstances must list a failed instance")
+		}
+
+		require.NoError(t, p.Terminate(ctx, inst.ID))
+		requireEnded(t, p, inst.ID, name)
 	})
 
 	t.Run("Unknown", func(t *testing.T) {
@@ -217,7 +247,7 @@ func Run(t *testing.T, h Harness) {
 		p := h.New(t)
 		_, err := p.GetInstance(ctx, "gputest-no-such-instance")
 		require.ErrorIs(t, err, gpu.ErrNotFound)
-		_, err = p.FindInstance(ctx, "gputest-no-such-name-"+rand.Text()[:12])
+		_, err = gpu.FindInstance(ctx, p, "gputest-no-such-name-"+rand.Text()[:12])
 		require.ErrorIs(t, err, gpu.ErrNotFound)
 		require.NoError(t, p.Terminate(ctx, "gputest-no-such-instance"), "terminating an unknown instance is not an error")
 	})
@@ -232,6 +262,31 @@ func Run(t *testing.T, h Harness) {
 		require.False(t, errors.Is(err, gpu.ErrRateLimited) || errors.Is(err, gpu.ErrUnavailable),
 			"a bad offer is not transient: %v", err)
 	})
+}
+
+// launchJupyter launches a Jupyter instance with a secret and no keys under a fresh name.
+func launchJupyter(t *testing.T, p gpu.Provider, q gpu.OfferQuery) *gpu.Instance {
+	t.Helper()
+	inst, err := p.Launch(context.Background(), gpu.LaunchRequest{Offer: cheapestAvailable(t, p, q), Name: "gputest-" + rand.Text()[:12],
+		Image: "gpubroker/gputest:1", IDE: gpu.IDEJupyter, IDESecret: rand.Text()})
+	require.NoError(t, err)
+	return inst
+}
+
+// requireEnded checks that a terminated instance reads as ended or gone, is not found by
+// name and is not listed.
+func requireEnded(t *testing.T, p gpu.Provider, id, name string) {
+	t.Helper()
+	ctx := context.Background()
+	after, err := p.GetInstance(ctx, id)
+	if err != nil {
+		require.ErrorIs(t, err, gpu.ErrNotFound)
+	} else {
+		require.False(t, after.State.Live(), "state after Terminate: %s", after.State)
+	}
+	_, err = gpu.FindInstance(ctx, p, name)
+	require.ErrorIs(t, err, gpu.ErrNotFound, "a terminated instance must not be found by name")
+	require.NotContains(t, listedIDs(t, p), id, "ListInstances must leave out a terminated instance")
 }
 
 // listedIDs returns the ids ListInstances reports, each checked to be live and ours.

@@ -293,20 +293,6 @@ func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, err
 	return c.convert(in), nil
 }
 
-// FindInstance returns the live instance named name, from the list of our instances.
-func (c *Client) FindInstance(ctx context.Context, name string) (*gpu.Instance, error) {
-	list, err := c.ListInstances(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range list {
-		if in.Name == name {
-			return &in, nil
-		}
-	}
-	return nil, fmt.Errorf("lambda: instance named %q: %w", name, gpu.ErrNotFound)
-}
-
 // ListInstances returns the account's live instances (GET /instances lists the running ones).
 func (c *Client) ListInstances(ctx context.Context) ([]gpu.Instance, error) {
 	var list []instance

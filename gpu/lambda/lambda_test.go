@@ -291,6 +291,17 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("no launch named %s", name)
 			return gputest.Asked{}
 		},
+		// A host failure: Lambda reports the VM unhealthy (preempted is the other death,
+		// TestStates).
+		Kill: func(t *testing.T, p gpu.Provider, id string) {
+			v, _ := fakes.Load(p)
+			f := v.(*fakeLambda)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			in := f.find(id)
+			require.NotNil(t, in)
+			in.Status = "unhealthy"
+		},
 	})
 }
 
@@ -457,11 +468,14 @@ func TestStates(t *testing.T) {
 		}
 	}
 	require.True(t, gpu.StateUnknown.Live(), "an instance in an unknown state may still bill")
-	// An unhealthy instance is still ours to terminate, so a retried job must find it.
-	found, err := c.FindInstance(context.Background(), "n-unhealthy")
-	require.NoError(t, err)
-	require.Equal(t, "i-unhealthy", found.ID)
-	_, err = c.FindInstance(context.Background(), "n-terminating")
+	// An unhealthy or preempted instance is still ours to terminate, so a retried job must
+	// find it.
+	for _, status := range []string{"unhealthy", "preempted"} {
+		found, err := gpu.FindInstance(context.Background(), c, "n-"+status)
+		require.NoError(t, err)
+		require.Equal(t, "i-"+status, found.ID)
+	}
+	_, err := gpu.FindInstance(context.Background(), c, "n-terminating")
 	require.ErrorIs(t, err, gpu.ErrNotFound)
 }
 

@@ -334,22 +334,8 @@ func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, err
 	return c.convert(p), nil
 }
 
-// FindInstance lists our pods and returns the live one named name. The API has no name
-// filter; the list is per account and small.
-func (c *Client) FindInstance(ctx context.Context, name string) (*gpu.Instance, error) {
-	list, err := c.ListInstances(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range list {
-		if in.Name == name {
-			return &in, nil
-		}
-	}
-	return nil, fmt.Errorf("runpod: pod named %q: %w", name, gpu.ErrNotFound)
-}
-
-// ListInstances returns the account's live pods (GET /v2/pods).
+// ListInstances returns the account's live pods (GET /v2/pods). The API has no name filter
+// for gpu.FindInstance; the list is per account and small.
 func (c *Client) ListInstances(ctx context.Context) ([]gpu.Instance, error) {
 	var resp struct {
 		Pods []pod `json:"pods"`

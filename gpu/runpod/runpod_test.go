@@ -314,6 +314,17 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("no pod named %s", name)
 			return gputest.Asked{}
 		},
+		// A host failure: RunPod reports the container exited (ERROR is the other death,
+		// TestStates).
+		Kill: func(t *testing.T, p gpu.Provider, id string) {
+			v, _ := fakes.Load(p)
+			f := v.(*fakeRunPod)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			pod := f.find(id)
+			require.NotNil(t, pod)
+			pod.Status = "EXITED"
+		},
 	})
 }
 
@@ -600,10 +611,10 @@ func TestStates(t *testing.T) {
 			require.NotEmpty(t, got.Error)
 		}
 	}
-	found, err := c.FindInstance(context.Background(), "n-ERROR")
+	found, err := gpu.FindInstance(context.Background(), c, "n-ERROR")
 	require.NoError(t, err, "a failed pod still bills, so a retried job must find it")
 	require.Equal(t, "p-ERROR", found.ID)
-	_, err = c.FindInstance(context.Background(), "n-TERMINATED")
+	_, err = gpu.FindInstance(context.Background(), c, "n-TERMINATED")
 	require.ErrorIs(t, err, gpu.ErrNotFound)
 }
 

@@ -31,12 +31,11 @@ const (
 	OpList      = "list"      // ListOffers
 	OpLaunch    = "launch"    // Launch
 	OpGet       = "get"       // GetInstance
-	OpFind      = "find"      // FindInstance
 	OpTerminate = "terminate" // Terminate
-	OpInstances = "instances" // ListInstances
+	OpInstances = "instances" // ListInstances, and so gpu.FindInstance
 )
 
-var ops = []string{OpList, OpLaunch, OpGet, OpFind, OpTerminate, OpInstances}
+var ops = []string{OpList, OpLaunch, OpGet, OpTerminate, OpInstances}
 
 // Options configure a simulator. The zero value is a usable simulator named "sim" with the
 // seed offers and instances that are running as soon as they are polled.
@@ -423,21 +422,6 @@ func (s *Sim) GetInstance(ctx context.Context, id string) (*gpu.Instance, error)
 		return nil, fmt.Errorf("sim: instance %q: %w", id, gpu.ErrNotFound)
 	}
 	return s.view(in), nil
-}
-
-// FindInstance returns the newest live instance launched under name, or gpu.ErrNotFound.
-func (s *Sim) FindInstance(ctx context.Context, name string) (*gpu.Instance, error) {
-	if err := s.enter(ctx, OpFind); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, in := range slices.Backward(s.instances) {
-		if in.Name == name && in.State.Live() {
-			return s.view(in), nil
-		}
-	}
-	return nil, fmt.Errorf("sim: instance named %q: %w", name, gpu.ErrNotFound)
 }
 
 // ListInstances returns the live instances, oldest first.

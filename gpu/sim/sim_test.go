@@ -32,6 +32,9 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("no instance named %s", name)
 			return gputest.Asked{}
 		},
+		Kill: func(t *testing.T, p gpu.Provider, id string) {
+			require.True(t, p.(*sim.Sim).Fail(id, "the host failed"))
+		},
 	})
 }
 
@@ -166,12 +169,12 @@ func TestFindInstance(t *testing.T) {
 	require.NoError(t, b.sim.Terminate(ctx, first.ID))
 	second := launch(t, b, "pod-1", gpu.IDEJupyter)
 
-	found, err := b.sim.FindInstance(ctx, "pod-1")
+	found, err := gpu.FindInstance(ctx, b.sim, "pod-1")
 	require.NoError(t, err)
 	require.Equal(t, second.ID, found.ID, "terminated instances are ignored")
 
 	require.NoError(t, b.sim.Terminate(ctx, second.ID))
-	_, err = b.sim.FindInstance(ctx, "pod-1")
+	_, err = gpu.FindInstance(ctx, b.sim, "pod-1")
 	require.ErrorIs(t, err, gpu.ErrNotFound)
 }
 
@@ -236,7 +239,7 @@ func TestFailNext(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, b.sim.Launches(), "failed calls launch nothing")
 
-	for _, op := range []string{sim.OpList, sim.OpGet, sim.OpFind, sim.OpTerminate} {
+	for _, op := range []string{sim.OpList, sim.OpGet, sim.OpInstances, sim.OpTerminate} {
 		b.sim.FailNext(op, gpu.ErrUnavailable, 2)
 	}
 	for range 2 {
@@ -244,7 +247,7 @@ func TestFailNext(t *testing.T) {
 		require.ErrorIs(t, err, gpu.ErrUnavailable)
 		_, err = b.sim.GetInstance(ctx, "x")
 		require.ErrorIs(t, err, gpu.ErrUnavailable)
-		_, err = b.sim.FindInstance(ctx, "x")
+		_, err = b.sim.ListInstances(ctx)
 		require.ErrorIs(t, err, gpu.ErrUnavailable)
 		require.ErrorIs(t, b.sim.Terminate(ctx, "x"), gpu.ErrUnavailable)
 	}
@@ -266,7 +269,7 @@ func TestFailAfterLaunch(t *testing.T) {
 	require.True(t, gpu.Retryable(err))
 	require.Equal(t, 1, b.sim.Launches())
 
-	found, err := b.sim.FindInstance(ctx, "pod-1")
+	found, err := gpu.FindInstance(ctx, b.sim, "pod-1")
 	require.NoError(t, err)
 	require.Equal(t, "pod-1", found.Name)
 	require.Len(t, b.sim.Instances(), 1)
@@ -286,8 +289,8 @@ func TestHang(t *testing.T) {
 	_, err = b.sim.GetInstance(context.Background(), "x")
 	require.ErrorIs(t, err, gpu.ErrNotFound)
 
-	b.sim.Hang(sim.OpFind, time.Millisecond) // a short hang just delays the call
-	_, err = b.sim.FindInstance(context.Background(), "x")
+	b.sim.Hang(sim.OpInstances, time.Millisecond) // a short hang just delays the call
+	_, err = gpu.FindInstance(context.Background(), b.sim, "x")
 	require.ErrorIs(t, err, gpu.ErrNotFound)
 }
 
@@ -325,7 +328,7 @@ func TestConcurrentUse(t *testing.T) {
 				return
 			}
 			_, _ = s.GetInstance(ctx, inst.ID)
-			_, _ = s.FindInstance(ctx, "pod")
+			_, _ = gpu.FindInstance(ctx, s, "pod")
 			_ = s.Terminate(ctx, inst.ID)
 			_ = s.Instances()
 		})

@@ -51,6 +51,11 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("no pod named %s", name)
 			return gputest.Asked{}
 		},
+		// A host failure in the simulator: the client reads RunPod's EXITED.
+		Kill: func(t *testing.T, p gpu.Provider, id string) {
+			s, _ := servers.Load(p)
+			require.True(t, s.(*runpodsim.Server).Sim.Fail(id, "host failure"))
+		},
 	})
 }
 
@@ -80,7 +85,7 @@ func TestFaultsAsHTTP(t *testing.T) {
 	s.Sim.FailAfterLaunch(1)
 	_, err = c.Launch(ctx, req)
 	require.ErrorIs(t, err, gpu.ErrUnavailable)
-	found, err := c.FindInstance(ctx, "gpubroker-faults")
+	found, err := gpu.FindInstance(ctx, c, "gpubroker-faults")
 	require.NoError(t, err)
 	require.Equal(t, 1, s.LaunchesByName()["gpubroker-faults"])
 
