@@ -44,6 +44,12 @@ type Pod struct {
 	// RefundedCents is what has been refunded of the order's payments (its own and its
 	// extensions'), per the ledger.
 	RefundedCents int64
+	// HoursTotal is the hours bought: the order's and its paid extensions' (an extension paid
+	// after the pod stopped extends nothing and is not counted).
+	HoursTotal int
+	// PaidCents is what the ledger has captured for the pod: the order's payment (none before
+	// Deploy) and its paid extensions'.
+	PaidCents int64
 }
 
 // PodUpdate is a change to a pod's columns, made with or without a status move; nil fields

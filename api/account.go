@@ -183,7 +183,12 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		writeError(w, r, err)
 		return
 	}
-	out := map[string]any{"account": toAccountJSON(acct), "pods": s.podsJSON(pods), "pro_active_until": nil}
+	receipts, err := s.receipts(r, acct.ID)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := map[string]any{"account": toAccountJSON(acct), "pods": s.podsJSON(pods), "receipts": receipts, "pro_active_until": nil}
 	// The Pro fee buys PlanFeePeriod: get-started prices without it until then.
 	if until, err := postgres.PlanFeePaidUntil(r.Context(), s.Pool, acct.ID, "pro"); err != nil {
 		writeError(w, r, err)

@@ -88,6 +88,7 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/api/me/ssh-keys", s.handleListSSHKeys)
 	r.POST("/api/me/ssh-keys", s.cookieOrigin(s.handleAddSSHKey))
 	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(s.handleDeleteSSHKey))
+	r.GET("/api/me/receipts/:id", s.handleReceipt)
 	r.POST("/api/contact", s.origin(s.handleContact))
 
 	r.GET("/healthz", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

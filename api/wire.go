@@ -99,6 +99,11 @@ type podJSON struct {
 	// RefundedCents is what has been refunded of the pod's payments (its order's and its
 	// extensions').
 	RefundedCents int64 `json:"refunded_cents"`
+	// HoursTotal is the hours bought: the order's and its paid extensions'.
+	HoursTotal int `json:"hours_total"`
+	// PaidCents is what has been captured for the pod: the order's payment (0 before Deploy)
+	// and its paid extensions'.
+	PaidCents int64 `json:"paid_cents"`
 }
 
 // podJSON is a pod as its owner sees it (no other account ever gets one).
@@ -109,6 +114,7 @@ func (s *Server) podJSON(p *gpubroker.Pod) podJSON {
 		OrderStatus: p.OrderStatus, HoldExpiresAt: p.HoldExpiresAt, Provider: p.Provider, Error: p.Error,
 		CreatedAt: p.CreatedAt, DeployRequestedAt: p.DeployRequestedAt, StartedAt: p.StartedAt, EndsAt: p.EndsAt,
 		TerminatedAt: p.TerminatedAt, SSHKeyFingerprints: p.SSHKeyFingerprints, RefundedCents: p.RefundedCents,
+		HoursTotal: p.HoursTotal, PaidCents: p.PaidCents,
 	}
 	if p.Status == gpubroker.PodRunning && p.EndsAt != nil {
 		out.SecondsLeft = max(0, int64(p.EndsAt.Sub(s.now())/time.Second))
@@ -130,6 +136,20 @@ func (s *Server) podJSON(p *gpubroker.Pod) podJSON {
 		}
 	}
 	return out
+}
+
+// receiptJSON is one payment as GET /api/me lists it: what it paid for, what was refunded of
+// it, and the link to Stripe's receipt (handleReceipt).
+type receiptJSON struct {
+	ID            string    `json:"id"`
+	PodID         string    `json:"pod_id"`
+	Kind          string    `json:"kind"` // "order" or "extension"
+	Description   string    `json:"description"`
+	AmountCents   int64     `json:"amount_cents"`
+	RefundedCents int64     `json:"refunded_cents"`
+	Currency      string    `json:"currency"`
+	PaidAt        time.Time `json:"paid_at"`
+	ReceiptURL    string    `json:"receipt_url"`
 }
 
 func (s *Server) podsJSON(pods []*gpubroker.Pod) []podJSON {
