@@ -76,6 +76,11 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		if err != nil || !ok {
 			return err
 		}
+		// As moved: the end email says when it really ended (terminated_at), not when it was due.
+		pod, err := postgres.GetPod(ctx, tx, pod.ID)
+		if err != nil {
+			return err
+		}
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.terminated"}); err != nil {
 			return err
 		}

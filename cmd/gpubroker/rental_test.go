@@ -86,6 +86,33 @@ func (e *env) ranFor(podID string, d time.Duration) {
 	require.NoError(e.t, err)
 }
 
+// endEmail waits for the pod_terminated email to an address and returns it.
+func (e *env) endEmail(to string) map[string]any {
+	e.t.Helper()
+	var msg map[string]any
+	e.eventually("end email", 10*time.Second, func() bool {
+		for _, m := range e.mails(to) {
+			if m["kind"] == "pod_terminated" {
+				msg = m
+				return true
+			}
+		}
+		return false
+	})
+	return msg
+}
+
+// requireSaysEnded checks that a pod's end email says when the pod really ended (its
+// terminated_at), not when it was due to end.
+func (e *env) requireSaysEnded(msg map[string]any, podID string) {
+	e.t.Helper()
+	var ended time.Time
+	require.NoError(e.t, e.m.Pool.QueryRow(context.Background(), `SELECT terminated_at FROM pods WHERE id = $1`, podID).Scan(&ended))
+	text := msg["text"].(string)
+	require.Contains(e.t, text, "Ended:      "+ended.UTC().Format("Mon 2 Jan 2006, 15:04 UTC"))
+	require.NotContains(e.t, text, "Ends:")
+}
+
 // Issue 11.1, the worked example: a pod of 3 hours stopped 10 minutes in has started 1 hour;
 // the 2 others are refunded (2 × the hourly rate), the plan fee is kept, in one partial refund
 // of the order's payment under refund-<payment>-1, and the end email tells the amount.
@@ -118,18 +145,10 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	require.Len(t, calls, 1)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.idempotency_key = 'refund-' || y.id || '-1' AND r.stripe_refund_id IS NOT NULL`, pi, want))
-	var msg map[string]any
-	e.eventually("end email", 5*time.Second, func() bool {
-		for _, m := range e.mails("early-stop@example.com") {
-			if m["kind"] == "pod_terminated" {
-				msg = m
-				return true
-			}
-		}
-		return false
-	})
+	msg := e.endEmail("early-stop@example.com")
 	require.Contains(t, msg["text"], mail.Money(want), "the end email says the refund")
 	require.Contains(t, msg["text"], "2 hours you did not start")
+	e.requireSaysEnded(msg, podID)
 	require.Equal(t, int64(358), want, "the README's worked example: 2 × $1.79")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID))
 	f := e.funnel()
@@ -337,6 +356,7 @@ func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 	})
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 	require.EqualValues(t, 1, e.funnel()["dead_pods"])
+	e.requireSaysEnded(e.endEmail("dead-pod@example.com"), podID)
 }
 
 // Issue 11.5: the Pro fee buys 30 days from its capture. Signed in to an account whose Pro fee
