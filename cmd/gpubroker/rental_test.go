@@ -86,6 +86,16 @@ func (e *env) ranFor(podID string, d time.Duration) {
 	require.NoError(e.t, err)
 }
 
+// healthChecks waits until n pod_health runs that started after this call have completed.
+func (e *env) healthChecks(n int) {
+	e.t.Helper()
+	var since time.Time
+	require.NoError(e.t, e.m.Pool.QueryRow(context.Background(), `SELECT now()`).Scan(&since))
+	e.eventually("health checks", 10*time.Second, func() bool {
+		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'pod_health' AND state = 'completed' AND attempted_at > $1`, since) >= n
+	})
+}
+
 // endEmail waits for the pod_terminated email to an address and returns it.
 func (e *env) endEmail(to string) map[string]any {
 	e.t.Helper()
@@ -337,7 +347,7 @@ func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 	e.ranFor(podID, 70*time.Minute)
 	var instanceID string
 	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT instance_id FROM pods WHERE id = $1`, podID).Scan(&instanceID))
-	time.Sleep(time.Second) // healthy checks pass and change nothing
+	e.healthChecks(2) // healthy checks pass and change nothing
 	require.Equal(t, "running", e.rentalPod(c, podID).Status)
 
 	require.True(t, e.m.Sim.Fail(instanceID, "the host failed"))

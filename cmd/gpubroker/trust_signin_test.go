@@ -63,6 +63,7 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 		token := e.activationToken(email, 1)
 
 		browsers := make([]*http.Client, pollers)
+		polls := make([]atomic.Int32, pollers) // verify calls each poller has completed
 		var signedIn atomic.Int32
 		var failures atomic.Int32
 		stop := make(chan struct{})
@@ -86,6 +87,7 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 						signedIn.Add(1)
 					}
 					first = false
+					polls[i].Add(1)
 				}
 			})
 		}
@@ -95,7 +97,20 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 		owner := newBrowser()
 		code, body := e.do(owner, "POST", "/api/activate", map[string]any{"token": token})
 		require.Equal(t, http.StatusOK, code, body)
-		time.Sleep(150 * time.Millisecond)
+		// Every poller keeps polling after the activation: two more calls each, so at least one
+		// began after it had committed.
+		after := make([]int32, pollers)
+		for i := range polls {
+			after[i] = polls[i].Load() + 2
+		}
+		e.eventually("every poller polled after the activation", 10*time.Second, func() bool {
+			for i := range polls {
+				if polls[i].Load() < after[i] && failures.Load() == 0 {
+					return false
+				}
+			}
+			return true
+		})
 		close(stop)
 		wg.Wait()
 		require.Zero(t, failures.Load(), "verify kept answering 200")
