@@ -11,6 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/julienschmidt/httprouter"
+	"github.com/riverqueue/river/rivertype"
+
+	"gpubroker/postgres"
 )
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -61,16 +64,27 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprou
 
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
+	// Every state of every kind seen, zeros included, so a kind's first discarded job is a
+	// change of a series Prometheus already has.
 	b.WriteString("# HELP gpubroker_jobs River jobs by kind and state.\n# TYPE gpubroker_jobs gauge\n")
 	if rows, err := s.Pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job GROUP BY 1, 2 ORDER BY 1, 2`); err == nil {
+		jobs := map[string]map[string]int64{}
 		for rows.Next() {
 			var kind, state string
 			var n int64
 			if rows.Scan(&kind, &state, &n) == nil {
-				fmt.Fprintf(&b, "gpubroker_jobs{kind=%q,state=%q} %d\n", kind, state, n)
+				if jobs[kind] == nil {
+					jobs[kind] = map[string]int64{}
+				}
+				jobs[kind][state] = n
 			}
 		}
 		rows.Close()
+		for _, kind := range sortedKeys(jobs) {
+			for _, state := range rivertype.JobStates() {
+				fmt.Fprintf(&b, "gpubroker_jobs{kind=%q,state=%q} %d\n", kind, state, jobs[kind][string(state)])
+			}
+		}
 	}
 	b.WriteString("# HELP gpubroker_pods Pods by status.\n# TYPE gpubroker_pods gauge\n")
 	if rows, err := s.Pool.Query(ctx, `SELECT status, count(*) FROM pods GROUP BY 1 ORDER BY 1`); err == nil {
@@ -84,21 +98,44 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprou
 		rows.Close()
 	}
 	// Every audited action, counted: refund.failed (a customer is owed money),
-	// provider.config_error, order.refunded … Alert on the rate of the ones that need a human.
+	// provider.config_error, order.refunded … Alert on the rate of the ones that need a human;
+	// those are always listed, at 0 before their first event, so increase() sees the first.
 	b.WriteString("# HELP gpubroker_audit_events_total Audit events recorded, by action.\n# TYPE gpubroker_audit_events_total counter\n")
 	if rows, err := s.Pool.Query(ctx, `SELECT action, count(*) FROM audit_events GROUP BY 1 ORDER BY 1`); err == nil {
+		actions := map[string]int64{}
+		for _, a := range alertedActions {
+			actions[a] = 0
+		}
 		for rows.Next() {
 			var action string
 			var n int64
 			if rows.Scan(&action, &n) == nil {
-				fmt.Fprintf(&b, "gpubroker_audit_events_total{action=%q} %d\n", action, n)
+				actions[action] = n
 			}
 		}
 		rows.Close()
+		if rows.Err() == nil {
+			for _, a := range sortedKeys(actions) {
+				fmt.Fprintf(&b, "gpubroker_audit_events_total{action=%q} %d\n", a, actions[a])
+			}
+		}
 	}
 	writeHealth(ctx, &b, s.Pool)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write([]byte(b.String()))
+}
+
+// alertedActions are the audit actions ops/alerts.yml reads: exported from the start.
+var alertedActions = []string{"refund.failed",
+	"reconcile.orphan_instance", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift"}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // health are the gauges ops/alerts.yml pages on: the state of money and pods that should
@@ -122,8 +159,16 @@ func writeHealth(ctx context.Context, b *strings.Builder, pool *pgxpool.Pool) {
 		if err := pool.QueryRow(ctx, g.sql).Scan(&v); err != nil {
 			continue // the scrape still answers; a missing series is itself alertable
 		}
-		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", g.name, g.help, g.name, g.name, v)
+		writeGauge(b, g.name, g.help, v)
 	}
+	// 0 until the reconciler's migration adds orders.drift.
+	if n, err := postgres.CountDriftOrders(ctx, pool); err == nil {
+		writeGauge(b, "gpubroker_reconcile_drift_orders", "Orders whose last reconciler check found Stripe disagreeing with them (orders.drift set).", float64(n))
+	}
+}
+
+func writeGauge(b *strings.Builder, name, help string, v float64) {
+	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
 }
 
 // handleFunnel reports the journey's conversion: checkouts started, authorized, activated,
@@ -146,6 +191,8 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		PaymentSuccessRate     *float64 `json:"payment_success_rate"`
 		ProvisionP50           *float64 `json:"provisioning_seconds_p50"`
 		ProvisionP95           *float64 `json:"provisioning_seconds_p95"`
+		// What the reconciler found (orders in drift now) and repaired, all time.
+		Reconcile postgres.ReconcileSummary `json:"reconcile"`
 	}
 	err := s.Pool.QueryRow(r.Context(), `SELECT
 		(SELECT count(*) FROM orders),
@@ -171,5 +218,10 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		rate := float64(f.Authorized) / float64(f.PaidCheckouts)
 		f.PaymentSuccessRate = &rate
 	}
+	if f.Reconcile, err = postgres.GetReconcileSummary(r.Context(), s.Pool); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.auditView(r, "ops.viewed_funnel", "", nil)
 	writeJSON(w, http.StatusOK, f)
 }

@@ -312,6 +312,7 @@ type OrderStory struct {
 	Order      *gpubroker.Order
 	Pod        *gpubroker.Pod
 	Extensions []Extension
+	Drift      string // what the reconciler's last check found Stripe disagreeing on ("" when fine)
 	Entries    []StoryEntry
 }
 
@@ -330,6 +331,13 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	}
 	st := &OrderStory{Order: o, Pod: pod}
 	add := func(e StoryEntry) { st.Entries = append(st.Entries, e) }
+	if ok, err := hasDriftColumn(ctx, q); err != nil {
+		return nil, err
+	} else if ok {
+		if err := q.QueryRow(ctx, `SELECT COALESCE(drift, '') FROM orders WHERE id = $1`, o.ID).Scan(&st.Drift); err != nil {
+			return nil, err
+		}
+	}
 
 	rows, err := q.Query(ctx, `SELECT `+extensionCols+` FROM extensions WHERE order_id = $1 ORDER BY created_at, id`, o.ID)
 	if err != nil {
@@ -460,13 +468,6 @@ func int64Strings(ids []int64) []string {
 		out[i] = strconv.FormatInt(id, 10)
 	}
 	return out
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // compact renders an audit detail as "k=v, k=v" in key order.

@@ -1,0 +1,234 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"gpubroker"
+	"gpubroker/internal/testdb"
+	"gpubroker/postgres"
+)
+
+// adminHeader is the basic auth the test server's ops routes take (no ADMIN_USER: empty).
+func adminHeader() http.Header {
+	return http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(":ops-secret"))}}
+}
+
+type auditRow struct {
+	Action string
+	Detail map[string]any
+}
+
+func auditRows(t *testing.T, q postgres.Querier, like string) []auditRow {
+	t.Helper()
+	rows, err := q.Query(context.Background(), `SELECT action, detail FROM audit_events WHERE action LIKE $1 ORDER BY id`, like)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (auditRow, error) {
+		var a auditRow
+		var raw []byte
+		if err := r.Scan(&a.Action, &raw); err != nil {
+			return a, err
+		}
+		return a, json.Unmarshal(raw, &a.Detail)
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// Every River UI action ops take (retry, cancel, delete jobs; pause, resume, change queues) is
+// audited with who took it and on which jobs, before the River UI acts on it, and the River UI
+// still reads the whole body; reads are not audited, nor requests that fail basic auth.
+func TestAuditAdminRecordsRiverUIActions(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	var bodies []string
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+		w.WriteHeader(http.StatusOK)
+	})
+	h := AdminAuth("ops", "s3cret", AuditAdmin(pool, "ops", next))
+	send := func(method, path, body, pass string) int {
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		r := httptest.NewRequest(method, path, rd)
+		r.SetBasicAuth("ops", pass)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+
+	require.Equal(t, http.StatusOK, send("GET", "/ops/riverui/api/jobs?state=discarded", "", "s3cret"))
+	require.Equal(t, http.StatusUnauthorized, send("POST", "/ops/riverui/api/jobs/delete", `{"ids":["1"]}`, "wrong"))
+	require.Empty(t, auditRows(t, pool, "ops.%"), "reads and refused requests are not actions")
+
+	retry := `{"ids":["12","13"]}`
+	require.Equal(t, http.StatusOK, send("POST", "/ops/riverui/api/jobs/retry", retry, "s3cret"))
+	require.Equal(t, http.StatusOK, send("POST", "/ops/riverui/api/jobs/cancel", `{"ids":[14]}`, "s3cret"))
+	require.Equal(t, http.StatusOK, send("PUT", "/ops/riverui/api/queues/pods/pause", "", "s3cret"))
+	require.Equal(t, http.StatusOK, send("PATCH", "/ops/riverui/api/queues/email", `{"concurrency":null}`, "s3cret"))
+	require.Equal(t, http.StatusOK, send("DELETE", "/ops/riverui/api/something", "not json", "s3cret"))
+	require.Equal(t, []string{"", retry, `{"ids":[14]}`, "", `{"concurrency":null}`, "not json"}, bodies, "the River UI reads the body it was sent")
+
+	got := auditRows(t, pool, "ops.%")
+	require.Len(t, got, 5)
+	for _, a := range got {
+		require.Equal(t, "ops.riverui_action", a.Action)
+		require.Equal(t, "admin:ops", a.Detail["actor"])
+	}
+	require.Equal(t, map[string]any{"actor": "admin:ops", "method": "POST", "path": "/ops/riverui/api/jobs/retry", "job_ids": []any{12.0, 13.0}}, got[0].Detail)
+	require.Equal(t, []any{14.0}, got[1].Detail["job_ids"])
+	require.Equal(t, map[string]any{"actor": "admin:ops", "method": "PUT", "path": "/ops/riverui/api/queues/pods/pause"}, got[2].Detail)
+	require.Equal(t, "PATCH", got[3].Detail["method"])
+	require.NotContains(t, got[4].Detail, "job_ids")
+
+	// No audit, no action: with the database gone the River UI is not reached.
+	pool.Close()
+	bodies = nil
+	require.Equal(t, http.StatusServiceUnavailable, send("POST", "/ops/riverui/api/jobs/retry", retry, "s3cret"))
+	require.Empty(t, bodies)
+}
+
+// /ops/funnel is audited as the console's pages are, and reports what the reconciler found
+// and repaired.
+func TestFunnelIsAuditedAndReportsReconcile(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ctx := context.Background()
+	for _, action := range []string{"reconcile.orphan_instance", "reconcile.orphan_instance", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift"} {
+		require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: action}))
+	}
+	w := ts.do("GET", "/ops/funnel", nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var f struct {
+		Reconcile map[string]int64 `json:"reconcile"`
+	}
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &f))
+	require.Equal(t, map[string]int64{"drift_orders": 0, "orphan_instances_ended": 2, "refunds_queued": 1, "provisions_requeued": 1}, f.Reconcile)
+	views := auditRows(t, ts.pool, "ops.viewed_funnel")
+	require.Len(t, views, 1)
+	require.Equal(t, "admin:", views[0].Detail["actor"])
+}
+
+// The series the alerts read exist from the start at 0, so the first discarded job, refund
+// failure or reconciler repair is an increase Prometheus sees (a series born at 1 is not).
+func TestMetricsExportAlertSeriesFromZero(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ctx := context.Background()
+	_, err := ts.pool.Exec(ctx, `INSERT INTO river_job (args, kind, queue, max_attempts, state, finalized_at) VALUES ('{}', 'capture', 'payments', 25, 'completed', now())`)
+	require.NoError(t, err)
+	metrics := func() string {
+		w := ts.do("GET", "/metrics", nil, nil)
+		require.Equal(t, http.StatusOK, w.Code)
+		return w.Body.String()
+	}
+	m := metrics()
+	for _, line := range []string{
+		`gpubroker_jobs{kind="capture",state="completed"} 1`,
+		`gpubroker_jobs{kind="capture",state="discarded"} 0`,
+		`gpubroker_jobs{kind="capture",state="retryable"} 0`,
+		`gpubroker_audit_events_total{action="refund.failed"} 0`,
+		`gpubroker_audit_events_total{action="reconcile.orphan_instance"} 0`,
+		`gpubroker_audit_events_total{action="reconcile.refund_queued"} 0`,
+		`gpubroker_audit_events_total{action="reconcile.provision_requeued"} 0`,
+		`gpubroker_audit_events_total{action="reconcile.drift"} 0`,
+		"# TYPE gpubroker_reconcile_drift_orders gauge\ngpubroker_reconcile_drift_orders 0\n",
+	} {
+		require.Contains(t, m, line)
+	}
+
+	require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: "refund.failed"}))
+	_, err = ts.pool.Exec(ctx, `ALTER TABLE orders ADD COLUMN IF NOT EXISTS drift text`)
+	require.NoError(t, err)
+	o := newOpsOrder(t, ts)
+	_, err = ts.pool.Exec(ctx, `UPDATE orders SET drift = 'Stripe: refunded; ours: captured' WHERE id = $1`, o.order.ID)
+	require.NoError(t, err)
+	m = metrics()
+	require.Contains(t, m, `gpubroker_audit_events_total{action="refund.failed"} 1`)
+	require.Equal(t, 1, strings.Count(m, `gpubroker_audit_events_total{action="refund.failed"}`), "listed once")
+	require.Contains(t, m, "\ngpubroker_reconcile_drift_orders 1\n")
+}
+
+type opsOrder struct {
+	order        *gpubroker.Order
+	podID        string
+	extSession   string
+	extPI        string
+	extensionID  string
+	orderSession string
+}
+
+// newOpsOrder is a captured Pro order with a paid extension, Stripe ids in Stripe's mixed case.
+func newOpsOrder(t *testing.T, ts *testServer) *opsOrder {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	o := &opsOrder{orderSession: "cs_test_OrDeR1aB", extSession: "cs_test_ExT2cD", extPI: "pi_3ExTeNsIoN9z"}
+	q, err := ts.s.Catalog.Quote(gpubroker.OrderRequest{Email: "ada@example.com", Name: "Ada", Plan: "pro", Template: "developer", GPU: "h100", Region: "us-east", Hours: 1})
+	require.NoError(t, err)
+	require.NoError(t, postgres.Tx(ctx, ts.pool, func(tx pgx.Tx) error {
+		var err error
+		if o.order, o.podID, err = postgres.CreateOrder(ctx, tx, q); err != nil {
+			return err
+		}
+		if _, err := postgres.AuthorizeOrder(ctx, tx, o.order.ID, o.orderSession, "pi_3OrDeRxY", now, now.Add(gpubroker.CardHoldLifetime)); err != nil {
+			return err
+		}
+		x, err := postgres.CreateExtension(ctx, tx, o.podID, o.order.ID, 1, 179, "usd")
+		if err != nil {
+			return err
+		}
+		o.extensionID = x.ID
+		_, err = postgres.PayExtension(ctx, tx, x.ID, o.extSession, o.extPI, now)
+		return err
+	}))
+	return o
+}
+
+// The console's front page shows the reconciler's counts and the orders in drift, linked to
+// their story; an order's page links its extensions' Stripe objects too. Search by an
+// extension's PaymentIntent leads to the order.
+func TestConsoleShowsReconcileAndExtensions(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ctx := context.Background()
+	o := newOpsOrder(t, ts)
+	_, err := ts.pool.Exec(ctx, `ALTER TABLE orders ADD COLUMN IF NOT EXISTS drift text`)
+	require.NoError(t, err)
+	_, err = ts.pool.Exec(ctx, `UPDATE orders SET drift = 'Stripe: refunded; ours: captured' WHERE id = $1`, o.order.ID)
+	require.NoError(t, err)
+	require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: "reconcile.orphan_instance"}))
+
+	w := ts.do("GET", "/ops/", nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	page := w.Body.String()
+	require.Contains(t, page, `id="reconcile"`)
+	require.Contains(t, page, `<a href="/ops/orders/`+o.order.ID+`">`)
+	require.Contains(t, page, "Stripe: refunded; ours: captured")
+	require.Regexp(t, `id="drift-orders"[^>]*>1<`, page)
+	require.Regexp(t, `id="orphans-ended"[^>]*>1<`, page)
+
+	w = ts.do("GET", "/ops/orders/"+o.order.ID, nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code)
+	page = w.Body.String()
+	require.Contains(t, page, "https://dashboard.stripe.com/payments/"+o.extPI)
+	require.Contains(t, page, "https://dashboard.stripe.com/checkout/sessions/"+o.extSession)
+	require.Contains(t, page, "Stripe: refunded; ours: captured", "the order's page says it is in drift")
+
+	w = ts.do("GET", "/ops/orders?q="+o.extPI, nil, adminHeader())
+	require.Equal(t, http.StatusSeeOther, w.Code)
+	require.Equal(t, "/ops/orders/"+o.order.ID, w.Header().Get("Location"))
+}
