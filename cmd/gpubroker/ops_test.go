@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,5 +46,36 @@ func TestAlertsAndDashboardReadExportedMetrics(t *testing.T) {
 	require.NotEmpty(t, used)
 	for _, m := range used {
 		require.Contains(t, string(exported), "# TYPE "+m+" ", "%s is read by ops/ but not exported", m)
+	}
+	// Every metric an alert reads has a panel, so whoever is paged can see its history.
+	var panels strings.Builder
+	for _, p := range d.Panels {
+		for _, q := range p.Targets {
+			panels.WriteString(q.Expr + "\n")
+		}
+	}
+	for _, m := range name.FindAllString(string(alerts), -1) {
+		require.Contains(t, panels.String(), m, "%s is alerted on but has no dashboard panel", m)
+	}
+
+	// Each alert links to the page where a person sees the problem: the console (at an anchor
+	// that exists) or, for jobs, the River UI; not JSON or a health check.
+	req, _ := http.NewRequest("GET", e.url+"/ops/", nil)
+	req.SetBasicAuth("admin", "ops-secret")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	console, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	runbooks := regexp.MustCompile(`runbook: "([^"]*)"`).FindAllStringSubmatch(string(alerts), -1)
+	require.NotEmpty(t, runbooks)
+	for _, rb := range runbooks {
+		link := rb[1]
+		if strings.HasPrefix(link, "OPS_URL/ops/riverui/") {
+			continue
+		}
+		anchor, ok := strings.CutPrefix(link, "OPS_URL/ops/#")
+		require.True(t, ok, "runbook %s is neither the console nor the River UI", link)
+		require.Contains(t, string(console), `id="`+anchor+`"`, "runbook %s: no such place on /ops/", link)
 	}
 }
