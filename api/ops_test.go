@@ -220,6 +220,7 @@ func TestConsoleShowsReconcileAndExtensions(t *testing.T) {
 	require.Contains(t, page, "Stripe: refunded; ours: captured")
 	require.Regexp(t, `id="drift-orders"[^>]*>1<`, page)
 	require.Regexp(t, `id="orphans-ended"[^>]*>1<`, page)
+	require.Regexp(t, `id="repairs"(?s:.*)reconcile.orphan_instance(?s:.*)none of ours`, page, "the repair, of an instance no pod owns")
 
 	w = ts.do("GET", "/ops/orders/"+o.order.ID, nil, adminHeader())
 	require.Equal(t, http.StatusOK, w.Code)

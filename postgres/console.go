@@ -33,6 +33,15 @@ type ConsoleSummary struct {
 	EmailBounces24h    int64 // permanent bounces and complaints
 	Reconcile          ReconcileSummary
 	Drift              []DriftRow
+	Repairs            []RepairRow
+}
+
+// RepairRow is one repair the reconciler made, with the order it concerns when it knows one.
+type RepairRow struct {
+	At      time.Time
+	Action  string
+	OrderID string // "" for an instance no pod of ours owns
+	Detail  string
 }
 
 // RefundFailure is a refund attempt Stripe refused.
@@ -237,6 +246,23 @@ func GetConsoleSummary(ctx context.Context, q Querier, since time.Time) (*Consol
 		return nil, err
 	}
 	if s.Drift, err = DriftOrders(ctx, q, 50); err != nil {
+		return nil, err
+	}
+	rows, err = q.Query(ctx, `SELECT a.created_at, a.action, COALESCE(a.order_id, p.order_id)::text, a.detail
+		FROM audit_events a LEFT JOIN pods p ON p.id = a.pod_id
+		WHERE a.action IN ('reconcile.orphan_instance', 'reconcile.refund_queued', 'reconcile.provision_requeued')
+		ORDER BY a.id DESC LIMIT 20`)
+	if err != nil {
+		return nil, err
+	}
+	if s.Repairs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RepairRow, error) {
+		var r RepairRow
+		var orderID *string
+		var detail map[string]any
+		err := row.Scan(&r.At, &r.Action, &orderID, &detail)
+		r.OrderID, r.Detail = deref(orderID), compact(detail)
+		return r, err
+	}); err != nil {
 		return nil, err
 	}
 	rows, err = q.Query(ctx, `SELECT id::text, email, hold_expires_at FROM orders
@@ -468,6 +494,13 @@ func int64Strings(ids []int64) []string {
 		out[i] = strconv.FormatInt(id, 10)
 	}
 	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // compact renders an audit detail as "k=v, k=v" in key order.

@@ -237,9 +237,16 @@ func TestConsoleReconcile(t *testing.T) {
 			require.NoError(t, postgres.Audit(ctx, pool, postgres.AuditEvent{Action: action}))
 		}
 	}
+	// The latest repair names the pod only: the console links its order.
+	require.NoError(t, postgres.Audit(ctx, pool, postgres.AuditEvent{PodID: a.podID, Action: "reconcile.orphan_instance",
+		Detail: map[string]any{"provider": "sim", "instance": "i-9", "why": "its pod is terminated"}}))
 	sum, err := postgres.GetConsoleSummary(ctx, pool, time.Now().Add(-24*time.Hour))
 	require.NoError(t, err)
-	require.Equal(t, postgres.ReconcileSummary{DriftOrders: 1, OrphanInstancesEnded: 2, RefundsQueued: 1, ProvisionsRequeued: 3}, sum.Reconcile)
+	require.Equal(t, postgres.ReconcileSummary{DriftOrders: 1, OrphanInstancesEnded: 3, RefundsQueued: 1, ProvisionsRequeued: 3}, sum.Reconcile)
+	require.Len(t, sum.Repairs, 7, "the repairs, not the drift reports")
+	require.Equal(t, "reconcile.orphan_instance", sum.Repairs[0].Action)
+	require.Equal(t, a.order.ID, sum.Repairs[0].OrderID)
+	require.Equal(t, "instance=i-9, provider=sim, why=its pod is terminated", sum.Repairs[0].Detail)
 	require.Equal(t, []postgres.DriftRow{{OrderID: a.order.ID, Email: "ada@example.com", Drift: "Stripe: PaymentIntent canceled; ours: captured"}}, sum.Drift)
 
 	_, err = pool.Exec(ctx, `ALTER TABLE orders DROP COLUMN drift`)
