@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/julienschmidt/httprouter"
@@ -14,7 +15,9 @@ import (
 // handleExtend sells more hours on a running pod: hours × the pod's hourly rate (no plan fee),
 // paid at once through its own Checkout Session (automatic capture). The extension is stored
 // pending, under the pod's lock, before Stripe is asked; the webhook job moves the pod's end
-// once the payment has succeeded. The total may not pass the plan's max_hours.
+// once the payment has succeeded. The total may not pass the plan's max_hours, counting the
+// hours in extension checkouts still open: two open checkouts could otherwise both be paid past
+// it (the webhook job then refunds the second in full, which this keeps rare).
 func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	acct := s.account(w, r)
 	if acct == nil {
@@ -46,12 +49,20 @@ func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprou
 		if err != nil {
 			return err
 		}
+		open, err := postgres.OpenExtensionHours(ctx, tx, pod.ID, s.now())
+		if err != nil {
+			return err
+		}
 		switch {
 		case req.Hours < 1:
 			return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": "Extend by at least one hour."}}
-		case plan.MaxHours > 0 && pod.Hours+extra+req.Hours > plan.MaxHours:
-			return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{
-				"hours": "The " + plan.Name + " plan allows at most " + strconv.Itoa(plan.MaxHours) + " hours per pod; this one has " + strconv.Itoa(pod.Hours+extra) + "."}}
+		case plan.MaxHours > 0 && pod.Hours+extra+open+req.Hours > plan.MaxHours:
+			msg := "The " + plan.Name + " plan allows at most " + strconv.Itoa(plan.MaxHours) + " hours per pod; this one has " + strconv.Itoa(pod.Hours+extra)
+			if open > 0 {
+				msg += ", and " + strconv.Itoa(open) + " more in a checkout not yet paid (it expires within " +
+					strconv.Itoa(int(gpubroker.CheckoutLifetime/time.Minute)) + " minutes)"
+			}
+			return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": msg + "."}}
 		}
 		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
 		if err != nil {

@@ -18,6 +18,13 @@ import (
 // finds it paid and changes nothing), its payment enters the ledger, the pod's ends_at moves by
 // its hours and a terminate job is scheduled for the new end (the one for the old end finds
 // the pod extended and leaves it running).
+//
+// A payment that extends nothing is refunded in full on its own payment, planned in the ledger
+// and queued in the same transaction: one paid after the pod stopped (late_extension), and one
+// that would take the pod past its plan's max_hours (over_limit: the extension becomes
+// over_limit). The API refuses a checkout that could pass the limit with those still open, but
+// two checkouts can still both be paid (one opened after the other's lifetime, paid late), so
+// the limit is checked again here, under the pod's lock, against what is paid.
 func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Extension, s *gpubroker.CheckoutSession) error {
 	d := w.d
 	if x.Status != postgres.ExtensionPending {
@@ -44,30 +51,35 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 			return err
 		}
 		now := d.now()
-		ok, err := postgres.PayExtension(ctx, tx, x.ID, s.ID, pi.ID, now)
+		running := pod.Status == gpubroker.PodRunning && pod.EndsAt != nil
+		overLimit := false
+		if plan, _ := d.Catalog.Plan(pod.Plan); running && plan.MaxHours > 0 {
+			paid, err := postgres.PaidExtensionHours(ctx, tx, pod.ID) // not counting this one yet
+			if err != nil {
+				return err
+			}
+			overLimit = pod.Hours+paid+x.Hours > plan.MaxHours
+		}
+		settle := postgres.PayExtension
+		if overLimit {
+			settle = postgres.RefuseExtension
+		}
+		ok, err := settle(ctx, tx, x.ID, s.ID, pi.ID, now)
 		if err != nil || !ok {
 			return err
 		}
 		if err := postgres.RecordPayment(ctx, tx, x.OrderID, postgres.PaymentExtension, pi.ID, x.AmountCents, x.Hours, x.Currency, now); err != nil {
 			return err
 		}
-		if pod.Status != gpubroker.PodRunning || pod.EndsAt == nil {
-			// Paid after the pod stopped: nothing runs longer, so the payment goes back in full,
-			// planned in the ledger and queued in this transaction.
+		if !running {
+			// Paid after the pod stopped: nothing runs longer, so the payment goes back in full.
 			d.Logger.WarnContext(ctx, "extension paid after its pod stopped; refunding it", "extension_id", x.ID, "pod_id", pod.ID, "status", pod.Status)
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.extension_paid_late",
-				Detail: map[string]any{"extension": x.ID, "payment_intent": pi.ID, "amount_cents": x.AmountCents}}); err != nil {
-				return err
-			}
-			paymentID, err := postgres.PaymentIDByIntent(ctx, tx, pi.ID)
-			if err != nil {
-				return err
-			}
-			if err := postgres.PlanRefunds(ctx, tx, pod.ID, postgres.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: paymentID, AmountCents: x.AmountCents}}); err != nil {
-				return err
-			}
-			_, err = client(ctx).InsertTx(ctx, tx, UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundLateExtension, StoppedAt: now}, nil)
-			return err
+			return refundExtensionTx(ctx, tx, pod, x, pi.ID, postgres.RefundLateExtension, "pod.extension_paid_late", now, nil)
+		}
+		if overLimit {
+			// Another extension was paid first: this one would pass the plan's limit.
+			d.Logger.WarnContext(ctx, "extension paid past its plan's max_hours; refunding it", "extension_id", x.ID, "pod_id", pod.ID, "hours", x.Hours)
+			return refundExtensionTx(ctx, tx, pod, x, pi.ID, postgres.RefundOverLimit, "pod.extension_over_limit", now, map[string]any{"plan": pod.Plan})
 		}
 		ends := pod.EndsAt.Add(time.Duration(x.Hours) * time.Hour)
 		ok, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &ends})
@@ -84,4 +96,25 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 		_, err = client(ctx).InsertTx(ctx, tx, TerminateArgs{PodID: pod.ID, EndsAt: &ends}, &river.InsertOpts{ScheduledAt: ends})
 		return err
 	})
+}
+
+// refundExtensionTx plans the full refund of an extension's payment (it extended nothing) and
+// queues the job that makes it and emails the customer why, with an audit event, in tx.
+func refundExtensionTx(ctx context.Context, tx pgx.Tx, pod *gpubroker.Pod, x *postgres.Extension, piID, reason, action string, now time.Time, detail map[string]any) error {
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	detail["extension"], detail["payment_intent"], detail["amount_cents"], detail["hours"] = x.ID, piID, x.AmountCents, x.Hours
+	if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: action, Detail: detail}); err != nil {
+		return err
+	}
+	paymentID, err := postgres.PaymentIDByIntent(ctx, tx, piID)
+	if err != nil {
+		return err
+	}
+	if err := postgres.PlanRefunds(ctx, tx, pod.ID, reason, []gpubroker.RefundShare{{PaymentID: paymentID, AmountCents: x.AmountCents}}); err != nil {
+		return err
+	}
+	_, err = client(ctx).InsertTx(ctx, tx, UnusedHoursRefundArgs{PodID: pod.ID, Reason: reason, StoppedAt: now}, nil)
+	return err
 }

@@ -100,6 +100,36 @@ func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 	require.ErrorContains(t, err, "above what it may still refund")
 }
 
+// An extension refunded in full because it extended nothing (paid after its pod stopped, or
+// past the plan's max_hours) bought no hours: the refund of a pod that died counts only the
+// hours the other payments bought. 2 hours + a 1-hour extension, dead after 70 minutes: 1 hour
+// completed, 2 refunded (the extension's, then one of the order's), not 3.
+func TestUnusedHoursRefundCountsNoHoursOfARefusedExtension(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	orderID, podID, pi := b.running(t, "refused-ext@example.com")
+	pod := b.pod(t, podID)
+	extPI := b.paidExtension(t, orderID, pod.HourlyCents, 1, time.Now().Add(time.Minute))
+	latePI := b.paidExtension(t, orderID, pod.HourlyCents, 1, time.Now().Add(2*time.Minute))
+	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
+		id, err := postgres.PaymentIDByIntent(ctx, tx, latePI)
+		if err != nil {
+			return err
+		}
+		return postgres.PlanRefunds(ctx, tx, podID, postgres.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: id, AmountCents: pod.HourlyCents}})
+	}))
+
+	work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundPodDied, StoppedAt: pod.StartedAt.Add(70 * time.Minute)})
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundPodDied)
+	require.NoError(t, err)
+	require.Len(t, refunds, 2)
+	require.Equal(t, extPI, refunds[0].PaymentIntentID)
+	require.Equal(t, pod.HourlyCents, refunds[0].AmountCents)
+	require.Equal(t, pi, refunds[1].PaymentIntentID)
+	require.Equal(t, pod.HourlyCents, refunds[1].AmountCents, "one hour of the order, not two")
+}
+
 // Issue 11.1: a pod stopped in its last started hour, or a free one, is refunded nothing.
 func TestUnusedHoursRefundNothingUnused(t *testing.T) {
 	t.Parallel()

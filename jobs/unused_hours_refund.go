@@ -51,11 +51,12 @@ type UnusedHoursRefundWorker struct {
 // Work implements river.Worker.
 func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[UnusedHoursRefundArgs]) error {
 	d, a := w.d, job.Args
-	if a.Reason != postgres.RefundEarlyStop && a.Reason != postgres.RefundPodDied && a.Reason != postgres.RefundLateExtension {
+	extension := a.Reason == postgres.RefundLateExtension || a.Reason == postgres.RefundOverLimit
+	if a.Reason != postgres.RefundEarlyStop && a.Reason != postgres.RefundPodDied && !extension {
 		return river.JobCancel(fmt.Errorf("unknown refund reason %q", a.Reason))
 	}
 	var used, bought int
-	if a.Reason != postgres.RefundLateExtension { // a late extension's refund was planned when it was paid
+	if !extension { // an extension's full refund was planned when it was paid
 		if err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 			var err error
 			used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, a)
@@ -98,17 +99,22 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 		if err != nil {
 			return err
 		}
-		md := mailData(d, o.Name, o.Email, pod, unusedReason(a.Reason, bought, used))
+		plan, _ := d.Catalog.Plan(pod.Plan)
+		md := mailData(d, o.Name, o.Email, pod, unusedReason(a.Reason, bought, used, plan.MaxHours))
 		md.Pod.AmountCents = total
 		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, a.Reason+"_refund:"+pod.ID, md)
 	})
 }
 
-// unusedReason is the refund email's explanation for a pod that died, or an extension paid
-// after its pod had stopped.
-func unusedReason(reason string, bought, used int) string {
-	if reason == postgres.RefundLateExtension {
+// unusedReason is the refund email's explanation for a pod that died, an extension paid after
+// its pod had stopped, or one that would have taken it past its plan's limit.
+func unusedReason(reason string, bought, used, maxHours int) string {
+	switch reason {
+	case postgres.RefundLateExtension:
 		return "Your payment for more hours arrived after your pod had stopped, so nothing ran on it: we refunded it in full."
+	case postgres.RefundOverLimit:
+		return "Your payment for more hours arrived after another extension of this pod had been paid, and together they would pass your plan's limit of " +
+			hoursWord(maxHours) + " per pod. So it did not extend your pod: we refunded it in full."
 	}
 	return "Your pod stopped working after " + hoursWord(used) + " of the " + hoursWord(bought) + " you paid for, so we refunded the " +
 		hoursWord(bought-used) + " it did not complete. The plan fee is not refunded."

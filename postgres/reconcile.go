@@ -108,7 +108,7 @@ func UnmadeRefunds(ctx context.Context, q Querier, plannedBefore time.Time) ([]U
 	rows, err := q.Query(ctx, `SELECT DISTINCT ON (r.pod_id, r.reason) r.pod_id::text, y.order_id::text, r.reason, r.created_at
 		FROM refunds r JOIN payments y ON y.id = r.payment_id
 		WHERE r.stripe_refund_id IS NULL AND r.refunded_at IS NULL AND r.pod_id IS NOT NULL AND r.created_at < $1
-		AND r.reason IN ('early_stop', 'pod_died', 'late_extension')
+		AND r.reason IN ('early_stop', 'pod_died', 'late_extension', 'over_limit')
 		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'unused_hours_refund' AND j.args @> jsonb_build_object('pod_id', r.pod_id::text)
 			AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
 		ORDER BY r.pod_id, r.reason, r.created_at`, plannedBefore)

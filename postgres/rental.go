@@ -23,6 +23,9 @@ const (
 	RefundNotStarted = "not_started" // the pod could not be started: refunded in full
 	// RefundLateExtension: an extension paid after its pod stopped, refunded in full.
 	RefundLateExtension = "late_extension"
+	// RefundOverLimit: an extension whose payment would have taken its pod past the plan's
+	// max_hours (another was paid first), refunded in full.
+	RefundOverLimit = "over_limit"
 )
 
 // RecordPayment adds a captured payment to the ledger; recording the same PaymentIntent again
@@ -44,14 +47,17 @@ func PaymentIDByIntent(ctx context.Context, q Querier, piID string) (string, err
 // OrderPayment is a ledger payment with what the rental rule reads of it.
 type OrderPayment struct {
 	gpubroker.Payment
-	Kind  string
+	Kind string
+	// Hours are the hours the payment bought the pod: none for an extension refunded in full
+	// because it extended nothing (late_extension, over_limit).
 	Hours int
 }
 
 // OrderPayments returns an order's payments, newest first, each with what the ledger has
 // refunded or is refunding of it (a planned refund counts: it is owed).
 func OrderPayments(ctx context.Context, q Querier, orderID string) ([]OrderPayment, error) {
-	rows, err := q.Query(ctx, `SELECT y.id, y.order_id, y.payment_intent_id, y.amount_cents, y.captured_at, y.kind, y.hours,
+	rows, err := q.Query(ctx, `SELECT y.id, y.order_id, y.payment_intent_id, y.amount_cents, y.captured_at, y.kind,
+		CASE WHEN EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = y.id AND r.reason IN ('late_extension', 'over_limit')) THEN 0 ELSE y.hours END,
 		COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id), 0)
 		FROM payments y WHERE y.order_id = $1 ORDER BY y.captured_at DESC, y.id`, orderID)
 	if err != nil {
@@ -154,6 +160,9 @@ const (
 	ExtensionPending = "checkout_pending"
 	ExtensionPaid    = "paid"
 	ExtensionExpired = "expired"
+	// ExtensionOverLimit: paid, but its pod's total would have passed the plan's max_hours, so
+	// it extended nothing and its payment is refunded in full (RefundOverLimit).
+	ExtensionOverLimit = "over_limit"
 )
 
 // Extension is hours bought on a running pod.
@@ -202,8 +211,18 @@ func ExtensionOfSession(ctx context.Context, q Querier, sessionID, clientReferen
 // PayExtension moves a pending extension to paid with its PaymentIntent; it reports false,
 // changing nothing, when the extension is not pending (a duplicate or late event).
 func PayExtension(ctx context.Context, tx pgx.Tx, id, sessionID, piID string, now time.Time) (bool, error) {
-	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = 'paid', paid_at = $4, payment_intent_id = $3,
-		stripe_session_id = COALESCE(stripe_session_id, $2) WHERE id = $1 AND status = 'checkout_pending'`, id, sessionID, piID, now)
+	return settleExtension(ctx, tx, id, ExtensionPaid, sessionID, piID, now)
+}
+
+// RefuseExtension moves a pending extension whose payment arrived to over_limit: paid, but it
+// extends nothing. It reports false, changing nothing, when the extension is not pending.
+func RefuseExtension(ctx context.Context, tx pgx.Tx, id, sessionID, piID string, now time.Time) (bool, error) {
+	return settleExtension(ctx, tx, id, ExtensionOverLimit, sessionID, piID, now)
+}
+
+func settleExtension(ctx context.Context, tx pgx.Tx, id, status, sessionID, piID string, now time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = $5, paid_at = $4, payment_intent_id = $3,
+		stripe_session_id = COALESCE(stripe_session_id, $2) WHERE id = $1 AND status = 'checkout_pending'`, id, sessionID, piID, now, status)
 	return tag.RowsAffected() == 1, err
 }
 
@@ -217,6 +236,22 @@ func ExpireExtension(ctx context.Context, tx pgx.Tx, id string, now time.Time) (
 func PaidExtensionHours(ctx context.Context, q Querier, podID string) (int, error) {
 	var n int
 	err := q.QueryRow(ctx, `SELECT COALESCE(sum(hours), 0) FROM extensions WHERE pod_id = $1 AND status = 'paid'`, podID).Scan(&n)
+	return n, err
+}
+
+// extensionOpening is how long an extension may wait for its Checkout Session before the
+// request that made it counts as failed (the API stores the extension, then asks Stripe).
+const extensionOpening = time.Minute
+
+// OpenExtensionHours is how many hours of the pod are in extension checkouts that may still be
+// paid at now: pending and younger than a Checkout Session's lifetime, with their session, or
+// still being opened. A pending extension whose session the API never got (Stripe failed)
+// cannot be paid through our link, so it stops counting soon.
+func OpenExtensionHours(ctx context.Context, q Querier, podID string, now time.Time) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT COALESCE(sum(hours), 0) FROM extensions WHERE pod_id = $1 AND status = 'checkout_pending'
+		AND created_at > $2 AND (stripe_session_id IS NOT NULL OR created_at > $3)`,
+		podID, now.Add(-gpubroker.CheckoutLifetime), now.Add(-extensionOpening)).Scan(&n)
 	return n, err
 }
 

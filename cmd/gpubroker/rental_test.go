@@ -25,6 +25,7 @@ type rentalView struct {
 	EndsAt        *time.Time `json:"ends_at"`
 	SecondsLeft   *int64     `json:"seconds_left"`
 	RefundedCents *int64     `json:"refunded_cents"`
+	HoursTotal    int        `json:"hours_total"`
 }
 
 // funnel reads /ops/funnel as ops do.
@@ -432,4 +433,80 @@ func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.reason = 'late_extension' AND r.stripe_refund_id IS NOT NULL`, extPI, p.HourlyCents))
 	require.Equal(t, "terminated", e.rentalPod(c, podID).Status)
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(extPI), "once")
+}
+
+// openExtension asks for hours more on a running pod and leaves its checkout open (unpaid); it
+// returns the extension id and the Checkout Session id.
+func (e *env) openExtension(c *http.Client, podID string, hours int) (extID, sid string) {
+	e.t.Helper()
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": hours})
+	require.Equal(e.t, http.StatusCreated, code, body)
+	u, err := url.Parse(body["checkout_url"].(string))
+	require.NoError(e.t, err)
+	return body["extension_id"].(string), u.Path[strings.LastIndex(u.Path, "/")+1:]
+}
+
+// The plan's max_hours counts extension checkouts still open: a second checkout that could
+// take the pod past it is refused while the first can still be paid; once the first has
+// expired, the same request is accepted.
+func TestExtendCountsOpenCheckouts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.runningPod("extend-open@example.com", 2)
+	_, sid := e.openExtension(c, podID, 100) // 2 + 100 of Pro's 168
+	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 100})
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	require.Contains(t, body["fields"].(map[string]any)["hours"], "100 more in a checkout not yet paid")
+	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 66})
+	require.Equal(t, http.StatusCreated, code, body, "2 + 100 open + 66 = 168 fits")
+
+	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), sid))
+	e.idle()
+	e.openExtension(c, podID, 100) // 2 + 66 open + 100 = 168
+}
+
+// Two extension checkouts opened before either is paid, both within max_hours alone and past it
+// together, are both paid: the first paid extends the pod; the second, checked again in the
+// transaction that records its payment, extends nothing and is refunded in full on its own
+// payment (ledger reason over_limit), and the customer is told why.
+func TestExtensionsPaidPastMaxHoursRefundTheLast(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	const email = "extend-race@example.com"
+	c, podID := e.runningPod(email, 2)
+	p := e.rentalPod(c, podID)
+	oldEnd := *p.EndsAt
+	extA, sidA := e.openExtension(c, podID, 100)
+	// The API counts an open checkout only until its session's lifetime is over; a payment
+	// begun before then can still complete. Age A past it, so the API lets B open.
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE extensions SET created_at = created_at - interval '1 hour' WHERE id = $1`, extA)
+	require.NoError(t, err)
+	_, sidB := e.openExtension(c, podID, 100)
+
+	require.Equal(t, http.StatusSeeOther, e.pay(sidA, "4242424242424242").StatusCode)
+	require.Equal(t, http.StatusSeeOther, e.pay(sidB, "4242424242424242").StatusCode)
+	want := 100 * p.HourlyCents
+	e.eventually("one extension refunded", 20*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == want })
+	e.idle()
+
+	p = e.rentalPod(c, podID)
+	require.Equal(t, "running", p.Status)
+	require.WithinDuration(t, oldEnd.Add(100*time.Hour), *p.EndsAt, time.Second, "extended once")
+	require.Equal(t, 102, p.HoursTotal)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM extensions WHERE pod_id = $1 AND status = 'paid'`, podID))
+	var refusedPI string
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT payment_intent_id FROM extensions WHERE pod_id = $1 AND status = 'over_limit'`, podID).Scan(&refusedPI))
+	require.Equal(t, 1, e.m.StripeSim.RefundCount(refusedPI))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id
+		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.reason = 'over_limit' AND r.stripe_refund_id IS NOT NULL`, refusedPI, want))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled' AND args->>'pod_id' = $1
+		AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1`, podID, p.EndsAt.UTC()), "one termination at the new end")
+	e.eventually("refund email", 10*time.Second, func() bool {
+		for _, m := range e.mails(email) {
+			if m["kind"] == "refunded" && strings.Contains(m["text"].(string), mail.Money(want)) && strings.Contains(m["text"].(string), "168 hours") {
+				return true
+			}
+		}
+		return false
+	})
 }
