@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 
@@ -17,7 +18,7 @@ import (
 // place that decides what a Postgres failure means:
 //   - nil is nil, and a domain error (*gpubroker.Error) is returned as it is;
 //   - the database cannot be reached or refuses work for now (connect failures, a dropped
-//     connection, a closed pool, deadlines, SQLSTATE class 08, admin or crash shutdown
+//     connection or one cut mid-answer, a closed pool, deadlines, SQLSTATE class 08, admin or crash shutdown
 //     57P01/57P02/57P03, insufficient resources 53xxx): EUNAVAILABLE, so clients retry;
 //   - the input cannot be stored or compared (SQLSTATE class 22: invalid text representation,
 //     bad encoding such as NUL bytes, untranslatable characters, values out of range):
@@ -59,7 +60,8 @@ func Unavailable(err error) bool {
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connectErr) ||
+	// A server that crashes mid-answer ends the socket inside a message: io.ErrUnexpectedEOF.
+	return errors.As(err, &connectErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, puddle.ErrClosedPool) ||

@@ -3,7 +3,10 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,4 +74,72 @@ func TestClassifyError(t *testing.T) {
 	require.NoError(t, err)
 	closed.Close()
 	require.Equal(t, gpubroker.EUNAVAILABLE, code(closed.QueryRow(ctx, `SELECT 1`).Scan(new(int))), "closed pool")
+
+	// The server dies mid-answer (a crash: no error message, the socket ends inside a
+	// message), as make chaos does to it: pgx says "unexpected EOF", a 500 before.
+	cut := cuttingProxy(t, url)
+	viaProxy, err := pgxpool.New(ctx, cut.url)
+	require.NoError(t, err)
+	defer viaProxy.Close()
+	require.NoError(t, viaProxy.Ping(ctx))
+	cut.arm()
+	_, err = viaProxy.Exec(ctx, `SELECT repeat('x', 1000000)`)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	require.Equal(t, gpubroker.EUNAVAILABLE, code(err), "connection cut mid-answer: %v", err)
 }
+
+// proxy forwards TCP connections to the database; once armed, it passes on half of the next
+// chunk the server sends and drops the connection, as a crashing server does.
+type proxy struct {
+	url   string
+	armed atomic.Bool
+}
+
+func cuttingProxy(t *testing.T, dbURL string) *proxy {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	target := u.Host
+	u.Host = ln.Addr().String()
+	p := &proxy{url: u.String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(s, c) }()
+			go func() {
+				defer c.Close()
+				defer s.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && p.armed.Load() && n > 1 {
+						_, _ = c.Write(buf[:n/2])
+						return
+					}
+					if n > 0 {
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) arm() { p.armed.Store(true) }
