@@ -250,7 +250,8 @@ func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpu
 	if err != nil {
 		return err
 	}
-	mux.Handle(worker.RiverUIPrefix+"/", api.AdminAuth(cfg.AdminUser, adminPassword, ui))
+	// Every River UI action (retry, cancel, delete…) is audited before it runs.
+	mux.Handle(worker.RiverUIPrefix+"/", api.AdminAuth(cfg.AdminUser, adminPassword, api.AuditAdmin(m.Pool, cfg.AdminUser, ui)))
 	mux.Handle(worker.RiverUIPrefix, http.RedirectHandler(worker.RiverUIPrefix+"/", http.StatusMovedPermanently))
 	return nil
 }
