@@ -1,6 +1,7 @@
 // /activate/?token=… — the page never consumes the token on load (mail scanners follow GET
 // links); the visitor presses the button, which POSTs it.
-import { $, api, h, status, param, busy } from "./lib.js";
+import "./header.js";
+import { $, api, h, status, param, busy, setAccount } from "./lib.js";
 import { emailForm } from "./email-form.js";
 
 const btn = $("#activate-btn");
@@ -31,6 +32,7 @@ async function activate() {
     $("#activate-panel").hidden = true;
     $("#resend").hidden = true;
     const email = d.account && d.account.email;
+    if (d.account) setAccount(d.account);
     status(box, "active", "ok", [h("p", {}, h("strong", {}, "Your account is active."), email ? ` You are signed in as ${email}.` : ""), "Open your dashboard and press Deploy when you are ready."]);
     next.replaceChildren(h("a", { class: "btn", id: "dashboard-link", href: "/dashboard/" }, "Go to your dashboard"));
     next.hidden = false;

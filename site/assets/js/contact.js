@@ -1,4 +1,5 @@
 // Enterprise / sales contact form → POST /api/contact.
+import "./header.js";
 import { $, api, fieldError, clearFieldErrors, validEmail, busy } from "./lib.js";
 
 const form = $("#contact-form");

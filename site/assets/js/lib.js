@@ -156,3 +156,45 @@ export function busy(btn, on, label) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Who is signed in. The session cookie is HttpOnly, so pages learn it from GET /api/me, once
+// per page load (me() shares the answer). localStorage remembers that this browser has been
+// signed in, so the header asks only then: a visitor who never signed in never calls the API
+// from the marketing pages.
+const SIGNED_IN = "gb-signed-in";
+let meAnswer = null;
+const accountListeners = [];
+
+// me resolves to GET /api/me's {status, ok, data}; fresh asks again.
+export function me(fresh) {
+  if (!meAnswer || fresh) {
+    meAnswer = api("GET", "/api/me").then((res) => {
+      if (res.ok && res.data && res.data.account) setAccount(res.data.account);
+      else if (res.status === 401) setAccount(null);
+      return res;
+    });
+  }
+  return meAnswer;
+}
+
+export function maybeSignedIn() {
+  try {
+    return localStorage.getItem(SIGNED_IN) === "1";
+  } catch (e) {
+    return false;
+  }
+}
+
+// setAccount records who is signed in (null: nobody) and tells every onAccount listener.
+export function setAccount(account) {
+  try {
+    if (account) localStorage.setItem(SIGNED_IN, "1");
+    else localStorage.removeItem(SIGNED_IN);
+  } catch (e) {}
+  if (!account) meAnswer = null;
+  for (const fn of accountListeners) fn(account);
+}
+
+export function onAccount(fn) {
+  accountListeners.push(fn);
+}

@@ -1,6 +1,7 @@
 // /login/ — request a magic link (POST /api/login), or, with ?token=…, confirm it with a button
 // (POST /api/login/verify) and go to the dashboard.
-import { $, api, status, param, busy } from "./lib.js";
+import "./header.js";
+import { $, api, status, param, busy, setAccount } from "./lib.js";
 import { emailForm } from "./email-form.js";
 
 const token = param("token");
@@ -11,6 +12,7 @@ async function verify() {
   busy(btn, true, "Signing in…");
   const res = await api("POST", "/api/login/verify", { token });
   if (res.ok) {
+    if (res.data.account) setAccount(res.data.account);
     status(box, "signed-in", "ok", "Signed in. Opening your dashboard…", true);
     location.assign("/dashboard/");
     return;

@@ -1,6 +1,7 @@
 // /payment/success/?session_id=cs_… — poll GET /api/checkout/verify about once a second
 // until the webhook job has created the account (202 → keep waiting, 200 → done).
-import { $, api, h, status, param, sleep } from "./lib.js";
+import "./header.js";
+import { $, api, h, status, param, sleep, me, setAccount } from "./lib.js";
 
 const box = $("#verify-status");
 const actions = $("#verify-actions");
@@ -43,9 +44,15 @@ async function poll() {
     if (res.status === 200) {
       const email = (d.account && d.account.email) || "your inbox";
       const active = d.account && d.account.status === "active";
-      // signed_in false: the API did not open a session (e.g. an existing account), so the
+      // signed_in false: this answer opened no session (the order went to an existing
+      // account). The browser may be signed in to that account already; otherwise the
       // dashboard needs an emailed sign-in link.
-      const signedIn = d.signed_in !== false;
+      let signedIn = d.signed_in !== false;
+      if (signedIn && d.account) setAccount(d.account);
+      else if (d.account) {
+        const who = await me();
+        signedIn = !!(who.ok && who.data.account && who.data.account.id === d.account.id);
+      }
       status(box, "authorized", "ok", [
         h("p", {}, h("strong", {}, "Payment authorized"), active ? " — your account is ready." : " — check your email ", active ? "" : h("strong", { id: "verify-email" }, email), active ? "" : " to activate your account."),
         h("p", {}, "You will be charged only when you deploy."),
@@ -66,7 +73,8 @@ async function poll() {
       return;
     }
     if (res.status === 404) {
-      status(box, "unknown", "err", [d.message || "We could not find this payment.", "If you paid, check your email for the activation link, or contact us."]);
+      // The API's message names its lookup ("order not found"): say it for people instead.
+      status(box, "unknown", "err", ["We could not find this payment.", "Check that you opened the whole link. If you paid, your email has the activation link; or contact us."]);
       links(h("a", { class: "btn", href: "/get-started/" }, "Start again"), h("a", { class: "btn secondary", href: "/contact/" }, "Contact us"));
       title("unknown");
       return;
