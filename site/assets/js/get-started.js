@@ -1,6 +1,7 @@
 // The get-started wizard: email & name → plan → workspace → GPU/region/hours → review → Pay.
 // Prices are computed here for display only; the API prices the order itself.
-import { $, $$, api, h, money, dateTime, catalog, regionName, fieldError, clearFieldErrors, validEmail, busy, param } from "./lib.js";
+import "./header.js";
+import { $, $$, api, h, money, dateTime, catalog, regionName, fieldError, clearFieldErrors, validEmail, busy, param, me, onAccount } from "./lib.js";
 
 const form = $("#get-started-form");
 const STORE = "gb-get-started";
@@ -54,39 +55,62 @@ function fillRegions() {
   fillHours();
 }
 
+// fillHours offers 1 to the plan's most hours; a plan of one fixed length (the free trial)
+// states it instead of asking.
 function fillHours() {
   const input = el("hours");
   const max = maxHours(plan());
+  const fixed = max === 1;
   input.max = String(max);
-  el("hours-hint").textContent = max === 1 ? "The free trial is one hour." : `1 to ${max} hours`;
+  el("hours-hint").textContent = `1 to ${max} hours`;
   const n = parseInt(input.value, 10);
-  if (n > max) input.value = String(max);
-  input.readOnly = max === 1;
+  if (n > max || fixed) input.value = String(max);
+  el("hours-field").hidden = fixed;
+  el("hours-fixed-field").hidden = !fixed;
+  el("hours-fixed").textContent = "1 hour, the free trial's length";
+  el("price-note").hidden = !!(plan() && !plan().payment_required);
   updateTotal();
 }
 
+const hoursText = (n) => (n === 1 ? "1 hour" : `${n} hours`);
+
+// quote prices the choices the way the API does, for display: {cents, currency, lines:
+// [{label, cents, waived}], text}. The API prices the order itself.
 function quote() {
   const p = plan();
   const g = gpuOf(el("gpu").value);
   const r = g && g.regions.find((x) => x.region === el("region").value);
   const n = parseInt(el("hours").value, 10);
   if (!p || !r || !(n >= 1)) return null;
-  if (!p.payment_required) return { cents: 0, currency: p.currency, text: "Free trial — no card needed" };
-  const parts = [];
-  // The API prices it: the fee is waived while the signed-in account's Pro is active and the
-  // order is for that account's email.
+  const what = `${g.display_name}, ${regionName(cat, r.region)}`;
+  if (!p.payment_required)
+    return { cents: 0, currency: p.currency, lines: [{ label: `Free trial: ${hoursText(n)} of ${what}`, cents: 0 }], text: "Free trial, no card needed" };
+  const lines = [];
+  // The fee buys fee_period_days; it is waived while the signed-in account's Pro is active and
+  // the order is for that account's email.
+  const period = p.fee_period_days ? ` (${p.fee_period_days} days)` : "";
   const waived = p.id === "pro" && proActive();
   const fee = waived ? 0 : p.fee_cents;
-  if (fee > 0) parts.push(`${p.name} plan ${money(fee, p.currency)}`);
-  else if (waived) parts.push(`Pro active until ${dateTime(me.pro_active_until)} (no plan fee)`);
-  parts.push(`${n} h × ${money(r.hourly_cents, p.currency)}`);
-  return { cents: fee + r.hourly_cents * n, currency: p.currency, text: parts.join(" + ") };
+  if (waived) lines.push({ label: `${p.name} plan fee: Pro active until ${dateTime(meData.pro_active_until)}, nothing to pay`, cents: 0, waived: true });
+  else if (fee > 0) lines.push({ label: `${p.name} plan fee${period}`, cents: fee });
+  lines.push({ label: `${hoursText(n)} × ${money(r.hourly_cents, p.currency)} (${what})`, cents: r.hourly_cents * n });
+  const text = [fee > 0 ? `${p.name} plan${period} ${money(fee, p.currency)}` : waived ? "no plan fee (Pro active)" : "", `${hoursText(n)} × ${money(r.hourly_cents, p.currency)}`]
+    .filter(Boolean)
+    .join(" + ");
+  return { cents: fee + r.hourly_cents * n, currency: p.currency, lines, text };
 }
 
-// me is the signed-in account (GET /api/me), or null: it says until when its Pro fee is paid.
-let me = null;
+// meData is GET /api/me's answer while someone is signed in (null otherwise): who, and until
+// when their Pro fee is paid.
+let meData = null;
 const proActive = () =>
-  !!(me && me.pro_active_until && Date.parse(me.pro_active_until) > Date.now() && me.account && el("email").value.trim().toLowerCase() === me.account.email);
+  !!(
+    meData &&
+    meData.pro_active_until &&
+    Date.parse(meData.pro_active_until) > Date.now() &&
+    meData.account &&
+    el("email").value.trim().toLowerCase() === meData.account.email
+  );
 
 function updateTotal() {
   const q = quote();
@@ -218,9 +242,16 @@ function fillReview() {
   el("review-region").textContent = regionName(cat, el("region").value);
   el("review-hours").textContent = el("hours").value;
   el("review-total").textContent = q ? money(q.cents, q.currency) : "—";
+  el("review-breakdown").replaceChildren(
+    ...(q ? q.lines : []).map((l) =>
+      h("li", { class: l.waived ? "waived" : null }, h("span", {}, l.label), h("span", { class: "amt" }, money(l.cents, q.currency))),
+    ),
+  );
   const free = p && !p.payment_required;
   const note = el("pay-note");
   note.textContent = free ? note.dataset.free : note.dataset.paid;
+  const title = el("review-title");
+  title.textContent = free ? title.dataset.free : title.dataset.paid;
   el("pay").textContent = free ? "Start my free trial" : `Pay ${q ? money(q.cents, q.currency) : ""}`.trim();
 }
 
@@ -361,11 +392,23 @@ function init() {
     if (e.target.tagName === "INPUT" && e.target.type !== "radio" && e.target.getAttribute("aria-invalid")) fieldError(e.target, "");
   });
   go(1, false);
-  api("GET", "/api/me").then((res) => {
-    if (res.ok && res.data && res.data.account) {
-      me = res.data;
-      updateTotal();
+  // Signed in ("Rent another GPU"): the form starts with the account's email and name, and
+  // prices without the Pro fee while it is paid.
+  me().then((res) => {
+    if (!res.ok || !res.data || !res.data.account) return;
+    meData = res.data;
+    if (!el("email").value && !el("name").value) {
+      el("email").value = meData.account.email || "";
+      el("name").value = meData.account.name || "";
     }
+    updateTotal();
+    if (step === 5) fillReview();
+  });
+  onAccount((a) => {
+    if (a) return;
+    meData = null;
+    updateTotal();
+    if (step === 5) fillReview();
   });
   form.addEventListener("change", (e) => {
     if (e.target.name === "email") updateTotal();

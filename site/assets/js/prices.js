@@ -1,6 +1,7 @@
 // Live GPU price table: the table is rendered at build time from data/gpus.json; if
 // /offers.json (published by the worker) loads, matching cells get the live price and
 // availability. Any failure leaves the build-time prices in place, silently.
+import "./header.js";
 import { $$, money, dateTime } from "./lib.js";
 
 async function refresh() {
@@ -38,3 +39,13 @@ async function refresh() {
 }
 
 refresh();
+
+// A table wider than the screen (phones) says it scrolls sideways; where it fits, it does not.
+function scrollHints() {
+  for (const hint of $$(".scroll-hint")) {
+    const box = hint.nextElementSibling;
+    if (box) hint.hidden = box.scrollWidth <= box.clientWidth + 1;
+  }
+}
+scrollHints();
+addEventListener("resize", scrollHints);
