@@ -1,5 +1,6 @@
 // /dashboard/ — account status, pods, Deploy / Terminate, live status and connection details.
-import { $, api, h, money, dateTime, catalog, regionName, status, busy, fieldError, clearFieldErrors } from "./lib.js";
+import "./header.js";
+import { $, api, h, money, dateTime, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, setAccount } from "./lib.js";
 
 const cat = catalog();
 const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
@@ -33,7 +34,22 @@ const PROGRESS = {
 // A pod that died after running (started_at set) keeps its order captured: its refund is of
 // the hours it did not complete, shown as refunded_cents, not a full one pending.
 const refundPending = (p) => p.status === "failed" && p.order_status === "captured" && !p.started_at;
-const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || refundPending(p);
+// A paid pod that ended with hours it did not use (stopped early, or died at the provider) is
+// refunded by a job moments after it ends: it is followed until the refund shows, for at most
+// REFUND_WAIT after it was first seen ended (a pod that used every hour gets nothing).
+const REFUND_WAIT = 3 * 60 * 1000;
+const refundWaits = new Map(); // id → until when
+function refundComing(p) {
+  if ((p.status !== "terminated" && p.status !== "failed") || !p.started_at || p.order_status !== "captured" || !(p.hourly_cents > 0) || p.refunded_cents > 0)
+    return false;
+  const end = Date.parse(p.terminated_at || "") || Date.now();
+  if (Date.now() - end > 15 * 60 * 1000) return false; // ended long ago: its refund is long made
+  const bought = (p.hours_total || p.hours) * 3600000;
+  if (bought - (end - Date.parse(p.started_at)) < 60000) return false;
+  if (!refundWaits.has(p.id)) refundWaits.set(p.id, Date.now() + REFUND_WAIT);
+  return Date.now() < refundWaits.get(p.id);
+}
+const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || refundPending(p) || refundComing(p);
 
 let account = null;
 const pods = new Map(); // id → pod
@@ -141,6 +157,10 @@ function renderPod(p) {
     conn.push(h("div", { class: "conn-row" }, h("span", { class: "k" }, "Starter project"), h("code", { class: "conn-starter" }, p.starter_project.path)));
 
   const price = p.amount_cents > 0 ? money(p.amount_cents, p.currency) : p.order_status === "free" ? "Free" : money(p.amount_cents || 0, p.currency);
+  // What was bought and paid, extensions included (the order alone before it is charged).
+  const total = p.hours_total || p.hours;
+  const hours = total > p.hours ? `${total} (${p.hours} + ${total - p.hours} extended)` : p.hours;
+  const paid = p.paid_cents > 0 ? money(p.paid_cents, p.currency) : "";
   const titleId = `pod-${p.id}-title`;
   return h(
     "article",
@@ -155,12 +175,12 @@ function renderPod(p) {
       "dl",
       { class: "facts" },
       fact("Workspace", templateName(p.template)),
-      fact("Hours", p.hours),
-      fact("Price", price, "pod-price"),
+      fact("Hours", hours, "pod-hours"),
+      paid ? fact("Paid", paid, "pod-price") : fact("Price", price, "pod-price"),
       fact("Payment", refundPending(p) ? "Paid, refund pending" : ORDER_LABEL[p.order_status] || p.order_status, "order-status"),
       p.order_status === "authorized" ? fact("Deploy by", dateTime(p.deploy_by), "hold-expiry") : null,
       fact("Started", dateTime(p.started_at)),
-      p.status === "terminated" ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
+      p.terminated_at ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
       p.status === "running" && p.ends_at ? fact("Time left", countdown(p), "pod-countdown-fact") : null,
       p.refunded_cents > 0 ? fact("Refunded", money(p.refunded_cents, p.currency), "pod-refunded") : null,
       fact("Provider", p.provider),
@@ -202,7 +222,7 @@ function renderPod(p) {
 function extendControl(p) {
   const id = `pod-${p.id}-extend-hours`;
   const plan = (cat.plans || []).find((x) => x.id === p.plan) || {};
-  const bought = p.ends_at && p.started_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
+  const bought = p.hours_total || p.hours;
   const most = plan.max_hours > 0 ? Math.max(0, plan.max_hours - bought) : 168;
   if (most < 1) return h("p", { class: "hint extend-max" }, `This pod has the ${plan.name || "plan"}'s most hours.`);
   const input = h("input", { type: "number", id, class: "extend-hours", min: "1", max: String(most), step: "1", value: "1", inputmode: "numeric" });
@@ -247,7 +267,10 @@ function tickCountdown(el) {
 setInterval(() => document.querySelectorAll(".pod-countdown").forEach(tickCountdown), 1000);
 
 // update re-renders one pod in place, keeping keyboard focus on the same control if possible.
+// A change in what the pod paid or got back is a new or changed receipt.
 function update(p) {
+  const was = pods.get(p.id);
+  if (was && (was.paid_cents !== p.paid_cents || was.refunded_cents !== p.refunded_cents)) refreshReceipts();
   pods.set(p.id, p);
   const old = document.getElementById(`pod-${p.id}`);
   const node = renderPod(p);
@@ -279,7 +302,7 @@ function poll(id) {
       update(res.data);
     } else failures++;
     const p = pods.get(id);
-    if (p && watched(p)) timers.set(id, setTimeout(tick, p.status === "running" ? 15000 : failures > 2 || !TRANSIENT.has(p.status) ? 5000 : 2000));
+    if (p && watched(p)) timers.set(id, setTimeout(tick, p.status === "running" ? 15000 : failures > 2 ? 5000 : TRANSIENT.has(p.status) ? 2000 : 3000));
     else timers.delete(id);
   };
   timers.set(id, setTimeout(tick, 2000));
@@ -361,6 +384,39 @@ async function terminate(id) {
   if (res.status === 409) refreshPod(id);
 }
 
+// Receipts: one per payment (GET /api/me's receipts), newest first, linking to Stripe's.
+function renderReceipts(list) {
+  $("#no-receipts").hidden = list.length > 0;
+  $("#receipts").replaceChildren(
+    ...list.map((r) => {
+      const amount = money(r.amount_cents, r.currency);
+      const paidAt = dateTime(r.paid_at);
+      return h(
+        "li",
+        { class: "card receipt", "data-kind": r.kind, "data-pod": r.pod_id },
+        h("p", { class: "receipt-what" }, r.description),
+        h("p", { class: "receipt-amount" }, amount),
+        h(
+          "p",
+          { class: "receipt-meta" },
+          h("span", {}, `Paid ${paidAt}`),
+          r.refunded_cents > 0 ? h("span", { class: "receipt-refunded" }, `${money(r.refunded_cents, r.currency)} refunded`) : null,
+          h("a", { class: "receipt-link", href: r.receipt_url }, "Stripe receipt", h("span", { class: "sr-only" }, ` for ${amount} paid ${paidAt}`)),
+        ),
+      );
+    }),
+  );
+}
+
+let receiptsTimer = null;
+function refreshReceipts() {
+  clearTimeout(receiptsTimer);
+  receiptsTimer = setTimeout(async () => {
+    const res = await me(true);
+    if (res.ok && Array.isArray(res.data.receipts)) renderReceipts(res.data.receipts);
+  }, 300);
+}
+
 function renderAccount() {
   $("#account-email").textContent = account.email || "";
   const active = account.status === "active";
@@ -380,12 +436,12 @@ function signedOut() {
   $("#signed-out").hidden = false;
 }
 
-async function load() {
+async function load(fresh) {
   status(dashStatus, "loading", "info", "Loading your account…", true);
-  const res = await api("GET", "/api/me");
+  const res = await me(fresh === true);
   if (res.status === 401) return signedOut();
   if (!res.ok || !res.data.account) {
-    status(dashStatus, "error", "err", [res.data.message || "We could not load your account.", h("button", { type: "button", class: "btn small secondary", id: "retry", onclick: load }, "Try again")]);
+    status(dashStatus, "error", "err", [res.data.message || "We could not load your account.", h("button", { type: "button", class: "btn small secondary", id: "retry", onclick: () => load(true) }, "Try again")]);
     return;
   }
   dashStatus.hidden = true;
@@ -395,6 +451,7 @@ async function load() {
   pods.clear();
   for (const p of list) update(p);
   $("#no-pods").hidden = list.length > 0;
+  renderReceipts(Array.isArray(res.data.receipts) ? res.data.receipts : []);
   renderAccount();
   $("#account").hidden = false;
   for (const p of list) if (watched(p)) poll(p.id);
@@ -458,10 +515,14 @@ $("#logout").addEventListener("click", async (e) => {
   const res = await api("POST", "/api/logout");
   busy(btn, false);
   if (res.ok || res.status === 401) {
-    signedOut();
-    $("#signed-out-title").textContent = "You are signed out";
+    setAccount(null); // the header too; signedOut() follows (onAccount below)
     $("#login-link").focus();
   } else status(dashStatus, "error", "err", res.data.message);
+});
+
+// Signed out anywhere on the page (the header's menu, an expired session): show it.
+onAccount((a) => {
+  if (!a) signedOut();
 });
 
 $("#resend-activation").addEventListener("click", async (e) => {
