@@ -127,6 +127,31 @@ func choose(sel, v string) chromedp.Action[chromedp.Void] {
 
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 
+// visible is a JavaScript expression: the element exists and is rendered.
+func visible(sel string) string {
+	return fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.getClientRects().length > 0 })()`, sel)
+}
+
+// phone renders the current page at a phone's width (390 CSS px), saves a full-page screenshot
+// named name, checks nothing overflows sideways, and goes back to the desktop window.
+func (b *browser) phone(name string, check ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	b.run(name, append([]chromedp.Action[chromedp.Void]{chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Sleep(300 * time.Millisecond)}, check...)...)
+	wide := value[[]string](b, `(() => {
+		const out = [];
+		const w = document.createTreeWalker(document.body, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT);
+		for (let n = w.nextNode(); n && out.length < 8; n = w.nextNode()) {
+			const r = n.nodeType === 3 ? (() => { const g = document.createRange(); g.selectNodeContents(n); return g.getBoundingClientRect() })() : n.getBoundingClientRect();
+			const el = n.nodeType === 3 ? n.parentElement : n;
+			// (Text clipped by its box, as .sr-only and ellipsis are, widens nothing.)
+			if (r.right > 391 && !el.closest(".table-scroll") && getComputedStyle(el).overflow !== "hidden" && !el.closest(".sr-only")) out.push(el.tagName + "." + el.className + (n.nodeType === 3 ? " text " + JSON.stringify(n.textContent.slice(0, 30)) : "") + " " + Math.round(r.right));
+		}
+		return out;
+	})()`)
+	require.LessOrEqual(b.t, value[int](b, `document.documentElement.scrollWidth`), 390, "nothing is wider than the phone: %s (%v)", name, wide)
+	require.NoError(b.t, chromedp.Do(b.ctx, chromedp.EmulateViewport(1280, 900)))
+}
+
 // TestBrowserJourney: a visitor clicks from the landing page through get-started, pays on the
 // Stripe stand-in, reads the activation email, activates, deploys, sees the connection details
 // on the dashboard and terminates, in headless Chromium against the real dev server.
@@ -160,16 +185,39 @@ func TestBrowserJourney(t *testing.T) {
 	b.run("get-started", chromedp.Click(css(`#cta-get-started`)), chromedp.WaitVisible(css(`#email`)))
 	laptop, laptopFP := newKey(t, "grace@laptop")
 	desktop, desktopFP := newKey(t, "grace@desktop")
+	// Signed out, the header offers to sign in and no account menu.
+	require.True(t, value[bool](b, visible(`.site-header li[data-nav="sign-in"]`)))
+	require.False(t, value[bool](b, visible(`#account-menu`)))
 	b.run("details", chromedp.SendKeys(css(`#email`), email), chromedp.SendKeys(css(`#name`), "Grace Hopper"),
 		js(fmt.Sprintf(`document.querySelector("#ssh_public_key").value = %q`, laptop)),
 		chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)))
-	b.run("plan", chromedp.Click(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)))
+	// Every price says what the plan fee buys.
+	require.Contains(t, value[string](b, `document.querySelector("#plan-pro").closest("label").textContent`), "30 days")
+	// The free path: its one hour is stated, not an input, and nothing speaks of paying.
+	b.run("plan-free", chromedp.Click(css(`#plan-free`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)))
+	b.run("template-free", chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
+	require.False(t, value[bool](b, visible(`#hours`)), "the free trial's hours are not an input")
+	require.Contains(t, value[string](b, `document.querySelector("#hours-fixed").textContent`), "1 hour")
+	b.run("review-free", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
+	wizard := value[string](b, `document.querySelector("#wizard").innerText`)
+	for _, paid := range []string{"Review and pay", "Stripe's page", "exact amount"} {
+		require.NotContains(t, wizard, paid, "the free path")
+	}
+	require.Contains(t, value[string](b, `document.querySelector("#review-breakdown").innerText`), "Free trial")
+	require.Equal(t, "Start my free trial", value[string](b, `document.querySelector("#pay").textContent`))
+	b.run("plan", chromedp.Click(css(`#step-5 button[data-goto="2"]`)), chromedp.WaitVisible(css(`#plan-pro`)),
+		chromedp.Click(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)))
 	b.run("template", chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
 	b.run("pod", choose(`#gpu`, "a100"), choose(`#region`, "us-east"),
 		js(`(() => { const h = document.querySelector("#hours"); h.value = "3"; h.dispatchEvent(new Event("input", {bubbles: true})) })()`))
 	require.Contains(t, value[string](b, `document.querySelector("#total").textContent`), "$54.37", "plan fee $49 + 3 h × $1.79") // display only; the API prices
 	b.run("review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
 	require.Contains(t, value[string](b, `document.querySelector("#review-total").textContent`), "$54.37")
+	// The review shows how the total is made: the plan fee (for 30 days) + hours × rate.
+	breakdown := value[string](b, `document.querySelector("#review-breakdown").innerText`)
+	for _, want := range []string{"Pro plan fee", "30 days", "$49.00", "3 hours × $1.79", "$5.37"} {
+		require.Contains(t, breakdown, want)
+	}
 	b.run("stripe-checkout", chromedp.Click(css(`#pay`)), chromedp.WaitVisible(css(`#card`)))
 	b.run("pay", chromedp.SendKeys(css(`#card`), "4242 4242 4242 4242"), chromedp.Submit(css(`#card`)),
 		chromedp.WaitReady(css(`#verify-status`)), poll(`document.querySelector("#verify-status").textContent.includes("@")`))
@@ -185,6 +233,17 @@ func TestBrowserJourney(t *testing.T) {
 
 	b.run("dashboard", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)),
 		poll(`document.querySelectorAll("#ssh-keys .key").length === 1`))
+	// Signed in, the header has the dashboard and an account menu with the email and Sign out,
+	// on every page.
+	b.run("header-signed-in", chromedp.Navigate(e.url+"/plans/"), poll(visible(`#account-menu`)))
+	require.True(t, value[bool](b, visible(`#nav-dashboard a[href="/dashboard/"]`)))
+	require.False(t, value[bool](b, visible(`.site-header li[data-nav="sign-in"]`)))
+	require.Equal(t, email, value[string](b, `document.querySelector("#account-menu-email").textContent`))
+	b.run("account-menu", chromedp.Click(css(`#account-menu-btn`)), poll(visible(`#account-menu-logout`)))
+	require.Equal(t, "true", value[string](b, `document.querySelector("#account-menu-btn").getAttribute("aria-expanded")`))
+	b.run("account-menu-closed", chromedp.KeyEvent("\x1b"), poll(`!`+visible(`#account-menu-logout`)))
+	b.run("dashboard-again", chromedp.Click(css(`#nav-dashboard a`)), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)))
+	require.Zero(t, value[int](b, `document.querySelectorAll("#receipts .receipt").length`), "an authorized card is not a payment")
 	require.Equal(t, laptopFP, value[string](b, `document.querySelector("#ssh-keys .key").dataset.fingerprint`), "the key typed at get-started")
 	// A junk key is refused with a message on the field; a second real key is added.
 	b.run("add-key-junk", js(`document.querySelector("#key-public").value = "not a key"`), chromedp.Click(css(`#add-key-btn`)),
@@ -198,6 +257,13 @@ func TestBrowserJourney(t *testing.T) {
 	require.Contains(t, keys, laptopFP)
 	require.Contains(t, keys, desktopFP, "both keys went onto the pod")
 	require.Contains(t, value[string](b, `document.querySelector(".conn-starter").textContent`), "/workspace/")
+	// The capture is a payment: its receipt appears, saying what it paid for.
+	b.run("receipt-paid", poll(`document.querySelectorAll("#receipts .receipt").length === 1`))
+	receipt := value[string](b, `document.querySelector("#receipts .receipt").innerText`)
+	require.Contains(t, receipt, "$54.37")
+	require.Contains(t, receipt, "Pro plan (30 days) + 3 hours of NVIDIA A100 80GB in US East")
+	require.Contains(t, value[string](b, `document.querySelector(".pod-price").textContent`), "$54.37")
+	b.phone("dashboard-phone-running")
 	// The IDE link opens with its secret and not without (the simulator's stand-in IDE).
 	ide := value[string](b, `(document.querySelector(".conn-code-server") || document.querySelector(".conn-jupyter")).href`)
 	secret := value[string](b, `(document.querySelector(".conn-password") || {textContent: ""}).textContent`)
@@ -216,6 +282,39 @@ func TestBrowserJourney(t *testing.T) {
 	require.Zero(t, value[int](b, `document.querySelectorAll(".conn, .deploy-btn").length`))
 	require.Contains(t, value[string](b, `document.querySelector(".pod").textContent`), "Ended")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE status = 'terminated'`))
+	// The refund shows on the card and on the receipt without a reload.
+	b.run("refunded", poll(`(document.querySelector(".pod-refunded") || {textContent: ""}).textContent.includes("$3.58")`),
+		poll(`document.querySelector("#receipts .receipt").innerText.includes("$3.58")`))
+	b.phone("dashboard-phone-ended")
+	// The receipt's link opens Stripe's receipt (the stand-in's), with the amount and the refund.
+	b.run("stripe-receipt", chromedp.Click(css(`#receipts .receipt-link`)), chromedp.WaitVisible(css(`[data-testid="amount"]`)))
+	require.Equal(t, "$54.37", value[string](b, `document.querySelector('[data-testid="amount"]').textContent`))
+	require.Equal(t, "$3.58", value[string](b, `document.querySelector('[data-testid="refunded"]').textContent`))
+
+	// Renting another GPU: the form knows who is signed in, Pro's fee is paid for 30 days, and
+	// the success page leads straight back to the dashboard.
+	b.run("rent-another", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`#rent-another`)),
+		js(`sessionStorage.clear()`), chromedp.Click(css(`#rent-another`)), chromedp.WaitVisible(css(`#get-started-form #next-1`)),
+		poll(fmt.Sprintf(`document.querySelector("#email").value === %q && document.querySelector("#name").value === "Grace Hopper"`, email)))
+	b.run("again-plan", chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)), chromedp.Click(css(`#plan-pro`)),
+		chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)), chromedp.Click(css(`#template-data-science`)),
+		chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)), choose(`#gpu`, "a10"), choose(`#region`, "us-east"))
+	b.run("again-review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
+	breakdown = value[string](b, `document.querySelector("#review-breakdown").innerText`)
+	require.Contains(t, breakdown, "Pro active until")
+	require.Contains(t, breakdown, "1 hour × $0.89")
+	require.Contains(t, value[string](b, `document.querySelector("#review-total").textContent`), "$0.89")
+	b.run("again-pay", chromedp.Click(css(`#pay`)), chromedp.WaitVisible(css(`#card`)), chromedp.SendKeys(css(`#card`), "4242 4242 4242 4242"),
+		chromedp.Submit(css(`#card`)), chromedp.WaitReady(css(`#verify-status`)), poll(`document.querySelector("#verify-status").dataset.state === "authorized"`),
+		poll(`!!document.querySelector("#dashboard-link")`))
+	require.Equal(t, e.url+"/dashboard/", value[string](b, `document.querySelector("#dashboard-link").href`), "a signed-in buyer is not told to sign in")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'authorized' AND amount_cents = 89`))
+	b.run("dashboard-two-pods", chromedp.Click(css(`#dashboard-link`)), chromedp.WaitVisible(css(`#account`)), poll(`document.querySelectorAll(".pod").length === 2`))
+
+	// Signing out from the header's menu.
+	b.run("sign-out", chromedp.Click(css(`#account-menu-btn`)), chromedp.Click(css(`#account-menu-logout`)),
+		poll(visible(`.site-header li[data-nav="sign-in"]`)), poll(visible(`#signed-out`)))
+	require.False(t, value[bool](b, visible(`#account-menu`)))
 
 	// Ops open the console and the order's whole story (basic auth, as a browser sends it).
 	auth := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -227,7 +326,9 @@ func TestBrowserJourney(t *testing.T) {
 	require.Contains(t, value[string](b, `document.querySelector("#funnel").textContent`), "Running")
 	require.Equal(t, "100.0%", value[string](b, `document.querySelector("#success-rate").textContent`))
 	b.run("ops-search", chromedp.Navigate(e.url+"/ops/orders?q="+email), chromedp.WaitVisible(css(`#hits a`)))
-	b.run("ops-order", chromedp.Click(css(`#hits a`)), chromedp.WaitVisible(css(`#story`)))
+	var firstOrder string // the one that ran (the second is only authorized)
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT id FROM orders WHERE amount_cents = 5437`).Scan(&firstOrder))
+	b.run("ops-order", chromedp.Click(css(`#hits a[href$="`+firstOrder+`"]`)), chromedp.WaitVisible(css(`#story`)))
 	story := value[string](b, `document.querySelector("#story").textContent`)
 	for _, want := range []string{"checkout.session.completed", "order.authorized", "account.created", "activation", "capture", "order.captured", "provision", "pod.running", "pod_ready", "terminate"} {
 		require.Contains(t, story, want)
@@ -235,12 +336,33 @@ func TestBrowserJourney(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE action = 'ops.viewed_order' AND detail->>'actor' = 'admin:admin'`), "the view is audited")
 
 	// Every public page renders with one <h1>, a title and a description, without errors.
-	for _, page := range []string{"/plans/", "/gpus/", "/contact/", "/login/", "/payment/cancel/", "/no-such-page/"} {
+	for _, page := range []string{"/plans/", "/gpus/", "/contact/", "/login/", "/payment/cancel/", "/terms/", "/privacy/", "/refund-policy/", "/no-such-page/"} {
 		b.run("page"+strings.ReplaceAll(strings.Trim(page, "/"), "/", "-"), chromedp.Navigate(e.url+page), chromedp.WaitReady(css(`h1`)))
 		require.Equal(t, 1, value[int](b, `document.querySelectorAll("h1").length`), page)
 		require.NotEmpty(t, value[string](b, `document.title`), page)
 		require.NotEmpty(t, value[string](b, `(document.querySelector('meta[name="description"]')||{}).content||""`), page)
+		for _, legal := range []string{"/terms/", "/privacy/", "/refund-policy/"} {
+			require.True(t, value[bool](b, fmt.Sprintf(`!!document.querySelector('.site-footer a[href=%q]')`, legal)), "%s links %s", page, legal)
+		}
 	}
+	// The contact page names the address the form writes to (SALES_EMAIL's default).
+	b.run("contact-email", chromedp.Navigate(e.url+"/contact/"), chromedp.WaitReady(css(`h1`)))
+	require.Contains(t, value[string](b, `document.querySelector("main").innerText`), "sales@gpubroker.dev")
+	// A payment reference nobody knows gets a message for people, not the API's.
+	b.run("payment-unknown", chromedp.Navigate(e.url+"/payment/success/?session_id=cs_test_nobody"), poll(`document.querySelector("#verify-status").dataset.state === "unknown"`))
+	unknown := value[string](b, `document.querySelector("#verify-status").innerText`)
+	require.Contains(t, unknown, "We could not find this payment")
+	require.NotContains(t, unknown, "not found")
+	// On a phone a price table wider than the screen says it scrolls sideways; where it fits,
+	// it does not.
+	for _, page := range []string{"/", "/gpus/"} {
+		b.run("prices-desktop", chromedp.Navigate(e.url+page), chromedp.WaitVisible(css(`#gpu-prices`)))
+		require.False(t, value[bool](b, visible(`.scroll-hint`)), "%s: nothing scrolls", page)
+		b.phone("prices-phone"+strings.TrimSuffix(strings.ReplaceAll(page, "/", "-"), "-"),
+			poll(`(() => { const s = document.querySelector(".table-scroll"); return document.querySelector(".scroll-hint").hidden === (s.scrollWidth <= s.clientWidth + 1) })()`))
+	}
+	b.run("gpus-phone-hint", chromedp.EmulateViewport(390, 844), chromedp.Sleep(300*time.Millisecond), poll(visible(`.scroll-hint`)))
+	require.NoError(t, chromedp.Do(b.ctx, chromedp.EmulateViewport(1280, 900)))
 }
 
 // ideStatus opens a pod's IDE link as a person would and returns the final status: Jupyter's

@@ -121,7 +121,7 @@ var receiptTemplate = template.Must(template.New("receipt").Parse(`<!doctype htm
   td { padding:10px 0; border-bottom:1px solid var(--line); vertical-align:top; }
   td.amt { text-align:right; white-space:nowrap; }
   .qty { color:var(--muted); font-size:13px; }
-  tfoot td { font-weight:600; border-bottom:0; }
+  tr.sum td { font-weight:600; } tfoot td { border-bottom:0; }
 </style>
 </head>
 <body>
@@ -144,9 +144,10 @@ var receiptTemplate = template.Must(template.New("receipt").Parse(`<!doctype htm
     <caption class="muted">Summary</caption>
     <tbody>
     {{range .Items}}<tr><td>{{.Name}}<div class="qty">Qty {{.Quantity}} &times; {{.Unit}}</div></td><td class="amt">{{.Total}}</td></tr>
-    {{end}}{{range .Refunds}}<tr><td>Refund, {{.Date}}</td><td class="amt">&minus;{{.Amount}}</td></tr>
+    {{end}}<tr class="sum"><td>Amount {{if .Paid}}paid{{else}}authorized{{end}}</td><td class="amt">{{.Amount}}</td></tr>
+    {{range .Refunds}}<tr><td>Refund, {{.Date}}</td><td class="amt">&minus;{{.Amount}}</td></tr>
     {{end}}</tbody>
-    <tfoot><tr><td>Amount {{if .Paid}}paid{{else}}authorized{{end}}</td><td class="amt">{{.Amount}}</td></tr></tfoot>
+    {{with .Net}}<tfoot><tr class="sum"><td>Net paid</td><td class="amt">{{.}}</td></tr></tfoot>{{end}}
   </table>
   {{end}}
   {{else}}
