@@ -6,7 +6,7 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test site build build-prod image images migrate db-stop lint lighthouse bench load fuzz site-deploy clean
+.PHONY: dev test site build build-prod image images migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
 
 build:
 	go build -o bin/gpubroker ./cmd/gpubroker
@@ -98,3 +98,11 @@ clean:
 load: build
 	go build -o bin/loadgen ./cmd/loadgen
 	bin/loadgen -gpubroker bin/gpubroker -profile bin/load-api.pprof $(LOADFLAGS)
+
+# The production processes under faults (internal/chaos): its own PostgreSQL, the Stripe and
+# RunPod stand-ins, one api and two workers of the production binary, 50 customers while
+# workers are killed, PostgreSQL crashes once and faults are injected; then the ledgers are
+# checked. Prints one line and exits 1 on any violation. make test runs a short version
+# (TestChaosShort). CHAOSFLAGS passes options, e.g. CHAOSFLAGS='-customers 100 -seed 42'.
+chaos: build-prod
+	go run ./cmd/chaos -gpubroker bin/gpubroker $(CHAOSFLAGS)

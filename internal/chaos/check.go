@@ -1,0 +1,223 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"gpubroker"
+	"gpubroker/gpu"
+)
+
+// The checks compare three ledgers with what each customer did: our database, the Stripe
+// stand-in's PaymentIntents and charges, and the RunPod stand-in's record of every instance it
+// was asked for. None of them trusts the product's own account of what happened: the money
+// expected of each order is computed here from the scenario, the catalog price and the times
+// the driver pressed Stop or killed the instance.
+
+// orderRow is what the checks read of an order and its pod.
+type orderRow struct {
+	status      gpubroker.OrderStatus
+	amount      int64
+	hours       int
+	hourly      int64
+	sessionID   string
+	podStatus   gpubroker.PodStatus
+	instanceID  string
+	startedAt   *time.Time
+	extSessions []string // the sessions of every extension checkout, paid or not
+	drift       string
+}
+
+func (r *run) readOrder(ctx context.Context, orderID string) (*orderRow, error) {
+	var o orderRow
+	err := r.pool.QueryRow(ctx, `SELECT o.status, o.amount_cents, o.hours, o.hourly_cents, COALESCE(o.stripe_session_id, ''),
+		p.status, COALESCE(p.instance_id, ''), p.started_at, COALESCE(o.drift, ''),
+		COALESCE((SELECT array_agg(e.stripe_session_id) FROM extensions e WHERE e.pod_id = p.id AND e.stripe_session_id IS NOT NULL), '{}')
+		FROM orders o JOIN pods p ON p.order_id = o.id WHERE o.id = $1`, orderID).
+		Scan(&o.status, &o.amount, &o.hours, &o.hourly, &o.sessionID, &o.podStatus, &o.instanceID, &o.startedAt, &o.drift, &o.extSessions)
+	return &o, err
+}
+
+// money is what Stripe holds of the order: captured and refunded over its own payment and its
+// extensions', and the PaymentIntents it was taken through.
+func (r *run) money(o *orderRow) (captured, refunded int64, problems []string) {
+	ss := r.front.stripe
+	for _, sid := range append([]string{o.sessionID}, o.extSessions...) {
+		cs := ss.Session(sid)
+		if cs == nil || cs.PaymentIntent == nil {
+			continue // never paid
+		}
+		pi := ss.PaymentIntent(*cs.PaymentIntent)
+		if pi == nil {
+			problems = append(problems, "payment intent "+*cs.PaymentIntent+" unknown to Stripe")
+			continue
+		}
+		if n := ss.CaptureCount(pi.ID); n > 1 {
+			problems = append(problems, fmt.Sprintf("%s captured %d times", pi.ID, n))
+		}
+		var back int64
+		if pi.LatestCharge != nil {
+			if ch := ss.Charge(*pi.LatestCharge); ch != nil {
+				back = ch.AmountRefunded
+			}
+		}
+		if back > pi.AmountReceived {
+			problems = append(problems, fmt.Sprintf("%s refunded %d of %d captured", pi.ID, back, pi.AmountReceived))
+		}
+		captured += pi.AmountReceived
+		refunded += back
+	}
+	return captured, refunded, problems
+}
+
+// expectedKept is what the customer should have paid in the end, from what they did: nothing
+// for a pod that never ran; the plan fee and the hours used for one that did (every hour bought
+// while it still runs; the hours started when its owner stopped it; the whole hours completed
+// when it died), minus what ops refunded by hand.
+func expectedKept(out *outcome, o *orderRow) (int64, string) {
+	if out.scenario == scFree || !out.deployed || o.startedAt == nil {
+		return 0, "nothing: the pod never ran"
+	}
+	fee := o.amount - int64(o.hours)*o.hourly
+	bought := o.hours + out.extended
+	used, why := bought, "every hour bought: it runs"
+	switch {
+	case !out.stoppedAt.IsZero():
+		used = max(1, int(math.Ceil(out.stoppedAt.Sub(*o.startedAt).Hours())))
+		why = "the hours started before its owner stopped it"
+	case !out.killedAt.IsZero():
+		used = int(out.killedAt.Sub(*o.startedAt).Hours())
+		why = "the whole hours completed before it died"
+	}
+	return fee + int64(min(used, bought))*o.hourly - out.manualCent, why
+}
+
+// check returns every violation of the promise.
+func (r *run) check(ctx context.Context) []string {
+	var v []string
+	add := func(format string, args ...any) { v = append(v, fmt.Sprintf(format, args...)) }
+	for _, p := range append([]*proc{r.api}, r.workers...) {
+		for _, c := range p.crashes() {
+			add("process: %s", c)
+		}
+	}
+	records := r.front.runpod.Sim.Records()
+	launches := r.front.runpod.LaunchesByName()
+	byID := map[string]gpu.State{}
+	for _, rec := range records {
+		byID[rec.ID] = rec.Status
+	}
+	ownedBy := map[string]string{} // instance → the running pod that owns it
+
+	for _, out := range r.outcomes {
+		who := fmt.Sprintf("customer %d (%s, %s)", out.i, out.scenario, out.email)
+		if out.err != nil {
+			add("%s: the journey failed: %v", who, out.err)
+		}
+		if out.orderID == "" {
+			continue
+		}
+		o, err := r.readOrder(ctx, out.orderID)
+		if err != nil {
+			add("%s: reading order %s: %v", who, out.orderID, err)
+			continue
+		}
+		// Steady states only.
+		switch o.status {
+		case gpubroker.OrderCaptured, gpubroker.OrderRefunded, gpubroker.OrderAuthorized, gpubroker.OrderReleased, gpubroker.OrderFree:
+		default:
+			add("%s: order %s is %s", who, out.orderID, o.status)
+		}
+		switch o.podStatus {
+		case gpubroker.PodRunning, gpubroker.PodTerminated, gpubroker.PodFailed, gpubroker.PodConfigured:
+		default:
+			add("%s: pod %s is %s", who, out.podID, o.podStatus)
+		}
+		if out.ran && out.stoppedAt.IsZero() && out.killedAt.IsZero() && o.podStatus != gpubroker.PodRunning {
+			add("%s: its pod should still run, it is %s", who, o.podStatus)
+		}
+		// Money.
+		captured, refunded, problems := r.money(o)
+		for _, p := range problems {
+			add("%s: %s", who, p)
+		}
+		want, why := expectedKept(out, o)
+		if got := captured - refunded; got != want {
+			add("%s: Stripe kept %d¢ (captured %d, refunded %d), expected %d¢: %s", who, got, captured, refunded, want, why)
+		}
+		// Instances: at most one launch per pod, and a running pod's instance runs.
+		name := "gpubroker-" + out.podID
+		if n := launches[name]; n > 1 {
+			add("%s: %d instances launched for one pod", who, n)
+		}
+		if o.podStatus == gpubroker.PodRunning {
+			if byID[o.instanceID] != gpu.StateRunning {
+				add("%s: pod runs but its instance %s is %q at the provider", who, o.instanceID, byID[o.instanceID])
+			}
+			ownedBy[o.instanceID] = out.podID
+		}
+		// Emails: exactly one of each that the journey called for.
+		ran := o.startedAt != nil
+		ended := ran && o.podStatus != gpubroker.PodRunning
+		for _, m := range []struct {
+			kind, key string
+			want      bool
+		}{
+			{gpubroker.MailActivation, "activation:" + out.orderID, true},
+			{gpubroker.MailPodReady, "pod_ready:" + out.podID, ran},
+			{gpubroker.MailPodEnded, "pod_terminated:" + out.podID, ended},
+		} {
+			var n int
+			if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM emails WHERE kind = $1 AND to_email = $2 AND (dedupe_key = $3 OR $1 = 'activation')`, m.kind, out.email, m.key).Scan(&n); err != nil {
+				add("%s: %v", who, err)
+				continue
+			}
+			if want := map[bool]int{true: 1, false: 0}[m.want]; n != want {
+				add("%s: %d %s emails, expected %d", who, n, m.kind, want)
+			}
+		}
+		// The drift made on purpose is found.
+		if out.scenario == scStrand && out.deployed {
+			if o.status != gpubroker.OrderRefunded {
+				add("%s: the capture stranded by a lost provisioning job was not refunded (order %s)", who, o.status)
+			}
+			var n int
+			_ = r.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE order_id = $1 AND action = 'reconcile.refund_queued'`, out.orderID).Scan(&n)
+			if n == 0 {
+				add("%s: the reconciler did not queue the stranded capture's refund", who)
+			}
+		}
+		if out.manualCent > 0 && o.drift == "" {
+			add("%s: the reconciler did not report the refund made by hand at Stripe", who)
+		}
+	}
+	// No instance left at the provider without its running pod.
+	for _, rec := range records {
+		if rec.Status != gpu.StateTerminated && ownedBy[rec.ID] == "" {
+			add("instance %s (%s) is %s at the provider with no running pod", rec.ID, rec.Name, rec.Status)
+		}
+	}
+	r.mu.Lock()
+	orphan := r.orphanID
+	r.mu.Unlock()
+	if orphan != "" && byID[orphan] != gpu.StateTerminated {
+		add("the orphan instance %s was not terminated", orphan)
+	}
+	// No job discarded, none stuck.
+	rows, err := r.pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job WHERE state IN ('discarded', 'available', 'running', 'retryable') AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers') GROUP BY 1, 2`)
+	if err != nil {
+		add("reading jobs: %v", err)
+	} else {
+		for rows.Next() {
+			var kind, state string
+			var n int
+			if rows.Scan(&kind, &state, &n) == nil {
+				add("%d %s jobs are %s", n, kind, state)
+			}
+		}
+		rows.Close()
+	}
+	return v
+}

@@ -1,0 +1,87 @@
+package chaos
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+
+	"gpubroker/internal/runpodsim"
+	"gpubroker/internal/stripesim"
+	"gpubroker/workspaces"
+)
+
+// Paths the front serves besides the API.
+const (
+	stripePrefix = "/dev/stripe"
+	runpodPrefix = "/runpod"
+)
+
+// clientHeader carries the address a simulated customer comes from: the front puts it in
+// X-Forwarded-For as CloudFront does, so per-client rate limits see fifty customers, not one.
+const clientHeader = "X-Chaos-Client"
+
+// front stands where CloudFront and the outside services stand in production, and outlives
+// every gpubroker process of the run: /api/ goes to the api process, the starter projects are
+// served from /workspaces/ like the CDN does, the Stripe stand-in answers under /dev/stripe
+// (and sends its webhooks back through /api/), and RunPod's API is under /runpod.
+type front struct {
+	srv    *http.Server
+	url    string
+	stripe *stripesim.Server
+	runpod *runpodsim.Server
+
+	mu  sync.Mutex
+	api *url.URL
+}
+
+func newFront(ln net.Listener, webhookSecret, runpodKey string, images []string, log *slog.Logger) *front {
+	f := &front{url: "http://" + ln.Addr().String()}
+	f.stripe = stripesim.New(stripesim.Config{
+		Prefix: stripePrefix, PublicURL: f.url, WebhookURL: f.url + "/api/stripe/webhook", WebhookSecret: webhookSecret, Logger: log,
+	})
+	f.runpod = runpodsim.New(runpodsim.Options{APIKey: runpodKey, BootDelay: bootDelay, Images: images})
+	mux := http.NewServeMux()
+	mux.Handle(stripePrefix+"/", f.stripe)
+	mux.Handle(runpodPrefix+"/", f.runpod)
+	mux.Handle(workspaces.URLPrefix, workspaces.Handler())
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			f.mu.Lock()
+			target := f.api
+			f.mu.Unlock()
+			r.SetURL(target)
+			r.Out.Host = r.In.Host
+			r.Out.Header.Del("X-Forwarded-For")
+			if c := r.In.Header.Get(clientHeader); c != "" {
+				r.Out.Header.Set("X-Forwarded-For", c)
+			} else {
+				r.Out.Header.Set("X-Forwarded-For", "127.0.0.1")
+			}
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	mux.Handle("/api/", proxy)
+	f.srv = &http.Server{Handler: mux}
+	go func() { _ = f.srv.Serve(ln) }()
+	return f
+}
+
+// route points /api/ at the api process.
+func (f *front) route(apiURL string) error {
+	u, err := url.Parse(apiURL)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.api = u
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *front) close() {
+	_ = f.srv.Close()
+	f.stripe.Close()
+}
