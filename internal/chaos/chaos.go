@@ -341,8 +341,12 @@ func (r *run) faultLoop(ctx context.Context) {
 		func() {
 			ss.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.LoseAnswer, Times: 1})
 		},
-		func() { ss.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: stripesim.FailAfter, Times: 1}) },
-		func() { ss.InjectFault(stripesim.Fault{Method: "GET", Path: "/v1/payment_intents/*", Mode: stripesim.FailBefore, Times: 1}) },
+		func() {
+			ss.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: stripesim.FailAfter, Times: 1})
+		},
+		func() {
+			ss.InjectFault(stripesim.Fault{Method: "GET", Path: "/v1/payment_intents/*", Mode: stripesim.FailBefore, Times: 1})
+		},
 		func() { // webhooks held back, then delivered newest first
 			ss.PauseDelivery(true)
 			before := len(ss.Events())

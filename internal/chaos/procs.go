@@ -19,7 +19,7 @@ import (
 // goes to <dir>/<name>.log, appended across restarts.
 type proc struct {
 	name, mode, bin, dir string
-	env              []string
+	env                  []string
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
