@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -64,6 +65,11 @@ func (s *Server) receiptDescription(x postgres.Receipt) string {
 func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	acct := s.account(w, r)
 	if acct == nil {
+		return
+	}
+	// Each answer asks Stripe: a person opens a few receipts, a loop would spend our Stripe
+	// rate limit.
+	if !s.limit(w, r, "receipt:account:"+acct.ID, 60, 10*time.Minute) {
 		return
 	}
 	piID, err := postgres.AccountPaymentIntent(r.Context(), s.Pool, acct.ID, ps.ByName("id"))
