@@ -46,7 +46,18 @@ func (s *Server) receiptDescription(x postgres.Receipt) string {
 	}
 	what := gpuName + " in " + s.Catalog.RegionName(x.Region)
 	if x.Kind == postgres.PaymentExtension {
-		return n + " more " + unit + " of " + what
+		d := n + " more " + unit + " of " + what
+		switch x.Refused {
+		case postgres.RefundLateExtension:
+			d += ": not added, the pod had already stopped (refunded in full)"
+		case postgres.RefundOverLimit:
+			most := "most"
+			if p, ok := s.Catalog.Plan(x.Plan); ok && p.MaxHours > 0 {
+				most = strconv.Itoa(p.MaxHours)
+			}
+			d += ": not added, past the " + planName(s.Catalog, x.Plan) + " plan's " + most + " hours (refunded in full)"
+		}
+		return d
 	}
 	d := n + " " + unit + " of " + what
 	if fee := x.AmountCents - int64(x.Hours)*x.HourlyCents; fee > 0 {
@@ -57,6 +68,13 @@ func (s *Server) receiptDescription(x postgres.Receipt) string {
 		d = name + " + " + d
 	}
 	return d
+}
+
+func planName(c *gpubroker.Catalog, id string) string {
+	if p, ok := c.Plan(id); ok {
+		return p.Name
+	}
+	return id
 }
 
 // handleReceipt is GET /api/me/receipts/{payment id}: 303 to Stripe's receipt for the

@@ -27,13 +27,17 @@ type Receipt struct {
 	RefundedCents int64
 	Currency      string
 	PaidAt        time.Time
+	// Refused is why an extension's payment bought no hours and was refunded in full
+	// (RefundLateExtension or RefundOverLimit); empty otherwise.
+	Refused string
 }
 
 // ListAccountReceipts returns the payments of an account's pods, newest first.
 func ListAccountReceipts(ctx context.Context, q Querier, accountID string) ([]Receipt, error) {
 	rows, err := q.Query(ctx, `SELECT y.id, p.id, o.id, y.kind, o.plan, o.gpu, o.region, y.hours, o.hourly_cents, y.amount_cents,
 		COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id AND r.stripe_refund_id IS NOT NULL), 0),
-		y.currency, y.captured_at
+		y.currency, y.captured_at,
+		COALESCE((SELECT min(r.reason) FROM refunds r WHERE r.payment_id = y.id AND r.reason IN ('late_extension', 'over_limit')), '')
 		FROM payments y JOIN orders o ON o.id = y.order_id JOIN pods p ON p.order_id = o.id
 		WHERE p.account_id = $1 ORDER BY y.captured_at DESC, y.id`, accountID)
 	if err != nil {
@@ -44,7 +48,7 @@ func ListAccountReceipts(ctx context.Context, q Querier, accountID string) ([]Re
 	for rows.Next() {
 		var r Receipt
 		if err := rows.Scan(&r.ID, &r.PodID, &r.OrderID, &r.Kind, &r.Plan, &r.GPU, &r.Region, &r.Hours, &r.HourlyCents, &r.AmountCents,
-			&r.RefundedCents, &r.Currency, &r.PaidAt); err != nil {
+			&r.RefundedCents, &r.Currency, &r.PaidAt, &r.Refused); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -119,4 +119,14 @@ func TestLateExtensionAddsNoHours(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, p.HoursTotal)
 	require.EqualValues(t, 4900+299+358, p.PaidCents, "paid, and refunded (refunded_cents)")
+	list, err := postgres.ListAccountReceipts(ctx, pool, ownRental(t, pool, r))
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for _, x := range list {
+		if x.ID == r.extPay {
+			require.Equal(t, postgres.RefundLateExtension, x.Refused, "its receipt says it bought nothing")
+		} else {
+			require.Empty(t, x.Refused)
+		}
+	}
 }
