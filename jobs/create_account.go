@@ -123,7 +123,7 @@ func saveCheckoutKey(ctx context.Context, tx pgx.Tx, d *Deps, orderID string, ac
 
 // podMail is the pod part of an email.
 func podMail(d *Deps, p *gpubroker.Pod) mail.Pod {
-	m := mail.Pod{ID: p.ID, GPU: p.GPU, Region: p.Region, Hours: p.Hours, Template: p.Template, AmountCents: p.AmountCents}
+	m := mail.Pod{ID: p.ID, GPU: p.GPU, Region: d.Catalog.RegionName(p.Region), Hours: p.Hours, Template: p.Template, AmountCents: p.AmountCents}
 	if g, ok := d.Catalog.GPUType(p.GPU); ok {
 		m.GPU = g.DisplayName
 	}

@@ -208,3 +208,13 @@ func TestHoldDeadlineWithoutCaptureBeforeCountsFromTheAuthorization(t *testing.T
 	want := authorized.Add(gpubroker.CardHoldLifetime)
 	require.WithinDuration(t, want, *o.HoldExpiresAt, 2*time.Second, "deadline from the authorization, not from processing")
 }
+
+// Emails name the region as the site does ("US East"), not by its id.
+func TestPodMailNamesTheRegion(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := podMail(b.deps, &gpubroker.Pod{ID: "p1", GPU: "a100", Region: "us-east", Hours: 2, Template: "data-science"})
+	require.Equal(t, b.deps.Catalog.RegionName("us-east"), m.Region)
+	require.NotEqual(t, "us-east", m.Region)
+	require.Equal(t, "NVIDIA A100 80GB", m.GPU)
+}
