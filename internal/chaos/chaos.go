@@ -69,7 +69,9 @@ type Options struct {
 // Result is what a run found.
 type Result struct {
 	Customers, Kills, PGRestarts, Faults, Redeliveries int
-	// Recovery is the time from the last disruption (kill, restart, fault) to quiet.
+	// Rescued counts the jobs River rescued from a killed worker (RescueStuckJobsAfter).
+	Rescued int
+	// Recovery is the time from the last kill to quiet: every job run, every pod steady.
 	Recovery   time.Duration
 	Elapsed    time.Duration
 	Violations []string
@@ -78,8 +80,8 @@ type Result struct {
 
 // Line is the one-line summary.
 func (r *Result) Line() string {
-	return fmt.Sprintf("chaos: customers=%d kills=%d pg_restarts=%d faults=%d redeliveries=%d violations=%d recovery=%.1fs elapsed=%.0fs",
-		r.Customers, r.Kills, r.PGRestarts, r.Faults, r.Redeliveries, len(r.Violations), r.Recovery.Seconds(), r.Elapsed.Seconds())
+	return fmt.Sprintf("chaos: customers=%d kills=%d rescued_jobs=%d pg_restarts=%d faults=%d redeliveries=%d violations=%d recovery_after_last_kill=%.1fs elapsed=%.0fs",
+		r.Customers, r.Kills, r.Rescued, r.PGRestarts, r.Faults, r.Redeliveries, len(r.Violations), r.Recovery.Seconds(), r.Elapsed.Seconds())
 }
 
 // run is one chaos run's world.
@@ -99,6 +101,7 @@ type run struct {
 	mu       sync.Mutex
 	rng      *mrand.Rand
 	lastHit  time.Time // the last kill, restart or fault
+	lastKill time.Time
 	orphanID string    // the instance started behind our back
 	outcomes []*outcome
 
@@ -232,8 +235,11 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 
 	quietAt, quietErr := r.waitQuiet(ctx)
 	r.mu.Lock()
-	res.Recovery = quietAt.Sub(r.lastHit)
+	if !r.lastKill.IsZero() {
+		res.Recovery = quietAt.Sub(r.lastKill)
+	}
 	r.mu.Unlock()
+	_ = r.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE errors::text LIKE '%Stuck job rescued%'`).Scan(&res.Rescued)
 	res.Kills, res.PGRestarts, res.Faults, res.Redeliveries = int(r.kills.Load()), int(r.restarts.Load()), int(r.faults.Load()), int(r.redeliveries.Load())
 	if quietErr != nil {
 		res.Violations = append(res.Violations, quietErr.Error())
@@ -316,6 +322,9 @@ func (r *run) killLoop(ctx context.Context) {
 		w.kill()
 		r.kills.Add(1)
 		r.hit()
+		r.mu.Lock()
+		r.lastKill = time.Now()
+		r.mu.Unlock()
 		time.Sleep(time.Duration(200+r.rand(800)) * time.Millisecond)
 		if err := w.start(context.WithoutCancel(ctx)); err != nil {
 			r.logf("restarting %s: %v", w.name, err)

@@ -49,3 +49,33 @@ func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(string(p))
 	return len(p), nil
 }
+
+// The money the checks expect of an order, from what its customer did: the rental rule worked
+// independently of the product's own ledger.
+func TestExpectedKept(t *testing.T) {
+	started := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	pro := &orderRow{amount: 4900 + 2*179, hours: 2, hourly: 179, startedAt: &started}
+	for _, tc := range []struct {
+		name string
+		out  outcome
+		o    *orderRow
+		want int64
+	}{
+		{"never deployed", outcome{scenario: scIdle}, &orderRow{amount: 5258, hours: 2, hourly: 179}, 0},
+		{"deployed, never ran", outcome{scenario: scRun, deployed: true}, &orderRow{amount: 5258, hours: 2, hourly: 179}, 0},
+		{"free", outcome{scenario: scFree, deployed: true}, &orderRow{hours: 1, startedAt: &started}, 0},
+		{"runs", outcome{scenario: scRun, deployed: true}, pro, 4900 + 2*179},
+		{"extended, runs", outcome{scenario: scExtend, deployed: true, extended: 1}, pro, 4900 + 3*179},
+		{"stopped 10 minutes in", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(10 * time.Minute)}, pro, 4900 + 179},
+		{"stopped 70 minutes in", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(70 * time.Minute)}, pro, 4900 + 2*179},
+		{"extended, stopped at once", outcome{scenario: scExtendStop, deployed: true, extended: 1, stoppedAt: started.Add(time.Minute)}, pro, 4900 + 179},
+		{"died in its first hour", outcome{scenario: scDie, deployed: true, killedAt: started.Add(30 * time.Minute)}, pro, 4900},
+		{"died in its second hour", outcome{scenario: scDie, deployed: true, killedAt: started.Add(90 * time.Minute)}, pro, 4900 + 179},
+		{"refunded by hand", outcome{scenario: scManual, deployed: true, manualCent: manualRefund}, pro, 4900 + 2*179 - manualRefund},
+	} {
+		got, why := expectedKept(&tc.out, tc.o)
+		if got != tc.want {
+			t.Errorf("%s: expected %d¢ kept, the check says %d¢ (%s)", tc.name, tc.want, got, why)
+		}
+	}
+}
