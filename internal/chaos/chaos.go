@@ -102,7 +102,7 @@ type run struct {
 	rng      *mrand.Rand
 	lastHit  time.Time // the last kill, restart or fault
 	lastKill time.Time
-	orphanID string    // the instance started behind our back
+	orphanID string // the instance started behind our back
 	outcomes []*outcome
 
 	kills, restarts, faults, redeliveries atomic.Int64
