@@ -484,12 +484,23 @@ func (r *run) refundByHand(ctx context.Context, o *outcome) error {
 	if err := r.pool.QueryRow(ctx, `SELECT payment_intent_id FROM orders WHERE id = $1`, o.orderID).Scan(&pi); err != nil {
 		return err
 	}
+	// Ops' click may meet the injected faults too: like the product, look for the refund by
+	// its key before asking again under a new idempotency key.
 	key := "by-hand-" + o.orderID
-	if _, err := r.stripe.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: pi, Amount: manualRefund, Key: key, IdempotencyKey: key}); err != nil {
-		return fmt.Errorf("refund by hand: %w", err)
+	var last error
+	for attempt := 1; attempt <= 20; attempt++ {
+		if found, err := r.stripe.FindRefund(ctx, pi, key); err == nil && found != nil {
+			o.manualCent = manualRefund
+			return nil
+		}
+		_, last = r.stripe.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: pi, Amount: manualRefund, Key: key, IdempotencyKey: gpubroker.RetryKey(key, 1, attempt)})
+		if last == nil {
+			o.manualCent = manualRefund
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	o.manualCent = manualRefund
-	return nil
+	return fmt.Errorf("refund by hand: %w", last)
 }
 
 // waitQuiet waits until nothing is left to do: no job waiting or running, every pod in a
