@@ -20,9 +20,10 @@ type PodHealthArgs struct{}
 // Kind implements river.JobArgs.
 func (PodHealthArgs) Kind() string { return "pod_health" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts: one check at a time.
+// InsertOpts implements river.JobArgsWithInsertOpts: one check at a time, retried a couple of
+// times (a worker killed mid-check must not leave a discarded job that pages ops).
 func (PodHealthArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 1, Queue: QueuePods}
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 3, Queue: QueuePods}
 }
 
 // deadChecks is how many checks in a row must find an instance dead before its pod is failed:

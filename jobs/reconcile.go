@@ -21,10 +21,10 @@ type ReconcileArgs struct{}
 // Kind implements river.JobArgs.
 func (ReconcileArgs) Kind() string { return "reconcile" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts: one run at a time; a failed run is not
-// retried, the next one does the same work.
+// InsertOpts implements river.JobArgsWithInsertOpts: one run at a time, retried a couple of
+// times (a worker killed mid-run must not leave a discarded job that pages ops).
 func (ReconcileArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 1}
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 3}
 }
 
 // Reconciliation limits.

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 )
@@ -24,4 +25,18 @@ func TestRetryPolicy(t *testing.T) {
 	}
 	require.Greater(t, p.NextRetry(job("capture", 20)).Sub(now), 24*time.Hour, "20⁴ s: River's backoff")
 	require.WithinDuration(t, now.Add(time.Second), RetryPolicy{Delay: time.Second}.NextRetry(job("terminate", 20)), time.Second)
+}
+
+// A periodic job whose worker was killed mid-run is rescued as a failed attempt: with one
+// attempt it would be discarded, and a discarded job pages ops (GPUBrokerJobDiscarded) for
+// nothing. Every periodic kind may be retried (found by make chaos).
+func TestPeriodicJobsSurviveARescue(t *testing.T) {
+	t.Parallel()
+	for _, args := range []interface {
+		Kind() string
+		InsertOpts() river.InsertOpts
+	}{PodHealthArgs{}, ReconcileArgs{}, RefreshOffersArgs{}} {
+		require.Greater(t, args.InsertOpts().MaxAttempts, 1, args.Kind())
+	}
+	require.Len(t, PeriodicJobs(0, 0), 3, "every periodic job is listed above")
 }

@@ -206,7 +206,9 @@ func (r *run) check(ctx context.Context) []string {
 		add("the orphan instance %s was not terminated", orphan)
 	}
 	// No job discarded, none stuck.
-	rows, err := r.pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job WHERE state IN ('discarded', 'available', 'running', 'retryable') AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers') GROUP BY 1, 2`)
+	rows, err := r.pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job
+		WHERE state = 'discarded' OR (state IN ('available', 'running', 'retryable') AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers'))
+		GROUP BY 1, 2`)
 	if err != nil {
 		add("reading jobs: %v", err)
 	} else {
