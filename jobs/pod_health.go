@@ -47,9 +47,12 @@ type PodHealthWorker struct {
 }
 
 // Work implements river.Worker.
-func (w *PodHealthWorker) Work(ctx context.Context, _ *river.Job[PodHealthArgs]) error {
+func (w *PodHealthWorker) Work(ctx context.Context, job *river.Job[PodHealthArgs]) error {
 	d := w.d
-	if d.Broker == nil {
+	if d.Broker == nil || job.Attempt > 1 {
+		// A retry (after an error, or a rescue from a killed worker) checks nothing: two
+		// checks moments apart must not count as two dead checks in a row. The next periodic
+		// run checks again.
 		return nil
 	}
 	running, err := postgres.RunningInstances(ctx, d.Pool)
