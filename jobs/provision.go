@@ -28,7 +28,8 @@ func (ProvisionArgs) Kind() string { return "provision" }
 
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (ProvisionArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10, Queue: QueuePods}
+	// Attempts every 30 s at most (RetryPolicy) for about the 20-minute deadline.
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 40, Queue: QueuePods}
 }
 
 // InstanceName is the name a pod's instance is launched under at every provider; it is how a

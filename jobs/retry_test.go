@@ -24,6 +24,10 @@ func TestRetryPolicy(t *testing.T) {
 		require.Less(t, p.NextRetry(job(kind, 1)).Sub(now), time.Minute, "early attempts back off like River")
 	}
 	require.Greater(t, p.NextRetry(job("capture", 20)).Sub(now), 24*time.Hour, "20⁴ s: River's backoff")
+	// Provisioning: a customer is waiting and the deadline bounds the whole; a chaos run saw a
+	// pod wait six minutes after four transient provider errors (1, 16, 81, 256 s).
+	require.LessOrEqual(t, p.NextRetry(job("provision", 5)).Sub(now), maxProvisionBackoff+time.Second)
+	require.Less(t, p.NextRetry(job("provision", 2)).Sub(now), maxProvisionBackoff)
 	require.WithinDuration(t, now.Add(time.Second), RetryPolicy{Delay: time.Second}.NextRetry(job("terminate", 20)), time.Second)
 }
 
