@@ -143,3 +143,49 @@ func cuttingProxy(t *testing.T, dbURL string) *proxy {
 }
 
 func (p *proxy) arm() { p.armed.Store(true) }
+
+// A process that starts while its database restarts (a deploy during a failover, a worker
+// restarted during make chaos's crash) waits for it instead of exiting; a database that
+// refuses us for good (a wrong name) fails at once.
+func TestOpenWaitsForTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.NewWithURL(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	target := u.Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	late := ln.Addr().String()
+	ln.Close() // nothing listens there yet: connection refused
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		ln, err := net.Listen("tcp", late)
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { ln.Close() })
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(s, c) }()
+			go func() { _, _ = io.Copy(c, s) }()
+		}
+	}()
+	u.Host = late
+	pool, err := postgres.Open(ctx, u.String())
+	require.NoError(t, err, "the database came up 0.7 s after the process")
+	pool.Close()
+
+	u.Host, u.Path = target, "/no_such_database"
+	start := time.Now()
+	_, err = postgres.Open(ctx, u.String())
+	require.Error(t, err)
+	require.Less(t, time.Since(start), 5*time.Second, "a refusal is not waited on")
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -50,12 +51,27 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("error opening database: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
+	// A database that is restarting (a failover, a crash) is waited for, up to StartupWait, so a
+	// process started meanwhile does not exit and flap; one that refuses us (a wrong password
+	// or database name) fails at once.
+	deadline, wait := time.Now().Add(StartupWait), 100*time.Millisecond
+	for {
+		err = pool.Ping(ctx)
+		if err == nil || !Unavailable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 2*time.Second)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("error connecting to database: %w", err)
 	}
 	return pool, nil
 }
+
+// StartupWait is how long Open waits for a database that cannot be reached.
+const StartupWait = time.Minute
 
 // Tx runs fn in a transaction, committing when it returns nil.
 func Tx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
