@@ -130,6 +130,30 @@ func TestWorkspaceChecksumMismatchFailsInstance(t *testing.T) {
 	require.Equal(t, gpu.StateFailed, got.State)
 }
 
+// An instance fetches its workspace at boot, whatever became of the call that launched it: a
+// caller that gave up (a worker killed mid-launch, found by make chaos) must not leave an
+// instance that fails at boot and is launched again.
+func TestWorkspaceFetchOutlivesTheLaunchCall(t *testing.T) {
+	t.Parallel()
+	body, sum := tarball(t, map[string]string{"README.md": "hi"})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	s := sim.New(sim.Options{})
+	ws := gpu.Workspace{Name: "p", Path: "/workspace/p", URL: srv.URL, SHA256: sum}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, _ = s.Launch(ctx, launchReq(t, s, ws))
+	recs := s.Records()
+	require.Len(t, recs, 1, "the provider created the instance")
+	got, err := s.GetInstance(context.Background(), recs[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, gpu.StateRunning, got.State, got.Error)
+	require.Equal(t, []string{"README.md"}, recs[0].WorkspaceFiles)
+}
+
 type listed struct {
 	ID                string    `json:"id"`
 	Name              string    `json:"name"`

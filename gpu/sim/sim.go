@@ -280,7 +280,9 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 	var bootError string
 	if !r.Workspace.IsZero() {
 		var err error
-		if files, err = s.fetchWorkspace(ctx, r.Workspace); err != nil {
+		// The instance fetches it at boot, whatever becomes of the launch call: a caller
+		// that gives up does not make the instance fail (the client's timeout bounds it).
+		if files, err = s.fetchWorkspace(context.WithoutCancel(ctx), r.Workspace); err != nil {
 			bootError = "workspace: " + err.Error()
 		}
 	}
