@@ -102,44 +102,47 @@ func cuttingProxy(t *testing.T, dbURL string) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
-	target := u.Host
+	p := &proxy{}
+	go p.serve(ln, u.Host)
 	u.Host = ln.Addr().String()
-	p := &proxy{url: u.String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(s, c) }()
-			go func() {
-				defer c.Close()
-				defer s.Close()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 && p.armed.Load() && n > 1 {
-						_, _ = c.Write(buf[:n/2])
-						return
-					}
-					if n > 0 {
-						if _, err := c.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
+	p.url = u.String()
+	return p
+}
+
+// serve forwards every connection ln accepts to target until ln is closed.
+func (p *proxy) serve(ln net.Listener, target string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		go func() { _, _ = io.Copy(s, c) }()
+		go func() {
+			defer c.Close()
+			defer s.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 1 && p.armed.Load() {
+					_, _ = c.Write(buf[:n/2])
+					return
+				}
+				if n > 0 {
+					if _, err := c.Write(buf[:n]); err != nil {
 						return
 					}
 				}
-			}()
-		}
-	}()
-	return p
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
 
 func (p *proxy) arm() { p.armed.Store(true) }
@@ -164,19 +167,7 @@ func TestOpenWaitsForTheDatabase(t *testing.T) {
 			return
 		}
 		t.Cleanup(func() { ln.Close() })
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(s, c) }()
-			go func() { _, _ = io.Copy(c, s) }()
-		}
+		(&proxy{}).serve(ln, target)
 	}()
 	u.Host = late
 	pool, err := postgres.Open(ctx, u.String())
