@@ -15,13 +15,21 @@ import (
 	"gpubroker/postgres"
 )
 
-// running captures and provisions an authorized pod until it runs.
-func (b *testBundle) running(t *testing.T, email string) (orderID, podID, piID string) {
+// launched captures an authorized pod and runs its provisioning once: the instance is
+// launched and booting. It returns the provision worker to run again.
+func (b *testBundle) launched(t *testing.T, email string) (orderID, podID, piID, instanceID string, p *ProvisionWorker) {
 	t.Helper()
 	orderID, podID, piID = b.authorized(t, email)
 	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
-	p := &ProvisionWorker{d: b.deps}
+	p = &ProvisionWorker{d: b.deps}
 	work(t, b, p, ProvisionArgs{PodID: podID})
+	return orderID, podID, piID, *b.pod(t, podID).InstanceID, p
+}
+
+// running captures and provisions an authorized pod until it runs.
+func (b *testBundle) running(t *testing.T, email string) (orderID, podID, piID string) {
+	t.Helper()
+	orderID, podID, piID, _, p := b.launched(t, email)
 	work(t, b, p, ProvisionArgs{PodID: podID})
 	require.Equal(t, gpubroker.PodRunning, b.pod(t, podID).Status)
 	return orderID, podID, piID
@@ -243,11 +251,7 @@ func TestPodHealthUnknownStatusIsNotDead(t *testing.T) {
 func TestProvisionWaitsThroughUnknownStatus(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, podID, _ := b.authorized(t, "provision-unknown@example.com")
-	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
-	p := &ProvisionWorker{d: b.deps}
-	work(t, b, p, ProvisionArgs{PodID: podID})
-	instanceID := *b.pod(t, podID).InstanceID
+	_, podID, _, instanceID, p := b.launched(t, "provision-unknown@example.com")
 	require.True(t, b.sim.Report(instanceID, gpu.StateUnknown, `unknown Lambda status "migrating"`))
 	for range 2 {
 		res := work(t, b, p, ProvisionArgs{PodID: podID})
@@ -270,11 +274,7 @@ func TestProvisionWaitsThroughUnknownStatus(t *testing.T) {
 func TestProvisionRelaunchesAfterATerminatingInstance(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, podID, _ := b.authorized(t, "provision-terminating@example.com")
-	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
-	p := &ProvisionWorker{d: b.deps}
-	work(t, b, p, ProvisionArgs{PodID: podID})
-	instanceID := *b.pod(t, podID).InstanceID
+	_, podID, _, instanceID, p := b.launched(t, "provision-terminating@example.com")
 	require.True(t, b.sim.Report(instanceID, gpu.StateTerminating, "terminated by hand"))
 	work(t, b, p, ProvisionArgs{PodID: podID})
 	pod := b.pod(t, podID)

@@ -109,7 +109,6 @@ func (r *run) check(ctx context.Context) []string {
 	for _, rec := range records {
 		byID[rec.ID] = rec.Status
 	}
-	ownedBy := map[string]string{} // instance → the running pod that owns it
 
 	for _, out := range r.outcomes {
 		who := fmt.Sprintf("customer %d (%s, %s)", out.i, out.scenario, out.email)
@@ -156,7 +155,6 @@ func (r *run) check(ctx context.Context) []string {
 			if byID[o.instanceID] != gpu.StateRunning {
 				add("%s: pod runs but its instance %s is %q at the provider", who, o.instanceID, byID[o.instanceID])
 			}
-			ownedBy[o.instanceID] = out.podID
 		}
 		// Emails: exactly one of each that the journey called for.
 		ran := o.startedAt != nil
@@ -193,11 +191,9 @@ func (r *run) check(ctx context.Context) []string {
 			add("%s: the reconciler did not report the refund made by hand at Stripe", who)
 		}
 	}
-	// No instance left at the provider without its running pod.
-	for _, rec := range records {
-		if rec.Status != gpu.StateTerminated && ownedBy[rec.ID] == "" {
-			add("instance %s (%s) is %s at the provider with no running pod", rec.ID, rec.Name, rec.Status)
-		}
+	// No instance left at the provider without its running pod (what waitQuiet waited for).
+	for _, stray := range r.strayInstances(ctx) {
+		add("instance %s is alive at the provider with no running pod", stray)
 	}
 	r.mu.Lock()
 	orphan := r.orphanID
