@@ -24,7 +24,10 @@ import (
 
 // Server holds the API's dependencies. main wires it by field assignment.
 type Server struct {
-	Pool          *pgxpool.Pool
+	Pool *pgxpool.Pool
+	// Events stores webhook events, concurrent ones sharing a commit; Handler makes one on
+	// Pool when it is nil.
+	Events        *postgres.EventWriter
 	Jobs          jobs.Inserter
 	Payments      gpubroker.Payments
 	Catalog       *gpubroker.Catalog
@@ -58,6 +61,9 @@ func (s *Server) now() time.Time {
 
 // Handler returns the API's routes wrapped in the request-id, logging and recovery middleware.
 func (s *Server) Handler() http.Handler {
+	if s.Events == nil {
+		s.Events = postgres.NewEventWriter(s.Pool)
+	}
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

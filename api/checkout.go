@@ -191,8 +191,9 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprou
 		return
 	}
 	ctx := r.Context()
-	// The event and its job in one statement: one round trip, one commit.
-	inserted, err := postgres.InsertStripeEvent(ctx, s.Pool, ev, jobs.StripeEventArgs{EventID: ev.ID})
+	// The event and its job in one statement, shared with events arriving at the same time:
+	// one round trip and one commit for the lot.
+	inserted, err := s.Events.Insert(ctx, ev, jobs.StripeEventArgs{EventID: ev.ID})
 	if gpubroker.ErrorCode(postgres.ClassifyError(err)) == gpubroker.EBADREQUEST {
 		// Signed, but with bytes Postgres refuses (a \u0000 in the payload): storing it will
 		// never work, so Stripe must not retry it.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,6 +79,50 @@ func TestWebhookAnswers(t *testing.T) {
 	other := benchEvent("evt_other")
 	s.Pool.Close()
 	require.Equal(t, http.StatusServiceUnavailable, post(other, sign(other, secret)).Code)
+}
+
+// Many senders over real HTTP, each event delivered three times by different senders at
+// once, with a forged event in the mix: every genuine delivery is answered 200, the forgery
+// 400, and each event is stored once with one job, however the deliveries were batched.
+func TestWebhookConcurrentRedeliveries(t *testing.T) {
+	t.Parallel()
+	const secret, senders, events, copies = "whsec_race", 32, 150, 3
+	s, h := webhookServer(t, secret)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	post := func(body []byte, secret string) (int, error) {
+		sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()}).Header
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/stripe/webhook", bytes.NewReader(body))
+		req.Header.Set("Stripe-Signature", sig)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, resp.Body.Close()
+	}
+	var wg sync.WaitGroup
+	for sender := range senders {
+		wg.Go(func() {
+			for k := sender; k < events*copies; k += senders {
+				code, err := post(benchEvent(fmt.Sprintf("evt_race_%03d", k%events)), secret)
+				if err != nil || code != http.StatusOK {
+					t.Errorf("event %d: %d %v", k%events, code, err)
+					return
+				}
+				if k%50 == 0 {
+					if code, err := post(benchEvent(fmt.Sprintf("evt_forged_%d", k)), "whsec_forged"); err != nil || code != http.StatusBadRequest {
+						t.Errorf("forged event: %d %v", code, err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var stored, jobs, jobEvents int
+	require.NoError(t, s.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM stripe_events), count(*), count(DISTINCT args->>'event_id') FROM river_job WHERE kind = 'stripe_event'`).
+		Scan(&stored, &jobs, &jobEvents))
+	require.Equal(t, []int{events, events, events}, []int{stored, jobs, jobEvents})
 }
 
 // BenchmarkWebhook runs the webhook handler through the whole middleware on a real database
