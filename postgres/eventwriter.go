@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -115,7 +116,7 @@ func (w *EventWriter) store(ctx context.Context, batch []*pendingEvent) {
 	for i, p := range batch {
 		jobs[i] = p.EventJob
 	}
-	inserted, err := InsertStripeEvents(ctx, w.q, jobs)
+	inserted, err := insertRecovered(ctx, w.q, jobs)
 	if err != nil && len(batch) > 1 && InvalidInput(err) {
 		for i := range batch {
 			w.store(ctx, batch[i:i+1])
@@ -129,4 +130,15 @@ func (w *EventWriter) store(ctx context.Context, batch []*pendingEvent) {
 		p.err = err
 		close(p.done)
 	}
+}
+
+// insertRecovered is InsertStripeEvents with a panic turned into the batch's error: a panic
+// must not leave the writer marked as writing, which would hang every later webhook.
+func insertRecovered(ctx context.Context, q Querier, jobs []EventJob) (inserted []bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			inserted, err = nil, fmt.Errorf("postgres: panic storing webhook events: %v", v)
+		}
+	}()
+	return InsertStripeEvents(ctx, q, jobs)
 }

@@ -254,3 +254,28 @@ func TestEventWritersDoNotDeadlock(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&n))
 	require.Equal(t, 5, n)
 }
+
+// A batch that panics (here a nil event) fails its callers with an error, and the writer
+// goes on storing: it is not left marked as writing with nobody to write.
+func TestEventWriterSurvivesAPanic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	w := postgres.NewEventWriter(pool)
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Insert(ctx, nil, jobs.StripeEventArgs{})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, "panic")
+	case <-time.After(time.Minute):
+		t.Fatal("the panicking insert never returned")
+	}
+	ictx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ins, err := w.Insert(ictx, testEvent("evt_after", `{}`), jobs.StripeEventArgs{EventID: "evt_after"})
+	require.NoError(t, err)
+	require.True(t, ins)
+}
