@@ -76,10 +76,14 @@ func (w *EventWriter) Insert(ctx context.Context, e *gpubroker.WebhookEvent, job
 	}
 	select {
 	case <-p.done:
-		return p.inserted, p.err
 	case <-ctx.Done():
-		return false, ctx.Err()
+		select {
+		case <-p.done: // stored after all: say so
+		default:
+			return false, ctx.Err()
+		}
 	}
+	return p.inserted, p.err
 }
 
 // take removes up to maxEventBatch queued events. mu must be held.
