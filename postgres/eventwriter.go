@@ -22,9 +22,10 @@ import (
 // learns its own event's fate, and answers only once it has committed: each event is stored
 // with its job or not at all.
 //
-// A batch the database refuses for bad input (a signed payload Postgres cannot store) is
-// retried one event at a time, so only that event's caller sees the error; any other error
-// is every caller's in the batch (the database is down: all answer 503, and Stripe retries).
+// A batch that fails for anything but an outage (a signed payload Postgres cannot store, an
+// id too long for its index) is retried one event at a time, so one event's failure is only
+// its own caller's; an outage is every caller's in the batch (all answer 503, and Stripe
+// retries).
 type EventWriter struct {
 	q Querier
 
@@ -121,7 +122,7 @@ func (w *EventWriter) store(ctx context.Context, batch []*pendingEvent) {
 		jobs[i] = p.EventJob
 	}
 	inserted, err := insertRecovered(ctx, w.q, jobs)
-	if err != nil && len(batch) > 1 && InvalidInput(err) {
+	if err != nil && len(batch) > 1 && !Unavailable(err) {
 		for i := range batch {
 			w.store(ctx, batch[i:i+1])
 		}

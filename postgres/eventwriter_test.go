@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"testing"
@@ -117,40 +119,53 @@ func TestEventWriterSharesACommit(t *testing.T) {
 }
 
 // An event Postgres cannot store fails only its own caller: the rest of its batch is stored.
+// One kind has a payload jsonb refuses (a 400 for Stripe); the other an id too long for the
+// primary key's index (a 500, which Stripe retries).
 func TestEventWriterIsolatesABadEvent(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	pool := testdb.New(t)
-	w := postgres.NewEventWriter(pool)
-	release, blocked := blockWriter(t, pool, w, "evt_block")
-	evs := []*gpubroker.WebhookEvent{
-		testEvent("evt_a", `{"ok":true}`),
-		testEvent("evt_bad", `{"text":"\u0000"}`), // jsonb refuses NUL: 22P05
-		testEvent("evt_b", `{"ok":true}`),
+	random := make([]byte, 6000)
+	_, _ = rand.Read(random)
+	longID := "evt_" + hex.EncodeToString(random) // past btree's 2704-byte limit even compressed
+	for _, tc := range []struct {
+		name string
+		bad  *gpubroker.WebhookEvent
+		is   func(error) bool
+	}{
+		{"payload", testEvent("evt_bad", `{"text":"\u0000"}`), postgres.InvalidInput}, // jsonb refuses NUL: 22P05
+		{"id", testEvent(longID, `{}`), func(err error) bool { return !postgres.InvalidInput(err) && !postgres.Unavailable(err) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool := testdb.New(t)
+			w := postgres.NewEventWriter(pool)
+			release, blocked := blockWriter(t, pool, w, "evt_block")
+			evs := []*gpubroker.WebhookEvent{testEvent("evt_a", `{"ok":true}`), tc.bad, testEvent("evt_b", `{"ok":true}`)}
+			res := queueEvents(t, w, evs, 0)
+			release()
+			require.NoError(t, (<-blocked).err)
+			for range evs {
+				r := <-res
+				if r.id == tc.bad.ID {
+					require.Error(t, r.err)
+					require.True(t, tc.is(r.err), "the wrong kind of error: %v", r.err)
+					continue
+				}
+				require.NoError(t, r.err, r.id)
+				require.True(t, r.inserted, r.id)
+			}
+			var ids []string
+			rows, err := pool.Query(ctx, `SELECT e.id FROM stripe_events e JOIN river_job j ON j.args->>'event_id' = e.id ORDER BY e.id`)
+			require.NoError(t, err)
+			for rows.Next() {
+				var id string
+				require.NoError(t, rows.Scan(&id))
+				ids = append(ids, id)
+			}
+			require.NoError(t, rows.Err())
+			require.Equal(t, []string{"evt_a", "evt_b", "evt_block"}, ids)
+		})
 	}
-	res := queueEvents(t, w, evs, 0)
-	release()
-	require.NoError(t, (<-blocked).err)
-	for range evs {
-		r := <-res
-		if r.id == "evt_bad" {
-			require.Error(t, r.err)
-			require.True(t, postgres.InvalidInput(r.err), "a 400 for Stripe, not a 503: %v", r.err)
-			continue
-		}
-		require.NoError(t, r.err, r.id)
-		require.True(t, r.inserted, r.id)
-	}
-	var ids []string
-	rows, err := pool.Query(ctx, `SELECT e.id FROM stripe_events e JOIN river_job j ON j.args->>'event_id' = e.id ORDER BY e.id`)
-	require.NoError(t, err)
-	for rows.Next() {
-		var id string
-		require.NoError(t, rows.Scan(&id))
-		ids = append(ids, id)
-	}
-	require.NoError(t, rows.Err())
-	require.Equal(t, []string{"evt_a", "evt_b", "evt_block"}, ids)
 }
 
 // Many callers over shared and repeated ids, all at once, through two writers (two API
