@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"gpubroker"
 )
 
@@ -43,17 +45,7 @@ func ListAccountReceipts(ctx context.Context, q Querier, accountID string) ([]Re
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Receipt{}
-	for rows.Next() {
-		var r Receipt
-		if err := rows.Scan(&r.ID, &r.PodID, &r.OrderID, &r.Kind, &r.Plan, &r.GPU, &r.Region, &r.Hours, &r.HourlyCents, &r.AmountCents,
-			&r.RefundedCents, &r.Currency, &r.PaidAt, &r.Refused); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[Receipt])
 }
 
 // AccountPaymentIntent returns the PaymentIntent of one of an account's payments; any other

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"gpubroker"
 )
 
@@ -83,16 +85,7 @@ func StrandedPods(ctx context.Context, q Querier, stuckBefore time.Time) ([]Stra
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []StrandedPod
-	for rows.Next() {
-		var s StrandedPod
-		if err := rows.Scan(&s.PodID, &s.OrderID, &s.AccountID, &s.Status, &s.RefundDiscarded); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[StrandedPod])
 }
 
 // UnmadeRefund is a refund planned in the ledger (early stop, dead pod, late extension) that
@@ -115,16 +108,7 @@ func UnmadeRefunds(ctx context.Context, q Querier, plannedBefore time.Time) ([]U
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []UnmadeRefund
-	for rows.Next() {
-		var u UnmadeRefund
-		if err := rows.Scan(&u.PodID, &u.OrderID, &u.Reason, &u.PlannedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[UnmadeRefund])
 }
 
 // LedgerPayment is one captured payment and what the ledger says has been refunded of it.
