@@ -77,7 +77,7 @@ func (d *Deps) withDefaults() *Deps {
 		c.PollInterval = 5 * time.Second
 	}
 	if c.ReconcileInterval == 0 {
-		c.ReconcileInterval = 10 * time.Minute
+		c.ReconcileInterval = DefaultReconcileInterval
 	}
 	if c.NoCapacityRetries == 0 {
 		c.NoCapacityRetries = 3
@@ -107,6 +107,9 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &ReconcileWorker{d: d})
 }
 
+// DefaultReconcileInterval is how often the reconciler runs when nothing says otherwise.
+const DefaultReconcileInterval = 10 * time.Minute
+
 // PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, the
 // health check of running pods every podHealth (zero: 1 minute) and the reconciler every
 // reconcile (zero: 10 minutes).
@@ -115,7 +118,7 @@ func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 		podHealth = time.Minute
 	}
 	if reconcile <= 0 {
-		reconcile = 10 * time.Minute
+		reconcile = DefaultReconcileInterval
 	}
 	return []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(podHealth),
