@@ -43,12 +43,21 @@ func blockWriter(t *testing.T, pool *pgxpool.Pool, w *postgres.EventWriter, id s
 	}
 	before := waiting()
 	res := make(chan insertResult, 1)
-	go func() {
-		ins, err := w.Insert(ctx, testEvent(id, `{}`), jobs.StripeEventArgs{EventID: id})
-		res <- insertResult{id, ins, err}
-	}()
+	insertAsync(ctx, w, testEvent(id, `{}`), res)
 	waitFor(t, "the first event to wait on the test's lock", func() bool { return waiting() == before+1 })
 	return func() { require.NoError(t, tx.Rollback(ctx)) }, res
+}
+
+// insertAsync calls w.Insert for e (nil: a nil event) in a goroutine and sends its result to res.
+func insertAsync(ctx context.Context, w *postgres.EventWriter, e *gpubroker.WebhookEvent, res chan<- insertResult) {
+	go func() {
+		var args jobs.StripeEventArgs
+		if e != nil {
+			args.EventID = e.ID
+		}
+		ins, err := w.Insert(ctx, e, args)
+		res <- insertResult{args.EventID, ins, err}
+	}()
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
@@ -65,10 +74,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 func queueEvents(t *testing.T, w *postgres.EventWriter, evs []*gpubroker.WebhookEvent, already int) <-chan insertResult {
 	res := make(chan insertResult, len(evs))
 	for _, e := range evs {
-		go func() {
-			ins, err := w.Insert(context.Background(), e, jobs.StripeEventArgs{EventID: e.ID})
-			res <- insertResult{e.ID, ins, err}
-		}()
+		insertAsync(context.Background(), w, e, res)
 	}
 	waitFor(t, "the events to queue", func() bool {
 		return w.Queued() == already+len(evs)
@@ -109,12 +115,12 @@ func TestEventWriterSharesACommit(t *testing.T) {
 		require.Equal(t, 1, n, id)
 	}
 
-	var events, commits, jobs, jobIDs int
+	var events, commits, jobRows, jobIDs int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM stripe_events WHERE id LIKE 'evt\_%' AND id <> 'evt_block'`).Scan(&events, &commits))
 	require.Equal(t, 10, events)
 	require.Equal(t, 1, commits, "the ten queued events share one transaction")
-	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT args->>'event_id') FROM river_job WHERE kind = 'stripe_event'`).Scan(&jobs, &jobIDs))
-	require.Equal(t, 11, jobs)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT args->>'event_id') FROM river_job WHERE kind = 'stripe_event'`).Scan(&jobRows, &jobIDs))
+	require.Equal(t, 11, jobRows)
 	require.Equal(t, 11, jobIDs)
 }
 
@@ -204,9 +210,9 @@ func TestEventWriterConcurrentRedeliveries(t *testing.T) {
 	for id, n := range new {
 		require.Equal(t, 1, n, id)
 	}
-	var events, jobs, jobIDs int
-	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM stripe_events), count(*), count(DISTINCT args->>'event_id') FROM river_job`).Scan(&events, &jobs, &jobIDs))
-	require.Equal(t, []int{ids, ids, ids}, []int{events, jobs, jobIDs})
+	var events, jobRows, jobIDs int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM stripe_events), count(*), count(DISTINCT args->>'event_id') FROM river_job`).Scan(&events, &jobRows, &jobIDs))
+	require.Equal(t, []int{ids, ids, ids}, []int{events, jobRows, jobIDs})
 }
 
 // A caller that stops waiting gets its context's error; its event is still stored with the
@@ -219,10 +225,7 @@ func TestEventWriterCallerGivesUp(t *testing.T) {
 	release, blocked := blockWriter(t, pool, w, "evt_block")
 	cctx, cancel := context.WithCancel(ctx)
 	res := make(chan insertResult, 1)
-	go func() {
-		ins, err := w.Insert(cctx, testEvent("evt_gone", `{}`), jobs.StripeEventArgs{EventID: "evt_gone"})
-		res <- insertResult{"evt_gone", ins, err}
-	}()
+	insertAsync(cctx, w, testEvent("evt_gone", `{}`), res)
 	waitFor(t, "the event to queue", func() bool {
 		return w.Queued() == 1
 	})
@@ -277,14 +280,11 @@ func TestEventWriterSurvivesAPanic(t *testing.T) {
 	ctx := context.Background()
 	pool := testdb.New(t)
 	w := postgres.NewEventWriter(pool)
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.Insert(ctx, nil, jobs.StripeEventArgs{})
-		done <- err
-	}()
+	res := make(chan insertResult, 1)
+	insertAsync(ctx, w, nil, res)
 	select {
-	case err := <-done:
-		require.ErrorContains(t, err, "panic")
+	case r := <-res:
+		require.ErrorContains(t, r.err, "panic")
 	case <-time.After(time.Minute):
 		t.Fatal("the panicking insert never returned")
 	}
