@@ -151,8 +151,6 @@ func TestMetricsExportAlertSeriesFromZero(t *testing.T) {
 	}
 
 	require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: "refund.failed"}))
-	_, err = ts.pool.Exec(ctx, `ALTER TABLE orders ADD COLUMN IF NOT EXISTS drift text`)
-	require.NoError(t, err)
 	o := newOpsOrder(t, ts)
 	_, err = ts.pool.Exec(ctx, `UPDATE orders SET drift = 'Stripe: refunded; ours: captured' WHERE id = $1`, o.order.ID)
 	require.NoError(t, err)
@@ -206,9 +204,7 @@ func TestConsoleShowsReconcileAndExtensions(t *testing.T) {
 	ts := newTestServer(t)
 	ctx := context.Background()
 	o := newOpsOrder(t, ts)
-	_, err := ts.pool.Exec(ctx, `ALTER TABLE orders ADD COLUMN IF NOT EXISTS drift text`)
-	require.NoError(t, err)
-	_, err = ts.pool.Exec(ctx, `UPDATE orders SET drift = 'Stripe: refunded; ours: captured' WHERE id = $1`, o.order.ID)
+	_, err := ts.pool.Exec(ctx, `UPDATE orders SET drift = 'Stripe: refunded; ours: captured' WHERE id = $1`, o.order.ID)
 	require.NoError(t, err)
 	require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: "reconcile.orphan_instance"}))
 

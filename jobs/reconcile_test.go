@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -110,7 +109,6 @@ func TestReconcileReportsPaymentDrift(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t)
-	b.deps.Now = func() time.Time { return time.Now() }
 	w := &ReconcileWorker{d: b.deps}
 
 	fine, _, _ := b.authorized(t, "fine@example.com")

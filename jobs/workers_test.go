@@ -15,6 +15,7 @@ import (
 	"gpubroker/internal/stripesim"
 	"gpubroker/mail"
 	"gpubroker/postgres"
+	"gpubroker/site"
 )
 
 // A free trial's account job makes the account, attaches the order and its pod, queues one
@@ -212,9 +213,10 @@ func TestHoldDeadlineWithoutCaptureBeforeCountsFromTheAuthorization(t *testing.T
 // Emails name the region as the site does ("US East"), not by its id.
 func TestPodMailNamesTheRegion(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	m := podMail(b.deps, &gpubroker.Pod{ID: "p1", GPU: "a100", Region: "us-east", Hours: 2, Template: "data-science"})
-	require.Equal(t, b.deps.Catalog.RegionName("us-east"), m.Region)
+	cat, err := site.Catalog()
+	require.NoError(t, err)
+	m := podMail(&Deps{Catalog: cat}, &gpubroker.Pod{ID: "p1", GPU: "a100", Region: "us-east", Hours: 2, Template: "data-science"})
+	require.Equal(t, cat.RegionName("us-east"), m.Region)
 	require.NotEqual(t, "us-east", m.Region)
 	require.Equal(t, "NVIDIA A100 80GB", m.GPU)
 }

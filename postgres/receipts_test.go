@@ -25,11 +25,7 @@ func ownRental(t *testing.T, pool *pgxpool.Pool, r *paidRental) string {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE orders SET account_id = $1 WHERE id = $2`, acct.ID, r.order.ID); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE pods SET account_id = $1 WHERE id = $2`, acct.ID, r.podID)
-		return err
+		return postgres.AttachOrder(ctx, tx, r.order.ID, acct.ID)
 	}))
 	return acct.ID
 }
