@@ -337,6 +337,9 @@ func TestFindInstance(t *testing.T) {
 	found, err = gpu.FindInstance(ctx, s, "pod-1")
 	require.NoError(t, err)
 	require.Equal(t, second.ID, found.ID, "a terminated instance is not")
+	require.NoError(t, s.Terminate(ctx, second.ID))
+	_, err = gpu.FindInstance(ctx, s, "pod-1")
+	require.ErrorIs(t, err, gpu.ErrNotFound, "none left live")
 
 	s.FailNext(sim.OpInstances, gpu.ErrUnavailable, 1)
 	_, err = gpu.FindInstance(ctx, s, "pod-1")

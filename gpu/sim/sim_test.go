@@ -161,23 +161,6 @@ func TestConnectionDetails(t *testing.T) {
 	require.NotEqual(t, a.ID, c.ID)
 }
 
-func TestFindInstance(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	first := launch(t, b, "pod-1", gpu.IDEJupyter)
-	require.NoError(t, b.sim.Terminate(ctx, first.ID))
-	second := launch(t, b, "pod-1", gpu.IDEJupyter)
-
-	found, err := gpu.FindInstance(ctx, b.sim, "pod-1")
-	require.NoError(t, err)
-	require.Equal(t, second.ID, found.ID, "terminated instances are ignored")
-
-	require.NoError(t, b.sim.Terminate(ctx, second.ID))
-	_, err = gpu.FindInstance(ctx, b.sim, "pod-1")
-	require.ErrorIs(t, err, gpu.ErrNotFound)
-}
-
 func TestTerminateIdempotent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
