@@ -39,6 +39,7 @@ import (
 	"gpubroker/gpu/sim"
 	"gpubroker/internal/pgcluster"
 	"gpubroker/internal/stripesim"
+	"gpubroker/jobs"
 	"gpubroker/site"
 )
 
@@ -87,9 +88,7 @@ func (r *Result) Line() string {
 // run is one chaos run's world.
 type run struct {
 	opts    Options
-	seed    uint64
 	dir     string
-	log     io.Writer
 	cluster *pgcluster.Cluster
 	pool    *pgxpool.Pool
 	front   *front
@@ -100,7 +99,6 @@ type run struct {
 
 	mu       sync.Mutex
 	rng      *mrand.Rand
-	lastHit  time.Time // the last kill, restart or fault
 	lastKill time.Time
 	orphanID string // the instance started behind our back
 	outcomes []*outcome
@@ -109,8 +107,8 @@ type run struct {
 }
 
 func (r *run) logf(format string, args ...any) {
-	if r.log != nil {
-		fmt.Fprintf(r.log, "chaos: "+format+"\n", args...)
+	if r.opts.Log != nil {
+		fmt.Fprintf(r.opts.Log, "chaos: "+format+"\n", args...)
 	}
 }
 
@@ -118,12 +116,6 @@ func (r *run) rand(n int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.rng.IntN(n)
-}
-
-func (r *run) hit() {
-	r.mu.Lock()
-	r.lastHit = time.Now()
-	r.mu.Unlock()
 }
 
 // Run runs the chaos and returns what it found; err is for a run that could not be made at all.
@@ -147,7 +139,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		o.Seed = mrand.Uint64()
 	}
 	start := time.Now()
-	r := &run{opts: o, seed: o.Seed, log: o.Log, rng: mrand.New(mrand.NewPCG(o.Seed, 1))}
+	r := &run{opts: o, rng: mrand.New(mrand.NewPCG(o.Seed, 1))}
 	res = &Result{Customers: o.Customers}
 	defer func() { res.Elapsed = time.Since(start) }()
 
@@ -165,7 +157,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err != nil {
 		return res, fmt.Errorf("error starting PostgreSQL: %w", err)
 	}
-	r.logf("seed %d, logs in %s", r.seed, r.dir)
+	r.logf("seed %d, logs in %s", r.opts.Seed, r.dir)
 	dbURL := r.cluster.URL("gpubroker")
 	migrate := exec.CommandContext(ctx, o.Gpubroker, "migrate")
 	migrate.Env = []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "LOG_LEVEL=warn"}
@@ -233,7 +225,6 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 			r.redeliveries.Add(1)
 		}
 	}
-	r.hit()
 
 	quietAt, quietErr := r.waitQuiet(ctx)
 	r.mu.Lock()
@@ -258,10 +249,13 @@ func (r *run) logFile(name string) io.Writer {
 	return f
 }
 
+// procs are the gpubroker processes, the api first (nil before it is made).
+func (r *run) procs() []*proc { return append([]*proc{r.api}, r.workers...) }
+
 // shutdown stops the processes gracefully and the stand-ins.
 func (r *run) shutdown() {
 	var wg sync.WaitGroup
-	for _, p := range append([]*proc{r.api}, r.workers...) {
+	for _, p := range r.procs() {
 		if p != nil && !p.exited() {
 			wg.Go(p.stop)
 		}
@@ -308,7 +302,6 @@ func (r *run) crashPostgres(ctx context.Context) {
 		return
 	}
 	r.restarts.Add(1)
-	r.hit()
 }
 
 // killLoop kill -9s a random worker every KillEvery on average and starts it again.
@@ -323,7 +316,6 @@ func (r *run) killLoop(ctx context.Context) {
 		w := r.workers[r.rand(len(r.workers))]
 		w.kill()
 		r.kills.Add(1)
-		r.hit()
 		r.mu.Lock()
 		r.lastKill = time.Now()
 		r.mu.Unlock()
@@ -380,7 +372,6 @@ func (r *run) faultLoop(ctx context.Context) {
 		r.calm()
 		faults[r.rand(len(faults))]()
 		r.faults.Add(1)
-		r.hit()
 	}
 }
 
@@ -422,7 +413,7 @@ func (r *run) orphan(ctx context.Context) {
 		r.logf("orphan: no offer: %v", err)
 		return
 	}
-	name := "gpubroker-" + uuidLike()
+	name := jobs.InstanceName(uuidLike())
 	for range 20 { // the fault loop may be failing launches
 		in, err := r.front.runpod.Sim.Launch(context.WithoutCancel(ctx), gpu.LaunchRequest{Offer: offers[0], Name: name, Image: r.catalog.Templates[0].Image, IDE: gpu.IDEJupyter})
 		if err == nil {
@@ -555,7 +546,7 @@ func (r *run) busy(ctx context.Context) string {
 	if r.expectsDrift() && drift == 0 {
 		return "the reconciler has not reported the refund made by hand yet"
 	}
-	for _, p := range append([]*proc{r.api}, r.workers...) {
+	for _, p := range r.procs() {
 		if p.exited() {
 			return p.name + " is down"
 		}

@@ -8,6 +8,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/jobs"
 )
 
 // The checks compare three ledgers with what each customer did: our database, the Stripe
@@ -98,16 +99,16 @@ func expectedKept(out *outcome, o *orderRow) (int64, string) {
 func (r *run) check(ctx context.Context) []string {
 	var v []string
 	add := func(format string, args ...any) { v = append(v, fmt.Sprintf(format, args...)) }
-	for _, p := range append([]*proc{r.api}, r.workers...) {
+	for _, p := range r.procs() {
 		for _, c := range p.crashes() {
 			add("process: %s", c)
 		}
 	}
-	records := r.front.runpod.Sim.Records()
-	launches := r.front.runpod.LaunchesByName()
 	byID := map[string]gpu.State{}
-	for _, rec := range records {
+	launches := map[string]int{} // instances ever created under each name, terminated ones included
+	for _, rec := range r.front.runpod.Sim.Records() {
 		byID[rec.ID] = rec.Status
+		launches[rec.Name]++
 	}
 
 	for _, out := range r.outcomes {
@@ -147,8 +148,7 @@ func (r *run) check(ctx context.Context) []string {
 			add("%s: Stripe kept %d¢ (captured %d, refunded %d), expected %d¢: %s", who, got, captured, refunded, want, why)
 		}
 		// Instances: at most one launch per pod, and a running pod's instance runs.
-		name := "gpubroker-" + out.podID
-		if n := launches[name]; n > 1 {
+		if n := launches[jobs.InstanceName(out.podID)]; n > 1 {
 			add("%s: %d instances launched for one pod", who, n)
 		}
 		if o.podStatus == gpubroker.PodRunning {

@@ -77,7 +77,7 @@ func newCustomer(r *run, i int) *customer {
 		r: r, i: i,
 		client: &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		addr:   fmt.Sprintf("10.%d.%d.%d", 1+i/65536%200, i/256%256, i%256),
-		out:    &outcome{i: i, scenario: scenarioOf(i), email: fmt.Sprintf("chaos-%d-%d@example.com", r.seed, i)},
+		out:    &outcome{i: i, scenario: scenarioOf(i), email: fmt.Sprintf("chaos-%d-%d@example.com", r.opts.Seed, i)},
 	}
 }
 
@@ -211,12 +211,10 @@ func (c *customer) steps(ctx context.Context) error {
 // pay pays a Checkout Session on the Stripe stand-in (declining first in the decline
 // scenario) and waits for the success page's verify call to sign the buyer in.
 func (c *customer) pay(ctx context.Context, checkoutURL any) error {
-	link, _ := checkoutURL.(string)
-	u, err := url.Parse(link)
-	if err != nil || link == "" {
-		return fmt.Errorf("checkout url %q", link)
+	sid, err := sessionOf(checkoutURL)
+	if err != nil {
+		return err
 	}
-	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
 	if c.out.scenario == scDecline {
 		if _, err := c.r.front.stripe.Pay(ctx, sid, stripesim.CardDeclined); err == nil {
 			return errors.New("the declined card paid")
@@ -229,6 +227,16 @@ func (c *customer) pay(ctx context.Context, checkoutURL any) error {
 		code, body, err := c.call(ctx, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK && body["signed_in"] == true, err
 	})
+}
+
+// sessionOf is the Checkout Session id a checkout URL ends with.
+func sessionOf(checkoutURL any) (string, error) {
+	link, _ := checkoutURL.(string)
+	u, err := url.Parse(link)
+	if err != nil || link == "" {
+		return "", fmt.Errorf("checkout url %q", link)
+	}
+	return u.Path[strings.LastIndex(u.Path, "/")+1:], nil
 }
 
 // activate follows the activation link of the email the account job queued.
@@ -307,12 +315,11 @@ func (c *customer) extend(ctx context.Context) error {
 	if err != nil || code != http.StatusCreated {
 		return fmt.Errorf("extend: %d %v %v", code, body, err)
 	}
-	link, _ := body["checkout_url"].(string)
-	u, err := url.Parse(link)
-	if err != nil || link == "" {
-		return fmt.Errorf("extension checkout url %q", link)
+	sid, err := sessionOf(body["checkout_url"])
+	if err != nil {
+		return fmt.Errorf("extension %w", err)
 	}
-	if _, err := c.r.front.stripe.Pay(ctx, u.Path[strings.LastIndex(u.Path, "/")+1:], stripesim.CardSucceeds); err != nil {
+	if _, err := c.r.front.stripe.Pay(ctx, sid, stripesim.CardSucceeds); err != nil {
 		return fmt.Errorf("pay extension: %w", err)
 	}
 	c.out.extended++

@@ -28,9 +28,6 @@ type Options struct {
 	Prefix string
 	// MaxConns is max_connections; zero leaves the server's default.
 	MaxConns int
-	// Fast turns fsync, synchronous_commit and full_page_writes off (the dev cluster's
-	// settings). Leave it false wherever commits are measured.
-	Fast bool
 }
 
 // Cluster is a running throwaway cluster with a database named gpubroker.
@@ -140,11 +137,8 @@ func Start(o Options) (*Cluster, error) {
 	if c.Port, err = FreePort(); err != nil {
 		return c, err
 	}
-	durability := "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
-	if o.Fast {
-		durability = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-	}
-	c.opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 %s", c.Port, c.data, durability)
+	// Durable, as production is: load measures real commits and chaos crashes the server.
+	c.opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c full_page_writes=on", c.Port, c.data)
 	if o.MaxConns > 0 {
 		c.opts += fmt.Sprintf(" -c max_connections=%d", o.MaxConns)
 	}

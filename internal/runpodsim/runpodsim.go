@@ -11,6 +11,7 @@
 package runpodsim
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -264,11 +265,17 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"pods": pods})
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
-	in, err := s.Sim.GetInstance(r.Context(), id)
+// live is the instance unless it is terminated: RunPod forgets a pod once it is.
+func (s *Server) live(ctx context.Context, id string) (*gpu.Instance, error) {
+	in, err := s.Sim.GetInstance(ctx, id)
 	if err == nil && in.State == gpu.StateTerminated {
 		err = gpu.ErrNotFound
 	}
+	return in, err
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
+	in, err := s.live(r.Context(), id)
 	if err != nil {
 		fail(w, err)
 		return
@@ -277,10 +284,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, id string) {
-	in, err := s.Sim.GetInstance(r.Context(), id)
-	if err == nil && in.State == gpu.StateTerminated {
-		err = gpu.ErrNotFound
-	}
+	_, err := s.live(r.Context(), id)
 	if err == nil {
 		err = s.Sim.Terminate(r.Context(), id)
 	}
@@ -291,15 +295,16 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, id string) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// podStatus is a pod's v2 status by simulator state. gpu.StateUnknown shows a status outside
+// the v2 enum, as a status RunPod adds after our client was written would.
+var podStatus = map[gpu.State]string{gpu.StatePending: "PROVISIONING", gpu.StateBooting: "STARTING", gpu.StateRunning: "RUNNING",
+	gpu.StateFailed: "EXITED", gpu.StateTerminated: "TERMINATED", gpu.StateUnknown: "MIGRATING"}
+
 // render is a pod as getPod documents it; connection details only while it runs, and the
 // direct SSH endpoint only when 22/tcp was asked for.
 func (s *Server) render(in *gpu.Instance, m podMeta) map[string]any {
-	// An instance made to report gpu.StateUnknown shows a status outside the v2 enum, as a
-	// status RunPod adds after our client was written would.
-	status := map[gpu.State]string{gpu.StatePending: "PROVISIONING", gpu.StateBooting: "STARTING", gpu.StateRunning: "RUNNING",
-		gpu.StateFailed: "EXITED", gpu.StateTerminated: "TERMINATED", gpu.StateUnknown: "MIGRATING"}[in.State]
 	out := map[string]any{
-		"id": in.ID, "name": in.Name, "image": m.Image, "status": status, "ports": m.Ports, "env": m.Env,
+		"id": in.ID, "name": in.Name, "image": m.Image, "status": podStatus[in.State], "ports": m.Ports, "env": m.Env,
 		"gpu": map[string]any{"id": m.GPUType, "count": 1}, "cloud": "SECURE", "dataCenterId": m.DataCenter,
 		"cost": m.Cost, "runtime": nil, "lastStatusChange": in.Error,
 		"ssh": map[string]any{"proxy": map[string]any{"host": "ssh.runpod.io", "port": 22, "username": in.ID + "-64411eb2"}, "direct": nil},

@@ -90,9 +90,6 @@ func (s *Server) payLocked(sessionID, number string) (*PayResult, *event, error)
 		ReceiptURL: ptr(cs.baseURL + "/receipts/" + chID),
 		items:      slices.Clone(cs.LineItems),
 	}
-	if cs.CustomerEmail != nil {
-		ch.receiptEmail = *cs.CustomerEmail
-	}
 	pi.LatestCharge = ptr(ch.ID)
 	if cs.CaptureMethod == "manual" {
 		pi.Status = piRequiresCapture

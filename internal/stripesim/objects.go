@@ -128,8 +128,7 @@ type Charge struct {
 	Refunded   bool    `json:"refunded"`
 	Status     string  `json:"status"`
 
-	items        []LineItem // the session's line items, shown on the receipt
-	receiptEmail string
+	items []LineItem // the session's line items, shown on the receipt
 }
 
 // PaymentMethodDetails is the card part of a charge.

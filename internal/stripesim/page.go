@@ -25,11 +25,11 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.dispatchAll(swept)
 	if !ok {
-		s.renderPage(w, http.StatusNotFound, pageData{Title: "Checkout not found",
+		s.renderPage(w, http.StatusNotFound, pageTemplate, pageData{Title: "Checkout not found",
 			Notice: "This checkout session does not exist. Start again from the site."})
 		return
 	}
-	s.renderPage(w, http.StatusOK, s.pageFor(snap, "", ""))
+	s.renderPage(w, http.StatusOK, pageTemplate, s.pageFor(snap, "", ""))
 }
 
 // handlePay is POST {prefix}/checkout/{id}/pay with a form or JSON {"card": "…"}. Browsers get
@@ -86,11 +86,10 @@ func (s *Server) handlePay(w http.ResponseWriter, r *http.Request) {
 	}
 	cs := s.Session(id)
 	if cs == nil {
-		s.renderPage(w, status, pageData{Title: "Checkout not found", Notice: msg})
+		s.renderPage(w, status, pageTemplate, pageData{Title: "Checkout not found", Notice: msg})
 		return
 	}
-	d := s.pageFor(cs, msg, card)
-	s.renderPage(w, status, d)
+	s.renderPage(w, status, pageTemplate, s.pageFor(cs, msg, card))
 }
 
 func writeDevJSON(w http.ResponseWriter, status int, v any) {
@@ -123,6 +122,16 @@ type pageData struct {
 	ExpiresIn  string
 }
 
+// pageItems are line items as the checkout page and the receipt show them.
+func pageItems(items []LineItem) []pageItem {
+	var out []pageItem
+	for _, li := range items {
+		out = append(out, pageItem{Name: li.Name, Quantity: li.Quantity,
+			Unit: formatMoney(li.UnitAmount, li.Currency), Total: formatMoney(li.UnitAmount*li.Quantity, li.Currency)})
+	}
+	return out
+}
+
 func (s *Server) pageFor(cs *CheckoutSession, errMsg, card string) pageData {
 	d := pageData{
 		Title:     "Pay GPU Broker",
@@ -140,10 +149,7 @@ func (s *Server) pageFor(cs *CheckoutSession, errMsg, card string) pageData {
 	if cs.CancelURL != nil {
 		d.CancelURL = *cs.CancelURL
 	}
-	for _, li := range cs.LineItems {
-		d.Items = append(d.Items, pageItem{Name: li.Name, Quantity: li.Quantity,
-			Unit: formatMoney(li.UnitAmount, li.Currency), Total: formatMoney(li.UnitAmount*li.Quantity, li.Currency)})
-	}
+	d.Items = pageItems(cs.LineItems)
 	switch cs.Status {
 	case statusComplete:
 		d.Notice = "This checkout is already paid."
@@ -171,12 +177,13 @@ func humanDuration(d time.Duration) string {
 	return strconv.Itoa(m) + " min"
 }
 
-func (s *Server) renderPage(w http.ResponseWriter, status int, d pageData) {
+// renderPage answers one of the stand-in's HTML pages (the checkout page, the receipt).
+func (s *Server) renderPage(w http.ResponseWriter, status int, t *template.Template, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	if err := pageTemplate.Execute(w, d); err != nil {
-		s.log.Error("render checkout page", "err", err)
+	if err := t.Execute(w, data); err != nil {
+		s.log.Error("render "+t.Name()+" page", "err", err)
 	}
 }
 

@@ -39,32 +39,28 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		d = s.receiptLocked(ch)
 	}
 	s.mu.Unlock()
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
 	if !ok {
-		w.WriteHeader(http.StatusNotFound)
-		_ = receiptTemplate.Execute(w, receiptData{Merchant: "GPU Broker"})
+		s.renderPage(w, http.StatusNotFound, receiptTemplate, receiptData{Merchant: "GPU Broker"})
 		return
 	}
-	if err := receiptTemplate.Execute(w, d); err != nil {
-		s.log.Error("render receipt page", "err", err)
-	}
+	s.renderPage(w, http.StatusOK, receiptTemplate, d)
 }
 
 func (s *Server) receiptLocked(ch *Charge) receiptData {
 	day := func(unix int64) string { return time.Unix(unix, 0).UTC().Format("2 January 2006, 15:04 UTC") }
 	d := receiptData{
-		Merchant: "GPU Broker", ChargeID: ch.ID, Email: ch.receiptEmail, Date: day(ch.Created),
+		Merchant: "GPU Broker", ChargeID: ch.ID, Date: day(ch.Created),
 		Card:   ch.PaymentMethodDetails.Card.Brand + " ending in " + ch.PaymentMethodDetails.Card.Last4,
 		Amount: formatMoney(ch.Amount, ch.Currency), Paid: ch.Captured,
+	}
+	// Every charge is made with its intent, whose receipt_email is the session's customer email.
+	if pi := s.intents[ch.PaymentIntent]; pi != nil && pi.ReceiptEmail != nil {
+		d.Email = *pi.ReceiptEmail
 	}
 	if ch.Description != nil {
 		d.Description = *ch.Description
 	}
-	for _, li := range ch.items {
-		d.Items = append(d.Items, pageItem{Name: li.Name, Quantity: li.Quantity,
-			Unit: formatMoney(li.UnitAmount, li.Currency), Total: formatMoney(li.UnitAmount*li.Quantity, li.Currency)})
-	}
+	d.Items = pageItems(ch.items)
 	switch {
 	case ch.Captured:
 		d.Status = "Paid"
