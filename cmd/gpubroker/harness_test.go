@@ -134,9 +134,7 @@ func (e *env) checkout(c *http.Client, email string) (orderID, sessionID string)
 	e.t.Helper()
 	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 2))
 	require.Equal(e.t, http.StatusCreated, code, body)
-	u, err := url.Parse(body["checkout_url"].(string))
-	require.NoError(e.t, err)
-	return body["order_id"].(string), u.Path[strings.LastIndex(u.Path, "/")+1:]
+	return body["order_id"].(string), e.sessionOf(body)
 }
 
 // pay submits a card on the stand-in's hosted page, as the browser form does.
@@ -245,6 +243,16 @@ func (e *env) paid(c *http.Client, email string) (string, map[string]any) {
 		return code == http.StatusOK
 	})
 	return sid, body
+}
+
+// sessionOf is the Checkout Session id in an answer's checkout_url (its last path segment).
+func (e *env) sessionOf(answer map[string]any) string {
+	e.t.Helper()
+	link, _ := answer["checkout_url"].(string)
+	require.NotEmpty(e.t, link, "the answer has a checkout_url")
+	u, err := url.Parse(link)
+	require.NoError(e.t, err)
+	return u.Path[strings.LastIndex(u.Path, "/")+1:]
 }
 
 // activationToken waits until n emails went to addr and returns the activation token in the

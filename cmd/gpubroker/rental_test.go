@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -60,9 +59,7 @@ func (e *env) runningPod(email string, hours int) (*http.Client, string) {
 	c := newBrowser()
 	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", hours))
 	require.Equal(e.t, http.StatusCreated, code, body)
-	u, err := url.Parse(body["checkout_url"].(string))
-	require.NoError(e.t, err)
-	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	sid := e.sessionOf(body)
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	var podID string
 	e.eventually("verify 200", 10*time.Second, func() bool {
@@ -225,9 +222,7 @@ func (e *env) extend(c *http.Client, podID string, hours int, wantCents int64) s
 	require.Equal(e.t, http.StatusCreated, code, body)
 	require.EqualValues(e.t, wantCents, body["amount_cents"])
 	require.Equal(e.t, "usd", body["currency"])
-	u, err := url.Parse(body["checkout_url"].(string))
-	require.NoError(e.t, err)
-	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	sid := e.sessionOf(body)
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	return sid
 }
@@ -298,8 +293,7 @@ func TestExtendRefusals(t *testing.T) {
 	end := *e.rentalPod(c, podID).EndsAt
 	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
 	require.Equal(t, http.StatusCreated, code, body)
-	u, _ := url.Parse(body["checkout_url"].(string))
-	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), u.Path[strings.LastIndex(u.Path, "/")+1:]))
+	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), e.sessionOf(body)))
 	e.idle()
 	require.Equal(t, end, *e.rentalPod(c, podID).EndsAt, "an expired extension changes nothing")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM extensions WHERE status = 'expired'`))
@@ -416,9 +410,7 @@ func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
 	p := e.rentalPod(c, podID)
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
 	require.Equal(t, http.StatusCreated, code, body)
-	u, err := url.Parse(body["checkout_url"].(string))
-	require.NoError(t, err)
-	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	sid := e.sessionOf(body)
 
 	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
@@ -441,9 +433,7 @@ func (e *env) openExtension(c *http.Client, podID string, hours int) (extID, sid
 	e.t.Helper()
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": hours})
 	require.Equal(e.t, http.StatusCreated, code, body)
-	u, err := url.Parse(body["checkout_url"].(string))
-	require.NoError(e.t, err)
-	return body["extension_id"].(string), u.Path[strings.LastIndex(u.Path, "/")+1:]
+	return body["extension_id"].(string), e.sessionOf(body)
 }
 
 // The plan's max_hours counts extension checkouts still open: a second checkout that could

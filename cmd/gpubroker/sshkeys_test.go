@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,9 +60,7 @@ func TestSSHKeysJourney(t *testing.T) {
 	order["ssh_public_key"] = laptop
 	code, body = e.do(c, "POST", "/api/checkout", order)
 	require.Equal(t, http.StatusCreated, code, body)
-	u, err := url.Parse(body["checkout_url"].(string))
-	require.NoError(t, err)
-	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	sid := e.sessionOf(body)
 	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	e.eventually("verify 200", 10*time.Second, func() bool {
 		code, _ := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
@@ -171,8 +168,7 @@ func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
 	order["ssh_public_key"] = attackerKey
 	code, body := e.do(newBrowser(), "POST", "/api/checkout", order)
 	require.Equal(t, http.StatusCreated, code, body)
-	u, _ := url.Parse(body["checkout_url"].(string))
-	require.Equal(t, http.StatusSeeOther, e.pay(u.Path[strings.LastIndex(u.Path, "/")+1:], "4242424242424242").StatusCode)
+	require.Equal(t, http.StatusSeeOther, e.pay(e.sessionOf(body), "4242424242424242").StatusCode)
 	e.eventually("order attached", 10*time.Second, func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE email = 'victim@example.com' AND account_id IS NOT NULL`) == 2
 	})
@@ -185,8 +181,7 @@ func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
 	order["ssh_public_key"] = ownKey
 	code, body = e.do(victim, "POST", "/api/checkout", order)
 	require.Equal(t, http.StatusCreated, code, body)
-	u, _ = url.Parse(body["checkout_url"].(string))
-	require.Equal(t, http.StatusSeeOther, e.pay(u.Path[strings.LastIndex(u.Path, "/")+1:], "4242424242424242").StatusCode)
+	require.Equal(t, http.StatusSeeOther, e.pay(e.sessionOf(body), "4242424242424242").StatusCode)
 	e.eventually("owner's key saved", 10*time.Second, func() bool { return e.count(`SELECT count(*) FROM ssh_keys`) == 1 })
 	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
@@ -209,8 +204,7 @@ func TestPendingAccountKeysNeverReachTheOwner(t *testing.T) {
 	order["ssh_public_key"] = checkoutKey
 	code, body := e.do(mallory, "POST", "/api/checkout", order)
 	require.Equal(t, http.StatusCreated, code, body)
-	u, _ := url.Parse(body["checkout_url"].(string))
-	sid := u.Path[strings.LastIndex(u.Path, "/")+1:]
+	sid := e.sessionOf(body)
 	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	e.eventually("verify signs the payer in", 10*time.Second, func() bool {
 		code, body := e.do(mallory, "GET", "/api/checkout/verify?session_id="+sid, nil)
