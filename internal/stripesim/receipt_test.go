@@ -1,7 +1,6 @@
 package stripesim_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,19 +15,17 @@ import (
 func TestChargeReceipt(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	cs := h.createSession(t)
-	res, err := h.sim.Pay(context.Background(), cs["id"].(string), "4242424242424242")
-	require.NoError(t, err)
+	pi := h.paidIntent(t)
 
 	charge := func() map[string]any {
 		t.Helper()
-		st, _, raw := h.do(t, "GET", "/v1/payment_intents/"+res.PaymentIntentID+"?expand[]=latest_charge", nil, nil)
+		st, _, raw := h.do(t, "GET", "/v1/payment_intents/"+pi+"?expand[]=latest_charge", nil, nil)
 		require.Equal(t, http.StatusOK, st, string(raw))
-		var pi struct {
+		var got struct {
 			LatestCharge map[string]any `json:"latest_charge"`
 		}
-		require.NoError(t, json.Unmarshal(raw, &pi))
-		return pi.LatestCharge
+		require.NoError(t, json.Unmarshal(raw, &got))
+		return got.LatestCharge
 	}
 	ch := charge()
 	receiptURL, _ := ch["receipt_url"].(string)
@@ -50,9 +47,9 @@ func TestChargeReceipt(t *testing.T) {
 	require.Contains(t, body, "A100 &lt;80GB&gt; (per hour)", "the session's line items, escaped")
 	require.Contains(t, body, "4242")
 
-	st, _, raw := h.do(t, "POST", "/v1/payment_intents/"+res.PaymentIntentID+"/capture", url.Values{}, nil)
+	st, _, raw := h.do(t, "POST", "/v1/payment_intents/"+pi+"/capture", url.Values{}, nil)
 	require.Equal(t, http.StatusOK, st, string(raw))
-	st, _, raw = h.do(t, "POST", "/v1/refunds", url.Values{"payment_intent": {res.PaymentIntentID}, "amount": {"300"}}, nil)
+	st, _, raw = h.do(t, "POST", "/v1/refunds", url.Values{"payment_intent": {pi}, "amount": {"300"}}, nil)
 	require.Equal(t, http.StatusOK, st, string(raw))
 	status, body = page(receiptURL)
 	require.Equal(t, http.StatusOK, status)
