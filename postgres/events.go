@@ -86,7 +86,8 @@ func InsertStripeEvents(ctx context.Context, q Querier, batch []EventJob) (inser
 	}
 	if len(ids) == 1 {
 		// The common case when events are not arriving together, in the statement that costs
-		// the database least (a quarter less than the unnest below for one row).
+		// the database least: at 1 sender make load measured about a tenth less database CPU
+		// per event, and 10-15% more events/s, than with the unnest below for one row.
 		tag, err := q.Exec(ctx, `WITH event AS (
 				INSERT INTO stripe_events (id, type, object_id, order_id, payload)
 				VALUES ($1, $2, $3, NULLIF($4, '')::uuid, $5) ON CONFLICT (id) DO NOTHING
