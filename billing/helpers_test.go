@@ -136,7 +136,7 @@ func checkoutParams(orderID string) gpubroker.CheckoutParams {
 		Currency:       "usd",
 		SuccessURL:     "http://localhost:8080/payment/success/?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:      "http://localhost:8080/get-started/",
-		ExpiresAt:      time.Now().Add(30 * time.Minute),
+		ExpiresAt:      time.Now().Add(gpubroker.CheckoutLifetime),
 		IdempotencyKey: orderID,
 	}
 }

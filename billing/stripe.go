@@ -74,17 +74,37 @@ func New(cfg Config) *Client {
 }
 
 // Stripe accepts expires_at only between 30 minutes and 24 hours after it creates the session,
-// measured on its own clock. A caller asking for exactly 30 minutes would be refused now and
-// then (the second has turned, or the request was slow), so the requested expiry is moved
-// into the window with a margin rather than failing the checkout.
+// measured on its own clock. A requested expiry inside the window with a margin for latency and
+// clock skew is sent as it is; one outside is moved into it rather than failing the checkout.
+//
+// The expiry is part of the request body Stripe compares under an idempotency key, so it must
+// not move between a call and its retry. A valid expiry never does; a moved one is rounded to
+// the minute, so a retry within the same minute sends the same body.
 const (
-	minSessionLifetime = 31 * time.Minute
-	maxSessionLifetime = 23*time.Hour + 55*time.Minute
+	minSessionLifetime = 30*time.Minute + 30*time.Second // sent as is from here …
+	maxSessionLifetime = 23*time.Hour + 59*time.Minute   // … to here
+	raisedLifetime     = 31 * time.Minute                // too early: at least this (rounded up)
+	loweredLifetime    = 23*time.Hour + 55*time.Minute   // too late: at most this (rounded down)
 )
+
+// sessionExpiry is the expires_at sent for a requested expiry at now.
+func sessionExpiry(requested, now time.Time) time.Time {
+	switch {
+	case requested.Before(now.Add(minSessionLifetime)):
+		exp := now.Add(raisedLifetime)
+		if t := exp.Truncate(time.Minute); t.Before(exp) {
+			exp = t.Add(time.Minute)
+		}
+		return exp
+	case requested.After(now.Add(maxSessionLifetime)):
+		return now.Add(loweredLifetime).Truncate(time.Minute)
+	}
+	return requested
+}
 
 // CreateCheckout creates a hosted Checkout Session in payment mode whose PaymentIntent only
 // authorizes the card (capture_method=manual), or is captured at once with p.AutomaticCapture. p.IdempotencyKey makes a retried create return
-// the same session. ExpiresAt is clamped into Stripe's window (31 min – 23 h 55 min from now).
+// the same session. ExpiresAt is moved into Stripe's window if it is outside (see sessionExpiry).
 func (c *Client) CreateCheckout(ctx context.Context, p gpubroker.CheckoutParams) (*gpubroker.CheckoutSession, error) {
 	if len(p.LineItems) == 0 {
 		return nil, gpubroker.Errorf(gpubroker.EINVALID, "no_line_items", "a checkout needs at least one line item")
@@ -125,15 +145,7 @@ func (c *Client) CreateCheckout(ctx context.Context, p gpubroker.CheckoutParams)
 		params.CustomerEmail = stripe.String(p.Email)
 	}
 	if !p.ExpiresAt.IsZero() {
-		now := c.now()
-		exp := p.ExpiresAt
-		if exp.Before(now.Add(minSessionLifetime)) {
-			exp = now.Add(minSessionLifetime)
-		}
-		if exp.After(now.Add(maxSessionLifetime)) {
-			exp = now.Add(maxSessionLifetime)
-		}
-		params.ExpiresAt = stripe.Int64(exp.Unix())
+		params.ExpiresAt = stripe.Int64(sessionExpiry(p.ExpiresAt, c.now()).Unix())
 	}
 	for _, li := range p.LineItems {
 		params.LineItems = append(params.LineItems, &stripe.CheckoutSessionLineItemParams{

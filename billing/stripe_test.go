@@ -237,6 +237,43 @@ func TestCreateCheckoutIdempotency(t *testing.T) {
 	require.Equal(t, int64(4900+4*150), c.AmountTotal)
 }
 
+// A caller retrying a create after a lost answer sends the same params a moment later. Stripe
+// compares the bodies under the key, so the expiry the client computes from them must not
+// move with the clock: a body one second different is refused as a reused key.
+func TestCreateCheckoutRetryIsTheSameRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	ctx := context.Background()
+	// Ten seconds into a minute that has not begun: the retry two seconds later is in the same
+	// minute, and the simulator (on the real clock) still sees every expiry in its window.
+	now := time.Now().Truncate(time.Minute).Add(time.Minute + 10*time.Second)
+	billing.SetClock(e.client, func() time.Time { return now })
+
+	for _, tc := range []struct {
+		name   string
+		expiry time.Duration
+	}{
+		{"valid", gpubroker.CheckoutLifetime},
+		{"raised", 10 * time.Minute},
+		{"lowered", 30 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := checkoutParams("ord_retry_" + tc.name)
+			p.ExpiresAt = now.Add(tc.expiry)
+			a, err := e.client.CreateCheckout(ctx, p)
+			require.NoError(t, err)
+
+			now = now.Add(2 * time.Second) // the retry comes after the second has turned
+			b, err := e.client.CreateCheckout(ctx, p)
+			require.NoError(t, err)
+			require.Equal(t, a.ID, b.ID)
+			require.Equal(t, a.ExpiresAt, b.ExpiresAt)
+			lifetime := a.ExpiresAt.Sub(now)
+			require.True(t, lifetime > 30*time.Minute && lifetime < 24*time.Hour, "lifetime %v", lifetime)
+		})
+	}
+}
+
 func TestExpireCheckout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
