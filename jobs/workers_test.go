@@ -207,7 +207,9 @@ func TestHoldDeadlineWithoutCaptureBeforeCountsFromTheAuthorization(t *testing.T
 	require.NoError(t, err)
 	require.Equal(t, gpubroker.OrderAuthorized, o.Status)
 	want := authorized.Add(gpubroker.CardHoldLifetime)
-	require.WithinDuration(t, want, *o.HoldExpiresAt, 2*time.Second, "deadline from the authorization, not from processing")
+	// Seconds of slack for a stalled machine between Pay and the stand-in's clock; processing
+	// five hours later would be five hours off.
+	require.WithinDuration(t, want, *o.HoldExpiresAt, time.Minute, "deadline from the authorization, not from processing")
 }
 
 // Emails name the region as the site does ("US East"), not by its id.

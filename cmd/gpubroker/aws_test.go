@@ -61,7 +61,7 @@ func TestAWSAdapters(t *testing.T) {
 
 	// SES feedback: a permanent bounce and an SNS-wrapped complaint suppress their recipients;
 	// both messages are deleted after the commit, the unparsable one stays for the DLQ.
-	e.eventually("feedback applied and deleted", 10*time.Second, func() bool {
+	e.eventually("feedback applied and deleted", func() bool {
 		return e.count(`SELECT count(*) FROM suppressions`) == 2 && len(queue.RemainingBodies()) == 1
 	})
 	require.Equal(t, []string{"not json at all"}, queue.RemainingBodies())
@@ -69,13 +69,13 @@ func TestAWSAdapters(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM suppressions WHERE email = 'angry@example.com' AND reason = 'complaint'`))
 	// A redelivered message changes nothing and is deleted again.
 	queue.Add(bounce)
-	e.eventually("redelivery deleted", 10*time.Second, func() bool { return len(queue.RemainingBodies()) == 1 })
+	e.eventually("redelivery deleted", func() bool { return len(queue.RemainingBodies()) == 1 })
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM email_feedback`))
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM suppressions`))
 
 	code, body := e.do(newBrowser(), "POST", "/api/checkout", e.order("trial@example.com", "free", "rtx4090", "us-east", 1))
 	require.Equal(t, http.StatusCreated, code, body)
-	e.eventually("email sent", 10*time.Second, func() bool {
+	e.eventually("email sent", func() bool {
 		return e.count(`SELECT count(*) FROM emails WHERE to_email = 'trial@example.com' AND status = 'sent'`) == 1
 	})
 	sends := ses.SentTo("trial@example.com")
@@ -89,7 +89,7 @@ func TestAWSAdapters(t *testing.T) {
 	require.Equal(t, "activation", sends[0].EmailTags[0].Value)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM emails WHERE provider_message_id LIKE 'ses-msg-%'`))
 	// Once sent, the outbox keeps the record but no working link.
-	e.eventually("scrubbed", 5*time.Second, func() bool {
+	e.eventually("scrubbed", func() bool {
 		return e.count(`SELECT count(*) FROM emails WHERE to_email = 'trial@example.com' AND text_body LIKE '%token=REDACTED%' AND html_body LIKE '%token=REDACTED%'
 			AND text_body !~ 'token=[A-Za-z0-9_-]{20,}' AND html_body !~ 'token=[A-Za-z0-9_-]{20,}'`) == 1
 	})
@@ -97,7 +97,7 @@ func TestAWSAdapters(t *testing.T) {
 	// The bounced address is never sent to again; the outbox row says why.
 	code, _ = e.do(newBrowser(), "POST", "/api/checkout", e.order("gone@example.com", "free", "rtx4090", "us-east", 1))
 	require.Equal(t, http.StatusCreated, code)
-	e.eventually("email suppressed", 10*time.Second, func() bool {
+	e.eventually("email suppressed", func() bool {
 		return e.count(`SELECT count(*) FROM emails WHERE to_email = 'gone@example.com' AND status = 'suppressed' AND error LIKE '%permanent bounce%'`) == 1
 	})
 	require.Empty(t, ses.SentTo("gone@example.com"))
@@ -105,7 +105,7 @@ func TestAWSAdapters(t *testing.T) {
 	// offers.json lands in the bucket.
 	_, err := e.m.River.Insert(context.Background(), jobs.RefreshOffersArgs{}, nil)
 	require.NoError(t, err)
-	e.eventually("offers.json", 10*time.Second, func() bool {
+	e.eventually("offers.json", func() bool {
 		_, err := s3Backend.HeadObject("offers-bucket", "offers.json")
 		return err == nil
 	})

@@ -32,7 +32,7 @@ func BenchmarkPaymentToAccount(b *testing.B) {
 			b.Fatal(err)
 		}
 		var acct, mail time.Time
-		e.eventually("email", 10*time.Second, func() bool {
+		e.eventually("email", func() bool {
 			return e.m.Pool.QueryRow(ctx, `SELECT a.created_at, m.created_at FROM accounts a JOIN emails m ON m.to_email = a.email WHERE a.email = $1`, email).Scan(&acct, &mail) == nil
 		})
 		toAccount = append(toAccount, acct.Sub(start))
@@ -58,7 +58,7 @@ func BenchmarkDeployToProvision(b *testing.B) {
 			b.Fatal(code, body)
 		}
 		var captured, started time.Time
-		e.eventually("provision started", 10*time.Second, func() bool {
+		e.eventually("provision started", func() bool {
 			return e.m.Pool.QueryRow(ctx, `SELECT p.captured_at, j.attempted_at FROM pods p JOIN river_job j ON j.kind = 'provision' AND j.args->>'pod_id' = p.id::text
 				WHERE p.id = $1 AND j.attempted_at IS NOT NULL`, podID).Scan(&captured, &started) == nil
 		})

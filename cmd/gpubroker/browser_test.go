@@ -171,7 +171,7 @@ func TestBrowserJourney(t *testing.T) {
 	b.run("landing", chromedp.Navigate(e.url+"/"), chromedp.WaitVisible(css(`#cta-get-started`)))
 	require.NotEmpty(t, value[string](b, `document.querySelector("h1").textContent.trim()`))
 	// The price table applies /offers.json, published by the offers job on start.
-	e.eventually("offers.json", 10*time.Second, func() bool {
+	e.eventually("offers.json", func() bool {
 		resp, err := http.Get(e.url + "/offers.json")
 		if err != nil {
 			return false
@@ -224,12 +224,12 @@ func TestBrowserJourney(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'authorized' AND amount_cents = 5437`))
 
 	var mails []map[string]any
-	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails(email); return len(mails) == 1 })
+	e.eventually("activation email", func() bool { mails = e.mails(email); return len(mails) == 1 })
 	activate := link(t, mails[0], "/activate/")
 	b.run("activate-page", chromedp.Navigate(activate), chromedp.WaitVisible(css(`#activate-btn`)))
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM tokens WHERE used_at IS NOT NULL`), "a GET never consumes the token")
 	b.run("activated", chromedp.Click(css(`#activate-btn`)), poll(`document.querySelector("#activate-status").textContent.length > 0`))
-	e.eventually("account active", 5*time.Second, func() bool { return e.count(`SELECT count(*) FROM accounts WHERE status = 'active'`) == 1 })
+	e.eventually("account active", func() bool { return e.count(`SELECT count(*) FROM accounts WHERE status = 'active'`) == 1 })
 
 	b.run("dashboard", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)),
 		poll(`document.querySelectorAll("#ssh-keys .key").length === 1`))

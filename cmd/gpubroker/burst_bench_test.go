@@ -87,7 +87,7 @@ func BenchmarkStripeEventBurst(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		e.eventually("every account", 10*time.Minute, func() bool {
+		e.eventuallyWithin("every account", 10*time.Minute, func() bool {
 			time.Sleep(10 * time.Millisecond)
 			return e.count(`SELECT count(*) FROM orders WHERE account_id IS NOT NULL`) == n
 		})
@@ -122,7 +122,7 @@ func BenchmarkStripeEventBurst(b *testing.B) {
 		if _, err := client.InsertMany(ctx, params); err != nil {
 			b.Fatal(err)
 		}
-		e.eventually("every no-op job", 10*time.Minute, func() bool {
+		e.eventuallyWithin("every no-op job", 10*time.Minute, func() bool {
 			time.Sleep(10 * time.Millisecond)
 			return e.count(`SELECT count(*) FROM river_job WHERE kind = 'noop_bench' AND state = 'completed'`) == n
 		})

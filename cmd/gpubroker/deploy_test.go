@@ -66,10 +66,10 @@ func (e *env) deploy(c *http.Client, podID string) {
 	require.Equal(e.t, http.StatusAccepted, code, body)
 }
 
-func (e *env) waitPod(c *http.Client, id, status string, timeout time.Duration) podView {
+func (e *env) waitPod(c *http.Client, id, status string) podView {
 	e.t.Helper()
 	var p podView
-	e.eventually("pod "+status, timeout, func() bool { p = e.pod(c, id); return p.Status == status })
+	e.eventually("pod "+status, func() bool { p = e.pod(c, id); return p.Status == status })
 	return p
 }
 
@@ -88,7 +88,7 @@ func TestDeployJourney(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, "deploying", body["status"])
 
-	p := e.waitPod(c, podID, "running", 15*time.Second)
+	p := e.waitPod(c, podID, "running")
 	require.Equal(t, "captured", p.OrderStatus)
 	require.NotNil(t, p.Connection)
 	require.Nil(t, p.Connection.SSH, "no key on the account: no SSH command (the dashboard asks for a key)")
@@ -104,7 +104,7 @@ func TestDeployJourney(t *testing.T) {
 		cheapest = min(cheapest, o.CentsPerHour)
 	}
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE cost_cents_per_hour = $1`, cheapest))
-	e.eventually("pod ready email", 5*time.Second, func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_ready" })
+	e.eventually("pod ready email", func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_ready" })
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled'`))
 
 	code, body = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
@@ -113,9 +113,9 @@ func TestDeployJourney(t *testing.T) {
 
 	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.waitPod(c, podID, "terminated", 10*time.Second)
+	e.waitPod(c, podID, "terminated")
 	require.Equal(t, 1, e.m.Sim.Terminations())
-	e.eventually("terminated email", 5*time.Second, func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_terminated" })
+	e.eventually("terminated email", func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_terminated" })
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)), "captured exactly once")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'captured'`))
 
@@ -154,7 +154,7 @@ func TestConcurrentDeploysCaptureAndLaunchOnce(t *testing.T) {
 	}
 	wg.Wait()
 	require.Equal(t, []int{202, 202, 202}, codes)
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 	require.Equal(t, 1, e.m.Sim.Launches())
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture'`))
@@ -166,7 +166,7 @@ func TestProvisionRetryFindsLaunchedInstance(t *testing.T) {
 	c, podID := e.signUp("crash@example.com")
 	e.m.Sim.FailAfterLaunch(1) // the launch happens, the answer is lost
 	e.deploy(c, podID)
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.Sim.Launches(), "the retry found the instance instead of launching again")
 	require.GreaterOrEqual(t, e.count(`SELECT count(*) FROM river_job WHERE kind = 'provision' AND attempt >= 2`), 1)
 }
@@ -186,7 +186,7 @@ func TestNoCapacityFailsOverThenRefunds(t *testing.T) {
 	}
 	e.m.Sim.SetNoCapacity(cheapest.ID, true)
 	e.deploy(c, podID)
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.Sim.Launches())
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM pods WHERE offer_id = $1`, gpu.OfferKey(cheapest)))
 
@@ -199,7 +199,7 @@ func TestNoCapacityFailsOverThenRefunds(t *testing.T) {
 	require.Contains(t, p.Error, "refunded")
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(pod2)))
 	require.Equal(t, 1, e.m.Sim.Launches(), "no second instance was launched")
-	e.eventually("refund email", 5*time.Second, func() bool { return e.mails("refund@example.com")[0]["kind"] == "refunded" })
+	e.eventually("refund email", func() bool { return e.mails("refund@example.com")[0]["kind"] == "refunded" })
 	n := 0
 	for _, m := range e.mails("refund@example.com") {
 		if m["kind"] == "refunded" {
@@ -214,9 +214,9 @@ func TestHoldReleasedBeforeDeploy(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c, podID := e.signUp("lapse@example.com")
 	// Run the scheduled release now, as if 6 days had passed.
-	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'release_hold'`)
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET state = 'available', scheduled_at = now() WHERE kind = 'release_hold'`)
 	require.NoError(t, err)
-	e.eventually("released", 15*time.Second, func() bool { return e.pod(c, podID).OrderStatus == "released" })
+	e.eventually("released", func() bool { return e.pod(c, podID).OrderStatus == "released" })
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
 	require.Equal(t, http.StatusConflict, code)
 	require.Equal(t, "hold_released", body["error"])
@@ -224,15 +224,16 @@ func TestHoldReleasedBeforeDeploy(t *testing.T) {
 	require.Equal(t, 0, e.m.StripeSim.CaptureCount(pi))
 	require.Equal(t, "canceled", string(e.m.StripeSim.PaymentIntent(pi).Status))
 	require.Equal(t, 0, e.m.Sim.Launches())
-	e.eventually("hold email", 5*time.Second, func() bool { return e.mails("lapse@example.com")[0]["kind"] == "hold_released" })
+	e.eventually("hold email", func() bool { return e.mails("lapse@example.com")[0]["kind"] == "hold_released" })
 }
 
 func TestWorkerRestartMidProvisioning(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{bootDelay: 500 * time.Millisecond})
+	// Booting long enough that the pod is still provisioning when the worker has stopped.
+	e := newEnv(t, envOpts{bootDelay: 5 * time.Second})
 	c, podID := e.signUp("restart@example.com")
 	e.deploy(c, podID)
-	e.eventually("launched", 10*time.Second, func() bool { return e.m.Sim.Launches() == 1 })
+	e.eventually("launched", func() bool { return e.m.Sim.Launches() == 1 })
 	// Stop the worker mid-provisioning (the instance is booting) and start a fresh one.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -242,7 +243,7 @@ func TestWorkerRestartMidProvisioning(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, client.Start(context.Background()))
 	t.Cleanup(func() { _ = client.Stop(context.Background()) })
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.Sim.Launches())
 	require.Len(t, e.m.Sim.Instances(), 1)
 }
@@ -293,7 +294,7 @@ func TestRiverUIRetry(t *testing.T) {
 	e.m.Sim.FailNext(sim.OpLaunch, errors.New("provider 500"), 1)
 	e.deploy(c, podID)
 	var jobID int64
-	e.eventually("provision failed", 20*time.Second, func() bool {
+	e.eventually("provision failed", func() bool {
 		return e.m.Pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE kind = 'provision' AND state = 'retryable'`).Scan(&jobID) == nil
 	})
 	require.Equal(t, "provisioning", e.pod(c, podID).Status)
@@ -310,7 +311,7 @@ func TestRiverUIRetry(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, ui("admin", "wrong"))
 	require.Equal(t, "provisioning", e.pod(c, podID).Status)
 	require.Equal(t, http.StatusOK, ui("admin", "ops-secret"))
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.Sim.Launches())
 }
 
@@ -334,13 +335,13 @@ func TestProviderOutageEndsInRefund(t *testing.T) {
 // An instance that boots past the deadline is terminated and the payment refunded.
 func TestBootPastDeadlineTerminatesAndRefunds(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{bootDelay: time.Hour, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 500 * time.Millisecond }})
+	e := newEnv(t, envOpts{bootDelay: time.Hour, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 3 * time.Second }})
 	c, podID := e.signUp("slowboot@example.com")
 	e.deploy(c, podID)
 	p := e.waitRefunded(c, podID)
 	require.Equal(t, "refunded", p.OrderStatus)
 	require.Equal(t, 1, e.m.Sim.Launches())
-	e.eventually("instance terminated", 10*time.Second, func() bool { return e.m.Sim.Terminations() == 1 })
+	e.eventually("instance terminated", func() bool { return e.m.Sim.Terminations() == 1 })
 	for _, inst := range e.m.Sim.Instances() {
 		require.Equal(t, gpu.StateTerminated, inst.State)
 	}
@@ -369,14 +370,14 @@ func TestCaptureOutageHandsThePodBack(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { flaky.Payments = d.Payments; d.Payments = flaky }})
 	c, podID := e.signUp("outage-capture@example.com")
 	e.deploy(c, podID)
-	p := e.waitPod(c, podID, "configured", 20*time.Second)
+	p := e.waitPod(c, podID, "configured")
 	require.Contains(t, p.Error, "press Deploy again")
 	require.Equal(t, "authorized", p.OrderStatus)
 	require.Equal(t, 0, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 
 	flaky.fail.Store(0)
 	e.deploy(c, podID)
-	p = e.waitPod(c, podID, "running", 15*time.Second)
+	p = e.waitPod(c, podID, "running")
 	require.Empty(t, p.Error, "the old note is cleared by the new deploy")
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 }
@@ -385,15 +386,17 @@ func TestCaptureOutageHandsThePodBack(t *testing.T) {
 // a full try at launching.
 func TestSlowCaptureStillProvisions(t *testing.T) {
 	t.Parallel()
-	flaky := &flakyPayments{delay: 700 * time.Millisecond}
+	// The capture takes longer than the whole deadline; the launch and boot fit in it with
+	// room for a loaded CI machine.
+	flaky := &flakyPayments{delay: 4 * time.Second}
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) {
 		flaky.Payments = d.Payments
 		d.Payments = flaky
-		d.ProvisionDeadline = 500 * time.Millisecond
+		d.ProvisionDeadline = 3 * time.Second
 	}})
 	c, podID := e.signUp("slow-capture@example.com")
 	e.deploy(c, podID)
-	p := e.waitPod(c, podID, "running", 15*time.Second)
+	p := e.waitPod(c, podID, "running")
 	require.Equal(t, "captured", p.OrderStatus)
 }
 
@@ -401,17 +404,17 @@ func TestSlowCaptureStillProvisions(t *testing.T) {
 // 429 snoozes for its Retry-After; the pod runs on one instance.
 func TestProviderHangAndRateLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.StepTimeout = 300 * time.Millisecond }})
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.StepTimeout = 2 * time.Second }})
 	c, podID := e.signUp("faults@example.com")
 	e.m.Sim.FailNext(sim.OpLaunch, &gpu.RateLimitedError{RetryAfter: 100 * time.Millisecond}, 2)
 	e.m.Sim.Hang(sim.OpLaunch, time.Hour)
 	e.deploy(c, podID)
-	e.eventually("a timed-out attempt", 10*time.Second, func() bool {
+	e.eventually("a timed-out attempt", func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'provision' AND errors IS NOT NULL`) == 1
 	})
 	require.Equal(t, 0, e.m.Sim.Launches())
 	e.m.Sim.Hang(sim.OpLaunch, 0)
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.Sim.Launches())
 }
 

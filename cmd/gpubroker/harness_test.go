@@ -146,8 +146,19 @@ func (e *env) pay(sessionID, card string) *http.Response {
 	return resp
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func (e *env) eventually(what string, timeout time.Duration, cond func() bool) {
+// eventually polls cond until it holds, for at most patience.
+func (e *env) eventually(what string, cond func() bool) {
+	e.t.Helper()
+	e.eventuallyWithin(what, patience, cond)
+}
+
+// patience bounds every wait for a job, an email or a state. It is a bound on a failure, not a
+// figure: a passing wait returns as soon as its condition holds, and CI's shared 2-CPU machine
+// has stalled a commit for over 10 s while other packages built and ran.
+const patience = time.Minute
+
+// eventuallyWithin polls cond until it holds or timeout passes.
+func (e *env) eventuallyWithin(what string, timeout time.Duration, cond func() bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -162,7 +173,7 @@ func (e *env) eventually(what string, timeout time.Duration, cond func() bool) {
 // away, do not count): whatever the last request set off has happened.
 func (e *env) idle() {
 	e.t.Helper()
-	e.eventually("jobs idle", 10*time.Second, func() bool {
+	e.eventually("jobs idle", func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'pending')`) == 0
 	})
 }
@@ -237,7 +248,7 @@ func (e *env) paid(c *http.Client, email string) (string, map[string]any) {
 	resp := e.pay(sid, "4242424242424242")
 	require.Equal(e.t, http.StatusSeeOther, resp.StatusCode)
 	var body map[string]any
-	e.eventually("verify 200", 10*time.Second, func() bool {
+	e.eventually("verify 200", func() bool {
 		var code int
 		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK
@@ -260,7 +271,7 @@ func (e *env) sessionOf(answer map[string]any) string {
 func (e *env) activationToken(addr string, n int) string {
 	e.t.Helper()
 	var mails []map[string]any
-	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails(addr); return len(mails) == n })
+	e.eventually("activation email", func() bool { mails = e.mails(addr); return len(mails) == n })
 	require.Equal(e.t, "activation", mails[0]["kind"])
 	return tokenOf(e.t, link(e.t, mails[0], "/activate/"))
 }

@@ -33,7 +33,7 @@ func TestForeignCheckoutSessionIsNotOurs(t *testing.T) {
 
 	var state string
 	var attempt, errs int
-	e.eventually("the stripe_event job to finish or fail", 15*time.Second, func() bool {
+	e.eventually("the stripe_event job to finish or fail", func() bool {
 		err := e.m.Pool.QueryRow(ctx, `SELECT state, attempt, coalesce(array_length(errors, 1), 0) FROM river_job
 			WHERE kind = 'stripe_event' AND args->>'event_id' IN (SELECT id FROM stripe_events WHERE type = 'checkout.session.completed')`).
 			Scan(&state, &attempt, &errs)
@@ -66,7 +66,7 @@ func TestMisconfiguredProviderFailsOver(t *testing.T) {
 	}})
 	c, podID := e.signUp("misconfigured@example.com")
 	e.deploy(c, podID)
-	p := e.waitPod(c, podID, "running", 15*time.Second)
+	p := e.waitPod(c, podID, "running")
 	require.Equal(t, "sim", p.Provider)
 	require.Equal(t, 0, lambdaSim.Launches())
 	require.Equal(t, 1, e.m.Sim.Launches())

@@ -74,9 +74,9 @@ func TestLastCaptureAttemptAsksStripe(t *testing.T) {
 	c, podID := e.signUp("last-attempt@example.com")
 	e.deploy(c, podID)
 	var p podView
-	e.eventually("pod out of deploying", 20*time.Second, func() bool { p = e.pod(c, podID); return p.Status != "deploying" })
+	e.eventually("pod out of deploying", func() bool { p = e.pod(c, podID); return p.Status != "deploying" })
 	require.NotEqual(t, "configured", p.Status, "the pod was given back although Stripe captured: %v", p.Error)
-	p = e.waitPod(c, podID, "running", 15*time.Second)
+	p = e.waitPod(c, podID, "running")
 	require.Equal(t, "captured", p.OrderStatus)
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 }
@@ -92,11 +92,11 @@ func TestLastCaptureAttemptWaitsForAnAnswer(t *testing.T) {
 	c, podID := e.signUp("silent@example.com")
 	lossy.getFails.Store(true)
 	e.deploy(c, podID)
-	e.eventually("the last attempt", time.Minute, func() bool {
+	e.eventually("the last attempt", func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND attempt >= max_attempts`) == 1
 	})
 	// The last attempt snoozes (waiting for Stripe) instead of deciding: River counts it.
-	e.eventually("the last attempt snoozed", time.Minute, func() bool {
+	e.eventually("the last attempt snoozed", func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND (metadata->>'snoozes')::int >= 1`) == 1
 	})
 	p := e.pod(c, podID)
@@ -104,7 +104,7 @@ func TestLastCaptureAttemptWaitsForAnAnswer(t *testing.T) {
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM river_job WHERE kind = 'capture' AND state IN ('discarded', 'completed')`))
 
 	lossy.getFails.Store(false)
-	p = e.waitPod(c, podID, "configured", time.Minute)
+	p = e.waitPod(c, podID, "configured")
 	require.Contains(t, p.Error, "press Deploy again")
 	require.Equal(t, "authorized", p.OrderStatus)
 	require.Equal(t, 0, e.m.StripeSim.CaptureCount(e.piOf(podID)))
@@ -119,9 +119,9 @@ func TestStored500OnCaptureDoesNotStrandTheOrder(t *testing.T) {
 	e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.FailBefore, Times: 1})
 	e.deploy(c, podID)
 	var p podView
-	e.eventually("pod out of deploying", 20*time.Second, func() bool { p = e.pod(c, podID); return p.Status != "deploying" })
+	e.eventually("pod out of deploying", func() bool { p = e.pod(c, podID); return p.Status != "deploying" })
 	require.NotEqual(t, "configured", p.Status, "given back: %v", p.Error)
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 	calls := e.stripeCalls("POST", "/capture")
 	require.Len(t, calls, 2)
@@ -139,7 +139,7 @@ func TestLostCaptureAnswerIsNotCapturedAgain(t *testing.T) {
 	c, podID := e.signUp("lost-capture@example.com")
 	e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.LoseAnswer, Times: 1})
 	e.deploy(c, podID)
-	e.waitPod(c, podID, "running", 20*time.Second)
+	e.waitPod(c, podID, "running")
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)))
 	require.Len(t, e.stripeCalls("POST", "/capture"), 1, "the retry asked instead of capturing again")
 }
@@ -152,9 +152,9 @@ func TestStored500OnReleaseAndRefund(t *testing.T) {
 
 	c, podID := e.signUp("release500@example.com")
 	e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/cancel", Mode: stripesim.FailBefore, Times: 1})
-	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'release_hold'`)
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET state = 'available', scheduled_at = now() WHERE kind = 'release_hold'`)
 	require.NoError(t, err)
-	e.eventually("released", 15*time.Second, func() bool { return e.pod(c, podID).OrderStatus == "released" })
+	e.eventually("released", func() bool { return e.pod(c, podID).OrderStatus == "released" })
 	require.Equal(t, "canceled", e.m.StripeSim.PaymentIntent(e.piOf(podID)).Status)
 	cancels := e.stripeCalls("POST", "/cancel")
 	require.Len(t, cancels, 2)
@@ -167,7 +167,7 @@ func TestStored500OnReleaseAndRefund(t *testing.T) {
 		before := len(e.stripeCalls("POST", "/v1/refunds"))
 		e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: mode, Times: 1})
 		e.deploy(c, podID)
-		e.eventually("refunded", 20*time.Second, func() bool { return e.pod(c, podID).OrderStatus == "refunded" })
+		e.eventually("refunded", func() bool { return e.pod(c, podID).OrderStatus == "refunded" })
 		require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)), email)
 		calls := e.stripeCalls("POST", "/v1/refunds")[before:]
 		if mode == stripesim.LoseAnswer {
@@ -190,11 +190,11 @@ func TestGiveUpFailsThePodWhileTheRefundIsPending(t *testing.T) {
 	e.m.Sim.SetNoCapacityAll(true)
 	e.deploy(c, podID)
 	var p podView
-	e.eventually("pod failed", 20*time.Second, func() bool { p = e.pod(c, podID); return p.Status == "failed" })
+	e.eventually("pod failed", func() bool { p = e.pod(c, podID); return p.Status == "failed" })
 	require.Equal(t, "captured", p.OrderStatus)
 	require.Contains(t, p.Error, "refund")
 	require.Contains(t, p.Error, "pending")
-	e.eventually("a refused refund audited", 10*time.Second, func() bool {
+	e.eventually("a refused refund audited", func() bool {
 		return e.count(`SELECT count(*) FROM audit_events WHERE action = 'refund.failed' AND order_id = $1`, e.orderOf(podID)) >= 1
 	})
 	resp, err := http.Get(e.url + "/metrics")
@@ -207,14 +207,14 @@ func TestGiveUpFailsThePodWhileTheRefundIsPending(t *testing.T) {
 	e.m.Sim.SetNoCapacityAll(false)
 	res, err := e.m.River.Insert(context.Background(), jobs.ProvisionArgs{PodID: podID}, nil)
 	require.NoError(t, err)
-	e.eventually("late provision run done", 10*time.Second, func() bool {
+	e.eventually("late provision run done", func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE id = $1 AND state = 'completed'`, res.Job.ID) == 1
 	})
 	require.Equal(t, "failed", e.pod(c, podID).Status)
 	require.Equal(t, 0, e.m.Sim.Launches())
 
 	e.m.StripeSim.ClearFaults()
-	e.eventually("refunded", 20*time.Second, func() bool { p = e.pod(c, podID); return p.OrderStatus == "refunded" })
+	e.eventually("refunded", func() bool { p = e.pod(c, podID); return p.OrderStatus == "refunded" })
 	require.Equal(t, "failed", p.Status)
 	require.Contains(t, p.Error, "refunded")
 	require.NotContains(t, p.Error, "pending")
@@ -231,7 +231,9 @@ func TestHoldReleaseFollowsCaptureBefore(t *testing.T) {
 	_, podID := e.signUp("short-hold@example.com")
 	var authorized, expires, scheduled time.Time
 	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT authorized_at, hold_expires_at FROM orders WHERE id = $1`, e.orderOf(podID)).Scan(&authorized, &expires))
-	require.WithinDuration(t, authorized.Add(short), expires, 10*time.Second)
+	// authorized_at is when the job ran, capture_before when the card was charged: a stalled
+	// machine puts seconds between them, a default 7-day hold would put two days.
+	require.WithinDuration(t, authorized.Add(short), expires, time.Minute)
 	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT scheduled_at FROM river_job WHERE kind = 'release_hold'`).Scan(&scheduled))
 	require.WithinDuration(t, expires.Add(-gpubroker.HoldReleaseMargin), scheduled, time.Second)
 }
@@ -244,14 +246,14 @@ func TestHoldReleaseThatFindsACaptureSaysRefunded(t *testing.T) {
 	c, podID := e.signUp("captured-behind@example.com")
 	_, err := e.m.JobDeps.Payments.Capture(context.Background(), e.piOf(podID), "out-of-band")
 	require.NoError(t, err)
-	_, err = e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'release_hold'`)
+	_, err = e.m.Pool.Exec(context.Background(), `UPDATE river_job SET state = 'available', scheduled_at = now() WHERE kind = 'release_hold'`)
 	require.NoError(t, err)
 	var p podView
-	e.eventually("refunded", 15*time.Second, func() bool { p = e.pod(c, podID); return p.OrderStatus == "refunded" })
+	e.eventually("refunded", func() bool { p = e.pod(c, podID); return p.OrderStatus == "refunded" })
 	require.Equal(t, "failed", p.Status)
 	require.Contains(t, p.Error, "refunded")
 	require.NotContains(t, strings.ToLower(p.Error), "nothing was charged")
-	e.eventually("refund email", 5*time.Second, func() bool { return e.mails("captured-behind@example.com")[0]["kind"] == "refunded" })
+	e.eventually("refund email", func() bool { return e.mails("captured-behind@example.com")[0]["kind"] == "refunded" })
 	for _, m := range e.mails("captured-behind@example.com") {
 		require.NotEqual(t, "hold_released", m["kind"])
 		require.NotContains(t, strings.ToLower(m["text"].(string)), "not been charged")
@@ -271,9 +273,9 @@ func TestFreeTrialFailureMailPromisesNoRefund(t *testing.T) {
 	podID := me["pods"].([]any)[0].(map[string]any)["id"].(string)
 	e.m.Sim.SetNoCapacityAll(true)
 	e.deploy(c, podID)
-	e.waitPod(c, podID, "failed", 20*time.Second)
+	e.waitPod(c, podID, "failed")
 	var mail map[string]any
-	e.eventually("failure email", 5*time.Second, func() bool { mail = e.mails("free-fail@example.com")[0]; return mail["kind"] == "pod_failed" })
+	e.eventually("failure email", func() bool { mail = e.mails("free-fail@example.com")[0]; return mail["kind"] == "pod_failed" })
 	require.NotContains(t, strings.ToLower(mail["text"].(string)), "refund")
 }
 
@@ -282,7 +284,7 @@ func TestFreeTrialFailureMailPromisesNoRefund(t *testing.T) {
 func (e *env) waitRefunded(c *http.Client, id string) podView {
 	e.t.Helper()
 	var p podView
-	e.eventually("pod failed and refunded", 20*time.Second, func() bool {
+	e.eventually("pod failed and refunded", func() bool {
 		p = e.pod(c, id)
 		return p.Status == "failed" && p.OrderStatus == "refunded"
 	})

@@ -87,7 +87,7 @@ func TestReceiptsPerPayment(t *testing.T) {
 
 	oldEnd := *e.rentalPod(c, podID).EndsAt
 	e.extend(c, podID, 1, 179)
-	e.eventually("extended", 10*time.Second, func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
+	e.eventually("extended", func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
 	me = e.me(c)
 	require.Len(t, me.Receipts, 2)
 	require.Equal(t, "extension", me.Receipts[0].Kind, "newest first")
@@ -106,7 +106,7 @@ func TestReceiptsPerPayment(t *testing.T) {
 	require.NoError(t, err)
 	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.eventually("refunded", 10*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == 3*179 })
+	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 3*179 })
 	e.idle()
 	me = e.me(c)
 	require.EqualValues(t, 179, receiptOf(t, me, "extension").RefundedCents, "the extension is refunded first, all of it")

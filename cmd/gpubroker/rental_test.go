@@ -62,7 +62,7 @@ func (e *env) runningPod(email string, hours int) (*http.Client, string) {
 	sid := e.sessionOf(body)
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	var podID string
-	e.eventually("verify 200", 10*time.Second, func() bool {
+	e.eventually("verify 200", func() bool {
 		code, body := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		if code == http.StatusOK {
 			podID = body["pod"].(map[string]any)["id"].(string)
@@ -72,7 +72,7 @@ func (e *env) runningPod(email string, hours int) (*http.Client, string) {
 	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken(email, 1)})
 	require.Equal(e.t, http.StatusOK, code)
 	e.deploy(c, podID)
-	e.waitPod(c, podID, "running", 20*time.Second)
+	e.waitPod(c, podID, "running")
 	return c, podID
 }
 
@@ -89,7 +89,7 @@ func (e *env) healthChecks(n int) {
 	e.t.Helper()
 	var since time.Time
 	require.NoError(e.t, e.m.Pool.QueryRow(context.Background(), `SELECT now()`).Scan(&since))
-	e.eventually("health checks", 10*time.Second, func() bool {
+	e.eventually("health checks", func() bool {
 		return e.count(`SELECT count(*) FROM river_job WHERE kind = 'pod_health' AND state = 'completed' AND attempted_at > $1`, since) >= n
 	})
 }
@@ -98,7 +98,7 @@ func (e *env) healthChecks(n int) {
 func (e *env) endEmail(to string) map[string]any {
 	e.t.Helper()
 	var msg map[string]any
-	e.eventually("end email", 10*time.Second, func() bool {
+	e.eventually("end email", func() bool {
 		for _, m := range e.mails(to) {
 			if m["kind"] == "pod_terminated" {
 				msg = m
@@ -139,9 +139,9 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'unused_hours_refund'`), "queued with the move to terminating")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds WHERE pod_id = $1 AND amount_cents = $2`, podID, 2*p.HourlyCents), "planned with the move to terminating")
-	e.waitPod(c, podID, "terminated", 10*time.Second)
+	e.waitPod(c, podID, "terminated")
 	want := 2 * p.HourlyCents
-	e.eventually("refunded", 10*time.Second, func() bool { p = e.rentalPod(c, podID); return *p.RefundedCents == want })
+	e.eventually("refunded", func() bool { p = e.rentalPod(c, podID); return *p.RefundedCents == want })
 	e.idle()
 	p = e.rentalPod(c, podID)
 	require.Equal(t, want, *p.RefundedCents)
@@ -179,7 +179,7 @@ func TestEarlyStopInLastHourRefundsNothing(t *testing.T) {
 	e.ranFor(podID, 61*time.Minute)
 	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.waitPod(c, podID, "terminated", 10*time.Second)
+	e.waitPod(c, podID, "terminated")
 	e.idle()
 	require.Zero(t, *e.rentalPod(c, podID).RefundedCents)
 	require.Empty(t, e.stripeCalls("POST", "/v1/refunds"))
@@ -200,7 +200,7 @@ func TestEarlyStopRefundAfterFailures(t *testing.T) {
 		e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: mode, Times: 1})
 		code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 		require.Equal(t, http.StatusAccepted, code)
-		e.eventually("refunded", 20*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == p.HourlyCents })
+		e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == p.HourlyCents })
 		e.idle()
 		require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)), email)
 		require.Equal(t, p.HourlyCents, *e.rentalPod(c, podID).RefundedCents)
@@ -242,7 +242,7 @@ func TestExtendMovesTheEnd(t *testing.T) {
 	pi := e.m.StripeSim.Session(sid).PaymentIntent
 	require.NotNil(t, pi)
 	require.Equal(t, "succeeded", e.m.StripeSim.PaymentIntent(*pi).Status, "an extension is captured at once")
-	e.eventually("extended", 10*time.Second, func() bool { p = e.rentalPod(c, podID); return p.EndsAt.After(oldEnd) })
+	e.eventually("extended", func() bool { p = e.rentalPod(c, podID); return p.EndsAt.After(oldEnd) })
 	require.WithinDuration(t, oldEnd.Add(2*time.Hour), *p.EndsAt, time.Second)
 	require.InDelta(t, 4*3600, *p.SecondsLeft, 60)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled' AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1 AND args->>'pod_id' = $1`, podID, p.EndsAt.UTC()))
@@ -273,9 +273,12 @@ func TestExtendMovesTheEnd(t *testing.T) {
 	require.EqualValues(t, 1, e.funnel()["extensions"])
 
 	// The terminate job scheduled for the old end wakes: the pod stays running.
-	_, err = e.m.Pool.Exec(context.Background(), `UPDATE river_job SET scheduled_at = now() WHERE kind = 'terminate' AND state = 'scheduled' AND scheduled_at < $1`, p.EndsAt.Add(-time.Minute))
+	// Made available, not just due: idle does not wait for scheduled jobs.
+	tag, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET state = 'available', scheduled_at = now() WHERE kind = 'terminate' AND state = 'scheduled' AND scheduled_at < $1`, p.EndsAt.Add(-time.Minute))
 	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected(), "the terminate job for the old end")
 	e.idle()
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'completed'`))
 	require.Equal(t, "running", e.rentalPod(c, podID).Status)
 }
 
@@ -300,7 +303,7 @@ func TestExtendRefusals(t *testing.T) {
 
 	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.waitPod(c, podID, "terminated", 10*time.Second)
+	e.waitPod(c, podID, "terminated")
 	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
 	require.Equal(t, http.StatusConflict, code, body)
 	require.Equal(t, "not_running", body["error"])
@@ -315,14 +318,14 @@ func TestExtendedThenStoppedRefundsTheExtensionFirst(t *testing.T) {
 	p := e.rentalPod(c, podID)
 	oldEnd := *p.EndsAt
 	sid := e.extend(c, podID, 1, p.HourlyCents)
-	e.eventually("extended", 10*time.Second, func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
+	e.eventually("extended", func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
 	e.ranFor(podID, 10*time.Minute)
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE pods SET ends_at = ends_at + interval '1 hour' WHERE id = $1`, podID) // ranFor reset it to the order's hours
 	require.NoError(t, err)
 
 	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.eventually("refunded", 10*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
 	e.idle()
 	extPI := *e.m.StripeSim.Session(sid).PaymentIntent
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(extPI))
@@ -346,12 +349,12 @@ func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 	require.Equal(t, "running", e.rentalPod(c, podID).Status)
 
 	require.True(t, e.m.Sim.Fail(instanceID, "the host failed"))
-	e.waitPod(c, podID, "failed", 10*time.Second)
-	e.eventually("refunded", 10*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	e.waitPod(c, podID, "failed")
+	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
 	require.Contains(t, e.pod(c, podID).Error, "stopped working")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
-	e.eventually("instance terminated", 10*time.Second, func() bool { return e.m.Sim.Terminations() >= 1 })
-	e.eventually("refund email", 10*time.Second, func() bool {
+	e.eventually("instance terminated", func() bool { return e.m.Sim.Terminations() >= 1 })
+	e.eventually("refund email", func() bool {
 		for _, m := range e.mails("dead-pod@example.com") {
 			if m["kind"] == "refunded" && strings.Contains(m["text"].(string), mail.Money(2*p.HourlyCents)) {
 				return true
@@ -414,12 +417,12 @@ func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
 
 	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.waitPod(c, podID, "terminated", 10*time.Second)
+	e.waitPod(c, podID, "terminated")
 	e.idle()
 
 	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	extPI := *e.m.StripeSim.Session(sid).PaymentIntent
-	e.eventually("the late extension refunded", 10*time.Second, func() bool { return e.m.StripeSim.RefundCount(extPI) == 1 })
+	e.eventually("the late extension refunded", func() bool { return e.m.StripeSim.RefundCount(extPI) == 1 })
 	e.idle()
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.reason = 'late_extension' AND r.stripe_refund_id IS NOT NULL`, extPI, p.HourlyCents))
@@ -476,7 +479,7 @@ func TestExtensionsPaidPastMaxHoursRefundTheLast(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, e.pay(sidA, "4242424242424242").StatusCode)
 	require.Equal(t, http.StatusSeeOther, e.pay(sidB, "4242424242424242").StatusCode)
 	want := 100 * p.HourlyCents
-	e.eventually("one extension refunded", 20*time.Second, func() bool { return *e.rentalPod(c, podID).RefundedCents == want })
+	e.eventually("one extension refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == want })
 	e.idle()
 
 	p = e.rentalPod(c, podID)
@@ -491,7 +494,7 @@ func TestExtensionsPaidPastMaxHoursRefundTheLast(t *testing.T) {
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.reason = 'over_limit' AND r.stripe_refund_id IS NOT NULL`, refusedPI, want))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled' AND args->>'pod_id' = $1
 		AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1`, podID, p.EndsAt.UTC()), "one termination at the new end")
-	e.eventually("refund email", 10*time.Second, func() bool {
+	e.eventually("refund email", func() bool {
 		for _, m := range e.mails(email) {
 			if m["kind"] == "refunded" && strings.Contains(m["text"].(string), mail.Money(want)) && strings.Contains(m["text"].(string), "168 hours") {
 				return true

@@ -28,7 +28,7 @@ func TestPaidSignUp(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Contains(t, resp.Header.Get("Location"), "/payment/success/?session_id="+sid)
 
-	e.eventually("verify 200", 10*time.Second, func() bool {
+	e.eventually("verify 200", func() bool {
 		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK
 	})
@@ -48,7 +48,7 @@ func TestPaidSignUp(t *testing.T) {
 	require.NotEmpty(t, pod["hold_expires_at"])
 
 	var mails []map[string]any
-	e.eventually("activation email", 10*time.Second, func() bool { mails = e.mails("ada@example.com"); return len(mails) == 1 })
+	e.eventually("activation email", func() bool { mails = e.mails("ada@example.com"); return len(mails) == 1 })
 	require.Equal(t, "activation", mails[0]["kind"])
 	require.Contains(t, mails[0]["html"], "/activate/?token=")
 	token := tokenOf(t, link(t, mails[0], "/activate/"))
@@ -102,7 +102,7 @@ func TestWebhookDuplicatesAndReorders(t *testing.T) {
 	c := newBrowser()
 	_, sid := e.checkout(c, "dup@example.com")
 	e.pay(sid, "4242424242424242")
-	e.eventually("authorized", 10*time.Second, func() bool {
+	e.eventually("authorized", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE status = 'authorized'`) == 1
 	})
 	completed := e.m.StripeSim.Events()[0]
@@ -125,7 +125,7 @@ func TestWebhookDuplicatesAndReorders(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code)
 	}
-	e.eventually("every event processed", 10*time.Second, func() bool {
+	e.eventually("every event processed", func() bool {
 		return e.count(`SELECT count(*) FROM stripe_events WHERE processed_at IS NULL`) == 0
 	})
 	require.Equal(t, 6, e.count(`SELECT count(*) FROM stripe_events`))
@@ -138,7 +138,7 @@ func TestWebhookDuplicatesAndReorders(t *testing.T) {
 	code, err := e.m.StripeSim.Deliver(context.Background(), []byte(expired))
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
-	e.eventually("processed", 10*time.Second, func() bool {
+	e.eventually("processed", func() bool {
 		return e.count(`SELECT count(*) FROM stripe_events WHERE processed_at IS NULL`) == 0
 	})
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'authorized'`))
@@ -163,7 +163,7 @@ func TestCompletedAfterCanceled(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code)
 	}
-	e.eventually("processed", 10*time.Second, func() bool {
+	e.eventually("processed", func() bool {
 		return e.count(`SELECT count(*) FROM stripe_events WHERE processed_at IS NULL`) == 0 && e.count(`SELECT count(*) FROM stripe_events`) == 2
 	})
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'released'`))
@@ -225,7 +225,7 @@ func TestDeclinedCardAndSecondOrder(t *testing.T) {
 	b1, pod1 := e.signUp("two@example.com")
 	_, sid2 := e.checkout(newBrowser(), "two@example.com")
 	e.pay(sid2, "4242424242424242")
-	e.eventually("second order attached", 10*time.Second, func() bool {
+	e.eventually("second order attached", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE email = 'two@example.com' AND account_id IS NOT NULL`) == 2
 	})
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM accounts WHERE email = 'two@example.com'`))
@@ -241,7 +241,7 @@ func TestExpiredCheckout(t *testing.T) {
 	c := newBrowser()
 	_, sid := e.checkout(c, "slow@example.com")
 	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), sid))
-	e.eventually("expired", 10*time.Second, func() bool {
+	e.eventually("expired", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE status = 'expired'`) == 1
 	})
 	code, body := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
@@ -260,7 +260,7 @@ func TestActivationTokens(t *testing.T) {
 	require.Equal(t, "token_invalid", body["error"])
 
 	_, _ = e.do(c, "POST", "/api/checkout", e.order("tok@example.com", "free", "rtx4090", "us-east", 1))
-	e.eventually("activation email", 10*time.Second, func() bool { return len(e.mails("tok@example.com")) == 1 })
+	e.eventually("activation email", func() bool { return len(e.mails("tok@example.com")) == 1 })
 	token := tokenOf(t, link(t, e.mails("tok@example.com")[0], "/activate/"))
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE tokens SET expires_at = now() - interval '1 second'`)
 	require.NoError(t, err)
@@ -273,7 +273,7 @@ func TestActivationTokens(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code)
 	code, _ = e.do(c, "POST", "/api/activation/resend", map[string]any{"email": "tok@example.com"})
 	require.Equal(t, http.StatusAccepted, code)
-	e.eventually("second email", 10*time.Second, func() bool { return len(e.mails("tok@example.com")) == 2 })
+	e.eventually("second email", func() bool { return len(e.mails("tok@example.com")) == 2 })
 	require.Empty(t, e.mails("nobody@example.com"))
 	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": tokenOf(t, link(t, e.mails("tok@example.com")[0], "/activate/"))})
 	require.Equal(t, http.StatusOK, code)
@@ -282,7 +282,7 @@ func TestActivationTokens(t *testing.T) {
 	other := newBrowser()
 	code, _ = e.do(other, "POST", "/api/login", map[string]any{"email": "tok@example.com"})
 	require.Equal(t, http.StatusAccepted, code)
-	e.eventually("login email", 10*time.Second, func() bool { return len(e.mails("tok@example.com")) == 3 })
+	e.eventually("login email", func() bool { return len(e.mails("tok@example.com")) == 3 })
 	login := e.mails("tok@example.com")[0]
 	require.Equal(t, "login", login["kind"])
 	code, _ = e.do(other, "POST", "/api/login/verify", map[string]any{"token": tokenOf(t, link(t, login, "/login/"))})
@@ -336,7 +336,7 @@ func TestContactForm(t *testing.T) {
 
 	code, _ = e.do(newBrowser(), "POST", "/api/contact", map[string]any{"name": "Lin", "email": "lin@corp.example", "company": "Corp <b>", "message": "We need 64 H100s for a month."})
 	require.Equal(t, http.StatusAccepted, code)
-	e.eventually("sales email", 10*time.Second, func() bool { return len(e.mails("sales@gpubroker.dev")) == 1 })
+	e.eventually("sales email", func() bool { return len(e.mails("sales@gpubroker.dev")) == 1 })
 	m := e.mails("sales@gpubroker.dev")[0]
 	require.Equal(t, "contact", m["kind"])
 	require.Contains(t, m["text"], "64 H100s")

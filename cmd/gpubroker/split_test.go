@@ -91,21 +91,21 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	_, err = stripe.Load().Pay(context.Background(), sid, stripesim.CardSucceeds)
 	require.NoError(t, err)
 	var body map[string]any
-	e.eventually("verify 200", 10*time.Second, func() bool {
+	e.eventually("verify 200", func() bool {
 		var code int
 		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK
 	})
 	podID := body["pod"].(map[string]any)["id"].(string)
 	var token string
-	e.eventually("activation email", 10*time.Second, func() bool {
+	e.eventually("activation email", func() bool {
 		return e.m.Pool.QueryRow(context.Background(), `SELECT substring(text_body from 'token=([A-Za-z0-9_-]+)') FROM emails WHERE to_email = 'split@example.com'`).Scan(&token) == nil
 	})
 	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": token})
 	require.Equal(t, http.StatusOK, code)
 	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.waitPod(c, podID, "running", 15*time.Second)
+	e.waitPod(c, podID, "running")
 
 	// The River UI lives on the worker, never on the API; the worker serves no API routes.
 	get := func(url string) int {

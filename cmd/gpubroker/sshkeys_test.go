@@ -62,7 +62,7 @@ func TestSSHKeysJourney(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code, body)
 	sid := e.sessionOf(body)
 	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
-	e.eventually("verify 200", 10*time.Second, func() bool {
+	e.eventually("verify 200", func() bool {
 		code, _ := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK
 	})
@@ -121,7 +121,7 @@ func TestSSHKeysJourney(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	podID := body["pods"].([]any)[0].(map[string]any)["id"].(string)
 	e.deploy(c, podID)
-	p := e.waitPod(c, podID, "running", 15*time.Second)
+	p := e.waitPod(c, podID, "running")
 	require.ElementsMatch(t, []string{laptopFP, desktopFP}, p.SSHKeyFingerprints)
 	require.NotNil(t, p.StarterProject)
 	require.Equal(t, "fine-tune-a-small-lm", p.StarterProject.Name)
@@ -146,7 +146,7 @@ func TestSSHKeysJourney(t *testing.T) {
 	require.Contains(t, instances[0].WorkspaceFiles, "fine-tune.ipynb")
 
 	// The pod-ready email says where the starter project is.
-	e.eventually("pod ready email", 10*time.Second, func() bool { return e.mails("keys@example.com")[0]["kind"] == "pod_ready" })
+	e.eventually("pod ready email", func() bool { return e.mails("keys@example.com")[0]["kind"] == "pod_ready" })
 	require.Contains(t, e.mails("keys@example.com")[0]["text"], "/workspace/fine-tune-a-small-lm")
 
 	code, _ = e.do(c, "DELETE", "/api/me/ssh-keys/"+desktopID, nil)
@@ -169,7 +169,7 @@ func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
 	code, body := e.do(newBrowser(), "POST", "/api/checkout", order)
 	require.Equal(t, http.StatusCreated, code, body)
 	require.Equal(t, http.StatusSeeOther, e.pay(e.sessionOf(body), "4242424242424242").StatusCode)
-	e.eventually("order attached", 10*time.Second, func() bool {
+	e.eventually("order attached", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE email = 'victim@example.com' AND account_id IS NOT NULL`) == 2
 	})
 	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
@@ -182,7 +182,7 @@ func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
 	code, body = e.do(victim, "POST", "/api/checkout", order)
 	require.Equal(t, http.StatusCreated, code, body)
 	require.Equal(t, http.StatusSeeOther, e.pay(e.sessionOf(body), "4242424242424242").StatusCode)
-	e.eventually("owner's key saved", 10*time.Second, func() bool { return e.count(`SELECT count(*) FROM ssh_keys`) == 1 })
+	e.eventually("owner's key saved", func() bool { return e.count(`SELECT count(*) FROM ssh_keys`) == 1 })
 	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, []string{ownFP}, fingerprints(t, body))
@@ -206,7 +206,7 @@ func TestPendingAccountKeysNeverReachTheOwner(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code, body)
 	sid := e.sessionOf(body)
 	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
-	e.eventually("verify signs the payer in", 10*time.Second, func() bool {
+	e.eventually("verify signs the payer in", func() bool {
 		code, body := e.do(mallory, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK && body["signed_in"] == true
 	})
@@ -236,7 +236,7 @@ func TestVerifyNeverShowsTheIDESecret(t *testing.T) {
 	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken("secret@example.com", 1)})
 	require.Equal(t, http.StatusOK, code)
 	e.deploy(c, podID)
-	p := e.waitPod(c, podID, "running", 15*time.Second)
+	p := e.waitPod(c, podID, "running")
 	require.NotEmpty(t, p.Connection.IDESecret, "the owner sees the secret")
 
 	code, body := e.do(newBrowser(), "GET", "/api/checkout/verify?session_id="+sid, nil)

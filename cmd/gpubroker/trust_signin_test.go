@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -45,7 +44,7 @@ func (e *env) verifyAs(c *http.Client, sid string, hdr map[string]string) (code 
 func (e *env) payAndWait(sid string) {
 	e.t.Helper()
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
-	e.eventually("account attached", 10*time.Second, func() bool {
+	e.eventually("account attached", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE stripe_session_id = $1 AND account_id IS NOT NULL`, sid) == 1
 	})
 }
@@ -93,7 +92,7 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 		}
 		// Every poller is signed in (the account is still pending), then the owner activates
 		// while they keep polling.
-		e.eventually("every poller signed in", 10*time.Second, func() bool { return signedIn.Load() == pollers })
+		e.eventually("every poller signed in", func() bool { return signedIn.Load() == pollers })
 		owner := newBrowser()
 		code, body := e.do(owner, "POST", "/api/activate", map[string]any{"token": token})
 		require.Equal(t, http.StatusOK, code, body)
@@ -103,7 +102,7 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 		for i := range polls {
 			after[i] = polls[i].Load() + 2
 		}
-		e.eventually("every poller polled after the activation", 10*time.Second, func() bool {
+		e.eventually("every poller polled after the activation", func() bool {
 			for i := range polls {
 				if polls[i].Load() < after[i] && failures.Load() == 0 {
 					return false
