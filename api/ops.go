@@ -161,7 +161,6 @@ func writeHealth(ctx context.Context, b *strings.Builder, pool *pgxpool.Pool) {
 		}
 		writeGauge(b, g.name, g.help, v)
 	}
-	// 0 until the reconciler's migration adds orders.drift.
 	if n, err := postgres.CountDriftOrders(ctx, pool); err == nil {
 		writeGauge(b, "gpubroker_reconcile_drift_orders", "Orders whose last reconciler check found Stripe disagreeing with them (orders.drift set).", float64(n))
 	}

@@ -92,36 +92,20 @@ func GetReconcileSummary(ctx context.Context, q Querier) (ReconcileSummary, erro
 }
 
 // CountDriftOrders is how many orders the reconciler's last check found disagreeing with
-// Stripe (orders.drift set); 0 before the reconciler's migration added the column.
+// Stripe (orders.drift set).
 func CountDriftOrders(ctx context.Context, q Querier) (int64, error) {
 	var n int64
-	ok, err := hasDriftColumn(ctx, q)
-	if err != nil || !ok {
-		return 0, err
-	}
-	err = q.QueryRow(ctx, `SELECT count(*) FROM orders WHERE drift IS NOT NULL`).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT count(*) FROM orders WHERE drift IS NOT NULL`).Scan(&n)
 	return n, err
 }
 
-// DriftOrders lists up to limit orders in drift, newest first (none before the column exists).
+// DriftOrders lists up to limit orders in drift, newest first.
 func DriftOrders(ctx context.Context, q Querier, limit int) ([]DriftRow, error) {
-	ok, err := hasDriftColumn(ctx, q)
-	if err != nil || !ok {
-		return nil, err
-	}
 	rows, err := q.Query(ctx, `SELECT id::text, email, drift FROM orders WHERE drift IS NOT NULL ORDER BY created_at DESC LIMIT $1`, limit)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[DriftRow])
-}
-
-// hasDriftColumn reports whether orders.drift exists. Asking first, instead of catching the
-// undefined-column error, keeps a caller's transaction usable.
-func hasDriftColumn(ctx context.Context, q Querier) (bool, error) {
-	var ok bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'drift' AND NOT attisdropped)`).Scan(&ok)
-	return ok, err
 }
 
 // Count is a named count.
@@ -357,12 +341,8 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	}
 	st := &OrderStory{Order: o, Pod: pod}
 	add := func(e StoryEntry) { st.Entries = append(st.Entries, e) }
-	if ok, err := hasDriftColumn(ctx, q); err != nil {
+	if err := q.QueryRow(ctx, `SELECT COALESCE(drift, '') FROM orders WHERE id = $1`, o.ID).Scan(&st.Drift); err != nil {
 		return nil, err
-	} else if ok {
-		if err := q.QueryRow(ctx, `SELECT COALESCE(drift, '') FROM orders WHERE id = $1`, o.ID).Scan(&st.Drift); err != nil {
-			return nil, err
-		}
 	}
 
 	rows, err := q.Query(ctx, `SELECT `+extensionCols+` FROM extensions WHERE order_id = $1 ORDER BY created_at, id`, o.ID)
