@@ -14,12 +14,16 @@ import (
 // pod or order (available, running, retryable, pending) may be in the middle of changing both
 // sides, so whatever such a job covers is left for the next run.
 
+// jobAlive is the states of a job still to run or running: a job in one of them may yet
+// change what the reconciler would repair.
+const jobAlive = `('available', 'pending', 'running', 'retryable', 'scheduled')`
+
 // JobAlive reports whether a job of the kind whose args contain args is still to run or
 // running (River's GIN index on args serves the containment).
 func JobAlive(ctx context.Context, q Querier, kind string, args map[string]any) (bool, error) {
 	var alive bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = $1 AND args @> $2
-		AND state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`, kind, args).Scan(&alive)
+		AND state IN `+jobAlive+`)`, kind, args).Scan(&alive)
 	return alive, err
 }
 
@@ -79,7 +83,7 @@ func StrandedPods(ctx context.Context, q Querier, stuckBefore time.Time) ([]Stra
 		WHERE o.status = 'captured' AND p.started_at IS NULL
 		AND (p.status = 'failed' OR (p.status = 'provisioning' AND p.captured_at < $1))
 		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind IN ('refund', 'provision') AND j.args @> jsonb_build_object('pod_id', p.id::text)
-			AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
+			AND j.state IN `+jobAlive+`)
 		AND NOT EXISTS (SELECT 1 FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.order_id = o.id)
 		ORDER BY p.captured_at`, stuckBefore)
 	if err != nil {
@@ -103,7 +107,7 @@ func UnmadeRefunds(ctx context.Context, q Querier, plannedBefore time.Time) ([]U
 		WHERE r.stripe_refund_id IS NULL AND r.refunded_at IS NULL AND r.pod_id IS NOT NULL AND r.created_at < $1
 		AND r.reason IN ('early_stop', 'pod_died', 'late_extension', 'over_limit')
 		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'unused_hours_refund' AND j.args @> jsonb_build_object('pod_id', r.pod_id::text)
-			AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
+			AND j.state IN `+jobAlive+`)
 		ORDER BY r.pod_id, r.reason, r.created_at`, plannedBefore)
 	if err != nil {
 		return nil, err
@@ -131,7 +135,8 @@ type ReconcileOrder struct {
 
 // OrdersToReconcile returns up to limit paid orders of the last 35 days not compared with
 // Stripe since dueBefore, least recently compared first, leaving out those a payments job is
-// working on.
+// working on (a scheduled one is not working yet: every authorized order has its hold release
+// scheduled days ahead, so jobAlive would leave them all out).
 func OrdersToReconcile(ctx context.Context, q Querier, dueBefore time.Time, limit int) ([]ReconcileOrder, error) {
 	rows, err := q.Query(ctx, `SELECT o.id::text, COALESCE(o.account_id::text, ''), o.status, o.payment_intent_id, o.amount_cents, COALESCE(o.drift, ''),
 		COALESCE((SELECT jsonb_agg(jsonb_build_object('pi', y.payment_intent_id, 'kind', y.kind, 'amount', y.amount_cents,
