@@ -39,7 +39,7 @@ func ListAccountReceipts(ctx context.Context, q Querier, accountID string) ([]Re
 	rows, err := q.Query(ctx, `SELECT y.id, p.id, o.id, y.kind, o.plan, o.gpu, o.region, y.hours, o.hourly_cents, y.amount_cents,
 		COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id AND r.stripe_refund_id IS NOT NULL), 0),
 		y.currency, y.captured_at,
-		COALESCE((SELECT min(r.reason) FROM refunds r WHERE r.payment_id = y.id AND r.reason IN ('late_extension', 'over_limit')), '')
+		COALESCE((SELECT min(r.reason) FROM refunds r WHERE r.payment_id = y.id AND `+refusedExtension+`), '')
 		FROM payments y JOIN orders o ON o.id = y.order_id JOIN pods p ON p.order_id = o.id
 		WHERE p.account_id = $1 ORDER BY y.captured_at DESC, y.id`, accountID)
 	if err != nil {

@@ -44,6 +44,10 @@ func PaymentIDByIntent(ctx context.Context, q Querier, piID string) (string, err
 	return id, notFound(err, "payment")
 }
 
+// refusedExtension holds for a refund r of an extension's payment that extended nothing and
+// went back in full.
+const refusedExtension = `r.reason IN ('late_extension', 'over_limit')`
+
 // OrderPayment is a ledger payment with what the rental rule reads of it.
 type OrderPayment struct {
 	gpubroker.Payment
@@ -57,7 +61,7 @@ type OrderPayment struct {
 // refunded or is refunding of it (a planned refund counts: it is owed).
 func OrderPayments(ctx context.Context, q Querier, orderID string) ([]OrderPayment, error) {
 	rows, err := q.Query(ctx, `SELECT y.id, y.order_id, y.payment_intent_id, y.amount_cents, y.captured_at, y.kind,
-		CASE WHEN EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = y.id AND r.reason IN ('late_extension', 'over_limit')) THEN 0 ELSE y.hours END,
+		CASE WHEN EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = y.id AND `+refusedExtension+`) THEN 0 ELSE y.hours END,
 		COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id), 0)
 		FROM payments y WHERE y.order_id = $1 ORDER BY y.captured_at DESC, y.id`, orderID)
 	if err != nil {
