@@ -92,15 +92,25 @@ func TestReconcileRefundsStrandedCaptures(t *testing.T) {
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'refund'`), "not retried")
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM orders WHERE id = $1 AND drift LIKE '%refund job ran out of attempts%'`, orderID))
 
-	// Once refunded, nothing is left to do.
+	// Ops delete the discarded job rather than retry it: the next run queues the refund again.
 	_, err = b.pool.Exec(ctx, `DELETE FROM river_job WHERE kind = 'refund'`)
 	require.NoError(t, err)
 	work(t, b, w, ReconcileArgs{})
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'refund' AND state = 'available'`))
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.refund_queued' AND order_id = $1`, orderID))
+
+	// The refund is made (the queued job's work, run here): nothing is left to do.
 	res = work(t, b, &RefundWorker{d: b.deps}, RefundArgs{PodID: podID, Reason: "test"})
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	_, err = b.pool.Exec(ctx, `UPDATE river_job SET state = 'completed', finalized_at = now() WHERE kind = 'refund' AND state = 'available'`)
+	require.NoError(t, err)
 	o, err := postgres.GetOrder(ctx, b.pool, orderID)
 	require.NoError(t, err)
 	require.Equal(t, gpubroker.OrderRefunded, o.Status)
+	work(t, b, w, ReconcileArgs{})
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'refund'`), "no refund queued for a refunded order")
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.refund_queued'`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'provision'`), "no provisioning requeued")
 }
 
 // An order and its PaymentIntent that agree are marked checked; one Stripe changed behind our
