@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,14 +31,24 @@ type rentalView struct {
 // funnel reads /ops/funnel as ops do.
 func (e *env) funnel() map[string]any {
 	e.t.Helper()
-	req, _ := http.NewRequest("GET", e.url+"/ops/funnel", nil)
+	code, body := e.opsGet("/ops/funnel")
+	require.Equal(e.t, http.StatusOK, code)
+	var f map[string]any
+	require.NoError(e.t, json.Unmarshal(body, &f))
+	return f
+}
+
+// opsGet is GET path as ops (basic auth): the status and the body.
+func (e *env) opsGet(path string) (int, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url+path, nil)
 	req.SetBasicAuth("admin", "ops-secret")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(e.t, err)
 	defer resp.Body.Close()
-	var f map[string]any
-	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&f))
-	return f
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return resp.StatusCode, body
 }
 
 func (e *env) rentalPod(c *http.Client, id string) rentalView {
