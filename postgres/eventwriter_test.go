@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -160,15 +161,10 @@ func TestEventWriterIsolatesABadEvent(t *testing.T) {
 				require.NoError(t, r.err, r.id)
 				require.True(t, r.inserted, r.id)
 			}
-			var ids []string
 			rows, err := pool.Query(ctx, `SELECT e.id FROM stripe_events e JOIN river_job j ON j.args->>'event_id' = e.id ORDER BY e.id`)
 			require.NoError(t, err)
-			for rows.Next() {
-				var id string
-				require.NoError(t, rows.Scan(&id))
-				ids = append(ids, id)
-			}
-			require.NoError(t, rows.Err())
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
 			require.Equal(t, []string{"evt_a", "evt_b", "evt_block"}, ids)
 		})
 	}
