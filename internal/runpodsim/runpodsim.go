@@ -191,22 +191,29 @@ func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"gpus": list})
 }
 
-// createBody is the part of createPod's body the simulator acts on.
+// createBody is createPod's body: the properties the client sends, as in RunPod's
+// CreatePodRequest, which refuses any other.
 type createBody struct {
-	Name          string               `json:"name"`
-	Image         string               `json:"image"`
-	GPU           *struct{ ID string } `json:"gpu"`
-	Cloud         string               `json:"cloud"`
-	DataCenterIDs []string             `json:"dataCenterIds"`
-	Ports         []string             `json:"ports"`
-	Env           map[string]string    `json:"env"`
-	StartSSH      bool                 `json:"startSsh"`
-	StartJupyter  bool                 `json:"startJupyter"`
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	GPU   *struct {
+		ID    string `json:"id"`
+		Count int    `json:"count"`
+	} `json:"gpu"`
+	Cloud         string            `json:"cloud"`
+	DataCenterIDs []string          `json:"dataCenterIds"`
+	Ports         []string          `json:"ports"`
+	Env           map[string]string `json:"env"`
+	StartSSH      bool              `json:"startSsh"`
+	StartJupyter  bool              `json:"startJupyter"`
+	Disk          int               `json:"disk"`
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	var b createBody
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&b); err != nil {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
 		problem(w, http.StatusUnprocessableEntity, "Unprocessable Entity", "Request validation failed: "+err.Error())
 		return
 	}
@@ -214,10 +221,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusUnprocessableEntity, "Unprocessable Entity", "Request validation failed: name, image, gpu.id and one dataCenterIds entry are required")
 		return
 	}
+	if b.Cloud != "SECURE" && b.Cloud != "COMMUNITY" {
+		problem(w, http.StatusUnprocessableEntity, "Unprocessable Entity", "Request validation failed: cloud must be SECURE or COMMUNITY")
+		return
+	}
 	req := gpu.LaunchRequest{
 		Offer: gpu.Offer{ID: offerID(b.DataCenterIDs[0], b.GPU.ID)},
 		Name:  b.Name, Image: b.Image, Ports: b.Ports,
-		IDESecret: b.Env["JUPYTER_PASSWORD"] + b.Env["PASSWORD"],
 		Workspace: gpu.Workspace{Name: b.Env["GPUBROKER_WORKSPACE_PATH"], Path: b.Env["GPUBROKER_WORKSPACE_PATH"],
 			URL: b.Env["GPUBROKER_WORKSPACE_URL"], SHA256: b.Env["GPUBROKER_WORKSPACE_SHA256"]},
 	}
@@ -227,11 +237,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if keys := b.Env["PUBLIC_KEY"]; keys != "" {
 		req.SSHPublicKeys = strings.Split(keys, "\n")
 	}
+	// Each IDE reads its own variable: a secret in the other one is no secret at all.
 	switch {
 	case slices.Contains(b.Ports, "8888/http"):
-		req.IDE = gpu.IDEJupyter
+		req.IDE, req.IDESecret = gpu.IDEJupyter, b.Env["JUPYTER_PASSWORD"]
 	case slices.Contains(b.Ports, "8080/http"):
-		req.IDE = gpu.IDECodeServer
+		req.IDE, req.IDESecret = gpu.IDECodeServer, b.Env["PASSWORD"]
 	}
 	inst, err := s.Sim.Launch(r.Context(), req)
 	if err != nil {
@@ -283,9 +294,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
 	writeJSON(w, http.StatusOK, s.render(in, s.meta(id)))
 }
 
+// delete is one call, as at RunPod: the pod is looked up without the simulator's GET faults.
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, id string) {
-	_, err := s.live(r.Context(), id)
-	if err == nil {
+	err := gpu.ErrNotFound
+	if rec, ok := s.Sim.Record(id); ok && rec.Status != gpu.StateTerminated {
 		err = s.Sim.Terminate(r.Context(), id)
 	}
 	if err != nil {

@@ -1,7 +1,9 @@
 package runpodsim_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -116,4 +118,65 @@ func TestFaultsAsHTTP(t *testing.T) {
 	list, err := c.ListInstances(ctx)
 	require.NoError(t, err)
 	require.Empty(t, list)
+}
+
+// DELETE /v2/pods/{id} is one call at RunPod: a fault meant for GET neither hits it nor is
+// used up by it.
+func TestDeleteIsNotAGet(t *testing.T) {
+	t.Parallel()
+	s, c := newServer(t)
+	ctx := context.Background()
+	offers, err := c.ListOffers(ctx, gpu.OfferQuery{GPU: "a100", Region: "us-east"})
+	require.NoError(t, err)
+	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-delete", Image: "img", IDE: gpu.IDEJupyter, IDESecret: "s3cret"})
+	require.NoError(t, err)
+
+	s.Sim.FailNext("get", gpu.ErrUnavailable, 1)
+	require.NoError(t, c.Terminate(ctx, inst.ID))
+	_, err = c.GetInstance(ctx, inst.ID)
+	require.ErrorIs(t, err, gpu.ErrUnavailable, "the GET fault is still there for the GET")
+	_, err = c.GetInstance(ctx, inst.ID)
+	require.ErrorIs(t, err, gpu.ErrNotFound)
+}
+
+// createPod is as strict as RunPod's CreatePodRequest: an unknown property is refused, and an
+// IDE's secret counts only in the IDE's own variable.
+func TestCreateIsStrict(t *testing.T) {
+	t.Parallel()
+	s := runpodsim.New(runpodsim.Options{APIKey: key})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	c := runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL})
+	offers, err := c.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100", Region: "us-east"})
+	require.NoError(t, err)
+	parts := strings.SplitN(offers[0].ID, ":", 3) // cloud, data center, GPU type
+	create := func(body map[string]any) int {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v2/pods", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	pod := func(name string) map[string]any {
+		return map[string]any{"name": name, "image": "img", "gpu": map[string]any{"id": parts[2], "count": 1}, "cloud": parts[0],
+			"dataCenterIds": []string{parts[1]}, "ports": []string{"8080/http"}, "env": map[string]string{"JUPYTER_PASSWORD": "pw"}}
+	}
+
+	require.Equal(t, http.StatusCreated, create(pod("gpubroker-ok")))
+	recs := s.Sim.Records()
+	require.Len(t, recs, 1)
+	require.Equal(t, gpu.IDECodeServer, recs[0].IDE)
+	require.Empty(t, recs[0].IDESecret, "code-server reads PASSWORD, not Jupyter's variable")
+
+	bad := pod("gpubroker-unknown-field")
+	bad["volumeSize"] = 10
+	require.Equal(t, http.StatusUnprocessableEntity, create(bad))
+	bad = pod("gpubroker-bad-cloud")
+	bad["cloud"] = "SPOT"
+	require.Equal(t, http.StatusUnprocessableEntity, create(bad))
+	require.Len(t, s.Sim.Records(), 1, "nothing launched for a refused body")
 }
