@@ -190,8 +190,7 @@ func (s *Server) createSession(r *http.Request, p form, _ string) (any, *apiErro
 		base = requestOrigin(r)
 	}
 	cs.baseURL = base + s.prefix
-	cs.hostedURL = cs.baseURL + "/checkout/" + cs.ID
-	cs.URL = ptr(cs.hostedURL)
+	cs.URL = ptr(cs.baseURL + "/checkout/" + cs.ID)
 	s.sessions[cs.ID] = cs
 	return s.renderSession(cs, p)
 }
@@ -567,18 +566,7 @@ func (s *Server) listRefunds(_ *http.Request, p form, _ string) (any, *apiError,
 	piID, _ := p.str("payment_intent")
 	chID, _ := p.str("charge")
 	after, _ := p.str("starting_after")
-	var all []*Refund
-	for _, re := range s.refunds {
-		if (piID == "" || re.PaymentIntent == piID) && (chID == "" || re.Charge == chID) {
-			all = append(all, re)
-		}
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].Created != all[j].Created {
-			return all[i].Created > all[j].Created
-		}
-		return all[i].seq > all[j].seq
-	})
+	all := s.refundsLocked(piID, chID)
 	if after != "" {
 		for i, re := range all {
 			if re.ID == after {
@@ -597,6 +585,24 @@ func (s *Server) listRefunds(_ *http.Request, p form, _ string) (any, *apiError,
 		data = append(data, &c)
 	}
 	return map[string]any{"object": "list", "url": "/v1/refunds", "has_more": hasMore, "data": data}, nil, nil
+}
+
+// refundsLocked returns the refunds of a PaymentIntent and of a charge ("" matches any), newest
+// first, as Stripe lists them (s.mu held).
+func (s *Server) refundsLocked(piID, chargeID string) []*Refund {
+	var out []*Refund
+	for _, re := range s.refunds {
+		if (piID == "" || re.PaymentIntent == piID) && (chargeID == "" || re.Charge == chargeID) {
+			out = append(out, re)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Created != out[j].Created {
+			return out[i].Created > out[j].Created
+		}
+		return out[i].seq > out[j].seq
+	})
+	return out
 }
 
 func (s *Server) getRefund(r *http.Request, _ form, _ string) (any, *apiError, []*event) {

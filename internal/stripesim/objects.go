@@ -57,7 +57,6 @@ type CheckoutSession struct {
 	CaptureMethod string            `json:"-"`
 	piMetadata    map[string]string // payment_intent_data[metadata]
 	piDescription *string
-	hostedURL     string // kept after URL is cleared, for the page's own links
 	baseURL       string // origin + prefix the session was created under: its charge's receipt_url
 }
 

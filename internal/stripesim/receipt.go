@@ -71,7 +71,7 @@ func (s *Server) receiptLocked(ch *Charge) receiptData {
 		d.Status = "Authorized, not charged"
 	}
 	var refunded int64
-	for _, re := range s.refundList(ch.ID) {
+	for _, re := range slices.Backward(s.refundsLocked("", ch.ID)) { // oldest first
 		refunded += re.Amount
 		d.Refunds = append(d.Refunds, receiptRefund{Date: day(re.Created), Amount: formatMoney(re.Amount, re.Currency)})
 	}
@@ -80,18 +80,6 @@ func (s *Server) receiptLocked(ch *Charge) receiptData {
 		d.Net = formatMoney(ch.AmountCaptured-refunded, ch.Currency)
 	}
 	return d
-}
-
-// refundList returns a charge's refunds, oldest first (s.mu held).
-func (s *Server) refundList(chargeID string) []*Refund {
-	var out []*Refund
-	for _, re := range s.refunds {
-		if re.Charge == chargeID {
-			out = append(out, re)
-		}
-	}
-	slices.SortFunc(out, func(a, b *Refund) int { return a.seq - b.seq })
-	return out
 }
 
 var receiptTemplate = template.Must(template.New("receipt").Parse(`<!doctype html>
