@@ -2,7 +2,7 @@
 // or pod was lost (make chaos; see package internal/chaos). It prints progress, the violations
 // it found, and one line:
 //
-//	chaos: customers=50 kills=31 pg_restarts=1 faults=96 redeliveries=412 violations=0 recovery=41.2s elapsed=170s
+//	chaos: customers=50 kills=… rescued_jobs=… pg_restarts=1 faults=… redeliveries=… violations=0 recovery_after_last_kill=…s elapsed=…s
 //
 // and exits 1 when there was any violation (the run's logs and cluster are then kept).
 package main

@@ -518,12 +518,15 @@ func (r *run) waitQuiet(ctx context.Context) (time.Time, error) {
 	return time.Now(), fmt.Errorf("not quiet after %s: %s", r.opts.Quiet, why)
 }
 
+// jobsToRun matches the jobs still to run or running, leaving out the periodic ones, which
+// are always about to run again.
+const jobsToRun = `state IN ('available', 'running', 'retryable', 'pending') AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers')`
+
 // busy says what is still going on, or "".
 func (r *run) busy(ctx context.Context) string {
 	var jobs, pods int
 	var kinds string
-	err := r.pool.QueryRow(ctx, `SELECT count(*), COALESCE(string_agg(DISTINCT kind, ','), '') FROM river_job
-		WHERE state IN ('available', 'running', 'retryable', 'pending') AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers')`).Scan(&jobs, &kinds)
+	err := r.pool.QueryRow(ctx, `SELECT count(*), COALESCE(string_agg(DISTINCT kind, ','), '') FROM river_job WHERE `+jobsToRun).Scan(&jobs, &kinds)
 	if err != nil {
 		return err.Error()
 	}

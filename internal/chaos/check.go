@@ -203,7 +203,7 @@ func (r *run) check(ctx context.Context) []string {
 	}
 	// No job discarded, none stuck.
 	rows, err := r.pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job
-		WHERE state = 'discarded' OR (state IN ('available', 'running', 'retryable') AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers'))
+		WHERE state = 'discarded' OR (`+jobsToRun+`)
 		GROUP BY 1, 2`)
 	if err != nil {
 		add("reading jobs: %v", err)
