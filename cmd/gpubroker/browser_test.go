@@ -316,6 +316,25 @@ func TestBrowserJourney(t *testing.T) {
 		poll(visible(`.site-header li[data-nav="sign-in"]`)), poll(visible(`#signed-out`)))
 	require.False(t, value[bool](b, visible(`#account-menu`)))
 
+	// Signing in again by emailed link, and out with the dashboard's own button: the header
+	// follows.
+	b.run("sign-in-request", chromedp.Navigate(e.url+"/login/"), chromedp.WaitVisible(css(`#login-email`)),
+		chromedp.SendKeys(css(`#login-email`), email), chromedp.Click(css(`#login-btn`)), poll(visible(`#login-status`)))
+	var signIn string
+	e.eventually("sign-in email", func() bool {
+		for _, m := range e.mails(email) {
+			if m["kind"] == "login" {
+				signIn = link(t, m, "/login/")
+				return true
+			}
+		}
+		return false
+	})
+	b.run("sign-in", chromedp.Navigate(signIn), chromedp.WaitVisible(css(`#login-verify-btn`)), chromedp.Click(css(`#login-verify-btn`)),
+		chromedp.WaitVisible(css(`#logout`)), poll(visible(`#account-menu`)))
+	b.run("dashboard-sign-out", chromedp.Click(css(`#logout`)), poll(visible(`.site-header li[data-nav="sign-in"]`)), poll(visible(`#signed-out`)))
+	require.False(t, value[bool](b, visible(`#account-menu`)))
+
 	// Ops open the console and the order's whole story (basic auth, as a browser sends it).
 	auth := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_ = tg.Call(ctx, "Network.enable", map[string]any{}, nil)

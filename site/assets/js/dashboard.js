@@ -1,6 +1,6 @@
 // /dashboard/ — account status, pods, Deploy / Terminate, live status and connection details.
 import "./header.js";
-import { $, api, h, money, dateTime, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, setAccount } from "./lib.js";
+import { $, api, h, money, dateTime, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, logout } from "./lib.js";
 
 const cat = catalog();
 const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
@@ -510,14 +510,9 @@ keyForm.addEventListener("submit", async (e) => {
 });
 
 $("#logout").addEventListener("click", async (e) => {
-  const btn = e.currentTarget;
-  busy(btn, true, "Signing out…");
-  const res = await api("POST", "/api/logout");
-  busy(btn, false);
-  if (res.ok || res.status === 401) {
-    setAccount(null); // the header too; signedOut() follows (onAccount below)
-    $("#login-link").focus();
-  } else status(dashStatus, "error", "err", res.data.message);
+  const err = await logout(e.currentTarget); // the header too; signedOut() follows (onAccount below)
+  if (err === null) $("#login-link").focus();
+  else status(dashStatus, "error", "err", err);
 });
 
 // Signed out anywhere on the page (the header's menu, an expired session): show it.

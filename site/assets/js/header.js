@@ -1,7 +1,7 @@
 // The header knows who is signed in: a Dashboard link and an account menu (the email, links,
 // Sign out) instead of "Sign in". Bundled into every page's script (site.js on pages without
 // their own).
-import { $, api, busy, me, maybeSignedIn, onAccount, setAccount } from "./lib.js";
+import { $, logout, me, maybeSignedIn, onAccount } from "./lib.js";
 
 const menu = $("#account-menu");
 const btn = $("#account-menu-btn");
@@ -25,16 +25,12 @@ function render(account) {
   $("#account-menu-panel-email").textContent = account.email || "";
 }
 
-async function logout(e) {
-  const b = e.currentTarget;
-  busy(b, true, "Signing out…");
-  const res = await api("POST", "/api/logout");
-  busy(b, false);
-  if (!res.ok && res.status !== 401) {
-    $("#account-menu-msg").textContent = res.data.message;
+async function signOut(e) {
+  const err = await logout(e.currentTarget);
+  if (err !== null) {
+    $("#account-menu-msg").textContent = err;
     return;
   }
-  setAccount(null);
   const link = signIn && signIn.querySelector("a");
   if (link) link.focus();
 }
@@ -42,7 +38,7 @@ async function logout(e) {
 if (menu) {
   onAccount(render);
   btn.addEventListener("click", () => open(panel.hidden));
-  $("#account-menu-logout").addEventListener("click", logout);
+  $("#account-menu-logout").addEventListener("click", signOut);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !panel.hidden) {
       open(false);

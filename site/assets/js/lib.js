@@ -198,3 +198,15 @@ export function setAccount(account) {
 export function onAccount(fn) {
   accountListeners.push(fn);
 }
+
+// logout ends the session from btn (the header's menu or the dashboard). A 401 means it had
+// ended already: signed out either way, and setAccount(null) tells every listener. It returns
+// null once signed out, or the message saying why not.
+export async function logout(btn) {
+  busy(btn, true, "Signing out…");
+  const res = await api("POST", "/api/logout");
+  busy(btn, false);
+  if (!res.ok && res.status !== 401) return res.data.message;
+  setAccount(null);
+  return null;
+}
