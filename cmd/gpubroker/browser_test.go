@@ -320,16 +320,7 @@ func TestBrowserJourney(t *testing.T) {
 	// follows.
 	b.run("sign-in-request", chromedp.Navigate(e.url+"/login/"), chromedp.WaitVisible(css(`#login-email`)),
 		chromedp.SendKeys(css(`#login-email`), email), chromedp.Click(css(`#login-btn`)), poll(visible(`#login-status`)))
-	var signIn string
-	e.eventually("sign-in email", func() bool {
-		for _, m := range e.mails(email) {
-			if m["kind"] == "login" {
-				signIn = link(t, m, "/login/")
-				return true
-			}
-		}
-		return false
-	})
+	signIn := link(t, e.mailOf(email, "login"), "/login/")
 	b.run("sign-in", chromedp.Navigate(signIn), chromedp.WaitVisible(css(`#login-verify-btn`)), chromedp.Click(css(`#login-verify-btn`)),
 		chromedp.WaitVisible(css(`#logout`)), poll(visible(`#account-menu`)))
 	b.run("dashboard-sign-out", chromedp.Click(css(`#logout`)), poll(visible(`.site-header li[data-nav="sign-in"]`)), poll(visible(`#signed-out`)))

@@ -137,6 +137,22 @@ func (e *env) checkout(c *http.Client, email string) (orderID, sessionID string)
 	return body["order_id"].(string), e.sessionOf(body)
 }
 
+// paidCheckout checks out email's order (Pro, an A100 in us-east, 2 hours) in browser c with
+// key typed at checkout ("" for none) and pays it with the card that succeeds; it returns the
+// Checkout Session id.
+func (e *env) paidCheckout(c *http.Client, email, key string) string {
+	e.t.Helper()
+	order := e.order(email, "pro", "a100", "us-east", 2)
+	if key != "" {
+		order["ssh_public_key"] = key
+	}
+	code, body := e.do(c, "POST", "/api/checkout", order)
+	require.Equal(e.t, http.StatusCreated, code, body)
+	sid := e.sessionOf(body)
+	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	return sid
+}
+
 // pay submits a card on the stand-in's hosted page, as the browser form does.
 func (e *env) pay(sessionID, card string) *http.Response {
 	e.t.Helper()

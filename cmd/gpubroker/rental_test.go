@@ -108,13 +108,26 @@ func (e *env) healthChecks(n int) {
 // endEmail waits for the pod_terminated email to an address and returns it.
 func (e *env) endEmail(to string) map[string]any {
 	e.t.Helper()
+	return e.mailOf(to, "pod_terminated")
+}
+
+// mailOf waits for the newest email of kind to to whose text holds every one of texts.
+func (e *env) mailOf(to, kind string, texts ...string) map[string]any {
+	e.t.Helper()
 	var msg map[string]any
-	e.eventually("end email", func() bool {
+	e.eventually(kind+" email to "+to, func() bool {
+	next:
 		for _, m := range e.mails(to) {
-			if m["kind"] == "pod_terminated" {
-				msg = m
-				return true
+			if m["kind"] != kind {
+				continue
 			}
+			for _, s := range texts {
+				if !strings.Contains(m["text"].(string), s) {
+					continue next
+				}
+			}
+			msg = m
+			return true
 		}
 		return false
 	})
@@ -229,11 +242,9 @@ func TestEarlyStopRefundAfterFailures(t *testing.T) {
 // card; it returns the session id.
 func (e *env) extend(c *http.Client, podID string, hours int, wantCents int64) string {
 	e.t.Helper()
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": hours})
-	require.Equal(e.t, http.StatusCreated, code, body)
+	sid, body := e.openExtension(c, podID, hours)
 	require.EqualValues(e.t, wantCents, body["amount_cents"])
 	require.Equal(e.t, "usd", body["currency"])
-	sid := e.sessionOf(body)
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	return sid
 }
@@ -305,9 +316,8 @@ func TestExtendRefusals(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, code, body)
 
 	end := *e.rentalPod(c, podID).EndsAt
-	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
-	require.Equal(t, http.StatusCreated, code, body)
-	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), e.sessionOf(body)))
+	sid, _ := e.openExtension(c, podID, 1)
+	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), sid))
 	e.idle()
 	require.Equal(t, end, *e.rentalPod(c, podID).EndsAt, "an expired extension changes nothing")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM extensions WHERE status = 'expired'`))
@@ -365,14 +375,7 @@ func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 	require.Contains(t, e.pod(c, podID).Error, "stopped working")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
 	e.eventually("instance terminated", func() bool { return e.m.Sim.Terminations() >= 1 })
-	e.eventually("refund email", func() bool {
-		for _, m := range e.mails("dead-pod@example.com") {
-			if m["kind"] == "refunded" && strings.Contains(m["text"].(string), mail.Money(2*p.HourlyCents)) {
-				return true
-			}
-		}
-		return false
-	})
+	e.mailOf("dead-pod@example.com", "refunded", mail.Money(2*p.HourlyCents))
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 	require.EqualValues(t, 1, e.funnel()["dead_pods"])
 	e.requireSaysEnded(e.endEmail("dead-pod@example.com"), podID)
@@ -422,11 +425,9 @@ func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
 	c, podID := e.runningPod("late-extension@example.com", 2)
 	p := e.rentalPod(c, podID)
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
-	require.Equal(t, http.StatusCreated, code, body)
-	sid := e.sessionOf(body)
+	sid, _ := e.openExtension(c, podID, 1)
 
-	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
+	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
 	e.waitPod(c, podID, "terminated")
 	e.idle()
@@ -442,12 +443,12 @@ func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
 }
 
 // openExtension asks for hours more on a running pod and leaves its checkout open (unpaid); it
-// returns the extension id and the Checkout Session id.
-func (e *env) openExtension(c *http.Client, podID string, hours int) (extID, sid string) {
+// returns the Checkout Session id and the answer (extension_id, amount_cents, currency).
+func (e *env) openExtension(c *http.Client, podID string, hours int) (sid string, body map[string]any) {
 	e.t.Helper()
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": hours})
 	require.Equal(e.t, http.StatusCreated, code, body)
-	return body["extension_id"].(string), e.sessionOf(body)
+	return e.sessionOf(body), body
 }
 
 // The plan's max_hours counts extension checkouts still open: a second checkout that could
@@ -457,7 +458,7 @@ func TestExtendCountsOpenCheckouts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
 	c, podID := e.runningPod("extend-open@example.com", 2)
-	_, sid := e.openExtension(c, podID, 100) // 2 + 100 of Pro's 168
+	sid, _ := e.openExtension(c, podID, 100) // 2 + 100 of Pro's 168
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 100})
 	require.Equal(t, http.StatusUnprocessableEntity, code, body)
 	require.Contains(t, body["fields"].(map[string]any)["hours"], "100 more in a checkout not yet paid")
@@ -480,12 +481,13 @@ func TestExtensionsPaidPastMaxHoursRefundTheLast(t *testing.T) {
 	c, podID := e.runningPod(email, 2)
 	p := e.rentalPod(c, podID)
 	oldEnd := *p.EndsAt
-	extA, sidA := e.openExtension(c, podID, 100)
+	sidA, a := e.openExtension(c, podID, 100)
+	extA := a["extension_id"].(string)
 	// The API counts an open checkout only until its session's lifetime is over; a payment
 	// begun before then can still complete. Age A past it, so the API lets B open.
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE extensions SET created_at = created_at - interval '1 hour' WHERE id = $1`, extA)
 	require.NoError(t, err)
-	_, sidB := e.openExtension(c, podID, 100)
+	sidB, _ := e.openExtension(c, podID, 100)
 
 	require.Equal(t, http.StatusSeeOther, e.pay(sidA, "4242424242424242").StatusCode)
 	require.Equal(t, http.StatusSeeOther, e.pay(sidB, "4242424242424242").StatusCode)
@@ -505,12 +507,5 @@ func TestExtensionsPaidPastMaxHoursRefundTheLast(t *testing.T) {
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.reason = 'over_limit' AND r.stripe_refund_id IS NOT NULL`, refusedPI, want))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled' AND args->>'pod_id' = $1
 		AND abs(extract(epoch FROM scheduled_at - $2::timestamptz)) < 1`, podID, p.EndsAt.UTC()), "one termination at the new end")
-	e.eventually("refund email", func() bool {
-		for _, m := range e.mails(email) {
-			if m["kind"] == "refunded" && strings.Contains(m["text"].(string), mail.Money(want)) && strings.Contains(m["text"].(string), "168 hours") {
-				return true
-			}
-		}
-		return false
-	})
+	e.mailOf(email, "refunded", mail.Money(want), "168 hours")
 }

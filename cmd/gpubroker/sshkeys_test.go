@@ -57,11 +57,7 @@ func TestSSHKeysJourney(t *testing.T) {
 	require.Zero(t, e.count(`SELECT count(*) FROM orders`))
 
 	c := newBrowser()
-	order["ssh_public_key"] = laptop
-	code, body = e.do(c, "POST", "/api/checkout", order)
-	require.Equal(t, http.StatusCreated, code, body)
-	sid := e.sessionOf(body)
-	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	sid := e.paidCheckout(c, "keys@example.com", laptop)
 	e.eventually("verify 200", func() bool {
 		code, _ := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK
@@ -164,24 +160,17 @@ func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
 	victim, _ := e.signUp("victim@example.com")
 	attackerKey, _ := newKey(t, "mallory")
 
-	order := e.order("victim@example.com", "pro", "a100", "us-east", 2)
-	order["ssh_public_key"] = attackerKey
-	code, body := e.do(newBrowser(), "POST", "/api/checkout", order)
-	require.Equal(t, http.StatusCreated, code, body)
-	require.Equal(t, http.StatusSeeOther, e.pay(e.sessionOf(body), "4242424242424242").StatusCode)
+	e.paidCheckout(newBrowser(), "victim@example.com", attackerKey)
 	e.eventually("order attached", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE email = 'victim@example.com' AND account_id IS NOT NULL`) == 2
 	})
-	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
+	code, body := e.do(victim, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Empty(t, body["ssh_keys"])
 
 	// The owner, signed in, adds a key with a new checkout: it is saved.
 	ownKey, ownFP := newKey(t, "victim")
-	order["ssh_public_key"] = ownKey
-	code, body = e.do(victim, "POST", "/api/checkout", order)
-	require.Equal(t, http.StatusCreated, code, body)
-	require.Equal(t, http.StatusSeeOther, e.pay(e.sessionOf(body), "4242424242424242").StatusCode)
+	e.paidCheckout(victim, "victim@example.com", ownKey)
 	e.eventually("owner's key saved", func() bool { return e.count(`SELECT count(*) FROM ssh_keys`) == 1 })
 	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
 	require.Equal(t, http.StatusOK, code)
@@ -200,17 +189,12 @@ func TestPendingAccountKeysNeverReachTheOwner(t *testing.T) {
 	addedKey, _ := newKey(t, "mallory@dashboard")
 
 	mallory := newBrowser()
-	order := e.order("owner@example.com", "pro", "a100", "us-east", 2)
-	order["ssh_public_key"] = checkoutKey
-	code, body := e.do(mallory, "POST", "/api/checkout", order)
-	require.Equal(t, http.StatusCreated, code, body)
-	sid := e.sessionOf(body)
-	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	sid := e.paidCheckout(mallory, "owner@example.com", checkoutKey)
 	e.eventually("verify signs the payer in", func() bool {
 		code, body := e.do(mallory, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK && body["signed_in"] == true
 	})
-	code, body = e.do(mallory, "POST", "/api/me/ssh-keys", map[string]any{"name": "mine", "public_key": addedKey})
+	code, body := e.do(mallory, "POST", "/api/me/ssh-keys", map[string]any{"name": "mine", "public_key": addedKey})
 	require.Equal(t, http.StatusCreated, code, body)
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM ssh_keys`))
 
