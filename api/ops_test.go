@@ -161,35 +161,33 @@ func TestMetricsExportAlertSeriesFromZero(t *testing.T) {
 }
 
 type opsOrder struct {
-	order        *gpubroker.Order
-	podID        string
-	extSession   string
-	extPI        string
-	extensionID  string
-	orderSession string
+	order      *gpubroker.Order
+	extSession string
+	extPI      string
 }
 
-// newOpsOrder is a captured Pro order with a paid extension, Stripe ids in Stripe's mixed case.
+// newOpsOrder is an authorized Pro order with a paid extension, Stripe ids in Stripe's mixed
+// case.
 func newOpsOrder(t *testing.T, ts *testServer) *opsOrder {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
-	o := &opsOrder{orderSession: "cs_test_OrDeR1aB", extSession: "cs_test_ExT2cD", extPI: "pi_3ExTeNsIoN9z"}
+	o := &opsOrder{extSession: "cs_test_ExT2cD", extPI: "pi_3ExTeNsIoN9z"}
 	q, err := ts.s.Catalog.Quote(gpubroker.OrderRequest{Email: "ada@example.com", Name: "Ada", Plan: "pro", Template: "developer", GPU: "h100", Region: "us-east", Hours: 1})
 	require.NoError(t, err)
 	require.NoError(t, postgres.Tx(ctx, ts.pool, func(tx pgx.Tx) error {
 		var err error
-		if o.order, o.podID, err = postgres.CreateOrder(ctx, tx, q); err != nil {
+		var podID string
+		if o.order, podID, err = postgres.CreateOrder(ctx, tx, q); err != nil {
 			return err
 		}
-		if _, err := postgres.AuthorizeOrder(ctx, tx, o.order.ID, o.orderSession, "pi_3OrDeRxY", now, now.Add(gpubroker.CardHoldLifetime)); err != nil {
+		if _, err := postgres.AuthorizeOrder(ctx, tx, o.order.ID, "cs_test_OrDeR1aB", "pi_3OrDeRxY", now, now.Add(gpubroker.CardHoldLifetime)); err != nil {
 			return err
 		}
-		x, err := postgres.CreateExtension(ctx, tx, o.podID, o.order.ID, 1, 179, "usd")
+		x, err := postgres.CreateExtension(ctx, tx, podID, o.order.ID, 1, 179, "usd")
 		if err != nil {
 			return err
 		}
-		o.extensionID = x.ID
 		_, err = postgres.PayExtension(ctx, tx, x.ID, o.extSession, o.extPI, now)
 		return err
 	}))

@@ -371,8 +371,7 @@ func TestBrowserJourney(t *testing.T) {
 		b.phone("prices-phone"+strings.TrimSuffix(strings.ReplaceAll(page, "/", "-"), "-"),
 			poll(`(() => { const s = document.querySelector(".table-scroll"); return document.querySelector(".scroll-hint").hidden === (s.scrollWidth <= s.clientWidth + 1) })()`))
 	}
-	b.run("gpus-phone-hint", chromedp.EmulateViewport(390, 844), chromedp.Sleep(300*time.Millisecond), poll(visible(`.scroll-hint`)))
-	require.NoError(t, chromedp.Do(b.ctx, chromedp.EmulateViewport(1280, 900)))
+	b.phone("gpus-phone-hint", poll(visible(`.scroll-hint`)))
 }
 
 // ideStatus opens a pod's IDE link as a person would and returns the final status: Jupyter's
