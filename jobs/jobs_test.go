@@ -110,23 +110,38 @@ func (b *testBundle) order(t *testing.T, plan, email string) (orderID, podID str
 	return orderID, podID
 }
 
-// authorized makes a paid order authorized at the stand-in and in the database, attached to a
-// new active account, with its pod deploying (as a Deploy click leaves it).
-func (b *testBundle) authorized(t *testing.T, email string) (orderID, podID, piID string) {
+// paidSession is a Checkout Session for orderID of one line item at cents, paid at the stand-in
+// with the card that succeeds (so its PaymentIntent is authorized), as fetched afterwards.
+func (b *testBundle) paidSession(t *testing.T, orderID, email, item string, cents int64) *gpubroker.CheckoutSession {
 	t.Helper()
 	ctx := context.Background()
-	orderID, podID = b.order(t, "pro", email)
-	o, err := postgres.GetOrder(ctx, b.pool, orderID)
-	require.NoError(t, err)
 	cs, err := b.deps.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
 		OrderID: orderID, Email: email, Currency: gpubroker.Currency, SuccessURL: "https://gpubroker.example/ok",
-		LineItems: []gpubroker.LineItem{{Name: "pod", UnitAmountCent: o.AmountCents, Quantity: 1}},
+		LineItems: []gpubroker.LineItem{{Name: item, UnitAmountCent: cents, Quantity: 1}},
 	})
 	require.NoError(t, err)
 	_, err = b.stripe.Pay(ctx, cs.ID, stripesim.CardSucceeds)
 	require.NoError(t, err)
 	cs, err = b.deps.Payments.GetCheckout(ctx, cs.ID)
 	require.NoError(t, err)
+	return cs
+}
+
+// paidOrderSession is paidSession for the whole of an order's amount.
+func (b *testBundle) paidOrderSession(t *testing.T, orderID string) *gpubroker.CheckoutSession {
+	t.Helper()
+	o, err := postgres.GetOrder(context.Background(), b.pool, orderID)
+	require.NoError(t, err)
+	return b.paidSession(t, orderID, o.Email, "pod", o.AmountCents)
+}
+
+// authorized makes a paid order authorized at the stand-in and in the database, attached to a
+// new active account, with its pod deploying (as a Deploy click leaves it).
+func (b *testBundle) authorized(t *testing.T, email string) (orderID, podID, piID string) {
+	t.Helper()
+	ctx := context.Background()
+	orderID, podID = b.order(t, "pro", email)
+	cs := b.paidOrderSession(t, orderID)
 	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
 		if _, err := postgres.AuthorizeOrder(ctx, tx, orderID, cs.ID, cs.PaymentIntentID, time.Now(), time.Now().Add(gpubroker.CardHoldLifetime)); err != nil {
 			return err

@@ -11,7 +11,6 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
-	"gpubroker/internal/stripesim"
 	"gpubroker/postgres"
 )
 
@@ -40,16 +39,8 @@ func (b *testBundle) running(t *testing.T, email string) (orderID, podID, piID s
 func (b *testBundle) paidExtension(t *testing.T, orderID string, cents int64, hours int, capturedAt time.Time) string {
 	t.Helper()
 	ctx := context.Background()
-	cs, err := b.deps.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
-		OrderID: orderID, Email: "ext@example.com", Currency: gpubroker.Currency, SuccessURL: "https://gpubroker.example/ok",
-		LineItems: []gpubroker.LineItem{{Name: "extension", UnitAmountCent: cents, Quantity: 1}},
-	})
-	require.NoError(t, err)
-	_, err = b.stripe.Pay(ctx, cs.ID, stripesim.CardSucceeds)
-	require.NoError(t, err)
-	cs, err = b.deps.Payments.GetCheckout(ctx, cs.ID)
-	require.NoError(t, err)
-	_, err = b.deps.Payments.Capture(ctx, cs.PaymentIntentID, "capture-ext-"+cs.ID)
+	cs := b.paidSession(t, orderID, "ext@example.com", "extension", cents)
+	_, err := b.deps.Payments.Capture(ctx, cs.PaymentIntentID, "capture-ext-"+cs.ID)
 	require.NoError(t, err)
 	require.NoError(t, postgres.RecordPayment(ctx, b.pool, orderID, postgres.PaymentExtension, cs.PaymentIntentID, cents, hours, gpubroker.Currency, capturedAt))
 	return cs.PaymentIntentID

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
-	"gpubroker/internal/stripesim"
 	"gpubroker/mail"
 	"gpubroker/postgres"
 	"gpubroker/site"
@@ -184,26 +183,18 @@ func TestHoldDeadlineWithoutCaptureBeforeCountsFromTheAuthorization(t *testing.T
 	ctx := context.Background()
 	b := setup(t)
 	orderID, _ := b.order(t, "pro", "late@example.com")
-	o, err := postgres.GetOrder(ctx, b.pool, orderID)
-	require.NoError(t, err)
-	cs, err := b.deps.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
-		OrderID: orderID, Email: o.Email, Currency: gpubroker.Currency, SuccessURL: "https://gpubroker.example/ok",
-		LineItems: []gpubroker.LineItem{{Name: "pod", UnitAmountCent: o.AmountCents, Quantity: 1}},
-	})
-	require.NoError(t, err)
 	authorized := time.Now()
-	_, err = b.stripe.Pay(ctx, cs.ID, stripesim.CardSucceeds)
-	require.NoError(t, err)
+	cs := b.paidOrderSession(t, orderID)
 
 	d := *b.deps
 	d.Payments = noDeadline{b.deps.Payments}
 	d.Now = func() time.Time { return time.Now().Add(5 * time.Hour) } // the event is processed 5 hours later
 	ev := gpubroker.WebhookEvent{ID: "evt_late", Type: "checkout.session.completed", ObjectID: cs.ID, ClientReferenceID: orderID, Payload: []byte(`{}`)}
-	_, err = postgres.InsertStripeEvent(ctx, b.pool, &ev, StripeEventArgs{EventID: ev.ID})
+	_, err := postgres.InsertStripeEvent(ctx, b.pool, &ev, StripeEventArgs{EventID: ev.ID})
 	require.NoError(t, err)
 	res := work(t, b, &StripeEventWorker{d: &d}, StripeEventArgs{EventID: ev.ID})
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	o, err = postgres.GetOrder(ctx, b.pool, orderID)
+	o, err := postgres.GetOrder(ctx, b.pool, orderID)
 	require.NoError(t, err)
 	require.Equal(t, gpubroker.OrderAuthorized, o.Status)
 	want := authorized.Add(gpubroker.CardHoldLifetime)
