@@ -41,8 +41,8 @@ type Cluster struct {
 	asPostgres bool
 }
 
-// Bin is the newest /usr/lib/postgresql/<version>/bin.
-func Bin() (string, error) {
+// binDir is the newest /usr/lib/postgresql/<version>/bin.
+func binDir() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	if len(dirs) == 0 {
 		return "", fmt.Errorf("no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)")
@@ -65,9 +65,9 @@ func FreePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Command runs a PostgreSQL program, as the postgres user when we are root (the server refuses
+// command runs a PostgreSQL program, as the postgres user when we are root (the server refuses
 // to run as root), from / so that user never needs to enter our working directory.
-func (c *Cluster) Command(name string, args ...string) *exec.Cmd {
+func (c *Cluster) command(name string, args ...string) *exec.Cmd {
 	path := filepath.Join(c.Bin, name)
 	var cmd *exec.Cmd
 	if c.asPostgres {
@@ -79,8 +79,8 @@ func (c *Cluster) Command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// Run runs cmd and returns its output in the error when it fails.
-func Run(cmd *exec.Cmd) error {
+// run runs cmd and returns its output in the error when it fails.
+func run(cmd *exec.Cmd) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -92,7 +92,7 @@ func Run(cmd *exec.Cmd) error {
 // Start creates and starts a cluster in a new temporary directory. On error the returned
 // cluster (possibly nil) still needs Stop.
 func Start(o Options) (*Cluster, error) {
-	bin, err := Bin()
+	bin, err := binDir()
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func Start(o Options) (*Cluster, error) {
 		}
 		_ = os.Chown(c.Dir, uid, gid) // the server log lives here too
 	}
-	if err := Run(c.Command("initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")); err != nil {
+	if err := run(c.command("initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")); err != nil {
 		return c, err
 	}
 	if c.Port, err = FreePort(); err != nil {
@@ -157,7 +157,7 @@ func Start(o Options) (*Cluster, error) {
 }
 
 func (c *Cluster) start() error {
-	return Run(c.Command("pg_ctl", "-D", c.data, "-l", filepath.Join(c.Dir, "postgres.log"), "-w", "-t", "60", "start", "-o", c.opts))
+	return run(c.command("pg_ctl", "-D", c.data, "-l", filepath.Join(c.Dir, "postgres.log"), "-w", "-t", "60", "start", "-o", c.opts))
 }
 
 // URL is the URL of database db.
@@ -179,7 +179,7 @@ func (c *Cluster) PostmasterPID() int {
 // connection cut; the next start replays the WAL) and starts it again on the same port after
 // down.
 func (c *Cluster) Crash(down time.Duration) error {
-	if err := Run(c.Command("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop")); err != nil {
+	if err := run(c.command("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop")); err != nil {
 		return err
 	}
 	time.Sleep(down)
@@ -192,7 +192,7 @@ func (c *Cluster) Stop(keep bool) {
 		return
 	}
 	if _, err := os.Stat(filepath.Join(c.data, "postmaster.pid")); err == nil {
-		_ = Run(c.Command("pg_ctl", "-D", c.data, "-m", "fast", "-w", "stop"))
+		_ = run(c.command("pg_ctl", "-D", c.data, "-m", "fast", "-w", "stop"))
 	}
 	if keep {
 		fmt.Fprintf(os.Stderr, "pgcluster: kept in %s\n", c.Dir)

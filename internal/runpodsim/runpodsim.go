@@ -28,8 +28,8 @@ import (
 	"gpubroker/gpu/sim"
 )
 
-// DataCenters are the data centers of each region, first one first.
-var DataCenters = map[string][]string{
+// dataCenters are the data centers of each region, first one first.
+var dataCenters = map[string][]string{
 	"us-east":    {"US-KS-2", "US-TX-3"},
 	"us-west":    {"US-CA-2", "US-OR-1"},
 	"eu-central": {"EU-RO-1", "EU-SE-1"},
@@ -39,10 +39,9 @@ var DataCenters = map[string][]string{
 type Options struct {
 	// APIKey is the one bearer token it accepts.
 	APIKey string
-	// BootDelay, Images and HTTPClient are the simulator's (sim.Options).
-	BootDelay  time.Duration
-	Images     []string
-	HTTPClient *http.Client
+	// BootDelay and Images are the simulator's (sim.Options).
+	BootDelay time.Duration
+	Images    []string
 }
 
 // Server is the RunPod API. Sim is the simulator behind it: flip its fault switches, kill an
@@ -89,12 +88,12 @@ func New(o Options) *Server {
 			continue
 		}
 		seen[o.GPU+o.Region] = true
-		for _, dc := range DataCenters[o.Region] {
+		for _, dc := range dataCenters[o.Region] {
 			offers = append(offers, gpu.Offer{ID: offerID(dc, t), GPU: o.GPU, Region: o.Region, GPUCount: 1, CentsPerHour: price[o.GPU], Available: true})
 		}
 	}
 	return &Server{
-		Sim:    sim.New(sim.Options{Name: "runpod", BootDelay: o.BootDelay, Offers: offers, Images: o.Images, HTTPClient: o.HTTPClient}),
+		Sim:    sim.New(sim.Options{Name: "runpod", BootDelay: o.BootDelay, Offers: offers, Images: o.Images}),
 		apiKey: o.APIKey,
 		types:  types,
 		pods:   map[string]podMeta{},
@@ -108,15 +107,6 @@ func offerID(dataCenter, gpuType string) string { return dataCenter + "|" + gpuT
 // switches that take one (Sim.SetNoCapacity).
 func (s *Server) OfferID(ourGPU, dataCenter string) string {
 	return offerID(dataCenter, s.types[ourGPU])
-}
-
-// LaunchesByName counts the instances ever created under each name, terminated ones included.
-func (s *Server) LaunchesByName() map[string]int {
-	out := map[string]int{}
-	for _, r := range s.Sim.Records() {
-		out[r.Name]++
-	}
-	return out
 }
 
 // ServeHTTP answers the API under /v2/.
