@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"gpubroker/internal/chaos"
 )
@@ -22,12 +21,12 @@ import (
 func main() {
 	var o chaos.Options
 	flag.StringVar(&o.Gpubroker, "gpubroker", "bin/gpubroker", "the gpubroker binary to run (make build-prod)")
-	flag.IntVar(&o.Customers, "customers", 50, "customers driven through the product")
-	flag.IntVar(&o.Concurrency, "concurrency", 10, "customers at a time")
-	flag.IntVar(&o.Workers, "workers", 2, "gpubroker worker processes")
-	flag.DurationVar(&o.KillEvery, "kill-every", 6*time.Second, "mean time between kill -9s of a worker")
+	flag.IntVar(&o.Customers, "customers", chaos.Defaults.Customers, "customers driven through the product")
+	flag.IntVar(&o.Concurrency, "concurrency", chaos.Defaults.Concurrency, "customers at a time")
+	flag.IntVar(&o.Workers, "workers", chaos.Defaults.Workers, "gpubroker worker processes")
+	flag.DurationVar(&o.KillEvery, "kill-every", chaos.Defaults.KillEvery, "mean time between kill -9s of a worker")
 	flag.Uint64Var(&o.Seed, "seed", 0, "randomness (0: random; printed, so a run can be repeated)")
-	flag.DurationVar(&o.Quiet, "quiet", 5*time.Minute, "how long to wait for quiet after the last customer")
+	flag.DurationVar(&o.Quiet, "quiet", chaos.Defaults.Quiet, "how long to wait for quiet after the last customer")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the run's directory (logs, cluster) even when it passes")
 	flag.Parse()
 	o.Log = os.Stderr

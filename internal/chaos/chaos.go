@@ -15,6 +15,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -118,23 +119,16 @@ func (r *run) rand(n int) int {
 	return r.rng.IntN(n)
 }
 
+// Defaults are the run's sizes where Options leaves them zero (make chaos's flags show them).
+var Defaults = Options{Customers: 50, Concurrency: 10, Workers: 2, KillEvery: 6 * time.Second, Quiet: 5 * time.Minute}
+
 // Run runs the chaos and returns what it found; err is for a run that could not be made at all.
 func Run(ctx context.Context, o Options) (res *Result, err error) {
-	if o.Customers <= 0 {
-		o.Customers = 50
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 10
-	}
-	if o.Workers <= 0 {
-		o.Workers = 2
-	}
-	if o.KillEvery <= 0 {
-		o.KillEvery = 6 * time.Second
-	}
-	if o.Quiet <= 0 {
-		o.Quiet = 5 * time.Minute
-	}
+	o.Customers = cmp.Or(max(o.Customers, 0), Defaults.Customers)
+	o.Concurrency = cmp.Or(max(o.Concurrency, 0), Defaults.Concurrency)
+	o.Workers = cmp.Or(max(o.Workers, 0), Defaults.Workers)
+	o.KillEvery = cmp.Or(max(o.KillEvery, 0), Defaults.KillEvery)
+	o.Quiet = cmp.Or(max(o.Quiet, 0), Defaults.Quiet)
 	if o.Seed == 0 {
 		o.Seed = mrand.Uint64()
 	}
