@@ -40,6 +40,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"gpubroker/internal/gbproc"
 	"gpubroker/internal/pgcluster"
 )
 
@@ -118,10 +119,8 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 		return fmt.Errorf("cluster is not durable: fsync=%s synchronous_commit=%s", fsync, syncCommit)
 	}
 
-	migrate := exec.CommandContext(ctx, bin, "migrate")
-	migrate.Env = []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "LOG_LEVEL=warn"}
-	if b, err := migrate.CombinedOutput(); err != nil {
-		return fmt.Errorf("gpubroker migrate: %w\n%s", err, b)
+	if err := gbproc.Migrate(ctx, bin, dbURL); err != nil {
+		return err
 	}
 
 	apiURL := dbURL
@@ -132,7 +131,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	defer api.stop()
+	defer api.Stop()
 
 	tmpl, err := newTemplate()
 	if err != nil {
@@ -140,7 +139,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 	}
 	runID := make([]byte, 3)
 	_, _ = rand.Read(runID)
-	l := &load{url: api.url + "/api/stripe/webhook", secret: []byte(api.secret), tmpl: tmpl, run: "load" + hex.EncodeToString(runID),
+	l := &load{url: api.URL() + "/api/stripe/webhook", secret: []byte(api.secret), tmpl: tmpl, run: "load" + hex.EncodeToString(runID),
 		dupShare: o.dupShare, maxEvents: o.maxEvents}
 
 	fmt.Fprintf(out, "PostgreSQL %s, fsync=%s, synchronous_commit=%s; %d CPUs; %d rounds of %s per measurement; %d%% redeliveries; %d-byte events\n",
@@ -159,7 +158,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 				if err := reset(ctx, conn); err != nil {
 					return err
 				}
-				pg0, api0 := treeCPU(pm), processCPU(api.cmd.Process.Pid)
+				pg0, api0 := treeCPU(pm), processCPU(api.Pid())
 				var r *result
 				if what == "raw" {
 					if r, err = pgbench(ctx, c, c.Dir, tmpl.body, n, o.duration); err != nil {
@@ -170,7 +169,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 					time.Sleep(300 * time.Millisecond)
 				} else {
 					r = l.measure(ctx, n, o.duration)
-					r.apiCPU = processCPU(api.cmd.Process.Pid) - api0
+					r.apiCPU = processCPU(api.Pid()) - api0
 				}
 				r.pgCPU = treeCPU(pm) - pg0
 				if ctx.Err() != nil {
@@ -232,7 +231,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 		}
 	}
 	if o.burst > 0 {
-		api.stop() // its CPUs are the job side's now
+		api.Stop() // its CPUs are the job side's now
 		if err := jobBurst(ctx, c, o.burst, out); err != nil {
 			return err
 		}
@@ -308,11 +307,11 @@ func reset(ctx context.Context, conn *pgx.Conn) error {
 	return err
 }
 
+// apiProc is `gpubroker api` with what the load needs of it: its webhook secret and the
+// address its profiler listens on.
 type apiProc struct {
-	cmd                    *exec.Cmd
-	url, pprofAddr, secret string
-	log                    *os.File
-	stopped                bool
+	*gbproc.Proc
+	pprofAddr, secret string
 }
 
 // startAPI runs `gpubroker api` in production mode on loopback ports, its log in the cluster
@@ -328,56 +327,19 @@ func startAPI(ctx context.Context, bin string, c *pgcluster.Cluster, dbURL strin
 	}
 	secret := make([]byte, 16)
 	_, _ = rand.Read(secret)
-	a := &apiProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), pprofAddr: fmt.Sprintf("127.0.0.1:%d", pport), secret: "whsec_" + hex.EncodeToString(secret)}
-	if a.log, err = os.Create(filepath.Join(c.Dir, "api.log")); err != nil {
-		return nil, err
+	a := &apiProc{pprofAddr: fmt.Sprintf("127.0.0.1:%d", pport), secret: "whsec_" + hex.EncodeToString(secret)}
+	a.Proc = &gbproc.Proc{Name: "api", Mode: "api", Bin: bin, LogPath: filepath.Join(c.Dir, "api.log"), Port: port, Ready: "/readyz",
+		Env: []string{
+			"PUBLIC_URL=" + fmt.Sprintf("http://127.0.0.1:%d", port), "DATABASE_URL=" + dbURL,
+			"STRIPE_SECRET_KEY=sk_test_loadgen", "STRIPE_WEBHOOK_SECRET=" + a.secret, "STRIPE_API_BASE=http://127.0.0.1:9",
+			"LOG_LEVEL=info", "PPROF_ADDR=" + a.pprofAddr,
+		}}
+	if err := a.Start(ctx); err != nil {
+		a.Stop()
+		b, _ := os.ReadFile(a.LogPath)
+		return nil, fmt.Errorf("gpubroker api did not become ready: %w\n%s", err, b)
 	}
-	a.cmd = exec.Command(bin, "api")
-	a.cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"ADDR=127.0.0.1:" + strconv.Itoa(port), "PUBLIC_URL=" + a.url, "DATABASE_URL=" + dbURL,
-		"STRIPE_SECRET_KEY=sk_test_loadgen", "STRIPE_WEBHOOK_SECRET=" + a.secret, "STRIPE_API_BASE=http://127.0.0.1:9",
-		"LOG_LEVEL=info", "PPROF_ADDR=" + a.pprofAddr,
-	}
-	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-	if err := a.cmd.Start(); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(a.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return a, nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			a.stop()
-			b, _ := os.ReadFile(a.log.Name())
-			return nil, fmt.Errorf("gpubroker api did not become ready:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (a *apiProc) stop() {
-	if a.stopped {
-		return
-	}
-	a.stopped = true
-	if a.cmd.Process != nil {
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = a.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = a.cmd.Process.Kill()
-			<-done
-		}
-	}
-	a.log.Close()
+	return a, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -24,7 +24,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,6 +37,7 @@ import (
 	"gpubroker/billing"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
+	"gpubroker/internal/gbproc"
 	"gpubroker/internal/pgcluster"
 	"gpubroker/internal/stripesim"
 	"gpubroker/jobs"
@@ -93,8 +93,8 @@ type run struct {
 	cluster *pgcluster.Cluster
 	pool    *pgxpool.Pool
 	front   *front
-	api     *proc
-	workers []*proc
+	api     *gbproc.Proc
+	workers []*gbproc.Proc
 	stripe  *billing.Client // ops' own Stripe access (the refund by hand)
 	catalog *gpubroker.Catalog
 
@@ -153,10 +153,8 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	r.logf("seed %d, logs in %s", r.opts.Seed, r.dir)
 	dbURL := r.cluster.URL("gpubroker")
-	migrate := exec.CommandContext(ctx, o.Gpubroker, "migrate")
-	migrate.Env = []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "LOG_LEVEL=warn"}
-	if out, err := migrate.CombinedOutput(); err != nil {
-		return res, fmt.Errorf("gpubroker migrate: %w\n%s", err, out)
+	if err := gbproc.Migrate(ctx, o.Gpubroker, dbURL); err != nil {
+		return res, err
 	}
 	if r.pool, err = pgxpool.New(ctx, dbURL); err != nil {
 		return res, err
@@ -172,8 +170,12 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	apiPort, err := pgcluster.FreePort()
+	if err != nil {
+		return res, err
+	}
 	webhookSecret, runpodKey := "whsec_"+rand.Text(), "rpa_"+rand.Text()
-	r.front = newFront(ln, webhookSecret, runpodKey, images, slog.New(slog.NewTextHandler(r.logFile("stand-ins"), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	r.front = newFront(ln, fmt.Sprintf("127.0.0.1:%d", apiPort), webhookSecret, runpodKey, images, slog.New(slog.NewTextHandler(r.logFile("stand-ins"), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	r.stripe = billing.New(billing.Config{SecretKey: "sk_test_ops", APIBase: r.front.url + stripePrefix})
 
 	env := append([]string{
@@ -182,16 +184,14 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		"RUNPOD_API_KEY=" + runpodKey, "RUNPOD_API_BASE=" + r.front.url + runpodPrefix,
 		"TRUSTED_PROXY_HOPS=1",
 	}, processEnv...)
-	r.api = &proc{name: "api", mode: "api", bin: o.Gpubroker, dir: r.dir, env: env}
-	if err := r.api.start(ctx); err != nil {
-		return res, err
-	}
-	if err := r.front.route(r.api.url); err != nil {
+	r.api = r.proc("api", "api", env)
+	r.api.Port = apiPort
+	if err := r.api.Start(ctx); err != nil {
 		return res, err
 	}
 	for i := range o.Workers {
-		w := &proc{name: fmt.Sprintf("worker-%d", i+1), mode: "worker", bin: o.Gpubroker, dir: r.dir, env: env}
-		if err := w.start(ctx); err != nil {
+		w := r.proc(fmt.Sprintf("worker-%d", i+1), "worker", env)
+		if err := w.Start(ctx); err != nil {
 			return res, err
 		}
 		r.workers = append(r.workers, w)
@@ -243,15 +243,20 @@ func (r *run) logFile(name string) io.Writer {
 	return f
 }
 
+// proc is a gpubroker process of the run, its log in the run's directory.
+func (r *run) proc(name, mode string, env []string) *gbproc.Proc {
+	return &gbproc.Proc{Name: name, Mode: mode, Bin: r.opts.Gpubroker, LogPath: filepath.Join(r.dir, name+".log"), Env: env}
+}
+
 // procs are the gpubroker processes, the api first (nil before it is made).
-func (r *run) procs() []*proc { return append([]*proc{r.api}, r.workers...) }
+func (r *run) procs() []*gbproc.Proc { return append([]*gbproc.Proc{r.api}, r.workers...) }
 
 // shutdown stops the processes gracefully and the stand-ins.
 func (r *run) shutdown() {
 	var wg sync.WaitGroup
 	for _, p := range r.procs() {
-		if p != nil && !p.exited() {
-			wg.Go(p.stop)
+		if p != nil && !p.Exited() {
+			wg.Go(p.Stop)
 		}
 	}
 	wg.Wait()
@@ -308,14 +313,14 @@ func (r *run) killLoop(ctx context.Context) {
 		case <-time.After(d):
 		}
 		w := r.workers[r.rand(len(r.workers))]
-		w.kill()
+		w.Kill()
 		r.kills.Add(1)
 		r.mu.Lock()
 		r.lastKill = time.Now()
 		r.mu.Unlock()
 		time.Sleep(time.Duration(200+r.rand(800)) * time.Millisecond)
-		if err := w.start(context.WithoutCancel(ctx)); err != nil {
-			r.logf("restarting %s: %v", w.name, err)
+		if err := w.Start(context.WithoutCancel(ctx)); err != nil {
+			r.logf("restarting %s: %v", w.Name, err)
 		}
 	}
 }
@@ -544,8 +549,8 @@ func (r *run) busy(ctx context.Context) string {
 		return "the reconciler has not reported the refund made by hand yet"
 	}
 	for _, p := range r.procs() {
-		if p.exited() {
-			return p.name + " is down"
+		if p.Exited() {
+			return p.Name + " is down"
 		}
 	}
 	return ""

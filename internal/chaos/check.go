@@ -100,7 +100,7 @@ func (r *run) check(ctx context.Context) []string {
 	var v []string
 	add := func(format string, args ...any) { v = append(v, fmt.Sprintf(format, args...)) }
 	for _, p := range r.procs() {
-		for _, c := range p.crashes() {
+		for _, c := range p.Crashes() {
 			add("process: %s", c)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 
 	"gpubroker/internal/runpodsim"
 	"gpubroker/internal/stripesim"
@@ -32,13 +31,13 @@ type front struct {
 	url    string
 	stripe *stripesim.Server
 	runpod *runpodsim.Server
-
-	mu  sync.Mutex
-	api *url.URL
 }
 
-func newFront(ln net.Listener, webhookSecret, runpodKey string, images []string, log *slog.Logger) *front {
+// newFront serves on ln, sending /api/ to the api process at apiAddr (host:port; it is
+// never restarted, unlike the workers).
+func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey string, images []string, log *slog.Logger) *front {
 	f := &front{url: "http://" + ln.Addr().String()}
+	api := &url.URL{Scheme: "http", Host: apiAddr}
 	f.stripe = stripesim.New(stripesim.Config{
 		Prefix: stripePrefix, PublicURL: f.url, WebhookURL: f.url + "/api/stripe/webhook", WebhookSecret: webhookSecret, Logger: log,
 	})
@@ -49,10 +48,7 @@ func newFront(ln net.Listener, webhookSecret, runpodKey string, images []string,
 	mux.Handle(workspaces.URLPrefix, workspaces.Handler())
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
-			f.mu.Lock()
-			target := f.api
-			f.mu.Unlock()
-			r.SetURL(target)
+			r.SetURL(api)
 			r.Out.Host = r.In.Host
 			r.Out.Header.Del("X-Forwarded-For")
 			if c := r.In.Header.Get(clientHeader); c != "" {
@@ -67,18 +63,6 @@ func newFront(ln net.Listener, webhookSecret, runpodKey string, images []string,
 	f.srv = &http.Server{Handler: mux}
 	go func() { _ = f.srv.Serve(ln) }()
 	return f
-}
-
-// route points /api/ at the api process.
-func (f *front) route(apiURL string) error {
-	u, err := url.Parse(apiURL)
-	if err != nil {
-		return err
-	}
-	f.mu.Lock()
-	f.api = u
-	f.mu.Unlock()
-	return nil
 }
 
 func (f *front) close() {
