@@ -62,7 +62,7 @@ func TestStateLive(t *testing.T) {
 	t.Parallel()
 	for s, live := range map[gpu.State]bool{
 		gpu.StatePending: true, gpu.StateBooting: true, gpu.StateRunning: true, gpu.StateFailed: true,
-		gpu.StateUnknown: true, // it may still bill
+		gpu.StateUnknown:     true, // it may still bill
 		gpu.StateTerminating: false, gpu.StateTerminated: false,
 	} {
 		require.Equal(t, live, s.Live(), string(s))
