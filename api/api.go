@@ -49,6 +49,7 @@ type Server struct {
 	Now          func() time.Time
 
 	metrics metrics
+	opsAuth opsThrottle
 	router  *httprouter.Router // for metrics' route labels
 }
 
@@ -101,13 +102,23 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.GET("/readyz", s.handleReady)
-	r.GET("/metrics", s.handleMetrics)
+	// Metrics are never public: here behind admin auth, unauthenticated only on the private
+	// listener that MetricsHandler serves (METRICS_ADDR).
+	r.GET("/metrics", s.admin(s.handleMetrics))
 	r.GET("/ops/funnel", s.admin(s.handleFunnel))
 	r.GET("/ops/", s.admin(s.handleConsole))
 	r.GET("/ops/orders", s.admin(s.handleOrderSearch))
 	r.GET("/ops/orders/:id", s.admin(s.handleOrderStory))
 	s.router = r
 	return s.middleware(cleanInput(r))
+}
+
+// MetricsHandler serves /metrics without authentication, for a listener only the scraper
+// reaches (METRICS_ADDR: loopback or a private address).
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { s.handleMetrics(w, r, nil) })
+	return mux
 }
 
 // errorBody is the shape of every error answer.

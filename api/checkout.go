@@ -110,6 +110,15 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		writeError(w, r, err)
 		return
 	}
+	// The paying browser is the one that holds this cookie: the session id comes back in a URL,
+	// which anyone can be sent, so it proves nothing about who paid (handleVerify).
+	cookie := s.checkoutCookie(r)
+	if err := postgres.SetCheckoutCookie(ctx, s.Pool, order.ID, cookie); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CheckoutCookie, Value: cookie, Path: checkoutCookiePath, MaxAge: int(checkoutCookieTTL.Seconds()),
+		HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
 	logger(r).InfoContext(ctx, "checkout started", "order_id", order.ID, "session_id", sess.ID, "amount_cents", q.AmountCents)
 	writeJSON(w, http.StatusCreated, map[string]any{"order_id": order.ID, "checkout_url": sess.URL, "amount_cents": q.AmountCents, "currency": gpubroker.Currency})
 }
@@ -147,6 +156,29 @@ func (s *Server) signedInAccount(r *http.Request) *gpubroker.Account {
 		return nil
 	}
 	return acct
+}
+
+// CheckoutCookie names the paying browser: POST /api/checkout sets it, and the hash of its value
+// is stored on the order. Its path reaches only /api/checkout/verify.
+const CheckoutCookie = "gb_checkout"
+
+const (
+	checkoutCookiePath = "/api/checkout"
+	// payerWindow is how long after payment the checkout cookie reads verify's full answer and
+	// signs in; the cookie lives that long past the longest a checkout stays open.
+	payerWindow       = 24 * time.Hour
+	checkoutCookieTTL = payerWindow + time.Hour
+)
+
+// checkoutCookie is the browser's checkout cookie, or a new one. One browser keeps one value
+// across its checkouts, so a second checkout does not orphan the first one's success page; a
+// value too short to be ours is replaced.
+func (s *Server) checkoutCookie(r *http.Request) string {
+	if c, err := r.Cookie(CheckoutCookie); err == nil && len(c.Value) >= 43 && len(c.Value) <= 64 {
+		return c.Value
+	}
+	secret, _ := postgres.NewSecret()
+	return secret
 }
 
 // trialsPerIP is how many free trials one client address may start a day.
@@ -238,6 +270,22 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "pending", "message": "We are confirming your payment and creating your account."})
 		return
 	}
+	// The full answer (the buyer's name, email and pod) goes only to the paying browser, for a
+	// day after payment, or to a session of the account the order landed on. Whoever else holds
+	// the session id (it is in a URL) learns the status alone, and is never signed in.
+	payer := false
+	if c, err := r.Cookie(CheckoutCookie); err == nil && o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < payerWindow {
+		if payer, err = postgres.IsCheckoutPayer(ctx, s.Pool, o.ID, c.Value); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	if !payer {
+		if acct := s.signedInAccount(r); acct == nil || acct.ID != *o.AccountID {
+			writeJSON(w, http.StatusOK, verifyStatus{Status: string(o.Status)})
+			return
+		}
+	}
 	acct, err := postgres.GetAccount(ctx, s.Pool, *o.AccountID)
 	if err != nil {
 		writeError(w, r, err)
@@ -248,13 +296,12 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 		writeError(w, r, err)
 		return
 	}
-	// Auto-login only into the account this very checkout created (recorded when it was
-	// created), still unconfirmed, within a day, and only for the success page's own fetch:
-	// paying with someone else's email must never open their account, and a link to someone's
-	// verify URL must not sign the clicking browser in (login CSRF). The session is
-	// provisional; activation ends it. Returning customers sign in with an emailed link.
-	signIn := acct.Status == gpubroker.AccountPending && o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < 24*time.Hour &&
-		!navigatedHere(r)
+	// Auto-login only for the paying browser, only into the account this very checkout created
+	// (recorded when it was created), still unconfirmed, and only for the success page's own
+	// fetch: paying with someone else's email must never open their account, and a link must
+	// not sign a browser in (login CSRF). The session is provisional; activation ends it.
+	// Returning customers sign in with an emailed link.
+	signIn := payer && acct.Status == gpubroker.AccountPending && !navigatedHere(r)
 	if signIn {
 		var secret string
 		var expires time.Time
@@ -271,9 +318,13 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 			s.setSessionCookie(w, secret, expires)
 		}
 	}
-	// Whoever holds the session id (it is in a URL) reads this answer: never the pod's
-	// connection or IDE secret, which only its signed-in owner gets.
+	// Never the pod's connection or IDE secret, which only its signed-in owner gets.
 	pj := s.podJSON(pod)
 	pj.Connection = nil
 	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "order": toOrderJSON(o), "pod": pj, "signed_in": signIn})
+}
+
+// verifyStatus is verify's answer to anyone but the payer and the account: no personal data.
+type verifyStatus struct {
+	Status string `json:"status"`
 }

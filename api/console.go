@@ -56,7 +56,7 @@ func (s *Server) renderConsole(w http.ResponseWriter, r *http.Request, page stri
 	data["Query"] = r.URL.Query().Get("q")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 	if err := consolePages[page].ExecuteTemplate(w, "layout", data); err != nil {
 		logger(r).ErrorContext(r.Context(), "error rendering the ops console", "page", page, "error", err)
 	}

@@ -192,32 +192,84 @@ func (s *Server) cookieOrigin(h httprouter.Handle) httprouter.Handle {
 	}
 }
 
-// admin guards ops routes with basic auth; with no password configured they do not exist.
+// admin guards the router's ops routes as Ops guards the River UI.
 func (s *Server) admin(h httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-		AdminAuth(s.AdminUser, s.AdminPassword, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, ps) })).ServeHTTP(w, r)
+		s.Ops(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, ps) })).ServeHTTP(w, r)
 	}
 }
 
-// AdminAuth wraps an ops handler (the River UI, the funnel) in HTTP basic auth with a
-// constant-time comparison. With an empty password every request is 404, so an unconfigured
-// deployment exposes nothing.
-func AdminAuth(user, password string, next http.Handler) http.Handler {
+// Ops guards an ops handler: the router's console, funnel and metrics, and the River UI that
+// the process mounts beside the router.
+//
+//   - No page of it may be framed (clickjacking): X-Frame-Options and frame-ancestors.
+//   - With no ADMIN_PASSWORD it does not exist (404), so an unconfigured deployment shows nothing.
+//   - A request that is not a read must carry the site's own Origin. A browser holding the ops
+//     credentials sends them with any site's form post, and River UI reads any body as JSON
+//     (enctype=text/plain passes); browsers always send Origin on non-GET fetches and forms, so
+//     River UI's own page passes. No content type is required: River UI posts JSON without
+//     one, and its pause and resume are PUTs without a body.
+//   - HTTP basic auth, compared in constant time, with failures throttled per client address
+//     (opsThrottle).
+func (s *Server) Ops(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if password == "" {
-			http.NotFound(w, r)
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
+		if s.AdminPassword == "" {
+			writeError(w, r, gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "No such route."))
+			return
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			if r.Header.Get("Origin") != s.PublicURL {
+				writeError(w, r, gpubroker.Errorf(gpubroker.EFORBIDDEN, "bad_origin", "Ops actions must come from %s.", s.PublicURL))
+				return
+			}
+		}
+		client := s.rateNet(r)
+		if wait := s.opsAuth.wait(client, s.now()); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			writeError(w, r, gpubroker.Errorf(gpubroker.ERATELIMIT, "rate_limited", "Too many wrong passwords from your address. Wait a little and try again."))
 			return
 		}
 		u, p, ok := r.BasicAuth()
-		userOK := subtle.ConstantTimeCompare([]byte(u), []byte(user)) == 1
-		passOK := subtle.ConstantTimeCompare([]byte(p), []byte(password)) == 1
+		userOK := subtle.ConstantTimeCompare([]byte(u), []byte(s.AdminUser)) == 1
+		passOK := subtle.ConstantTimeCompare([]byte(p), []byte(s.AdminPassword)) == 1
 		if !ok || !userOK || !passOK {
+			if ok { // a browser's first request carries no credentials: not a guess
+				s.opsAuthFailed(r, client)
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="gpubroker ops", charset="UTF-8"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			writeError(w, r, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "Ops credentials required."))
 			return
 		}
+		s.opsAuth.succeeded(client)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// opsAuthFailed counts a wrong password against the client address and records it in the audit
+// log: one ops.auth_failed event per client per window, whose failures count is kept up to
+// date, so a guessing run is one line with its size rather than thousands. The audit is best
+// effort: a database outage must not turn a 401 into a 503.
+func (s *Server) opsAuthFailed(r *http.Request, client string) {
+	now := s.now()
+	id, window, failures := s.opsAuth.failed(client, now)
+	ctx := r.Context()
+	detail := map[string]any{"client": client, "window_start": window, "failures": failures, "last_at": now, "user": s.AdminUser}
+	var err error
+	if id == 0 {
+		if id, err = postgres.AuditReturningID(ctx, s.Pool, postgres.AuditEvent{Action: "ops.auth_failed", Detail: detail}); err == nil {
+			s.opsAuth.setAuditID(client, window, id)
+		}
+	} else {
+		err = postgres.UpdateAuditDetail(ctx, s.Pool, id, detail)
+	}
+	if err != nil {
+		logger(r).WarnContext(ctx, "error auditing an ops auth failure", "client", client, "error", err)
+	}
+	logger(r).WarnContext(ctx, "ops auth failed", "client", client, "failures", failures)
 }
 
 // clientIP is the address rate limits count against. Behind N trusted proxies that each append

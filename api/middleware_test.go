@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"gpubroker/internal/testdb"
 )
 
 func TestClientIP(t *testing.T) {
@@ -61,7 +63,7 @@ func TestRouteLabel(t *testing.T) {
 	require.Equal(t, "unmatched", routeLabel(nil, "GET", "/api/me"))
 }
 
-func TestAdminAuth(t *testing.T) {
+func TestOpsAuth(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	get := func(h http.Handler, user, pass string) int {
 		r := httptest.NewRequest("GET", "/ops/riverui/", nil)
@@ -72,12 +74,12 @@ func TestAdminAuth(t *testing.T) {
 		h.ServeHTTP(w, r)
 		return w.Code
 	}
-	off := AdminAuth("admin", "", ok)
+	off := (&Server{AdminUser: "admin"}).Ops(ok)
 	require.Equal(t, http.StatusNotFound, get(off, "", ""), "no password configured: the route does not exist")
 	require.Equal(t, http.StatusNotFound, get(off, "admin", ""))
-	on := AdminAuth("admin", "s3cret", ok)
+	on := (&Server{AdminUser: "admin", AdminPassword: "s3cret-s3cret-s3cret", Pool: testdb.New(t)}).Ops(ok)
 	require.Equal(t, http.StatusUnauthorized, get(on, "", ""))
 	require.Equal(t, http.StatusUnauthorized, get(on, "admin", "wrong"))
-	require.Equal(t, http.StatusUnauthorized, get(on, "root", "s3cret"))
-	require.Equal(t, http.StatusOK, get(on, "admin", "s3cret"))
+	require.Equal(t, http.StatusUnauthorized, get(on, "root", "s3cret-s3cret-s3cret"))
+	require.Equal(t, http.StatusOK, get(on, "admin", "s3cret-s3cret-s3cret"))
 }

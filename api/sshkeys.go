@@ -64,9 +64,19 @@ func (s *Server) handleAddSSHKey(w http.ResponseWriter, r *http.Request, _ httpr
 	}
 	k.AccountID = acct.ID
 	ctx := r.Context()
+	// On a pending account the key is provisional and belongs to the checkout whose cookie
+	// opened this session (the payer); activation keeps it only for that payer.
+	var payer string
+	if acct.Status == gpubroker.AccountPending {
+		c, _ := r.Cookie(SessionCookie) // s.account found the session, so the cookie is there
+		if payer, err = postgres.SessionPayerOrder(ctx, s.Pool, c.Value); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
 	var added *gpubroker.SSHKey
 	err = postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if added, err = postgres.AddSSHKey(ctx, tx, k); err != nil {
+		if added, err = postgres.AddSSHKey(ctx, tx, k, payer); err != nil {
 			return err
 		}
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: "ssh_key.added", Detail: map[string]any{"fingerprint": k.Fingerprint, "type": k.Type}})

@@ -112,7 +112,8 @@ func saveCheckoutKey(ctx context.Context, tx pgx.Tx, d *Deps, orderID string, ac
 		return nil // validated at checkout; the rules may have tightened since
 	}
 	k.AccountID = acct.ID
-	if _, err := postgres.AddSSHKey(ctx, tx, k); err != nil {
+	// On the pending account this order created, the key belongs to this checkout's payer.
+	if _, err := postgres.AddSSHKey(ctx, tx, k, orderID); err != nil {
 		if c := gpubroker.ErrorCode(err); c == gpubroker.ECONFLICT || c == gpubroker.EINVALID {
 			return nil
 		}

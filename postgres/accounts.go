@@ -56,33 +56,29 @@ func GetAccountByEmail(ctx context.Context, q Querier, email string) (*gpubroker
 // The UPDATE waits for CreateCheckoutSession's share lock on the row, so a session opened by
 // paying is either committed before the DELETE runs or never opened.
 //
-// Keys added while the account was pending (provisional) stay only when payerCookie, the
-// activating browser's session cookie, is the provisional session of the checkout that created
-// the account: the link proves the address and the cookie that the payer is the same person.
-// Otherwise the payer was someone else and their keys are deleted (droppedKeys says how many)
-// before they can reach the owner's pods.
+// Keys added while the account was pending (provisional) stay only when they belong to the
+// activating browser: payerCookie is its session cookie, and the keys kept are those of the
+// checkout whose cookie opened that provisional session (ssh_keys.payer_order_id: typed at that
+// checkout or added through one of its sessions). The link proves the address and the session
+// that the payer is the same person. Every other provisional key was added by someone else, or
+// by nobody we can tell, and is deleted (droppedKeys says how many) before it can reach the
+// owner's pods.
 func ActivateAccount(ctx context.Context, tx pgx.Tx, id, payerCookie string, now time.Time) (acct *gpubroker.Account, droppedKeys int, err error) {
 	tag, err := tx.Exec(ctx, `UPDATE accounts SET status = 'active', activated_at = $2 WHERE id = $1 AND status = 'pending'`, id, now)
 	if err != nil {
 		return nil, 0, err
 	}
 	if tag.RowsAffected() == 1 {
-		var payer bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE hash = $2 AND account_id = $1 AND via_checkout AND expires_at > $3)`,
-			id, HashSecret(payerCookie), now).Scan(&payer); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE ssh_keys k SET provisional = false FROM sessions s
+			WHERE k.account_id = $1 AND k.provisional AND s.hash = $2 AND s.account_id = $1 AND s.via_checkout AND s.expires_at > $3
+				AND k.payer_order_id = s.order_id`, id, HashSecret(payerCookie), now); err != nil {
 			return nil, 0, err
 		}
-		keys := `DELETE FROM ssh_keys WHERE account_id = $1 AND provisional`
-		if payer {
-			keys = `UPDATE ssh_keys SET provisional = false WHERE account_id = $1 AND provisional`
-		}
-		kt, err := tx.Exec(ctx, keys, id)
+		kt, err := tx.Exec(ctx, `DELETE FROM ssh_keys WHERE account_id = $1 AND provisional`, id)
 		if err != nil {
 			return nil, 0, err
 		}
-		if !payer {
-			droppedKeys = int(kt.RowsAffected())
-		}
+		droppedKeys = int(kt.RowsAffected())
 		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE account_id = $1`, id); err != nil {
 			return nil, 0, err
 		}

@@ -22,7 +22,9 @@ func scanSSHKey(row pgx.Row) (*gpubroker.SSHKey, error) {
 
 // AddSSHKey stores a parsed key on its account. The account's row lock serializes additions,
 // so concurrent adds never pass MaxSSHKeys; the same key twice is ECONFLICT duplicate_key.
-func AddSSHKey(ctx context.Context, tx pgx.Tx, k gpubroker.SSHKey) (*gpubroker.SSHKey, error) {
+// payerOrderID is the checkout whose payer adds the key ("" for none): on a pending account
+// the key is provisional, and activation keeps it only for that checkout's paying browser.
+func AddSSHKey(ctx context.Context, tx pgx.Tx, k gpubroker.SSHKey, payerOrderID string) (*gpubroker.SSHKey, error) {
 	// Lock first, count second: under READ COMMITTED the count's statement then sees every
 	// key committed by whoever held the lock before.
 	var pending bool
@@ -38,9 +40,9 @@ func AddSSHKey(ctx context.Context, tx pgx.Tx, k gpubroker.SSHKey) (*gpubroker.S
 		return nil, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "too_many_keys", Message: msg, Fields: map[string]string{"public_key": msg}}
 	}
 	// A key added to a pending account is provisional until activation (ActivateAccount).
-	added, err := scanSSHKey(tx.QueryRow(ctx, `INSERT INTO ssh_keys (account_id, name, type, fingerprint, public_key, provisional)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, fingerprint) DO NOTHING RETURNING `+sshKeyCols,
-		k.AccountID, k.Name, k.Type, k.Fingerprint, k.PublicKey, pending))
+	added, err := scanSSHKey(tx.QueryRow(ctx, `INSERT INTO ssh_keys (account_id, name, type, fingerprint, public_key, provisional, payer_order_id)
+		VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 THEN NULLIF($7, '')::uuid END) ON CONFLICT (account_id, fingerprint) DO NOTHING RETURNING `+sshKeyCols,
+		k.AccountID, k.Name, k.Type, k.Fingerprint, k.PublicKey, pending, payerOrderID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, gpubroker.Errorf(gpubroker.ECONFLICT, "duplicate_key", "This key is already on your account (%s).", k.Fingerprint)
 	}

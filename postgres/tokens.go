@@ -70,9 +70,10 @@ func CreateSession(ctx context.Context, q Querier, accountID string, now time.Ti
 	return secret, expires, err
 }
 
-// CreateCheckoutSession signs in the buyer of a paid checkout: only into the account that
-// checkout's order created (accounts.created_by_order_id), and only while that account is
-// still pending. The session is provisional (via_checkout): nobody has proven they own the
+// CreateCheckoutSession signs in the buyer of a paid checkout (the caller has checked that the
+// browser holds the checkout's cookie): only into the account that checkout's order created
+// (accounts.created_by_order_id), and only while that account is still pending. The session
+// records the order, whose payer the keys it adds belong to (ActivateAccount). The session is provisional (via_checkout): nobody has proven they own the
 // email, so activation ends it. The share lock on the account row, taken in the caller's
 // transaction with the insert, orders it against ActivateAccount: either this commits first
 // and activation deletes the session, or activation commits first and ok is false.
@@ -87,7 +88,8 @@ func CreateCheckoutSession(ctx context.Context, tx pgx.Tx, accountID, orderID st
 	}
 	secret, hash := NewSecret()
 	expires = now.Add(gpubroker.SessionTTL)
-	_, err = tx.Exec(ctx, `INSERT INTO sessions (hash, account_id, created_at, expires_at, via_checkout) VALUES ($1, $2, $3, $4, true)`, hash, accountID, now, expires)
+	_, err = tx.Exec(ctx, `INSERT INTO sessions (hash, account_id, created_at, expires_at, via_checkout, order_id) VALUES ($1, $2, $3, $4, true, $5)`,
+		hash, accountID, now, expires, orderID)
 	if err != nil {
 		return "", time.Time{}, false, err
 	}
@@ -104,6 +106,34 @@ func SessionAccount(ctx context.Context, q Querier, secret string, now time.Time
 		return nil, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "Sign in to continue.")
 	}
 	return a, err
+}
+
+// SessionPayerOrder is the checkout whose cookie opened a provisional session (via_checkout),
+// or "" for any other session.
+func SessionPayerOrder(ctx context.Context, q Querier, secret string) (string, error) {
+	var orderID *string
+	err := q.QueryRow(ctx, `SELECT order_id::text FROM sessions WHERE hash = $1 AND via_checkout`, HashSecret(secret)).Scan(&orderID)
+	if errors.Is(err, pgx.ErrNoRows) || orderID == nil {
+		return "", nil
+	}
+	return *orderID, err
+}
+
+// SetCheckoutCookie records the SHA-256 of the checkout cookie the paying browser holds: only
+// that browser is the payer of the order (IsCheckoutPayer).
+func SetCheckoutCookie(ctx context.Context, q Querier, orderID, cookie string) error {
+	_, err := q.Exec(ctx, `UPDATE orders SET checkout_cookie_hash = $2 WHERE id = $1`, orderID, HashSecret(cookie))
+	return err
+}
+
+// IsCheckoutPayer reports whether cookie is the checkout cookie of the order's paying browser.
+func IsCheckoutPayer(ctx context.Context, q Querier, orderID, cookie string) (bool, error) {
+	if cookie == "" {
+		return false, nil
+	}
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT COALESCE(checkout_cookie_hash = $2, false) FROM orders WHERE id = $1`, orderID, HashSecret(cookie)).Scan(&ok)
+	return ok, notFound(err, "order")
 }
 
 // DeleteSession ends a session.

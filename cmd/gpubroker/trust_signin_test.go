@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,15 +50,17 @@ func (e *env) payAndWait(sid string) {
 	})
 }
 
-// Issue 8.1: the success page's sign-in raced activation. A dozen pollers of someone's
-// verify link, while the owner clicks the activation link, must all end signed out.
+// Issue 8.1: the success page's sign-in raced activation. A dozen pollers of the verify link
+// (tabs of the paying browser), while the owner clicks the activation link elsewhere, must all
+// end signed out.
 func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	const pollers, rounds = 12, 4
 	for round := 0; round < rounds; round++ {
 		email := fmt.Sprintf("race%d@example.com", round)
-		_, sid := e.checkout(newBrowser(), email)
+		payer := newBrowser()
+		_, sid := e.checkout(payer, email)
 		e.payAndWait(sid)
 		token := e.activationToken(email, 1)
 
@@ -68,7 +71,7 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		for i := range browsers {
-			browsers[i] = newBrowser()
+			browsers[i] = withCheckoutCookie(e, payer) // the payer's tabs
 			wg.Go(func() {
 				first := true
 				for {
@@ -150,8 +153,8 @@ func TestVerifySignsInOnlyTheCreatingCheckout(t *testing.T) {
 	code, _ = e.do(attacker, "GET", "/api/me", nil)
 	require.Equal(t, http.StatusUnauthorized, code)
 
-	// B's verify still signs in, after A was attached too.
-	b := newBrowser()
+	// B's verify still signs its payer in, after A was attached too.
+	b := victim
 	code, body, cookie, err = e.verifyAs(b, sidB, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code, body)
@@ -163,7 +166,8 @@ func TestVerifySignsInOnlyTheCreatingCheckout(t *testing.T) {
 }
 
 // Issue 8.3: a link to someone's verify URL (login CSRF) must not sign the clicking browser
-// in; the success page's own fetch and non-browser clients still do.
+// in, even the paying browser itself; the success page's own fetch and non-browser clients
+// holding the checkout cookie still are. Since issue 19.1 nobody else is, however they ask.
 func TestVerifyCrossSiteNavigationNeverSignsIn(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
@@ -180,19 +184,24 @@ func TestVerifyCrossSiteNavigationNeverSignsIn(t *testing.T) {
 		{"Upgrade-Insecure-Requests": "1", "Accept": "text/html"},
 	}
 	for _, hdr := range navigations {
-		c := newBrowser()
-		code, body, cookie, err := e.verifyAs(c, sid, hdr)
+		code, body, cookie, err := e.verifyAs(buyer, sid, hdr)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code, hdr)
 		require.Equal(t, false, body["signed_in"], hdr)
-		require.Equal(t, "csrf@example.com", body["account"].(map[string]any)["email"], "answers as usual")
+		require.Equal(t, "csrf@example.com", body["account"].(map[string]any)["email"], "the payer's browser reads the answer")
 		require.False(t, cookie, hdr)
-		code, _ = e.do(c, "GET", "/api/me", nil)
+		code, _ = e.do(buyer, "GET", "/api/me", nil)
 		require.Equal(t, http.StatusUnauthorized, code, hdr)
+		// Another browser learns the status alone, and is never signed in.
+		code, body, cookie, err = e.verifyAs(newBrowser(), sid, hdr)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, hdr)
+		require.Equal(t, map[string]any{"status": "authorized"}, body, hdr)
+		require.False(t, cookie, hdr)
 	}
 
 	// The success page's fetch is same-origin.
-	code, body, cookie, err := e.verifyAs(buyer, sid, map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"})
+	code, body, cookie, err := e.verifyAs(buyer, sid, samePage)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, true, body["signed_in"])
@@ -200,13 +209,32 @@ func TestVerifyCrossSiteNavigationNeverSignsIn(t *testing.T) {
 	code, _ = e.do(buyer, "GET", "/api/me", nil)
 	require.Equal(t, http.StatusOK, code)
 
-	// A client that sends no Fetch Metadata (curl, a script) is not a browser being tricked.
-	cli := newBrowser()
+	// A client that sends no Fetch Metadata (curl, a script) is not a browser being tricked:
+	// with the checkout cookie it is signed in, without it it is not.
+	cli := withCheckoutCookie(e, buyer)
 	code, body, cookie, err = e.verifyAs(cli, sid, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, true, body["signed_in"])
 	require.True(t, cookie)
+	code, body, cookie, err = e.verifyAs(newBrowser(), sid, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	require.NotContains(t, body, "signed_in")
+	require.False(t, cookie)
+}
+
+// withCheckoutCookie is a new browser holding payer's checkout cookie and nothing else: another
+// tab or client of the same payer.
+func withCheckoutCookie(e *env, payer *http.Client) *http.Client {
+	c := newBrowser()
+	u, _ := url.Parse(e.url + "/api/checkout/verify")
+	for _, ck := range payer.Jar.Cookies(u) {
+		if ck.Name == "gb_checkout" {
+			c.Jar.SetCookies(u, []*http.Cookie{ck})
+		}
+	}
+	return c
 }
 
 // Issue 8.4: one free trial per mailbox, and at most 3 trials per IP a day.

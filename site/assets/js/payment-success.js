@@ -44,10 +44,12 @@ async function poll() {
     if (res.status === 200) {
       const email = (d.account && d.account.email) || "your inbox";
       const active = d.account && d.account.status === "active";
-      // signed_in false: this answer opened no session (the order went to an existing
-      // account). The browser may be signed in to that account already; otherwise the
+      // Only the browser that paid (it holds the checkout cookie) or one signed in to the
+      // account reads the account; any other gets the status alone. signed_in false: this
+      // answer opened no session (the order went to an existing account, or this is not the
+      // paying browser). The browser may be signed in to that account already; otherwise the
       // dashboard needs an emailed sign-in link.
-      let signedIn = d.signed_in !== false;
+      let signedIn = d.signed_in === true;
       if (signedIn && d.account) setAccount(d.account);
       else if (d.account) {
         const who = await me();

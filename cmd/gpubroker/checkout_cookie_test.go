@@ -1,0 +1,174 @@
+package main
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// samePage are the Fetch Metadata headers of the success page's own fetch of verify.
+var samePage = map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+
+// keysOf lists the fingerprints of every key stored on the account of an email, provisional
+// ones included.
+func (e *env) keysOf(email string) []string {
+	e.t.Helper()
+	rows, err := e.m.Pool.Query(e.t.Context(), `SELECT k.fingerprint FROM ssh_keys k JOIN accounts a ON a.id = k.account_id WHERE a.email = $1 ORDER BY k.fingerprint`, email)
+	require.NoError(e.t, err)
+	var out []string
+	for rows.Next() {
+		var fp string
+		require.NoError(e.t, rows.Scan(&fp))
+		out = append(out, fp)
+	}
+	require.NoError(e.t, rows.Err())
+	return out
+}
+
+// Issue 19.1: an attacker checks out with the victim's email and their own key, pays, and
+// sends the victim the real success link. The page's own fetch of verify in the victim's
+// browser must not sign it in, and when the victim activates from that browser the attacker's
+// key must go: the session id in a URL is no proof of being the payer.
+func TestSuccessLinkPlantsNoKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	attackerKey, _ := newKey(t, "mallory")
+	sid := e.paidCheckout(newBrowser(), "victim@example.com", attackerKey)
+	e.eventually("account attached", func() bool {
+		return e.count(`SELECT count(*) FROM orders WHERE stripe_session_id = $1 AND account_id IS NOT NULL`, sid) == 1
+	})
+
+	victim := newBrowser()
+	code, body, cookie, err := e.verifyAs(victim, sid, samePage)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, body)
+	require.False(t, cookie, "the victim's browser was signed in to the attacker's checkout")
+	require.NotEqual(t, true, body["signed_in"])
+
+	code, _ = e.do(victim, "POST", "/api/activate", map[string]any{"token": e.activationToken("victim@example.com", 1)})
+	require.Equal(t, http.StatusOK, code)
+	code, keys := e.do(victim, "GET", "/api/me/ssh-keys", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, keys["ssh_keys"], "the attacker's key is on the victim's account")
+	require.Empty(t, e.keysOf("victim@example.com"))
+}
+
+// Issue 19.1, the variant: anyone holding a payer's cs_… id calls verify without browser
+// headers. They get no session, so they cannot add a key; and the payer, activating in the
+// browser that paid, keeps the key typed at checkout and the one added on the success page.
+func TestSessionIDHolderGetsNoSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	payerKey, payerFP := newKey(t, "ada@checkout")
+	laterKey, laterFP := newKey(t, "ada@success-page")
+	strangerKey, _ := newKey(t, "mallory")
+
+	payer := newBrowser()
+	sid := e.paidCheckout(payer, "ada@example.com", payerKey)
+	e.eventually("account attached", func() bool {
+		return e.count(`SELECT count(*) FROM orders WHERE stripe_session_id = $1 AND account_id IS NOT NULL`, sid) == 1
+	})
+
+	stranger := newBrowser()
+	code, body, cookie, err := e.verifyAs(stranger, sid, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, body)
+	require.False(t, cookie, "a client holding only the session id was signed in")
+	code, body = e.do(stranger, "POST", "/api/me/ssh-keys", map[string]any{"name": "mine", "public_key": strangerKey})
+	require.Equal(t, http.StatusUnauthorized, code, body)
+
+	// The paying browser keeps its auto-login and may add a key before activating.
+	code, body, cookie, err = e.verifyAs(payer, sid, samePage)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, body)
+	require.True(t, cookie)
+	require.Equal(t, true, body["signed_in"])
+	code, body = e.do(payer, "POST", "/api/me/ssh-keys", map[string]any{"name": "later", "public_key": laterKey})
+	require.Equal(t, http.StatusCreated, code, body)
+
+	code, _ = e.do(payer, "POST", "/api/activate", map[string]any{"token": e.activationToken("ada@example.com", 1)})
+	require.Equal(t, http.StatusOK, code)
+	want := []string{payerFP, laterFP}
+	slices.Sort(want)
+	require.Equal(t, want, e.keysOf("ada@example.com"))
+	require.Zero(t, e.count(`SELECT count(*) FROM audit_events WHERE action = 'ssh_keys.dropped'`))
+}
+
+// Issue 19.1: keys record the checkout whose payer added them, so a second provisional
+// session cannot launder a key. Two browsers cannot both be the payer; but a payer's own two
+// tabs (two sessions of the same checkout cookie) can, and activation from either keeps both
+// tabs' keys while a key added under another checkout's session is dropped.
+func TestActivationKeepsOnlyThePayersKeys(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	tabKey, tabFP := newKey(t, "ada@tab1")
+	otherTabKey, otherTabFP := newKey(t, "ada@tab2")
+
+	payer := newBrowser()
+	sid := e.paidCheckout(payer, "tabs@example.com", "")
+	e.eventually("verify signs the payer in", func() bool {
+		code, body, _, err := e.verifyAs(payer, sid, samePage)
+		return err == nil && code == http.StatusOK && body["signed_in"] == true
+	})
+	code, body := e.do(payer, "POST", "/api/me/ssh-keys", map[string]any{"name": "tab1", "public_key": tabKey})
+	require.Equal(t, http.StatusCreated, code, body)
+	// A reload of the success page opens a second session of the same checkout.
+	code, body, cookie, err := e.verifyAs(payer, sid, samePage)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, body)
+	require.True(t, cookie)
+	code, body = e.do(payer, "POST", "/api/me/ssh-keys", map[string]any{"name": "tab2", "public_key": otherTabKey})
+	require.Equal(t, http.StatusCreated, code, body)
+
+	code, _ = e.do(payer, "POST", "/api/activate", map[string]any{"token": e.activationToken("tabs@example.com", 1)})
+	require.Equal(t, http.StatusOK, code)
+	want := []string{tabFP, otherTabFP}
+	slices.Sort(want)
+	require.Equal(t, want, e.keysOf("tabs@example.com"))
+}
+
+// Issue 19.9: verify gives the buyer's name, email and pod only to the browser holding the
+// checkout's cookie (within a day of payment) or to a session of the account the order landed
+// on; anyone else holding the cs_… id gets the status alone.
+func TestVerifyAnswersStrangersOnlyTheStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	payer := newBrowser()
+	sid, full := e.paid(payer, "grace@example.com")
+	require.Contains(t, full, "account")
+	require.Contains(t, full, "pod")
+
+	onlyStatus := func(c *http.Client, hdr map[string]string, why string) {
+		t.Helper()
+		code, body, cookie, err := e.verifyAs(c, sid, hdr)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, why)
+		require.False(t, cookie, why)
+		require.Equal(t, map[string]any{"status": "authorized"}, body, why)
+	}
+	onlyStatus(newBrowser(), nil, "a stranger without browser headers")
+	onlyStatus(newBrowser(), samePage, "a stranger's browser")
+
+	// Activated in another browser: the payer's provisional session ends, and its checkout
+	// cookie still reads the full answer for a day.
+	owner := newBrowser()
+	code, _ := e.do(owner, "POST", "/api/activate", map[string]any{"token": e.activationToken("grace@example.com", 1)})
+	require.Equal(t, http.StatusOK, code)
+	code, body, cookie, err := e.verifyAs(payer, sid, samePage)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	require.False(t, cookie, "no session once the account is active")
+	require.Equal(t, "grace@example.com", body["account"].(map[string]any)["email"])
+
+	// The account's own session reads it whenever.
+	_, err = e.m.Pool.Exec(t.Context(), `UPDATE orders SET authorized_at = authorized_at - interval '25 hours' WHERE stripe_session_id = $1`, sid)
+	require.NoError(t, err)
+	code, body, _, err = e.verifyAs(owner, sid, samePage)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "grace@example.com", body["account"].(map[string]any)["email"])
+	// The checkout cookie does not, a day after payment.
+	onlyStatus(payer, samePage, "the payer's cookie a day after payment")
+}
