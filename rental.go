@@ -2,48 +2,47 @@ package gpubroker
 
 import "time"
 
-// The rental rule: a pod is bought by the whole hour, and an hour is used once it has started.
+// The rental rule: a pod is bought by the whole hour and used by the minute. A running pod that
+// ends before its time, stopped by its owner or dead at its provider, is refunded every minute
+// it did not use, at its hourly rate, rounded down to the cent; the plan fee is kept. One rule
+// for both: the same pod stopped with Stop or found dead at the same moment gets the same back.
 //
-// A running pod stopped early by its owner is refunded the whole hours it did not start:
+//	minutes used   = ⌈seconds run / 60⌉, at least 1 (a begun minute is used)
+//	minutes bought = hours bought × 60
+//	refund         = ⌊(minutes bought − minutes used) × hourly cents / 60⌋, 0 when none is unused
 //
-//	refund = (hours bought − hours started) × hourly rate,  hours started = ⌈seconds run / 3600⌉, at least 1
-//
-// and a pod that died under the customer (item 3) is refunded every hour it did not complete:
-//
-//	refund = (hours bought − whole hours run) × hourly rate
-//
-// The plan fee is never refunded. Example: 3 hours of an A100 at $1.79/h on Pro ($49 fee, $54.37
-// paid), stopped 10 minutes in: 1 hour started, 2 refunded, 2 × $1.79 = $3.58 back.
+// Seconds run are counted from the pod's start to the Stop click or, for a pod that died, to the
+// first health check that found it dead. A pod that ran at all has used at least a minute, even
+// one stopped (or found dead) at once. Example: 3 hours of an A100 in us-east at $1.79/h on Pro
+// ($49 fee + 3 × $1.79 = $54.37), stopped 10 minutes in: 10 minutes used, 170 unused,
+// 170 × 179 / 60 = 507.16… → $5.07 back, $49.30 kept.
 
-// HoursStarted is how many hours of a pod that started at started and stopped at stopped have
-// begun: ⌈seconds / 3600⌉, at least 1.
-func HoursStarted(started, stopped time.Time) int {
+// MinutesUsed is how many minutes of a pod that started at started and stopped (or was found
+// dead) at stopped have begun: ⌈seconds / 60⌉, at least 1.
+func MinutesUsed(started, stopped time.Time) int {
 	d := stopped.Sub(started)
 	if d <= 0 {
 		return 1
 	}
-	n := int((d + time.Hour - 1) / time.Hour)
-	if n < 1 {
-		n = 1
-	}
-	return n
+	return max(1, int((d+time.Minute-1)/time.Minute))
 }
 
-// HoursCompleted is how many whole hours a pod ran between started and stopped.
-func HoursCompleted(started, stopped time.Time) int {
-	d := stopped.Sub(started)
-	if d <= 0 {
+// MinutesBought is what hours bought come to in minutes.
+func MinutesBought(hours int) int { return hours * 60 }
+
+// UnusedMinutesCents is the refund of (bought − used) minutes at hourlyCents an hour, rounded
+// down to the cent: ⌊(bought − used) × hourlyCents / 60⌋, zero when none is unused.
+func UnusedMinutesCents(boughtMinutes, usedMinutes int, hourlyCents int64) int64 {
+	if usedMinutes >= boughtMinutes || hourlyCents <= 0 {
 		return 0
 	}
-	return int(d / time.Hour)
+	return int64(boughtMinutes-usedMinutes) * hourlyCents / 60
 }
 
-// UnusedCents is what (bought − used) hours at hourlyCents come to, zero when none are unused.
-func UnusedCents(bought, used int, hourlyCents int64) int64 {
-	if used >= bought || hourlyCents <= 0 {
-		return 0
-	}
-	return int64(bought-used) * hourlyCents
+// PlanFeeCents is the plan fee an order paid: its amount less its hours at the hourly rate (0
+// for none, as for a Pro order within a month of the fee's capture).
+func PlanFeeCents(amountCents int64, hours int, hourlyCents int64) int64 {
+	return max(0, amountCents-int64(hours)*hourlyCents)
 }
 
 // Payment is one captured payment of an order: the order's own capture or a paid extension.

@@ -5,36 +5,64 @@ import (
 	"time"
 )
 
-func TestHoursStarted(t *testing.T) {
+func TestMinutesUsed(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		d    time.Duration
 		want int
 	}{
-		{0, 1}, {-time.Minute, 1}, {time.Second, 1}, {10 * time.Minute, 1}, {time.Hour, 1},
-		{time.Hour + time.Second, 2}, {119 * time.Minute, 2}, {3 * time.Hour, 3},
+		{0, 1}, {-time.Minute, 1}, {time.Nanosecond, 1}, {20 * time.Second, 1}, {time.Minute, 1},
+		{time.Minute + time.Millisecond, 2}, {10 * time.Minute, 10}, {10*time.Minute + time.Second, 11},
+		{119*time.Minute + 59*time.Second, 120}, {3 * time.Hour, 180},
 	} {
-		if got := HoursStarted(t0, t0.Add(c.d)); got != c.want {
-			t.Errorf("HoursStarted(%v) = %d, want %d", c.d, got, c.want)
+		if got := MinutesUsed(t0, t0.Add(c.d)); got != c.want {
+			t.Errorf("MinutesUsed(%v) = %d, want %d", c.d, got, c.want)
 		}
-	}
-	if got := HoursCompleted(t0, t0.Add(119*time.Minute)); got != 1 {
-		t.Errorf("HoursCompleted(119m) = %d, want 1", got)
 	}
 }
 
-// The worked example of the README: 3 hours at $1.79, stopped 10 minutes in: $3.58 back.
+// The worked example of the README and the refund policy: 3 hours of an A100 at $1.79 on Pro
+// ($49 + 3 × $1.79 = $54.37), stopped 10 minutes in: 170 unused minutes × 179 / 60 = 507.16…,
+// rounded down: $5.07 back, $49.30 kept.
 func TestEarlyStopWorkedExample(t *testing.T) {
 	t0 := time.Now()
-	used := HoursStarted(t0, t0.Add(10*time.Minute))
-	if got := UnusedCents(3, used, 179); got != 358 {
-		t.Fatalf("refund = %d, want 358", got)
+	const paid = 4900 + 3*179
+	if paid != 5437 {
+		t.Fatalf("paid %d, want 5437", paid)
 	}
-	if got := UnusedCents(3, 3, 179); got != 0 {
-		t.Fatalf("all hours started: refund = %d, want 0", got)
+	bought := MinutesBought(3)
+	used := MinutesUsed(t0, t0.Add(10*time.Minute))
+	if bought != 180 || used != 10 {
+		t.Fatalf("bought %d, used %d minutes; want 180, 10", bought, used)
 	}
-	if got := UnusedCents(3, 5, 179); got != 0 {
-		t.Fatalf("overran: refund = %d, want 0", got)
+	got := UnusedMinutesCents(bought, used, 179)
+	if got != 507 {
+		t.Fatalf("refund = %d, want 507", got)
+	}
+	if kept := paid - got; kept != 4930 {
+		t.Fatalf("kept %d, want 4930", kept)
+	}
+	if fee := PlanFeeCents(paid, 3, 179); fee != 4900 {
+		t.Fatalf("fee %d, want 4900", fee)
+	}
+	for _, c := range []struct {
+		bought, used int
+		hourly, want int64
+	}{
+		{180, 180, 179, 0}, // every minute used
+		{180, 200, 179, 0}, // overran
+		{180, 179, 179, 2}, // one minute: 2.98… → 2
+		{120, 1, 299, 593}, // 2 hours at $2.99, 20 s in: 119 × 299 / 60 = 593.01…
+		{120, 1, 179, 355}, // 2 hours at $1.79, 20 s in: 119 × 179 / 60 = 355.01…
+		{60, 59, 59, 0},    // one minute at $0.59/h is under a cent
+		{60, 1, 0, 0},      // free
+	} {
+		if got := UnusedMinutesCents(c.bought, c.used, c.hourly); got != c.want {
+			t.Errorf("UnusedMinutesCents(%d, %d, %d) = %d, want %d", c.bought, c.used, c.hourly, got, c.want)
+		}
+	}
+	if fee := PlanFeeCents(3*179, 3, 179); fee != 0 {
+		t.Fatalf("no fee: %d", fee)
 	}
 }
 

@@ -31,16 +31,16 @@ func (PodHealthArgs) InsertOpts() river.InsertOpts {
 const deadChecks = 2
 
 // podDiedError is what the failed pod says.
-const podDiedError = "Your pod stopped working: its GPU instance failed at the provider. We terminated it; every paid hour it did not complete is refunded, and we will email you the amount."
+const podDiedError = "Your pod stopped working: its GPU instance failed at the provider. We terminated it; every paid minute it did not use is refunded, and we will email you the amount."
 
 // PodHealthWorker asks each running pod's provider for its instance. Gone (not found),
 // failed, terminating or terminated counts as dead (gpu.State: Lambda's unhealthy and
 // preempted, RunPod's EXITED and ERROR are failed); a provider that cannot answer, or answers
 // with a status its client cannot interpret (gpu.StateUnknown), counts as nothing. At the second
 // dead check in a row (health_failures on the pod) the pod moves running → failed in one
-// transaction with the instance's termination (terminate_instance), the refund of the hours not
-// completed (unused_hours_refund, reason pod_died, from the first dead check) and the audit
-// event pod.died; the refund job emails the amount.
+// transaction with the instance's termination (terminate_instance), the refund of every unused
+// minute by the early stop's rule (unused_hours_refund, reason pod_died, counted up to the first
+// dead check) and the audit event pod.died; the refund job emails the amount.
 type PodHealthWorker struct {
 	river.WorkerDefaults[PodHealthArgs]
 	d *Deps

@@ -47,9 +47,10 @@ func (b *testBundle) paidExtension(t *testing.T, orderID string, cents int64, ho
 }
 
 // Issue 11.1: capture records the order's payment in the ledger; a pod of 2 hours extended by 1
-// and stopped 10 minutes in is refunded 2 hours, from the extension first (newest first), each
-// payment under its own key refund-<payment>-1 and never above what it captured; a rerun makes
-// no second refund and sends no second email.
+// and stopped 10 minutes in is refunded its 170 unused minutes (170 × 179 / 60 → $5.07), from
+// the extension first (newest first: all of its $1.79, then $3.28 of the order's), each payment
+// under its own key refund-<payment>-1 and never above what it captured; a rerun makes no second
+// refund and sends no second email.
 func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -74,7 +75,7 @@ func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 	require.Equal(t, extPI, refunds[0].PaymentIntentID, "the extension is refunded first")
 	require.Equal(t, pod.HourlyCents, refunds[0].AmountCents, "all of the extension")
 	require.Equal(t, pi, refunds[1].PaymentIntentID)
-	require.Equal(t, pod.HourlyCents, refunds[1].AmountCents, "then one hour of the order")
+	require.Equal(t, int64(507-179), refunds[1].AmountCents, "then the rest of the 170 minutes from the order")
 	for _, r := range refunds {
 		require.Equal(t, "refund-"+r.PaymentID+"-1", r.Key)
 		require.NotNil(t, r.StripeRefundID)
@@ -83,7 +84,7 @@ func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 		require.NotNil(t, found, "stored at Stripe under its key")
 		require.Equal(t, r.AmountCents, found.Amount)
 	}
-	require.Equal(t, 2*pod.HourlyCents, b.pod(t, podID).RefundedCents)
+	require.Equal(t, int64(507), b.pod(t, podID).RefundedCents)
 	require.Zero(t, b.refundMails(t, podID), "an early stop's amount goes in the pod's end email")
 
 	res = work(t, b, w, args)
@@ -101,8 +102,9 @@ func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 
 // An extension refunded in full because it extended nothing (paid after its pod stopped, or
 // past the plan's max_hours) bought no hours: the refund of a pod that died counts only the
-// hours the other payments bought. 2 hours + a 1-hour extension, dead after 70 minutes: 1 hour
-// completed, 2 refunded (the extension's, then one of the order's), not 3.
+// hours the other payments bought. 2 hours + a 1-hour extension, dead after 70 minutes: 180
+// minutes bought, 110 unused, 110 × 179 / 60 → $3.28 refunded (the extension's $1.79, then $1.49
+// of the order's), not the 170 minutes of 4 hours.
 func TestUnusedHoursRefundCountsNoHoursOfARefusedExtension(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -126,17 +128,65 @@ func TestUnusedHoursRefundCountsNoHoursOfARefusedExtension(t *testing.T) {
 	require.Equal(t, extPI, refunds[0].PaymentIntentID)
 	require.Equal(t, pod.HourlyCents, refunds[0].AmountCents)
 	require.Equal(t, pi, refunds[1].PaymentIntentID)
-	require.Equal(t, pod.HourlyCents, refunds[1].AmountCents, "one hour of the order, not two")
+	require.Equal(t, int64(328-179), refunds[1].AmountCents, "110 minutes in all, not 170")
 }
 
-// Issue 11.1: a pod stopped in its last started hour, or a free one, is refunded nothing.
+// Issue 19.3: one rule, by the minute. A pod stopped by its owner 20 s in and one found dead
+// 20 s in are refunded the same: every unused minute at the rate, rounded down to the cent, the
+// plan fee kept. 2 hours of an A100 at $1.79 on Pro, 20 s run: 1 minute used, 119 unused,
+// 119 × 179 / 60 = 355.01… → $3.55 (by the old rules: $1.79 stopped, $3.58 dead).
+func TestStopAndDeathRefundTheSameByTheMinute(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	refunded := map[string]int64{}
+	for _, reason := range []string{postgres.RefundEarlyStop, postgres.RefundPodDied} {
+		_, podID, pi := b.running(t, reason+"-20s@example.com")
+		pod := b.pod(t, podID)
+		require.Equal(t, int64(179), pod.HourlyCents)
+		require.Equal(t, 2, pod.Hours)
+		res := work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: reason, StoppedAt: pod.StartedAt.Add(20 * time.Second)})
+		require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+		refunds, err := postgres.PodRefunds(ctx, b.pool, podID, reason)
+		require.NoError(t, err)
+		for _, r := range refunds {
+			refunded[reason] += r.AmountCents
+		}
+		require.Equal(t, 1, b.stripe.RefundCount(pi), reason)
+	}
+	require.Equal(t, refunded[postgres.RefundEarlyStop], refunded[postgres.RefundPodDied], "stopped and dead 20 s in: one rule")
+	require.Equal(t, int64(355), refunded[postgres.RefundEarlyStop], "119 unused minutes × 179 / 60, rounded down")
+
+	var text string
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT e.text_body FROM emails e JOIN pods p ON e.dedupe_key = 'pod_died_refund:' || p.id
+		JOIN orders o ON o.id = p.order_id WHERE o.email = $1`, postgres.RefundPodDied+"-20s@example.com").Scan(&text))
+	require.Contains(t, text, "after 1 minute of the 120 minutes you paid for, so we refunded the 119 minutes it did not use at $1.79 an hour, rounded down to the cent: $3.55.")
+	require.Contains(t, text, "The plan fee is not refunded.", "Pro's fee was paid")
+}
+
+// The refund texts say the plan fee is kept only when the order paid one.
+func TestRefundTextsNameTheFeeOnlyWhenPaid(t *testing.T) {
+	refunds := []postgres.LedgerRefund{{AmountCents: 300}, {AmountCents: 207}}
+	withFee := &gpubroker.Pod{Hours: 3, HourlyCents: 179, AmountCents: 4900 + 3*179}
+	noFee := &gpubroker.Pod{Hours: 3, HourlyCents: 179, AmountCents: 3 * 179}
+	require.Equal(t, "You stopped it early, so we are refunding $5.07 to your card: every minute you paid for and did not use, at $1.79 an hour, rounded down to the cent. "+
+		"The plan fee is not refunded. Refunds usually reach your account within 5 to 10 business days.", earlyStopNote(refunds, withFee))
+	require.NotContains(t, earlyStopNote(refunds, noFee), "plan fee")
+	require.Contains(t, earlyStopNote(refunds, noFee), "$5.07")
+	require.Empty(t, earlyStopNote(nil, withFee))
+	require.Equal(t, "Your pod stopped working after 10 minutes of the 180 minutes you paid for, so we refunded the 170 minutes it did not use at $1.79 an hour, rounded down to the cent: $5.07.",
+		unusedReason(postgres.RefundPodDied, noFee, 180, 10, 507, 6))
+	require.Contains(t, unusedReason(postgres.RefundPodDied, withFee, 180, 10, 507, 6), "$5.07. The plan fee is not refunded.")
+}
+
+// Issue 11.1: a pod stopped in its last minute, or a free one, is refunded nothing.
 func TestUnusedHoursRefundNothingUnused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t)
 	_, podID, pi := b.running(t, "nothing@example.com")
 	pod := b.pod(t, podID)
-	res := work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(61 * time.Minute)})
+	res := work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(119*time.Minute + 30*time.Second)})
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
 	require.Equal(t, 0, b.stripe.RefundCount(pi))
 	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)

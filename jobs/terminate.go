@@ -97,6 +97,6 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		if err != nil {
 			return err
 		}
-		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, earlyStopNote(refunds, pod.HourlyCents)))
+		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, earlyStopNote(refunds, pod)))
 	})
 }

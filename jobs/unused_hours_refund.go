@@ -16,11 +16,12 @@ import (
 	"gpubroker/postgres"
 )
 
-// UnusedHoursRefundArgs refunds the hours of a running pod it will not use: stopped early by
-// its owner (reason early_stop: the hours not started) or dead under the customer (reason
-// pod_died: the hours not completed). StoppedAt is when the pod stopped being the customer's,
-// fixed when the job is enqueued (in the transaction that moved the pod), so every rerun
-// computes the same refund.
+// UnusedHoursRefundArgs refunds the minutes a running pod will not use, by one rule whether it
+// was stopped early by its owner (reason early_stop) or died under the customer (reason
+// pod_died): every unused minute at its rate, rounded down to the cent (gpubroker.MinutesUsed,
+// gpubroker.UnusedMinutesCents). StoppedAt is when the pod stopped being the customer's (the
+// Stop click; for a death, the first check that found it dead), fixed when the job is enqueued
+// (in the transaction that moved the pod), so every rerun computes the same refund.
 type UnusedHoursRefundArgs struct {
 	PodID     string    `json:"pod_id"`
 	Reason    string    `json:"reason"`
@@ -35,11 +36,11 @@ func (UnusedHoursRefundArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 25, Queue: QueuePayments}
 }
 
-// UnusedHoursRefundWorker refunds (hours bought − hours used) × the hourly rate; the plan fee is
-// kept (gpubroker.UnusedCents). It first plans the refund in the ledger, once, under the pod's
-// lock: spread over the order's payments newest first (extensions before the order's own), each
-// share under its own key refund-<payment>-<n> and never above what the payment captured minus
-// what was already refunded of it. It then makes each planned refund as jobs/refund.go makes a
+// UnusedHoursRefundWorker refunds ⌊(minutes bought − minutes used) × the hourly rate / 60⌋; the
+// plan fee is kept (gpubroker.UnusedMinutesCents). It first plans the refund in the ledger, once,
+// under the pod's lock: spread over the order's payments newest first (extensions before the
+// order's own), each share under its own key refund-<payment>-<n> and never above what the
+// payment captured minus what was already refunded of it. It then makes each planned refund as jobs/refund.go makes a
 // full one: under that key first; a retry after a failure first asks Stripe for the refund by its
 // key (FindRefund) and only refunds again, under a new idempotency key (gpubroker.RetryKey),
 // when it is not there. Once every share is made, the customer is emailed the amount.
@@ -89,7 +90,7 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 			return err
 		}
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: action,
-			Detail: map[string]any{"amount_cents": total, "hours_bought": bought, "hours_used": used, "refunds": len(refunds)}}); err != nil {
+			Detail: map[string]any{"amount_cents": total, "minutes_bought": bought, "minutes_used": used, "refunds": len(refunds)}}); err != nil {
 			return err
 		}
 		if a.Reason == postgres.RefundEarlyStop {
@@ -100,15 +101,16 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 			return err
 		}
 		plan, _ := d.Catalog.Plan(pod.Plan)
-		md := mailData(d, o.Name, o.Email, pod, unusedReason(a.Reason, bought, used, plan.MaxHours))
+		md := mailData(d, o.Name, o.Email, pod, unusedReason(a.Reason, pod, bought, used, total, plan.MaxHours))
 		md.Pod.AmountCents = total
 		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, a.Reason+"_refund:"+pod.ID, md)
 	})
 }
 
-// unusedReason is the refund email's explanation for a pod that died, an extension paid after
-// its pod had stopped, or one that would have taken it past its plan's limit.
-func unusedReason(reason string, bought, used, maxHours int) string {
+// unusedReason is the refund email's explanation for a pod that died (bought and used are
+// minutes, total the refund), an extension paid after its pod had stopped, or one that would
+// have taken it past its plan's limit.
+func unusedReason(reason string, pod *gpubroker.Pod, bought, used int, total int64, maxHours int) string {
 	switch reason {
 	case postgres.RefundLateExtension:
 		return "Your payment for more hours arrived after your pod had stopped, so nothing ran on it: we refunded it in full."
@@ -116,21 +118,37 @@ func unusedReason(reason string, bought, used, maxHours int) string {
 		return "Your payment for more hours arrived after another extension of this pod had been paid, and together they would pass your plan's limit of " +
 			hoursWord(maxHours) + " per pod. So it did not extend your pod: we refunded it in full."
 	}
-	return "Your pod stopped working after " + hoursWord(used) + " of the " + hoursWord(bought) + " you paid for, so we refunded the " +
-		hoursWord(bought-used) + " it did not complete. The plan fee is not refunded."
+	return "Your pod stopped working after " + minutesWord(used) + " of the " + minutesWord(bought) + " you paid for, so we refunded the " +
+		minutesWord(bought-used) + " it did not use at " + mail.Money(pod.HourlyCents) + " an hour, rounded down to the cent: " + mail.Money(total) + "." +
+		feeKept(pod)
 }
 
 // earlyStopNote is what the pod's end email says about an early stop's refund ("" for none).
-func earlyStopNote(refunds []postgres.LedgerRefund, hourlyCents int64) string {
+func earlyStopNote(refunds []postgres.LedgerRefund, pod *gpubroker.Pod) string {
 	var total int64
 	for _, r := range refunds {
 		total += r.AmountCents
 	}
-	if total == 0 || hourlyCents <= 0 {
+	if total == 0 || pod.HourlyCents <= 0 {
 		return ""
 	}
-	return "You stopped it early, so we are refunding " + mail.Money(total) + " to your card: the " + hoursWord(int(total/hourlyCents)) +
-		" you did not start. The plan fee is not refunded. Refunds usually reach your account within 5 to 10 business days."
+	return "You stopped it early, so we are refunding " + mail.Money(total) + " to your card: every minute you paid for and did not use, at " +
+		mail.Money(pod.HourlyCents) + " an hour, rounded down to the cent." + feeKept(pod) + " Refunds usually reach your account within 5 to 10 business days."
+}
+
+// feeKept says the plan fee is not refunded, when the order paid one.
+func feeKept(pod *gpubroker.Pod) string {
+	if gpubroker.PlanFeeCents(pod.AmountCents, pod.Hours, pod.HourlyCents) == 0 {
+		return ""
+	}
+	return " The plan fee is not refunded."
+}
+
+func minutesWord(n int) string {
+	if n == 1 {
+		return "1 minute"
+	}
+	return strconv.Itoa(n) + " minutes"
 }
 
 func hoursWord(n int) string {
@@ -141,9 +159,10 @@ func hoursWord(n int) string {
 }
 
 // PlanUnusedHoursRefund stores the refund's shares in the ledger unless they are there
-// already, and returns the hours used and bought. The terminate request calls it in the
-// transaction that moves the pod to terminating (so the amount is fixed, and the pod's end email
-// can say it); the job calls it again, which plans nothing twice.
+// already, and returns the minutes used and bought (one rule for an early stop and a death:
+// gpubroker.MinutesUsed up to a.StoppedAt, gpubroker.UnusedMinutesCents). The terminate request
+// calls it in the transaction that moves the pod to terminating (so the amount is fixed, and the
+// pod's end email can say it); the job calls it again, which plans nothing twice.
 func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, a UnusedHoursRefundArgs) (used, bought int, err error) {
 	pod, err := postgres.LockPod(ctx, tx, a.PodID)
 	if err != nil {
@@ -168,24 +187,20 @@ func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, a U
 	}
 	ps := make([]gpubroker.Payment, 0, len(payments))
 	for _, p := range payments {
-		bought += p.Hours
+		bought += gpubroker.MinutesBought(p.Hours)
 		ps = append(ps, p.Payment)
 	}
-	if a.Reason == postgres.RefundPodDied {
-		used = gpubroker.HoursCompleted(*pod.StartedAt, a.StoppedAt)
-	} else {
-		used = gpubroker.HoursStarted(*pod.StartedAt, a.StoppedAt)
-	}
+	used = gpubroker.MinutesUsed(*pod.StartedAt, a.StoppedAt)
 	if planned, err := postgres.HasRefunds(ctx, tx, pod.ID, a.Reason); err != nil || planned {
 		return used, bought, err
 	}
-	amount := gpubroker.UnusedCents(bought, used, pod.HourlyCents)
+	amount := gpubroker.UnusedMinutesCents(bought, used, pod.HourlyCents)
 	if amount == 0 {
 		return used, bought, nil
 	}
 	shares, left := gpubroker.SpreadRefund(ps, amount)
 	if left > 0 {
-		log.ErrorContext(ctx, "unused hours are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", amount, "not_placed_cents", left)
+		log.ErrorContext(ctx, "unused minutes are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", amount, "not_placed_cents", left)
 	}
 	return used, bought, postgres.PlanRefunds(ctx, tx, pod.ID, a.Reason, shares)
 }

@@ -269,11 +269,18 @@ func TestBrowserJourney(t *testing.T) {
 	secret := value[string](b, `(document.querySelector(".conn-password") || {textContent: ""}).textContent`)
 	require.Equal(t, http.StatusOK, ideStatus(t, ide, secret, true))
 	require.NotEqual(t, http.StatusOK, ideStatus(t, ide, secret, false), "no secret, no IDE")
-	// Terminate asks first, saying the disk goes; keeping it running changes nothing.
+	// Terminate asks first, saying the disk goes and what comes back; keeping it running changes
+	// nothing. The pod has run (almost) 10 minutes: the worked example, 170 unused minutes ×
+	// $1.79 / 60 → $5.07, estimated by the dashboard as the server computes it.
+	var podID string
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT id FROM pods WHERE status = 'running'`).Scan(&podID))
+	e.ranFor(podID, tenMinutesIn)
+	b.run("ran-10-minutes", chromedp.Reload(), poll(`document.querySelector(".pod-status").dataset.status === "running"`), chromedp.WaitVisible(css(`.terminate-btn`)))
 	b.run("terminate-ask", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)))
 	dialog := value[string](b, `document.querySelector("#terminate-dialog").textContent`)
 	require.Contains(t, dialog, "disk is deleted")
-	require.Contains(t, dialog, "$3.58", "2 unstarted hours × $1.79 go back to the card")
+	require.Contains(t, dialog, "$5.07", "170 unused minutes × $1.79 / 60 go back to the card")
+	require.Contains(t, dialog, "170 unused minutes")
 	b.run("terminate-keep", chromedp.Click(css(`#terminate-cancel`)), poll(`!document.querySelector("#terminate-dialog").open`))
 	require.Equal(t, "running", value[string](b, `document.querySelector(".pod-status").dataset.status`))
 	b.run("terminate", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)), chromedp.Click(css(`#terminate-confirm`)),
@@ -283,13 +290,13 @@ func TestBrowserJourney(t *testing.T) {
 	require.Contains(t, value[string](b, `document.querySelector(".pod").textContent`), "Ended")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE status = 'terminated'`))
 	// The refund shows on the card and on the receipt without a reload.
-	b.run("refunded", poll(`(document.querySelector(".pod-refunded") || {textContent: ""}).textContent.includes("$3.58")`),
-		poll(`document.querySelector("#receipts .receipt").innerText.includes("$3.58")`))
+	b.run("refunded", poll(`(document.querySelector(".pod-refunded") || {textContent: ""}).textContent.includes("$5.07")`),
+		poll(`document.querySelector("#receipts .receipt").innerText.includes("$5.07")`))
 	b.phone("dashboard-phone-ended")
 	// The receipt's link opens Stripe's receipt (the stand-in's), with the amount and the refund.
 	b.run("stripe-receipt", chromedp.Click(css(`#receipts .receipt-link`)), chromedp.WaitVisible(css(`[data-testid="amount"]`)))
 	require.Equal(t, "$54.37", value[string](b, `document.querySelector('[data-testid="amount"]').textContent`))
-	require.Equal(t, "$3.58", value[string](b, `document.querySelector('[data-testid="refunded"]').textContent`))
+	require.Equal(t, "$5.07", value[string](b, `document.querySelector('[data-testid="refunded"]').textContent`))
 
 	// Renting another GPU: the form knows who is signed in, Pro's fee is paid for 30 days, and
 	// the success page leads straight back to the dashboard.

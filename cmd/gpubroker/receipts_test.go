@@ -99,16 +99,16 @@ func TestReceiptsPerPayment(t *testing.T) {
 	require.Equal(t, 4, me.Pods[0].HoursTotal, "with the paid extension")
 	require.EqualValues(t, 5437+179, me.Pods[0].PaidCents)
 
-	// Stopped 10 minutes in: 1 hour of 4 started, 3 unused: the extension's hour and 2 of the
-	// order's.
-	e.ranFor(podID, 10*time.Minute)
+	// Stopped 10 minutes in: 10 of 240 minutes used, 230 unused: 230 × 179 / 60 → $6.86, the
+	// extension's $1.79 first and $5.07 of the order's.
+	e.ranFor(podID, tenMinutesIn)
 	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 3*179 })
+	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 686 })
 	e.idle()
 	me = e.me(c)
 	require.EqualValues(t, 179, receiptOf(t, me, "extension").RefundedCents, "the extension is refunded first, all of it")
-	require.EqualValues(t, 2*179, receiptOf(t, me, "order").RefundedCents, "then the order's 2 unused hours")
+	require.EqualValues(t, 686-179, receiptOf(t, me, "order").RefundedCents, "then the rest of the 230 unused minutes from the order")
 
 	// The link: 303 to the receipt Stripe keeps for the payment's charge, which shows the amount
 	// and the refund.
@@ -129,7 +129,7 @@ func TestReceiptsPerPayment(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "signed out")
 	page := e.followReceipt(c, receiptOf(t, me, "order").ReceiptURL)
 	require.Contains(t, page, "$54.37")
-	require.Contains(t, page, "$3.58", "the refunded amount")
+	require.Contains(t, page, "$5.07", "the refunded amount")
 
 	// Another account never gets this account's receipts, nor learns they exist.
 	other, _ := e.signUp("someone-else@example.com")

@@ -87,6 +87,13 @@ func (e *env) runningPod(email string, hours int) (*http.Client, string) {
 	return c, podID
 }
 
+// The stop (or first dead check) comes moments after ranFor: 30 s short of the minute, so that
+// the minutes used (a begun minute counts) are 10 and 70 however slow the machine.
+const (
+	tenMinutesIn     = 10*time.Minute - 30*time.Second
+	seventyMinutesIn = 70*time.Minute - 30*time.Second
+)
+
 // ranFor pretends the pod started d ago.
 func (e *env) ranFor(podID string, d time.Duration) {
 	e.t.Helper()
@@ -146,10 +153,11 @@ func (e *env) requireSaysEnded(msg map[string]any, podID string) {
 	require.NotContains(e.t, text, "Ends:")
 }
 
-// Issue 11.1, the worked example: a pod of 3 hours stopped 10 minutes in has started 1 hour;
-// the 2 others are refunded (2 × the hourly rate), the plan fee is kept, in one partial refund
-// of the order's payment under refund-<payment>-1, and the end email tells the amount.
-func TestEarlyStopRefundsUnusedHours(t *testing.T) {
+// Issue 11.1 and 19.3, the worked example: a pod of 3 hours at $1.79 stopped 10 minutes in has
+// used 10 minutes; the 170 others are refunded (170 × 179 / 60 = 507.16… → $5.07), the plan fee
+// is kept, in one partial refund of the order's payment under refund-<payment>-1, and the end
+// email tells the amount.
+func TestEarlyStopRefundsUnusedMinutes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
 	c, podID := e.runningPod("early-stop@example.com", 3)
@@ -158,14 +166,14 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	require.InDelta(t, 3*3600, *p.SecondsLeft, 60)
 	require.NotNil(t, p.RefundedCents)
 	require.Zero(t, *p.RefundedCents)
-	e.ranFor(podID, 10*time.Minute)
+	e.ranFor(podID, tenMinutesIn)
 
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'unused_hours_refund'`), "queued with the move to terminating")
-	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds WHERE pod_id = $1 AND amount_cents = $2`, podID, 2*p.HourlyCents), "planned with the move to terminating")
+	want := int64(507)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds WHERE pod_id = $1 AND amount_cents = $2`, podID, want), "planned with the move to terminating")
 	e.waitPod(c, podID, "terminated")
-	want := 2 * p.HourlyCents
 	e.eventually("refunded", func() bool { p = e.rentalPod(c, podID); return *p.RefundedCents == want })
 	e.idle()
 	p = e.rentalPod(c, podID)
@@ -180,9 +188,9 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.idempotency_key = 'refund-' || y.id || '-1' AND r.stripe_refund_id IS NOT NULL`, pi, want))
 	msg := e.endEmail("early-stop@example.com")
 	require.Contains(t, msg["text"], mail.Money(want), "the end email says the refund")
-	require.Contains(t, msg["text"], "2 hours you did not start")
+	require.Contains(t, msg["text"], "every minute you paid for and did not use, at $1.79 an hour")
+	require.Contains(t, msg["text"], "The plan fee is not refunded.")
 	e.requireSaysEnded(msg, podID)
-	require.Equal(t, int64(358), want, "the README's worked example: 2 × $1.79")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID))
 	f := e.funnel()
 	require.EqualValues(t, 1, f["early_stop_refunds"])
@@ -195,13 +203,13 @@ func TestEarlyStopRefundsUnusedHours(t *testing.T) {
 	require.Len(t, e.stripeCalls("POST", "/v1/refunds"), 1)
 }
 
-// Issue 11.1: a pod stopped in its last hour has no unused hour; nothing is refunded and no
+// Issue 11.1: a pod stopped in its last minute has no unused minute; nothing is refunded and no
 // refund is asked of Stripe.
-func TestEarlyStopInLastHourRefundsNothing(t *testing.T) {
+func TestEarlyStopInLastMinuteRefundsNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
-	c, podID := e.runningPod("last-hour@example.com", 2)
-	e.ranFor(podID, 61*time.Minute)
+	c, podID := e.runningPod("last-minute@example.com", 2)
+	e.ranFor(podID, 119*time.Minute+45*time.Second)
 	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
 	e.waitPod(c, podID, "terminated")
@@ -219,16 +227,16 @@ func TestEarlyStopRefundAfterFailures(t *testing.T) {
 	for i, mode := range []stripesim.FaultMode{stripesim.FailBefore, stripesim.LoseAnswer} {
 		email := []string{"early500@example.com", "earlylost@example.com"}[i]
 		c, podID := e.runningPod(email, 3)
-		e.ranFor(podID, 70*time.Minute) // 2 hours started, 1 refunded
-		p := e.rentalPod(c, podID)
+		e.ranFor(podID, seventyMinutesIn) // 70 minutes used, 110 refunded: 110 × 179 / 60 → $3.28
+		const want = int64(328)
 		before := len(e.stripeCalls("POST", "/v1/refunds"))
 		e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: mode, Times: 1})
 		code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 		require.Equal(t, http.StatusAccepted, code)
-		e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == p.HourlyCents })
+		e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == want })
 		e.idle()
 		require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)), email)
-		require.Equal(t, p.HourlyCents, *e.rentalPod(c, podID).RefundedCents)
+		require.Equal(t, want, *e.rentalPod(c, podID).RefundedCents)
 		calls := e.stripeCalls("POST", "/v1/refunds")[before:]
 		if mode == stripesim.LoseAnswer {
 			require.Len(t, calls, 1, "the retry found the refund instead of refunding again")
@@ -331,8 +339,9 @@ func TestExtendRefusals(t *testing.T) {
 	require.Equal(t, "not_running", body["error"])
 }
 
-// Issue 11.2 with 11.1: a pod of 2 hours extended by 1 and stopped 10 minutes in has 2 unused
-// hours: the extension is refunded first (all of it), then one hour of the order's payment.
+// Issue 11.2 with 11.1: a pod of 2 hours extended by 1 and stopped 10 minutes in has 170 unused
+// minutes (170 × 179 / 60 → $5.07): the extension is refunded first (all of its $1.79), then
+// $3.28 of the order's payment.
 func TestExtendedThenStoppedRefundsTheExtensionFirst(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
@@ -341,28 +350,29 @@ func TestExtendedThenStoppedRefundsTheExtensionFirst(t *testing.T) {
 	oldEnd := *p.EndsAt
 	sid := e.extend(c, podID, 1, p.HourlyCents)
 	e.eventually("extended", func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
-	e.ranFor(podID, 10*time.Minute)
+	e.ranFor(podID, tenMinutesIn)
 
 	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
 	require.Equal(t, http.StatusAccepted, code)
-	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 507 })
 	e.idle()
 	extPI := *e.m.StripeSim.Session(sid).PaymentIntent
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(extPI))
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, extPI, p.HourlyCents))
-	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, e.piOf(podID), p.HourlyCents))
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.payment_intent_id = $1 AND r.amount_cents = $2`, e.piOf(podID), 507-p.HourlyCents))
 }
 
-// Issue 11.3: the instance of a running pod dies at the provider. Within two health checks the
-// pod is failed with a clear error, the instance is terminated, every hour not completed is
-// refunded (3 bought, 70 minutes run: 1 completed, 2 refunded) and the customer is emailed.
+// Issue 11.3 and 19.3: the instance of a running pod dies at the provider. Within two health
+// checks the pod is failed with a clear error, the instance is terminated, every unused minute is
+// refunded as for a stop (3 hours bought, 70 minutes run to the first dead check: 110 minutes,
+// 110 × 179 / 60 → $3.28) and the customer is emailed.
 func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, periodic: true, env: map[string]string{"POD_HEALTH_INTERVAL": "300ms"}})
 	c, podID := e.runningPod("dead-pod@example.com", 3)
-	p := e.rentalPod(c, podID)
-	e.ranFor(podID, 70*time.Minute)
+	e.ranFor(podID, seventyMinutesIn)
+	const want = int64(328)
 	var instanceID string
 	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT instance_id FROM pods WHERE id = $1`, podID).Scan(&instanceID))
 	e.healthChecks(2) // healthy checks pass and change nothing
@@ -370,14 +380,48 @@ func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 
 	require.True(t, e.m.Sim.Fail(instanceID, "the host failed"))
 	e.waitPod(c, podID, "failed")
-	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 2*p.HourlyCents })
+	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == want })
 	require.Contains(t, e.pod(c, podID).Error, "stopped working")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.died'`, podID))
 	e.eventually("instance terminated", func() bool { return e.m.Sim.Terminations() >= 1 })
-	e.mailOf("dead-pod@example.com", "refunded", mail.Money(2*p.HourlyCents))
+	e.mailOf("dead-pod@example.com", "refunded", mail.Money(want), "after 70 minutes of the 180 minutes you paid for", "The plan fee is not refunded.")
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
 	require.EqualValues(t, 1, e.funnel()["dead_pods"])
 	e.requireSaysEnded(e.endEmail("dead-pod@example.com"), podID)
+}
+
+// Issue 19.3: one rule, by the minute, whoever ends the pod. Two pods of 2 hours at $1.79 on
+// Pro, 20 s run: one stopped with Stop, the other dead at its provider (as when the customer
+// shuts their own container down). Both are refunded the same, the unused minutes at the rate
+// rounded down to the cent: 1 minute used, 119 × 179 / 60 = 355.01… → $3.55, the fee kept.
+func TestStopAndDeathRefundTheSameByTheMinute(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, periodic: true, env: map[string]string{"POD_HEALTH_INTERVAL": "300ms"}})
+	const want = int64(355)
+	stopC, stopped := e.runningPod("stop-20s@example.com", 2)
+	deadC, dead := e.runningPod("dead-20s@example.com", 2)
+	require.Equal(t, int64(179), e.rentalPod(stopC, stopped).HourlyCents)
+
+	e.ranFor(stopped, 20*time.Second)
+	code, body := e.do(stopC, "POST", "/api/pods/"+stopped+"/terminate", nil)
+	require.Equal(t, http.StatusAccepted, code, body)
+
+	e.ranFor(dead, 20*time.Second)
+	var instanceID string
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT instance_id FROM pods WHERE id = $1`, dead).Scan(&instanceID))
+	require.True(t, e.m.Sim.Fail(instanceID, "the customer shut the container down"))
+	e.waitPod(deadC, dead, "failed")
+
+	e.waitPod(stopC, stopped, "terminated")
+	e.eventually("both refunded", func() bool {
+		return *e.rentalPod(stopC, stopped).RefundedCents > 0 && *e.rentalPod(deadC, dead).RefundedCents > 0
+	})
+	e.idle()
+	byStop, byDeath := *e.rentalPod(stopC, stopped).RefundedCents, *e.rentalPod(deadC, dead).RefundedCents
+	require.Equal(t, byStop, byDeath, "stopped and dead 20 s in are refunded the same")
+	require.Equal(t, want, byStop, "119 unused minutes × 179 / 60, rounded down")
+	require.Contains(t, e.endEmail("stop-20s@example.com")["text"], mail.Money(want))
+	e.mailOf("dead-20s@example.com", "refunded", mail.Money(want), "119 minutes")
 }
 
 // Issue 11.5: the Pro fee buys 30 days from its capture. Signed in to an account whose Pro fee

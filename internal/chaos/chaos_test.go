@@ -54,28 +54,45 @@ func (l testLog) Write(p []byte) (int, error) {
 // independently of the product's own ledger.
 func TestExpectedKept(t *testing.T) {
 	started := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { t := started.Add(d); return &t }
 	pro := &orderRow{amount: 4900 + 2*179, hours: 2, hourly: 179, startedAt: &started}
+	ended := func(d time.Duration) *orderRow { o := *pro; o.endedAt = at(d); return &o }
+	// 3 hours at $1.79 on Pro ($54.37), the worked example of the README and the refund policy.
+	example := &orderRow{amount: 4900 + 3*179, hours: 3, hourly: 179, startedAt: &started, endedAt: at(10 * time.Minute)}
 	for _, tc := range []struct {
-		name string
-		out  outcome
-		o    *orderRow
-		want int64
+		name   string
+		out    outcome
+		o      *orderRow
+		lo, hi int64
 	}{
-		{"never deployed", outcome{scenario: scIdle}, &orderRow{amount: 5258, hours: 2, hourly: 179}, 0},
-		{"deployed, never ran", outcome{scenario: scRun, deployed: true}, &orderRow{amount: 5258, hours: 2, hourly: 179}, 0},
-		{"free", outcome{scenario: scFree, deployed: true}, &orderRow{hours: 1, startedAt: &started}, 0},
-		{"runs", outcome{scenario: scRun, deployed: true}, pro, 4900 + 2*179},
-		{"extended, runs", outcome{scenario: scExtend, deployed: true, extended: 1}, pro, 4900 + 3*179},
-		{"stopped 10 minutes in", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(10 * time.Minute)}, pro, 4900 + 179},
-		{"stopped 70 minutes in", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(70 * time.Minute)}, pro, 4900 + 2*179},
-		{"extended, stopped at once", outcome{scenario: scExtendStop, deployed: true, extended: 1, stoppedAt: started.Add(time.Minute)}, pro, 4900 + 179},
-		{"died in its first hour", outcome{scenario: scDie, deployed: true, killedAt: started.Add(30 * time.Minute)}, pro, 4900},
-		{"died in its second hour", outcome{scenario: scDie, deployed: true, killedAt: started.Add(90 * time.Minute)}, pro, 4900 + 179},
-		{"refunded by hand", outcome{scenario: scManual, deployed: true, manualCent: manualRefund}, pro, 4900 + 2*179 - manualRefund},
+		{"never deployed", outcome{scenario: scIdle}, &orderRow{amount: 5258, hours: 2, hourly: 179}, 0, 0},
+		{"deployed, never ran", outcome{scenario: scRun, deployed: true}, &orderRow{amount: 5258, hours: 2, hourly: 179}, 0, 0},
+		{"free", outcome{scenario: scFree, deployed: true}, &orderRow{hours: 1, startedAt: &started}, 0, 0},
+		{"runs", outcome{scenario: scRun, deployed: true}, pro, 4900 + 2*179, 4900 + 2*179},
+		{"extended, runs", outcome{scenario: scExtend, deployed: true, extended: 1}, pro, 4900 + 3*179, 4900 + 3*179},
+		// 170 unused minutes × 179 / 60 = 507.16… → $5.07 back of $54.37.
+		{"the worked example", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(10 * time.Minute)}, example, 5437 - 507, 5437 - 507},
+		// 110 unused: 328.16… back.
+		{"stopped 10 minutes in", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(10 * time.Minute)}, pro, 5258 - 328, 5258 - 328},
+		// The server got the click within the window: 10 or 11 minutes used (109: 325.18… back).
+		{"stopped 10 minutes in, ended 20 s later", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(10 * time.Minute)}, ended(10*time.Minute + 20*time.Second), 5258 - 328, 5258 - 325},
+		// 50 unused: 149.16… back.
+		{"stopped 70 minutes in", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(70 * time.Minute)}, pro, 5258 - 149, 5258 - 149},
+		// One rule: 20 s in, stopped or dead, 1 minute used, 119 unused: 355.01… back.
+		{"stopped 20 s in", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(20 * time.Second)}, ended(40 * time.Second), 5258 - 355, 5258 - 355},
+		{"died 20 s in", outcome{scenario: scDie, deployed: true, killedAt: started.Add(20 * time.Second)}, ended(40 * time.Second), 5258 - 355, 5258 - 355},
+		{"stopped before its start (clock skew)", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(-time.Second)}, pro, 5258 - 355, 5258 - 355},
+		// 180 bought, 1 used: 534.01… back of 4900 + 3 × 179.
+		{"extended, stopped at once", outcome{scenario: scExtendStop, deployed: true, extended: 1, stoppedAt: started.Add(time.Minute)}, pro, 5437 - 534, 5437 - 534},
+		// 90 unused: 268.5 back; 30 unused: 89.5 back.
+		{"died in its first hour", outcome{scenario: scDie, deployed: true, killedAt: started.Add(30 * time.Minute)}, pro, 5258 - 268, 5258 - 268},
+		{"died in its second hour", outcome{scenario: scDie, deployed: true, killedAt: started.Add(90 * time.Minute)}, pro, 5258 - 89, 5258 - 89},
+		{"stopped in its last minute", outcome{scenario: scStop, deployed: true, stoppedAt: started.Add(119*time.Minute + time.Second)}, pro, 5258, 5258},
+		{"refunded by hand", outcome{scenario: scManual, deployed: true, manualCent: manualRefund}, pro, 4900 + 2*179 - manualRefund, 4900 + 2*179 - manualRefund},
 	} {
-		got, why := expectedKept(&tc.out, tc.o)
-		if got != tc.want {
-			t.Errorf("%s: expected %d¢ kept, the check says %d¢ (%s)", tc.name, tc.want, got, why)
+		lo, hi, why := expectedKept(&tc.out, tc.o)
+		if lo != tc.lo || hi != tc.hi {
+			t.Errorf("%s: expected %d¢ to %d¢ kept, the check says %d¢ to %d¢ (%s)", tc.name, tc.lo, tc.hi, lo, hi, why)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"math"
 	"time"
 
 	"gpubroker"
@@ -15,7 +14,7 @@ import (
 // stand-in's PaymentIntents and charges, and the RunPod stand-in's record of every instance it
 // was asked for. None of them trusts the product's own account of what happened: the money
 // expected of each order is computed here from the scenario, the catalog price and the times
-// the driver pressed Stop or killed the instance.
+// the driver pressed Stop or killed the instance (bounded above by when the pod ended).
 
 // orderRow is what the checks read of an order and its pod.
 type orderRow struct {
@@ -27,17 +26,18 @@ type orderRow struct {
 	podStatus   gpubroker.PodStatus
 	instanceID  string
 	startedAt   *time.Time
-	extSessions []string // the sessions of every extension checkout, paid or not
+	endedAt     *time.Time // the pod's terminated_at: after its stop, or after the check that found it dead
+	extSessions []string   // the sessions of every extension checkout, paid or not
 	drift       string
 }
 
 func (r *run) readOrder(ctx context.Context, orderID string) (*orderRow, error) {
 	var o orderRow
 	err := r.pool.QueryRow(ctx, `SELECT o.status, o.amount_cents, o.hours, o.hourly_cents, COALESCE(o.stripe_session_id, ''),
-		p.status, COALESCE(p.instance_id, ''), p.started_at, COALESCE(o.drift, ''),
+		p.status, COALESCE(p.instance_id, ''), p.started_at, p.terminated_at, COALESCE(o.drift, ''),
 		COALESCE((SELECT array_agg(e.stripe_session_id) FROM extensions e WHERE e.pod_id = p.id AND e.stripe_session_id IS NOT NULL), '{}')
 		FROM orders o JOIN pods p ON p.order_id = o.id WHERE o.id = $1`, orderID).
-		Scan(&o.status, &o.amount, &o.hours, &o.hourly, &o.sessionID, &o.podStatus, &o.instanceID, &o.startedAt, &o.drift, &o.extSessions)
+		Scan(&o.status, &o.amount, &o.hours, &o.hourly, &o.sessionID, &o.podStatus, &o.instanceID, &o.startedAt, &o.endedAt, &o.drift, &o.extSessions)
 	return &o, err
 }
 
@@ -73,26 +73,50 @@ func (r *run) money(o *orderRow) (captured, refunded int64, problems []string) {
 	return captured, refunded, problems
 }
 
-// expectedKept is what the customer should have paid in the end, from what they did: nothing
-// for a pod that never ran; the plan fee and the hours used for one that did (every hour bought
-// while it still runs; the hours started when its owner stopped it; the whole hours completed
-// when it died), minus what ops refunded by hand.
-func expectedKept(out *outcome, o *orderRow) (int64, string) {
+// expectedKept is what the customer should have paid in the end, from what they did, as the
+// range [lo, hi] it may fall in: nothing for a pod that never ran; for one that did, the plan
+// fee and every hour bought while it still runs, and, stopped by its owner or dead at the
+// provider (one rule for both), the minutes used: the refund is every unused minute at the rate,
+// rounded down to the cent, a begun minute counting as used (at least one); minus what ops
+// refunded by hand. It is computed here, not by the product's functions.
+//
+// The product counts minutes up to the Stop request it received, or the first health check that
+// found the pod dead: after the driver's click (stoppedAt) or kill (killedAt), and before the pod
+// ended (endedAt, set by the termination or by the second dead check). Later means more minutes
+// used and more kept, so the two ends of that window give lo and hi; they are one value unless
+// a minute boundary falls inside it.
+func expectedKept(out *outcome, o *orderRow) (lo, hi int64, why string) {
 	if out.scenario == scFree || !out.deployed || o.startedAt == nil {
-		return 0, "nothing: the pod never ran"
+		return 0, 0, "nothing: the pod never ran"
 	}
-	fee := o.amount - int64(o.hours)*o.hourly
-	bought := o.hours + out.extended
-	used, why := bought, "every hour bought: it runs"
+	hours := o.hours + out.extended
+	paid := o.amount + int64(out.extended)*o.hourly // the order (fee and hours) and each extension's hour
+	var from time.Time
 	switch {
 	case !out.stoppedAt.IsZero():
-		used = max(1, int(math.Ceil(out.stoppedAt.Sub(*o.startedAt).Hours())))
-		why = "the hours started before its owner stopped it"
+		from, why = out.stoppedAt, "the fee and the minutes used up to its owner's Stop; every unused minute refunded"
 	case !out.killedAt.IsZero():
-		used = int(out.killedAt.Sub(*o.startedAt).Hours())
-		why = "the whole hours completed before it died"
+		from, why = out.killedAt, "the fee and the minutes used up to when it was found dead; every unused minute refunded, as for a Stop"
+	default:
+		return paid - out.manualCent, paid - out.manualCent, "every hour bought: it runs"
 	}
-	return fee + int64(min(used, bought))*o.hourly - out.manualCent, why
+	to := from
+	if o.endedAt != nil && o.endedAt.After(from) {
+		to = *o.endedAt
+	}
+	keptAt := func(t time.Time) int64 {
+		ran := t.Sub(*o.startedAt)
+		used := int64(1) // a pod that ran has used a minute
+		if ran > 0 {
+			used = int64((ran + time.Minute - 1) / time.Minute) // the minutes begun
+		}
+		unused := int64(hours)*60 - used
+		if unused <= 0 {
+			return paid
+		}
+		return paid - unused*o.hourly/60
+	}
+	return keptAt(from) - out.manualCent, keptAt(to) - out.manualCent, why
 }
 
 // check returns every violation of the promise.
@@ -143,9 +167,13 @@ func (r *run) check(ctx context.Context) []string {
 		for _, p := range problems {
 			add("%s: %s", who, p)
 		}
-		want, why := expectedKept(out, o)
-		if got := captured - refunded; got != want {
-			add("%s: Stripe kept %d¢ (captured %d, refunded %d), expected %d¢: %s", who, got, captured, refunded, want, why)
+		lo, hi, why := expectedKept(out, o)
+		if got := captured - refunded; got < lo || got > hi {
+			want := fmt.Sprintf("%d¢", lo)
+			if hi != lo {
+				want = fmt.Sprintf("%d¢ to %d¢", lo, hi)
+			}
+			add("%s: Stripe kept %d¢ (captured %d, refunded %d), expected %s: %s", who, got, captured, refunded, want, why)
 		}
 		// Instances: at most one launch per pod, and a running pod's instance runs.
 		if n := launches[jobs.InstanceName(out.podID)]; n > 1 {

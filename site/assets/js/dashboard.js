@@ -32,11 +32,11 @@ const PROGRESS = {
 // out, it is stopped from another tab or dies at the provider), a failed one whose refund is
 // pending.
 // A pod that died after running (started_at set) keeps its order captured: its refund is of
-// the hours it did not complete, shown as refunded_cents, not a full one pending.
+// the minutes it did not use, shown as refunded_cents, not a full one pending.
 const refundPending = (p) => p.status === "failed" && p.order_status === "captured" && !p.started_at;
-// A paid pod that ended with hours it did not use (stopped early, or died at the provider) is
+// A paid pod that ended with minutes it did not use (stopped early, or died at the provider) is
 // refunded by a job moments after it ends: it is followed until the refund shows, for at most
-// REFUND_WAIT after it was first seen ended (a pod that used every hour gets nothing).
+// REFUND_WAIT after it was first seen ended (a pod that used every minute gets nothing).
 const REFUND_WAIT = 3 * 60 * 1000;
 const refundWaits = new Map(); // id → until when
 function refundComing(p) {
@@ -336,29 +336,33 @@ async function deploy(id) {
   if (res.status === 409 || res.status === 403) refreshPod(id);
 }
 
-// earlyStopRefund is what stopping the pod now gives back, by the rule the server applies:
-// (hours bought − hours started) × the hourly rate, an hour counting as started once it begins
-// (at least one); the plan fee is kept.
+// earlyStopRefund is what stopping the pod now gives back, by the rule the server applies
+// (gpubroker.UnusedMinutesCents): every unused minute at the hourly rate, rounded down to the
+// cent, a minute counting as used once it has begun (at least one); the plan fee is kept.
+//   minutes used = max(1, ⌈ms run / 60000⌉), minutes bought = hours bought × 60,
+//   refund = ⌊(bought − used) × hourly cents / 60⌋
 function earlyStopRefund(p) {
-  if (p.status !== "running" || !p.started_at || !(p.hourly_cents > 0) || p.order_status !== "captured") return { hours: 0, cents: 0 };
+  if (p.status !== "running" || !p.started_at || !(p.hourly_cents > 0) || p.order_status !== "captured") return { minutes: 0, cents: 0, fee: false };
   const ran = Math.max(0, Date.now() - Date.parse(p.started_at));
-  const bought = p.ends_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
-  const started = Math.max(1, Math.ceil(ran / 3600000));
-  const hours = Math.max(0, bought - started);
-  return { hours, cents: hours * p.hourly_cents };
+  const hours = p.ends_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
+  const used = Math.max(1, Math.ceil(ran / 60000));
+  const minutes = Math.max(0, hours * 60 - used);
+  const fee = p.amount_cents - p.hours * p.hourly_cents > 0;
+  return { minutes, cents: Math.floor((minutes * p.hourly_cents) / 60), fee };
 }
 
-// confirmTerminate says what stopping means before it happens: the disk goes, and the whole
-// hours not started yet are refunded (the amount, as of now).
+// confirmTerminate says what stopping means before it happens: the disk goes, and the unused
+// minutes are refunded (the amount, as of now).
 function confirmTerminate(id) {
   const dlg = $("#terminate-dialog");
   const p = pods.get(id);
-  const r = p ? earlyStopRefund(p) : { hours: 0, cents: 0 };
+  const r = p ? earlyStopRefund(p) : { minutes: 0, cents: 0, fee: false };
+  const kept = r.fee ? "; the plan fee is kept" : "";
   $("#terminate-refund").textContent =
     r.cents > 0
-      ? `You have not started ${r.hours} of the hours you paid for: ${money(r.cents, p.currency)} goes back to your card (the plan fee is kept). An hour counts as used once it has begun.`
+      ? `You have ${r.minutes === 1 ? "1 unused minute" : `${r.minutes} unused minutes`}: ${money(r.cents, p.currency)} goes back to your card (each at ${money(p.hourly_cents, p.currency)} an hour, rounded down to the cent${kept}). A minute counts as used once it has begun.`
       : p && p.order_status === "captured"
-        ? "Every hour you paid for has begun, so nothing is refunded. (Whole hours not started yet are refunded; the plan fee is kept.)"
+        ? `Nothing is left to refund: every minute you paid for has begun, or what is left comes to less than a cent. (Unused minutes are refunded${kept}.)`
         : "This pod is free: there is nothing to refund.";
   dlg.returnValue = "";
   dlg.onclose = () => {
