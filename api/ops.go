@@ -127,7 +127,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprou
 
 // alertedActions are the audit actions ops/alerts.yml reads: exported from the start.
 var alertedActions = []string{"refund.failed",
-	"reconcile.orphan_instance", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift"}
+	"reconcile.orphan_instance", "reconcile.overdue_pod", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift"}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

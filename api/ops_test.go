@@ -108,7 +108,7 @@ func TestFunnelIsAuditedAndReportsReconcile(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
 	ctx := context.Background()
-	for _, action := range []string{"reconcile.orphan_instance", "reconcile.orphan_instance", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift"} {
+	for _, action := range []string{"reconcile.orphan_instance", "reconcile.orphan_instance", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift", "reconcile.overdue_pod"} {
 		require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: action}))
 	}
 	w := ts.do("GET", "/ops/funnel", nil, adminHeader())
@@ -117,7 +117,7 @@ func TestFunnelIsAuditedAndReportsReconcile(t *testing.T) {
 		Reconcile map[string]int64 `json:"reconcile"`
 	}
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &f))
-	require.Equal(t, map[string]int64{"drift_orders": 0, "orphan_instances_ended": 2, "refunds_queued": 1, "provisions_requeued": 1}, f.Reconcile)
+	require.Equal(t, map[string]int64{"drift_orders": 0, "orphan_instances_ended": 2, "refunds_queued": 1, "provisions_requeued": 1, "overdue_pods_ended": 1}, f.Reconcile)
 	views := auditRows(t, ts.pool, "ops.viewed_funnel")
 	require.Len(t, views, 1)
 	require.Equal(t, "admin:", views[0].Detail["actor"])
@@ -143,6 +143,7 @@ func TestMetricsExportAlertSeriesFromZero(t *testing.T) {
 		`gpubroker_jobs{kind="capture",state="retryable"} 0`,
 		`gpubroker_audit_events_total{action="refund.failed"} 0`,
 		`gpubroker_audit_events_total{action="reconcile.orphan_instance"} 0`,
+		`gpubroker_audit_events_total{action="reconcile.overdue_pod"} 0`,
 		`gpubroker_audit_events_total{action="reconcile.refund_queued"} 0`,
 		`gpubroker_audit_events_total{action="reconcile.provision_requeued"} 0`,
 		`gpubroker_audit_events_total{action="reconcile.drift"} 0`,

@@ -35,6 +35,10 @@ const (
 	// strandedGrace is how long past the provisioning deadline a captured pod may sit in
 	// provisioning with no job before the reconciler requeues it.
 	strandedGrace = 5 * time.Minute
+	// overdueGrace is how long past its paid end a pod may run before the reconciler ends it:
+	// the scheduled terminate job runs at the end, so this only catches one that was lost,
+	// cancelled or deleted.
+	overdueGrace = 10 * time.Minute
 )
 
 // ReconcileWorker is the last line of the promise that a crash, an outage or a lost job never
@@ -51,6 +55,9 @@ const (
 //     refund past its deadline) is queued (reconcile.refund_queued, reconcile.provision_requeued);
 //     a refund job that ran out of attempts is reported instead, since retrying it is a
 //     person's call (a dispute);
+//   - a running pod 10 minutes past its paid end with no terminate job alive and no extension
+//     that may still move its end (a checkout open, or paid and not yet processed): ended
+//     through the terminate job, as at its scheduled end (reconcile.overdue_pod);
 //   - a planned partial refund (early stop, dead pod) never made and no job making it: requeued;
 //   - a PaymentIntent whose state or amounts disagree with the order and its ledger:
 //     reported (orders.drift, reconcile.drift), never changed.
@@ -61,7 +68,7 @@ type ReconcileWorker struct {
 
 // Work implements river.Worker.
 func (w *ReconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
-	return errors.Join(w.instances(ctx), w.stranded(ctx), w.unmadeRefunds(ctx), w.payments(ctx))
+	return errors.Join(w.instances(ctx), w.overdue(ctx), w.stranded(ctx), w.unmadeRefunds(ctx), w.payments(ctx))
 }
 
 // report logs a finding at error level and audits it, with the job that repairs it (if any)
@@ -136,6 +143,21 @@ func (w *ReconcileWorker) instances(ctx context.Context) error {
 			}
 			errs = append(errs, w.report(ctx, e, TerminateInstanceArgs{PodID: podID, Provider: p.Name(), InstanceID: in.ID}))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// overdue ends running pods past their paid end that nothing is ending.
+func (w *ReconcileWorker) overdue(ctx context.Context) error {
+	now := w.d.now()
+	list, err := postgres.OverduePods(ctx, w.d.Pool, now.Add(-overdueGrace), now.Add(-gpubroker.CheckoutLifetime))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range list {
+		e := postgres.AuditEvent{AccountID: p.AccountID, OrderID: p.OrderID, PodID: p.PodID, Action: "reconcile.overdue_pod", Detail: map[string]any{"ends_at": p.EndsAt}}
+		errs = append(errs, w.report(ctx, e, TerminateArgs{PodID: p.PodID, EndsAt: &p.EndsAt}))
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -146,4 +147,55 @@ func TestReconcileReportsPaymentDrift(t *testing.T) {
 	require.NoError(t, err)
 	work(t, b, w, ReconcileArgs{})
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.drift'`))
+}
+
+// Issue 19.2: "a pod past its paid end is ended" held only while its terminate job did. A
+// running pod 10 minutes past ends_at is ended through the normal terminate path, unless an
+// extension may still move its end: a checkout still open, or one paid whose event is not yet
+// processed.
+func TestReconcileEndsOverduePods(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	w := &ReconcileWorker{d: b.deps}
+	now := b.deps.now()
+
+	running := func(email string, endedAgo time.Duration) string {
+		t.Helper()
+		_, podID := b.order(t, "pro", email)
+		_, err := b.pool.Exec(ctx, `UPDATE pods SET status = 'running', provider = 'sim', instance_id = 'i-'||id, started_at = $2::timestamptz - interval '2 hours', ends_at = $2 WHERE id = $1`,
+			podID, now.Add(-endedAgo))
+		require.NoError(t, err)
+		return podID
+	}
+	extension := func(podID, session string, created time.Time) {
+		t.Helper()
+		_, err := b.pool.Exec(ctx, `INSERT INTO extensions (pod_id, order_id, hours, amount_cents, stripe_session_id, created_at)
+			SELECT id, order_id, 1, 179, $2, $3 FROM pods WHERE id = $1`, podID, session, created)
+		require.NoError(t, err)
+	}
+
+	overdue := running("overdue@example.com", 11*time.Minute) // its terminate job was cancelled
+	justEnded := running("just@example.com", 5*time.Minute)
+	open := running("open@example.com", 11*time.Minute)
+	extension(open, "cs_open", now.Add(-10*time.Minute))
+	paying := running("paying@example.com", 40*time.Minute)
+	extension(paying, "cs_paid", now.Add(-35*time.Minute))
+	_, err := b.pool.Exec(ctx, `INSERT INTO stripe_events (id, type, object_id, payload) VALUES ('evt_paid', 'checkout.session.completed', 'cs_paid', '{}')`)
+	require.NoError(t, err)
+	abandoned := running("abandoned@example.com", 40*time.Minute)
+	extension(abandoned, "cs_abandoned", now.Add(-35*time.Minute)) // expired unpaid, its webhook lost
+
+	work(t, b, w, ReconcileArgs{})
+	rows, err := b.pool.Query(ctx, `SELECT args->>'pod_id' FROM river_job WHERE kind = 'terminate'`)
+	require.NoError(t, err)
+	ended, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{overdue, abandoned}, ended, "just ended %s, open %s, paying %s", justEnded, open, paying)
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.overdue_pod'`))
+
+	// While the terminate jobs are alive, nothing is queued again.
+	work(t, b, w, ReconcileArgs{})
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'terminate'`))
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.overdue_pod'`))
 }

@@ -13,7 +13,11 @@ ALTER TABLE sessions ADD COLUMN order_id uuid REFERENCES orders (id);
 -- so they are dropped at activation: nobody can tell who added them.
 ALTER TABLE ssh_keys ADD COLUMN payer_order_id uuid REFERENCES orders (id);
 
+-- Issue 19.2: the reconciler ends running pods past their paid end (postgres.OverduePods).
+CREATE INDEX pods_running_ends_idx ON pods (ends_at) WHERE status = 'running';
+
 -- +goose Down
+DROP INDEX pods_running_ends_idx;
 ALTER TABLE ssh_keys DROP COLUMN payer_order_id;
 ALTER TABLE sessions DROP COLUMN order_id;
 ALTER TABLE orders DROP COLUMN checkout_cookie_hash;

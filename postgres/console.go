@@ -66,6 +66,7 @@ type ReconcileSummary struct {
 	OrphanInstancesEnded int64 `json:"orphan_instances_ended"`
 	RefundsQueued        int64 `json:"refunds_queued"`
 	ProvisionsRequeued   int64 `json:"provisions_requeued"`
+	OverduePodsEnded     int64 `json:"overdue_pods_ended"`
 }
 
 // DriftRow is an order whose last check found Stripe disagreeing with it.
@@ -76,14 +77,16 @@ type DriftRow struct {
 }
 
 // GetReconcileSummary counts the orders the reconciler last found in drift and the repairs it
-// audited (reconcile.orphan_instance, reconcile.refund_queued, reconcile.provision_requeued).
+// audited (reconcile.orphan_instance, reconcile.overdue_pod, reconcile.refund_queued,
+// reconcile.provision_requeued).
 func GetReconcileSummary(ctx context.Context, q Querier) (ReconcileSummary, error) {
 	var r ReconcileSummary
 	err := q.QueryRow(ctx, `SELECT
 		count(*) FILTER (WHERE action = 'reconcile.orphan_instance'),
 		count(*) FILTER (WHERE action = 'reconcile.refund_queued'),
-		count(*) FILTER (WHERE action = 'reconcile.provision_requeued')
-		FROM audit_events WHERE action LIKE 'reconcile.%'`).Scan(&r.OrphanInstancesEnded, &r.RefundsQueued, &r.ProvisionsRequeued)
+		count(*) FILTER (WHERE action = 'reconcile.provision_requeued'),
+		count(*) FILTER (WHERE action = 'reconcile.overdue_pod')
+		FROM audit_events WHERE action LIKE 'reconcile.%'`).Scan(&r.OrphanInstancesEnded, &r.RefundsQueued, &r.ProvisionsRequeued, &r.OverduePodsEnded)
 	if err != nil {
 		return r, err
 	}
@@ -234,7 +237,7 @@ func GetConsoleSummary(ctx context.Context, q Querier, since time.Time) (*Consol
 	}
 	rows, err = q.Query(ctx, `SELECT a.created_at, a.action, COALESCE(a.order_id, p.order_id)::text, a.detail
 		FROM audit_events a LEFT JOIN pods p ON p.id = a.pod_id
-		WHERE a.action IN ('reconcile.orphan_instance', 'reconcile.refund_queued', 'reconcile.provision_requeued')
+		WHERE a.action IN ('reconcile.orphan_instance', 'reconcile.overdue_pod', 'reconcile.refund_queued', 'reconcile.provision_requeued')
 		ORDER BY a.id DESC LIMIT 20`)
 	if err != nil {
 		return nil, err

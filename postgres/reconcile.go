@@ -92,6 +92,31 @@ func StrandedPods(ctx context.Context, q Querier, stuckBefore time.Time) ([]Stra
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[StrandedPod])
 }
 
+// OverduePod is a running pod past its paid end.
+type OverduePod struct {
+	PodID, OrderID, AccountID string
+	EndsAt                    time.Time
+}
+
+// OverduePods lists running pods whose paid end passed before endedBefore, with no terminate
+// job alive (a cancelled or deleted one does not count) and no extension that may still move
+// the end: a checkout opened since openSince (it may still be paid), or one paid whose Stripe
+// event is stored but not yet processed.
+func OverduePods(ctx context.Context, q Querier, endedBefore, openSince time.Time) ([]OverduePod, error) {
+	rows, err := q.Query(ctx, `SELECT p.id::text, p.order_id::text, COALESCE(o.account_id::text, ''), p.ends_at
+		FROM pods p JOIN orders o ON o.id = p.order_id
+		WHERE p.status = 'running' AND p.ends_at < $1
+		AND NOT EXISTS (SELECT 1 FROM extensions x WHERE x.pod_id = p.id AND x.status = 'checkout_pending'
+			AND (x.created_at > $2 OR EXISTS (SELECT 1 FROM stripe_events e WHERE e.object_id = x.stripe_session_id AND e.processed_at IS NULL)))
+		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'terminate' AND j.args @> jsonb_build_object('pod_id', p.id::text)
+			AND j.state IN `+jobAlive+`)
+		ORDER BY p.ends_at`, endedBefore, openSince)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[OverduePod])
+}
+
 // UnmadeRefund is a refund planned in the ledger (early stop, dead pod, late extension) that
 // was never made and that no job is making.
 type UnmadeRefund struct {
