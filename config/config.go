@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -39,6 +40,11 @@ type Config struct {
 	GPUSimulator        bool
 	TrustedProxyHops    int
 	PprofAddr           string
+	// MetricsAddr is a private host:port serving /metrics without auth (unset: none).
+	MetricsAddr string
+	// OriginSecret is the value CloudFront sends in api.OriginSecretHeader; set, api and
+	// worker answer nothing else but /healthz.
+	OriginSecret string
 	// PodHealthInterval is how often every running pod's instance is checked at its provider;
 	// zero: 1 minute, 10 seconds in dev.
 	PodHealthInterval time.Duration
@@ -53,7 +59,7 @@ type Config struct {
 
 // Vars lists every variable with its default, for the README, .env.example and `gpubroker env`.
 var Vars = []struct{ Name, Default, Help string }{
-	{"ADDR", ":8080", "listen address"},
+	{"ADDR", "", "listen address (unset: :8080 in api and worker, 127.0.0.1:8080 in dev)"},
 	{"PUBLIC_URL", "http://localhost:8080", "the site's origin, used in emails, redirects and the Origin check"},
 	{"DATABASE_URL", "", "Postgres URL (required; the Makefile starts a local cluster when unset)"},
 	{"STRIPE_SECRET_KEY", "", "Stripe secret key; unset: the Stripe stand-in at /dev/stripe (dev only)"},
@@ -70,7 +76,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"RUNPOD_API_KEY", "", "enables RunPod"},
 	{"RUNPOD_API_BASE", "", "override RunPod's API URL (the chaos run's RunPod stand-in)"},
 	{"ADMIN_USER", "admin", "ops basic-auth user"},
-	{"ADMIN_PASSWORD", "", "ops basic-auth password; unset: ops routes answer 404 (dev generates one)"},
+	{"ADMIN_PASSWORD", "", "ops basic-auth password, at least 16 characters in api and worker; unset: ops routes answer 404 (dev generates one)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"SITE_DIR", "site/public", "built Hugo site served by `dev`"},
 	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
@@ -81,13 +87,44 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"RESCUE_STUCK_JOBS_AFTER", "5m", "when a job whose worker died (crash, kill -9) is run again; must exceed twice JOB_TIMEOUT"},
 	{"RECONCILE_INTERVAL", "10m", "how often the reconciler compares orders, Stripe and the providers' instances"},
 	{"PPROF_ADDR", "", "loopback address (127.0.0.1:port) serving /debug/pprof/ for profiling (make load); unset: off"},
+	{"METRICS_ADDR", "", "loopback or private address (127.0.0.1:9090, 10.0.1.5:9090) serving /metrics without auth to the scraper; unset: off (the main port's /metrics needs admin auth)"},
+	{"ORIGIN_SECRET", "", "the secret CloudFront sends in X-Origin-Secret (at least 32 characters); required by api; set, api and worker answer 403 to every request without it but /healthz"},
 }
 
-// FromEnv reads the configuration through getenv (os.Getenv in production, a map in tests).
-func FromEnv(getenv func(string) string) (*Config, error) {
+// MinAdminPassword is the shortest ADMIN_PASSWORD api and worker accept: it guards the River
+// UI (retry, cancel, delete jobs) and every customer's order story, on a public origin.
+const MinAdminPassword = 16
+
+// MinOriginSecret is the shortest ORIGIN_SECRET accepted: no person types it.
+const MinOriginSecret = 32
+
+// FromEnv reads the configuration through getenv (os.Getenv in production, a map in tests)
+// with the checks every mode shares; ADDR defaults to :8080. The gpubroker command reads it
+// with ForMode.
+func FromEnv(getenv func(string) string) (*Config, error) { return ForMode("", getenv) }
+
+// ForMode reads the configuration for one mode of the gpubroker command (dev, api, worker,
+// migrate; "" for none) and adds that mode's checks:
+//
+//	dev     loopback only: no live Stripe key, a PUBLIC_URL on this machine, ADDR 127.0.0.1:8080
+//	        by default (it serves every email at /dev/mail and the GPU stand-in at /dev/gpu/)
+//	api     ORIGIN_SECRET is required; ADMIN_PASSWORD, when set, has at least 16 characters
+//	worker  ADMIN_PASSWORD, when set, has at least 16 characters
+func ForMode(mode string, getenv func(string) string) (*Config, error) {
+	switch mode {
+	case "", "dev", "api", "worker", "migrate":
+	default:
+		return nil, fmt.Errorf("unknown mode %q", mode)
+	}
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
+		}
+		if name == "ADDR" {
+			if mode == "dev" {
+				return "127.0.0.1:8080"
+			}
+			return ":8080"
 		}
 		for _, v := range Vars {
 			if v.Name == name {
@@ -103,7 +140,9 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		SQSFeedbackQueueURL: get("SQS_FEEDBACK_QUEUE_URL"), OffersBucket: get("OFFERS_BUCKET"), SalesEmail: get("SALES_EMAIL"),
 		LambdaAPIKey: get("LAMBDA_API_KEY"), LambdaSSHKeyName: get("LAMBDA_SSH_KEY_NAME"), RunPodAPIKey: get("RUNPOD_API_KEY"), RunPodAPIBase: get("RUNPOD_API_BASE"),
 		AdminUser: get("ADMIN_USER"), AdminPassword: get("ADMIN_PASSWORD"), SiteDir: get("SITE_DIR"),
-		PprofAddr: get("PPROF_ADDR"),
+		PprofAddr: get("PPROF_ADDR"), MetricsAddr: get("METRICS_ADDR"),
+		// Not trimmed: a secret is compared byte for byte with what CloudFront sends.
+		OriginSecret: getenv("ORIGIN_SECRET"),
 	}
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -180,11 +219,66 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 			bad("PPROF_ADDR", "must be a loopback host:port like 127.0.0.1:6060, got %q", c.PprofAddr)
 		}
 	}
-	return c, errors.Join(errs...)
+	if c.MetricsAddr != "" && !privateAddr(c.MetricsAddr) {
+		// Unauthenticated metrics (order counts, payment rates, job errors by kind) only where
+		// nobody outside the network reaches them. An empty host or 0.0.0.0 is every
+		// interface, public ones included; a name may resolve anywhere.
+		bad("METRICS_ADDR", "must be a loopback or private IP with a port (127.0.0.1:9090, 10.0.1.5:9090, [fd00::1]:9090), "+
+			"not a public address, every interface (:9090, 0.0.0.0) or a host name; got %q", c.MetricsAddr)
+	}
+	if c.OriginSecret != "" && (len(c.OriginSecret) < MinOriginSecret || strings.IndexFunc(c.OriginSecret, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0) {
+		bad("ORIGIN_SECRET", "must be at least %d printable ASCII characters without spaces (Terraform generates it)", MinOriginSecret)
+	}
+	switch mode {
+	case "dev":
+		// dev serves every sign-in link at /dev/mail and the GPU stand-in at /dev/gpu/: it must
+		// never face customers.
+		if strings.HasPrefix(c.StripeSecretKey, "sk_live_") || strings.HasPrefix(c.StripeSecretKey, "rk_live_") {
+			bad("STRIPE_SECRET_KEY", "dev refuses a live key (it serves every email at /dev/mail): use a test key (sk_test_…) or none for the stand-in")
+		}
+		if u, err := url.Parse(c.PublicURL); err == nil && u.Host != "" && !loopbackHost(u.Hostname()) {
+			bad("PUBLIC_URL", "dev serves only this machine: use http://localhost:<port>, a 127.x.x.x or [::1] address; got %q", c.PublicURL)
+		}
+	case "api", "worker":
+		if c.AdminPassword != "" && len(c.AdminPassword) < MinAdminPassword {
+			bad("ADMIN_PASSWORD", "must be at least %d characters in %s (it guards the River UI and every order's story); unset, the ops routes answer 404", MinAdminPassword, mode)
+		}
+		if mode == "api" && c.OriginSecret == "" {
+			bad("ORIGIN_SECRET", "is required by api: the secret header CloudFront sends (Terraform sets it), so the load balancer answers our distribution alone")
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
 }
 
-// FromOS reads the process environment.
-func FromOS() (*Config, error) { return FromEnv(os.Getenv) }
+// loopbackHost reports whether host is localhost or a loopback IP (127.0.0.0/8, ::1).
+func loopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// privateAddr reports whether addr is host:port with a numeric port and a host that is
+// loopback, or an IP no one reaches from the internet: the RFC 1918 and ULA (fc00::/7)
+// private ranges, or link-local.
+func privateAddr(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
+}
+
+// FromOS reads the process environment for a mode (see ForMode).
+func FromOS(mode string) (*Config, error) { return ForMode(mode, os.Getenv) }
 
 // LocalDev reports whether PUBLIC_URL is http://localhost (the only case the session cookie may
 // drop Secure).

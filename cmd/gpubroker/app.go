@@ -45,21 +45,56 @@ type Main struct {
 	NoRateLimits  bool
 	// PublicURLFromListener sets PUBLIC_URL to the listener's address (tests on :0).
 	PublicURLFromListener bool
+	// The HTTP servers' timeouts (the API's and the metrics listener's); zero: the defaults,
+	// DefaultReadTimeout, DefaultWriteTimeout and DefaultIdleTimeout.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 
 	// Set by Open.
-	Pool      *pgxpool.Pool
-	River     *river.Client[pgx.Tx]
-	StripeSim *stripeStandIn // the Stripe stand-in (dev without STRIPE_SECRET_KEY)
-	Sim       *sim.Sim       // the GPU simulator (dev, or GPU_SIMULATOR=true)
-	JobDeps   *jobs.Deps     // what the workers run with (worker and dev)
-	URL       string         // where the HTTP server listens, as http://host:port
+	Pool       *pgxpool.Pool
+	River      *river.Client[pgx.Tx]
+	StripeSim  *stripeStandIn // the Stripe stand-in (dev without STRIPE_SECRET_KEY)
+	Sim        *sim.Sim       // the GPU simulator (dev, or GPU_SIMULATOR=true)
+	JobDeps    *jobs.Deps     // what the workers run with (worker and dev)
+	URL        string         // where the HTTP server listens, as http://host:port
+	MetricsURL string         // where METRICS_ADDR's listener serves /metrics ("" without it)
 
-	ln      net.Listener
-	server  *http.Server
-	cancel  context.CancelFunc
-	offers  latest
-	closers []func()
-	wg      sync.WaitGroup // background loops (the SQS consumer)
+	ln            net.Listener
+	server        *http.Server
+	metricsLn     net.Listener
+	metricsServer *http.Server
+	cancel        context.CancelFunc
+	offers        latest
+	closers       []func()
+	wg            sync.WaitGroup // background loops (the SQS consumer)
+}
+
+// The HTTP servers' timeouts. A client that sends headers and then nothing, or a body slowly,
+// is cut after DefaultReadTimeout (headers within 10 s of that); a response may take
+// DefaultWriteTimeout. The slowest legitimate requests (the ops console's and River UI's
+// queries, bounded at a few seconds; a webhook, one commit) take seconds, and CloudFront gives
+// up on an origin after 30 s anyway. An idle keep-alive connection is kept longer than the
+// ALB's 60 s idle timeout, so the ALB, not the task, closes it (no 502 on a closing race).
+const (
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	defaultReadHeaderTimeout = 10 * time.Second
+)
+
+// newServer is an http.Server for h with Main's timeouts.
+func (m *Main) newServer(h http.Handler) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return def
+	}
+	read := or(m.ReadTimeout, DefaultReadTimeout)
+	return &http.Server{
+		Handler: h, ReadHeaderTimeout: min(defaultReadHeaderTimeout, read), ReadTimeout: read,
+		WriteTimeout: or(m.WriteTimeout, DefaultWriteTimeout), IdleTimeout: or(m.IdleTimeout, DefaultIdleTimeout),
+		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // Run opens the process, serves until ctx is done, then shuts down gracefully.
@@ -88,10 +123,16 @@ func (m *Main) Run(ctx context.Context) error {
 //	api     Stripe, an insert-only River client, the API and ops routes
 //	worker  Stripe, GPU providers, SES/SQS/S3, the River workers, the ops routes and River UI
 //	dev     both, with the stand-ins for what is not configured, the site and /dev/mail
+//
+// With METRICS_ADDR, /metrics is also served there without auth (on ADDR it needs admin auth);
+// with ORIGIN_SECRET, api and worker answer only requests carrying it (and /healthz).
 func (m *Main) Open(ctx context.Context) error {
 	cfg, log := m.Config, m.Logger
 	if m.Mode != "api" && m.Mode != "worker" && m.Mode != "dev" {
 		return fmt.Errorf("unknown mode %q", m.Mode)
+	}
+	if m.Mode == "dev" && !devModeBuilt {
+		return errNoDevMode
 	}
 	ctx, m.cancel = context.WithCancel(ctx)
 	var err error
@@ -99,6 +140,12 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("error listening on ADDR %s: %w", cfg.Addr, err)
 	}
 	m.URL = "http://" + m.ln.Addr().String()
+	if cfg.MetricsAddr != "" {
+		if m.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("error listening on METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+		}
+		m.MetricsURL = "http://" + m.metricsLn.Addr().String()
+	}
 	if m.PublicURLFromListener {
 		cfg.PublicURL = m.URL
 	}
@@ -119,23 +166,23 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	adminPassword := m.adminPassword()
+	apiServer := &api.Server{
+		Pool: m.Pool, Payments: payments, Catalog: catalog, PublicURL: cfg.PublicURL,
+		WebhookSecret: cfg.StripeWebhookSecret, ParseWebhook: billing.ParseWebhook, SecureCookies: !cfg.LocalDev(),
+		AdminUser: cfg.AdminUser, AdminPassword: m.adminPassword(), SalesEmail: cfg.SalesEmail, Logger: log.With("component", "api"),
+		NoRateLimits: m.NoRateLimits, TrustedProxyHops: cfg.TrustedProxyHops,
+		StripeTestMode: !strings.HasPrefix(cfg.StripeSecretKey, "sk_live_") && !strings.HasPrefix(cfg.StripeSecretKey, "rk_live_"),
+	}
 
 	if m.Mode == "api" {
 		if m.River, err = worker.NewInsertClient(m.Pool, log); err != nil {
 			return err
 		}
-	} else if err := m.startWorker(ctx, mux, catalog, payments, adminPassword); err != nil {
+	} else if err := m.startWorker(ctx, mux, catalog, payments, apiServer); err != nil {
 		return err
 	}
 
-	apiServer := &api.Server{
-		Pool: m.Pool, Jobs: m.River, Payments: payments, Catalog: catalog, PublicURL: cfg.PublicURL,
-		WebhookSecret: cfg.StripeWebhookSecret, ParseWebhook: billing.ParseWebhook, SecureCookies: !cfg.LocalDev(),
-		AdminUser: cfg.AdminUser, AdminPassword: adminPassword, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "api"),
-		NoRateLimits: m.NoRateLimits, TrustedProxyHops: cfg.TrustedProxyHops,
-		StripeTestMode: !strings.HasPrefix(cfg.StripeSecretKey, "sk_live_") && !strings.HasPrefix(cfg.StripeSecretKey, "rk_live_"),
-	}
+	apiServer.Jobs = m.River
 	apiHandler := apiServer.Handler()
 	routes := []string{"/healthz", "/readyz", "/metrics", "/ops/"} // the River UI's /ops/riverui/ is mounted apart
 	if m.Mode != "worker" {                                        // the worker serves only health, metrics and the ops pages
@@ -158,13 +205,28 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("error listening on PPROF_ADDR %s: %w", cfg.PprofAddr, err)
 		}
 	}
-	m.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	var handler http.Handler = mux
+	if m.Mode != "dev" && cfg.OriginSecret != "" {
+		// Only our CloudFront distribution (and the ALB's health check) gets an answer.
+		handler = api.RequireOriginSecret(api.OriginSecretHeader, cfg.OriginSecret, mux)
+	}
+	m.server = m.newServer(handler)
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server failed", "error", err)
 		}
 	}()
-	log.Info("gpubroker started", "mode", m.Mode, "addr", m.ln.Addr().String(), "public_url", cfg.PublicURL)
+	if m.metricsLn != nil {
+		m.metricsServer = m.newServer(apiServer.MetricsHandler())
+		go func() {
+			if err := m.metricsServer.Serve(m.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server failed", "error", err)
+			}
+		}()
+		log.Info("metrics served without auth on the private listener", "metrics_addr", m.metricsLn.Addr().String())
+	}
+	log.Info("gpubroker started", "mode", m.Mode, "addr", m.ln.Addr().String(), "public_url", cfg.PublicURL,
+		"origin_secret", m.Mode != "dev" && cfg.OriginSecret != "")
 	return nil
 }
 
@@ -205,8 +267,8 @@ func (m *Main) adminPassword() string {
 }
 
 // startWorker builds the job dependencies (GPU providers, SES, SQS, S3), starts the River
-// workers and mounts the River UI.
-func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpubroker.Catalog, payments gpubroker.Payments, adminPassword string) error {
+// workers and mounts the River UI behind the API's ops guard.
+func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpubroker.Catalog, payments gpubroker.Payments, ops *api.Server) error {
 	cfg, log := m.Config, m.Logger
 	providers, err := m.providers(log, catalog)
 	if err != nil {
@@ -250,8 +312,9 @@ func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpu
 	if err != nil {
 		return err
 	}
-	// Every River UI action (retry, cancel, delete…) is audited before it runs.
-	mux.Handle(worker.RiverUIPrefix+"/", api.AdminAuth(cfg.AdminUser, adminPassword, api.AuditAdmin(m.Pool, cfg.AdminUser, ui)))
+	// Every River UI action (retry, cancel, delete…) is audited before it runs, and only an
+	// authenticated request from the site's own origin gets that far.
+	mux.Handle(worker.RiverUIPrefix+"/", ops.Ops(api.AuditAdmin(m.Pool, cfg.AdminUser, ui)))
 	mux.Handle(worker.RiverUIPrefix, http.RedirectHandler(worker.RiverUIPrefix+"/", http.StatusMovedPermanently))
 	return nil
 }
@@ -298,6 +361,11 @@ func (m *Main) Close(ctx context.Context) error {
 		errs = append(errs, m.server.Shutdown(ctx))
 	} else if m.ln != nil {
 		_ = m.ln.Close()
+	}
+	if m.metricsServer != nil {
+		errs = append(errs, m.metricsServer.Shutdown(ctx))
+	} else if m.metricsLn != nil {
+		_ = m.metricsLn.Close()
 	}
 	for _, c := range m.closers {
 		c()

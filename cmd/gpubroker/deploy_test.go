@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -81,7 +80,7 @@ func (e *env) piOf(podID string) string {
 
 func TestDeployJourney(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{bootDelay: 100 * time.Millisecond})
+	e := newEnv(t, envOpts{bootDelay: 100 * time.Millisecond, env: metricsEnv})
 	c, podID := e.signUp("journey@example.com")
 
 	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
@@ -125,13 +124,10 @@ func TestDeployJourney(t *testing.T) {
 		require.Equal(t, want, funnel[k], k)
 	}
 	require.NotNil(t, funnel["provisioning_seconds_p50"])
-	resp, err := http.Get(e.url + "/metrics")
-	require.NoError(t, err)
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Contains(t, string(metrics), `gpubroker_http_requests_total{route="/api/pods/:id/deploy",method="POST",status="202"} 1`)
-	require.Contains(t, string(metrics), `gpubroker_pods{status="terminated"} 1`)
-	resp, err = http.Get(e.url + "/readyz")
+	metrics := e.scrape()
+	require.Contains(t, metrics, `gpubroker_http_requests_total{route="/api/pods/:id/deploy",method="POST",status="202"} 1`)
+	require.Contains(t, metrics, `gpubroker_pods{status="terminated"} 1`)
+	resp, err := http.Get(e.url + "/readyz")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)

@@ -1,6 +1,7 @@
 // Command gpubroker is GPU Broker's one binary:
 //
-//	gpubroker dev      everything in one process with local stand-ins (make dev)
+//	gpubroker dev      everything in one process with local stand-ins, on loopback (make dev; not in
+//	                   the production build, -tags nostandins)
 //	gpubroker api      the HTTP API (stateless, scales horizontally)
 //	gpubroker worker   the River workers, periodic jobs, SES feedback consumer and River UI
 //	gpubroker migrate  apply database migrations (idempotent)
@@ -38,7 +39,11 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	cfg, err := config.FromOS()
+	cfg, err := configure(mode, os.Getenv)
+	if errors.Is(err, errNoDevMode) {
+		fmt.Fprintf(os.Stderr, "gpubroker: %v\n", err)
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gpubroker: invalid configuration:\n%v\n", err)
 		os.Exit(2)
@@ -57,4 +62,17 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: gpubroker dev|api|worker|migrate|env")
+}
+
+// errNoDevMode refuses dev in the production build.
+var errNoDevMode = errors.New("dev is not in this build: it is the production build (-tags nostandins), which has no " +
+	"dev mode (dev serves every email at /dev/mail); run api, worker or migrate, or build without the tag for local use")
+
+// configure reads and validates the configuration for mode, before anything connects or
+// listens: the mode's own checks (config.ForMode), and no dev at all in the production build.
+func configure(mode string, getenv func(string) string) (*config.Config, error) {
+	if mode == "dev" && !devModeBuilt {
+		return nil, errNoDevMode
+	}
+	return config.ForMode(mode, getenv)
 }

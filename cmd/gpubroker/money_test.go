@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -184,7 +183,7 @@ func TestStored500OnReleaseAndRefund(t *testing.T) {
 // every refused refund is audited and counted; when the refund goes through the pod says so.
 func TestGiveUpFailsThePodWhileTheRefundIsPending(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.RetryDelay = 150 * time.Millisecond }})
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.RetryDelay = 150 * time.Millisecond }, env: metricsEnv})
 	c, podID := e.signUp("dispute@example.com")
 	e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: stripesim.FailBefore, Times: 1000})
 	e.m.Sim.SetNoCapacityAll(true)
@@ -197,11 +196,7 @@ func TestGiveUpFailsThePodWhileTheRefundIsPending(t *testing.T) {
 	e.eventually("a refused refund audited", func() bool {
 		return e.count(`SELECT count(*) FROM audit_events WHERE action = 'refund.failed' AND order_id = $1`, e.orderOf(podID)) >= 1
 	})
-	resp, err := http.Get(e.url + "/metrics")
-	require.NoError(t, err)
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Contains(t, string(metrics), `gpubroker_audit_events_total{action="refund.failed"} `)
+	require.Contains(t, e.scrape(), `gpubroker_audit_events_total{action="refund.failed"} `)
 
 	// Capacity is back and a late provision run comes: the pod stays failed, nothing launches.
 	e.m.Sim.SetNoCapacityAll(false)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -18,11 +17,8 @@ import (
 // renamed metric would otherwise silence its alert without anyone noticing.
 func TestAlertsAndDashboardReadExportedMetrics(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{})
-	resp, err := http.Get(e.url + "/metrics")
-	require.NoError(t, err)
-	exported, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	e := newEnv(t, envOpts{env: metricsEnv})
+	exported := e.scrape()
 
 	alerts, err := os.ReadFile("../../ops/alerts.yml")
 	require.NoError(t, err)
@@ -50,7 +46,7 @@ func TestAlertsAndDashboardReadExportedMetrics(t *testing.T) {
 	}
 	require.NotEmpty(t, alerted)
 	for _, m := range append(alerted, slices.Collect(maps.Keys(paneled))...) {
-		require.Contains(t, string(exported), "# TYPE "+m+" ", "%s is read by ops/ but not exported", m)
+		require.Contains(t, exported, "# TYPE "+m+" ", "%s is read by ops/ but not exported", m)
 	}
 	// Every metric an alert reads has a panel, so whoever is paged can see its history.
 	for _, m := range alerted {

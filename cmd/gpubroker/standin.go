@@ -12,6 +12,9 @@ import (
 // Production images are built with -tags nostandins, which leaves it out of the binary.
 type stripeStandIn = stripesim.Server
 
+// devModeBuilt: this build has the dev mode (everything in one process with the stand-ins).
+const devModeBuilt = true
+
 // stripeStandInPrefix is where dev mounts it.
 const stripeStandInPrefix = stripesim.DefaultPrefix
 

@@ -59,6 +59,7 @@ func perEvent(cpu time.Duration, n int) float64 {
 type load struct {
 	url       string
 	secret    []byte
+	header    http.Header // added to every request (the origin secret)
 	tmpl      *template
 	run       string // prefix making this run's event ids unique
 	next      atomic.Uint64
@@ -101,6 +102,9 @@ func (l *load) measure(ctx context.Context, senders int, d time.Duration) *resul
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, l.url, bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json; charset=utf-8")
 				req.Header.Set("Stripe-Signature", sign(l.secret, t0, body))
+				for k, v := range l.header {
+					req.Header[k] = v
+				}
 				resp, err := client.Do(req)
 				if err != nil {
 					if ctx.Err() == nil {

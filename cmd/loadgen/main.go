@@ -40,6 +40,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"gpubroker/api"
 	"gpubroker/internal/gbproc"
 	"gpubroker/internal/pgcluster"
 )
@@ -139,7 +140,7 @@ func runLoad(ctx context.Context, o options, out io.Writer) (err error) {
 	}
 	runID := make([]byte, 3)
 	_, _ = rand.Read(runID)
-	l := &load{url: api.URL() + "/api/stripe/webhook", secret: []byte(api.secret), tmpl: tmpl, run: "load" + hex.EncodeToString(runID),
+	l := &load{url: api.URL() + "/api/stripe/webhook", secret: []byte(api.secret), header: api.Header, tmpl: tmpl, run: "load" + hex.EncodeToString(runID),
 		dupShare: o.dupShare, maxEvents: o.maxEvents}
 
 	fmt.Fprintf(out, "PostgreSQL %s, fsync=%s, synchronous_commit=%s; %d CPUs; %d rounds of %s per measurement; %d%% redeliveries; %d-byte events\n",
@@ -325,11 +326,15 @@ func startAPI(ctx context.Context, bin string, c *pgcluster.Cluster, dbURL strin
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, 16)
+	secret, origin := make([]byte, 16), make([]byte, 24)
 	_, _ = rand.Read(secret)
+	_, _ = rand.Read(origin)
 	a := &apiProc{pprofAddr: fmt.Sprintf("127.0.0.1:%d", pport), secret: "whsec_" + hex.EncodeToString(secret)}
+	// The events come straight to the api, with the header CloudFront would add.
 	a.Proc = &gbproc.Proc{Name: "api", Mode: "api", Bin: bin, LogPath: filepath.Join(c.Dir, "api.log"), Port: port, Ready: "/readyz",
+		Header: http.Header{api.OriginSecretHeader: {hex.EncodeToString(origin)}},
 		Env: []string{
+			"ORIGIN_SECRET=" + hex.EncodeToString(origin),
 			"PUBLIC_URL=" + fmt.Sprintf("http://127.0.0.1:%d", port), "DATABASE_URL=" + dbURL,
 			"STRIPE_SECRET_KEY=sk_test_loadgen", "STRIPE_WEBHOOK_SECRET=" + a.secret, "STRIPE_API_BASE=http://127.0.0.1:9",
 			"LOG_LEVEL=info", "PPROF_ADDR=" + a.pprofAddr,

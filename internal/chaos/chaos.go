@@ -174,17 +174,18 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	webhookSecret, runpodKey := "whsec_"+rand.Text(), "rpa_"+rand.Text()
-	r.front = newFront(ln, fmt.Sprintf("127.0.0.1:%d", apiPort), webhookSecret, runpodKey, images, slog.New(slog.NewTextHandler(r.logFile("stand-ins"), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	webhookSecret, runpodKey, originSecret := "whsec_"+rand.Text(), "rpa_"+rand.Text(), rand.Text()+rand.Text()
+	r.front = newFront(ln, fmt.Sprintf("127.0.0.1:%d", apiPort), webhookSecret, runpodKey, originSecret, images, slog.New(slog.NewTextHandler(r.logFile("stand-ins"), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	r.stripe = billing.New(billing.Config{SecretKey: "sk_test_ops", APIBase: r.front.url + stripePrefix})
 
 	env := append([]string{
-		"DATABASE_URL=" + dbURL, "PUBLIC_URL=" + r.front.url, "ADMIN_PASSWORD=chaos",
+		"DATABASE_URL=" + dbURL, "PUBLIC_URL=" + r.front.url, "ADMIN_PASSWORD=chaos-" + rand.Text(),
 		"STRIPE_SECRET_KEY=sk_test_chaos", "STRIPE_WEBHOOK_SECRET=" + webhookSecret, "STRIPE_API_BASE=" + r.front.url + stripePrefix,
 		"RUNPOD_API_KEY=" + runpodKey, "RUNPOD_API_BASE=" + r.front.url + runpodPrefix,
 		"TRUSTED_PROXY_HOPS=1",
 	}, processEnv...)
-	r.api = r.proc("api", "api", env)
+	// As in production, only the api is behind the CDN, and it answers the front alone.
+	r.api = r.proc("api", "api", append(slices.Clip(env), "ORIGIN_SECRET="+originSecret))
 	r.api.Port = apiPort
 	if err := r.api.Start(ctx); err != nil {
 		return res, err

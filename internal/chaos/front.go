@@ -7,6 +7,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 
+	"gpubroker/api"
 	"gpubroker/internal/runpodsim"
 	"gpubroker/internal/stripesim"
 	"gpubroker/workspaces"
@@ -34,10 +35,11 @@ type front struct {
 }
 
 // newFront serves on ln, sending /api/ to the api process at apiAddr (host:port; it is
-// never restarted, unlike the workers).
-func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey string, images []string, log *slog.Logger) *front {
+// never restarted, unlike the workers) with originSecret, as CloudFront sends its origin
+// custom header.
+func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey, originSecret string, images []string, log *slog.Logger) *front {
 	f := &front{url: "http://" + ln.Addr().String()}
-	api := &url.URL{Scheme: "http", Host: apiAddr}
+	apiURL := &url.URL{Scheme: "http", Host: apiAddr}
 	f.stripe = stripesim.New(stripesim.Config{
 		Prefix: stripePrefix, PublicURL: f.url, WebhookURL: f.url + "/api/stripe/webhook", WebhookSecret: webhookSecret, Logger: log,
 	})
@@ -48,8 +50,9 @@ func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey string, images 
 	mux.Handle(workspaces.URLPrefix, workspaces.Handler())
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(api)
+			r.SetURL(apiURL)
 			r.Out.Host = r.In.Host
+			r.Out.Header.Set(api.OriginSecretHeader, originSecret)
 			r.Out.Header.Del("X-Forwarded-For")
 			if c := r.In.Header.Get(clientHeader); c != "" {
 				r.Out.Header.Set("X-Forwarded-For", c)

@@ -40,6 +40,9 @@ type Proc struct {
 	Port int
 	// Ready is the path that answers 200 once it serves ("" is /healthz).
 	Ready string
+	// Header is sent with the Ready probe (the api's ORIGIN_SECRET header, which every path
+	// but /healthz needs).
+	Header http.Header
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -108,7 +111,14 @@ func (p *Proc) Start(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(startWait)
 	for {
-		resp, err := http.Get(p.URL() + ready)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+ready, nil)
+		if err != nil {
+			return err
+		}
+		for k, v := range p.Header {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
