@@ -5,7 +5,8 @@ locals {
   worker_image = coalesce(var.worker_image, var.api_image)
 
   # Secrets Manager secrets, injected as environment variables by ECS. DATABASE_URL gets its
-  # value from database.tf; set the others with `aws secretsmanager put-secret-value`.
+  # value from database.tf and ORIGIN_SECRET from random_password.origin_secret below; set the
+  # others with `aws secretsmanager put-secret-value`.
   secret_names = toset([
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
@@ -13,12 +14,14 @@ locals {
     "DATABASE_URL",
     "LAMBDA_API_KEY",
     "RUNPOD_API_KEY",
+    "ORIGIN_SECRET",
   ])
 
   # Which secrets each task gets (and, through its execution role, may read). The API never
-  # calls a GPU provider; the migrate task only needs the database.
+  # calls a GPU provider; the migrate task only needs the database. Only the API is behind
+  # CloudFront, so only it checks the origin secret.
   task_secrets = {
-    api     = ["DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ADMIN_PASSWORD"]
+    api     = ["DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ADMIN_PASSWORD", "ORIGIN_SECRET"]
     worker  = ["DATABASE_URL", "STRIPE_SECRET_KEY", "ADMIN_PASSWORD", "LAMBDA_API_KEY", "RUNPOD_API_KEY"]
     migrate = ["DATABASE_URL"]
   }
@@ -32,6 +35,7 @@ locals {
   ]
 
   worker_environment = concat(local.common_environment, [
+    { name = "METRICS_ADDR", value = var.metrics_addr },
     { name = "SES_FROM", value = local.ses_from },
     { name = "SES_CONFIGURATION_SET", value = aws_sesv2_configuration_set.main.configuration_set_name },
     { name = "SQS_FEEDBACK_QUEUE_URL", value = aws_sqs_queue.ses_feedback.url },
@@ -47,6 +51,20 @@ resource "aws_secretsmanager_secret" "app" {
   name                    = "${var.name}/${each.key}"
   description             = "${each.key} for ${var.name}"
   recovery_window_in_days = 7
+}
+
+# The origin secret: CloudFront adds it to every request it sends the ALB (the API origin's
+# custom header, site.tf) and the api answers 403 to any request without it but the ALB's
+# health check. The ALB's security group admits every CloudFront distribution, anyone's;
+# this header tells ours apart. It is in the state, like the database password.
+resource "random_password" "origin_secret" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret_version" "origin_secret" {
+  secret_id     = aws_secretsmanager_secret.app["ORIGIN_SECRET"].id
+  secret_string = random_password.origin_secret.result
 }
 
 resource "aws_cloudwatch_log_group" "app" {
@@ -213,7 +231,9 @@ resource "aws_ecs_task_definition" "api" {
     environment = concat(local.common_environment, [
       { name = "ADDR", value = ":${local.container_port}" },
       # CloudFront and the ALB each append to X-Forwarded-For: rate limits count the viewer.
+      # Safe only because nothing but CloudFront gets an answer (ORIGIN_SECRET).
       { name = "TRUSTED_PROXY_HOPS", value = "2" },
+      { name = "METRICS_ADDR", value = var.metrics_addr },
     ])
     secrets = [for s in local.task_secrets.api : { name = s, valueFrom = aws_secretsmanager_secret.app[s].arn }]
     logConfiguration = {

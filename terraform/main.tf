@@ -10,6 +10,11 @@ terraform {
       source  = "hashicorp/aws"
       version = "~> 5.80"
     }
+    # The origin secret CloudFront sends the API (app.tf).
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 
   # The state holds the database password (it is composed into DATABASE_URL), so it lives in an

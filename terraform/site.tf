@@ -249,6 +249,13 @@ resource "aws_cloudfront_distribution" "site" {
       origin_read_timeout      = 30
       origin_keepalive_timeout = 5
     }
+
+    # Proves to the api that the request came through this distribution (app.tf); CloudFront
+    # replaces any header of this name a viewer sends.
+    custom_header {
+      name  = "X-Origin-Secret"
+      value = random_password.origin_secret.result
+    }
   }
 
   # Static pages: cached at the edge for as long as the Cache-Control headers `hugo deploy` sets

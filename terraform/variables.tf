@@ -121,9 +121,15 @@ variable "log_retention_days" {
 }
 
 variable "admin_user" {
-  description = "ADMIN_USER for the ops routes (the password is the ADMIN_PASSWORD secret)."
+  description = "ADMIN_USER for the ops routes (the password is the ADMIN_PASSWORD secret, at least 16 characters)."
   type        = string
   default     = "admin"
+}
+
+variable "metrics_addr" {
+  description = "METRICS_ADDR of the api and worker tasks: /metrics without auth, for a scraper in the same task (awsvpc tasks share 127.0.0.1). Never routed through the ALB or CloudFront."
+  type        = string
+  default     = "127.0.0.1:9090"
 }
 
 variable "sales_email" {

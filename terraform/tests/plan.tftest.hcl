@@ -148,8 +148,37 @@ run "plan" {
   }
 
   assert {
-    condition     = length(jsondecode(aws_ecs_task_definition.api.container_definitions)[0].secrets) == 4
-    error_message = "the API gets only its four secrets"
+    condition     = length(jsondecode(aws_ecs_task_definition.api.container_definitions)[0].secrets) == 5
+    error_message = "the API gets only its five secrets"
+  }
+
+  assert {
+    condition     = contains([for s in jsondecode(aws_ecs_task_definition.api.container_definitions)[0].secrets : s.name], "ORIGIN_SECRET")
+    error_message = "the API checks the origin secret"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret_version.origin_secret.secret_string == random_password.origin_secret.result && length(random_password.origin_secret.result) >= 32
+    error_message = "the origin secret is generated, at least 32 characters as the api requires"
+  }
+
+  assert {
+    condition = anytrue([for o in aws_cloudfront_distribution.site.origin : o.origin_id == "api" && anytrue([
+      for h in o.custom_header : h.name == "X-Origin-Secret" && h.value == random_password.origin_secret.result
+    ])])
+    error_message = "CloudFront sends the origin secret to the API origin"
+  }
+
+  assert {
+    condition     = alltrue([for o in aws_cloudfront_distribution.site.origin : o.origin_id == "api" || length(o.custom_header) == 0])
+    error_message = "the S3 origins get no origin secret"
+  }
+
+  assert {
+    condition = alltrue([for td in [aws_ecs_task_definition.api, aws_ecs_task_definition.worker] :
+      contains([for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}"], "METRICS_ADDR=127.0.0.1:9090")
+    ])
+    error_message = "api and worker serve /metrics on loopback, for a scraper in the task"
   }
 
   assert {
