@@ -47,7 +47,7 @@ var OrderStatuses = []OrderStatus{OrderCheckoutPending, OrderFree, OrderAuthoriz
 //	       └──────────────┴────────────┴──► failed (hold released, no GPU could be started:
 //	                                                refunded, or refund pending)
 //	                                   running ──► failed (the instance died at the provider:
-//	                                                the hours not completed are refunded)
+//	                                                the unused minutes are refunded)
 //
 // Every move is checked against this table (CanMoveTo) and guarded in SQL.
 type PodStatus string

@@ -121,7 +121,7 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Enter a valid email address.", Fields: map[string]string{"email": "Enter a valid email address."}})
 		return
 	}
-	if !s.limit(w, r, purpose+":ip:"+s.rateNet(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+email, 5, time.Hour) {
+	if !s.limit(w, r, purpose+":ip:"+s.rateNet(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+gpubroker.Mailbox(email), 5, time.Hour) {
 		return
 	}
 	ctx := r.Context()

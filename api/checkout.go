@@ -50,7 +50,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		writeError(w, r, err)
 		return
 	}
-	if !s.limit(w, r, "checkout:email:"+q.Request.Email, 10, 10*time.Minute) {
+	if !s.limit(w, r, "checkout:email:"+gpubroker.Mailbox(q.Request.Email), 10, 10*time.Minute) {
 		return
 	}
 	ctx := r.Context()

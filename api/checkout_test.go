@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +67,34 @@ func TestCheckoutRateLimited(t *testing.T) {
 		last, _ = ts.call("POST", "/api/checkout", order(fmt.Sprintf("r%d@example.com", i), "pro", "a100", "us-east", 1), "")
 	}
 	require.Equal(t, http.StatusTooManyRequests, last)
+}
+
+// The per-email limits count a mailbox, not a spelling: a +tag, Gmail's dots or a full-width
+// form of the same address do not buy ten more checkouts or links each.
+func TestEmailLimitsCountTheMailbox(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ts.s.NoRateLimits = false
+	start := time.Now()
+	ts.s.Now = func() time.Time { return start }
+	spellings := []string{"lim.it@gmail.com", "limit+%d@gmail.com", "l.imit+%d@googlemail.com", "ｌimit+%d@gmail.com"}
+	codes := map[int]int{}
+	for i := range 12 {
+		email := spellings[i%len(spellings)]
+		if strings.Contains(email, "%d") {
+			email = fmt.Sprintf(email, i)
+		}
+		code, _ := ts.call("POST", "/api/checkout", order(email, "pro", "a100", "us-east", 1), "")
+		codes[code]++
+	}
+	require.Equal(t, map[int]int{http.StatusCreated: 10, http.StatusTooManyRequests: 2}, codes)
+
+	for i := range 6 {
+		code, _ := ts.call("POST", "/api/login", map[string]any{"email": fmt.Sprintf("other+%d@example.com", i)}, "")
+		if i < 5 {
+			require.Equal(t, http.StatusAccepted, code, i)
+		} else {
+			require.Equal(t, http.StatusTooManyRequests, code, "the sixth sign-in link for one mailbox")
+		}
+	}
 }

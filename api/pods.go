@@ -85,8 +85,8 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 }
 
 // handleTerminate enqueues the end of a running pod and, for a paid one, the refund of the
-// hours it did not start, in the transaction that moves it to terminating; repeated calls are
-// harmless.
+// minutes it will not use (gpubroker.UnusedMinutesCents), in the transaction that moves it to
+// terminating; repeated calls are harmless.
 func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	acct := s.account(w, r)
 	if acct == nil {
@@ -120,7 +120,7 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		if pod.OrderStatus != gpubroker.OrderCaptured {
 			return nil // free: nothing was paid
 		}
-		// Stopped early: the hours not started are refunded, computed from this moment and
+		// Stopped early: the unused minutes are refunded, computed from this moment and
 		// planned in the ledger now, so the amount is fixed with the stop.
 		args := jobs.UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundEarlyStop, StoppedAt: s.now()}
 		if _, _, err := jobs.PlanUnusedHoursRefund(ctx, tx, logger(r), args); err != nil {

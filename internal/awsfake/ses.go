@@ -89,6 +89,16 @@ func (f *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			sesError(w, http.StatusBadRequest, "BadRequestException", err.Error())
 			return
 		}
+		// As SES: no SMTPUTF8, so an address must be 7-bit (a domain in punycode).
+		for _, to := range req.Destination.ToAddresses {
+			for i := 0; i < len(to); i++ {
+				if to[i] >= 0x80 {
+					f.sends = append(f.sends, req)
+					sesError(w, http.StatusBadRequest, "BadRequestException", "Domain contains illegal character")
+					return
+				}
+			}
+		}
 		f.sends = append(f.sends, req)
 		if len(f.replies) > 0 {
 			rep := f.replies[0]

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/smithy-go"
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 
 	"gpubroker"
 	"gpubroker/internal/pace"
@@ -117,6 +119,29 @@ func (s *Sender) Init(ctx context.Context) error {
 	return nil
 }
 
+// asciiAddress is the address SES can send to. SES has no SMTPUTF8: every address must be 7-bit,
+// a domain in its IDNA ASCII form. Addresses are stored as typed (gpubroker.ValidEmail accepts
+// full-width spellings), so the NFKC form is sent, its domain in punycode; a local part that is
+// still not ASCII cannot be sent at all.
+func asciiAddress(addr string) (string, error) {
+	addr = norm.NFKC.String(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return "", fmt.Errorf("no @ in the address %q", addr)
+	}
+	local, domain := addr[:at], addr[at+1:]
+	for i := 0; i < len(local); i++ {
+		if local[i] >= 0x80 {
+			return "", fmt.Errorf("SES cannot send to a local part that is not ASCII: %q", local)
+		}
+	}
+	domain, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return "", fmt.Errorf("the domain of %q has no ASCII form: %w", addr, err)
+	}
+	return local + "@" + domain, nil
+}
+
 // Rate returns the send rate the Sender keeps to, in messages per second.
 func (s *Sender) Rate() float64 {
 	return float64(time.Second) / float64(s.limiter.Interval())
@@ -128,9 +153,13 @@ func (s *Sender) Send(ctx context.Context, m gpubroker.Message) (string, error) 
 	if strings.TrimSpace(m.To) == "" {
 		return "", fmt.Errorf("error sending email %d: %w: no recipient", m.ID, gpubroker.ErrPermanent)
 	}
+	to, err := asciiAddress(m.To)
+	if err != nil {
+		return "", fmt.Errorf("error sending email %d: %w: %w", m.ID, gpubroker.ErrPermanent, err)
+	}
 	in := &sesv2.SendEmailInput{
 		FromEmailAddress: aws.String(s.opts.From),
-		Destination:      &types.Destination{ToAddresses: []string{m.To}},
+		Destination:      &types.Destination{ToAddresses: []string{to}},
 		Content: &types.EmailContent{
 			Simple: &types.Message{
 				Subject: utf8(m.Subject),

@@ -248,3 +248,29 @@ func TestTagValue(t *testing.T) {
 	require.Equal(t, "unknown", tagValue(""))
 	require.Equal(t, "a_b___", tagValue("a b✓"))
 }
+
+// SES takes 7-bit addresses only (no SMTPUTF8): a domain must be in its IDNA ASCII form, and we
+// store addresses as typed. A full-width spelling is sent to its NFKC form, a Unicode domain in
+// punycode, and a local part that stays non-ASCII is a permanent failure, never sent.
+func TestSendAddressesInASCII(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := New(b.client, b.opts)
+	for typed, sent := range map[string]string{
+		"ｃd@ｅxample.com":      "cd@example.com",
+		"user@bücher.example": "user@xn--bcher-kva.example",
+		"ada@Example.com":     "ada@example.com",
+	} {
+		m := message()
+		m.To = typed
+		_, err := s.Send(context.Background(), m)
+		require.NoError(t, err, typed)
+		require.Len(t, b.fake.SentTo(sent), 1, "%s is sent to %s", typed, sent)
+	}
+	m := message()
+	m.To = "josé@example.com"
+	calls := b.fake.Calls()
+	_, err := s.Send(context.Background(), m)
+	require.ErrorIs(t, err, gpubroker.ErrPermanent)
+	require.Equal(t, calls, b.fake.Calls())
+}
