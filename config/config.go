@@ -82,7 +82,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"SIM_BOOT_DELAY_SECONDS", "5", "simulated GPU boot time in `dev`"},
 	{"GPU_SIMULATOR", "false", "true: the worker also launches on the GPU simulator (always on in `dev`; for test and chaos runs, never with real customers)"},
 	{"TRUSTED_PROXY_HOPS", "0", "proxies in front of the API that append to X-Forwarded-For (CloudFront + ALB = 2); 0 uses the peer address"},
-	{"POD_HEALTH_INTERVAL", "", "how often every running pod's instance is checked at its provider (Go duration: 1m, 30s; unset: 1m, 10s in dev); two failed checks in a row fail the pod and refund the hours not completed"},
+	{"POD_HEALTH_INTERVAL", "", "how often every running pod's instance is checked at its provider (Go duration: 1m, 30s; unset: 1m, 10s in dev); two failed checks in a row fail the pod and refund the unused minutes"},
 	{"JOB_TIMEOUT", "1m", "how long one run of a job may take before River cancels it (provisioning steps get twice as long)"},
 	{"RESCUE_STUCK_JOBS_AFTER", "5m", "when a job whose worker died (crash, kill -9) is run again; must exceed twice JOB_TIMEOUT"},
 	{"RECONCILE_INTERVAL", "10m", "how often the reconciler compares orders, Stripe and the providers' instances"},

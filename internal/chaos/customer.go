@@ -20,10 +20,10 @@ import (
 // Scenarios: what a customer does once their pod runs (or instead of deploying).
 const (
 	scRun        = "run"         // leaves the pod running
-	scStop       = "stop"        // stops it early: the whole hours not started come back
+	scStop       = "stop"        // stops it early: the unused minutes come back
 	scExtend     = "extend"      // buys an hour more and leaves it running
 	scExtendStop = "extend-stop" // buys an hour more, then stops early
-	scDie        = "die"         // its instance dies at the provider: the hours not completed come back
+	scDie        = "die"         // its instance dies at the provider: the unused minutes come back
 	scIdle       = "idle"        // pays and activates but never deploys: the hold stays
 	scDecline    = "decline"     // the first card is declined, the second pays; then runs
 	scFree       = "free"        // a free trial, stopped early
