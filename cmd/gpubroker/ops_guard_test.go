@@ -98,7 +98,7 @@ func button(label string) string {
 // click waits for a button and clicks it, as a person does.
 func click(label string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		if _, err := poll(`(() => { const b = ` + button(label) + `; return !!b && !b.disabled })()`)(ctx, t); err != nil {
+		if _, err := poll(`(() => { const b = `+button(label)+`; return !!b && !b.disabled })()`)(ctx, t); err != nil {
 			return err
 		}
 		_, err := js(button(label)+`.click()`)(ctx, t)
