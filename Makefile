@@ -60,7 +60,7 @@ bench:
 # FUZZTIME. Plain `go test` (and `make test`) runs only the seeds in api/testdata/fuzz/; a
 # failing input found here is saved there too: commit it with the fix.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzWebhook FuzzCheckout FuzzTokens
+FUZZ_TARGETS := FuzzWebhook FuzzCheckout FuzzTokens FuzzOps
 fuzz:
 	@$(DB); \
 	for t in $(FUZZ_TARGETS); do \

@@ -67,6 +67,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
+	// No CORS: the site and the API share an origin. httprouter's automatic OPTIONS answer
+	// would also answer 200 for ops routes before their guard.
+	r.HandleOPTIONS = false
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "No such route."))
 	})

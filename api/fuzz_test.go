@@ -3,16 +3,25 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"gpubroker/internal/stripesim"
+	"gpubroker/worker"
 )
 
 // Native fuzz tests of the endpoints that take input from anyone on the internet, through the
@@ -135,6 +144,69 @@ func FuzzTokens(f *testing.F) {
 		checkAnswer(t, "verify "+strconv.Quote(sessionID), w)
 		if w.Code < 300 {
 			t.Fatalf("verify knows a session nobody created: %q: %d", sessionID, w.Code)
+		}
+	})
+}
+
+// FuzzOps sends arbitrary requests to the ops routes and the River UI behind the same guard
+// (api.Server.Ops), with no, wrong or right credentials and any Origin: whatever arrives, no
+// 5xx, our routes answer in the contract's shape, and nothing that is not a read with the
+// site's Origin and the right password ever reaches a handler that acts.
+func FuzzOps(f *testing.F) {
+	f.Add(uint8(0), "", "", uint8(2), "", []byte(nil))
+	f.Add(uint8(1), "riverui/api/jobs/cancel", "", uint8(2), testPublicURL, []byte(`{"ids":["1"]}`))
+	f.Add(uint8(1), "riverui/api/jobs/retry", "", uint8(2), "https://evil.example", []byte(`{"ids":["1"]}`))
+	f.Add(uint8(2), "riverui/api/queues/default/pause", "", uint8(2), testPublicURL, []byte(nil))
+	f.Add(uint8(0), "orders", "q=%00", uint8(2), "", []byte(nil))
+	f.Add(uint8(0), "orders/../../api/me", "", uint8(1), "", []byte(nil))
+	f.Add(uint8(0), "riverui/api/jobs", "state=nope&limit=-1", uint8(2), "", []byte(nil))
+	ts := newTestServer(f)
+	ts.s.TrustedProxyHops = 1 // each input from its own address, so the throttle does not hide the routes
+	ui, err := worker.RiverUI(f.Context(), ts.s.Jobs.(*river.Client[pgx.Tx]), slog.New(slog.DiscardHandler))
+	require.NoError(f, err)
+	mux := http.NewServeMux()
+	mux.Handle(worker.RiverUIPrefix+"/", ts.s.Ops(AuditAdmin(ts.pool, ts.s.AdminUser, ui)))
+	mux.Handle("/", ts.h)
+	methods := []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+	var n atomic.Int64
+	f.Fuzz(func(t *testing.T, method uint8, suffix, query string, auth uint8, origin string, body []byte) {
+		target := "/ops/" + url.PathEscape(suffix)
+		target = strings.ReplaceAll(target, "%2F", "/")
+		if query != "" {
+			target += "?" + query
+		}
+		req, err := http.NewRequest(methods[int(method)%len(methods)], "http://gpubroker.test"+target, bytes.NewReader(body))
+		if err != nil {
+			return // not a request a client could send
+		}
+		req.RemoteAddr = "192.0.2.1:1234"
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", byte(n.Add(1)>>16), byte(n.Load()>>8), byte(n.Load())))
+		switch auth % 3 {
+		case 1:
+			req.SetBasicAuth("", "wrong")
+		case 2:
+			req.SetBasicAuth("", "ops-secret")
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s (auth %d, Origin %q): %d %s", req.Method, target, auth%3, origin, w.Code, w.Body.String())
+		}
+		if !strings.HasPrefix(req.URL.Path, worker.RiverUIPrefix+"/") || w.Code == http.StatusForbidden || w.Code == http.StatusUnauthorized {
+			checkAnswer(t, req.Method+" "+target, w) // River UI's own answers have its own shape
+		}
+		if w.Code < 300 && auth%3 != 2 {
+			t.Fatalf("%s %s answered %d without the password", req.Method, target, w.Code)
+		}
+		read := req.Method == "GET" || req.Method == "HEAD" || req.Method == "OPTIONS"
+		if w.Code < 300 && !read && origin != testPublicURL {
+			t.Fatalf("%s %s acted with Origin %q", req.Method, target, origin)
+		}
+		if w.Header().Get("X-Frame-Options") != "DENY" && (w.Code < 300 || w.Code >= 400) {
+			t.Fatalf("%s %s may be framed", req.Method, target)
 		}
 	})
 }

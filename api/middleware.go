@@ -92,6 +92,8 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b)
 		}
 		w.Header().Set("X-Request-Id", id)
+		// Nothing the API answers is meant to be framed (ops pages say so again, with CSP).
+		w.Header().Set("X-Frame-Options", "DENY")
 		q := &request{id: id, base: base}
 		r = r.WithContext(context.WithValue(r.Context(), requestKey, q))
 		sw := &statusWriter{ResponseWriter: w}
@@ -108,20 +110,25 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 // reach Postgres. JSON bodies get the same check in readJSON.
 func cleanInput(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok := cleanText(r.URL.Path)
-		q, _ := url.ParseQuery(r.URL.RawQuery) // what survives parsing is what handlers read
-		for k, vs := range q {
-			ok = ok && cleanText(k)
-			for _, v := range vs {
-				ok = ok && cleanText(v)
-			}
-		}
-		if !ok {
+		if !cleanAddress(r) {
 			writeError(w, r, gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The address contains characters we cannot accept."))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// cleanAddress reports whether the request's path and query hold only text a column can hold.
+func cleanAddress(r *http.Request) bool {
+	ok := cleanText(r.URL.Path)
+	q, _ := url.ParseQuery(r.URL.RawQuery) // what survives parsing is what handlers read
+	for k, vs := range q {
+		ok = ok && cleanText(k)
+		for _, v := range vs {
+			ok = ok && cleanText(v)
+		}
+	}
+	return ok
 }
 
 func cleanText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
@@ -217,6 +224,10 @@ func (s *Server) Ops(next http.Handler) http.Handler {
 		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
 		if s.AdminPassword == "" {
 			writeError(w, r, gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "No such route."))
+			return
+		}
+		if !cleanAddress(r) { // the River UI sits outside the router's cleanInput; its actions are audited
+			writeError(w, r, gpubroker.Errorf(gpubroker.EBADREQUEST, "bad_request", "The address contains characters we cannot accept."))
 			return
 		}
 		switch r.Method {

@@ -292,6 +292,7 @@ func TestRiverUIRetry(t *testing.T) {
 	ui := func(user, pass string) int {
 		req, _ := http.NewRequest("POST", e.url+"/ops/riverui/api/jobs/retry", strings.NewReader(`{"ids":["`+strconv.FormatInt(jobID, 10)+`"]}`))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", e.url) // River UI's page, on the site's origin
 		req.SetBasicAuth(user, pass)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
