@@ -275,7 +275,7 @@ func TestBrowserJourney(t *testing.T) {
 	var podID string
 	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT id FROM pods WHERE status = 'running'`).Scan(&podID))
 	e.ranFor(podID, tenMinutesIn)
-	b.run("ran-10-minutes", chromedp.Reload(), poll(`document.querySelector(".pod-status").dataset.status === "running"`), chromedp.WaitVisible(css(`.terminate-btn`)))
+	b.run("ran-10-minutes", chromedp.Reload(), poll(`(document.querySelector(".pod-status") || {dataset: {}}).dataset.status === "running"`), chromedp.WaitVisible(css(`.terminate-btn`)))
 	b.run("terminate-ask", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)))
 	dialog := value[string](b, `document.querySelector("#terminate-dialog").textContent`)
 	require.Contains(t, dialog, "disk is deleted")
