@@ -1,12 +1,21 @@
 # GPU Broker. `make dev` runs the whole product locally; `make test` runs every test.
 # Without DATABASE_URL both start (or reuse) a project-local PostgreSQL under .data/.
+# On a fresh Debian machine with Go, both first install the packages they need
+# (scripts/deps.sh: apt-get as root, else the command to run); Go tools come from tools/go.mod.
 
 SHELL := /bin/bash
 HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test site build build-prod image images migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
+.PHONY: dev test deps deps-dev workspace-check site build build-prod image images migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
+
+# The Debian packages: `deps-dev` what make dev needs (PostgreSQL), `deps` everything make test
+# needs. A fast no-op when they are installed.
+deps:
+	@scripts/deps.sh test
+deps-dev:
+	@scripts/deps.sh dev
 
 build:
 	go build -o bin/gpubroker ./cmd/gpubroker
@@ -28,8 +37,12 @@ site:
 	@go run ./workspaces/cmd/pack site/public/workspaces >/dev/null
 
 # Hugo rebuilds site/public on every change while the server runs; reload the page to see it.
-dev: site build
-	@$(DB); \
+# The database starts while the site and the binary build, and those two build side by side.
+dev: deps-dev
+	@if [ -z "$${DATABASE_URL:-}" ]; then mkdir -p .data; scripts/pg.sh >.data/dev-url & pg=$$!; fi; \
+	$(MAKE) --no-print-directory -j2 site build || exit 1; \
+	url="$${DATABASE_URL:-}"; \
+	if [ -z "$$url" ]; then wait $$pg && url=$$(cat .data/dev-url) || exit 1; fi; \
 	DATABASE_URL="$$url" ./bin/gpubroker migrate || exit 1; \
 	$(HUGO) --source site --watch --logLevel warn >/dev/null 2>&1 & hugo=$$!; \
 	trap 'kill $$hugo 2>/dev/null' EXIT INT TERM; \
@@ -38,9 +51,10 @@ dev: site build
 migrate: build
 	@$(DB); DATABASE_URL="$$url" ./bin/gpubroker migrate
 
-# Every test: unit, store, jobs, HTTP through the real router, stripe-mock, and the browser
-# journey in headless Chromium. The site is built first because the browser test serves it.
-test: site
+# Every test: unit, store, jobs, HTTP through the real router, stripe-mock (a tool of
+# tools/go.mod, which the test builds with go tool), the browser journey in headless Chromium
+# and the workspace image's boot. The site is built first because the browser test serves it.
+test: deps site
 	@$(DB); \
 	gofmt_out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.data/*')); \
 	if [ -n "$$gofmt_out" ]; then echo "gofmt needed: $$gofmt_out"; exit 1; fi; \
@@ -52,6 +66,11 @@ test: site
 	if command -v terraform >/dev/null; then terraform fmt -check -recursive terraform; \
 	else echo "terraform not installed: skipping terraform fmt -check"; fi && \
 	DATABASE_URL="$$url" SITE_DIR=$(CURDIR)/site/public go test -race -count=1 -timeout 15m ./...
+
+# The workspace image's first boot, run for real on this machine (images/: cloud-init, sshd,
+# Jupyter Server); make test runs it too, with everything else.
+workspace-check: deps
+	go test -count=1 -run TestWorkspaceCheck -v ./images/
 
 bench:
 	@$(DB); DATABASE_URL="$$url" go test -run '^$$' -bench . -benchtime 100x ./cmd/gpubroker/

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"go/build"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,27 +18,21 @@ import (
 	"gpubroker/billing"
 )
 
-const stripeMockInstall = "go install github.com/stripe/stripe-mock@v0.203.0"
-
-// findStripeMock looks in PATH, $GOBIN and $GOPATH/bin, where go install puts it.
-func findStripeMock() string {
-	if p, err := exec.LookPath("stripe-mock"); err == nil {
-		return p
+// stripeMock returns the path of stripe-mock, a tool of tools/go.mod: `go tool -n` builds it
+// into the Go build cache once (then finds it there) and prints its path without running it, so
+// the test runs the binary itself and can stop it. Nothing to install by hand.
+func stripeMock(t *testing.T) string {
+	t.Helper()
+	modfile, err := filepath.Abs(filepath.Join("..", "tools", "go.mod"))
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd := exec.Command("go", "tool", "-modfile="+modfile, "-n", "stripe-mock")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go tool -modfile=tools/go.mod -n stripe-mock: %v\n%s", err, stderr.String())
 	}
-	var dirs []string
-	if gobin := os.Getenv("GOBIN"); gobin != "" {
-		dirs = append(dirs, gobin)
-	}
-	for _, gp := range filepath.SplitList(build.Default.GOPATH) {
-		dirs = append(dirs, filepath.Join(gp, "bin"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, "stripe-mock")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	return ""
+	return strings.TrimSpace(string(out))
 }
 
 func freePort(t *testing.T) int {
@@ -53,14 +46,7 @@ func freePort(t *testing.T) int {
 // startStripeMock runs stripe-mock on free ports and returns its HTTP base URL.
 func startStripeMock(t *testing.T) string {
 	t.Helper()
-	bin := findStripeMock()
-	if bin == "" {
-		if os.Getenv("GPUBROKER_SKIP_STRIPE_MOCK") == "1" {
-			t.Skip("stripe-mock not installed and GPUBROKER_SKIP_STRIPE_MOCK=1")
-		}
-		t.Fatalf("stripe-mock is not installed (looked in PATH, $GOBIN and $(go env GOPATH)/bin). "+
-			"Install it with `%s`, or set GPUBROKER_SKIP_STRIPE_MOCK=1 to skip this test.", stripeMockInstall)
-	}
+	bin := stripeMock(t)
 	httpPort, httpsPort := freePort(t), freePort(t)
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "-http-port", fmt.Sprint(httpPort), "-https-port", fmt.Sprint(httpsPort))
