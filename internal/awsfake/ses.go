@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strings"
 	"sync"
 )
 
@@ -27,25 +29,71 @@ type SendEmail struct {
 	EmailTags            []struct{ Name, Value string }
 }
 
-// Reply is one scripted answer to SendEmail: a status and, for errors, the SES error code.
+// Reply is one scripted answer to SendEmail: a status and, for errors, the SES error code and
+// message ("scripted <code>" when empty).
 type Reply struct {
-	Status int
-	Code   string
+	Status  int
+	Code    string
+	Message string
 }
 
 // SES speaks the slice of the SES v2 REST-JSON protocol the sender uses (GetAccount and
 // SendEmail) and records every SendEmail. Errors carry their code in X-Amzn-ErrorType, as SES
 // does, which is what the SDK's restjson1 decoder reads. Message ids are ses-msg-1, ses-msg-2….
+//
+// In the sandbox (SetSandbox), as a new SES account is, a SendEmail to a recipient that is not
+// a verified identity (Verify: an address or a whole domain) is refused as SES refuses it: 400,
+// MessageRejected, "Email address is not verified. The following identities failed the check
+// in region US-EAST-1: <recipients>"; the mailbox simulator's addresses always pass, and
+// GetAccount reports ProductionAccessEnabled false.
 type SES struct {
 	// MaxSendRate is what GetAccount reports; zero means 14 (SES's usual production rate).
 	MaxSendRate float64
 	// AccountError, when set, makes GetAccount fail with this code (403).
 	AccountError string
 
-	mu      sync.Mutex
-	sends   []SendEmail
-	replies []Reply
+	mu       sync.Mutex
+	sends    []SendEmail
+	replies  []Reply
+	sandbox  bool
+	verified map[string]bool
 }
+
+// SetSandbox puts the account in the SES sandbox (true) or gives it production access (false,
+// the default).
+func (f *SES) SetSandbox(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sandbox = on
+}
+
+// Verify makes identity (an address, or a domain for all its addresses) verified: the sandbox
+// delivers to it.
+func (f *SES) Verify(identity string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.verified == nil {
+		f.verified = map[string]bool{}
+	}
+	f.verified[strings.ToLower(identity)] = true
+}
+
+// unverified returns the recipients the sandbox refuses, in order.
+func (f *SES) unverified(to []string) []string {
+	var out []string
+	for _, addr := range to {
+		a := strings.ToLower(addr)
+		domain := a[strings.LastIndexByte(a, '@')+1:]
+		if f.verified[a] || f.verified[domain] || domain == "simulator.amazonses.com" {
+			continue
+		}
+		out = append(out, addr)
+	}
+	return out
+}
+
+// credentialRegion is the region of a SigV4 Authorization header's credential scope.
+var credentialRegion = regexp.MustCompile(`Credential=[^/]+/[0-9]{8}/([a-z0-9-]+)/`)
 
 // Script queues answers for the next SendEmail calls, one each; when none is left, success.
 func (f *SES) Script(replies ...Reply) {
@@ -104,9 +152,22 @@ func (f *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rep := f.replies[0]
 			f.replies = f.replies[1:]
 			if rep.Status != http.StatusOK {
-				sesError(w, rep.Status, rep.Code, "scripted "+rep.Code)
+				msg := rep.Message
+				if msg == "" {
+					msg = "scripted " + rep.Code
+				}
+				sesError(w, rep.Status, rep.Code, msg)
 				return
 			}
+		}
+		if failed := f.unverified(req.Destination.ToAddresses); f.sandbox && len(failed) > 0 {
+			region := "us-east-1"
+			if m := credentialRegion.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+				region = m[1]
+			}
+			sesError(w, http.StatusBadRequest, "MessageRejected", "Email address is not verified. The following identities failed the check in region "+
+				strings.ToUpper(region)+": "+strings.Join(failed, ", "))
+			return
 		}
 		_ = json.NewEncoder(w).Encode(map[string]string{"MessageId": fmt.Sprintf("ses-msg-%d", len(f.sends))})
 	case r.Method == http.MethodGet && r.URL.Path == "/v2/email/account":
@@ -114,14 +175,21 @@ func (f *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			sesError(w, http.StatusForbidden, f.AccountError, "scripted")
 			return
 		}
-		rate := f.MaxSendRate
+		// The sandbox's quota is 200 messages a day at 1 a second.
+		rate, perDay := f.MaxSendRate, 50000.0
+		if f.sandbox {
+			perDay = 200
+		}
 		if rate == 0 {
 			rate = 14
+			if f.sandbox {
+				rate = 1
+			}
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"SendQuota":               map[string]float64{"Max24HourSend": 50000, "MaxSendRate": rate, "SentLast24Hours": 12},
+			"SendQuota":               map[string]float64{"Max24HourSend": perDay, "MaxSendRate": rate, "SentLast24Hours": 12},
 			"SendingEnabled":          true,
-			"ProductionAccessEnabled": true,
+			"ProductionAccessEnabled": !f.sandbox,
 			"EnforcementStatus":       "HEALTHY",
 		})
 	default:

@@ -1,7 +1,8 @@
 // Package ses delivers GPU Broker's emails through Amazon SES v2. It implements
 // gpubroker.Sender: it sends one rendered message with both a text and an HTML part, keeps the
 // process under the account's maximum send rate, retries throttling inside the call, and tells
-// the outbox which failures are permanent (never retry) and which are worth retrying later.
+// the outbox which failures are permanent (never retry), which are worth retrying later, and
+// which are the SES sandbox refusing an unverified recipient (SandboxError).
 package ses
 
 import (
@@ -148,7 +149,9 @@ func (s *Sender) Rate() float64 {
 }
 
 // Send sends m to m.To and returns the SES message id. Errors wrapping gpubroker.ErrPermanent
-// mean the message can never be delivered as it is; any other error is worth retrying later.
+// mean the message can never be delivered as it is; any other error is worth retrying later,
+// among them a *SandboxError: the account is in the SES sandbox and the recipient is not
+// verified, which lasts until someone requests production access.
 func (s *Sender) Send(ctx context.Context, m gpubroker.Message) (string, error) {
 	if strings.TrimSpace(m.To) == "" {
 		return "", fmt.Errorf("error sending email %d: %w: no recipient", m.ID, gpubroker.ErrPermanent)
@@ -184,6 +187,12 @@ func (s *Sender) Send(ctx context.Context, m gpubroker.Message) (string, error) 
 		switch classify(err) {
 		case permanent:
 			return "", fmt.Errorf("error sending email %d: %w: %w", m.ID, gpubroker.ErrPermanent, err)
+		case notVerified:
+			if sandboxed(err, to, s.opts.From) {
+				return "", fmt.Errorf("error sending email %d: %w", m.ID, &SandboxError{Err: err})
+			}
+			// Only the sender is not verified: a deployment mistake, fixed by verifying its domain.
+			return "", fmt.Errorf("error sending email %d: the sender is not a verified SES identity: %w", m.ID, err)
 		case throttled:
 			if attempt >= s.opts.MaxRetries {
 				return "", fmt.Errorf("error sending email %d: still throttled after %d attempts: %w", m.ID, attempt+1, err)
@@ -209,13 +218,60 @@ func (s *Sender) Send(ctx context.Context, m gpubroker.Message) (string, error) 
 // backoff. Tests keep the SDK's default retryer on the client, so they prove this option works.
 func withoutSDKRetries(o *sesv2.Options) { o.Retryer = aws.NopRetryer{} }
 
+// SandboxError is SES refusing a recipient that is not a verified identity while the account
+// is in the SES sandbox (MessageRejected, "Email address is not verified…"). It is not
+// permanent: it is the state of the account, lifted by production access (or by verifying the
+// address), not of the message. Sandbox reports it to the outbox job without importing this
+// package.
+type SandboxError struct {
+	Err error // SES's answer
+}
+
+func (e *SandboxError) Error() string {
+	return "SES sandbox: the recipient is not a verified identity: " + e.Err.Error()
+}
+
+func (e *SandboxError) Unwrap() error { return e.Err }
+
+// Sandbox reports that the recipient was refused because the account is in the SES sandbox.
+func (e *SandboxError) Sandbox() bool { return true }
+
 type class int
 
 const (
 	retryLater class = iota
 	throttled
 	permanent
+	notVerified // "Email address is not verified": the sandbox's recipients or our sender
 )
+
+// notVerifiedMessage starts SES's answer (MessageRejected) when an identity of the message is
+// not verified: "Email address is not verified. The following identities failed the check in
+// region US-EAST-1: <identities>" (ending in "..." when SES cannot list them all).
+const notVerifiedMessage = "Email address is not verified"
+
+// sandboxed tells whether a not-verified rejection is the sandbox refusing the recipient, to,
+// rather than our sender, from, not being verified: it is unless SES lists the sender and not
+// the recipient. A list that is cut short or missing counts as the sandbox: retried, not dropped.
+func sandboxed(err error, to, from string) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	_, listed, ok := strings.Cut(apiErr.ErrorMessage(), "failed the check in region ")
+	if !ok {
+		return true
+	}
+	_, listed, _ = strings.Cut(listed, ": ")
+	listed = strings.ToLower(listed)
+	if strings.Contains(listed, strings.ToLower(to)) {
+		return true
+	}
+	if at := strings.LastIndexByte(from, '<'); at >= 0 {
+		from = strings.TrimSuffix(from[at+1:], ">")
+	}
+	return !strings.Contains(listed, strings.ToLower(strings.TrimSpace(from)))
+}
 
 // classify sorts an SES error. It goes by error code rather than Go type so it also covers codes
 // the SDK does not model.
@@ -232,9 +288,13 @@ func classify(err error) class {
 	switch apiErr.ErrorCode() {
 	case "TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException":
 		return throttled
-	case "MessageRejected", // content SES refuses to send (e.g. a virus) or a blocked address
-		"MailFromDomainNotVerifiedException", // as the message is built, it will never pass
-		"BadRequestException":                // malformed address or content
+	case "MessageRejected": // content SES refuses to send (e.g. a virus) or a blocked address…
+		if strings.HasPrefix(apiErr.ErrorMessage(), notVerifiedMessage) {
+			return notVerified // …but not an identity that is not verified yet
+		}
+		return permanent
+	case "MailFromDomainNotVerifiedException", // as the message is built, it will never pass
+		"BadRequestException": // malformed address or content
 		return permanent
 	case "AccountSuspendedException", "SendingPausedException":
 		// Not permanent: these are the state of the account or configuration set, not of this

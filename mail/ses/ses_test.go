@@ -1,8 +1,11 @@
 package ses
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -273,4 +276,99 @@ func TestSendAddressesInASCII(t *testing.T) {
 	_, err := s.Send(context.Background(), m)
 	require.ErrorIs(t, err, gpubroker.ErrPermanent)
 	require.Equal(t, calls, b.fake.Calls())
+}
+
+// A new SES account is in the sandbox: it refuses every recipient that is not a verified
+// identity with MessageRejected, the code it also gives a message it will never send. That is
+// the account's state, not the message's (issue 21.5: activation emails were dropped for good):
+// the error is not permanent, it says it is the sandbox, and the outbox job retries it. Once the
+// address is verified (or the account has production access) the same message goes.
+func TestSendSandboxRejectionIsNotPermanent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fake.SetSandbox(true)
+	s := New(b.client, b.opts)
+
+	_, err := s.Send(context.Background(), message())
+	require.Error(t, err)
+	require.False(t, errors.Is(err, gpubroker.ErrPermanent), "a sandbox rejection is not the message's fault: %v", err)
+	var sb interface{ Sandbox() bool }
+	require.True(t, errors.As(err, &sb) && sb.Sandbox(), "the error says it is the sandbox: %v", err)
+	require.ErrorContains(t, err, "MessageRejected")
+	require.ErrorContains(t, err, "Email address is not verified. The following identities failed the check in region US-EAST-1: ada@example.com")
+	require.Equal(t, 1, b.fake.Calls(), "no retry inside Send: the outbox job retries it for hours")
+
+	b.fake.Verify("example.com")
+	id, err := s.Send(context.Background(), message())
+	require.NoError(t, err)
+	require.NotEmpty(t, id)
+}
+
+// "Email address is not verified" also names a sender (From) that is not verified: a deployment
+// mistake that affects every message and is fixed by verifying the domain, so the message waits
+// as for the other account problems; that is not the sandbox. A list SES cut short (or none)
+// that does not show the sender is taken as the sandbox: retried, never dropped.
+func TestSendUnverifiedSender(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		msg     string
+		sandbox bool
+	}{
+		"sender":    {"Email address is not verified. The following identities failed the check in region EU-WEST-1: GPU Broker <no-reply@mail.gpubroker.example>, no-reply@mail.gpubroker.example", false},
+		"both":      {"Email address is not verified. The following identities failed the check in region US-EAST-1: no-reply@mail.gpubroker.example, ada@example.com", true},
+		"truncated": {"Email address is not verified. The following identities failed the check in region US-EAST-1: bob@example.org, carol@example.org, ...", true},
+		"no list":   {"Email address is not verified.", true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.fake.Script(awsfake.Reply{Status: http.StatusBadRequest, Code: "MessageRejected", Message: tc.msg})
+			_, err := New(b.client, b.opts).Send(context.Background(), message())
+			require.Error(t, err)
+			require.False(t, errors.Is(err, gpubroker.ErrPermanent), "%v", err)
+			var sb interface{ Sandbox() bool }
+			require.Equal(t, tc.sandbox, errors.As(err, &sb) && sb.Sandbox(), "%v", err)
+		})
+	}
+}
+
+// The stand-in refuses as SES does, on the wire: 400, the code in X-Amzn-ErrorType, the message
+// naming the recipients and the request's region, as SES words it.
+func TestFakeSandboxAnswersAsSES(t *testing.T) {
+	t.Parallel()
+	fake := &awsfake.SES{}
+	fake.SetSandbox(true)
+	fake.Verify("verified@example.com")
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+
+	send := func(to ...string) (*http.Response, string) {
+		body, _ := json.Marshal(map[string]any{"FromEmailAddress": "no-reply@mail.gpubroker.example", "Destination": map[string]any{"ToAddresses": to}})
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v2/email/outbound-emails", bytes.NewReader(body))
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST/20261207/eu-west-1/ses/aws4_request, SignedHeaders=host, Signature=0")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := send("ada@example.com", "verified@example.com", "bob@example.org")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Equal(t, "MessageRejected", resp.Header.Get("X-Amzn-ErrorType"))
+	require.JSONEq(t, `{"message":"Email address is not verified. The following identities failed the check in region EU-WEST-1: ada@example.com, bob@example.org"}`, body)
+
+	resp, _ = send("verified@example.com", "success@simulator.amazonses.com")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "verified addresses and the mailbox simulator pass")
+
+	var acct struct {
+		ProductionAccessEnabled bool
+		SendQuota               struct{ MaxSendRate, Max24HourSend float64 }
+	}
+	resp, err := http.Get(srv.URL + "/v2/email/account")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&acct))
+	require.False(t, acct.ProductionAccessEnabled)
+	require.Equal(t, 1.0, acct.SendQuota.MaxSendRate)
+	require.Equal(t, 200.0, acct.SendQuota.Max24HourSend)
 }
