@@ -1,144 +1,399 @@
 #!/usr/bin/env bash
-# gpubroker-start.sh: the first (and every) boot of a GPU Broker workspace.
+# shellcheck disable=SC2317 # the steps are functions called through step()
+# gpubroker-start.sh: the bootstrap of a GPU Broker workspace, at its first (and every) boot.
 #
 # The entrypoint of the workspace images (images/*/Dockerfile) on RunPod, and the systemd
 # service that cloud-init installs on Lambda VMs (gpu/lambda). Everything comes from the
-# environment, so it runs unchanged in a container, on a VM and in its tests:
+# environment, so it runs unchanged in a container, on a VM and in its tests.
 #
-#   SSH_PUBLIC_KEYS, PUBLIC_KEY, SSH_PUBLIC_KEY
-#       authorized_keys lines, one per line (RunPod's names and ours; all are installed)
-#   GPUBROKER_SSHD            1 (default): start sshd when there are keys; 0: leave SSH alone
-#   GPUBROKER_WORKSPACE_URL, GPUBROKER_WORKSPACE_SHA256, GPUBROKER_WORKSPACE_PATH
-#       the starter project: downloaded, checked against the SHA-256 and unpacked into the
-#       path on the first boot only (a marker file remembers it; existing files are never
-#       overwritten)
-#   GPUBROKER_IDE             jupyter | code-server | none
-#   JUPYTER_PASSWORD (or JUPYTER_TOKEN), PASSWORD
-#       the IDE's secret; the IDE refuses to start without one, never open to the internet
-#   GPUBROKER_IDE_PORT        default 8888 (jupyter) or 8080 (code-server)
-#   GPUBROKER_TLS_CERT, GPUBROKER_TLS_KEY   optional: serve the IDE over HTTPS
+# Four steps, each logged and reported, none able to stop the next: a bad download never costs
+# the customer their IDE, a broken sshd never costs them the notebook.
 #
-# Secrets are handed to the IDE in its environment (JUPYTER_TOKEN, PASSWORD), never on its
-# command line, where any local user could read them.
-set -euo pipefail
+#   keys       SSH_PUBLIC_KEYS, PUBLIC_KEY, SSH_PUBLIC_KEY: authorized_keys lines, one a line
+#              (RunPod's names and ours; all are installed, each once, into $HOME/.ssh)
+#   sshd       /usr/sbin/sshd (OpenSSH refuses to re-exec from a bare name), started when there
+#              are keys, after ssh-keygen -A and mkdir -p /run/sshd, keys only (no passwords):
+#     GPUBROKER_SSHD          1 (default): ours; 0: the host's sshd serves SSH (Lambda VMs)
+#     GPUBROKER_SSHD_CONFIG   an sshd_config of its own, host keys and port included (the
+#                             workspace check's); default /etc/ssh/sshd_config, or a minimal
+#                             one of ours when the image has none
+#   workspace  GPUBROKER_WORKSPACE_URL, GPUBROKER_WORKSPACE_SHA256, GPUBROKER_WORKSPACE_PATH:
+#              the starter project, downloaded, checked against the SHA-256 and unpacked into
+#              the path on the first boot only (a marker file remembers it; existing files are
+#              never overwritten)
+#   ide        GPUBROKER_IDE: jupyter | code-server | none, on GPUBROKER_IDE_PORT (default 8888
+#              for jupyter, 8080 for code-server), in the workspace path (else $HOME):
+#              jupyter: JupyterLab (`jupyter lab`) when installed, else Jupyter Server (`jupyter
+#              server`, or `python3 -m jupyter_server` as Debian's python3-jupyter-server has
+#              no command), with the same options; code-server with a password.
+#     JUPYTER_PASSWORD (or JUPYTER_TOKEN), PASSWORD
+#                             the IDE's secret; no secret, no IDE: never open to the internet
+#     GPUBROKER_TLS_CERT, GPUBROKER_TLS_KEY   optional: serve the IDE over HTTPS
+#     GPUBROKER_IDE_WAIT      seconds to wait for the IDE to listen (default 300)
+#
+# Then `ready`: ok when what the customer connects to is up (their keys and sshd if they gave
+# keys, the IDE if one was asked for), its detail naming any step that failed. The script then waits on the IDE
+# and ends with it (the container or the service restarts); without an IDE it stays, so SSH
+# does.
+#
+# Reports: with GPUBROKER_BOOT_URL and GPUBROKER_BOOT_SECRET (the service's
+# POST /api/pods/{id}/boot and the pod's boot secret), each step is POSTed there as
+# {"step":"keys|sshd|workspace|ide|ready","ok":true|false,"detail":"…"} with
+# "Authorization: Bearer <secret>", by curl (else python3), with short timeouts; a report that
+# cannot be sent is logged and never fails the boot.
+#
+# Secrets (the IDE's, the boot secret) are taken out of the environment at once, so nothing
+# this script starts inherits them: the IDE gets its own secret in its environment, curl the
+# boot secret through a file descriptor, none of them on a command line, where any local user
+# could read it.
+set -o pipefail
 
-log() { echo "gpubroker-start: $*" >&2; }
+log() { printf 'gpubroker-start: %s\n' "$*" >&2; }
 
-install_keys() {
-	local keys
-	keys="$(printf '%s\n%s\n%s\n' "${SSH_PUBLIC_KEYS:-}" "${PUBLIC_KEY:-}" "${SSH_PUBLIC_KEY:-}" | sed -e 's/\r$//' -e '/^[[:space:]]*$/d')"
-	[ -n "$keys" ] || { log "no SSH keys given: SSH is not offered"; return 1; }
-	mkdir -p "$HOME/.ssh"
-	chmod 700 "$HOME/.ssh"
-	touch "$HOME/.ssh/authorized_keys"
-	chmod 600 "$HOME/.ssh/authorized_keys"
-	local key n=0
-	while IFS= read -r key; do
-		if ! grep -qxF -- "$key" "$HOME/.ssh/authorized_keys"; then
-			printf '%s\n' "$key" >>"$HOME/.ssh/authorized_keys"
-			n=$((n + 1))
-		fi
-	done <<<"$keys"
-	log "installed $n new SSH key(s) into $HOME/.ssh/authorized_keys"
+ide_token="${JUPYTER_PASSWORD:-${JUPYTER_TOKEN:-}}"
+ide_password="${PASSWORD:-}"
+boot_url="${GPUBROKER_BOOT_URL:-}"
+boot_secret="${GPUBROKER_BOOT_SECRET:-}"
+unset JUPYTER_PASSWORD JUPYTER_TOKEN PASSWORD GPUBROKER_BOOT_SECRET
+
+# json_string prints $1 as a JSON string (control characters other than tab, CR and LF dropped).
+json_string() {
+	local s="$1"
+	s="${s//\\/\\\\}"
+	s="${s//\"/\\\"}"
+	s="${s//$'\t'/\\t}"
+	s="${s//$'\r'/\\r}"
+	s="${s//$'\n'/\\n}"
+	s="$(printf '%s' "$s" | LC_ALL=C tr -d '\000-\010\013\014\016-\037\177')"
+	printf '"%s"' "$s"
 }
 
-start_sshd() {
-	if [ "$(id -u)" = 0 ]; then
-		mkdir -p /run/sshd
-		ssh-keygen -A >/dev/null
+# report step ok detail: log the step and send it to the service, if it is listening.
+report() {
+	local step="$1" ok="$2" detail="${3:-}"
+	if [ "$ok" = true ]; then
+		log "$step: ok${detail:+: $detail}"
+	else
+		log "$step: FAILED${detail:+: $detail}"
 	fi
-	# Keys only: no passwords, no root password logins.
-	env -u JUPYTER_PASSWORD -u JUPYTER_TOKEN -u PASSWORD \
-		sshd -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o PermitRootLogin=prohibit-password
-	log "sshd started"
+	[ -n "$boot_url" ] && [ -n "$boot_secret" ] || return 0
+	local body err rc
+	body="$(printf '{"step":"%s","ok":%s,"detail":%s}' "$step" "$ok" "$(json_string "${detail:0:500}")")"
+	if command -v curl >/dev/null 2>&1; then
+		# The header comes from a file descriptor, so the secret is on no command line.
+		err="$(printf '%s' "$body" | curl -fsS -o /dev/null --connect-timeout 3 --max-time 5 --retry 2 --retry-max-time 10 \
+			-H @<(printf 'Authorization: Bearer %s\n' "$boot_secret") -H 'Content-Type: application/json' \
+			--data-binary @- "$boot_url" 2>&1)"
+		rc=$?
+	elif command -v python3 >/dev/null 2>&1; then
+		# The secret goes in python's environment, which only its user can read.
+		err="$(printf '%s' "$body" | GPUBROKER_BOOT_SECRET="$boot_secret" python3 -c '
+import os, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method="POST", headers={
+    "Authorization": "Bearer " + os.environ["GPUBROKER_BOOT_SECRET"], "Content-Type": "application/json"})
+try:
+    urllib.request.urlopen(req, timeout=5).close()
+except Exception as e:
+    sys.exit("python3: %s" % e)
+' "$boot_url" 2>&1)"
+		rc=$?
+	else
+		err="neither curl nor python3 is installed" rc=1
+	fi
+	[ "$rc" = 0 ] || log "could not report $step to the service: ${err:-failed}"
+	return 0
+}
+
+# step name function: runs one step, which sets detail, and reports it.
+step() {
+	local name="$1"
+	shift
+	detail=""
+	if "$@"; then
+		report "$name" true "$detail"
+		return 0
+	fi
+	report "$name" false "$detail"
+	return 1
+}
+
+have_keys=0
+install_keys() {
+	local keys
+	keys="$(printf '%s\n%s\n%s\n' "${SSH_PUBLIC_KEYS:-}" "${PUBLIC_KEY:-}" "${SSH_PUBLIC_KEY:-}" | sed -e 's/\r$//' -e '/^[[:space:]]*$/d' | awk '!seen[$0]++')"
+	if [ -z "$keys" ]; then
+		if [ "${GPUBROKER_SSHD:-1}" != 1 ]; then
+			detail="none given here: the host installs its own (GPUBROKER_SSHD=${GPUBROKER_SSHD})"
+		else
+			detail="no SSH keys given"
+		fi
+		return 0
+	fi
+	local file="$HOME/.ssh/authorized_keys"
+	have_keys=failed
+	if ! { mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" && touch "$file" && chmod 600 "$file"; } 2>/dev/null; then
+		detail="cannot write $file"
+		return 1
+	fi
+	local key n=0 total=0
+	while IFS= read -r key; do
+		total=$((total + 1))
+		grep -qxF -- "$key" "$file" && continue
+		if ! printf '%s\n' "$key" >>"$file"; then
+			detail="cannot write $file"
+			return 1
+		fi
+		n=$((n + 1))
+	done <<<"$keys"
+	have_keys=1
+	detail="$total key(s) in $file, $n new"
+}
+
+sshd_started=0
+start_sshd() {
+	if [ "${GPUBROKER_SSHD:-1}" != 1 ]; then
+		detail="not ours to start (GPUBROKER_SSHD=${GPUBROKER_SSHD}): the host's sshd serves SSH"
+		return 0
+	fi
+	if [ "$have_keys" = failed ]; then
+		detail="not started: the SSH keys could not be installed"
+		return 1
+	fi
+	if [ "$have_keys" != 1 ]; then
+		detail="not started: no SSH keys, SSH is not offered"
+		return 0
+	fi
+	local sshd=/usr/sbin/sshd out
+	if [ ! -x "$sshd" ]; then
+		detail="$sshd is not installed (openssh-server)"
+		return 1
+	fi
+	local args=()
+	if [ -n "${GPUBROKER_SSHD_CONFIG:-}" ]; then
+		args=(-f "$GPUBROKER_SSHD_CONFIG")
+	else
+		if [ "$(id -u)" = 0 ] && ! out="$(ssh-keygen -A 2>&1)"; then
+			log "ssh-keygen -A: $out"
+		fi
+		if [ ! -f /etc/ssh/sshd_config ]; then
+			# An image without a config: a minimal one of ours, next to the host keys.
+			local own
+			own="$(mktemp "${TMPDIR:-/tmp}/gpubroker-sshd_config.XXXXXX")" || { detail="cannot write an sshd_config"; return 1; }
+			printf '%s\n' "Port 22" "HostKey /etc/ssh/ssh_host_ed25519_key" "HostKey /etc/ssh/ssh_host_ecdsa_key" \
+				"HostKey /etc/ssh/ssh_host_rsa_key" "AuthorizedKeysFile .ssh/authorized_keys" "Subsystem sftp internal-sftp" >"$own"
+			args=(-f "$own")
+		fi
+	fi
+	if [ "$(id -u)" = 0 ]; then
+		mkdir -p /run/sshd && chmod 0755 /run/sshd
+	fi
+	# Keys only, whatever the config says: options on the command line come first.
+	args+=(-o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o PermitRootLogin=prohibit-password)
+	if ! out="$("$sshd" -T "${args[@]}" 2>&1)"; then
+		detail="sshd refuses its configuration: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
+		return 1
+	fi
+	local port
+	port="$(printf '%s\n' "$out" | awk '$1 == "port" { print $2; exit }')"
+	# sshd binds its port before it detaches, so its exit status says whether it listens.
+	if ! out="$("$sshd" "${args[@]}" 2>&1 </dev/null)"; then
+		detail="sshd did not start: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
+		return 1
+	fi
+	sshd_started=1
+	detail="listening on port ${port:-22}"
 }
 
 download() { # url file
-	if command -v curl >/dev/null; then
-		curl -fsSL --retry 5 --retry-connrefused --connect-timeout 10 -o "$2" "$1"
+	if command -v curl >/dev/null 2>&1; then
+		curl -fsSL --retry 5 --retry-connrefused --connect-timeout 10 --max-time 600 -o "$2" "$1" 2>&1
 	else
-		python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$1" "$2"
+		python3 -c '
+import sys, urllib.request
+try:
+    urllib.request.urlretrieve(sys.argv[1], sys.argv[2])
+except Exception as e:
+    sys.exit("python3: %s" % e)
+' "$1" "$2" 2>&1
 	fi
 }
 
 unpack_workspace() {
 	local url="${GPUBROKER_WORKSPACE_URL:-}" want="${GPUBROKER_WORKSPACE_SHA256:-}" dir="${GPUBROKER_WORKSPACE_PATH:-}"
-	[ -n "$url" ] || return 0
+	if [ -z "$url" ]; then
+		detail="no starter project"
+		return 0
+	fi
 	if [ -z "$want" ] || [ -z "$dir" ]; then
-		log "GPUBROKER_WORKSPACE_URL needs GPUBROKER_WORKSPACE_SHA256 and GPUBROKER_WORKSPACE_PATH"
+		detail="GPUBROKER_WORKSPACE_URL needs GPUBROKER_WORKSPACE_SHA256 and GPUBROKER_WORKSPACE_PATH"
 		return 1
 	fi
 	local marker="$dir/.gpubroker-workspace"
 	if [ -e "$marker" ]; then
-		log "workspace already unpacked in $dir (first boot was $(cat "$marker"))"
+		detail="already unpacked in $dir (first boot: $(cat "$marker" 2>/dev/null))"
 		return 0
 	fi
-	local tmp got
-	tmp="$(mktemp)"
-	if ! download "$url" "$tmp"; then
+	local tmp got out
+	if ! tmp="$(mktemp)"; then
+		detail="cannot make a temporary file"
+		return 1
+	fi
+	if ! out="$(download "$url" "$tmp")"; then
 		rm -f "$tmp"
-		log "cannot download the workspace from $url"
+		detail="cannot download $url: $(printf '%s' "$out" | tail -n 1)"
 		return 1
 	fi
 	got="$(sha256sum "$tmp" | cut -d' ' -f1)"
 	if [ "$got" != "$want" ]; then
 		rm -f "$tmp"
-		log "workspace SHA-256 is $got, want $want: refusing to unpack $url"
+		detail="SHA-256 of $url is $got, want $want: not unpacked"
 		return 1
 	fi
-	mkdir -p "$dir"
-	tar -xzf "$tmp" -C "$dir" --no-same-owner --no-same-permissions --skip-old-files
+	if ! out="$(mkdir -p "$dir" && tar -xzf "$tmp" -C "$dir" --no-same-owner --no-same-permissions --skip-old-files 2>&1)"; then
+		rm -f "$tmp"
+		detail="cannot unpack $url into $dir: $(printf '%s' "$out" | tail -n 1)"
+		return 1
+	fi
 	rm -f "$tmp"
 	printf '%s %s\n' "$want" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$marker"
-	log "workspace unpacked into $dir"
+	detail="unpacked ${want:0:12} into $dir"
 }
 
+# listening port pid: whether something accepts on the port before pid exits or the wait ends.
+listening() {
+	local port="$1" pid="$2" deadline=$((SECONDS + ${GPUBROKER_IDE_WAIT:-300}))
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		kill -0 "$pid" 2>/dev/null || return 2
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+ide_pid=""
 start_ide() {
-	local ide="${GPUBROKER_IDE:-none}" dir="${GPUBROKER_WORKSPACE_PATH:-$HOME}"
+	local ide="${GPUBROKER_IDE:-none}" dir="${GPUBROKER_WORKSPACE_PATH:-$HOME}" port name
 	mkdir -p "$dir"
-	local tls=()
+	local opts=()
 	case "$ide" in
+	none)
+		detail="no IDE asked for"
+		return 0
+		;;
 	jupyter)
-		local token="${JUPYTER_PASSWORD:-${JUPYTER_TOKEN:-}}"
-		[ -n "$token" ] || { log "JUPYTER_PASSWORD is not set: refusing to start Jupyter without a token"; return 1; }
-		if [ -n "${GPUBROKER_TLS_CERT:-}" ]; then
-			tls=(--certfile="$GPUBROKER_TLS_CERT" --keyfile="$GPUBROKER_TLS_KEY")
+		port="${GPUBROKER_IDE_PORT:-8888}"
+		if [ -z "$ide_token" ]; then
+			detail="JUPYTER_PASSWORD is not set: refusing to start Jupyter without a token"
+			return 1
 		fi
-		unset JUPYTER_PASSWORD PASSWORD
-		export JUPYTER_TOKEN="$token"
-		log "starting JupyterLab on port ${GPUBROKER_IDE_PORT:-8888} in $dir"
-		exec jupyter lab --no-browser --ip=0.0.0.0 --port="${GPUBROKER_IDE_PORT:-8888}" \
-			--ServerApp.root_dir="$dir" --ServerApp.allow_remote_access=True \
-			${tls[@]+"${tls[@]}"} $([ "$(id -u)" = 0 ] && echo --allow-root)
+		local cmd
+		if command -v jupyter-lab >/dev/null 2>&1; then
+			cmd=(jupyter lab) name=JupyterLab
+		elif command -v jupyter-server >/dev/null 2>&1; then
+			cmd=(jupyter server) name="Jupyter Server"
+		elif python3 -c 'import jupyter_server' >/dev/null 2>&1; then
+			cmd=(python3 -m jupyter_server) name="Jupyter Server"
+		else
+			detail="Jupyter is not installed (no jupyter-lab, jupyter-server or python3 jupyter_server)"
+			return 1
+		fi
+		if [ -n "${GPUBROKER_TLS_CERT:-}" ]; then
+			opts=(--certfile="$GPUBROKER_TLS_CERT" --keyfile="$GPUBROKER_TLS_KEY")
+		fi
+		if [ "$(id -u)" = 0 ]; then
+			opts+=(--allow-root)
+		fi
+		log "starting $name on port $port in $dir"
+		JUPYTER_TOKEN="$ide_token" "${cmd[@]}" --no-browser --ip=0.0.0.0 --port="$port" \
+			--ServerApp.root_dir="$dir" --ServerApp.allow_remote_access=True --ServerApp.port_retries=0 \
+			"${opts[@]}" &
+		ide_pid=$!
 		;;
 	code-server)
-		[ -n "${PASSWORD:-}" ] || { log "PASSWORD is not set: refusing to start code-server without a password"; return 1; }
-		if [ -n "${GPUBROKER_TLS_CERT:-}" ]; then
-			tls=(--cert "$GPUBROKER_TLS_CERT" --cert-key "$GPUBROKER_TLS_KEY")
+		port="${GPUBROKER_IDE_PORT:-8080}" name=code-server
+		if [ -z "$ide_password" ]; then
+			detail="PASSWORD is not set: refusing to start code-server without a password"
+			return 1
 		fi
-		unset JUPYTER_PASSWORD JUPYTER_TOKEN
-		export PASSWORD
-		log "starting code-server on port ${GPUBROKER_IDE_PORT:-8080} in $dir"
-		exec code-server --auth password --bind-addr "0.0.0.0:${GPUBROKER_IDE_PORT:-8080}" \
-			--disable-telemetry ${tls[@]+"${tls[@]}"} "$dir"
-		;;
-	none)
-		log "no IDE; idling so SSH stays up"
-		exec sleep infinity
+		if ! command -v code-server >/dev/null 2>&1; then
+			detail="code-server is not installed"
+			return 1
+		fi
+		if [ -n "${GPUBROKER_TLS_CERT:-}" ]; then
+			opts=(--cert "$GPUBROKER_TLS_CERT" --cert-key "$GPUBROKER_TLS_KEY")
+		fi
+		log "starting code-server on port $port in $dir"
+		PASSWORD="$ide_password" code-server --auth password --bind-addr "0.0.0.0:$port" \
+			--disable-telemetry "${opts[@]}" "$dir" &
+		ide_pid=$!
 		;;
 	*)
-		log "unknown GPUBROKER_IDE=$ide"
+		detail="unknown GPUBROKER_IDE=$ide"
+		return 1
+		;;
+	esac
+	listening "$port" "$ide_pid"
+	case $? in
+	0) detail="$name listening on port $port" ;;
+	2)
+		wait "$ide_pid"
+		detail="$name exited (status $?) before listening on port $port"
+		ide_pid=""
+		return 1
+		;;
+	*)
+		detail="$name is not listening on port $port after ${GPUBROKER_IDE_WAIT:-300}s"
 		return 1
 		;;
 	esac
 }
 
+# The container's init (tini) or systemd signals this script: pass it on to what it waits for.
+child=""
+on_signal() {
+	local pid
+	for pid in "$child" "$ide_pid"; do
+		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+	done
+	exit 143
+}
+trap on_signal TERM INT HUP
+
+# wait_for pid: wait until pid ends (through signals), returning its status.
+wait_for() {
+	child="$1"
+	local status
+	while :; do
+		wait "$child"
+		status=$?
+		kill -0 "$child" 2>/dev/null || return "$status"
+	done
+}
+
 main() {
-	if install_keys && [ "${GPUBROKER_SSHD:-1}" = 1 ]; then
-		start_sshd
+	local failed=() sshd_ok=1 ide_ok=1
+	step keys install_keys || { failed+=(keys); sshd_ok=0; }
+	step sshd start_sshd || { failed+=(sshd); sshd_ok=0; }
+	step workspace unpack_workspace || failed+=(workspace)
+	step ide start_ide || { failed+=(ide); ide_ok=0; }
+	if [ "$sshd_ok" = 1 ] && [ "$ide_ok" = 1 ]; then
+		report ready true "${failed[*]:+usable, but failed: ${failed[*]}}"
+	else
+		report ready false "failed: ${failed[*]}"
 	fi
-	unpack_workspace
-	start_ide
+	if [ -n "$ide_pid" ]; then
+		wait_for "$ide_pid"
+		local status=$?
+		log "the IDE exited (status $status)"
+		exit "$status"
+	fi
+	if [ "$sshd_started" = 1 ] || { [ "${GPUBROKER_IDE:-none}" = none ] && [ "$ide_ok" = 1 ]; }; then
+		log "no IDE running; staying up so SSH does"
+		sleep infinity &
+		wait_for $!
+		exit $?
+	fi
+	exit 1
 }
 
 main "$@"
