@@ -42,10 +42,12 @@ const (
 // would race between a retried job and the first run. user_data lives and dies with the
 // instance.
 //
-// The rest installs the start script of the images (images/common/gpubroker-start.sh) with its
+// The rest installs the bootstrap of the images (images/common/gpubroker-start.sh) with its
 // environment in a root-only file, as a systemd service running as ubuntu: it downloads,
 // checks and unpacks the starter project on first boot and runs Jupyter (token) or
-// code-server (password) on the workspace, over HTTPS with a self-signed certificate.
+// code-server (password) on the workspace, over HTTPS with a self-signed certificate; a failed
+// download costs the workspace, not the IDE. The VM's own sshd serves SSH
+// (GPUBROKER_SSHD=0). TestUserDataSchema holds the document to cloud-init's schema.
 func (c *Client) userData(r gpu.LaunchRequest) (string, error) {
 	ide := r.IDE
 	if ide == "" {
@@ -76,6 +78,10 @@ func (c *Client) userData(r gpu.LaunchRequest) (string, error) {
 		"Description=GPU Broker workspace (starter project and IDE)",
 		"Wants=network-online.target",
 		"After=network-online.target",
+		// The script exits only when the IDE does, or when it could not start one; five tries
+		// in ten minutes, then it stays down rather than report the same failure for ever.
+		"StartLimitIntervalSec=600",
+		"StartLimitBurst=5",
 		"",
 		"[Service]",
 		"User=ubuntu",
