@@ -37,9 +37,12 @@ type Pod struct {
 
 	DeployRequestedAt *time.Time
 	CapturedAt        *time.Time
-	StartedAt         *time.Time
-	EndsAt            *time.Time
-	TerminatedAt      *time.Time
+	// LaunchedAt is when its latest instance was launched (or found launched): its boot
+	// deadline counts from there.
+	LaunchedAt   *time.Time
+	StartedAt    *time.Time
+	EndsAt       *time.Time
+	TerminatedAt *time.Time
 
 	// RefundedCents is what has been refunded of the order's payments (its own and its
 	// extensions'), per the ledger.

@@ -17,6 +17,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/gpu/ready"
 	"gpubroker/offers"
 )
 
@@ -45,6 +46,13 @@ type Deps struct {
 	StepTimeout time.Duration
 	// PollInterval is how often a booting instance is checked.
 	PollInterval time.Duration
+	// Ready tells whether a running instance is usable by its customer (its sshd and IDE
+	// answer where they are shown); nil means gpu/ready's checker. Only then does a pod run.
+	Ready Readiness
+	// BootDeadline is how long one launched instance may take to become usable before it is
+	// given up and the pod launched at the next offer (ProvisionDeadline still bounds the
+	// whole provisioning, after which the payment is refunded in full).
+	BootDeadline time.Duration
 	// NoCapacityRetries is how many provision attempts may find no capacity before a refund.
 	NoCapacityRetries int
 	// ReconcileInterval is how often the reconciler runs; each order is compared with Stripe
@@ -55,6 +63,11 @@ type Deps struct {
 	RetryDelay time.Duration
 	// OnOffers receives every published feed (the dev server serves the latest at /offers.json).
 	OnOffers func([]byte)
+}
+
+// Readiness tells whether what a customer is shown of a pod answers (gpu/ready.Checker).
+type Readiness interface {
+	Check(ctx context.Context, t ready.Target) error
 }
 
 func (d *Deps) now() time.Time {
@@ -75,6 +88,12 @@ func (d *Deps) withDefaults() *Deps {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 5 * time.Second
+	}
+	if c.Ready == nil {
+		c.Ready = &ready.Checker{}
+	}
+	if c.BootDeadline == 0 {
+		c.BootDeadline = 10 * time.Minute
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = DefaultReconcileInterval

@@ -51,7 +51,9 @@ func setup(t *testing.T) *testBundle {
 	t.Cleanup(ss.Close)
 	mux.Handle(stripesim.DefaultPrefix+"/", ss)
 	mux.Handle(workspaces.URLPrefix, workspaces.Handler()) // the CDN, for the starter projects
-	gpus := sim.New(sim.Options{})
+	// The simulator's stand-in IDEs are served beside the CDN, so readiness asks real URLs.
+	gpus := sim.New(sim.Options{IDEBaseURL: srv.URL})
+	mux.Handle("/dev/gpu/", gpus.Handler())
 	sender := &recordingSender{}
 	deps := (&Deps{
 		Pool: pool, Catalog: catalog, Broker: gpu.NewBroker(gpus), Sender: sender,

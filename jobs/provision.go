@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/gpu/ready"
 	"gpubroker/postgres"
 	"gpubroker/workspaces"
 )
@@ -233,7 +235,14 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *gpubroker.Pod) error {
 	}
 	switch {
 	case err == nil && inst.State == gpu.StateRunning:
-		return w.running(ctx, pod, inst)
+		// The provider's word is not the customer's: the pod runs, and its paid time starts,
+		// only once what they are shown answers.
+		uerr := d.Ready.Check(ctx, w.target(pod, inst))
+		if uerr == nil {
+			return w.running(ctx, pod, inst)
+		}
+		d.Logger.InfoContext(ctx, "instance running at its provider, not usable yet", "pod_id", pod.ID, "instance_id", *pod.InstanceID, "why", uerr)
+		return w.waitBoot(ctx, pod, "it never became usable: "+uerr.Error())
 	case err != nil || inst.State == gpu.StateFailed || !inst.State.Live():
 		// The instance died while booting: forget it, never use that offer again for this pod,
 		// and launch elsewhere on the next run.
@@ -242,28 +251,72 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *gpubroker.Pod) error {
 			reason = inst.Error
 		}
 		d.Logger.WarnContext(ctx, "instance failed while booting", "pod_id", pod.ID, "instance_id", *pod.InstanceID, "error", err, "reason", reason)
-		err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-			if pod.OfferID != nil {
-				if err := postgres.AddFailedOffer(ctx, tx, pod.ID, *pod.OfferID); err != nil {
-					return err
-				}
-			}
-			if err := postgres.ForgetInstance(ctx, tx, pod.ID); err != nil {
-				return err
-			}
-			return terminateInstanceTx(ctx, tx, pod, false) // the pod launches again under its name
-		})
-		if err != nil {
-			return err
-		}
-		return river.JobSnooze(time.Millisecond)
+		return w.relaunch(ctx, pod)
 	}
 	// Pending, booting, or a status the client cannot interpret (gpu.StateUnknown): not known
-	// to be dead, so wait for it as for a slow boot, until the deadline.
+	// to be dead, so wait for it as for a slow boot, until the boot deadline.
+	return w.waitBoot(ctx, pod, "it did not boot")
+}
+
+// waitBoot waits for a launched instance that is not usable yet, within bounds: past the
+// provisioning deadline the pod is given up (and refunded in full); past the boot deadline of
+// this instance (an image that never boots, an IDE that never answers) the instance is given
+// up and the pod launched at the next offer.
+func (w *ProvisionWorker) waitBoot(ctx context.Context, pod *gpubroker.Pod, why string) error {
+	d := w.d
 	if w.pastDeadline(pod) {
-		return w.giveUp(ctx, pod, "The GPU did not finish booting in time.")
+		return w.giveUp(ctx, pod, "The GPU did not become usable in time.")
+	}
+	if pod.LaunchedAt != nil && d.now().Sub(*pod.LaunchedAt) > d.BootDeadline {
+		d.Logger.WarnContext(ctx, "instance given up at its boot deadline; launching at the next offer", "pod_id", pod.ID,
+			"instance", deref(pod.Provider)+"/"+deref(pod.InstanceID), "offer", deref(pod.OfferID), "why", why)
+		if err := postgres.Audit(ctx, d.Pool, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.boot_abandoned",
+			Detail: map[string]any{"provider": deref(pod.Provider), "instance_id": deref(pod.InstanceID), "offer": deref(pod.OfferID), "why": why}}); err != nil {
+			return err
+		}
+		return w.relaunch(ctx, pod)
 	}
 	return river.JobSnooze(d.PollInterval)
+}
+
+// relaunch forgets the pod's instance, marks its offer failed for this pod and ends the
+// instance, so the next run launches at the next offer under the same name.
+func (w *ProvisionWorker) relaunch(ctx context.Context, pod *gpubroker.Pod) error {
+	err := postgres.Tx(ctx, w.d.Pool, func(tx pgx.Tx) error {
+		if pod.OfferID != nil {
+			if err := postgres.AddFailedOffer(ctx, tx, pod.ID, *pod.OfferID); err != nil {
+				return err
+			}
+		}
+		if err := postgres.ForgetInstance(ctx, tx, pod.ID); err != nil {
+			return err
+		}
+		return terminateInstanceTx(ctx, tx, pod, false) // the pod launches again under its name
+	})
+	if err != nil {
+		return err
+	}
+	return river.JobSnooze(time.Millisecond)
+}
+
+// target is what the pod's customer is shown of inst, and so what must answer: the SSH address
+// when the pod has one of their keys, and the IDE link with its secret.
+func (w *ProvisionWorker) target(pod *gpubroker.Pod, inst *gpu.Instance) ready.Target {
+	t := ready.Target{IDE: gpu.IDEJupyter, URL: inst.JupyterURL, Secret: pod.IDESecret}
+	if inst.JupyterURL == "" && inst.CodeServerURL != "" {
+		t.IDE, t.URL = gpu.IDECodeServer, inst.CodeServerURL
+	}
+	if tpl, ok := w.d.Catalog.Template(pod.Template); ok && tpl.IDE == gpu.IDECodeServer {
+		t.IDE, t.URL = gpu.IDECodeServer, inst.CodeServerURL
+	}
+	if len(pod.SSHKeyFingerprints) > 0 && inst.SSHHost != "" {
+		port := inst.SSHPort
+		if port == 0 {
+			port = 22
+		}
+		t.SSHAddr = net.JoinHostPort(inst.SSHHost, strconv.Itoa(port))
+	}
+	return t
 }
 
 // running stores the connection details, emails the user and schedules the end, in one

@@ -14,7 +14,7 @@ import (
 
 const podSelect = `SELECT p.id, p.order_id, p.account_id, p.status, o.plan, p.gpu, p.region, p.hours, p.template,
 	o.hourly_cents, o.amount_cents, o.currency, o.status, o.hold_expires_at, p.provider, p.instance_id, p.offer_id, p.failed_offers,
-	p.connection, COALESCE(p.ide_secret, ''), p.launch_keys, p.ssh_key_fingerprints, p.error, p.created_at, p.deploy_requested_at, p.captured_at, p.started_at, p.ends_at, p.terminated_at,
+	p.connection, COALESCE(p.ide_secret, ''), p.launch_keys, p.ssh_key_fingerprints, p.error, p.created_at, p.deploy_requested_at, p.captured_at, p.launched_at, p.started_at, p.ends_at, p.terminated_at,
 	COALESCE((SELECT sum(r.amount_cents) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.order_id = p.order_id AND r.stripe_refund_id IS NOT NULL), 0),
 	p.hours + COALESCE((SELECT sum(x.hours) FROM extensions x WHERE x.pod_id = p.id AND x.status = 'paid'
 		AND NOT EXISTS (SELECT 1 FROM payments y JOIN refunds r ON r.payment_id = y.id WHERE y.payment_intent_id = x.payment_intent_id AND r.reason = 'late_extension')), 0),
@@ -26,7 +26,7 @@ func scanPod(row pgx.Row) (*gpubroker.Pod, error) {
 	var conn []byte
 	err := row.Scan(&p.ID, &p.OrderID, &p.AccountID, &p.Status, &p.Plan, &p.GPU, &p.Region, &p.Hours, &p.Template,
 		&p.HourlyCents, &p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
-		&p.FailedOffers, &conn, &p.IDESecret, &p.LaunchKeys, &p.SSHKeyFingerprints, &p.Error, &p.CreatedAt, &p.DeployRequestedAt, &p.CapturedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt,
+		&p.FailedOffers, &conn, &p.IDESecret, &p.LaunchKeys, &p.SSHKeyFingerprints, &p.Error, &p.CreatedAt, &p.DeployRequestedAt, &p.CapturedAt, &p.LaunchedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt,
 		&p.RefundedCents, &p.HoursTotal, &p.PaidCents)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,10 @@ import (
 
 // DefaultBaseURL is RunPod's API root; paths start with /v2.
 const DefaultBaseURL = "https://api.runpod.io"
+
+// DefaultProxyURL is RunPod's HTTPS proxy, which serves a pod's http ports with a valid
+// certificate.
+const DefaultProxyURL = "https://{pod}-{port}.proxy.runpod.net/"
 
 // Ports the IDEs listen on inside the pod, exposed through RunPod's HTTPS proxy.
 const (
@@ -75,6 +80,9 @@ type Config struct {
 	APIKey string
 	// BaseURL defaults to DefaultBaseURL; tests point it at a fake.
 	BaseURL string
+	// ProxyURL is where a pod's HTTP ports answer, {pod} and {port} replaced: RunPod's HTTPS
+	// proxy (DefaultProxyURL) unless a stand-in serves them.
+	ProxyURL string
 	// HTTPClient defaults to a client with a 60 s timeout.
 	HTTPClient *http.Client
 	// Cloud is the tier offers come from: "SECURE" (default, RunPod's own data centers) or
@@ -364,6 +372,15 @@ func (c *Client) Terminate(ctx context.Context, id string) error {
 
 // convert maps a RunPod pod to our instance. Connection details are reported only while the
 // pod runs; SSH only on the direct endpoint (see directSSH).
+// proxy is where port of pod id answers over HTTPS.
+func (c *Client) proxy(id string, port int) string {
+	u := c.cfg.ProxyURL
+	if u == "" {
+		u = DefaultProxyURL
+	}
+	return strings.NewReplacer("{pod}", id, "{port}", strconv.Itoa(port)).Replace(u)
+}
+
 func (c *Client) convert(p pod) *gpu.Instance {
 	out := &gpu.Instance{
 		ID:           p.ID,
@@ -407,10 +424,10 @@ func (c *Client) convert(p pod) *gpu.Instance {
 	}
 	if slices.Contains(p.Ports, jupyterPort) {
 		// Without the token: the app adds ?token=<IDESecret>.
-		out.JupyterURL = fmt.Sprintf("https://%s-8888.proxy.runpod.net/", p.ID)
+		out.JupyterURL = c.proxy(p.ID, 8888)
 	}
 	if slices.Contains(p.Ports, codeServerPort) {
-		out.CodeServerURL = fmt.Sprintf("https://%s-8080.proxy.runpod.net/", p.ID)
+		out.CodeServerURL = c.proxy(p.ID, 8080)
 	}
 	return out
 }

@@ -19,7 +19,9 @@ import (
 // Paths Handler serves.
 const (
 	InstancesPath = "/dev/gpu/instances"
-	idePrefix     = "/dev/gpu/ide/"
+	// IDEPrefix is where the stand-in IDEs answer, IDEPrefix<instance id>/….
+	IDEPrefix = "/dev/gpu/ide/"
+	idePrefix = IDEPrefix
 )
 
 // Record is what the simulator was asked to run for one instance, as a real provider would
@@ -108,6 +110,8 @@ func (s *Sim) Report(id string, state gpu.State, detail string) bool {
 //	GET  /dev/gpu/ide/{id}/              a stand-in IDE that opens only with the secret:
 //	                                     Jupyter ?token=<secret>, code-server after
 //	POST /dev/gpu/ide/{id}/login         password=<secret> (a cookie, as code-server does)
+//	GET  /dev/gpu/ide/{id}/api/status    Jupyter's status (with the token), and
+//	GET  /dev/gpu/ide/{id}/healthz       code-server's: what readiness asks (gpu/ready)
 func (s *Sim) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
@@ -177,13 +181,18 @@ func (s *Sim) serveIDE(w http.ResponseWriter, r *http.Request, rest string) {
 	id, sub, _ := strings.Cut(rest, "/")
 	s.mu.Lock()
 	var rec Record
+	var broken Broken
 	in := s.find(id)
 	if in != nil {
-		rec = s.record(in)
+		rec, broken = s.record(in), in.broken
 	}
 	s.mu.Unlock()
 	if in == nil || rec.Status != gpu.StateRunning {
 		http.Error(w, "no running instance "+id, http.StatusNotFound)
+		return
+	}
+	if broken&NoIDE != 0 {
+		http.Error(w, "502 Bad Gateway: nothing answers behind the proxy", http.StatusBadGateway)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -208,10 +217,18 @@ func (s *Sim) serveIDE(w http.ResponseWriter, r *http.Request, rest string) {
 			http.Error(w, "Jupyter needs its token", http.StatusUnauthorized)
 		case rec.IDESecret == "" || !equal(token, rec.IDESecret):
 			http.Error(w, "wrong token", http.StatusForbidden)
+		case sub == "api/status": // Jupyter Server's own status endpoint
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"started":%q,"last_activity":%q,"connections":0,"kernels":0}`, rec.CreatedAt.Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339))
 		default:
 			open()
 		}
 	case gpu.IDECodeServer:
+		if sub == "healthz" { // code-server's own health endpoint, open as code-server's is
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"status":"alive","lastHeartbeat":0}`)
+			return
+		}
 		if sub == "login" && r.Method == http.MethodPost {
 			if rec.IDESecret == "" || !equal(r.PostFormValue("password"), rec.IDESecret) {
 				http.Error(w, "wrong password", http.StatusUnauthorized)

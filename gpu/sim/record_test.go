@@ -87,21 +87,29 @@ func TestRecordsWhatItRuns(t *testing.T) {
 	require.NotContains(t, got.JupyterURL, secret, "links never carry the secret")
 }
 
-// A registry has only the images that were pushed: any other image fails the launch, as a pull
-// would. With no Images configured every image is accepted.
-func TestRefusesUnknownImage(t *testing.T) {
+// A registry has only the images that were pushed, and like RunPod the simulator does not
+// refuse another image at launch: the instance is created, bills, and never boots (RunPod's
+// pod sits without a runtime: "error pulling image"). Readiness must be ours to judge. With no
+// Images configured every image boots.
+func TestUnknownImageNeverBoots(t *testing.T) {
 	t.Parallel()
 	s := sim.New(sim.Options{Images: []string{image}})
 	r := launchReq(t, s, gpu.Workspace{})
 	r.Image = "gpubroker/datascience:pytorch2-cuda12"
-	_, err := s.Launch(context.Background(), r)
-	require.Error(t, err)
-	require.False(t, gpu.Failover(err) || gpu.Retryable(err), "another offer would not help: %v", err)
-	require.Zero(t, s.Launches())
+	inst, err := s.Launch(context.Background(), r)
+	require.NoError(t, err)
+	require.Equal(t, 1, s.Launches())
+	for range 3 {
+		got, err := s.GetInstance(context.Background(), inst.ID)
+		require.NoError(t, err)
+		require.Equal(t, gpu.StateBooting, got.State, "no runtime, ever")
+		require.True(t, got.State.Live(), "it is still there, and bills")
+	}
 
 	open := sim.New(sim.Options{})
-	_, err = open.Launch(context.Background(), launchReq(t, open, gpu.Workspace{}))
+	inst, err = open.Launch(context.Background(), launchReq(t, open, gpu.Workspace{}))
 	require.NoError(t, err)
+	require.Equal(t, gpu.StateRunning, inst.State)
 }
 
 // A tarball whose checksum does not match is refused at boot: the instance fails.

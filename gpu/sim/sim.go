@@ -5,6 +5,12 @@
 // asynchronous (booting, then running after a boot delay), capacity reports can lie, and
 // faults can be switched on — no capacity, rate limits, 5xx, a crash right after a launch,
 // calls that hang. Every switch is safe to flip while other goroutines use the simulator.
+//
+// A running instance is usable the way a real one is: its SSH address is a real SSH server on
+// loopback (a key exchange, then a login with the launch's keys only), and its stand-in IDE
+// answers its status endpoint (Handler). It can be told to launch instances whose sshd or IDE
+// never answers, and like RunPod it accepts an image its registry does not hold and never
+// boots it.
 package sim
 
 import (
@@ -12,16 +18,21 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"gpubroker/gpu"
 )
@@ -50,8 +61,9 @@ type Options struct {
 	Now func() time.Time
 	// Host is the SSH host instances report.
 	Host string
-	// Images are the images its registry holds (the templates' pinned images): a launch of any
-	// other image is refused, as a pull of a missing image would fail. Empty accepts any.
+	// Images are the images its registry holds (the templates' pinned images): an instance of
+	// any other image is created and never boots, as on RunPod, whose create accepts any image
+	// and whose pod then sits without a runtime. Empty holds every image.
 	Images []string
 	// HTTPClient fetches workspace tarballs (Workspace.URL); nil means a client with a 30 s
 	// timeout.
@@ -82,6 +94,29 @@ type Sim struct {
 	instances       []*instance // in launch order
 	launches        int
 	terminations    int
+	broken          []Broken // what the next launches break, in order
+	hostKey         ssh.Signer
+}
+
+// Broken is what an instance does not do although it reports running.
+type Broken int
+
+const (
+	// NoSSH: its SSH address accepts connections and closes them, as a port forward with no
+	// sshd behind it does.
+	NoSSH Broken = 1 << iota
+	// NoIDE: its IDE's proxy answers 502, as RunPod's does when nothing listens behind it.
+	NoIDE
+)
+
+// BreakNext makes the next n launches create instances that boot and report running but break
+// b: NoSSH, NoIDE or both. Calls add up, like FailNext.
+func (s *Sim) BreakNext(b Broken, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.broken = append(s.broken, b)
+	}
 }
 
 // instance is a launched instance and what it will report once it is running.
@@ -92,6 +127,9 @@ type instance struct {
 	asked      gpu.LaunchRequest
 	files      []string // the workspace's files, as unpacked at boot
 	bootError  string   // why the instance fails at boot (a bad workspace)
+	neverBoots bool     // an image the registry does not hold: no runtime, ever
+	broken     Broken
+	sshd       net.Listener // its SSH server, closed when it ends
 }
 
 var _ gpu.Provider = (*Sim)(nil)
@@ -121,6 +159,13 @@ func New(opts Options) *Sim {
 	}
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 30 * time.Second}
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	if s.hostKey, err = ssh.NewSignerFromKey(key); err != nil {
+		panic(err)
 	}
 	if opts.Offers == nil {
 		s.offers = SeedOffers(s.name)
@@ -272,10 +317,8 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 	if err := s.enter(ctx, OpLaunch); err != nil {
 		return nil, err
 	}
-	if len(s.images) > 0 && !slices.Contains(s.images, r.Image) {
-		// What a registry answers for an image nobody pushed; no other offer will have it.
-		return nil, fmt.Errorf("sim: image %q: manifest unknown (known images: %v)", r.Image, s.images)
-	}
+	// An image nobody pushed is accepted and never boots, as at RunPod ("error pulling image").
+	neverBoots := len(s.images) > 0 && !slices.Contains(s.images, r.Image)
 	var files []string
 	var bootError string
 	if !r.Workspace.IsZero() {
@@ -297,6 +340,15 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 		return nil, fmt.Errorf("sim: offer %q: %w", offer.ID, gpu.ErrNoCapacity)
 	}
 
+	// On loopback whatever Host reports: tests and dev dial it on this machine.
+	sshd, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("sim: listening for the instance's sshd: %w", gpu.ErrUnavailable)
+	}
+	var broken Broken
+	if len(s.broken) > 0 {
+		broken, s.broken = s.broken[0], s.broken[1:]
+	}
 	s.launches++
 	id := fmt.Sprintf("%s-%04d", s.name, s.launches)
 	in := &instance{
@@ -313,13 +365,17 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 		conn: gpu.Instance{
 			SSHHost: s.host,
 			SSHUser: "ubuntu",
-			SSHPort: 22000 + s.launches, // distinct, so two pods never share a port
+			SSHPort: sshd.Addr().(*net.TCPAddr).Port, // its own, so two pods never share one
 		},
-		asked:     r,
-		files:     files,
-		bootError: bootError,
+		asked:      r,
+		files:      files,
+		bootError:  bootError,
+		neverBoots: neverBoots,
+		broken:     broken,
+		sshd:       sshd,
 	}
 	in.asked.SSHPublicKeys = slices.Clone(r.SSHPublicKeys)
+	go s.serveSSH(in)
 	ide := fmt.Sprintf("https://%s-8888.sim.gpubroker.dev/", id)
 	if r.IDE == gpu.IDECodeServer {
 		ide = fmt.Sprintf("https://%s-8080.sim.gpubroker.dev/", id)
@@ -389,7 +445,7 @@ func (s *Sim) fetchWorkspace(ctx context.Context, w gpu.Workspace) ([]string, er
 // delay has passed. Connection details appear only while it runs, as with real providers.
 // s.mu must be held.
 func (s *Sim) view(in *instance) *gpu.Instance {
-	if in.State == gpu.StateBooting && s.now().Sub(in.launchedAt) >= s.bootDelay {
+	if in.State == gpu.StateBooting && !in.neverBoots && s.now().Sub(in.launchedAt) >= s.bootDelay {
 		in.State = gpu.StateRunning
 		if in.bootError != "" {
 			in.State, in.Error = gpu.StateFailed, in.bootError
@@ -452,6 +508,50 @@ func (s *Sim) Terminate(ctx context.Context, id string) error {
 	if in := s.find(id); in != nil && in.State != gpu.StateTerminated {
 		in.State = gpu.StateTerminated
 		s.terminations++
+		_ = in.sshd.Close()
 	}
 	return nil
+}
+
+// serveSSH is the instance's sshd: a key exchange with the simulator's host key, then a login
+// as its user with one of the launch's keys (there is no shell: every channel is refused). It
+// answers only while the instance runs; before and after, and when it is broken (NoSSH), a
+// connection is accepted and closed.
+func (s *Sim) serveSSH(in *instance) {
+	for {
+		conn, err := in.sshd.Accept()
+		if err != nil {
+			return // closed: the instance ended
+		}
+		go func() {
+			defer conn.Close()
+			s.mu.Lock()
+			usable := s.view(in).State == gpu.StateRunning && in.broken&NoSSH == 0
+			keys := slices.Clone(in.asked.SSHPublicKeys)
+			user := in.conn.SSHUser
+			s.mu.Unlock()
+			if !usable {
+				return
+			}
+			cfg := &ssh.ServerConfig{PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+				for _, line := range keys {
+					if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil && md.User() == user && bytes.Equal(k.Marshal(), key.Marshal()) {
+						return &ssh.Permissions{}, nil
+					}
+				}
+				return nil, errors.New("not an authorized key")
+			}}
+			cfg.AddHostKey(s.hostKey)
+			_ = conn.SetDeadline(time.Now().Add(time.Minute))
+			sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
+			if err != nil {
+				return
+			}
+			defer sc.Close()
+			go ssh.DiscardRequests(reqs)
+			for ch := range chans {
+				_ = ch.Reject(ssh.Prohibited, "the simulator has no shell")
+			}
+		}()
+	}
 }

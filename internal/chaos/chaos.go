@@ -182,6 +182,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		"DATABASE_URL=" + dbURL, "PUBLIC_URL=" + r.front.url, "ADMIN_PASSWORD=chaos-" + rand.Text(),
 		"STRIPE_SECRET_KEY=sk_test_chaos", "STRIPE_WEBHOOK_SECRET=" + webhookSecret, "STRIPE_API_BASE=" + r.front.url + stripePrefix,
 		"RUNPOD_API_KEY=" + runpodKey, "RUNPOD_API_BASE=" + r.front.url + runpodPrefix,
+		"RUNPOD_PROXY_URL=" + r.front.url + runpodProxyPrefix + "/{pod}-{port}/",
 		"TRUSTED_PROXY_HOPS=1",
 	}, processEnv...)
 	// As in production, only the api is behind the CDN, and it answers the front alone.

@@ -17,6 +17,8 @@ import (
 const (
 	stripePrefix = "/dev/stripe"
 	runpodPrefix = "/runpod"
+	// runpodProxyPrefix serves the pods' IDEs as RunPod's HTTPS proxy does (RUNPOD_PROXY_URL).
+	runpodProxyPrefix = "/runpod-proxy"
 )
 
 // clientHeader carries the address a simulated customer comes from: the front puts it in
@@ -47,6 +49,7 @@ func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey, originSecret s
 	mux := http.NewServeMux()
 	mux.Handle(stripePrefix+"/", f.stripe)
 	mux.Handle(runpodPrefix+"/", f.runpod)
+	mux.Handle(runpodProxyPrefix+"/", f.runpod.Proxy(runpodProxyPrefix))
 	mux.Handle(workspaces.URLPrefix, workspaces.Handler())
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {

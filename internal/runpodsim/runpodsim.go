@@ -100,6 +100,32 @@ func New(o Options) *Server {
 	}
 }
 
+// Proxy serves pods' http ports as RunPod's HTTPS proxy does, at /{pod}-{port}/… below where
+// it is mounted (the client's ProxyURL is then <mount>/{pod}-{port}/): the simulator's
+// stand-in IDE of that pod, its status endpoints included, so readiness asks the same links a
+// customer is shown. A pod that is not running, or a port it did not ask for, answers 502, as
+// RunPod's proxy does when nothing listens behind it.
+func (s *Server) Proxy(mount string) http.Handler {
+	ide := s.Sim.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest := strings.TrimPrefix(r.URL.Path, strings.TrimRight(mount, "/")+"/")
+		host, sub, _ := strings.Cut(rest, "/")
+		i := strings.LastIndexByte(host, '-')
+		if i < 0 {
+			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
+			return
+		}
+		id, port := host[:i], host[i+1:]
+		if !slices.Contains(s.meta(id).Ports, port+"/http") {
+			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = sim.IDEPrefix + id + "/" + sub
+		ide.ServeHTTP(w, r2)
+	})
+}
+
 // offerID is the simulator's id of a GPU type in a data center.
 func offerID(dataCenter, gpuType string) string { return dataCenter + "|" + gpuType }
 
