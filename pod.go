@@ -28,6 +28,10 @@ type Pod struct {
 	// IDESecret is the pod's Jupyter token / code-server password ("" until first launched);
 	// only its owner ever sees it.
 	IDESecret string
+	// BootSecret is what the pod's bootstrap proves itself with when it reports its steps
+	// ("" until first launched); BootSteps are the steps it reported, oldest first.
+	BootSecret string
+	BootSteps  []BootStep
 	// LaunchKeys are the authorized_keys lines the instance was launched with, and
 	// SSHKeyFingerprints their fingerprints (both fixed at the first launch).
 	LaunchKeys         []string
@@ -74,3 +78,18 @@ type PodUpdate struct {
 
 // Ptr returns a pointer to v, for PodUpdate's fields.
 func Ptr[T any](v T) *T { return &v }
+
+// BootStep is one step a pod's bootstrap reported (POST /api/pods/{id}/boot): shown to the
+// customer while the pod starts, never trusted for billing (readiness is the worker's check).
+type BootStep struct {
+	At     time.Time `json:"at"`
+	Step   string    `json:"step"`
+	OK     bool      `json:"ok"`
+	Detail string    `json:"detail"`
+}
+
+// BootStepNames are the steps a bootstrap reports, in the order it runs them.
+var BootStepNames = []string{"keys", "sshd", "workspace", "ide", "ready"}
+
+// MaxBootSteps bounds what one pod may report: a few boots' worth of its five steps.
+const MaxBootSteps = 50

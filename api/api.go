@@ -95,6 +95,7 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/api/pods/:id/deploy", s.cookieOrigin(s.handleDeploy))
 	r.POST("/api/pods/:id/terminate", s.cookieOrigin(s.handleTerminate))
 	r.POST("/api/pods/:id/extend", s.cookieOrigin(s.handleExtend))
+	r.POST("/api/pods/:id/boot", s.handleBoot) // the pod's own bootstrap: its secret, no cookie
 	r.GET("/api/me/ssh-keys", s.handleListSSHKeys)
 	r.POST("/api/me/ssh-keys", s.cookieOrigin(s.handleAddSSHKey))
 	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(s.handleDeleteSSHKey))

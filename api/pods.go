@@ -2,7 +2,10 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/julienschmidt/httprouter"
@@ -134,4 +137,52 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]gpubroker.PodStatus{"status": podStatus})
+}
+
+type bootRequest struct {
+	Step   string `json:"step"`
+	OK     *bool  `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// maxBootDetail bounds a step's detail: a line of a log, not the log.
+const maxBootDetail = 500
+
+// handleBoot records a step the pod's bootstrap reports, proven by the pod's boot secret as a
+// bearer token (never a cookie: this is the instance, not the customer). The steps are shown on
+// the pod and never trusted for billing: readiness is the worker's own check.
+func (s *Server) handleBoot(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || secret == "" {
+		writeError(w, r, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "The pod's boot secret is required as a bearer token."))
+		return
+	}
+	var req bootRequest
+	if err := readJSON(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	fields := map[string]string{}
+	if !slices.Contains(gpubroker.BootStepNames, req.Step) {
+		fields["step"] = "One of " + strings.Join(gpubroker.BootStepNames, ", ") + "."
+	}
+	if req.OK == nil {
+		fields["ok"] = "true or false."
+	}
+	if len(req.Detail) > maxBootDetail {
+		fields["detail"] = fmt.Sprintf("At most %d bytes.", maxBootDetail)
+	}
+	if len(fields) > 0 {
+		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "This is not a boot step.", Fields: fields})
+		return
+	}
+	ctx := r.Context()
+	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
+		return postgres.RecordBootStep(ctx, tx, ps.ByName("id"), secret, gpubroker.BootStep{At: s.now(), Step: req.Step, OK: *req.OK, Detail: req.Detail})
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

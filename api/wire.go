@@ -104,6 +104,8 @@ type podJSON struct {
 	// PaidCents is what has been captured for the pod: the order's payment (0 before Deploy)
 	// and its paid extensions'.
 	PaidCents int64 `json:"paid_cents"`
+	// BootSteps are what its bootstrap reported, oldest first: shown, never billed on.
+	BootSteps []gpubroker.BootStep `json:"boot_steps"`
 }
 
 // podJSON is a pod as its owner sees it (no other account ever gets one).
@@ -114,7 +116,10 @@ func (s *Server) podJSON(p *gpubroker.Pod) podJSON {
 		OrderStatus: p.OrderStatus, HoldExpiresAt: p.HoldExpiresAt, Provider: p.Provider, Error: p.Error,
 		CreatedAt: p.CreatedAt, DeployRequestedAt: p.DeployRequestedAt, StartedAt: p.StartedAt, EndsAt: p.EndsAt,
 		TerminatedAt: p.TerminatedAt, SSHKeyFingerprints: p.SSHKeyFingerprints, RefundedCents: p.RefundedCents,
-		HoursTotal: p.HoursTotal, PaidCents: p.PaidCents,
+		HoursTotal: p.HoursTotal, PaidCents: p.PaidCents, BootSteps: p.BootSteps,
+	}
+	if out.BootSteps == nil {
+		out.BootSteps = []gpubroker.BootStep{}
 	}
 	if p.Status == gpubroker.PodRunning && p.EndsAt != nil {
 		out.SecondsLeft = max(0, int64(p.EndsAt.Sub(s.now())/time.Second))

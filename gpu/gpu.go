@@ -134,6 +134,10 @@ type LaunchRequest struct {
 	IDESecret string
 	// Workspace is the template's starter project, unpacked at first boot.
 	Workspace Workspace
+	// BootURL and BootSecret are where the instance's bootstrap reports its steps and the
+	// per-pod secret it proves itself with (GPUBROKER_BOOT_URL, GPUBROKER_BOOT_SECRET); never
+	// logged, like IDESecret. Empty: no reports.
+	BootURL, BootSecret string
 	// Ports to expose, as "port/proto" ("8888/http", "22/tcp"). Providers add what the IDE
 	// and SSH need, so this is only for extra ports.
 	Ports []string
@@ -161,14 +165,15 @@ func (r LaunchRequest) LogValue() slog.Value {
 		slog.String("ide", r.IDE),
 		slog.Int("ssh_keys", len(r.SSHPublicKeys)),
 		slog.String("ide_secret", redact(r.IDESecret)),
+		slog.String("boot_secret", redact(r.BootSecret)),
 		slog.String("workspace", r.Workspace.Name),
 	)
 }
 
 // String is the request for %v and %s, without its IDE secret.
 func (r LaunchRequest) String() string {
-	return fmt.Sprintf("LaunchRequest{Name:%s Offer:%s Image:%s IDE:%s SSHPublicKeys:%d IDESecret:%s Workspace:%s}",
-		r.Name, OfferKey(r.Offer), r.Image, r.IDE, len(r.SSHPublicKeys), redact(r.IDESecret), r.Workspace.Name)
+	return fmt.Sprintf("LaunchRequest{Name:%s Offer:%s Image:%s IDE:%s SSHPublicKeys:%d IDESecret:%s BootSecret:%s Workspace:%s}",
+		r.Name, OfferKey(r.Offer), r.Image, r.IDE, len(r.SSHPublicKeys), redact(r.IDESecret), redact(r.BootSecret), r.Workspace.Name)
 }
 
 // GoString keeps %#v from printing the secret too.

@@ -158,8 +158,9 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error 
 }
 
 // launchRequest is what the pod's instance is started with, the same at every provider and on
-// every retry: the template's image and IDE, the account's SSH keys and the pod's IDE secret
-// (both fixed at the first attempt), and the starter project to unpack at first boot.
+// every retry: the template's image and IDE, the account's SSH keys, the pod's IDE secret and
+// boot-report secret (fixed at the first attempt), and the starter project to unpack at first
+// boot.
 func (w *ProvisionWorker) launchRequest(ctx context.Context, pod *gpubroker.Pod) (gpu.LaunchRequest, error) {
 	d := w.d
 	tpl, ok := d.Catalog.Template(pod.Template)
@@ -173,7 +174,7 @@ func (w *ProvisionWorker) launchRequest(ctx context.Context, pod *gpubroker.Pod)
 			return gpu.LaunchRequest{}, err
 		}
 	}
-	fixed, err := postgres.FixLaunch(ctx, d.Pool, pod.ID, rand.Text(), keys)
+	fixed, err := postgres.FixLaunch(ctx, d.Pool, pod.ID, rand.Text(), rand.Text(), keys)
 	if err != nil {
 		return gpu.LaunchRequest{}, err
 	}
@@ -184,6 +185,8 @@ func (w *ProvisionWorker) launchRequest(ctx context.Context, pod *gpubroker.Pod)
 	return gpu.LaunchRequest{
 		Name: InstanceName(pod.ID), Image: tpl.Image, IDE: tpl.IDE,
 		SSHPublicKeys: fixed.LaunchKeys, IDESecret: fixed.IDESecret, Workspace: ws,
+		// The bootstrap reports its steps here; shown to the customer, never trusted for billing.
+		BootURL: d.PublicURL + "/api/pods/" + pod.ID + "/boot", BootSecret: fixed.BootSecret,
 	}, nil
 }
 

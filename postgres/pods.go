@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -18,7 +20,10 @@ const podSelect = `SELECT p.id, p.order_id, p.account_id, p.status, o.plan, p.gp
 	COALESCE((SELECT sum(r.amount_cents) FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.order_id = p.order_id AND r.stripe_refund_id IS NOT NULL), 0),
 	p.hours + COALESCE((SELECT sum(x.hours) FROM extensions x WHERE x.pod_id = p.id AND x.status = 'paid'
 		AND NOT EXISTS (SELECT 1 FROM payments y JOIN refunds r ON r.payment_id = y.id WHERE y.payment_intent_id = x.payment_intent_id AND r.reason = 'late_extension')), 0),
-	COALESCE((SELECT sum(y.amount_cents) FROM payments y WHERE y.order_id = p.order_id), 0)
+	COALESCE((SELECT sum(y.amount_cents) FROM payments y WHERE y.order_id = p.order_id), 0),
+	COALESCE(p.boot_secret, ''),
+	COALESCE((SELECT jsonb_agg(jsonb_build_object('at', b.at, 'step', b.step, 'ok', b.ok, 'detail', b.detail) ORDER BY b.id)
+		FROM boot_steps b WHERE b.pod_id = p.id), '[]')
 	FROM pods p JOIN orders o ON o.id = p.order_id`
 
 func scanPod(row pgx.Row) (*gpubroker.Pod, error) {
@@ -27,7 +32,7 @@ func scanPod(row pgx.Row) (*gpubroker.Pod, error) {
 	err := row.Scan(&p.ID, &p.OrderID, &p.AccountID, &p.Status, &p.Plan, &p.GPU, &p.Region, &p.Hours, &p.Template,
 		&p.HourlyCents, &p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
 		&p.FailedOffers, &conn, &p.IDESecret, &p.LaunchKeys, &p.SSHKeyFingerprints, &p.Error, &p.CreatedAt, &p.DeployRequestedAt, &p.CapturedAt, &p.LaunchedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt,
-		&p.RefundedCents, &p.HoursTotal, &p.PaidCents)
+		&p.RefundedCents, &p.HoursTotal, &p.PaidCents, &p.BootSecret, &p.BootSteps)
 	if err != nil {
 		return nil, err
 	}
@@ -166,16 +171,17 @@ func nullIfEmpty(s string) *string {
 }
 
 // FixLaunch fixes what a pod's instance is launched with, at its first launch attempt: the
-// IDE secret and the account's keys then. Later attempts (and a rescued job) get the values
+// IDE secret, the boot-report secret and the account's keys then. Later attempts (and a rescued job) get the values
 // stored by the first, so every launch of the pod asks for the same workspace.
-func FixLaunch(ctx context.Context, q Querier, podID, secret string, keys []gpubroker.SSHKey) (*gpubroker.Pod, error) {
+func FixLaunch(ctx context.Context, q Querier, podID, secret, bootSecret string, keys []gpubroker.SSHKey) (*gpubroker.Pod, error) {
 	lines, fps := make([]string, 0, len(keys)), make([]string, 0, len(keys))
 	for _, k := range keys {
 		lines, fps = append(lines, k.PublicKey), append(fps, k.Fingerprint)
 	}
 	if _, err := q.Exec(ctx, `UPDATE pods SET ide_secret = COALESCE(ide_secret, $2), launch_keys = COALESCE(launch_keys, $3),
-		ssh_key_fingerprints = CASE WHEN launch_keys IS NULL THEN $4 ELSE ssh_key_fingerprints END WHERE id = $1`,
-		podID, secret, lines, fps); err != nil {
+		ssh_key_fingerprints = CASE WHEN launch_keys IS NULL THEN $4 ELSE ssh_key_fingerprints END,
+		boot_secret = COALESCE(boot_secret, $5) WHERE id = $1`,
+		podID, secret, lines, fps, bootSecret); err != nil {
 		return nil, err
 	}
 	return GetPod(ctx, q, podID)
@@ -200,5 +206,30 @@ func ForgetInstance(ctx context.Context, q Querier, id string) error {
 // AddFailedOffer remembers an offer that refused this pod, so retries try the next one.
 func AddFailedOffer(ctx context.Context, q Querier, id, offerKey string) error {
 	_, err := q.Exec(ctx, `UPDATE pods SET failed_offers = array_append(failed_offers, $2) WHERE id = $1 AND NOT $2 = ANY(failed_offers)`, id, offerKey)
+	return err
+}
+
+// RecordBootStep stores a step the pod's bootstrap reported, when secret is the pod's boot
+// secret (compared in constant time). A wrong secret, an unknown pod or one never launched is
+// EUNAUTHORIZED alike, so the answer tells nobody which pods exist; a pod that has reported
+// MaxBootSteps already is ERATELIMIT.
+func RecordBootStep(ctx context.Context, tx pgx.Tx, podID, secret string, st gpubroker.BootStep) error {
+	var want string
+	var n int
+	err := pgx.ErrNoRows
+	if uuidOrEmpty(podID) != "" {
+		err = tx.QueryRow(ctx, `SELECT COALESCE(p.boot_secret, ''), (SELECT count(*) FROM boot_steps b WHERE b.pod_id = p.id)
+			FROM pods p WHERE p.id = $1 FOR UPDATE`, podID).Scan(&want, &n)
+	}
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1)) {
+		return gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "This is not the pod's boot secret.")
+	}
+	if err != nil {
+		return err
+	}
+	if n >= gpubroker.MaxBootSteps {
+		return gpubroker.Errorf(gpubroker.ERATELIMIT, "rate_limited", "This pod has reported %d steps already.", n)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO boot_steps (pod_id, at, step, ok, detail) VALUES ($1, $2, $3, $4, $5)`, podID, st.At, st.Step, st.OK, st.Detail)
 	return err
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +108,66 @@ func (e *env) refundedCents(piID string) int64 {
 	ch := e.m.StripeSim.Charge(*pi.LatestCharge)
 	require.NotNil(e.t, ch)
 	return ch.AmountRefunded
+}
+
+// bootReport posts a boot step for pod with the bearer secret given ("" for none).
+func (e *env) bootReport(podID, secret, body string) int {
+	e.t.Helper()
+	req, err := http.NewRequest("POST", e.url+"/api/pods/"+podID+"/boot", strings.NewReader(body))
+	require.NoError(e.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Issue 20.2: the pod's bootstrap reports its steps with the pod's own boot secret, and the
+// pod JSON shows them to its owner; nobody else can add one, and a pod cannot flood them.
+func TestBootStepsAreReportedAndShown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
+	c, podID := e.signUp("boot@example.com")
+	e.deploy(c, podID)
+	e.waitPod(c, podID, "running")
+	var steps []string
+	e.eventually("the boot steps shown", func() bool {
+		var p struct {
+			BootSteps []struct {
+				Step string `json:"step"`
+				OK   bool   `json:"ok"`
+			} `json:"boot_steps"`
+		}
+		code, body := e.do(c, "GET", "/api/pods/"+podID, nil)
+		require.Equal(t, http.StatusOK, code)
+		raw, _ := json.Marshal(body)
+		require.NoError(t, json.Unmarshal(raw, &p))
+		steps = steps[:0]
+		for _, s := range p.BootSteps {
+			require.True(t, s.OK, s.Step)
+			steps = append(steps, s.Step)
+		}
+		return len(steps) == 5
+	})
+	require.Equal(t, []string{"keys", "sshd", "workspace", "ide", "ready"}, steps)
+
+	var secret string
+	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT boot_secret FROM pods WHERE id = $1`, podID).Scan(&secret))
+	step := `{"step":"ide","ok":false,"detail":"restarted"}`
+	require.Equal(t, http.StatusUnauthorized, e.bootReport(podID, "", step))
+	require.Equal(t, http.StatusUnauthorized, e.bootReport(podID, "not-the-secret", step))
+	require.Equal(t, http.StatusUnauthorized, e.bootReport("00000000-0000-0000-0000-000000000009", secret, step), "an unknown pod answers as a wrong secret")
+	require.Equal(t, http.StatusUnauthorized, e.bootReport("not-a-uuid", secret, step))
+	require.Equal(t, http.StatusUnprocessableEntity, e.bootReport(podID, secret, `{"step":"mine bitcoin","ok":true}`))
+	require.Equal(t, http.StatusUnprocessableEntity, e.bootReport(podID, secret, `{"step":"ide"}`))
+	require.Equal(t, http.StatusUnprocessableEntity, e.bootReport(podID, secret, `{"step":"ide","ok":true,"detail":"`+strings.Repeat("x", 501)+`"}`))
+	require.Equal(t, 5, e.count(`SELECT count(*) FROM boot_steps WHERE pod_id = $1`, podID), "nothing refused was stored")
+	for range 45 {
+		require.Equal(t, http.StatusNoContent, e.bootReport(podID, secret, step))
+	}
+	require.Equal(t, http.StatusTooManyRequests, e.bootReport(podID, secret, step), "at most 50 steps a pod")
+	require.Equal(t, "running", e.pod(c, podID).Status, "reports never move the pod")
 }

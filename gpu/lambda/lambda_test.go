@@ -699,10 +699,13 @@ func TestLaunchUserData(t *testing.T) {
 	require.Equal(t, "ubuntu", got.SSHUser)
 
 	// Jupyter: the token, and no code-server to install.
-	_, err = c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-10", IDE: gpu.IDEJupyter, IDESecret: secret})
+	_, err = c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-10", IDE: gpu.IDEJupyter, IDESecret: secret,
+		BootURL: "https://gpubroker.example/api/pods/10/boot", BootSecret: "boot-s3cret"})
 	require.NoError(t, err)
 	cc, _, env = parseUserData(t, f.launches[1]["user_data"].(string))
 	require.Equal(t, secret, env["JUPYTER_PASSWORD"])
+	require.Equal(t, "https://gpubroker.example/api/pods/10/boot", env["GPUBROKER_BOOT_URL"], "the bootstrap reports its steps")
+	require.Equal(t, "boot-s3cret", env["GPUBROKER_BOOT_SECRET"])
 	require.Empty(t, env["PASSWORD"])
 	require.Empty(t, cc.SSHAuthorizedKeys, "no customer keys")
 	require.NotContains(t, strings.Join(cc.RunCmd, "\n"), "code-server")

@@ -67,6 +67,9 @@ func (c *Client) userData(r gpu.LaunchRequest) (string, error) {
 	case gpu.IDECodeServer:
 		env = append(env, "PASSWORD="+r.IDESecret)
 	}
+	if r.BootURL != "" && r.BootSecret != "" {
+		env = append(env, "GPUBROKER_BOOT_URL="+r.BootURL, "GPUBROKER_BOOT_SECRET="+r.BootSecret)
+	}
 	if w := r.Workspace; !w.IsZero() {
 		env = append(env,
 			"GPUBROKER_WORKSPACE_URL="+w.URL,

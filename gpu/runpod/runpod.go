@@ -295,6 +295,9 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 			env["PASSWORD"] = r.IDESecret
 		}
 	}
+	if r.BootURL != "" && r.BootSecret != "" {
+		env["GPUBROKER_BOOT_URL"], env["GPUBROKER_BOOT_SECRET"] = r.BootURL, r.BootSecret
+	}
 	if w := r.Workspace; !w.IsZero() {
 		env["GPUBROKER_WORKSPACE_URL"] = w.URL
 		env["GPUBROKER_WORKSPACE_SHA256"] = w.SHA256

@@ -374,7 +374,8 @@ func TestLaunchJupyter(t *testing.T) {
 	inst, err := c.Launch(ctx, gpu.LaunchRequest{
 		Offer: offer, Name: "pod-42", Image: "ghcr.io/gpubroker/data-science:2026.12", IDE: gpu.IDEJupyter,
 		SSHPublicKeys: []string{keyA, keyB}, IDESecret: secret, Workspace: workspace,
-		Ports: []string{"6006/http", "22/tcp"},
+		Ports:   []string{"6006/http", "22/tcp"},
+		BootURL: "https://gpubroker.example/api/pods/42/boot", BootSecret: "boot-s3cret",
 	})
 	require.NoError(t, err)
 	require.Equal(t, gpu.StatePending, inst.State)
@@ -396,6 +397,8 @@ func TestLaunchJupyter(t *testing.T) {
 			"PUBLIC_KEY":                 keyA + "\n" + keyB,
 			"SSH_PUBLIC_KEY":             keyA + "\n" + keyB,
 			"JUPYTER_PASSWORD":           secret,
+			"GPUBROKER_BOOT_URL":         "https://gpubroker.example/api/pods/42/boot",
+			"GPUBROKER_BOOT_SECRET":      "boot-s3cret",
 			"GPUBROKER_WORKSPACE_URL":    workspace.URL,
 			"GPUBROKER_WORKSPACE_SHA256": sum,
 			"GPUBROKER_WORKSPACE_PATH":   workspace.Path,

@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -450,6 +451,9 @@ func (s *Sim) view(in *instance) *gpu.Instance {
 		if in.bootError != "" {
 			in.State, in.Error = gpu.StateFailed, in.bootError
 		}
+		if in.asked.BootURL != "" {
+			go s.reportBoot(in.asked, in.State == gpu.StateRunning, in.broken, len(in.files))
+		}
 	}
 	v := in.Instance
 	if v.State == gpu.StateRunning {
@@ -553,5 +557,35 @@ func (s *Sim) serveSSH(in *instance) {
 				_ = ch.Reject(ssh.Prohibited, "the simulator has no shell")
 			}
 		}()
+	}
+}
+
+// reportBoot sends the steps a real bootstrap reports (images/common/gpubroker-start.sh) to the
+// launch's BootURL with its secret, as the instance's boot finishes: keys, sshd, workspace, ide,
+// ready, each ok or not as the instance really is. Failures to report are ignored, as the
+// bootstrap ignores them.
+func (s *Sim) reportBoot(r gpu.LaunchRequest, booted bool, broken Broken, files int) {
+	type step struct {
+		Step   string `json:"step"`
+		OK     bool   `json:"ok"`
+		Detail string `json:"detail,omitempty"`
+	}
+	steps := []step{{"keys", true, fmt.Sprintf("%d keys", len(r.SSHPublicKeys))}, {"sshd", broken&NoSSH == 0, ""}}
+	if !r.Workspace.IsZero() {
+		steps = append(steps, step{"workspace", booted, fmt.Sprintf("%d files", files)})
+	}
+	steps = append(steps, step{"ide", booted && broken&NoIDE == 0, r.IDE})
+	steps = append(steps, step{"ready", booted && broken == 0, ""})
+	for _, st := range steps {
+		body, _ := json.Marshal(st)
+		req, err := http.NewRequest(http.MethodPost, r.BootURL, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+r.BootSecret)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := s.client.Do(req); err == nil {
+			resp.Body.Close()
+		}
 	}
 }

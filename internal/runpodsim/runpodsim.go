@@ -244,6 +244,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	req := gpu.LaunchRequest{
 		Offer: gpu.Offer{ID: offerID(b.DataCenterIDs[0], b.GPU.ID)},
 		Name:  b.Name, Image: b.Image, Ports: b.Ports,
+		BootURL: b.Env["GPUBROKER_BOOT_URL"], BootSecret: b.Env["GPUBROKER_BOOT_SECRET"],
 		Workspace: gpu.Workspace{Name: b.Env["GPUBROKER_WORKSPACE_PATH"], Path: b.Env["GPUBROKER_WORKSPACE_PATH"],
 			URL: b.Env["GPUBROKER_WORKSPACE_URL"], SHA256: b.Env["GPUBROKER_WORKSPACE_SHA256"]},
 	}

@@ -28,6 +28,20 @@ const PROGRESS = {
   terminating: "Stopping your pod…",
 };
 
+// What the pod's own start-up reported while it boots (keys, sshd, starter project, IDE): shown
+// for a starting pod, as peers show their start-up logs. The pod runs, and its time counts,
+// only once the service itself has checked that SSH and the IDE answer.
+const BOOT_LABEL = { keys: "SSH keys installed", sshd: "SSH server started", workspace: "Starter project unpacked", ide: "IDE started", ready: "Ready" };
+function bootSteps(p) {
+  const steps = p.boot_steps || [];
+  if (p.status !== "provisioning" || steps.length === 0) return null;
+  return h(
+    "ol",
+    { class: "boot-steps", "aria-label": "Start-up steps" },
+    ...steps.map((s) => h("li", { class: s.ok ? "ok" : "err", "data-step": s.step }, `${s.ok ? "✓" : "✗"} ${BOOT_LABEL[s.step] || s.step}`, s.detail && !s.ok ? h("span", { class: "muted" }, ` (${s.detail})`) : "")),
+  );
+}
+
 // watched: a pod whose state may still change: one on its way, a running one (its hours run
 // out, it is stopped from another tab or dies at the provider), a failed one whose refund is
 // pending.
@@ -189,6 +203,7 @@ function renderPod(p) {
     TRANSIENT.has(p.status)
       ? h("p", { class: "alert warn status pod-progress" }, h("span", { class: "spinner", "aria-hidden": "true" }), h("span", {}, PROGRESS[p.status]))
       : null,
+    bootSteps(p),
     p.status === "failed"
       ? h("p", { class: "alert err pod-error" }, p.error || (refundPending(p) ? "We could not start this pod. Your refund is pending." : "We could not start this pod."))
       : p.status === "configured" && p.error
