@@ -124,7 +124,8 @@ func sortOffers(offers []Offer) {
 //
 // It returns the instance, the offer it runs on and every failed attempt. Offers are tried in
 // price order:
-//   - no capacity or offer gone: record the attempt and try the next offer;
+//   - no capacity, offer gone or a deterministic refusal (ErrRefused, logged at error level):
+//     record the attempt and try the next offer;
 //   - bad credentials or no funds: record it and skip the rest of that provider's offers;
 //   - a provider configuration fault (ErrProviderConfig): record it, log an error for ops and
 //     skip the rest of that provider's offers; nothing launched, so the next provider is tried;
@@ -165,6 +166,8 @@ func (b *Broker) Launch(ctx context.Context, q OfferQuery, req LaunchRequest, ex
 		case errors.Is(err, ErrProviderConfig):
 			skipped[o.Provider] = true
 			b.logger().ErrorContext(ctx, "gpu provider is misconfigured; skipping it for this launch", "provider", o.Provider, "offer", OfferKey(o), "error", err)
+		case errors.Is(err, ErrRefused):
+			b.logger().ErrorContext(ctx, "gpu provider refused the launch request; trying the next offer", "offer", OfferKey(o), "error", err)
 		case Failover(err):
 			b.logger().InfoContext(ctx, "gpu offer failed, trying the next one", "offer", OfferKey(o), "error", err)
 		case SkipProvider(err):

@@ -458,3 +458,23 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.b)
 }
+
+// Issue 20.5: a deterministic refusal (RunPod's 422, Lambda's invalid-parameters) stopped
+// failover, as an unknown error whose launch may have happened does. Nothing launched, so the
+// broker logs it at error level and tries the next offer.
+func TestBrokerFailsOverARefusal(t *testing.T) {
+	t.Parallel()
+	refusing := sim.New(sim.Options{Name: "runpod", Offers: []gpu.Offer{offer("cheapest", 200)}})
+	refusing.FailNext(sim.OpLaunch, fmt.Errorf("runpod: HTTP 422: Request validation failed: %w", gpu.ErrRefused), 1)
+	other := sim.New(sim.Options{Name: "lambda", Offers: []gpu.Offer{offer("dearer", 300)}})
+	var logs syncBuffer
+	b := gpu.NewBroker(refusing, other)
+	b.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	require.NoError(t, err)
+	require.Equal(t, "lambda", inst.Provider)
+	require.Equal(t, "dearer", o.ID)
+	require.Len(t, attempts, 1)
+	require.ErrorIs(t, attempts[0].Err, gpu.ErrRefused)
+	require.Contains(t, logs.String(), "level=ERROR")
+}

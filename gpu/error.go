@@ -13,7 +13,8 @@ import (
 // ErrNoCapacity)) so the provider's own message survives for ops.
 //
 // The classes decide what the broker and the jobs do next:
-//   - ErrNoCapacity, ErrOfferGone: nothing was launched; try the next offer now (Failover).
+//   - ErrNoCapacity, ErrOfferGone, ErrRefused: nothing was launched; try the next offer now
+//     (Failover).
 //   - ErrRateLimited, ErrUnavailable, timeouts: try again later (Retryable). Nothing is known
 //     about whether a launch happened, so the retry must look for the instance first.
 //   - ErrAuth, ErrInsufficientFunds: the provider will refuse everything until a human fixes
@@ -31,6 +32,11 @@ var (
 	// ErrProviderConfig is a fault in how we configured a provider (a wrong or deleted
 	// LAMBDA_SSH_KEY_NAME: Lambda's global/object-does-not-exist on launch).
 	ErrProviderConfig = errors.New("gpu: provider configuration error")
+	// ErrRefused is a provider's deterministic refusal of this launch at this offer (Lambda's
+	// global/invalid-parameters, RunPod's 422 on create): nothing launched and asking again
+	// changes nothing, but another offer may take it, so it fails over (logged at error level:
+	// a request of ours that a provider refuses is a bug to look at).
+	ErrRefused = errors.New("gpu: provider refused the launch request")
 	// ErrRateLimited is matched by every *RateLimitedError (errors.Is).
 	ErrRateLimited = errors.New("gpu: rate limited")
 	// ErrUnavailable is a transient provider failure: HTTP 5xx, Lambda's provider/* errors.
@@ -65,7 +71,7 @@ func RetryAfter(err error) time.Duration {
 // Failover reports whether err says this offer did not launch and the next offer may: no
 // capacity, the offer was taken by someone else, or the provider is misconfigured.
 func Failover(err error) bool {
-	return errors.Is(err, ErrNoCapacity) || errors.Is(err, ErrOfferGone) || errors.Is(err, ErrProviderConfig)
+	return errors.Is(err, ErrNoCapacity) || errors.Is(err, ErrOfferGone) || errors.Is(err, ErrProviderConfig) || errors.Is(err, ErrRefused)
 }
 
 // SkipProvider reports whether err says the provider will refuse every request until a human

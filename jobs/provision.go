@@ -125,11 +125,18 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error 
 				return err
 			}
 		}
-		if errors.Is(a.Err, gpu.ErrProviderConfig) {
-			// Ops count these (gpubroker_audit_events_total{action="provider.config_error"}):
-			// a provider we cannot launch at until someone fixes its configuration.
+		// Ops count these (gpubroker_audit_events_total{action=…}): a provider we cannot launch
+		// at until someone fixes its configuration, or one that refuses our request as it is.
+		action := ""
+		switch {
+		case errors.Is(a.Err, gpu.ErrProviderConfig):
+			action = "provider.config_error"
+		case errors.Is(a.Err, gpu.ErrRefused):
+			action = "provider.refused"
+		}
+		if action != "" {
 			if err := postgres.Audit(ctx, d.Pool, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID,
-				Action: "provider.config_error", Detail: map[string]any{"provider": a.Offer.Provider, "offer": gpu.OfferKey(a.Offer), "error": a.Err.Error()}}); err != nil {
+				Action: action, Detail: map[string]any{"provider": a.Offer.Provider, "offer": gpu.OfferKey(a.Offer), "error": a.Err.Error()}}); err != nil {
 				return err
 			}
 		}

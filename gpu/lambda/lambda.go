@@ -425,6 +425,10 @@ func classify(resp *http.Response, data []byte) error {
 		// Both need a human at Lambda (raise the quota, add a payment method) and fail every
 		// launch until then, like an empty balance: skip Lambda and tell ops.
 		class = gpu.ErrInsufficientFunds
+	case code == "global/invalid-parameters":
+		// The launch's parameters are refused as they are (a region or type this offer does
+		// not take): the same every time, so try the next offer now.
+		class = gpu.ErrRefused
 	case code == "global/object-does-not-exist":
 		class = gpu.ErrNotFound
 	case strings.HasPrefix(code, "provider/"), resp.StatusCode >= 500:

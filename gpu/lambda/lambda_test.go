@@ -422,7 +422,10 @@ func TestErrors(t *testing.T) {
 			}},
 		{"invalid parameters", lambdaError(400, "global/invalid-parameters", "Invalid request data."),
 			func(t *testing.T, err error) {
-				require.False(t, gpu.Retryable(err) || gpu.Failover(err) || gpu.SkipProvider(err))
+				// Refused as it is, every time: not worth a retry, but another offer may take it.
+				require.ErrorIs(t, err, gpu.ErrRefused)
+				require.True(t, gpu.Failover(err))
+				require.False(t, gpu.Retryable(err) || gpu.SkipProvider(err))
 				require.Contains(t, err.Error(), "global/invalid-parameters")
 			}},
 	} {

@@ -487,6 +487,10 @@ func classify(method, path string, resp *http.Response, data []byte) error {
 		// No capacity carries no code of its own, only a 400. A rule violation is also a 400,
 		// but fails the same on every candidate, so the LaunchError's last attempt shows it.
 		class = gpu.ErrNoCapacity
+	case status == http.StatusUnprocessableEntity && creating:
+		// The request broke a rule of the schema (a v1 field name, say): refused the same on
+		// every retry, so try the next offer now, elsewhere.
+		class = gpu.ErrRefused
 	case status == http.StatusForbidden && creating:
 		// On create, 403 means this pool is closed to our account: skip the candidate,
 		// as the API documents, rather than the whole provider.

@@ -556,9 +556,11 @@ func TestErrors(t *testing.T) {
 				require.ErrorIs(t, err, gpu.ErrUnavailable)
 				require.True(t, gpu.Retryable(err))
 			}},
-		{"422 is our bug", "POST /v2/pods", reply{status: 422, body: `{"title": "Unprocessable Entity", "status": 422, "detail": "Request validation failed.", "errors": ["$: additional properties 'bogus' not allowed"]}`},
+		{"create 422 is refused: the next offer", "POST /v2/pods", reply{status: 422, body: `{"title": "Unprocessable Entity", "status": 422, "detail": "Request validation failed.", "errors": ["$: additional properties 'bogus' not allowed"]}`},
 			func(t *testing.T, err error) {
-				require.False(t, gpu.Retryable(err) || gpu.Failover(err) || gpu.SkipProvider(err))
+				require.ErrorIs(t, err, gpu.ErrRefused)
+				require.True(t, gpu.Failover(err))
+				require.False(t, gpu.Retryable(err) || gpu.SkipProvider(err))
 				require.Contains(t, err.Error(), "additional properties 'bogus'")
 			}},
 	} {
