@@ -32,6 +32,10 @@ type Pod struct {
 	// ("" until first launched); BootSteps are the steps it reported, oldest first.
 	BootSecret string
 	BootSteps  []BootStep
+	// SentTo are the providers a launch of this pod was ever sent to ("*": any, for pods from
+	// before it was recorded), SentAt the last send: only they may hold its instance.
+	SentTo []string
+	SentAt *time.Time
 	// LaunchKeys are the authorized_keys lines the instance was launched with, and
 	// SSHKeyFingerprints their fingerprints (both fixed at the first launch).
 	LaunchKeys         []string

@@ -108,6 +108,25 @@ func TestDevModeStaysOnThisMachine(t *testing.T) {
 	}
 }
 
+// Issue 21 item 2: only the process that receives Stripe's webhooks (api; dev and the
+// mode-less checks too) refuses a live key without the endpoint's secret. The worker never
+// reads it and Terraform gives it none: refusing it there stopped every job.
+func TestWebhookSecretOnlyWhereWebhooksArrive(t *testing.T) {
+	live := map[string]string{"STRIPE_SECRET_KEY": "sk_live_1", "ORIGIN_SECRET": strings.Repeat("s", 32)}
+	for _, mode := range []string{"", "api"} {
+		_, err := ForMode(mode, envOf(live))
+		require.ErrorContains(t, err, "STRIPE_WEBHOOK_SECRET: ", "mode %q", mode)
+	}
+	for _, mode := range []string{"worker", "migrate"} {
+		_, err := ForMode(mode, envOf(live))
+		require.NoError(t, err, mode)
+	}
+	_, err := ForMode("api", envOf(map[string]string{"STRIPE_SECRET_KEY": "sk_live_1", "STRIPE_WEBHOOK_SECRET": "whsec_1", "ORIGIN_SECRET": strings.Repeat("s", 32)}))
+	require.NoError(t, err)
+	_, err = ForMode("api", envOf(map[string]string{"STRIPE_SECRET_KEY": "sk_test_1", "ORIGIN_SECRET": strings.Repeat("s", 32)}))
+	require.NoError(t, err, "a test key may keep the default")
+}
+
 // Issue 19 item 6: a short ADMIN_PASSWORD guards the River UI (retry, delete jobs) and every
 // customer's order story on a public origin: api and worker refuse it. Unset still means the
 // ops routes answer 404; dev, on loopback only, takes any.

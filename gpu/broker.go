@@ -135,7 +135,11 @@ func sortOffers(offers []Offer) {
 //
 // When every offer has been tried, the error is a *LaunchError, which matches ErrNoCapacity.
 // Callers add the OfferKey of each attempt with Failover(a.Err) to exclude for the next run.
-func (b *Broker) Launch(ctx context.Context, q OfferQuery, req LaunchRequest, exclude map[string]bool) (*Instance, *Offer, []Attempt, error) {
+//
+// beforeSend, when not nil, is called before each request leaves for a provider; an error stops
+// the launch there (a caller records where the pod was sent, so a lost answer is looked for only
+// there).
+func (b *Broker) Launch(ctx context.Context, q OfferQuery, req LaunchRequest, exclude map[string]bool, beforeSend func(provider string) error) (*Instance, *Offer, []Attempt, error) {
 	if err := req.Validate(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -154,6 +158,11 @@ func (b *Broker) Launch(ctx context.Context, q OfferQuery, req LaunchRequest, ex
 		}
 		r := req
 		r.Offer = o
+		if beforeSend != nil {
+			if err := beforeSend(o.Provider); err != nil {
+				return nil, nil, attempts, err
+			}
+		}
 		inst, err := b.byName[o.Provider].Launch(ctx, r)
 		if err == nil && inst == nil {
 			err = fmt.Errorf("gpu: %s returned no instance and no error", o.Provider)
@@ -184,13 +193,29 @@ func (b *Broker) Launch(ctx context.Context, q OfferQuery, req LaunchRequest, ex
 // ErrNotFound only when every provider answered that it has none: if one failed to answer, its
 // error is returned instead, because "not found" would send a provision job to launch again.
 func (b *Broker) FindInstance(ctx context.Context, name string) (*Instance, error) {
+	return b.FindInstanceAt(ctx, name, nil)
+}
+
+// FindInstanceAt is FindInstance asking only the providers named (nil or "*" among them: every
+// one): those a launch was ever sent to, so a provider that was never asked, and is down, does
+// not stop a launch elsewhere. Names of providers not configured are ignored.
+func (b *Broker) FindInstanceAt(ctx context.Context, name string, providers []string) (*Instance, error) {
 	type result struct {
 		inst *Instance
 		err  error
 	}
-	results := make([]result, len(b.providers))
+	asked := b.providers
+	if providers != nil && !slices.Contains(providers, "*") {
+		asked = nil
+		for _, p := range b.providers {
+			if slices.Contains(providers, p.Name()) {
+				asked = append(asked, p)
+			}
+		}
+	}
+	results := make([]result, len(asked))
 	var wg sync.WaitGroup
-	for i, p := range b.providers {
+	for i, p := range asked {
 		wg.Go(func() {
 			inst, err := FindInstance(ctx, p, name)
 			results[i] = result{inst, err}
@@ -201,7 +226,7 @@ func (b *Broker) FindInstance(ctx context.Context, name string) (*Instance, erro
 	var found *Instance
 	var errs []error
 	for i, r := range results {
-		pname := b.providers[i].Name()
+		pname := asked[i].Name()
 		switch {
 		case r.err == nil && r.inst != nil:
 			if found != nil {

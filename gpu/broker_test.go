@@ -36,7 +36,7 @@ func TestBrokerLaunchesCheapest(t *testing.T) {
 	t.Parallel()
 	s := sim.New(sim.Options{})
 	b := quietBroker(s)
-	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.NoError(t, err)
 	require.Empty(t, attempts)
 	require.Equal(t, "h100-us-east-a", o.ID)
@@ -52,7 +52,7 @@ func TestBrokerFailsOverOnNoCapacity(t *testing.T) {
 	s := sim.New(sim.Options{})
 	s.SetNoCapacity("h100-us-east-a", true)
 	b := quietBroker(s)
-	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "h100-us-east-b", o.ID)
 	require.Equal(t, int64(279), inst.CentsPerHour)
@@ -67,7 +67,7 @@ func TestBrokerFailsOverOnOfferGone(t *testing.T) {
 	s := sim.New(sim.Options{})
 	s.FailNext(sim.OpLaunch, fmt.Errorf("no_such_ask: %w", gpu.ErrOfferGone), 1)
 	b := quietBroker(s)
-	_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "h100-us-east-b", o.ID)
 	require.Len(t, attempts, 1)
@@ -79,7 +79,7 @@ func TestBrokerNoCapacityAnywhere(t *testing.T) {
 	s := sim.New(sim.Options{})
 	s.SetNoCapacityAll(true)
 	b := quietBroker(s)
-	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.ErrorIs(t, err, gpu.ErrNoCapacity)
 	require.Nil(t, inst)
 	require.Nil(t, o)
@@ -95,7 +95,7 @@ func TestBrokerNoCapacityAnywhere(t *testing.T) {
 func TestBrokerNoMatchingOffer(t *testing.T) {
 	t.Parallel()
 	b := quietBroker(sim.New(sim.Options{}))
-	_, _, attempts, err := b.Launch(context.Background(), gpu.OfferQuery{GPU: "h100", Region: "mars"}, launchReq("pod-1"), nil)
+	_, _, attempts, err := b.Launch(context.Background(), gpu.OfferQuery{GPU: "h100", Region: "mars"}, launchReq("pod-1"), nil, nil)
 	require.ErrorIs(t, err, gpu.ErrNoCapacity)
 	require.Empty(t, attempts)
 }
@@ -105,13 +105,13 @@ func TestBrokerSkipsExcluded(t *testing.T) {
 	s := sim.New(sim.Options{})
 	b := quietBroker(s)
 	exclude := map[string]bool{"sim/h100-us-east-a": true}
-	_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), exclude)
+	_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), exclude, nil)
 	require.NoError(t, err)
 	require.Equal(t, "h100-us-east-b", o.ID)
 	require.Empty(t, attempts, "an excluded offer is not attempted")
 
 	exclude["sim/h100-us-east-b"] = true
-	_, _, attempts, err = b.Launch(context.Background(), h100East, launchReq("pod-2"), exclude)
+	_, _, attempts, err = b.Launch(context.Background(), h100East, launchReq("pod-2"), exclude, nil)
 	require.ErrorIs(t, err, gpu.ErrNoCapacity)
 	require.Empty(t, attempts)
 	require.Equal(t, 1, s.Launches())
@@ -128,7 +128,7 @@ func TestBrokerSkipsUnavailable(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"dear", "cheap-gone"}, ids(offers), "unavailable offers go last")
 
-	_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "dear", o.ID)
 	require.Empty(t, attempts)
@@ -145,7 +145,7 @@ func TestBrokerRateLimitIsRetryable(t *testing.T) {
 			s := sim.New(sim.Options{})
 			s.FailNext(sim.OpLaunch, injected, 1)
 			b := quietBroker(s)
-			_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+			_, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 			require.Error(t, err)
 			require.Nil(t, o)
 			require.True(t, gpu.Retryable(err), "%v", err)
@@ -157,7 +157,7 @@ func TestBrokerRateLimitIsRetryable(t *testing.T) {
 	}
 	s := sim.New(sim.Options{})
 	s.FailNext(sim.OpLaunch, &gpu.RateLimitedError{RetryAfter: 12 * time.Second}, 1)
-	_, _, _, err := quietBroker(s).Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	_, _, _, err := quietBroker(s).Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.Equal(t, 12*time.Second, gpu.RetryAfter(err), "the job snoozes for Retry-After")
 }
 
@@ -169,7 +169,7 @@ func TestBrokerCrashAfterLaunchThenFind(t *testing.T) {
 	s.FailAfterLaunch(1)
 	b := quietBroker(s)
 	ctx := context.Background()
-	_, _, _, err := b.Launch(ctx, h100East, launchReq("pod-1"), nil)
+	_, _, _, err := b.Launch(ctx, h100East, launchReq("pod-1"), nil, nil)
 	require.True(t, gpu.Retryable(err))
 
 	inst, err := b.FindInstance(ctx, "pod-1")
@@ -191,7 +191,7 @@ func TestBrokerMergesProvidersByPrice(t *testing.T) {
 	require.Equal(t, []string{"sim-c", "sim-a", "sim-c", "sim-a"}, providers(offers))
 
 	c.SetNoCapacity("c1", true)
-	inst, o, attempts, err := b.Launch(ctx, h100East, launchReq("pod-1"), nil)
+	inst, o, attempts, err := b.Launch(ctx, h100East, launchReq("pod-1"), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "sim-a/a1", gpu.OfferKey(*o), "fails over across providers")
 	require.Equal(t, "sim-a", inst.Provider)
@@ -215,14 +215,14 @@ func TestBrokerSkipsProviderOnAuth(t *testing.T) {
 			a := sim.New(sim.Options{Name: "sim-a", Offers: []gpu.Offer{offer("a1", 250), offer("a2", 260)}})
 			c := sim.New(sim.Options{Name: "sim-c", Offers: []gpu.Offer{offer("c1", 270)}})
 			a.FailNext(sim.OpLaunch, injected, 5)
-			_, o, attempts, err := quietBroker(a, c).Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+			_, o, attempts, err := quietBroker(a, c).Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 			require.NoError(t, err)
 			require.Equal(t, "sim-c/c1", gpu.OfferKey(*o))
 			require.Len(t, attempts, 1, "the provider's other offers are skipped")
 			require.ErrorIs(t, attempts[0].Err, injected)
 
 			c.SetNoCapacityAll(true)
-			_, _, _, err = quietBroker(a, c).Launch(context.Background(), h100East, launchReq("pod-2"), nil)
+			_, _, _, err = quietBroker(a, c).Launch(context.Background(), h100East, launchReq("pod-2"), nil, nil)
 			require.ErrorIs(t, err, gpu.ErrNoCapacity)
 			require.ErrorIs(t, err, injected, "ops can tell the account needs attention")
 			require.True(t, gpu.SkipProvider(err))
@@ -235,7 +235,7 @@ func TestBrokerUnknownErrorStops(t *testing.T) {
 	s := sim.New(sim.Options{})
 	boom := errors.New("HTTP 400: invalid parameters")
 	s.FailNext(sim.OpLaunch, boom, 1)
-	_, _, attempts, err := quietBroker(s).Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	_, _, attempts, err := quietBroker(s).Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.ErrorIs(t, err, boom)
 	require.Len(t, attempts, 1)
 	require.Zero(t, s.Launches(), "an unclassified error is not failed over: the launch may have happened")
@@ -244,7 +244,7 @@ func TestBrokerUnknownErrorStops(t *testing.T) {
 func TestBrokerRejectsNamelessLaunch(t *testing.T) {
 	t.Parallel()
 	s := sim.New(sim.Options{})
-	_, _, _, err := quietBroker(s).Launch(context.Background(), h100East, gpu.LaunchRequest{IDE: gpu.IDEJupyter}, nil)
+	_, _, _, err := quietBroker(s).Launch(context.Background(), h100East, gpu.LaunchRequest{IDE: gpu.IDEJupyter}, nil, nil)
 	require.Error(t, err)
 	require.Zero(t, s.Launches())
 }
@@ -259,7 +259,7 @@ func TestBrokerMaxPrice(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"h100-us-east-a"}, ids(offers))
 	q.MaxCentsPerHour = 200
-	_, _, _, err = b.Launch(context.Background(), q, launchReq("pod-1"), nil)
+	_, _, _, err = b.Launch(context.Background(), q, launchReq("pod-1"), nil, nil)
 	require.ErrorIs(t, err, gpu.ErrNoCapacity, "never launch above what the customer pays")
 }
 
@@ -371,7 +371,7 @@ func TestBrokerConcurrentLaunches(t *testing.T) {
 				a.SetNoCapacity("h100-us-east-a", i%2 == 0)
 			}
 			name := fmt.Sprintf("pod-%d", i)
-			inst, _, _, err := b.Launch(ctx, h100East, launchReq(name), nil)
+			inst, _, _, err := b.Launch(ctx, h100East, launchReq(name), nil, nil)
 			if err != nil {
 				t.Errorf("launch %s: %v", name, err)
 				return
@@ -421,7 +421,7 @@ func TestBrokerSkipsProviderOnConfigError(t *testing.T) {
 	b := gpu.NewBroker(misconfigured, healthy)
 	b.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 
-	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "runpod", inst.Provider)
 	require.Equal(t, "dearer", o.ID)
@@ -435,7 +435,7 @@ func TestBrokerSkipsProviderOnConfigError(t *testing.T) {
 	require.Contains(t, logs.String(), "provider=lambda")
 
 	// With nothing else to try it is a LaunchError (no capacity), never a stop that retries.
-	_, _, attempts, err = quietBroker(misconfigured).Launch(context.Background(), h100East, launchReq("pod-2"), nil)
+	_, _, attempts, err = quietBroker(misconfigured).Launch(context.Background(), h100East, launchReq("pod-2"), nil, nil)
 	require.ErrorIs(t, err, gpu.ErrNoCapacity)
 	require.ErrorIs(t, err, gpu.ErrProviderConfig)
 	require.Len(t, attempts, 1)
@@ -470,7 +470,7 @@ func TestBrokerFailsOverARefusal(t *testing.T) {
 	var logs syncBuffer
 	b := gpu.NewBroker(refusing, other)
 	b.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil)
+	inst, o, attempts, err := b.Launch(context.Background(), h100East, launchReq("pod-1"), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "lambda", inst.Provider)
 	require.Equal(t, "dearer", o.ID)

@@ -53,6 +53,10 @@ type Deps struct {
 	// given up and the pod launched at the next offer (ProvisionDeadline still bounds the
 	// whole provisioning, after which the payment is refunded in full).
 	BootDeadline time.Duration
+	// LostLaunchWait is how long after a launch request whose answer was lost the provider it
+	// went to is waited for before the pod is launched elsewhere (the reconciler ends any
+	// duplicate).
+	LostLaunchWait time.Duration
 	// NoCapacityRetries is how many provision attempts may find no capacity before a refund.
 	NoCapacityRetries int
 	// ReconcileInterval is how often the reconciler runs; each order is compared with Stripe
@@ -94,6 +98,9 @@ func (d *Deps) withDefaults() *Deps {
 	}
 	if c.BootDeadline == 0 {
 		c.BootDeadline = 10 * time.Minute
+	}
+	if c.LostLaunchWait == 0 {
+		c.LostLaunchWait = 5 * time.Minute
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = DefaultReconcileInterval

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -94,7 +95,12 @@ func (w *ProvisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs
 
 func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error {
 	d := w.d
-	inst, err := d.Broker.FindInstance(ctx, InstanceName(pod.ID))
+	// Only the providers this pod was ever sent to can hold its instance: one that was never
+	// asked, and is down, must not stop a launch elsewhere.
+	inst, err, elsewhere := (*gpu.Instance)(nil), error(gpu.ErrNotFound), false
+	if len(pod.SentTo) > 0 {
+		inst, err = d.Broker.FindInstanceAt(ctx, InstanceName(pod.ID), pod.SentTo)
+	}
 	switch {
 	case err == nil && inst.State == gpu.StateFailed:
 		// A broken instance still holds the name (and may bill): end it, then launch anew.
@@ -105,7 +111,14 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error 
 	case err == nil:
 		d.Logger.InfoContext(ctx, "found the instance an earlier run launched", "pod_id", pod.ID, "instance", inst.Provider+"/"+inst.ID)
 		return w.recordLaunch(ctx, pod, inst, nil)
-	case !errors.Is(err, gpu.ErrNotFound):
+	case errors.Is(err, gpu.ErrNotFound):
+	case pod.SentAt != nil && d.now().Sub(*pod.SentAt) > d.LostLaunchWait:
+		// A provider we sent a launch to still cannot say whether it holds the instance. Waiting
+		// longer costs the customer their pod; launching elsewhere costs at most a duplicate,
+		// which the reconciler ends once that provider answers (its pod runs another instance).
+		d.Logger.WarnContext(ctx, "a provider the pod was sent to cannot answer; launching elsewhere", "pod_id", pod.ID, "sent_to", pod.SentTo, "error", err)
+		elsewhere = true
+	default:
 		return fmt.Errorf("error looking for an instance already launched: %w", err)
 	}
 	req, err := w.launchRequest(ctx, pod)
@@ -118,7 +131,21 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error 
 	}
 	// Never above the hourly price the customer pays: every launch keeps a margin.
 	q := gpu.OfferQuery{GPU: pod.GPU, Region: pod.Region, MaxCentsPerHour: pod.HourlyCents}
-	inst, offer, attempts, err := d.Broker.Launch(ctx, q, req, exclude)
+	if elsewhere { // not where the lost launch went: the providers it was sent to
+		offers, err := d.Broker.Offers(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, o := range offers {
+			if slices.Contains(pod.SentTo, o.Provider) || slices.Contains(pod.SentTo, "*") {
+				exclude[gpu.OfferKey(o)] = true
+			}
+		}
+	}
+	// Each provider is recorded before the request leaves: an answer lost on the way back is
+	// then looked for there, and only there (launch, above).
+	sent := func(provider string) error { return postgres.MarkSentTo(ctx, d.Pool, pod.ID, provider, d.now()) }
+	inst, offer, attempts, err := d.Broker.Launch(ctx, q, req, exclude, sent)
 	for _, a := range attempts {
 		if gpu.Failover(a.Err) {
 			if err := postgres.AddFailedOffer(ctx, d.Pool, pod.ID, gpu.OfferKey(a.Offer)); err != nil {

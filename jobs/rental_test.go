@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/gpu/sim"
 	"gpubroker/postgres"
 )
 
@@ -357,4 +359,78 @@ func TestPodEndingReminderOnce(t *testing.T) {
 	}))
 	work(t, b, w, PodEndingArgs{PodID: podID, EndsAt: *pod.EndsAt})
 	require.Equal(t, 1, reminders(), "extended past that end")
+}
+
+// twoProviders gives the bundle a broker over two simulators, alpha (tried first at equal
+// prices) and zulu, each with its stand-in IDE served, and returns them.
+func (b *testBundle) twoProviders(t *testing.T) (alpha, zulu *sim.Sim) {
+	t.Helper()
+	mk := func(name string) *sim.Sim {
+		srv := httptest.NewUnstartedServer(nil)
+		s := sim.New(sim.Options{Name: name, IDEBaseURL: "http://" + srv.Listener.Addr().String()})
+		srv.Config.Handler = s.Handler()
+		srv.Start()
+		t.Cleanup(srv.Close)
+		return s
+	}
+	alpha, zulu = mk("alpha"), mk("zulu")
+	b.deps.Broker = gpu.NewBroker(alpha, zulu)
+	return alpha, zulu
+}
+
+// Issue 20.5: before a launch, FindInstance asked every provider, so one provider that could
+// not answer stopped launches everywhere. Only the providers a pod was sent to are asked now.
+func TestProvisionIgnoresAnOutageWhereThePodWasNeverSent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	alpha, zulu := b.twoProviders(t)
+	zulu.FailNext(sim.OpInstances, gpu.ErrUnavailable, 1000)
+	_, podID, _ := b.authorized(t, "outage-elsewhere@example.com")
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	p := &ProvisionWorker{d: b.deps}
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	pod := b.pod(t, podID)
+	require.Equal(t, gpubroker.PodRunning, pod.Status)
+	require.Equal(t, "alpha", *pod.Provider)
+	require.Equal(t, []string{"alpha"}, pod.SentTo)
+	require.Equal(t, 1, alpha.Launches())
+}
+
+// Issue 20.5: a launch whose answer was lost, at a provider that then cannot answer: the pod
+// waits for it (its instance may be there) for LostLaunchWait, then launches elsewhere, and the
+// reconciler ends the duplicate once that provider answers again.
+func TestProvisionLaunchesElsewhereAfterALostLaunch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	alpha, zulu := b.twoProviders(t)
+	_, podID, _ := b.authorized(t, "lost-launch@example.com")
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	p := &ProvisionWorker{d: b.deps}
+
+	alpha.FailAfterLaunch(1)
+	res := work(t, b, p, ProvisionArgs{PodID: podID})
+	require.NotEqual(t, river.EventKindJobCompleted, res.EventKind, "the answer was lost")
+	require.Equal(t, 1, alpha.Launches(), "but the instance exists")
+	require.Equal(t, []string{"alpha"}, b.pod(t, podID).SentTo)
+
+	alpha.FailNext(sim.OpInstances, gpu.ErrUnavailable, 2) // this run, and the one past the wait
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	require.Nil(t, b.pod(t, podID).InstanceID, "waits: alpha may hold the instance")
+	require.Zero(t, zulu.Launches())
+
+	_, err := b.pool.Exec(ctx, `UPDATE pods SET sent_at = sent_at - $2::interval WHERE id = $1`, podID, (b.deps.LostLaunchWait + time.Minute).String())
+	require.NoError(t, err)
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	pod := b.pod(t, podID)
+	require.Equal(t, gpubroker.PodRunning, pod.Status)
+	require.Equal(t, "zulu", *pod.Provider, "launched elsewhere, not again where the lost one went")
+	require.Equal(t, 1, alpha.Launches())
+
+	// alpha answers again: the reconciler ends the lost instance, whose pod runs another.
+	work(t, b, &ReconcileWorker{d: b.deps}, ReconcileArgs{})
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'terminate_instance' AND args->>'provider' = 'alpha'`))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.orphan_instance'`))
 }

@@ -21,7 +21,7 @@ const podSelect = `SELECT p.id, p.order_id, p.account_id, p.status, o.plan, p.gp
 	p.hours + COALESCE((SELECT sum(x.hours) FROM extensions x WHERE x.pod_id = p.id AND x.status = 'paid'
 		AND NOT EXISTS (SELECT 1 FROM payments y JOIN refunds r ON r.payment_id = y.id WHERE y.payment_intent_id = x.payment_intent_id AND r.reason = 'late_extension')), 0),
 	COALESCE((SELECT sum(y.amount_cents) FROM payments y WHERE y.order_id = p.order_id), 0),
-	COALESCE(p.boot_secret, ''),
+	COALESCE(p.boot_secret, ''), p.sent_to, p.sent_at,
 	COALESCE((SELECT jsonb_agg(jsonb_build_object('at', b.at, 'step', b.step, 'ok', b.ok, 'detail', b.detail) ORDER BY b.id)
 		FROM boot_steps b WHERE b.pod_id = p.id), '[]')
 	FROM pods p JOIN orders o ON o.id = p.order_id`
@@ -32,7 +32,7 @@ func scanPod(row pgx.Row) (*gpubroker.Pod, error) {
 	err := row.Scan(&p.ID, &p.OrderID, &p.AccountID, &p.Status, &p.Plan, &p.GPU, &p.Region, &p.Hours, &p.Template,
 		&p.HourlyCents, &p.AmountCents, &p.Currency, &p.OrderStatus, &p.HoldExpiresAt, &p.Provider, &p.InstanceID, &p.OfferID,
 		&p.FailedOffers, &conn, &p.IDESecret, &p.LaunchKeys, &p.SSHKeyFingerprints, &p.Error, &p.CreatedAt, &p.DeployRequestedAt, &p.CapturedAt, &p.LaunchedAt, &p.StartedAt, &p.EndsAt, &p.TerminatedAt,
-		&p.RefundedCents, &p.HoursTotal, &p.PaidCents, &p.BootSecret, &p.BootSteps)
+		&p.RefundedCents, &p.HoursTotal, &p.PaidCents, &p.BootSecret, &p.SentTo, &p.SentAt, &p.BootSteps)
 	if err != nil {
 		return nil, err
 	}
@@ -231,5 +231,13 @@ func RecordBootStep(ctx context.Context, tx pgx.Tx, podID, secret string, st gpu
 		return gpubroker.Errorf(gpubroker.ERATELIMIT, "rate_limited", "This pod has reported %d steps already.", n)
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO boot_steps (pod_id, at, step, ok, detail) VALUES ($1, $2, $3, $4, $5)`, podID, st.At, st.Step, st.OK, st.Detail)
+	return err
+}
+
+// MarkSentTo records, before a launch request leaves for provider, that the pod was sent there:
+// its instance may exist there from then on, whatever becomes of the answer.
+func MarkSentTo(ctx context.Context, q Querier, podID, provider string, now time.Time) error {
+	_, err := q.Exec(ctx, `UPDATE pods SET sent_to = CASE WHEN $2 = ANY(sent_to) THEN sent_to ELSE sent_to || $2 END, sent_at = $3 WHERE id = $1`,
+		podID, provider, now)
 	return err
 }

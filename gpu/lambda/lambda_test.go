@@ -590,7 +590,7 @@ func TestMissingSSHKeyFailsOver(t *testing.T) {
 	b := gpu.NewBroker(newClient(srv), runpod)
 	b.Logger = slog.New(slog.DiscardHandler)
 	inst, o, attempts, err := b.Launch(context.Background(), gpu.OfferQuery{GPU: "h100", Region: "us-east"},
-		gpu.LaunchRequest{Name: "pod-1", IDE: gpu.IDEJupyter}, nil)
+		gpu.LaunchRequest{Name: "pod-1", IDE: gpu.IDEJupyter}, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "runpod", inst.Provider)
 	require.Equal(t, "h100-dear", o.ID)

@@ -632,7 +632,7 @@ func TestBrokerFailsOverAcrossDataCenters(t *testing.T) {
 	b := gpu.NewBroker(newClient(srv))
 	b.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	inst, o, attempts, err := b.Launch(context.Background(), gpu.OfferQuery{GPU: "h100", Region: "us-east"},
-		gpu.LaunchRequest{Name: "pod-1", Image: "img", IDE: gpu.IDEJupyter}, nil)
+		gpu.LaunchRequest{Name: "pod-1", Image: "img", IDE: gpu.IDEJupyter}, nil, nil)
 	require.NoError(t, err)
 	require.Len(t, attempts, 1)
 	require.Equal(t, "runpod/SECURE:US-KS-2:NVIDIA H100 80GB HBM3", gpu.OfferKey(attempts[0].Offer))
