@@ -262,11 +262,22 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		req.IDE, req.IDESecret = gpu.IDECodeServer, b.Env["PASSWORD"]
 	}
 	inst, err := s.Sim.Launch(r.Context(), req)
+	m := podMeta{Ports: b.Ports, Env: b.Env, DataCenter: b.DataCenterIDs[0], GPUType: b.GPU.ID, Image: b.Image}
 	if err != nil {
+		// A launch whose answer is lost (Sim.FailAfterLaunch) still made its pod, with the
+		// ports and environment asked for, as at RunPod: the client finds it by name later.
+		for _, in := range s.Sim.Instances() {
+			if in.Name == b.Name && in.State.Live() {
+				m.Cost = float64(in.CentsPerHour) / 100
+				s.mu.Lock()
+				s.pods[in.ID] = m
+				s.mu.Unlock()
+			}
+		}
 		fail(w, err)
 		return
 	}
-	m := podMeta{Ports: b.Ports, Env: b.Env, DataCenter: b.DataCenterIDs[0], GPUType: b.GPU.ID, Image: b.Image, Cost: float64(inst.CentsPerHour) / 100}
+	m.Cost = float64(inst.CentsPerHour) / 100
 	s.mu.Lock()
 	s.pods[inst.ID] = m
 	s.mu.Unlock()

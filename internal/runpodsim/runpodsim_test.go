@@ -186,3 +186,27 @@ func TestCreateIsStrict(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, create(bad))
 	require.Len(t, s.Sim.Records(), 1, "nothing launched for a refused body")
 }
+
+// A create whose answer is lost still made its pod with the ports asked for, as at RunPod: the
+// pod found by name later serves its IDE through the proxy (readiness needs that link).
+func TestLostCreateKeepsThePodsPorts(t *testing.T) {
+	t.Parallel()
+	s := runpodsim.New(runpodsim.Options{APIKey: "k"})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	s.Sim.FailAfterLaunch(1)
+	c := runpod.New(runpod.Config{APIKey: "k", BaseURL: srv.URL, ProxyURL: srv.URL + "/proxy/{pod}-{port}/"})
+	offers, err := c.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100"})
+	require.NoError(t, err)
+	require.NotEmpty(t, offers)
+	_, err = c.Launch(context.Background(), gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-lost", Image: "img", IDE: gpu.IDECodeServer, IDESecret: "s"})
+	require.Error(t, err, "the answer was lost")
+	in, err := gpu.FindInstance(context.Background(), c, "gpubroker-lost")
+	require.NoError(t, err)
+	for range 3 {
+		in, err = c.GetInstance(context.Background(), in.ID)
+		require.NoError(t, err)
+	}
+	require.Equal(t, gpu.StateRunning, in.State)
+	require.Equal(t, srv.URL+"/proxy/"+in.ID+"-8080/", in.CodeServerURL)
+}
