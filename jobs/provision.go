@@ -275,6 +275,11 @@ func (w *ProvisionWorker) poll(ctx context.Context, pod *gpubroker.Pod) error {
 		// The provider's word is not the customer's: the pod runs, and its paid time starts,
 		// only once what they are shown answers.
 		uerr := d.Ready.Check(ctx, w.target(pod, inst))
+		if uerr == nil && len(pod.SSHKeyFingerprints) > 0 && inst.SSHHost == "" {
+			// RunPod reports ssh.direct only once its port is mapped: without it the customer
+			// would be told the pod has no key. Wait for it as for any other part.
+			uerr = errors.New("no SSH address yet")
+		}
 		if uerr == nil {
 			return w.running(ctx, pod, inst)
 		}

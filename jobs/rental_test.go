@@ -434,3 +434,30 @@ func TestProvisionLaunchesElsewhereAfterALostLaunch(t *testing.T) {
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'terminate_instance' AND args->>'provider' = 'alpha'`))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.orphan_instance'`))
 }
+
+// Issue 20: RunPod reports ssh.direct only once the pod's port is mapped. A pod launched with
+// the customer's keys whose provider reports it running without an SSH address is not usable
+// yet (the dashboard would say it has no key); it runs once the address is there.
+func TestProvisionWaitsForTheSSHAddress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, podID, _ := b.authorized(t, "ssh-later@example.com")
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	_, err := b.pool.Exec(ctx, `UPDATE pods SET launch_keys = ARRAY['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvRmIp3E3Ktv/o1Pbx2wRgb8fVpw2ZRqDt/xGa1LQ5d ada@laptop'],
+		ssh_key_fingerprints = ARRAY['SHA256:x'] WHERE id = $1`, podID)
+	require.NoError(t, err)
+	b.sim.BreakNext(sim.NoSSHAddr, 1)
+	p := &ProvisionWorker{d: b.deps}
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	for range 2 {
+		res := work(t, b, p, ProvisionArgs{PodID: podID})
+		require.Equal(t, river.EventKindJobSnoozed, res.EventKind)
+		require.Equal(t, gpubroker.PodProvisioning, b.pod(t, podID).Status, "running at the provider, no SSH address yet")
+	}
+	require.True(t, b.sim.Mend(*b.pod(t, podID).InstanceID))
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	pod := b.pod(t, podID)
+	require.Equal(t, gpubroker.PodRunning, pod.Status)
+	require.NotEmpty(t, pod.Connection.SSH)
+}

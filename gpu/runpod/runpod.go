@@ -30,6 +30,23 @@ import (
 // DefaultBaseURL is RunPod's API root; paths start with /v2.
 const DefaultBaseURL = "https://api.runpod.io"
 
+// Sizes and the driver floor every pod is created with.
+const (
+	// DefaultDiskGB is the container disk: the image and pip caches, wiped on restart.
+	DefaultDiskGB = 50
+	// WorkspaceGB is the persistent mount at /workspace (RunPod's floor is 10 GB).
+	WorkspaceGB = 50
+	// MinCudaVersion is the oldest host CUDA the workspace images run on.
+	MinCudaVersion = "12.4"
+)
+
+func (c *Client) diskGB() int {
+	if c.cfg.DiskGB > 0 {
+		return c.cfg.DiskGB
+	}
+	return DefaultDiskGB
+}
+
 // DefaultProxyURL is RunPod's HTTPS proxy, which serves a pod's http ports with a valid
 // certificate.
 const DefaultProxyURL = "https://{pod}-{port}.proxy.runpod.net/"
@@ -88,7 +105,7 @@ type Config struct {
 	// Cloud is the tier offers come from: "SECURE" (default, RunPod's own data centers) or
 	// "COMMUNITY" (third-party hosts, cheaper, and customers' notebooks on strangers' machines).
 	Cloud string
-	// DiskGB is the container disk size; zero leaves RunPod's default.
+	// DiskGB is the container disk size; zero means DefaultDiskGB.
 	DiskGB int
 	// GPUTypes and DataCenterRegions default to DefaultGPUTypes() and
 	// DefaultDataCenterRegions().
@@ -309,18 +326,21 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 		}
 	}
 	body := map[string]any{
-		"name":          r.Name,
-		"image":         r.Image,
-		"gpu":           map[string]any{"id": gpuType, "count": 1},
+		"name":  r.Name,
+		"image": r.Image,
+		// The workspace images are built for CUDA 12: a host with an older driver cannot run
+		// them, so the scheduler must not place the pod there.
+		"gpu": map[string]any{"id": gpuType, "count": 1, "minCudaVersion": MinCudaVersion},
+		// /workspace on a persistent mount survives a container restart; the container disk
+		// does not (wiped on restart).
+		"disk":          c.diskGB(),
+		"mounts":        map[string]any{"persistent": map[string]any{"path": "/workspace", "size": WorkspaceGB}},
 		"cloud":         cloud,
 		"dataCenterIds": []string{dataCenter},
 		"ports":         ports,
 		"env":           env,
 		"startSsh":      ssh,
 		"startJupyter":  r.IDE == gpu.IDEJupyter,
-	}
-	if c.cfg.DiskGB > 0 {
-		body["disk"] = c.cfg.DiskGB
 	}
 	var p pod
 	if err := c.do(ctx, http.MethodPost, "/v2/pods", body, &p); err != nil {

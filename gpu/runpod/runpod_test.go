@@ -386,9 +386,12 @@ func TestLaunchJupyter(t *testing.T) {
 	require.Len(t, f.creates, 1)
 	body := f.creates[0]
 	require.Equal(t, map[string]any{
-		"name":          "pod-42",
-		"image":         "ghcr.io/gpubroker/data-science:2026.12",
-		"gpu":           map[string]any{"id": "NVIDIA H100 80GB HBM3", "count": float64(1)},
+		"name":  "pod-42",
+		"image": "ghcr.io/gpubroker/data-science:2026.12",
+		"gpu":   map[string]any{"id": "NVIDIA H100 80GB HBM3", "count": float64(1), "minCudaVersion": "12.4"},
+		// /workspace survives a container restart; the container disk is sized, not defaulted.
+		"disk":          float64(50),
+		"mounts":        map[string]any{"persistent": map[string]any{"path": "/workspace", "size": float64(50)}},
 		"cloud":         "SECURE",
 		"dataCenterIds": []any{"US-KS-2"},
 		"ports":         []any{"22/tcp", "8888/http", "6006/http"},

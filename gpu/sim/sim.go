@@ -108,7 +108,23 @@ const (
 	NoSSH Broken = 1 << iota
 	// NoIDE: its IDE's proxy answers 502, as RunPod's does when nothing listens behind it.
 	NoIDE
+	// NoSSHAddr: it reports running without an SSH address, as a RunPod pod does before
+	// ssh.direct exists (its sshd answers once the address is known).
+	NoSSHAddr
 )
+
+// Mend makes the instance with the given id whole again (what BreakNext broke works from now
+// on). It reports false for an unknown instance.
+func (s *Sim) Mend(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.find(id)
+	if in == nil {
+		return false
+	}
+	in.broken = 0
+	return true
+}
 
 // BreakNext makes the next n launches create instances that boot and report running but break
 // b: NoSSH, NoIDE or both. Calls add up, like FailNext.
@@ -456,8 +472,10 @@ func (s *Sim) view(in *instance) *gpu.Instance {
 		}
 	}
 	v := in.Instance
-	if v.State == gpu.StateRunning {
+	if v.State == gpu.StateRunning && in.broken&NoSSHAddr == 0 {
 		v.SSHHost, v.SSHUser, v.SSHPort = in.conn.SSHHost, in.conn.SSHUser, in.conn.SSHPort
+	}
+	if v.State == gpu.StateRunning {
 		v.JupyterURL, v.CodeServerURL = in.conn.JupyterURL, in.conn.CodeServerURL
 	}
 	return &v

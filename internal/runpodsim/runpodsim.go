@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -209,13 +210,25 @@ func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
 
 // createBody is createPod's body: the properties the client sends, as in RunPod's
 // CreatePodRequest, which refuses any other.
+// cudaVersion is the spec's pattern for gpu.minCudaVersion.
+var cudaVersion = regexp.MustCompile(`^\d+\.\d+$`)
+
 type createBody struct {
 	Name  string `json:"name"`
 	Image string `json:"image"`
 	GPU   *struct {
-		ID    string `json:"id"`
-		Count int    `json:"count"`
+		ID                  string   `json:"id"`
+		Count               int      `json:"count"`
+		MinCudaVersion      string   `json:"minCudaVersion"`
+		AllowedCudaVersions []string `json:"allowedCudaVersions"`
 	} `json:"gpu"`
+	Mounts *struct {
+		Persistent *struct {
+			Size int    `json:"size"`
+			Path string `json:"path"`
+		} `json:"persistent"`
+		Network any `json:"network"`
+	} `json:"mounts"`
 	Cloud         string            `json:"cloud"`
 	DataCenterIDs []string          `json:"dataCenterIds"`
 	Ports         []string          `json:"ports"`
@@ -235,6 +248,14 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	if b.Name == "" || b.Image == "" || b.GPU == nil || b.GPU.ID == "" || len(b.DataCenterIDs) != 1 {
 		problem(w, http.StatusUnprocessableEntity, "Unprocessable Entity", "Request validation failed: name, image, gpu.id and one dataCenterIds entry are required")
+		return
+	}
+	if m := b.Mounts; m != nil && m.Persistent != nil && (m.Persistent.Size < 10 || !strings.HasPrefix(m.Persistent.Path, "/")) {
+		problem(w, http.StatusUnprocessableEntity, "Unprocessable Entity", "Request validation failed: mounts.persistent needs size >= 10 and an absolute path")
+		return
+	}
+	if v := b.GPU.MinCudaVersion; v != "" && !cudaVersion.MatchString(v) {
+		problem(w, http.StatusUnprocessableEntity, "Unprocessable Entity", "Request validation failed: gpu.minCudaVersion must be major.minor")
 		return
 	}
 	if b.Cloud != "SECURE" && b.Cloud != "COMMUNITY" {
