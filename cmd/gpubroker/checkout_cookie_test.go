@@ -36,9 +36,7 @@ func TestSuccessLinkPlantsNoKey(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	attackerKey, _ := newKey(t, "mallory")
 	sid := e.paidCheckout(newBrowser(), "victim@example.com", attackerKey)
-	e.eventually("account attached", func() bool {
-		return e.count(`SELECT count(*) FROM orders WHERE stripe_session_id = $1 AND account_id IS NOT NULL`, sid) == 1
-	})
+	e.waitAttached(sid)
 
 	victim := newBrowser()
 	code, body, cookie, err := e.verifyAs(victim, sid, samePage)
@@ -67,9 +65,7 @@ func TestSessionIDHolderGetsNoSession(t *testing.T) {
 
 	payer := newBrowser()
 	sid := e.paidCheckout(payer, "ada@example.com", payerKey)
-	e.eventually("account attached", func() bool {
-		return e.count(`SELECT count(*) FROM orders WHERE stripe_session_id = $1 AND account_id IS NOT NULL`, sid) == 1
-	})
+	e.waitAttached(sid)
 
 	stranger := newBrowser()
 	code, body, cookie, err := e.verifyAs(stranger, sid, nil)
@@ -96,10 +92,9 @@ func TestSessionIDHolderGetsNoSession(t *testing.T) {
 	require.Zero(t, e.count(`SELECT count(*) FROM audit_events WHERE action = 'ssh_keys.dropped'`))
 }
 
-// Issue 19.1: keys record the checkout whose payer added them, so a second provisional
-// session cannot launder a key. Two browsers cannot both be the payer; but a payer's own two
-// tabs (two sessions of the same checkout cookie) can, and activation from either keeps both
-// tabs' keys while a key added under another checkout's session is dropped.
+// Issue 19.1: keys record the checkout whose payer added them, not the session: a payer's own
+// two sessions of one checkout cookie (a reload of the success page opens a second) each add a
+// key, and activation from the browser keeps both.
 func TestActivationKeepsOnlyThePayersKeys(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})

@@ -45,6 +45,12 @@ func (e *env) verifyAs(c *http.Client, sid string, hdr map[string]string) (code 
 func (e *env) payAndWait(sid string) {
 	e.t.Helper()
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	e.waitAttached(sid)
+}
+
+// waitAttached waits until the webhook job has attached a paid checkout's account.
+func (e *env) waitAttached(sid string) {
+	e.t.Helper()
 	e.eventually("account attached", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE stripe_session_id = $1 AND account_id IS NOT NULL`, sid) == 1
 	})
