@@ -8,7 +8,7 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test deps deps-dev workspace-check site build build-prod image images migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
+.PHONY: dev test deps deps-dev workspace-check provider-check site build build-prod image images migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
 
 # The Debian packages: `deps-dev` what make dev needs (PostgreSQL), `deps` everything make test
 # needs. A fast no-op when they are installed.
@@ -71,6 +71,12 @@ test: deps site
 # Jupyter Server); make test runs it too, with everything else.
 workspace-check: deps
 	go test -count=1 -run TestWorkspaceCheck -v ./images/
+
+# Launch the cheapest offer of each template at each provider with keys set (RUNPOD_API_KEY,
+# LAMBDA_API_KEY + LAMBDA_SSH_KEY_NAME), wait until usable, SSH in, open the IDE, terminate and
+# print timings and cost (real money). Without keys it runs the same steps on the simulator.
+provider-check:
+	go run ./cmd/providercheck
 
 bench:
 	@$(DB); DATABASE_URL="$$url" go test -run '^$$' -bench . -benchtime 100x ./cmd/gpubroker/
