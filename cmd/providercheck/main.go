@@ -89,7 +89,9 @@ func configured() ([]gpu.Provider, string) {
 // line of timings.
 func check(ctx context.Context, p gpu.Provider, image, ide string, timeout time.Duration) (out string, err error) {
 	var steps []string
-	mark := func(start time.Time, what string) { steps = append(steps, fmt.Sprintf("%s %s", what, time.Since(start).Round(100*time.Millisecond))) }
+	mark := func(start time.Time, what string) {
+		steps = append(steps, fmt.Sprintf("%s %s", what, time.Since(start).Round(100*time.Millisecond)))
+	}
 	line := func() string { return strings.Join(steps, ", ") }
 
 	offers, err := p.ListOffers(ctx, gpu.OfferQuery{})
