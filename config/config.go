@@ -63,7 +63,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"PUBLIC_URL", "http://localhost:8080", "the site's origin, used in emails, redirects and the Origin check"},
 	{"DATABASE_URL", "", "Postgres URL (required; the Makefile starts a local cluster when unset)"},
 	{"STRIPE_SECRET_KEY", "", "Stripe secret key; unset: the Stripe stand-in at /dev/stripe (dev only)"},
-	{"STRIPE_WEBHOOK_SECRET", "whsec_dev", "webhook signing secret (required when STRIPE_SECRET_KEY is set)"},
+	{"STRIPE_WEBHOOK_SECRET", "whsec_dev", "webhook signing secret; api refuses the default with a live key (the worker and migrate receive no webhooks and never read it)"},
 	{"STRIPE_API_BASE", "", "override Stripe's API URL (stripe-mock, the stand-in)"},
 	{"AWS_REGION", "", "AWS region for SES, SQS and S3 (standard SDK variables apply too)"},
 	{"SES_FROM", "", "sender address; set to send email through SES v2 (unset: outbox only, read at /dev/mail)"},
@@ -108,8 +108,10 @@ func FromEnv(getenv func(string) string) (*Config, error) { return ForMode("", g
 //
 //	dev     loopback only: no live Stripe key, a PUBLIC_URL on this machine, ADDR 127.0.0.1:8080
 //	        by default (it serves every email at /dev/mail and the GPU stand-in at /dev/gpu/)
-//	api     ORIGIN_SECRET is required; ADMIN_PASSWORD, when set, has at least 16 characters
-//	worker  ADMIN_PASSWORD, when set, has at least 16 characters
+//	api     ORIGIN_SECRET is required; ADMIN_PASSWORD, when set, has at least 16 characters;
+//	        STRIPE_WEBHOOK_SECRET is set with a live key (api receives the webhooks)
+//	worker  ADMIN_PASSWORD, when set, has at least 16 characters; no webhook secret (it
+//	        receives no webhooks, and Terraform gives it none)
 func ForMode(mode string, getenv func(string) string) (*Config, error) {
 	switch mode {
 	case "", "dev", "api", "worker", "migrate":
@@ -162,8 +164,11 @@ func ForMode(mode string, getenv func(string) string) (*Config, error) {
 	if c.StripeSecretKey != "" && !strings.HasPrefix(c.StripeSecretKey, "sk_") && !strings.HasPrefix(c.StripeSecretKey, "rk_") {
 		bad("STRIPE_SECRET_KEY", "must start with sk_ or rk_")
 	}
-	if c.StripeSecretKey != "" && c.StripeWebhookSecret == "whsec_dev" && !strings.HasPrefix(c.StripeSecretKey, "sk_test_") {
-		bad("STRIPE_WEBHOOK_SECRET", "must be set to the endpoint's secret with a live key")
+	// Only a process that receives Stripe's webhooks (api, dev) verifies them: the worker and
+	// migrate never read the secret, so they are not refused for lacking it (Terraform gives it
+	// to the api task alone).
+	if receivesWebhooks(mode) && c.StripeSecretKey != "" && c.StripeWebhookSecret == "whsec_dev" && !strings.HasPrefix(c.StripeSecretKey, "sk_test_") {
+		bad("STRIPE_WEBHOOK_SECRET", "must be set to the endpoint's secret with a live key (api receives the webhooks)")
 	}
 	for name, v := range map[string]string{"STRIPE_API_BASE": c.StripeAPIBase, "RUNPOD_API_BASE": c.RunPodAPIBase} {
 		if u, err := url.Parse(v); v != "" && (err != nil || u.Host == "") {
@@ -252,6 +257,9 @@ func ForMode(mode string, getenv func(string) string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// receivesWebhooks reports whether mode serves /api/stripe/webhook ("" is every mode's checks).
+func receivesWebhooks(mode string) bool { return mode == "" || mode == "api" || mode == "dev" }
 
 // loopbackHost reports whether host is localhost or a loopback IP (127.0.0.0/8, ::1).
 func loopbackHost(host string) bool {

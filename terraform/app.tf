@@ -1,48 +1,115 @@
 # The application: one image, three ECS task definitions (`gpubroker api`, `gpubroker worker`,
-# `gpubroker migrate`), two services, and the ALB CloudFront sends /api/* and /ops/* to.
+# `gpubroker migrate`, their environment named in env.json), two services, and the ALB
+# CloudFront sends /api/* and /ops/* to (the api serves the ops console and River UI).
 
 locals {
   worker_image = coalesce(var.worker_image, var.api_image)
 
-  # Secrets Manager secrets, injected as environment variables by ECS. DATABASE_URL gets its
-  # value from database.tf and ORIGIN_SECRET from random_password.origin_secret below; set the
-  # others with `aws secretsmanager put-secret-value`.
-  secret_names = toset([
-    "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
-    "ADMIN_PASSWORD",
-    "DATABASE_URL",
-    "LAMBDA_API_KEY",
-    "RUNPOD_API_KEY",
-    "ORIGIN_SECRET",
-  ])
+  # Each task's environment and secret names: env.json, which cmd/gpubroker's
+  # TestTerraformEnvironmentStartsEveryMode reads too, starting every mode of the production
+  # build with exactly those names. A name listed there without a value in env_values below
+  # fails the plan (an invalid index).
+  task_env = jsondecode(file("${path.module}/env.json"))
+
+  # Secrets Manager secrets, injected as environment variables by ECS: every secret a task
+  # lists. DATABASE_URL gets its value from database.tf and ORIGIN_SECRET from
+  # random_password.origin_secret below; set the others with `aws secretsmanager put-secret-value`.
+  secret_names = toset(flatten([for task in local.task_env : task.secrets]))
 
   # Which secrets each task gets (and, through its execution role, may read). The API never
-  # calls a GPU provider; the migrate task only needs the database. Only the API is behind
-  # CloudFront, so only it checks the origin secret.
-  task_secrets = {
-    api     = ["DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ADMIN_PASSWORD", "ORIGIN_SECRET"]
-    worker  = ["DATABASE_URL", "STRIPE_SECRET_KEY", "ADMIN_PASSWORD", "LAMBDA_API_KEY", "RUNPOD_API_KEY"]
-    migrate = ["DATABASE_URL"]
+  # calls a GPU provider; only it receives Stripe's webhooks and sits behind CloudFront (the
+  # origin secret); the migrate task only needs the database.
+  task_secrets = { for name, task in local.task_env : name => task.secrets }
+
+  # The value of every environment variable a task may list in env.json.
+  env_values = {
+    PUBLIC_URL  = local.public_url
+    AWS_REGION  = local.region
+    LOG_LEVEL   = var.log_level
+    ADMIN_USER  = var.admin_user
+    SALES_EMAIL = var.sales_email
+    ADDR        = ":${local.container_port}"
+    # CloudFront and the ALB each append to X-Forwarded-For: rate limits count the viewer.
+    # Safe only because nothing but CloudFront gets an answer (ORIGIN_SECRET).
+    TRUSTED_PROXY_HOPS     = "2"
+    METRICS_ADDR           = var.metrics_addr
+    SES_FROM               = local.ses_from
+    SES_CONFIGURATION_SET  = aws_sesv2_configuration_set.main.configuration_set_name
+    SQS_FEEDBACK_QUEUE_URL = aws_sqs_queue.ses_feedback.url
+    OFFERS_BUCKET          = aws_s3_bucket.offers.bucket
   }
 
-  common_environment = [
-    { name = "PUBLIC_URL", value = local.public_url },
-    { name = "AWS_REGION", value = local.region },
-    { name = "LOG_LEVEL", value = var.log_level },
-    { name = "ADMIN_USER", value = var.admin_user },
-    { name = "SALES_EMAIL", value = var.sales_email },
-  ]
-
-  worker_environment = concat(local.common_environment, [
-    { name = "METRICS_ADDR", value = var.metrics_addr },
-    { name = "SES_FROM", value = local.ses_from },
-    { name = "SES_CONFIGURATION_SET", value = aws_sesv2_configuration_set.main.configuration_set_name },
-    { name = "SQS_FEEDBACK_QUEUE_URL", value = aws_sqs_queue.ses_feedback.url },
-    { name = "OFFERS_BUCKET", value = aws_s3_bucket.offers.bucket },
-  ])
+  task_environment = { for name, task in local.task_env : name => [for v in task.environment : { name = v, value = local.env_values[v] }] }
+  task_secret_refs = { for name, task in local.task_env : name => [for s in task.secrets : { name = s, valueFrom = aws_secretsmanager_secret.app[s].arn }] }
 
   container_port = 8080
+
+  # The collector beside the api and the worker (an ADOT collector): it scrapes the task's own
+  # METRICS_ADDR listener, which only a container of the task reaches (awsvpc tasks share
+  # 127.0.0.1), and remote-writes to the Prometheus workspace that evaluates ops/alerts.yml
+  # (alerts.tf), signing with the task role. JSON, which the collector reads as YAML.
+  collector_config = { for task in ["api", "worker"] : task => jsonencode({
+    extensions = {
+      sigv4auth = { region = local.region, service = "aps" }
+    }
+    receivers = {
+      prometheus = {
+        config = {
+          global = { scrape_interval = "30s", scrape_timeout = "10s" }
+          scrape_configs = [{
+            job_name       = "gpubroker-${task}"
+            metrics_path   = "/metrics"
+            static_configs = [{ targets = [var.metrics_addr] }]
+          }]
+        }
+      }
+    }
+    processors = {
+      memory_limiter = { check_interval = "1s", limit_mib = 200, spike_limit_mib = 50 }
+      # Every task scrapes 127.0.0.1:9090, so the instance label would be the same in all of
+      # them and two api tasks' counters would be written as one series: it becomes the task's
+      # ARN (from the ECS task metadata endpoint).
+      resourcedetection = { detectors = ["ecs"], timeout = "5s", override = false }
+      "resource/instance" = {
+        attributes = [{ key = "service.instance.id", from_attribute = "aws.ecs.task.arn", action = "upsert" }]
+      }
+      batch = {}
+    }
+    exporters = {
+      prometheusremotewrite = {
+        endpoint = "${aws_prometheus_workspace.main.prometheus_endpoint}api/v1/remote_write"
+        auth     = { authenticator = "sigv4auth" }
+      }
+    }
+    service = {
+      extensions = ["sigv4auth"]
+      pipelines = {
+        metrics = {
+          receivers  = ["prometheus"]
+          processors = ["memory_limiter", "resourcedetection", "resource/instance", "batch"]
+          exporters  = ["prometheusremotewrite"]
+        }
+      }
+    }
+  }) }
+
+  # Not essential: a collector that stops loses metrics (and the alerts on them), never the
+  # api or the worker.
+  collector_container = { for task in ["api", "worker"] : task => {
+    name        = "collector"
+    image       = var.collector_image
+    essential   = false
+    memory      = 256
+    environment = [{ name = "AOT_CONFIG_CONTENT", value = local.collector_config[task] }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.app[task].name
+        awslogs-region        = local.region
+        awslogs-stream-prefix = "collector"
+      }
+    }
+  } }
 }
 
 resource "aws_secretsmanager_secret" "app" {
@@ -211,7 +278,8 @@ resource "aws_ecs_task_definition" "api" {
   cpu                      = var.api_cpu
   memory                   = var.api_memory
   execution_role_arn       = aws_iam_role.execution["api"].arn
-  # No task role: the API calls no AWS service, so its tasks get no AWS credentials at all.
+  # The api calls no AWS service; its task role only lets the collector write metrics.
+  task_role_arn = aws_iam_role.api.arn
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -228,14 +296,8 @@ resource "aws_ecs_task_definition" "api" {
       containerPort = local.container_port
       protocol      = "tcp"
     }]
-    environment = concat(local.common_environment, [
-      { name = "ADDR", value = ":${local.container_port}" },
-      # CloudFront and the ALB each append to X-Forwarded-For: rate limits count the viewer.
-      # Safe only because nothing but CloudFront gets an answer (ORIGIN_SECRET).
-      { name = "TRUSTED_PROXY_HOPS", value = "2" },
-      { name = "METRICS_ADDR", value = var.metrics_addr },
-    ])
-    secrets = [for s in local.task_secrets.api : { name = s, valueFrom = aws_secretsmanager_secret.app[s].arn }]
+    environment = local.task_environment.api
+    secrets     = local.task_secret_refs.api
     logConfiguration = {
       logDriver = "awslogs"
       options = {
@@ -244,7 +306,7 @@ resource "aws_ecs_task_definition" "api" {
         awslogs-stream-prefix = "api"
       }
     }
-  }])
+  }, local.collector_container.api])
 }
 
 resource "aws_ecs_task_definition" "worker" {
@@ -267,8 +329,8 @@ resource "aws_ecs_task_definition" "worker" {
     essential   = true
     entryPoint  = ["gpubroker"]
     command     = ["worker"]
-    environment = local.worker_environment
-    secrets     = [for s in local.task_secrets.worker : { name = s, valueFrom = aws_secretsmanager_secret.app[s].arn }]
+    environment = local.task_environment.worker
+    secrets     = local.task_secret_refs.worker
     # Time for River to finish the jobs in hand after SIGTERM (Fargate allows up to 120 s).
     stopTimeout = 60
     logConfiguration = {
@@ -279,7 +341,7 @@ resource "aws_ecs_task_definition" "worker" {
         awslogs-stream-prefix = "worker"
       }
     }
-  }])
+  }, local.collector_container.worker])
 }
 
 # Run once per release, before the services roll (README.md): the SQL migrations and River's.
@@ -302,8 +364,8 @@ resource "aws_ecs_task_definition" "migrate" {
     essential   = true
     entryPoint  = ["gpubroker"]
     command     = ["migrate"]
-    environment = local.common_environment
-    secrets     = [for s in local.task_secrets.migrate : { name = s, valueFrom = aws_secretsmanager_secret.app[s].arn }]
+    environment = local.task_environment.migrate
+    secrets     = local.task_secret_refs.migrate
     logConfiguration = {
       logDriver = "awslogs"
       options = {

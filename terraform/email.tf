@@ -155,19 +155,7 @@ resource "aws_sns_topic_subscription" "ses_feedback" {
   depends_on = [aws_sqs_queue_policy.ses_feedback]
 }
 
-# Alarms
-
-resource "aws_sns_topic" "alarms" {
-  name = "${var.name}-alarms"
-}
-
-resource "aws_sns_topic_subscription" "alarm_email" {
-  count = var.alarm_email != "" ? 1 : 0
-
-  topic_arn = aws_sns_topic.alarms.arn
-  protocol  = "email"
-  endpoint  = var.alarm_email
-}
+# Alarms (the topic, which mails ops, is in alerts.tf)
 
 # Anything in the DLQ is feedback we failed to record: a bounced address may still be mailed.
 resource "aws_cloudwatch_metric_alarm" "ses_feedback_dlq" {

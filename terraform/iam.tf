@@ -1,6 +1,7 @@
 # IAM. Each task has its own execution role (what ECS needs to start it: pull the image, write
-# logs, read that task's secrets) and, only where the code calls AWS, a task role. The API and
-# the migrate task have no task role: their processes get no AWS credentials at all.
+# logs, read that task's secrets) and, where a container calls AWS, a task role. The api's task
+# role only lets its collector write metrics; the migrate task has none: it gets no AWS
+# credentials at all.
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -52,7 +53,7 @@ resource "aws_iam_role_policy" "execution_secrets" {
 }
 
 # The worker: send email, read the account's send rate, consume the feedback queue, publish
-# offers.json. Nothing else.
+# offers.json (and, for its collector, remote_write below). Nothing else.
 resource "aws_iam_role" "worker" {
   name               = "${var.name}-worker-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
@@ -104,6 +105,30 @@ resource "aws_iam_role_policy" "worker" {
   name   = "worker"
   role   = aws_iam_role.worker.id
   policy = data.aws_iam_policy_document.worker.json
+}
+
+# The api's task role: the api itself calls no AWS service; its collector sidecar writes the
+# task's metrics to the Prometheus workspace (alerts.tf). Nothing else.
+resource "aws_iam_role" "api" {
+  name               = "${var.name}-api-task"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+# The collectors of the api and worker tasks remote-write to the workspace, and only there.
+data "aws_iam_policy_document" "remote_write" {
+  statement {
+    sid       = "RemoteWriteMetrics"
+    actions   = ["aps:RemoteWrite"]
+    resources = [aws_prometheus_workspace.main.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "remote_write" {
+  for_each = { api = aws_iam_role.api.id, worker = aws_iam_role.worker.id }
+
+  name   = "remote-write-metrics"
+  role   = each.value
+  policy = data.aws_iam_policy_document.remote_write.json
 }
 
 # For whoever runs `make site-deploy` (a CI role or an operator): sync the site bucket and

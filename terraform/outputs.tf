@@ -103,3 +103,18 @@ output "dns_records" {
     [for t in local.dkim_tokens : { name = "${t}._domainkey.${local.ses_domain}", type = "CNAME", value = "${t}.dkim.amazonses.com" }],
   )
 }
+
+output "prometheus_workspace_id" {
+  description = "The Prometheus workspace that evaluates ops/alerts.yml (awscurl or Grafana query it)."
+  value       = aws_prometheus_workspace.main.id
+}
+
+output "prometheus_endpoint" {
+  description = "The workspace's Prometheus endpoint (queries under api/v1/, signed with SigV4 for service aps): the URL of Grafana's data source for ops/dashboard.json."
+  value       = aws_prometheus_workspace.main.prometheus_endpoint
+}
+
+output "alarms_topic_arn" {
+  description = "The SNS topic that mails ops every Prometheus alert and the DLQ alarm."
+  value       = aws_sns_topic.alarms.arn
+}

@@ -68,8 +68,8 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "offers" {
   }
 }
 
-# Only this distribution may read the buckets. CloudFront gets GetObject and not ListBucket, so
-# S3 answers 403 (not 404) for a missing key, which is what the custom error response maps.
+# Only this distribution may read the buckets. On the site bucket CloudFront also gets
+# ListBucket, so S3 answers 404 (not 403) for a missing page, which is what the 404 page maps.
 data "aws_iam_policy_document" "site_bucket" {
   statement {
     sid       = "CloudFrontRead"
@@ -214,6 +214,9 @@ locals {
   site_origin   = "site"
   offers_origin = "offers"
   api_origin    = "api"
+
+  # The origin error codes CloudFront caches (it never caches 416, but takes a TTL for it).
+  cached_error_codes = [400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504]
 }
 
 resource "aws_cloudfront_distribution" "site" {
@@ -313,15 +316,22 @@ resource "aws_cloudfront_distribution" "site" {
     cache_policy_id        = data.aws_cloudfront_cache_policy.caching_optimized.id
   }
 
-  # A missing page is a 404 from S3 (CloudFront may list the bucket). Custom error responses
-  # apply to every origin, API included: the API's 404s keep their status at the edge but get
-  # the HTML page as body, which is why every client of the API branches on the status code.
-  # Its 403s, 409s and 410s are untouched.
-  custom_error_response {
-    error_code            = 404
-    response_code         = 404
-    response_page_path    = "/404.html"
-    error_caching_min_ttl = 60
+  # CloudFront caches an origin's error answers to GET and HEAD (10 s unless told otherwise),
+  # keyed like any other answer, and custom error responses belong to the distribution, not to
+  # a behaviour: whatever is set here applies to /api/* and /ops/* too. An API error is one
+  # person's answer at one moment (a pod or an order not there yet, a 503 while Postgres fails
+  # over), never to be replayed to the next request, so every code CloudFront caches gets 0 s.
+  # The site keeps its 404 page: a missing page is a 404 from S3 (CloudFront may list the
+  # bucket). It also replaces the body of the API's 404s (their status stays), which is why
+  # every client of the API branches on the status code; its 403s, 409s and 410s are untouched.
+  dynamic "custom_error_response" {
+    for_each = local.cached_error_codes
+    content {
+      error_code            = custom_error_response.value
+      error_caching_min_ttl = 0
+      response_code         = custom_error_response.value == 404 ? 404 : null
+      response_page_path    = custom_error_response.value == 404 ? "/404.html" : null
+    }
   }
 
   restrictions {

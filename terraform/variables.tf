@@ -219,7 +219,19 @@ variable "ses_from" {
 }
 
 variable "alarm_email" {
-  description = "Address subscribed to the alarms topic (dead-letter queue depth). Empty: no subscription."
+  description = "Ops' address, subscribed to the alarms topic: the Prometheus alerts of ops/alerts.yml and the SES feedback DLQ alarm. Confirm the subscription from the email SNS sends."
   type        = string
-  default     = ""
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an email address: alerts go nowhere without one."
+  }
+}
+
+# Metrics and alerts
+
+variable "collector_image" {
+  description = "The ADOT collector image run beside the api and the worker (scrapes METRICS_ADDR, remote-writes to the Prometheus workspace)."
+  type        = string
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 }

@@ -120,8 +120,10 @@ func (m *Main) Run(ctx context.Context) error {
 
 // Open connects and builds what the mode needs, and nothing more, then starts serving:
 //
-//	api     Stripe, an insert-only River client, the API and ops routes
-//	worker  Stripe, GPU providers, SES/SQS/S3, the River workers, the ops routes and River UI
+//	api     Stripe, an insert-only River client, the API, the ops routes and River UI (CloudFront
+//	        sends /api/* and /ops/* to the api's load balancer)
+//	worker  Stripe, GPU providers, SES/SQS/S3, the River workers, health, metrics and the ops
+//	        console (nothing routes to it; River UI is not mounted there)
 //	dev     both, with the stand-ins for what is not configured, the site and /dev/mail
 //
 // With METRICS_ADDR, /metrics is also served there without auth (on ADDR it needs admin auth);
@@ -178,7 +180,7 @@ func (m *Main) Open(ctx context.Context) error {
 		if m.River, err = worker.NewInsertClient(m.Pool, log); err != nil {
 			return err
 		}
-	} else if err := m.startWorker(ctx, mux, catalog, payments, apiServer); err != nil {
+	} else if err := m.startWorker(ctx, catalog, payments); err != nil {
 		return err
 	}
 
@@ -187,6 +189,12 @@ func (m *Main) Open(ctx context.Context) error {
 	routes := []string{"/healthz", "/readyz", "/metrics", "/ops/"} // the River UI's /ops/riverui/ is mounted apart
 	if m.Mode != "worker" {                                        // the worker serves only health, metrics and the ops pages
 		routes = append(routes, "/api/")
+		// River UI where ops reach it: CloudFront sends /ops/* to the api. It lists and acts on
+		// jobs through the database, which the api's insert-only client does as well as the
+		// worker's (a cancel reaches a running job through River's notifications).
+		if err := m.mountRiverUI(ctx, mux, apiServer); err != nil {
+			return err
+		}
 	}
 	for _, p := range routes {
 		mux.Handle(p, apiHandler)
@@ -266,9 +274,22 @@ func (m *Main) adminPassword() string {
 	return pw
 }
 
-// startWorker builds the job dependencies (GPU providers, SES, SQS, S3), starts the River
-// workers and mounts the River UI behind the API's ops guard.
-func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpubroker.Catalog, payments gpubroker.Payments, ops *api.Server) error {
+// mountRiverUI serves the River UI at worker.RiverUIPrefix behind the API's ops guard: admin
+// auth with throttling, the site's Origin for anything but a read, no framing. Every action
+// (retry, cancel, delete…) is audited before it runs.
+func (m *Main) mountRiverUI(ctx context.Context, mux *http.ServeMux, ops *api.Server) error {
+	ui, err := worker.RiverUI(ctx, m.River, m.Logger.With("component", "riverui"))
+	if err != nil {
+		return err
+	}
+	mux.Handle(worker.RiverUIPrefix+"/", ops.Ops(api.AuditAdmin(m.Pool, m.Config.AdminUser, ui)))
+	mux.Handle(worker.RiverUIPrefix, http.RedirectHandler(worker.RiverUIPrefix+"/", http.StatusMovedPermanently))
+	return nil
+}
+
+// startWorker builds the job dependencies (GPU providers, SES, SQS, S3) and starts the River
+// workers.
+func (m *Main) startWorker(ctx context.Context, catalog *gpubroker.Catalog, payments gpubroker.Payments) error {
 	cfg, log := m.Config, m.Logger
 	providers, err := m.providers(log, catalog)
 	if err != nil {
@@ -308,14 +329,6 @@ func (m *Main) startWorker(ctx context.Context, mux *http.ServeMux, catalog *gpu
 	if err := m.River.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("error starting river: %w", err)
 	}
-	ui, err := worker.RiverUI(ctx, m.River, log.With("component", "riverui"))
-	if err != nil {
-		return err
-	}
-	// Every River UI action (retry, cancel, delete…) is audited before it runs, and only an
-	// authenticated request from the site's own origin gets that far.
-	mux.Handle(worker.RiverUIPrefix+"/", ops.Ops(api.AuditAdmin(m.Pool, cfg.AdminUser, ui)))
-	mux.Handle(worker.RiverUIPrefix, http.RedirectHandler(worker.RiverUIPrefix+"/", http.StatusMovedPermanently))
 	return nil
 }
 

@@ -2,8 +2,8 @@
 //
 //	gpubroker dev      everything in one process with local stand-ins, on loopback (make dev; not in
 //	                   the production build, -tags nostandins)
-//	gpubroker api      the HTTP API (stateless, scales horizontally)
-//	gpubroker worker   the River workers, periodic jobs, SES feedback consumer and River UI
+//	gpubroker api      the HTTP API, the ops pages and River UI (stateless, scales horizontally)
+//	gpubroker worker   the River workers, periodic jobs and SES feedback consumer
 //	gpubroker migrate  apply database migrations (idempotent)
 //	gpubroker env      list the configuration variables and their defaults
 //

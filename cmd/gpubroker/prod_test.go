@@ -217,9 +217,7 @@ func TestOriginSecretGuardsTheProcess(t *testing.T) {
 		m := startMode(t, mode, map[string]string{"ORIGIN_SECRET": originSecret}, nil)
 		paths := []string{"/readyz", "/ops/", "/metrics"}
 		if mode == "api" {
-			paths = append(paths, "/api/catalog")
-		} else {
-			paths = append(paths, "/ops/riverui/")
+			paths = append(paths, "/api/catalog", "/ops/riverui/")
 		}
 		for _, p := range paths {
 			code, _ := get(t, m.URL+p)

@@ -23,7 +23,7 @@ import (
 	"gpubroker/workspaces"
 )
 
-// The production split: an `api` process (insert-only River client, no workers, no River UI)
+// The production split: an `api` process (insert-only River client, no workers; River UI)
 // and a `worker` process share one database, with Stripe at a separate address (here the
 // stand-in, as it would be stripe-mock or Stripe). A paid customer goes from checkout to a
 // running pod across the two.
@@ -34,11 +34,18 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	stripeSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stripe.Load().ServeHTTP(w, r) }))
 	defer stripeSrv.Close()
 	// The CDN in front, as CloudFront is: the starter projects' tarballs from the site's files,
-	// everything else from the API.
+	// everything else from the API. The simulated instances' IDEs (the worker's GPU simulator
+	// reports them at PUBLIC_URL/dev/gpu/ide/…) answer here too, as a real instance's IDE answers
+	// at its provider: a pod runs only once its IDE does.
 	var apiURL atomic.Pointer[url.URL]
+	var gpuSim atomic.Pointer[http.Handler]
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, workspaces.URLPrefix) {
 			workspaces.Handler().ServeHTTP(w, r)
+			return
+		}
+		if h := gpuSim.Load(); h != nil && strings.HasPrefix(r.URL.Path, "/dev/gpu/") {
+			(*h).ServeHTTP(w, r)
 			return
 		}
 		httputil.NewSingleHostReverseProxy(apiURL.Load()).ServeHTTP(w, r)
@@ -72,6 +79,8 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	require.NoError(t, err)
 	apiURL.Store(u)
 	worker := start("worker", map[string]string{"PUBLIC_URL": front.URL})
+	simHandler := worker.Sim.Handler()
+	gpuSim.Store(&simHandler)
 	stripe.Store(stripesim.New(stripesim.Config{PublicURL: stripeSrv.URL, WebhookURL: api.URL + "/api/stripe/webhook"}))
 
 	// The api process builds no GPU providers, job dependencies or AWS clients: it only inserts.
@@ -107,7 +116,8 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code)
 	e.waitPod(c, podID, "running")
 
-	// The River UI lives on the worker, never on the API; the worker serves no API routes.
+	// The River UI lives on the api, where CloudFront sends /ops/* (issue 21 item 3), not on
+	// the worker, which nothing routes to; the worker serves no API routes.
 	get := func(url string) int {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.SetBasicAuth("admin", "ops-secret")
@@ -116,8 +126,8 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	require.Equal(t, http.StatusNotFound, get(api.URL+"/ops/riverui/"))
-	require.Equal(t, http.StatusOK, get(worker.URL+"/ops/riverui/"))
+	require.Equal(t, http.StatusOK, get(api.URL+"/ops/riverui/"))
+	require.Equal(t, http.StatusNotFound, get(worker.URL+"/ops/riverui/"))
 	require.Equal(t, http.StatusNotFound, get(worker.URL+"/api/catalog"))
 	require.Equal(t, http.StatusOK, get(worker.URL+"/readyz"))
 }

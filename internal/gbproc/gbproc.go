@@ -4,12 +4,14 @@
 package gbproc
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +27,18 @@ func Migrate(ctx context.Context, bin, dbURL string) error {
 		return fmt.Errorf("gpubroker migrate: %w\n%s", err, out)
 	}
 	return nil
+}
+
+// Run runs `bin mode` to completion with env on top of PATH and HOME (the migrate task), and
+// returns its combined output; a failure names the exit status and holds the output.
+func Run(ctx context.Context, bin, mode string, env []string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, bin, mode)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("gpubroker %s: %w\n%s", mode, err, out)
+	}
+	return out, nil
 }
 
 // startWait bounds how long a process may take to answer Ready, and a graceful stop.
@@ -49,6 +63,7 @@ type Proc struct {
 	url      string
 	expected bool          // the current process is being killed or stopped by us
 	done     chan struct{} // closed when the current process has exited
+	exitErr  error         // how the current process exited (after done)
 	// unexpected collects exits nobody asked for (a crash on a database restart would be a bug).
 	unexpected []string
 }
@@ -99,6 +114,7 @@ func (p *Proc) Start(ctx context.Context) error {
 		err := cmd.Wait()
 		log.Close()
 		p.mu.Lock()
+		p.exitErr = err
 		if !p.expected {
 			p.unexpected = append(p.unexpected, fmt.Sprintf("%s exited on its own: %v (see %s)", p.Name, err, p.LogPath))
 		}
@@ -127,7 +143,10 @@ func (p *Proc) Start(ctx context.Context) error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("%s exited while starting (see %s)", p.Name, p.LogPath)
+			p.mu.Lock()
+			exitErr := p.exitErr
+			p.mu.Unlock()
+			return fmt.Errorf("%s exited while starting (%v; see %s):\n%s", p.Name, exitErr, p.LogPath, tail(p.LogPath, 20))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -136,6 +155,16 @@ func (p *Proc) Start(ctx context.Context) error {
 			return fmt.Errorf("%s did not answer %s within %s (see %s)", p.Name, ready, startWait, p.LogPath)
 		}
 	}
+}
+
+// tail is the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(bytes.TrimRight(b, "\n")), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // Kill sends SIGKILL (no graceful shutdown: jobs in flight are left running in the database)

@@ -68,6 +68,13 @@ mock_provider "aws" {
     defaults = { arn = "arn:aws:iam::123456789012:policy/gpubroker-mock" }
   }
 
+  mock_resource "aws_prometheus_workspace" {
+    defaults = {
+      arn                 = "arn:aws:aps:us-east-1:123456789012:workspace/ws-mock"
+      prometheus_endpoint = "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-mock/"
+    }
+  }
+
   override_data {
     target = data.aws_availability_zones.available
     values = { names = ["us-east-1a", "us-east-1b", "us-east-1c"] }
@@ -96,6 +103,7 @@ variables {
   alb_certificate_arn        = "arn:aws:acm:us-east-1:123456789012:certificate/origin"
   api_image                  = "123456789012.dkr.ecr.us-east-1.amazonaws.com/gpubroker:1.0.0"
   sales_email                = "sales@gpubroker.example"
+  alarm_email                = "ops@gpubroker.example"
   db_password                = "correct-horse-battery-staple"
 }
 
@@ -128,8 +136,16 @@ run "plan" {
   }
 
   assert {
-    condition     = aws_ecs_task_definition.api.task_role_arn == null || aws_ecs_task_definition.api.task_role_arn == ""
-    error_message = "the API has no task role"
+    condition     = aws_ecs_task_definition.api.task_role_arn == aws_iam_role.api.arn
+    error_message = "the API's task role is its own (it only lets the collector write metrics)"
+  }
+
+  assert {
+    condition = alltrue([for task, td in { api = aws_ecs_task_definition.api, worker = aws_ecs_task_definition.worker, migrate = aws_ecs_task_definition.migrate } :
+      [for e in jsondecode(td.container_definitions)[0].environment : e.name] == jsondecode(file("env.json"))[task].environment &&
+      [for e in jsondecode(td.container_definitions)[0].secrets : e.name] == jsondecode(file("env.json"))[task].secrets
+    ])
+    error_message = "every task gets the environment and secret names env.json lists"
   }
 
   assert {
@@ -187,8 +203,35 @@ run "plan" {
   }
 
   assert {
-    condition     = [for e in aws_cloudfront_distribution.site.custom_error_response : e.error_code] == [404]
+    condition     = toset([for e in aws_cloudfront_distribution.site.custom_error_response : e.error_code]) == toset([400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504])
+    error_message = "every error code CloudFront caches has a custom error response"
+  }
+
+  assert {
+    condition     = alltrue([for e in aws_cloudfront_distribution.site.custom_error_response : e.error_caching_min_ttl == 0])
+    error_message = "no error answer is cached at the edge (they apply to /api/* and /ops/* too)"
+  }
+
+  assert {
+    condition     = [for e in aws_cloudfront_distribution.site.custom_error_response : e.error_code if coalesce(e.response_page_path, "-") != "-"] == [404]
     error_message = "only 404 maps to /404.html, so the API's 403s pass through"
+  }
+
+  assert {
+    condition = alltrue([for td in [aws_ecs_task_definition.api, aws_ecs_task_definition.worker] :
+      jsondecode(td.container_definitions)[1].name == "collector" && !jsondecode(td.container_definitions)[1].essential
+    ])
+    error_message = "api and worker tasks run a collector sidecar, not essential"
+  }
+
+  assert {
+    condition     = aws_prometheus_rule_group_namespace.alerts.data == replace(file("../ops/alerts.yml"), "OPS_URL", "https://gpubroker.example")
+    error_message = "the workspace evaluates ops/alerts.yml, OPS_URL replaced by the site's origin"
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.alarm_email.protocol == "email" && aws_sns_topic_subscription.alarm_email.endpoint == "ops@gpubroker.example"
+    error_message = "ops are mailed the alarms"
   }
 
   # Without a zone no records are managed. (The with-zone case is not run here: a mocked
