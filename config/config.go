@@ -32,6 +32,7 @@ type Config struct {
 	LambdaSSHKeyName    string
 	RunPodAPIKey        string
 	RunPodAPIBase       string
+	RunPodProxyURL      string
 	AdminUser           string
 	AdminPassword       string
 	LogLevel            slog.Level
@@ -75,6 +76,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"LAMBDA_SSH_KEY_NAME", "gpubroker", "SSH key name registered at Lambda Cloud"},
 	{"RUNPOD_API_KEY", "", "enables RunPod"},
 	{"RUNPOD_API_BASE", "", "override RunPod's API URL (the chaos run's RunPod stand-in)"},
+	{"RUNPOD_PROXY_URL", "", "override RunPod's HTTPS proxy, where pods' IDEs answer: a URL with {pod} and {port} (the chaos run's stand-in); unset: https://{pod}-{port}.proxy.runpod.net/"},
 	{"ADMIN_USER", "admin", "ops basic-auth user"},
 	{"ADMIN_PASSWORD", "", "ops basic-auth password, at least 16 characters in api and worker; unset: ops routes answer 404 (dev generates one)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -140,7 +142,7 @@ func ForMode(mode string, getenv func(string) string) (*Config, error) {
 		StripeSecretKey: get("STRIPE_SECRET_KEY"), StripeWebhookSecret: get("STRIPE_WEBHOOK_SECRET"), StripeAPIBase: get("STRIPE_API_BASE"),
 		AWSRegion: get("AWS_REGION"), SESFrom: get("SES_FROM"), SESConfigurationSet: get("SES_CONFIGURATION_SET"),
 		SQSFeedbackQueueURL: get("SQS_FEEDBACK_QUEUE_URL"), OffersBucket: get("OFFERS_BUCKET"), SalesEmail: get("SALES_EMAIL"),
-		LambdaAPIKey: get("LAMBDA_API_KEY"), LambdaSSHKeyName: get("LAMBDA_SSH_KEY_NAME"), RunPodAPIKey: get("RUNPOD_API_KEY"), RunPodAPIBase: get("RUNPOD_API_BASE"),
+		LambdaAPIKey: get("LAMBDA_API_KEY"), LambdaSSHKeyName: get("LAMBDA_SSH_KEY_NAME"), RunPodAPIKey: get("RUNPOD_API_KEY"), RunPodAPIBase: get("RUNPOD_API_BASE"), RunPodProxyURL: get("RUNPOD_PROXY_URL"),
 		AdminUser: get("ADMIN_USER"), AdminPassword: get("ADMIN_PASSWORD"), SiteDir: get("SITE_DIR"),
 		PprofAddr: get("PPROF_ADDR"), MetricsAddr: get("METRICS_ADDR"),
 		// Not trimmed: a secret is compared byte for byte with what CloudFront sends.
@@ -170,7 +172,7 @@ func ForMode(mode string, getenv func(string) string) (*Config, error) {
 	if receivesWebhooks(mode) && c.StripeSecretKey != "" && c.StripeWebhookSecret == "whsec_dev" && !strings.HasPrefix(c.StripeSecretKey, "sk_test_") {
 		bad("STRIPE_WEBHOOK_SECRET", "must be set to the endpoint's secret with a live key (api receives the webhooks)")
 	}
-	for name, v := range map[string]string{"STRIPE_API_BASE": c.StripeAPIBase, "RUNPOD_API_BASE": c.RunPodAPIBase} {
+	for name, v := range map[string]string{"STRIPE_API_BASE": c.StripeAPIBase, "RUNPOD_API_BASE": c.RunPodAPIBase, "RUNPOD_PROXY_URL": c.RunPodProxyURL} {
 		if u, err := url.Parse(v); v != "" && (err != nil || u.Host == "") {
 			bad(name, "must be a URL")
 		}

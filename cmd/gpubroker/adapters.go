@@ -29,7 +29,7 @@ func (m *Main) realProviders(log *slog.Logger) []gpu.Provider {
 		log.Info("gpu provider enabled", "provider", "lambda")
 	}
 	if key := m.Config.RunPodAPIKey; key != "" {
-		ps = append(ps, runpod.New(runpod.Config{APIKey: key, BaseURL: m.Config.RunPodAPIBase}))
+		ps = append(ps, runpod.New(runpod.Config{APIKey: key, BaseURL: m.Config.RunPodAPIBase, ProxyURL: m.Config.RunPodProxyURL}))
 		log.Info("gpu provider enabled", "provider", "runpod", "api_base", m.Config.RunPodAPIBase)
 	}
 	return ps
