@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -50,9 +51,15 @@ func (m *Main) aws(ctx context.Context, d *jobs.Deps) error {
 	if cfg.SESFrom != "" {
 		sender := ses.New(sesv2.NewFromConfig(awsCfg), ses.Options{From: cfg.SESFrom, ConfigurationSet: cfg.SESConfigurationSet, Logger: log})
 		if m.Mode != "api" {
-			if err := sender.Init(ctx); err != nil {
-				log.Warn("could not read the SES sending quota; sending at 1 email/s", "error", err)
-			}
+			// In the background: SES slow or out of reach must not hold up the worker's start
+			// (every job waits for it). Until the quota is read it sends at 1 email/s.
+			m.wg.Go(func() {
+				initCtx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				if err := sender.Init(initCtx); err != nil {
+					log.Warn("could not read the SES sending quota; sending at 1 email/s", "error", err)
+				}
+			})
 		}
 		d.Sender = sender
 		log.Info("email is sent through SES", "from", cfg.SESFrom, "configuration_set", cfg.SESConfigurationSet, "max_rate", sender.Rate())
