@@ -314,7 +314,11 @@ func TestProviderOutageEndsInRefund(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond, tune: func(d *jobs.Deps) { d.ProvisionDeadline = 500 * time.Millisecond }})
 	c, podID := e.signUp("outage@example.com")
-	e.m.Sim.FailNext(sim.OpInstances, gpu.ErrUnavailable, 1000)
+	// The whole provider is down. (Its instance list alone failing no longer stops a launch:
+	// the pod was never sent there, so nothing of it can be there.)
+	for _, op := range []string{sim.OpList, sim.OpLaunch, sim.OpInstances, sim.OpGet} {
+		e.m.Sim.FailNext(op, gpu.ErrUnavailable, 1000)
+	}
 	e.deploy(c, podID)
 	p := e.waitRefunded(c, podID)
 	require.Equal(t, "refunded", p.OrderStatus)
