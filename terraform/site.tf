@@ -304,6 +304,19 @@ resource "aws_cloudfront_distribution" "site" {
     origin_request_policy_id = data.aws_cloudfront_origin_request_policy.all_viewer_except_host.id
   }
 
+  # The starter projects' tarballs, served by the api from the binary that launches the pods
+  # (content-addressed names, Cache-Control immutable): no release order can leave a pod asking
+  # for a tarball the bucket does not have.
+  ordered_cache_behavior {
+    path_pattern           = "/workspaces/*"
+    target_origin_id       = local.api_origin
+    viewer_protocol_policy = "redirect-to-https"
+    allowed_methods        = ["GET", "HEAD"]
+    cached_methods         = ["GET", "HEAD"]
+    compress               = false # already gzip
+    cache_policy_id        = data.aws_cloudfront_cache_policy.caching_optimized.id
+  }
+
   # The live price feed: cached per its Cache-Control (max-age=60, set by the worker), so the
   # edge asks S3 about once a minute however many people look at the price table.
   ordered_cache_behavior {

@@ -199,10 +199,14 @@ func (m *Main) Open(ctx context.Context) error {
 	for _, p := range routes {
 		mux.Handle(p, apiHandler)
 	}
+	if m.Mode != "worker" {
+		// The starter projects the pods download at first boot, from the binary that launches
+		// them (CloudFront sends /workspaces/* here): no release order can break them.
+		mux.Handle(workspaces.URLPrefix, workspaces.Handler())
+	}
 	if m.Mode == "dev" {
 		mux.Handle("/dev/mail", api.MailViewer(m.Pool))
 		mux.Handle("/dev/gpu/", m.Sim.Handler())
-		mux.Handle(workspaces.URLPrefix, workspaces.Handler())
 		mux.HandleFunc("/offers.json", m.offers.serve)
 		mux.Handle("/", siteHandler(cfg.SiteDir))
 		log.Info("stand-in: email goes to the outbox only, readable at /dev/mail (SES_FROM unset)")

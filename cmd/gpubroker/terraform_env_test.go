@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,6 +37,7 @@ import (
 	"gpubroker/internal/stripesim"
 	"gpubroker/internal/testdb"
 	"gpubroker/terraform/terraformtest"
+	"gpubroker/workspaces"
 )
 
 // terraformDir is the Terraform configuration the tasks are deployed with.
@@ -328,4 +331,30 @@ func TestRiverUIServedByTheAPI(t *testing.T) {
 	require.NoError(t, pool.QueryRow(context.Background(),
 		`SELECT count(*) FROM audit_events WHERE action = 'ops.riverui_action' AND detail->>'path' = '/ops/riverui/api/jobs/cancel'`).Scan(&audited))
 	require.Equal(t, 1, audited)
+}
+
+// Issue 20.6: the tarball a launch names (PUBLIC_URL/workspaces/<template>-<sha12>.tar.gz) is
+// served by the production api itself, byte for byte what its SHA-256 says, so no release order
+// (a site deploy forgotten or late) leaves a pod without its starter project.
+func TestWorkspacesServedByTheAPI(t *testing.T) {
+	t.Parallel()
+	w := newTFWorld(t)
+	_, vars := w.start("api")
+	for _, tpl := range []string{"data-science", "developer"} {
+		ws, err := workspaces.For(tpl, vars["PUBLIC_URL"])
+		require.NoError(t, err)
+		u, err := url.Parse(ws.URL)
+		require.NoError(t, err)
+		req, err := http.NewRequest("GET", "http://"+vars["ADDR"]+u.Path, nil)
+		require.NoError(t, err)
+		req.Header.Set(api.OriginSecretHeader, vars["ORIGIN_SECRET"])
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", u.Path, body)
+		sum := sha256.Sum256(body)
+		require.Equal(t, ws.SHA256, hex.EncodeToString(sum[:]), tpl)
+		require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
+	}
 }
