@@ -211,27 +211,34 @@ func (w *tfWorld) env(task string) (env []string, port int, metricsAddr string) 
 // collector in the task scrapes, must answer too.
 func (w *tfWorld) start(task string) (*gbproc.Proc, map[string]string) {
 	w.t.Helper()
-	env, port, metricsAddr := w.env(task)
-	vars := map[string]string{}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		vars[k] = v
+	// The ports are picked free and bound later by the process: another test running in
+	// parallel can take one in between, so a start that lost its port is tried again on new ones.
+	for attempt := 1; ; attempt++ {
+		env, port, metricsAddr := w.env(task)
+		vars := map[string]string{}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			vars[k] = v
+		}
+		p := &gbproc.Proc{Name: task, Mode: task, Bin: w.bin, LogPath: filepath.Join(w.dir, fmt.Sprintf("%s-%d.log", task, attempt)), Env: env, Port: port, Ready: "/readyz"}
+		if s := vars["ORIGIN_SECRET"]; s != "" {
+			p.Header = http.Header{api.OriginSecretHeader: {s}}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := p.Start(ctx)
+		cancel()
+		w.t.Cleanup(p.Stop)
+		if err != nil && strings.Contains(err.Error(), "address already in use") && attempt < 3 {
+			continue
+		}
+		require.NoError(w.t, err, "gpubroker %s with the environment Terraform gives it", task)
+		if metricsAddr != "" {
+			code, body := get(w.t, "http://"+metricsAddr+"/metrics")
+			require.Equal(w.t, http.StatusOK, code, "%s: the collector's scrape", task)
+			require.Contains(w.t, body, "gpubroker_pods", task)
+		}
+		return p, vars
 	}
-	p := &gbproc.Proc{Name: task, Mode: task, Bin: w.bin, LogPath: filepath.Join(w.dir, task+".log"), Env: env, Port: port, Ready: "/readyz"}
-	if s := vars["ORIGIN_SECRET"]; s != "" {
-		p.Header = http.Header{api.OriginSecretHeader: {s}}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	err := p.Start(ctx)
-	w.t.Cleanup(p.Stop)
-	require.NoError(w.t, err, "gpubroker %s with the environment Terraform gives it", task)
-	if metricsAddr != "" {
-		code, body := get(w.t, "http://"+metricsAddr+"/metrics")
-		require.Equal(w.t, http.StatusOK, code, "%s: the collector's scrape", task)
-		require.Contains(w.t, body, "gpubroker_pods", task)
-	}
-	return p, vars
 }
 
 // Issue 21 item 2: every task starts with what Terraform gives it. The worker had no
