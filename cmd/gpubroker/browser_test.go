@@ -82,7 +82,14 @@ func newBrowserSession(t *testing.T) *browser {
 // run performs actions with a deadline, then saves a screenshot named after the step.
 func (b *browser) run(name string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	b.runWithin(20*time.Second, name, actions...)
+}
+
+// runWithin is run with a shorter deadline, for a step the page must finish before a slower
+// schedule (a 15 s poll of a running pod) would have finished it anyway.
+func (b *browser) runWithin(d time.Duration, name string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, d)
 	defer cancel()
 	err := chromedp.Do(ctx, actions...)
 	time.Sleep(50 * time.Millisecond) // let console messages of the step arrive
@@ -283,7 +290,10 @@ func TestBrowserJourney(t *testing.T) {
 	require.Contains(t, dialog, "170 unused minutes")
 	b.run("terminate-keep", chromedp.Click(css(`#terminate-cancel`)), poll(`!document.querySelector("#terminate-dialog").open`))
 	require.Equal(t, "running", value[string](b, `document.querySelector(".pod-status").dataset.status`))
-	b.run("terminate", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)), chromedp.Click(css(`#terminate-confirm`)),
+	// The customer thinks it over: the reloaded page's first poll has come and gone, the next is
+	// 15 s away. Terminating starts a fresh 2 s poll: the running pod's must not delay "Ended".
+	time.Sleep(3 * time.Second)
+	b.runWithin(10*time.Second, "terminate", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)), chromedp.Click(css(`#terminate-confirm`)),
 		poll(`document.querySelector(".pod-status").dataset.status === "terminated"`))
 	// An ended pod shows no connection and no Deploy button, and when it ended.
 	require.Zero(t, value[int](b, `document.querySelectorAll(".conn, .deploy-btn").length`))

@@ -68,7 +68,7 @@ const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || refu
 let account = null;
 const pods = new Map(); // id → pod
 const notes = new Map(); // id → message shown under the pod's buttons
-const timers = new Map(); // id → polling timer
+const timers = new Map(); // id → its polling loop ({timer})
 
 const podsEl = $("#pods");
 const dashStatus = $("#dashboard-status");
@@ -305,11 +305,16 @@ function note(id, text) {
   if (p) update(p);
 }
 
+// poll watches a pod, asking again in 2 s. A newer call replaces the running loop: after a
+// click (Deploy, Terminate) the pod changes soon, and the old loop may be waiting 15 s.
 function poll(id) {
-  if (timers.has(id)) return;
+  clearTimeout(timers.get(id)?.timer);
+  const loop = { timer: 0 };
+  timers.set(id, loop);
   let failures = 0;
   const tick = async () => {
     const res = await api("GET", `/api/pods/${encodeURIComponent(id)}`);
+    if (timers.get(id) !== loop) return; // replaced (or signed out) while asking
     if (res.status === 401) return signedOut();
     if (res.ok && res.data && res.data.id) {
       failures = 0;
@@ -317,10 +322,10 @@ function poll(id) {
       update(res.data);
     } else failures++;
     const p = pods.get(id);
-    if (p && watched(p)) timers.set(id, setTimeout(tick, p.status === "running" ? 15000 : failures > 2 ? 5000 : TRANSIENT.has(p.status) ? 2000 : 3000));
+    if (p && watched(p)) loop.timer = setTimeout(tick, p.status === "running" ? 15000 : failures > 2 ? 5000 : TRANSIENT.has(p.status) ? 2000 : 3000);
     else timers.delete(id);
   };
-  timers.set(id, setTimeout(tick, 2000));
+  loop.timer = setTimeout(tick, 2000);
 }
 
 async function refreshPod(id) {
@@ -448,7 +453,7 @@ function renderAccount() {
 }
 
 function signedOut() {
-  for (const t of timers.values()) clearTimeout(t);
+  for (const loop of timers.values()) clearTimeout(loop.timer);
   timers.clear();
   dashStatus.hidden = true;
   $("#account").hidden = true;
