@@ -66,3 +66,29 @@ func TestInsertStripeEvent(t *testing.T) {
 	_, err = postgres.InsertStripeEvent(ctx, pool, &ev2, uniqueArgs{})
 	require.Error(t, err)
 }
+
+// Mutant m11 (a webhook batch de-duplicates by object id): Stripe sends several events about one
+// object (checkout.session.completed, then checkout.session.async_payment_succeeded or expired
+// for the same session). Two distinct events on one object in one batch are both new: each is
+// stored with its own job, and neither is taken for a redelivery of the other.
+func TestInsertStripeEventsKeepsTwoEventsOfOneObject(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	batch := []postgres.EventJob{
+		{Event: &gpubroker.WebhookEvent{ID: "evt_a", Type: "checkout.session.completed", ObjectID: "cs_same", Payload: []byte(`{}`)}, Job: jobs.StripeEventArgs{EventID: "evt_a"}},
+		{Event: &gpubroker.WebhookEvent{ID: "evt_b", Type: "checkout.session.async_payment_succeeded", ObjectID: "cs_same", Payload: []byte(`{}`)}, Job: jobs.StripeEventArgs{EventID: "evt_b"}},
+	}
+	inserted, err := postgres.InsertStripeEvents(ctx, pool, batch)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true}, inserted)
+
+	var events int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM stripe_events WHERE object_id = 'cs_same'`).Scan(&events))
+	require.Equal(t, 2, events)
+	rows, err := pool.Query(ctx, `SELECT args->>'event_id' FROM river_job WHERE kind = 'stripe_event' ORDER BY 1`)
+	require.NoError(t, err)
+	jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"evt_a", "evt_b"}, jobIDs, "one job per event")
+}
