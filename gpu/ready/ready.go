@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -107,16 +108,23 @@ func (c *Checker) ide(ctx context.Context, t Target) error {
 	if t.URL == "" {
 		return errors.New("no IDE address")
 	}
-	base := strings.TrimRight(t.URL, "/") + "/"
-	var u string
+	// A link may carry its token (Lambda's jupyter_url ends in ?token=…): the status endpoint
+	// is under the link's path, and the token goes in a header, never in the URL.
+	base, err := url.Parse(t.URL)
+	if err != nil {
+		return err
+	}
+	base.RawQuery, base.Fragment = "", ""
+	base.Path = strings.TrimRight(base.Path, "/") + "/"
 	switch t.IDE {
 	case gpu.IDEJupyter:
-		u = base + "api/status"
+		base.Path += "api/status"
 	case gpu.IDECodeServer:
-		u = base + "healthz"
+		base.Path += "healthz"
 	default:
 		return fmt.Errorf("unknown IDE %q", t.IDE)
 	}
+	u := base.String()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

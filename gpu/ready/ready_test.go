@@ -3,6 +3,7 @@ package ready_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
@@ -76,4 +77,26 @@ func TestCheck(t *testing.T) {
 	closed := ln.Addr().String()
 	ln.Close()
 	require.Error(t, c.Check(ctx, ready.Target{SSHAddr: closed, IDE: gpu.IDEJupyter, URL: jupyter.URL, Secret: "s3cret"}))
+}
+
+// Lambda's jupyter_url carries its token (https://jupyter-….lambdaspaces.com/?token=…): the
+// status endpoint is asked under the link's path, without its query, the token in the header.
+// The stand-in answers as Jupyter Server does: /api/status only, only with the token.
+func TestCheckJupyterLinkWithToken(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path != "/lab/api/status":
+			http.NotFound(w, r)
+		case r.Header.Get("Authorization") != "token tok3n":
+			http.Error(w, "forbidden", http.StatusForbidden)
+		default:
+			w.Write([]byte(`{"started": "2026-01-01T00:00:00Z"}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := &ready.Checker{Timeout: 2 * time.Second}
+	require.NoError(t, c.Check(context.Background(), ready.Target{IDE: gpu.IDEJupyter, URL: srv.URL + "/lab/?token=tok3n", Secret: "tok3n"}))
+	require.NoError(t, c.Check(context.Background(), ready.Target{IDE: gpu.IDEJupyter, URL: srv.URL + "/lab", Secret: "tok3n"}))
+	require.ErrorContains(t, c.Check(context.Background(), ready.Target{IDE: gpu.IDEJupyter, URL: srv.URL + "/lab/?token=tok3n", Secret: "other"}), "answered 403")
 }
