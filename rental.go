@@ -19,16 +19,52 @@ import "time"
 
 // MinutesUsed is how many minutes of a pod that started at started and stopped (or was found
 // dead) at stopped have begun: ⌈seconds / 60⌉, at least 1.
-func MinutesUsed(started, stopped time.Time) int {
-	d := stopped.Sub(started)
-	if d <= 0 {
-		return 1
-	}
-	return max(1, int((d+time.Minute-1)/time.Minute))
-}
+func MinutesUsed(started, stopped time.Time) int { return RentalClock{}.MinutesUsed(started, stopped) }
 
 // MinutesBought is what hours bought come to in minutes.
 func MinutesBought(hours int) int { return hours * 60 }
+
+// RentalClock is how long the rental rule's hour lasts, and so its minute (a sixtieth). In
+// production an hour is an hour (the zero value). A test run compresses it (RENTAL_HOUR, test
+// keys only) so that whole rentals, reminders and hold releases happen within minutes: the
+// chaos run checks that pods end when their paid time does.
+type RentalClock struct {
+	// Hour is how long a rented hour lasts; zero: time.Hour.
+	Hour time.Duration
+	// ReleaseMargin is how long before a hold's deadline an undeployed hold is released;
+	// zero: HoldReleaseMargin.
+	ReleaseMargin time.Duration
+}
+
+// HourLength is how long one rented hour lasts.
+func (c RentalClock) HourLength() time.Duration {
+	if c.Hour <= 0 {
+		return time.Hour
+	}
+	return c.Hour
+}
+
+// Hours is how long n rented hours last.
+func (c RentalClock) Hours(n int) time.Duration { return time.Duration(n) * c.HourLength() }
+
+// MinutesUsed is MinutesUsed with this clock's minute (a sixtieth of its hour).
+func (c RentalClock) MinutesUsed(started, stopped time.Time) int {
+	// ⌈d × 60 / hour⌉ in whole nanoseconds: hour/60 is inexact for a compressed hour (20 s).
+	d, hour := min(stopped.Sub(started), 24*365*time.Hour), c.HourLength() // capped: × 60 fits
+	if d <= 0 {
+		return 1
+	}
+	return max(1, int((d*60+hour-1)/hour))
+}
+
+// HoldReleaseAt is when an undeployed hold whose deadline is deadline is released: the
+// margin before it.
+func (c RentalClock) HoldReleaseAt(deadline time.Time) time.Time {
+	if c.ReleaseMargin <= 0 {
+		return HoldReleaseAt(deadline)
+	}
+	return deadline.Add(-c.ReleaseMargin)
+}
 
 // UnusedMinutesCents is the refund of (bought − used) minutes at hourlyCents an hour, rounded
 // down to the cent: ⌊(bought − used) × hourlyCents / 60⌋, zero when none is unused.

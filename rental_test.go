@@ -98,3 +98,29 @@ func TestRunningPodMayFail(t *testing.T) {
 		t.Fatal("a failed pod was revived")
 	}
 }
+
+// A compressed clock (RENTAL_HOUR=20s in the chaos run) keeps the rule: a minute is a sixtieth
+// of its hour, so 10 of its "minutes" are 3⅓ seconds.
+func TestRentalClockCompressed(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	c := RentalClock{Hour: 20 * time.Second, ReleaseMargin: time.Minute}
+	if got := c.Hours(3); got != time.Minute {
+		t.Errorf("3 hours last %v, want 1m", got)
+	}
+	for _, tc := range []struct {
+		d    time.Duration
+		want int
+	}{{0, 1}, {time.Millisecond, 1}, {333 * time.Millisecond, 1}, {334 * time.Millisecond, 2}, {10 * time.Second / 3, 10}, {time.Minute, 180}} {
+		if got := c.MinutesUsed(t0, t0.Add(tc.d)); got != tc.want {
+			t.Errorf("MinutesUsed(%v) = %d, want %d", tc.d, got, tc.want)
+		}
+	}
+	if got := c.HoldReleaseAt(t0); !got.Equal(t0.Add(-time.Minute)) {
+		t.Errorf("release at %v, want a minute before the deadline", got)
+	}
+	// The zero value is production's.
+	var p RentalClock
+	if p.Hours(2) != 2*time.Hour || p.MinutesUsed(t0, t0.Add(10*time.Minute+time.Second)) != 11 || !p.HoldReleaseAt(t0).Equal(t0.Add(-HoldReleaseMargin)) {
+		t.Error("the zero clock is not an hour of an hour")
+	}
+}

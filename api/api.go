@@ -47,6 +47,9 @@ type Server struct {
 	NoRateLimits bool
 	Logger       *slog.Logger
 	Now          func() time.Time
+	// Clock is how long a rented hour lasts and how early holds are released (the zero value is
+	// production's; test runs compress it, as the worker's jobs.Deps.Clock).
+	Clock gpubroker.RentalClock
 
 	metrics metrics
 	opsAuth opsThrottle

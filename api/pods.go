@@ -126,7 +126,7 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		// Stopped early: the unused minutes are refunded, computed from this moment and
 		// planned in the ledger now, so the amount is fixed with the stop.
 		args := jobs.UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundEarlyStop, StoppedAt: s.now()}
-		if _, _, err := jobs.PlanUnusedHoursRefund(ctx, tx, logger(r), args); err != nil {
+		if _, _, err := jobs.PlanUnusedHoursRefund(ctx, tx, logger(r), s.Clock, args); err != nil {
 			return err
 		}
 		_, err = s.Jobs.InsertTx(ctx, tx, args, nil)

@@ -132,7 +132,7 @@ func (s *Server) podJSON(p *gpubroker.Pod) podJSON {
 		out.StarterProject = &starterProjectJSON{Name: tpl.Workspace.Name, Path: tpl.Workspace.Path}
 	}
 	if p.OrderStatus == gpubroker.OrderAuthorized && p.HoldExpiresAt != nil {
-		out.DeployBy = gpubroker.Ptr(gpubroker.HoldReleaseAt(*p.HoldExpiresAt))
+		out.DeployBy = gpubroker.Ptr(s.Clock.HoldReleaseAt(*p.HoldExpiresAt))
 	}
 	if c := p.Connection; c != nil && !p.Status.Ended() {
 		out.Connection = &connectionJSON{JupyterURL: gpu.IDELink(c.JupyterURL, tpl.IDE, p.IDESecret), CodeServerURL: c.CodeServerURL, IDESecret: p.IDESecret}

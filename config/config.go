@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gpubroker"
 )
 
 // Config is the whole configuration. Empty optional values mean "use the local stand-in".
@@ -56,6 +58,10 @@ type Config struct {
 	// ReconcileInterval is how often the reconciler compares our records with Stripe's and
 	// the providers'.
 	ReconcileInterval time.Duration
+	// RentalHour and HoldReleaseMargin compress the rental clock for test runs (test-mode
+	// Stripe keys only); zero: an hour and gpubroker.HoldReleaseMargin.
+	RentalHour        time.Duration
+	HoldReleaseMargin time.Duration
 }
 
 // Vars lists every variable with its default, for the README, .env.example and `gpubroker env`.
@@ -88,6 +94,8 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"JOB_TIMEOUT", "1m", "how long one run of a job may take before River cancels it (provisioning steps get twice as long)"},
 	{"RESCUE_STUCK_JOBS_AFTER", "5m", "when a job whose worker died (crash, kill -9) is run again; must exceed twice JOB_TIMEOUT"},
 	{"RECONCILE_INTERVAL", "10m", "how often the reconciler compares orders, Stripe and the providers' instances"},
+	{"RENTAL_HOUR", "1h", "how long a rented hour lasts (a minute is a sixtieth): shorter only with a test-mode Stripe key, for test runs (make chaos uses 20s)"},
+	{"HOLD_RELEASE_MARGIN", "24h", "how long before a card hold's deadline an undeployed hold is released: other values only with a test-mode Stripe key"},
 	{"PPROF_ADDR", "", "loopback address (127.0.0.1:port) serving /debug/pprof/ for profiling (make load); unset: off"},
 	{"METRICS_ADDR", "", "loopback or private address (127.0.0.1:9090, 10.0.1.5:9090) serving /metrics without auth to the scraper; unset: off (the main port's /metrics needs admin auth)"},
 	{"ORIGIN_SECRET", "", "the secret CloudFront sends in X-Origin-Secret (at least 32 characters); required by api; set, api and worker answer 403 to every request without it but /healthz"},
@@ -211,6 +219,20 @@ func ForMode(mode string, getenv func(string) string) (*Config, error) {
 	duration("JOB_TIMEOUT", time.Second, &c.JobTimeout)
 	duration("RESCUE_STUCK_JOBS_AFTER", time.Second, &c.RescueStuckJobsAfter)
 	duration("RECONCILE_INTERVAL", time.Second, &c.ReconcileInterval)
+	duration("RENTAL_HOUR", 6*time.Second, &c.RentalHour)
+	duration("HOLD_RELEASE_MARGIN", time.Second, &c.HoldReleaseMargin)
+	if c.RentalHour > time.Hour {
+		bad("RENTAL_HOUR", "must be at most 1h (an hour is an hour in production), got %s", c.RentalHour)
+	}
+	if live := strings.HasPrefix(c.StripeSecretKey, "sk_live_") || strings.HasPrefix(c.StripeSecretKey, "rk_live_"); live {
+		// Customers pay by the real hour; only a test run may make an hour shorter.
+		if c.RentalHour != 0 && c.RentalHour != time.Hour {
+			bad("RENTAL_HOUR", "must be 1h with a live Stripe key, got %s", c.RentalHour)
+		}
+		if c.HoldReleaseMargin != 0 && c.HoldReleaseMargin != gpubroker.HoldReleaseMargin {
+			bad("HOLD_RELEASE_MARGIN", "must be %s with a live Stripe key, got %s", gpubroker.HoldReleaseMargin, c.HoldReleaseMargin)
+		}
+	}
 	if c.JobTimeout > 0 && c.RescueStuckJobsAfter > 0 && c.RescueStuckJobsAfter <= 2*c.JobTimeout {
 		// A job still running (a provisioning step may take 2 × JOB_TIMEOUT) must never be
 		// rescued and run twice at once.

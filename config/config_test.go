@@ -187,3 +187,26 @@ func TestOriginSecret(t *testing.T) {
 		require.NoError(t, err, mode)
 	}
 }
+
+// A compressed rental clock is for test runs: with a live key customers pay by the real hour, so
+// a shorter RENTAL_HOUR or another hold margin is refused.
+func TestRentalClockOnlyWithTestKeys(t *testing.T) {
+	vars := map[string]string{"RENTAL_HOUR": "20s", "HOLD_RELEASE_MARGIN": "1m", "STRIPE_SECRET_KEY": "sk_test_x"}
+	c, err := FromEnv(envOf(vars))
+	require.NoError(t, err)
+	require.Equal(t, 20*time.Second, c.RentalHour)
+	require.Equal(t, time.Minute, c.HoldReleaseMargin)
+
+	vars["STRIPE_SECRET_KEY"] = "sk_live_x"
+	_, err = FromEnv(envOf(vars))
+	require.ErrorContains(t, err, "RENTAL_HOUR: must be 1h with a live Stripe key")
+	require.ErrorContains(t, err, "HOLD_RELEASE_MARGIN: must be 24h0m0s with a live Stripe key")
+
+	c, err = ForMode("worker", envOf(map[string]string{"STRIPE_SECRET_KEY": "rk_live_x", "RENTAL_HOUR": "1h"}))
+	require.NoError(t, err)
+	require.Equal(t, time.Hour, c.RentalHour)
+	for _, bad := range []string{"2h", "5s", "soon"} {
+		_, err = FromEnv(envOf(map[string]string{"RENTAL_HOUR": bad}))
+		require.ErrorContains(t, err, "RENTAL_HOUR", bad)
+	}
+}

@@ -82,9 +82,9 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 	if o.Status == gpubroker.OrderAuthorized || o.Status == gpubroker.OrderCheckoutPending {
 		// A margin before the hold's own deadline (Stripe's capture_before, stored as
 		// hold_expires_at by AuthorizeOrder).
-		at := gpubroker.HoldReleaseAt(gpubroker.HoldDeadline(d.now(), time.Time{}))
+		at := d.Clock.HoldReleaseAt(gpubroker.HoldDeadline(d.now(), time.Time{}))
 		if o.HoldExpiresAt != nil {
-			at = gpubroker.HoldReleaseAt(*o.HoldExpiresAt)
+			at = d.Clock.HoldReleaseAt(*o.HoldExpiresAt)
 		}
 		if _, err := ins.InsertTx(ctx, tx, ReleaseHoldArgs{OrderID: o.ID}, &river.InsertOpts{ScheduledAt: at}); err != nil {
 			return err

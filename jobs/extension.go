@@ -81,7 +81,7 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 			d.Logger.WarnContext(ctx, "extension paid past its plan's max_hours; refunding it", "extension_id", x.ID, "pod_id", pod.ID, "hours", x.Hours)
 			return refundExtensionTx(ctx, tx, pod, x, pi.ID, postgres.RefundOverLimit, "pod.extension_over_limit", now, map[string]any{"plan": pod.Plan})
 		}
-		ends := pod.EndsAt.Add(time.Duration(x.Hours) * time.Hour)
+		ends := pod.EndsAt.Add(d.Clock.Hours(x.Hours))
 		ok, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &ends})
 		if err != nil || !ok {
 			return err
@@ -90,7 +90,7 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents, "payment_intent": pi.ID, "ends_at": ends}}); err != nil {
 			return err
 		}
-		if err := reminderTx(ctx, tx, pod.ID, 1+int(ReminderLead/time.Hour), ends); err != nil { // extended: longer than an hour
+		if err := reminderTx(ctx, tx, pod.ID, 2, ends, d.Clock); err != nil { // extended: longer than an hour
 			return err
 		}
 		_, err = client(ctx).InsertTx(ctx, tx, TerminateArgs{PodID: pod.ID, EndsAt: &ends}, &river.InsertOpts{ScheduledAt: ends})

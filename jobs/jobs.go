@@ -38,6 +38,9 @@ type Deps struct {
 	SalesEmail string
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Clock is how long a rented hour lasts and how early holds are released (RENTAL_HOUR,
+	// HOLD_RELEASE_MARGIN; the zero value is production's).
+	Clock gpubroker.RentalClock
 
 	// ProvisionDeadline bounds the time from capture to a running pod before we refund.
 	ProvisionDeadline time.Duration

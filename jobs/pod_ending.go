@@ -12,10 +12,9 @@ import (
 	"gpubroker/postgres"
 )
 
-// ReminderLead is how long before a pod's end its owner is reminded (pods longer than that).
-const ReminderLead = time.Hour
+// The owner of a pod rented for more than an hour is reminded one (rented) hour before its end.
 
-// PodEndingArgs reminds the owner of a running pod that it ends at EndsAt, ReminderLead before.
+// PodEndingArgs reminds the owner of a running pod that it ends at EndsAt, an hour before.
 type PodEndingArgs struct {
 	PodID  string    `json:"pod_id"`
 	EndsAt time.Time `json:"ends_at"`
@@ -31,11 +30,11 @@ func (PodEndingArgs) InsertOpts() river.InsertOpts {
 
 // reminderTx schedules the reminder for a pod that now ends at ends after running for hours
 // hours in all (none for a pod of an hour or less), in the caller's transaction.
-func reminderTx(ctx context.Context, tx pgx.Tx, podID string, hours int, ends time.Time) error {
-	if time.Duration(hours)*time.Hour <= ReminderLead {
+func reminderTx(ctx context.Context, tx pgx.Tx, podID string, hours int, ends time.Time, clock gpubroker.RentalClock) error {
+	if hours <= 1 {
 		return nil
 	}
-	_, err := client(ctx).InsertTx(ctx, tx, PodEndingArgs{PodID: podID, EndsAt: ends}, &river.InsertOpts{ScheduledAt: ends.Add(-ReminderLead)})
+	_, err := client(ctx).InsertTx(ctx, tx, PodEndingArgs{PodID: podID, EndsAt: ends}, &river.InsertOpts{ScheduledAt: ends.Add(-clock.Hours(1))})
 	return err
 }
 

@@ -366,7 +366,7 @@ func (w *ProvisionWorker) target(pod *gpubroker.Pod, inst *gpu.Instance) ready.T
 func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst *gpu.Instance) error {
 	d := w.d
 	now := d.now()
-	ends := now.Add(time.Duration(pod.Hours) * time.Hour)
+	ends := now.Add(d.Clock.Hours(pod.Hours))
 	conn := gpubroker.Connection{JupyterURL: inst.JupyterURL, CodeServerURL: inst.CodeServerURL}
 	if len(pod.SSHKeyFingerprints) > 0 {
 		// Without a key of theirs the customer cannot log in, whatever the provider offers.
@@ -392,7 +392,7 @@ func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst 
 		if err := QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodReady, o.Email, "pod_ready:"+pod.ID, mailData(d, o.Name, o.Email, pod, "")); err != nil {
 			return err
 		}
-		if err := reminderTx(ctx, tx, pod.ID, pod.Hours, ends); err != nil {
+		if err := reminderTx(ctx, tx, pod.ID, pod.Hours, ends, d.Clock); err != nil {
 			return err
 		}
 		_, err = client(ctx).InsertTx(ctx, tx, TerminateArgs{PodID: pod.ID, EndsAt: &ends}, &river.InsertOpts{ScheduledAt: ends})

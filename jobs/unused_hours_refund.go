@@ -60,7 +60,7 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 	if !extension { // an extension's full refund was planned when it was paid
 		if err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 			var err error
-			used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, a)
+			used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, d.Clock, a)
 			return err
 		}); err != nil {
 			return err
@@ -163,7 +163,7 @@ func hoursWord(n int) string {
 // gpubroker.MinutesUsed up to a.StoppedAt, gpubroker.UnusedMinutesCents). The terminate request
 // calls it in the transaction that moves the pod to terminating (so the amount is fixed, and the
 // pod's end email can say it); the job calls it again, which plans nothing twice.
-func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, a UnusedHoursRefundArgs) (used, bought int, err error) {
+func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, clock gpubroker.RentalClock, a UnusedHoursRefundArgs) (used, bought int, err error) {
 	pod, err := postgres.LockPod(ctx, tx, a.PodID)
 	if err != nil {
 		return 0, 0, err
@@ -190,7 +190,7 @@ func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, a U
 		bought += gpubroker.MinutesBought(p.Hours)
 		ps = append(ps, p.Payment)
 	}
-	used = gpubroker.MinutesUsed(*pod.StartedAt, a.StoppedAt)
+	used = clock.MinutesUsed(*pod.StartedAt, a.StoppedAt)
 	if planned, err := postgres.HasRefunds(ctx, tx, pod.ID, a.Reason); err != nil || planned {
 		return used, bought, err
 	}
