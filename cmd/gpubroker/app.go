@@ -172,6 +172,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Pool: m.Pool, Payments: payments, Catalog: catalog, PublicURL: cfg.PublicURL,
 		WebhookSecret: cfg.StripeWebhookSecret, ParseWebhook: billing.ParseWebhook, SecureCookies: !cfg.LocalDev(),
 		AdminUser: cfg.AdminUser, AdminPassword: m.adminPassword(), SalesEmail: cfg.SalesEmail, Logger: log.With("component", "api"),
+		Clock:        gpubroker.RentalClock{Hour: cfg.RentalHour, ReleaseMargin: cfg.HoldReleaseMargin},
 		NoRateLimits: m.NoRateLimits, TrustedProxyHops: cfg.TrustedProxyHops,
 		StripeTestMode: !strings.HasPrefix(cfg.StripeSecretKey, "sk_live_") && !strings.HasPrefix(cfg.StripeSecretKey, "rk_live_"),
 	}
@@ -305,6 +306,7 @@ func (m *Main) startWorker(ctx context.Context, catalog *gpubroker.Catalog, paym
 		Pool: m.Pool, Catalog: catalog, Payments: payments, Broker: broker,
 		PublicURL: cfg.PublicURL, SalesEmail: cfg.SalesEmail, Logger: log.With("component", "jobs"),
 		OnOffers: m.offers.set, StepTimeout: 2 * cfg.JobTimeout, ReconcileInterval: cfg.ReconcileInterval,
+		Clock: gpubroker.RentalClock{Hour: cfg.RentalHour, ReleaseMargin: cfg.HoldReleaseMargin},
 	}
 	if err := m.aws(ctx, m.JobDeps); err != nil {
 		return err
