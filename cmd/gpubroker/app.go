@@ -347,11 +347,10 @@ func (m *Main) providers(log *slog.Logger, catalog *gpubroker.Catalog) ([]gpu.Pr
 		if m.SimOptions != nil {
 			opts = *m.SimOptions
 		}
-		// As strict as a registry: only the templates' images exist. Its stand-in IDE pages
-		// are served by this process (dev) at PUBLIC_URL/dev/gpu/ide/….
-		for _, t := range catalog.Templates {
-			opts.Images = append(opts.Images, t.Image)
-		}
+		// As strict as a registry: only the public images exist (a fixed list, not the
+		// catalog's). Its stand-in IDE pages are served by this process (dev) at
+		// PUBLIC_URL/dev/gpu/ide/….
+		opts.Images = append(opts.Images, sim.PublicImages...)
 		if opts.IDEBaseURL == "" {
 			opts.IDEBaseURL = m.Config.PublicURL
 		}

@@ -23,7 +23,7 @@ import (
 )
 
 const (
-	image  = "ghcr.io/gpubroker/data-science:2026.12@sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	image  = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
 	secret = "ide-secret-9f8e7d"
 	keyA   = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice@laptop"
 	keyB   = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBob bob@desk"
@@ -69,7 +69,7 @@ func TestRecordsWhatItRuns(t *testing.T) {
 	t.Parallel()
 	body, sum := tarball(t, map[string]string{"README.md": "hi", "data/notes.txt": "a\nb\n"})
 	srv := serve(t, body)
-	s := sim.New(sim.Options{Images: []string{image}})
+	s := sim.New(sim.Options{Images: sim.PublicImages})
 	ws := gpu.Workspace{Name: "p", Path: "/workspace/p", URL: srv.URL + "/p.tar.gz", SHA256: sum}
 	inst, err := s.Launch(context.Background(), launchReq(t, s, ws))
 	require.NoError(t, err)
@@ -87,27 +87,41 @@ func TestRecordsWhatItRuns(t *testing.T) {
 	require.NotContains(t, got.JupyterURL, secret, "links never carry the secret")
 }
 
-// A registry has only the images that were pushed, and like RunPod the simulator does not
-// refuse another image at launch: the instance is created, bills, and never boots (RunPod's
-// pod sits without a runtime: "error pulling image"). Readiness must be ours to judge. With no
-// Images configured every image boots.
+// The simulated registry holds a fixed list of public images (PublicImages), never our
+// catalog's, and like RunPod the simulator does not refuse another image at launch: the
+// instance is created, bills, and never boots (RunPod's pod sits without a runtime: "error
+// pulling image"). Readiness must be ours to judge. With no Images configured every image
+// boots (unit tests of other parts).
 func TestUnknownImageNeverBoots(t *testing.T) {
 	t.Parallel()
-	s := sim.New(sim.Options{Images: []string{image}})
-	r := launchReq(t, s, gpu.Workspace{})
-	r.Image = "gpubroker/datascience:pytorch2-cuda12"
-	inst, err := s.Launch(context.Background(), r)
-	require.NoError(t, err)
-	require.Equal(t, 1, s.Launches())
-	for range 3 {
-		got, err := s.GetInstance(context.Background(), inst.ID)
+	s := sim.New(sim.Options{Images: sim.PublicImages})
+	for _, private := range []string{
+		"ghcr.io/gpubroker/data-science:20261202-b47076b", // the tags templates.json once named, never pushed
+		"gpubroker/datascience:pytorch2-cuda12",
+		"runpod/pytorch:latest",
+	} {
+		r := launchReq(t, s, gpu.Workspace{})
+		r.Name, r.Image = "gpubroker-"+strings.NewReplacer("/", "-", ":", "-").Replace(private), private
+		inst, err := s.Launch(context.Background(), r)
+		require.NoError(t, err, private)
+		for range 3 {
+			got, err := s.GetInstance(context.Background(), inst.ID)
+			require.NoError(t, err)
+			require.Equal(t, gpu.StateBooting, got.State, "%s: no runtime, ever", private)
+			require.True(t, got.State.Live(), "it is still there, and bills")
+		}
+	}
+	for _, public := range sim.PublicImages {
+		require.NotContains(t, public, ":latest")
+		r := launchReq(t, s, gpu.Workspace{})
+		r.Name, r.Image = "gpubroker-"+strings.NewReplacer("/", "-", ":", "-").Replace(public), public
+		inst, err := s.Launch(context.Background(), r)
 		require.NoError(t, err)
-		require.Equal(t, gpu.StateBooting, got.State, "no runtime, ever")
-		require.True(t, got.State.Live(), "it is still there, and bills")
+		require.Equal(t, gpu.StateRunning, inst.State, public)
 	}
 
 	open := sim.New(sim.Options{})
-	inst, err = open.Launch(context.Background(), launchReq(t, open, gpu.Workspace{}))
+	inst, err := open.Launch(context.Background(), launchReq(t, open, gpu.Workspace{}))
 	require.NoError(t, err)
 	require.Equal(t, gpu.StateRunning, inst.State)
 }

@@ -62,9 +62,10 @@ type Options struct {
 	Now func() time.Time
 	// Host is the SSH host instances report.
 	Host string
-	// Images are the images its registry holds (the templates' pinned images): an instance of
-	// any other image is created and never boots, as on RunPod, whose create accepts any image
-	// and whose pod then sits without a runtime. Empty holds every image.
+	// Images are the images its registry holds (PublicImages where it stands in for a
+	// provider): an instance of any other image is created and never boots, as on RunPod,
+	// whose create accepts any image and whose pod then sits without a runtime. Empty holds
+	// every image.
 	Images []string
 	// HTTPClient fetches workspace tarballs (Workspace.URL); nil means a client with a 30 s
 	// timeout.
@@ -150,6 +151,16 @@ type instance struct {
 }
 
 var _ gpu.Provider = (*Sim)(nil)
+
+// PublicImages are the images a provider's public registry holds, as far as the simulator
+// knows: provider-maintained images at exact versioned tags that public sources name (RunPod's
+// official PyTorch images: the tag in runpod/containers' docker-bake.hcl for PyTorch 2.4, and
+// the v2 API's own example). A fixed list, not the catalog's, so a template naming an image
+// nobody published (a private tag never pushed) boots nowhere here either.
+var PublicImages = []string{
+	"runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04",
+	"runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404",
+}
 
 // New returns a simulator configured by opts.
 func New(opts Options) *Sim {

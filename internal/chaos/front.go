@@ -45,7 +45,7 @@ func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey, originSecret s
 	f.stripe = stripesim.New(stripesim.Config{
 		Prefix: stripePrefix, PublicURL: f.url, WebhookURL: f.url + "/api/stripe/webhook", WebhookSecret: webhookSecret, Logger: log,
 	})
-	f.runpod = runpodsim.New(runpodsim.Options{APIKey: runpodKey, BootDelay: bootDelay, Images: images})
+	f.runpod = runpodsim.New(runpodsim.Options{APIKey: runpodKey, BootDelay: bootDelay})
 	mux := http.NewServeMux()
 	mux.Handle(stripePrefix+"/", f.stripe)
 	mux.Handle(runpodPrefix+"/", f.runpod)

@@ -40,9 +40,11 @@ var dataCenters = map[string][]string{
 type Options struct {
 	// APIKey is the one bearer token it accepts.
 	APIKey string
-	// BootDelay and Images are the simulator's (sim.Options).
+	// BootDelay is the simulator's (sim.Options).
 	BootDelay time.Duration
-	Images    []string
+	// Images are the images its registry holds; nil means sim.PublicImages, the public ones:
+	// like RunPod, a pod of any other image is created and never boots.
+	Images []string
 }
 
 // Server is the RunPod API. Sim is the simulator behind it: flip its fault switches, kill an
@@ -92,6 +94,9 @@ func New(o Options) *Server {
 		for _, dc := range dataCenters[o.Region] {
 			offers = append(offers, gpu.Offer{ID: offerID(dc, t), GPU: o.GPU, Region: o.Region, GPUCount: 1, CentsPerHour: price[o.GPU], Available: true})
 		}
+	}
+	if o.Images == nil {
+		o.Images = sim.PublicImages
 	}
 	return &Server{
 		Sim:    sim.New(sim.Options{Name: "runpod", BootDelay: o.BootDelay, Offers: offers, Images: o.Images}),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,13 +18,19 @@ import (
 	"gpubroker/gpu"
 	"gpubroker/gpu/gputest"
 	"gpubroker/gpu/runpod"
+	"gpubroker/gpu/sim"
 	"gpubroker/internal/runpodsim"
 )
 
 const key = "rpa_SIMKEY"
 
+// public is an image RunPod's registry holds (sim.PublicImages).
+var public = sim.PublicImages[0]
+
 func newServer(t *testing.T) (*runpodsim.Server, *runpod.Client) {
-	s := runpodsim.New(runpodsim.Options{APIKey: key, BootDelay: 20 * time.Millisecond})
+	// The conformance suite's own images, as if pushed, next to the public ones.
+	images := append(slices.Clone(sim.PublicImages), "gpubroker/gputest:1", "gpubroker/datascience:pytorch2-cuda12")
+	s := runpodsim.New(runpodsim.Options{APIKey: key, BootDelay: 20 * time.Millisecond, Images: images})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return s, runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL, HTTPClient: &http.Client{Timeout: 5 * time.Second}})
@@ -71,7 +78,7 @@ func TestFaultsAsHTTP(t *testing.T) {
 	require.Len(t, offers, 2, "two data centers per region")
 	require.Equal(t, offers[0].CentsPerHour, offers[1].CentsPerHour, "one price per GPU type")
 
-	req := gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-faults", Image: "img", IDE: gpu.IDEJupyter, IDESecret: "s3cret"}
+	req := gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-faults", Image: public, IDE: gpu.IDEJupyter, IDESecret: "s3cret"}
 	s.Sim.SetNoCapacity(s.OfferID("h100", "US-CA-2"), true)
 	_, err = c.Launch(ctx, req)
 	require.ErrorIs(t, err, gpu.ErrNoCapacity)
@@ -134,7 +141,7 @@ func TestDeleteIsNotAGet(t *testing.T) {
 	ctx := context.Background()
 	offers, err := c.ListOffers(ctx, gpu.OfferQuery{GPU: "a100", Region: "us-east"})
 	require.NoError(t, err)
-	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-delete", Image: "img", IDE: gpu.IDEJupyter, IDESecret: "s3cret"})
+	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-delete", Image: public, IDE: gpu.IDEJupyter, IDESecret: "s3cret"})
 	require.NoError(t, err)
 
 	s.Sim.FailNext("get", gpu.ErrUnavailable, 1)
@@ -168,7 +175,7 @@ func TestCreateIsStrict(t *testing.T) {
 		return resp.StatusCode
 	}
 	pod := func(name string) map[string]any {
-		return map[string]any{"name": name, "image": "img", "gpu": map[string]any{"id": parts[2], "count": 1}, "cloud": parts[0],
+		return map[string]any{"name": name, "image": public, "gpu": map[string]any{"id": parts[2], "count": 1}, "cloud": parts[0],
 			"dataCenterIds": []string{parts[1]}, "ports": []string{"8080/http"}, "env": map[string]string{"JUPYTER_PASSWORD": "pw"}}
 	}
 
@@ -199,7 +206,7 @@ func TestLostCreateKeepsThePodsPorts(t *testing.T) {
 	offers, err := c.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100"})
 	require.NoError(t, err)
 	require.NotEmpty(t, offers)
-	_, err = c.Launch(context.Background(), gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-lost", Image: "img", IDE: gpu.IDECodeServer, IDESecret: "s"})
+	_, err = c.Launch(context.Background(), gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-lost", Image: public, IDE: gpu.IDECodeServer, IDESecret: "s"})
 	require.Error(t, err, "the answer was lost")
 	in, err := gpu.FindInstance(context.Background(), c, "gpubroker-lost")
 	require.NoError(t, err)
@@ -209,4 +216,31 @@ func TestLostCreateKeepsThePodsPorts(t *testing.T) {
 	}
 	require.Equal(t, gpu.StateRunning, in.State)
 	require.Equal(t, srv.URL+"/proxy/"+in.ID+"-8080/", in.CodeServerURL)
+}
+
+// Like RunPod, the stand-in accepts an image its registry does not hold (a private tag never
+// pushed) and the pod never gets a runtime; its registry is the fixed public list, never the
+// catalog's.
+func TestUnknownImageNeverBoots(t *testing.T) {
+	t.Parallel()
+	s := runpodsim.New(runpodsim.Options{APIKey: key})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	c := runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL})
+	offers, err := c.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100"})
+	require.NoError(t, err)
+	private, err := c.Launch(context.Background(), gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-private",
+		Image: "ghcr.io/gpubroker/data-science:20261202-b47076b", IDE: gpu.IDEJupyter, IDESecret: "s"})
+	require.NoError(t, err, "accepted at create, as at RunPod")
+	ok, err := c.Launch(context.Background(), gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-public", Image: public, IDE: gpu.IDEJupyter, IDESecret: "s"})
+	require.NoError(t, err)
+	for range 3 {
+		in, err := c.GetInstance(context.Background(), private.ID)
+		require.NoError(t, err)
+		require.NotEqual(t, gpu.StateRunning, in.State, "no runtime, ever")
+		require.True(t, in.State.Live(), "it is still there, and bills")
+	}
+	in, err := c.GetInstance(context.Background(), ok.ID)
+	require.NoError(t, err)
+	require.Equal(t, gpu.StateRunning, in.State)
 }
