@@ -386,6 +386,9 @@ func (s *Server) capturePaymentIntent(r *http.Request, p form, _ string) (any, *
 		return nil, noSuch("payment_intent", r.PathValue("id")), nil
 	}
 	if pi.Status != piRequiresCapture {
+		if pi.Status == piSucceeded {
+			s.capturesRefused[pi.ID]++
+		}
 		return nil, &apiError{status: 400, Type: typeInvalidRequest, Code: "payment_intent_unexpected_state",
 			DocURL:        "https://stripe.com/docs/error-codes/payment-intent-unexpected-state",
 			PaymentIntent: pi.clone(),

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,4 +177,45 @@ func TestSessionMustBeCardOnly(t *testing.T) {
 	status, _, body = h.do(t, "POST", "/v1/checkout/sessions", f, nil)
 	require.Equal(t, http.StatusBadRequest, status, string(body))
 	require.Equal(t, "payment_method_types[1]", decodeErr(t, body).Error.Param)
+}
+
+// Aimed faults: a fault can be aimed at one customer's call by its body's parameters, reports
+// whether it struck, and a timeout (Hang) acts, stores the answer and says nothing until the
+// caller gives up. A capture asked again of a captured PaymentIntent is refused, and counted.
+func TestAimedFaults(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	mine, other := h.paidIntent(t), h.paidIntent(t)
+	for _, pi := range []string{mine, other} {
+		status, _, body := h.do(t, "POST", "/v1/payment_intents/"+pi+"/capture", url.Values{}, nil)
+		require.Equal(t, http.StatusOK, status, string(body))
+	}
+	struck := 0
+	armed := h.sim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Form: map[string]string{"payment_intent": mine},
+		Mode: stripesim.Hang, Times: 1, Strike: func() { struck++ }})
+	status, _, body := h.do(t, "POST", "/v1/refunds", url.Values{"payment_intent": {other}, "amount": {"100"}}, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Zero(t, armed.Struck(), "aimed at another customer's refund")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", h.base+"/dev/stripe/v1/refunds", strings.NewReader("payment_intent="+mine+"&amount=100"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Idempotency-Key", "k-hang")
+	_, err := http.DefaultClient.Do(req)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "no answer before the caller gives up")
+	require.Equal(t, 1, armed.Struck())
+	require.Equal(t, 1, struck, "Strike ran once the refund was made")
+	require.Equal(t, 1, h.sim.RefundCount(mine), "Stripe refunded although the caller never heard")
+	status, hh, body := h.do(t, "POST", "/v1/refunds", url.Values{"payment_intent": {mine}, "amount": {"100"}}, map[string]string{"Idempotency-Key": "k-hang"})
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Equal(t, "true", hh.Get("Idempotent-Replayed"))
+	require.Equal(t, 1, h.sim.RefundCount(mine))
+
+	require.Zero(t, h.sim.CapturesRefused(mine))
+	status, _, _ = h.do(t, "POST", "/v1/payment_intents/"+mine+"/capture", url.Values{}, nil)
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Equal(t, 1, h.sim.CapturesRefused(mine), "a blind second capture is seen")
+	require.Equal(t, 1, h.sim.CaptureCount(mine))
 }

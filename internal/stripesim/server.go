@@ -150,8 +150,11 @@ type Server struct {
 	idem      map[string]*idemEntry
 	calls     []Call
 	captures  map[string]int
-	refundsN  map[string]int
-	faults    []*Fault
+	// capturesRefused counts captures asked of an already captured PaymentIntent: a caller
+	// that retried without looking first (Stripe refuses them, so nothing else shows them).
+	capturesRefused map[string]int
+	refundsN        map[string]int
+	faults          []*Fault
 	// holdLifetime is how long holds authorized from now on last.
 	holdLifetime time.Duration
 }
@@ -159,22 +162,23 @@ type Server struct {
 // New returns a running Server; call Close to stop its background work.
 func New(cfg Config) *Server {
 	s := &Server{
-		prefix:    strings.TrimRight(cfg.Prefix, "/"),
-		publicURL: strings.TrimRight(cfg.PublicURL, "/"),
-		hookURL:   cfg.WebhookURL,
-		secret:    cfg.WebhookSecret,
-		client:    cfg.HTTPClient,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		retry:     cfg.RetrySchedule,
-		sessions:  map[string]*CheckoutSession{},
-		intents:   map[string]*PaymentIntent{},
-		charges:   map[string]*Charge{},
-		refunds:   map[string]*Refund{},
-		eventByID: map[string]*event{},
-		idem:      map[string]*idemEntry{},
-		captures:  map[string]int{},
-		refundsN:  map[string]int{},
+		prefix:          strings.TrimRight(cfg.Prefix, "/"),
+		publicURL:       strings.TrimRight(cfg.PublicURL, "/"),
+		hookURL:         cfg.WebhookURL,
+		secret:          cfg.WebhookSecret,
+		client:          cfg.HTTPClient,
+		log:             cfg.Logger,
+		now:             cfg.Now,
+		retry:           cfg.RetrySchedule,
+		sessions:        map[string]*CheckoutSession{},
+		intents:         map[string]*PaymentIntent{},
+		charges:         map[string]*Charge{},
+		refunds:         map[string]*Refund{},
+		eventByID:       map[string]*event{},
+		idem:            map[string]*idemEntry{},
+		captures:        map[string]int{},
+		capturesRefused: map[string]int{},
+		refundsN:        map[string]int{},
 
 		holdLifetime: HoldLifetime,
 	}
@@ -322,7 +326,11 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 			writeRaw(w, e.status, e.body)
 			return
 		}
-		mode, faulty := s.takeFaultLocked(r.Method, r.URL.Path)
+		fault, faulty := s.takeFaultLocked(r.Method, r.URL.Path, p)
+		var mode FaultMode
+		if faulty {
+			mode = fault.Mode
+		}
 		var (
 			obj any
 			evs []*event
@@ -353,6 +361,20 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 		}
 		s.mu.Unlock()
 
+		if faulty && fault.Strike != nil && mode != FailBefore {
+			fault.Strike()
+		}
+		if faulty && mode == Hang {
+			// Done and stored; the caller hears nothing until it gives up.
+			record(0)
+			s.dispatchAll(swept)
+			s.dispatchAll(evs)
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Minute):
+			}
+			panic(http.ErrAbortHandler)
+		}
 		if faulty && mode == LoseAnswer {
 			// Done and stored, but the caller never hears it: send the status and half the
 			// body, then drop the connection. (Dropping it before any byte is not enough: Go's
@@ -559,6 +581,14 @@ func (s *Server) CaptureCount(piID string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.captures[piID]
+}
+
+// CapturesRefused is how many captures were asked of the PaymentIntent after it was
+// captured (refused by Stripe; replays not counted): each is a capture retried blindly.
+func (s *Server) CapturesRefused(piID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.capturesRefused[piID]
 }
 
 // RefundCount is how many refunds were created for a PaymentIntent (replays not counted).
