@@ -317,6 +317,18 @@ resource "aws_cloudfront_distribution" "site" {
     cache_policy_id        = data.aws_cloudfront_cache_policy.caching_optimized.id
   }
 
+  # The bootstrap RunPod pods download at boot (images.StartScriptName, content-addressed,
+  # checked against the SHA-256 of their launch), served by the api like the tarballs.
+  ordered_cache_behavior {
+    path_pattern           = "/boot/*"
+    target_origin_id       = local.api_origin
+    viewer_protocol_policy = "redirect-to-https"
+    allowed_methods        = ["GET", "HEAD"]
+    cached_methods         = ["GET", "HEAD"]
+    compress               = true
+    cache_policy_id        = data.aws_cloudfront_cache_policy.caching_optimized.id
+  }
+
   # The live price feed: cached per its Cache-Control (max-age=60, set by the worker), so the
   # edge asks S3 about once a minute however many people look at the price table.
   ordered_cache_behavior {

@@ -25,6 +25,7 @@ import (
 	"gpubroker/config"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
+	"gpubroker/images"
 	"gpubroker/jobs"
 	"gpubroker/postgres"
 	"gpubroker/site"
@@ -204,6 +205,8 @@ func (m *Main) Open(ctx context.Context) error {
 		// The starter projects the pods download at first boot, from the binary that launches
 		// them (CloudFront sends /workspaces/* here): no release order can break them.
 		mux.Handle(workspaces.URLPrefix, workspaces.Handler())
+		// The bootstrap RunPod pods download at boot and check against its SHA-256 (issue 20.1).
+		mux.Handle(images.URLPrefix, images.Handler())
 	}
 	if m.Mode == "dev" {
 		mux.Handle("/dev/mail", api.MailViewer(m.Pool))

@@ -30,6 +30,7 @@ import (
 
 	"gpubroker/api"
 	"gpubroker/gpu/lambda"
+	"gpubroker/images"
 	"gpubroker/internal/awsfake"
 	"gpubroker/internal/gbproc"
 	"gpubroker/internal/pgcluster"
@@ -364,4 +365,25 @@ func TestWorkspacesServedByTheAPI(t *testing.T) {
 		require.Equal(t, ws.SHA256, hex.EncodeToString(sum[:]), tpl)
 		require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
 	}
+}
+
+// Issue 20.1: the bootstrap a RunPod pod downloads at boot (PUBLIC_URL/boot/<name>, named in
+// its start command with its SHA-256) is served by the production api itself.
+func TestBootstrapServedByTheAPI(t *testing.T) {
+	t.Parallel()
+	w := newTFWorld(t)
+	_, vars := w.start("api")
+	u, err := url.Parse(images.StartScriptURL(vars["PUBLIC_URL"]))
+	require.NoError(t, err)
+	req, err := http.NewRequest("GET", "http://"+vars["ADDR"]+u.Path, nil)
+	require.NoError(t, err)
+	req.Header.Set(api.OriginSecretHeader, vars["ORIGIN_SECRET"])
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", u.Path, body)
+	sum := sha256.Sum256(body)
+	require.Equal(t, images.StartScriptSHA256, hex.EncodeToString(sum[:]))
+	require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
 }

@@ -512,29 +512,32 @@ func keys[V any](m map[string]V) []string {
 
 // Issue 20.6: the starter projects' tarballs existed only if someone had run make site-deploy
 // for exactly this binary. The api serves them (content-addressed), and the edge sends
-// /workspaces/* to it, cached as the immutable files they are.
+// /workspaces/* to it, cached as the immutable files they are; issue 20.1: the bootstrap the
+// pods fetch at boot (/boot/*) likewise.
 func TestWorkspacesComeFromTheAPI(t *testing.T) {
 	m, e := load(t)
 	dist := m.Resources["aws_cloudfront_distribution.site"]
 	require.NotNil(t, dist)
 	content, _, diags := dist.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "ordered_cache_behavior"}}})
 	require.False(t, diags.HasErrors(), diags.Error())
-	found := false
-	for _, b := range content.Blocks {
-		attrs, diags := b.Body.JustAttributes()
-		require.False(t, diags.HasErrors(), diags.Error())
-		pattern, diags := attrs["path_pattern"].Expr.Value(e.Ctx)
-		require.False(t, diags.HasErrors(), diags.Error())
-		if pattern.AsString() != "/workspaces/*" {
-			continue
+	for _, want := range []string{"/workspaces/*", "/boot/*"} {
+		found := false
+		for _, b := range content.Blocks {
+			attrs, diags := b.Body.JustAttributes()
+			require.False(t, diags.HasErrors(), diags.Error())
+			pattern, diags := attrs["path_pattern"].Expr.Value(e.Ctx)
+			require.False(t, diags.HasErrors(), diags.Error())
+			if pattern.AsString() != want {
+				continue
+			}
+			found = true
+			origin, diags := attrs["target_origin_id"].Expr.Value(e.Ctx)
+			require.False(t, diags.HasErrors(), diags.Error())
+			require.Equal(t, e.Ctx.Variables["local"].GetAttr("api_origin").AsString(), origin.AsString(), "%s served by the api", want)
+			methods, diags := attrs["allowed_methods"].Expr.Value(e.Ctx)
+			require.False(t, diags.HasErrors(), diags.Error())
+			require.Equal(t, 2, methods.LengthInt(), "%s: GET and HEAD only", want)
 		}
-		found = true
-		origin, diags := attrs["target_origin_id"].Expr.Value(e.Ctx)
-		require.False(t, diags.HasErrors(), diags.Error())
-		require.Equal(t, e.Ctx.Variables["local"].GetAttr("api_origin").AsString(), origin.AsString(), "served by the api")
-		methods, diags := attrs["allowed_methods"].Expr.Value(e.Ctx)
-		require.False(t, diags.HasErrors(), diags.Error())
-		require.Equal(t, 2, methods.LengthInt(), "GET and HEAD only")
+		require.True(t, found, "%s has a behaviour", want)
 	}
-	require.True(t, found, "/workspaces/* has a behaviour")
 }
