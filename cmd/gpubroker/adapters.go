@@ -16,6 +16,7 @@ import (
 	"gpubroker/gpu"
 	"gpubroker/gpu/lambda"
 	"gpubroker/gpu/runpod"
+	"gpubroker/images"
 	"gpubroker/jobs"
 	"gpubroker/mail/ses"
 	"gpubroker/offers/s3pub"
@@ -30,7 +31,8 @@ func (m *Main) realProviders(log *slog.Logger) []gpu.Provider {
 		log.Info("gpu provider enabled", "provider", "lambda")
 	}
 	if key := m.Config.RunPodAPIKey; key != "" {
-		ps = append(ps, runpod.New(runpod.Config{APIKey: key, BaseURL: m.Config.RunPodAPIBase, ProxyURL: m.Config.RunPodProxyURL}))
+		ps = append(ps, runpod.New(runpod.Config{APIKey: key, BaseURL: m.Config.RunPodAPIBase, ProxyURL: m.Config.RunPodProxyURL,
+			BootstrapURL: images.StartScriptURL(m.Config.PublicURL)}))
 		log.Info("gpu provider enabled", "provider", "runpod", "api_base", m.Config.RunPodAPIBase)
 	}
 	return ps

@@ -2,10 +2,13 @@
 // the cheapest offer of each template at each configured provider, waits until the pod is
 // usable as the worker decides it (gpu/ready: SSH key exchange, the IDE's status endpoint),
 // logs in over SSH with a key it generates, opens the IDE, terminates, and prints the timings
-// and the cost. With no keys it runs the same steps against the GPU simulator (a real SSH server
+// and the cost, with the digest the template's image tag names at its registry now (Docker
+// Hub's manifest HEAD; a Lambda VM has no image). With no keys it runs the same steps against the GPU simulator (a real SSH server
 // and a stand-in IDE on loopback), so the tool itself is exercised here.
 //
-//	RUNPOD_API_KEY=… LAMBDA_API_KEY=… LAMBDA_SSH_KEY_NAME=… make provider-check
+//	RUNPOD_API_KEY=… PUBLIC_URL=https://… LAMBDA_API_KEY=… LAMBDA_SSH_KEY_NAME=… make provider-check
+//
+// PUBLIC_URL is the deployed site whose api serves the bootstrap RunPod pods download.
 //
 // It spends real money at real providers: each pod runs for the minutes the check takes, on the
 // cheapest GPU offered (it prints what it cost). Every instance it launches is terminated,
@@ -35,6 +38,7 @@ import (
 	"gpubroker/gpu/ready"
 	"gpubroker/gpu/runpod"
 	"gpubroker/gpu/sim"
+	"gpubroker/images"
 	"gpubroker/site"
 )
 
@@ -70,7 +74,13 @@ func main() {
 func configured() ([]gpu.Provider, string) {
 	var ps []gpu.Provider
 	if k := os.Getenv("RUNPOD_API_KEY"); k != "" {
-		ps = append(ps, runpod.New(runpod.Config{APIKey: k, BaseURL: os.Getenv("RUNPOD_API_BASE")}))
+		// The pods download the bootstrap from the site's api, as in production.
+		public := os.Getenv("PUBLIC_URL")
+		if public == "" {
+			fmt.Fprintln(os.Stderr, "provider-check: RUNPOD_API_KEY needs PUBLIC_URL, the deployed origin whose api serves "+images.URLPrefix+images.StartScriptName)
+			os.Exit(2)
+		}
+		ps = append(ps, runpod.New(runpod.Config{APIKey: k, BaseURL: os.Getenv("RUNPOD_API_BASE"), BootstrapURL: images.StartScriptURL(public)}))
 	}
 	if k := os.Getenv("LAMBDA_API_KEY"); k != "" {
 		ps = append(ps, lambda.New(lambda.Config{APIKey: k, SSHKeyName: os.Getenv("LAMBDA_SSH_KEY_NAME")}))
@@ -79,7 +89,7 @@ func configured() ([]gpu.Provider, string) {
 		return ps, "real providers (RUNPOD_API_KEY / LAMBDA_API_KEY set): this costs money"
 	}
 	srv := httptest.NewUnstartedServer(nil)
-	s := sim.New(sim.Options{Name: "sim", BootDelay: 2 * time.Second, IDEBaseURL: "http://" + srv.Listener.Addr().String()})
+	s := sim.New(sim.Options{Name: "sim", BootDelay: 2 * time.Second, Images: sim.PublicImages, IDEBaseURL: "http://" + srv.Listener.Addr().String()})
 	srv.Config.Handler = s.Handler()
 	srv.Start()
 	return []gpu.Provider{s}, "no RUNPOD_API_KEY or LAMBDA_API_KEY: running the same steps against the GPU simulator"
@@ -126,7 +136,7 @@ func check(ctx context.Context, p gpu.Provider, image, ide string, timeout time.
 	if err != nil {
 		return line(), fmt.Errorf("launching %s at %d¢/h: %w", gpu.OfferKey(*offer), offer.CentsPerHour, err)
 	}
-	steps = append(steps, fmt.Sprintf("offer %s (%s, %d¢/h), image %s", gpu.OfferKey(*offer), offer.GPU, offer.CentsPerHour, image))
+	steps = append(steps, fmt.Sprintf("offer %s (%s, %d¢/h), image %s", gpu.OfferKey(*offer), offer.GPU, offer.CentsPerHour, image), digestLine(ctx, p, image))
 	defer func() {
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()

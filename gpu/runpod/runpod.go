@@ -4,10 +4,12 @@
 // An offer is one GPU type in one data center on one cloud tier, read from the GPU catalog with
 // per-data-center stock. RunPod's create call places exactly that and never falls back, so the
 // broker's cheapest-first loop is the documented way to find capacity. The workspace template's
-// image runs as the pod's container and reads its environment: the customer's keys
-// (PUBLIC_KEY, SSH_PUBLIC_KEY), the IDE secret (JUPYTER_PASSWORD or PASSWORD) and the starter
-// project (GPUBROKER_WORKSPACE_*). SSH is the pod's direct public 22/tcp port; the IDE is
-// reached through RunPod's HTTPS proxy.
+// image is a public one (RunPod's official PyTorch image); instead of its own /start.sh it runs
+// images.StartCommand (the create's args), which downloads our bootstrap from BootstrapURL,
+// checks its SHA-256 and runs it. The bootstrap reads the pod's environment: the customer's
+// keys (PUBLIC_KEY, SSH_PUBLIC_KEY), the IDE (GPUBROKER_IDE) and its secret (JUPYTER_PASSWORD or
+// PASSWORD) and the starter project (GPUBROKER_WORKSPACE_*). SSH is the pod's direct public
+// 22/tcp port; the IDE is reached through RunPod's HTTPS proxy.
 package runpod
 
 import (
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"gpubroker/gpu"
+	"gpubroker/images"
 	"gpubroker/internal/httpjson"
 )
 
@@ -107,6 +110,10 @@ type Config struct {
 	Cloud string
 	// DiskGB is the container disk size; zero means DefaultDiskGB.
 	DiskGB int
+	// BootstrapURL is where pods download the bootstrap (images.StartScriptURL of PUBLIC_URL):
+	// the public image runs it, checked against images.StartScriptSHA256, instead of its own
+	// start. Required to launch.
+	BootstrapURL string
 	// GPUTypes and DataCenterRegions default to DefaultGPUTypes() and
 	// DefaultDataCenterRegions().
 	GPUTypes          map[string]string
@@ -280,15 +287,27 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	if c.cfg.BootstrapURL == "" {
+		return nil, errors.New("runpod: no BootstrapURL: a public image would run without our bootstrap")
+	}
+	// The pod runs the template's public image with this command instead of its own start: it
+	// fetches the bootstrap from our origin and runs it only if the SHA-256 is this binary's.
+	start, err := images.StartCommand(c.cfg.BootstrapURL, images.StartScriptSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("runpod: %w", err)
+	}
 	cloud, dataCenter, gpuType, ok := parseOfferID(r.Offer.ID)
 	if !ok || c.cfg.GPUTypes[gpuType] == "" {
 		return nil, fmt.Errorf("runpod: offer %q is not a RunPod offer we sell: %w", r.Offer.ID, gpu.ErrOfferGone)
 	}
 	var ports []string
-	env := map[string]string{}
+	env := map[string]string{"GPUBROKER_IDE": r.IDE}
+	if r.IDE == "" {
+		env["GPUBROKER_IDE"] = "none"
+	}
 	ssh := len(r.SSHPublicKeys) > 0
 	if ssh {
-		// Our images' entrypoint (images/common/gpubroker-start.sh), like RunPod's, installs
+		// Our bootstrap (images/common/gpubroker-start.sh), like RunPod's /start.sh, installs
 		// PUBLIC_KEY (and SSH_PUBLIC_KEY, RunPod's per-pod override) into authorized_keys, one
 		// key a line. Setting it ourselves also stops startSsh from injecting the keys of our
 		// RunPod account instead. 22/tcp gets a public port, so ssh.direct exists: the proxy
@@ -341,6 +360,8 @@ func (c *Client) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance
 		"env":           env,
 		"startSsh":      ssh,
 		"startJupyter":  r.IDE == gpu.IDEJupyter,
+		// v2 has no dockerStartCmd (v1's): args is the container's command, one string.
+		"args": images.Args(start),
 	}
 	var p pod
 	if err := c.do(ctx, http.MethodPost, "/v2/pods", body, &p); err != nil {

@@ -24,6 +24,7 @@ import (
 	"gpubroker/gpu"
 	"gpubroker/gpu/gputest"
 	"gpubroker/gpu/runpod"
+	"gpubroker/images"
 )
 
 const apiKey = "rpa_TESTKEY"
@@ -265,8 +266,18 @@ func render(p *fakePod) map[string]any {
 	return out
 }
 
+// bootstrapURL is where the pods of these tests download the bootstrap.
+var bootstrapURL = images.StartScriptURL("https://gpubroker.example")
+
 func newClient(srv *httptest.Server) *runpod.Client {
-	return runpod.New(runpod.Config{APIKey: apiKey, BaseURL: srv.URL, HTTPClient: srv.Client()})
+	return runpod.New(runpod.Config{APIKey: apiKey, BaseURL: srv.URL, HTTPClient: srv.Client(), BootstrapURL: bootstrapURL})
+}
+
+// startArgs is the args every pod is created with: download the bootstrap, check it, run it.
+func startArgs(t *testing.T) string {
+	argv, err := images.StartCommand(bootstrapURL, images.StartScriptSHA256)
+	require.NoError(t, err)
+	return images.Args(argv)
 }
 
 func TestConformance(t *testing.T) {
@@ -372,7 +383,7 @@ func TestLaunchJupyter(t *testing.T) {
 	ctx := context.Background()
 	offer := gpu.Offer{ID: "SECURE:US-KS-2:NVIDIA H100 80GB HBM3", GPU: "h100", Region: "us-east", GPUCount: 1, CentsPerHour: 269}
 	inst, err := c.Launch(ctx, gpu.LaunchRequest{
-		Offer: offer, Name: "pod-42", Image: "ghcr.io/gpubroker/data-science:2026.12", IDE: gpu.IDEJupyter,
+		Offer: offer, Name: "pod-42", Image: "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04", IDE: gpu.IDEJupyter,
 		SSHPublicKeys: []string{keyA, keyB}, IDESecret: secret, Workspace: workspace,
 		Ports:   []string{"6006/http", "22/tcp"},
 		BootURL: "https://gpubroker.example/api/pods/42/boot", BootSecret: "boot-s3cret",
@@ -387,7 +398,7 @@ func TestLaunchJupyter(t *testing.T) {
 	body := f.creates[0]
 	require.Equal(t, map[string]any{
 		"name":  "pod-42",
-		"image": "ghcr.io/gpubroker/data-science:2026.12",
+		"image": "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04",
 		"gpu":   map[string]any{"id": "NVIDIA H100 80GB HBM3", "count": float64(1), "minCudaVersion": "12.4"},
 		// /workspace survives a container restart; the container disk is sized, not defaulted.
 		"disk":          float64(50),
@@ -405,9 +416,13 @@ func TestLaunchJupyter(t *testing.T) {
 			"GPUBROKER_WORKSPACE_URL":    workspace.URL,
 			"GPUBROKER_WORKSPACE_SHA256": sum,
 			"GPUBROKER_WORKSPACE_PATH":   workspace.Path,
+			"GPUBROKER_IDE":              "jupyter",
 		},
 		"startSsh":     true,
 		"startJupyter": true,
+		// The public image runs our bootstrap, fetched from our origin and checked, instead
+		// of its own /start.sh.
+		"args": startArgs(t),
 	}, body)
 	requireCreatePodFields(t, body)
 
@@ -433,12 +448,13 @@ func TestLaunchCodeServer(t *testing.T) {
 	c := newClient(srv)
 	ctx := context.Background()
 	offer := gpu.Offer{ID: "SECURE:EU-SE-1:NVIDIA GeForce RTX 4090", GPU: "rtx4090", Region: "eu-central", CentsPerHour: 44}
-	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-43", Image: "ghcr.io/gpubroker/developer:2026.12",
+	inst, err := c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-43", Image: "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04",
 		IDE: gpu.IDECodeServer, IDESecret: secret, SSHPublicKeys: []string{keyA}})
 	require.NoError(t, err)
 	require.Equal(t, []any{"22/tcp", "8080/http"}, f.creates[0]["ports"])
 	require.Equal(t, false, f.creates[0]["startJupyter"])
-	require.Equal(t, map[string]any{"PUBLIC_KEY": keyA, "SSH_PUBLIC_KEY": keyA, "PASSWORD": secret}, f.creates[0]["env"])
+	require.Equal(t, map[string]any{"PUBLIC_KEY": keyA, "SSH_PUBLIC_KEY": keyA, "PASSWORD": secret, "GPUBROKER_IDE": "code-server"}, f.creates[0]["env"])
+	require.Equal(t, startArgs(t), f.creates[0]["args"])
 
 	var got *gpu.Instance
 	for range 3 {
@@ -643,4 +659,15 @@ func TestBrokerFailsOverAcrossDataCenters(t *testing.T) {
 	require.Equal(t, "pod-1", inst.Name)
 	require.Len(t, f.creates, 1, "the refused create never reached the fake's pods")
 	require.Equal(t, []any{"US-TX-3"}, f.creates[0]["dataCenterIds"])
+}
+
+// A client without the bootstrap's URL launches nothing: the public image would run without it.
+func TestLaunchNeedsTheBootstrap(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	c := runpod.New(runpod.Config{APIKey: apiKey, BaseURL: srv.URL, HTTPClient: srv.Client()})
+	offer := gpu.Offer{ID: "SECURE:EU-SE-1:NVIDIA GeForce RTX 4090", GPU: "rtx4090", Region: "eu-central", CentsPerHour: 44}
+	_, err := c.Launch(context.Background(), gpu.LaunchRequest{Offer: offer, Name: "pod-45", Image: "img", IDE: gpu.IDEJupyter, IDESecret: secret})
+	require.ErrorContains(t, err, "BootstrapURL")
+	require.Empty(t, f.creates)
 }

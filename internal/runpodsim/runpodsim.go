@@ -64,6 +64,7 @@ type podMeta struct {
 	DataCenter string
 	GPUType    string
 	Image      string
+	Args       string
 	Cost       float64
 }
 
@@ -241,6 +242,9 @@ type createBody struct {
 	StartSSH      bool              `json:"startSsh"`
 	StartJupyter  bool              `json:"startJupyter"`
 	Disk          int               `json:"disk"`
+	// Args is the container's command, one string (v2 has no dockerStartCmd); the pod
+	// reports it back.
+	Args string `json:"args"`
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
@@ -288,7 +292,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		req.IDE, req.IDESecret = gpu.IDECodeServer, b.Env["PASSWORD"]
 	}
 	inst, err := s.Sim.Launch(r.Context(), req)
-	m := podMeta{Ports: b.Ports, Env: b.Env, DataCenter: b.DataCenterIDs[0], GPUType: b.GPU.ID, Image: b.Image}
+	m := podMeta{Ports: b.Ports, Env: b.Env, DataCenter: b.DataCenterIDs[0], GPUType: b.GPU.ID, Image: b.Image, Args: b.Args}
 	if err != nil {
 		// A launch whose answer is lost (Sim.FailAfterLaunch) still made its pod, with the
 		// ports and environment asked for, as at RunPod: the client finds it by name later.
@@ -370,7 +374,7 @@ var podStatus = map[gpu.State]string{gpu.StatePending: "PROVISIONING", gpu.State
 // direct SSH endpoint only when 22/tcp was asked for.
 func (s *Server) render(in *gpu.Instance, m podMeta) map[string]any {
 	out := map[string]any{
-		"id": in.ID, "name": in.Name, "image": m.Image, "status": podStatus[in.State], "ports": m.Ports, "env": m.Env,
+		"id": in.ID, "name": in.Name, "image": m.Image, "args": m.Args, "status": podStatus[in.State], "ports": m.Ports, "env": m.Env,
 		"gpu": map[string]any{"id": m.GPUType, "count": 1}, "cloud": "SECURE", "dataCenterId": m.DataCenter,
 		"cost": m.Cost, "runtime": nil, "lastStatusChange": in.Error,
 		"ssh": map[string]any{"proxy": map[string]any{"host": "ssh.runpod.io", "port": 22, "username": in.ID + "-64411eb2"}, "direct": nil},

@@ -19,6 +19,7 @@ import (
 	"gpubroker/gpu/gputest"
 	"gpubroker/gpu/runpod"
 	"gpubroker/gpu/sim"
+	"gpubroker/images"
 	"gpubroker/internal/runpodsim"
 )
 
@@ -27,13 +28,16 @@ const key = "rpa_SIMKEY"
 // public is an image RunPod's registry holds (sim.PublicImages).
 var public = sim.PublicImages[0]
 
+// bootstrapURL is where the pods download the bootstrap.
+var bootstrapURL = images.StartScriptURL("https://gpubroker.example")
+
 func newServer(t *testing.T) (*runpodsim.Server, *runpod.Client) {
 	// The conformance suite's own images, as if pushed, next to the public ones.
 	images := append(slices.Clone(sim.PublicImages), "gpubroker/gputest:1", "gpubroker/datascience:pytorch2-cuda12")
 	s := runpodsim.New(runpodsim.Options{APIKey: key, BootDelay: 20 * time.Millisecond, Images: images})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	return s, runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL, HTTPClient: &http.Client{Timeout: 5 * time.Second}})
+	return s, runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL, HTTPClient: &http.Client{Timeout: 5 * time.Second}, BootstrapURL: bootstrapURL})
 }
 
 // The real RunPod client passes the conformance suite against the stand-in, so the stand-in
@@ -159,7 +163,7 @@ func TestCreateIsStrict(t *testing.T) {
 	s := runpodsim.New(runpodsim.Options{APIKey: key})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	c := runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL})
+	c := runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL, BootstrapURL: bootstrapURL})
 	offers, err := c.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100", Region: "us-east"})
 	require.NoError(t, err)
 	parts := strings.SplitN(offers[0].ID, ":", 3) // cloud, data center, GPU type
@@ -202,7 +206,7 @@ func TestLostCreateKeepsThePodsPorts(t *testing.T) {
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	s.Sim.FailAfterLaunch(1)
-	c := runpod.New(runpod.Config{APIKey: "k", BaseURL: srv.URL, ProxyURL: srv.URL + "/proxy/{pod}-{port}/"})
+	c := runpod.New(runpod.Config{APIKey: "k", BaseURL: srv.URL, ProxyURL: srv.URL + "/proxy/{pod}-{port}/", BootstrapURL: bootstrapURL})
 	offers, err := c.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100"})
 	require.NoError(t, err)
 	require.NotEmpty(t, offers)
@@ -226,7 +230,7 @@ func TestUnknownImageNeverBoots(t *testing.T) {
 	s := runpodsim.New(runpodsim.Options{APIKey: key})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	c := runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL})
+	c := runpod.New(runpod.Config{APIKey: key, BaseURL: srv.URL, BootstrapURL: bootstrapURL})
 	offers, err := c.ListOffers(context.Background(), gpu.OfferQuery{GPU: "a100"})
 	require.NoError(t, err)
 	private, err := c.Launch(context.Background(), gpu.LaunchRequest{Offer: offers[0], Name: "gpubroker-private",
