@@ -118,6 +118,7 @@ func newStandIn(t *testing.T, l net.Listener, pod, bootSecret string, secrets []
 	si := &standIn{ready: make(chan struct{}), arrived: map[string]time.Time{}}
 	mux := http.NewServeMux()
 	mux.Handle(workspaces.URLPrefix, workspaces.Handler())
+	mux.Handle(images.URLPrefix, images.Handler())
 	mux.HandleFunc("POST /api/pods/{id}/boot", func(w http.ResponseWriter, r *http.Request) {
 		si.mu.Lock()
 		defer si.mu.Unlock()

@@ -236,6 +236,14 @@ type boot struct {
 // and boot reports to the stand-in, with sshd on its own config and host key.
 func startBoot(t *testing.T, workspaceURL, sum string) *boot {
 	t.Helper()
+	return startBootChecked(t, workspaceURL, sum, images.StartScriptSHA256)
+}
+
+// startBootChecked boots as a RunPod pod does: the start command (images.StartCommand, the
+// create's args) downloads the bootstrap from the stand-in's /boot/ and runs it if its SHA-256
+// is bootSum.
+func startBootChecked(t *testing.T, workspaceURL, sum, bootSum string) *boot {
+	t.Helper()
 	s := newSandbox(t)
 	u, err := user.Current()
 	require.NoError(t, err)
@@ -275,9 +283,12 @@ func startBoot(t *testing.T, workspaceURL, sum string) *boot {
 	}
 	b.ws = filepath.Join(s.dir, "workspace", "project")
 
-	script := filepath.Join(s.dir, "gpubroker-start.sh")
-	require.NoError(t, os.WriteFile(script, images.StartScript, 0o755))
-	cmd := s.command("bash", script)
+	argv, err := images.StartCommand(images.StartScriptURL(b.si.url), bootSum)
+	require.NoError(t, err)
+	// The download lands in this boot's directory, and no /start.sh of an image is here.
+	script := strings.NewReplacer("/tmp/gpubroker-start.sh", filepath.Join(s.dir, "gpubroker-start.sh"),
+		"/start.sh", filepath.Join(s.dir, "image-start.sh")).Replace(argv[2])
+	cmd := s.command(argv[0], argv[1], script)
 	cmd.Env = []string{
 		"HOME=" + b.home,
 		"PATH=" + sandboxPATH,
@@ -486,6 +497,24 @@ func TestWorkspaceCheck(t *testing.T) {
 			line = append(line, "broken-download ("+name+") ide "+ms(b.ideUp))
 		})
 	}
+	// A bootstrap whose SHA-256 is not the launch's is never run: nothing starts, nothing is
+	// reported, and the container log says why.
+	t.Run("wrong bootstrap SHA-256", func(t *testing.T) {
+		b := startBootChecked(t, "", "", strings.Repeat("0", 64))
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(b.out.String(), "not run") {
+			require.True(t, time.Now().Before(deadline), "no refusal in the log: %s", b.out.String())
+			time.Sleep(50 * time.Millisecond)
+		}
+		require.Contains(t, b.out.String(), "has SHA-256 "+images.StartScriptSHA256+", want "+strings.Repeat("0", 64)+": not run")
+		time.Sleep(500 * time.Millisecond)
+		reports, _, _ := b.si.snapshot()
+		require.Empty(t, reports, "the bootstrap never ran")
+		_, err := b.s.dial(context.Background(), "tcp", "127.0.0.1:"+strconv.Itoa(b.s.sshPort))
+		require.Error(t, err, "no sshd")
+		require.NoFileExists(t, filepath.Join(b.s.dir, "gpubroker-start.sh"), "the refused download is removed")
+		line = append(line, "wrong bootstrap SHA-256 refused")
+	})
 	if !t.Failed() {
 		fmt.Printf("workspace-check (%s): %s\n", where, strings.Join(line, ", "))
 	}
