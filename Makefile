@@ -8,7 +8,7 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test deps deps-dev workspace-check provider-check site build build-prod image images migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
+.PHONY: dev test deps deps-dev workspace-check provider-check site build build-prod image migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
 
 # The Debian packages: `deps-dev` what make dev needs (PostgreSQL), `deps` everything make test
 # needs. A fast no-op when they are installed.
@@ -104,13 +104,6 @@ site-deploy: site
 	go build -modfile=tools/go.mod -tags withdeploy -o bin/hugo-deploy github.com/gohugoio/hugo
 	HUGO_DEPLOYMENT_TARGETS='[{name: production, url: "s3://$(SITE_BUCKET)?region=$(AWS_REGION)", cloudFrontDistributionID: $(CLOUDFRONT_DISTRIBUTION_ID), exclude: offers.json}]' \
 		bin/hugo-deploy deploy --source site --target production --invalidateCDN
-
-# Build and push the workspace images (images/) with docker or podman, then pin the pushed
-# digests in site/data/templates.json. IMAGE_REPO is the registry and namespace; the tag is
-# the commit of images/.
-IMAGE_REPO ?= ghcr.io/gpubroker
-images:
-	IMAGE_REPO=$(IMAGE_REPO) scripts/images.sh
 
 db-stop:
 	scripts/pg.sh stop

