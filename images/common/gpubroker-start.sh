@@ -325,7 +325,8 @@ install_code_server() {
 	if [ -z "$dir" ]; then
 		if [ "$(id -u)" = 0 ]; then dir=/opt/gpubroker; else dir="$HOME/.gpubroker"; fi
 	fi
-	export PATH="$dir/bin:$dir/node/bin:$PATH"
+	# Our npm too: code-server's postinstall runs `npm install` for VS Code's modules.
+	export PATH="$dir/bin:$dir/node/bin:$dir/npm/bin:$PATH"
 	if [ -x "$dir/bin/code-server" ]; then
 		return 0
 	fi
