@@ -274,6 +274,10 @@ type Instance struct {
 	SSHPort       int    `json:"ssh_port,omitempty"`
 	JupyterURL    string `json:"jupyter_url,omitempty"`
 	CodeServerURL string `json:"code_server_url,omitempty"`
+	// IDESecret is set when the provider runs the IDE itself with a secret of its own (Lambda's
+	// JupyterLab and its jupyter_token): it replaces the launch's IDESecret as the pod's. Never
+	// in JSON or logs.
+	IDESecret string `json:"-"`
 
 	CentsPerHour int64 `json:"cents_per_hour"`
 	// Error is the provider's explanation when State is StateFailed.

@@ -6,7 +6,9 @@
 #   scripts/deps.sh dev    PostgreSQL (the local cluster under .data/, scripts/pg.sh)
 #   scripts/deps.sh test   that, and what the tests run: Chromium (the browser journeys),
 #                          ssh-keygen and sshd, cloud-init, Jupyter Server and ip (the workspace
-#                          image's boot, run for real), gcc (go test -race needs cgo)
+#                          image's boot, run for real), Caddy and pebble (a Lambda VM's
+#                          certificate, issued by a local ACME server), gcc (go test -race
+#                          needs cgo)
 #
 # As root, missing packages are installed with apt-get, with services kept from starting (a
 # policy-rc.d that exits 101, the previous one put back after): the tests start their own
@@ -15,7 +17,7 @@ set -euo pipefail
 
 pkgs=(postgresql postgresql-client)
 if [ "${1:-test}" = test ]; then
-  pkgs+=(chromium openssh-client openssh-server python3-jupyter-server cloud-init iproute2 gcc libc6-dev)
+  pkgs+=(chromium openssh-client openssh-server python3-jupyter-server cloud-init iproute2 caddy pebble gcc libc6-dev)
 fi
 
 if ! command -v dpkg-query >/dev/null; then

@@ -4,11 +4,15 @@
 // (Lambda Stack: CUDA, PyTorch, JupyterLab), so the template's image is not run. What the
 // image would do is done by cloud-init instead, from the launch's user_data (see userData):
 // the customer's SSH keys for the ubuntu user, and the images' own start script
-// (images/common/gpubroker-start.sh) as a systemd service that unpacks the starter project and
-// runs Jupyter or code-server with the pod's IDE secret on Config.IDEPort over HTTPS.
+// (images/common/gpubroker-start.sh) as a systemd service that unpacks the starter project.
+// The data-science template uses Lambda's own JupyterLab (its jupyter_url, served by Lambda
+// with a valid certificate, and its jupyter_token as the pod's secret); the developer
+// template runs code-server behind Caddy, which gets a certificate by ACME for the VM's
+// nip.io name.
 //
-// Ops set up two things in the Lambda account once: the SSH key named by Config.SSHKeyName
-// (LAMBDA_SSH_KEY_NAME), and an inbound firewall rule for TCP Config.IDEPort (8443).
+// Ops register the SSH key named by Config.SSHKeyName (LAMBDA_SSH_KEY_NAME) once; the
+// account's inbound firewall rules (SSH, and 80 and 443 for Caddy) are kept by the worker's
+// lambda_firewall job (FirewallRules, SetFirewallRules).
 package lambda
 
 import (
@@ -16,10 +20,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -74,8 +76,8 @@ type Config struct {
 	// DefaultInstanceTypes() and DefaultRegions().
 	InstanceTypes map[string]string
 	Regions       map[string]string
-	// IDEPort is where the workspace IDE listens on the VM (HTTPS, a self-signed certificate);
-	// the account's firewall must let it in. Zero means 8443.
+	// IDEPort is where code-server listens on the VM, behind Caddy (which alone is reached
+	// from outside, on 443). Zero means 8080.
 	IDEPort int
 	// RequestInterval and LaunchInterval space requests and launches; zero means Lambda's
 	// published limits (1 s and 12 s), negative turns pacing off.
@@ -117,7 +119,7 @@ func New(cfg Config) *Client {
 		cfg.Now = time.Now
 	}
 	if cfg.IDEPort == 0 {
-		cfg.IDEPort = 8443
+		cfg.IDEPort = 8080
 	}
 	c := &Client{
 		cfg: cfg,
@@ -367,22 +369,38 @@ func (c *Client) convert(in instance) *gpu.Instance {
 	}
 	if out.State == gpu.StateRunning && in.IP != "" {
 		out.SSHHost, out.SSHUser, out.SSHPort = in.IP, "ubuntu", 22
-		// Our IDE from user_data, not Lambda's own JupyterLab (in.JupyterURL), which has
-		// Lambda's token and does not open on the workspace. No secret in the link.
-		ide := fmt.Sprintf("https://%s/", net.JoinHostPort(in.IP, strconv.Itoa(c.cfg.IDEPort)))
 		for _, t := range in.Tags {
 			if t.Key != ideTag {
 				continue
 			}
 			switch t.Value {
 			case gpu.IDEJupyter:
-				out.JupyterURL = ide
+				// Lambda's own JupyterLab, behind Lambda's proxy with a valid certificate: its
+				// link without the token, and the token as the pod's secret. Until Lambda
+				// reports both, there is no link and readiness waits.
+				if u, ok := jupyterBase(in.JupyterURL); ok && in.JupyterToken != "" {
+					out.JupyterURL, out.IDESecret = u, in.JupyterToken
+				}
 			case gpu.IDECodeServer:
-				out.CodeServerURL = ide
+				// Caddy on 443 with a certificate for the VM's nip.io name (user_data).
+				out.CodeServerURL = "https://" + ipHost(in.IP) + "/"
 			}
 		}
 	}
 	return out
+}
+
+// jupyterBase is Lambda's jupyter_url without its query (the token) or fragment, ending in a
+// slash; only an https URL with a host is taken.
+func jupyterBase(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", false
+	}
+	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
+	u.Path = strings.TrimRight(u.Path, "/") + "/"
+	u.RawPath = ""
+	return u.String(), true
 }
 
 // do sends one paced request and decodes the "data" member of the answer into out.

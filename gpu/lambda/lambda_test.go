@@ -244,7 +244,8 @@ func (f *fakeLambda) render(in *fakeInstance) map[string]any {
 		out["ip"] = "198.51.100.7"
 		out["hostname"] = "198-51-100-7.cloud.lambda.ai"
 		out["jupyter_token"] = "2c60c3b5a671060bc6148900a3ac7a42"
-		out["jupyter_url"] = "https://jupyter-2c60c3b5a671060bc6148900a3ac7a42.lambdaspaces.com/?token=2c60c3b5a671060bc6148900a3ac7a42"
+		// As in the spec's example: the host names the instance, the query carries the token.
+		out["jupyter_url"] = "https://jupyter-249e1ccff1894822af39ac822637f881.lambdaspaces.com/?token=2c60c3b5a671060bc6148900a3ac7a42"
 	}
 	return out
 }
@@ -284,7 +285,10 @@ func TestConformance(t *testing.T) {
 				}
 				require.Equal(t, []any{sshKey}, l["ssh_key_names"])
 				cc, _, env := parseUserData(t, l["user_data"].(string))
-				return gputest.Asked{SSHAuthorizedKeys: cc.SSHAuthorizedKeys, IDE: env["GPUBROKER_IDE"],
+				// The IDE the instance was launched for is its tag: Jupyter is Lambda's own,
+				// so the bootstrap runs none.
+				ide := l["tags"].([]any)[0].(map[string]any)["value"].(string)
+				return gputest.Asked{SSHAuthorizedKeys: cc.SSHAuthorizedKeys, IDE: ide,
 					IDESecret:    env["JUPYTER_PASSWORD"] + env["PASSWORD"],
 					WorkspaceURL: env["GPUBROKER_WORKSPACE_URL"], WorkspaceSHA256: env["GPUBROKER_WORKSPACE_SHA256"], WorkspacePath: env["GPUBROKER_WORKSPACE_PATH"]}
 			}
@@ -362,7 +366,10 @@ func TestLaunch(t *testing.T) {
 	require.Equal(t, "198.51.100.7", got.SSHHost)
 	require.Equal(t, "ubuntu", got.SSHUser)
 	require.Equal(t, 22, got.SSHPort)
-	require.Equal(t, "https://198.51.100.7:8443/", got.JupyterURL, "our Jupyter, with our secret, and no secret in the link")
+	// Lambda's own JupyterLab (its certificate is valid): the link without its token, which
+	// becomes the pod's secret.
+	require.Equal(t, "https://jupyter-249e1ccff1894822af39ac822637f881.lambdaspaces.com/", got.JupyterURL)
+	require.Equal(t, "2c60c3b5a671060bc6148900a3ac7a42", got.IDESecret)
 	require.Empty(t, got.CodeServerURL)
 
 	_, err = c.Launch(ctx, gpu.LaunchRequest{Offer: gpu.Offer{ID: "gpu_1x_a100_sxm4@us-east-1"}, Name: "pod-8"})
@@ -676,7 +683,14 @@ func TestLaunchUserData(t *testing.T) {
 	require.Equal(t, string(images.StartScript), files["/usr/local/bin/gpubroker-start.sh"])
 	require.Equal(t, "code-server", env["GPUBROKER_IDE"])
 	require.Equal(t, secret, env["PASSWORD"])
-	require.Equal(t, "8443", env["GPUBROKER_IDE_PORT"])
+	require.Equal(t, "8080", env["GPUBROKER_IDE_PORT"], "behind Caddy")
+	require.NotContains(t, env, "GPUBROKER_TLS_CERT", "Caddy terminates TLS")
+	require.Equal(t, "{$GPUBROKER_HOST} {\n\treverse_proxy 127.0.0.1:8080\n}\n", files["/etc/gpubroker/Caddyfile"])
+	require.Contains(t, cc.RunCmd, "/usr/local/bin/gpubroker-public-host > /etc/gpubroker/caddy.env")
+	require.Contains(t, strings.Join(cc.RunCmd, "\n"), "caddy_"+lambda.CaddyVersion+"_linux_amd64.tar.gz && echo '")
+	require.Contains(t, strings.Join(cc.RunCmd, "\n"), "sha512sum -c -")
+	require.Contains(t, cc.RunCmd, "systemctl enable --now gpubroker-caddy.service")
+	require.Contains(t, files["/etc/systemd/system/gpubroker-caddy.service"], "AmbientCapabilities=CAP_NET_BIND_SERVICE")
 	require.Equal(t, "0", env["GPUBROKER_SSHD"], "the VM's own sshd already runs")
 	require.Equal(t, workspace.URL, env["GPUBROKER_WORKSPACE_URL"])
 	require.Equal(t, workspace.SHA256, env["GPUBROKER_WORKSPACE_SHA256"])
@@ -697,16 +711,22 @@ func TestLaunchUserData(t *testing.T) {
 	got, err := c.GetInstance(ctx, inst.ID)
 	require.NoError(t, err)
 	require.Equal(t, gpu.StateRunning, got.State)
-	require.Equal(t, "https://198.51.100.7:8443/", got.CodeServerURL)
-	require.Empty(t, got.JupyterURL, "Lambda's own Jupyter is not the workspace")
+	require.Equal(t, "https://198-51-100-7.nip.io/", got.CodeServerURL, "Caddy's certificate, on 443")
+	require.Empty(t, got.JupyterURL, "Lambda's own Jupyter is not the code-server workspace")
+	require.Empty(t, got.IDESecret, "code-server's password is ours")
 	require.Equal(t, "ubuntu", got.SSHUser)
 
-	// Jupyter: the token, and no code-server to install.
+	// Jupyter is Lambda's own, with Lambda's token: the bootstrap only unpacks the workspace,
+	// which Jupyter's root (the ubuntu user's home) shows through a link; no code-server.
 	_, err = c.Launch(ctx, gpu.LaunchRequest{Offer: offer, Name: "pod-10", IDE: gpu.IDEJupyter, IDESecret: secret,
 		BootURL: "https://gpubroker.example/api/pods/10/boot", BootSecret: "boot-s3cret"})
 	require.NoError(t, err)
-	cc, _, env = parseUserData(t, f.launches[1]["user_data"].(string))
-	require.Equal(t, secret, env["JUPYTER_PASSWORD"])
+	cc, files, env = parseUserData(t, f.launches[1]["user_data"].(string))
+	require.Equal(t, "none", env["GPUBROKER_IDE"])
+	require.Empty(t, env["JUPYTER_PASSWORD"], "Lambda's Jupyter has Lambda's token")
+	require.Contains(t, cc.RunCmd, "ln -sfn /workspace /home/ubuntu/workspace && chown -h ubuntu:ubuntu /home/ubuntu/workspace")
+	require.NotContains(t, files, "/etc/gpubroker/Caddyfile")
+	require.NotContains(t, strings.Join(cc.RunCmd, "\n"), "caddy")
 	require.Equal(t, "https://gpubroker.example/api/pods/10/boot", env["GPUBROKER_BOOT_URL"], "the bootstrap reports its steps")
 	require.Equal(t, "boot-s3cret", env["GPUBROKER_BOOT_SECRET"])
 	require.Empty(t, env["PASSWORD"])
