@@ -66,11 +66,14 @@ type Pod struct {
 // PodUpdate is a change to a pod's columns, made with or without a status move; nil fields
 // are left as they are. Error set to "" clears the error.
 type PodUpdate struct {
-	Provider          *string
-	InstanceID        *string
-	OfferID           *string
-	CostCentsPerHour  *int64
-	Connection        *Connection
+	Provider         *string
+	InstanceID       *string
+	OfferID          *string
+	CostCentsPerHour *int64
+	Connection       *Connection
+	// IDESecret replaces the pod's IDE secret when the provider runs the IDE with its own
+	// (Lambda's jupyter_token).
+	IDESecret         *string
 	Error             *string
 	DeployRequestedAt *time.Time
 	CapturedAt        *time.Time

@@ -345,6 +345,9 @@ func (w *ProvisionWorker) relaunch(ctx context.Context, pod *gpubroker.Pod) erro
 // when the pod has one of their keys, and the IDE link with its secret.
 func (w *ProvisionWorker) target(pod *gpubroker.Pod, inst *gpu.Instance) ready.Target {
 	t := ready.Target{IDE: gpu.IDEJupyter, URL: inst.JupyterURL, Secret: pod.IDESecret}
+	if inst.IDESecret != "" { // the provider's own IDE, with its own secret (Lambda's Jupyter)
+		t.Secret = inst.IDESecret
+	}
 	if inst.JupyterURL == "" && inst.CodeServerURL != "" {
 		t.IDE, t.URL = gpu.IDECodeServer, inst.CodeServerURL
 	}
@@ -373,8 +376,12 @@ func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst 
 		conn.SSH = sshCommand(inst)
 	}
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodRunning,
-			gpubroker.PodUpdate{Connection: &conn, StartedAt: &now, EndsAt: &ends})
+		set := gpubroker.PodUpdate{Connection: &conn, StartedAt: &now, EndsAt: &ends}
+		if inst.IDESecret != "" {
+			// The customer logs in with the provider's secret (Lambda's jupyter_token), not ours.
+			set.IDESecret = &inst.IDESecret
+		}
+		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodRunning, set)
 		if err != nil || !ok {
 			return err
 		}

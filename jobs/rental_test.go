@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/gpu/ready"
 	"gpubroker/gpu/sim"
 	"gpubroker/postgres"
 )
@@ -460,4 +462,55 @@ func TestProvisionWaitsForTheSSHAddress(t *testing.T) {
 	pod := b.pod(t, podID)
 	require.Equal(t, gpubroker.PodRunning, pod.Status)
 	require.NotEmpty(t, pod.Connection.SSH)
+}
+
+// ownSecret is a provider that runs the IDE with a secret of its own, as Lambda's JupyterLab
+// does with its jupyter_token.
+type ownSecret struct {
+	gpu.Provider
+	secret string
+}
+
+func (p ownSecret) GetInstance(ctx context.Context, id string) (*gpu.Instance, error) {
+	in, err := p.Provider.GetInstance(ctx, id)
+	if err == nil && in.State == gpu.StateRunning {
+		in.IDESecret = p.secret
+	}
+	return in, err
+}
+
+// recordingReady says every target is usable and keeps what it was asked.
+type recordingReady struct {
+	mu      sync.Mutex
+	targets []ready.Target
+}
+
+func (r *recordingReady) Check(_ context.Context, t ready.Target) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.targets = append(r.targets, t)
+	return nil
+}
+
+// Issue 20.4: a provider's own IDE secret (Lambda's jupyter_token) is what readiness checks
+// the link with, and becomes the pod's: the customer's link and email carry it, not ours.
+func TestProvisionTakesTheProvidersIDESecret(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.deps.Broker = gpu.NewBroker(ownSecret{Provider: b.sim, secret: "lambda-jupyter-token"})
+	rec := &recordingReady{}
+	b.deps.Ready = rec
+	_, podID, _ := b.authorized(t, "own-secret@example.com")
+	work(t, b, &CaptureWorker{d: b.deps}, CaptureArgs{PodID: podID})
+	p := &ProvisionWorker{d: b.deps}
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	work(t, b, p, ProvisionArgs{PodID: podID})
+	pod := b.pod(t, podID)
+	require.Equal(t, gpubroker.PodRunning, pod.Status)
+	require.Equal(t, "lambda-jupyter-token", pod.IDESecret)
+	require.NotEmpty(t, rec.targets)
+	require.Equal(t, "lambda-jupyter-token", rec.targets[len(rec.targets)-1].Secret)
+	var text string
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT text_body FROM emails WHERE dedupe_key = 'pod_ready:' || $1`, podID).Scan(&text))
+	require.Contains(t, text, "token=lambda-jupyter-token")
 }

@@ -149,6 +149,9 @@ func podSet(u gpubroker.PodUpdate, lead ...any) (string, []any, error) {
 	if u.Error != nil {
 		set("error", nullIfEmpty(*u.Error))
 	}
+	if u.IDESecret != nil {
+		set("ide_secret", *u.IDESecret)
+	}
 	for _, c := range []struct {
 		col string
 		v   *time.Time
