@@ -21,6 +21,7 @@ import (
 	"gpubroker/gpu"
 	"gpubroker/gpu/gputest"
 	"gpubroker/gpu/lambda"
+	"gpubroker/gpu/lambda/lambdafake"
 	"gpubroker/gpu/sim"
 	"gpubroker/images"
 )
@@ -78,6 +79,7 @@ type fakeLambda struct {
 	instances []*fakeInstance
 	launches  []map[string]any
 	inject    map[string][]reply // "METHOD /path" → replies to send next
+	firewall  lambdafake.Firewall
 }
 
 func newFake(t *testing.T) (*fakeLambda, *httptest.Server) {
@@ -115,6 +117,10 @@ func (f *fakeLambda) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("Authorization") != "Bearer "+apiKey {
 		send(lambdaError(http.StatusUnauthorized, "global/invalid-api-key", "API key was invalid, expired, or deleted."))
+		return
+	}
+	if r.URL.Path == "/firewall-rules" {
+		f.firewall.ServeHTTP(w, r)
 		return
 	}
 	route := r.Method + " " + r.URL.Path
