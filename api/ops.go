@@ -126,7 +126,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprou
 }
 
 // alertedActions are the audit actions ops/alerts.yml reads: exported from the start.
-var alertedActions = []string{"refund.failed", "email.sandbox_rejected",
+var alertedActions = []string{"refund.failed", "email.sandbox_rejected", "lambda.firewall_failed",
 	"reconcile.orphan_instance", "reconcile.overdue_pod", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift"}
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -147,6 +147,7 @@ func TestMetricsExportAlertSeriesFromZero(t *testing.T) {
 		`gpubroker_audit_events_total{action="reconcile.refund_queued"} 0`,
 		`gpubroker_audit_events_total{action="reconcile.provision_requeued"} 0`,
 		`gpubroker_audit_events_total{action="reconcile.drift"} 0`,
+		`gpubroker_audit_events_total{action="lambda.firewall_failed"} 0`, // GPUBrokerLambdaFirewallFailing
 		"# TYPE gpubroker_reconcile_drift_orders gauge\ngpubroker_reconcile_drift_orders 0\n",
 	} {
 		require.Contains(t, m, line)

@@ -70,6 +70,9 @@ type Deps struct {
 	RetryDelay time.Duration
 	// OnOffers receives every published feed (the dev server serves the latest at /offers.json).
 	OnOffers func([]byte)
+	// Firewall is Lambda's, when a Lambda key is configured: lambda_firewall keeps it open
+	// (FirewallPeriodicJob). nil: no such job.
+	Firewall Firewall
 }
 
 // Readiness tells whether what a customer is shown of a pod answers (gpu/ready.Checker).
@@ -134,6 +137,7 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &RefreshOffersWorker{d: d})
 	river.AddWorker(workers, &TerminateInstanceWorker{d: d})
 	river.AddWorker(workers, &ReconcileWorker{d: d})
+	river.AddWorker(workers, &LambdaFirewallWorker{d: d})
 }
 
 // DefaultReconcileInterval is how often the reconciler runs when nothing says otherwise.

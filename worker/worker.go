@@ -80,6 +80,9 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 	}
 	if !opts.NoPeriodic {
 		cfg.PeriodicJobs = jobs.PeriodicJobs(opts.PodHealthInterval, opts.ReconcileInterval)
+		if deps.Firewall != nil { // a Lambda key is configured
+			cfg.PeriodicJobs = append(cfg.PeriodicJobs, jobs.FirewallPeriodicJob())
+		}
 	}
 	return river.NewClient(riverpgxv5.New(pool), cfg)
 }

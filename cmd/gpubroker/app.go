@@ -311,6 +311,11 @@ func (m *Main) startWorker(ctx context.Context, catalog *gpubroker.Catalog, paym
 		OnOffers: m.offers.set, StepTimeout: 2 * cfg.JobTimeout, ReconcileInterval: cfg.ReconcileInterval,
 		Clock: gpubroker.RentalClock{Hour: cfg.RentalHour, ReleaseMargin: cfg.HoldReleaseMargin},
 	}
+	for _, p := range providers {
+		if f, ok := p.(jobs.Firewall); ok { // Lambda's: lambda_firewall keeps it open
+			m.JobDeps.Firewall = f
+		}
+	}
 	if err := m.aws(ctx, m.JobDeps); err != nil {
 		return err
 	}
