@@ -2,7 +2,7 @@
 // or pod was lost (make chaos; see package internal/chaos). It prints progress, the violations
 // it found, and one line:
 //
-//	chaos: customers=50 kills=… rescued_jobs=… pg_restarts=1 faults=… redeliveries=… violations=0 recovery_after_last_kill=…s elapsed=…s
+//	chaos: customers=50 kills=… pg_restarts=1 faults=… money_faults=<struck>/<armed> simulated_hours=… redeliveries=… ops_retries=… violations=0 …
 //
 // and exits 1 when there was any violation (the run's logs and cluster are then kept).
 package main
@@ -28,6 +28,7 @@ func main() {
 	flag.Uint64Var(&o.Seed, "seed", 0, "randomness (0: random; printed, so a run can be repeated)")
 	flag.DurationVar(&o.Quiet, "quiet", chaos.Defaults.Quiet, "how long to wait for quiet after the last customer")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the run's directory (logs, cluster) even when it passes")
+	flag.DurationVar(&o.RentalHour, "rental-hour", chaos.Defaults.RentalHour, "how long a rented hour lasts in the run (RENTAL_HOUR of the processes)")
 	flag.Parse()
 	o.Log = os.Stderr
 	if _, err := os.Stat(o.Gpubroker); err != nil {
@@ -44,6 +45,7 @@ func main() {
 	for _, v := range res.Violations {
 		fmt.Println("violation:", v)
 	}
+	fmt.Println("chaos: money faults struck/armed by path and kind:", res.MoneyKinds)
 	fmt.Println(res.Line())
 	if len(res.Violations) > 0 {
 		fmt.Fprintln(os.Stderr, "chaos: logs and cluster kept in", res.Dir)

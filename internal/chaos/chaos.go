@@ -15,6 +15,7 @@
 package chaos
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -55,6 +56,14 @@ var processEnv = []string{
 	"JOB_TIMEOUT=4s", "RESCUE_STUCK_JOBS_AFTER=10s", "POD_HEALTH_INTERVAL=1s", "RECONCILE_INTERVAL=3s", "LOG_LEVEL=info",
 }
 
+// The run's clock: a rented hour lasts RentalHour (RENTAL_HOUR), so every pod reaches the end
+// of its paid time within the run; card holds last holdLifetime at the Stripe stand-in and
+// undeployed ones are released releaseMargin before (HOLD_RELEASE_MARGIN).
+const (
+	holdLifetime  = 2 * time.Minute
+	releaseMargin = 40 * time.Second
+)
+
 // Options configure a run.
 type Options struct {
 	Gpubroker   string        // the gpubroker binary (a production build)
@@ -65,12 +74,21 @@ type Options struct {
 	Seed        uint64        // randomness (0: random)
 	Quiet       time.Duration // how long to wait for quiet after the last customer
 	Keep        bool          // keep the run's directory (logs, cluster) even when it passes
+	RentalHour  time.Duration // how long a rented hour lasts in the run (RENTAL_HOUR)
 	Log         io.Writer     // progress lines; nil: none
 }
 
 // Result is what a run found.
 type Result struct {
 	Customers, Kills, PGRestarts, Faults, Redeliveries int
+	// MoneyFaults are the aimed faults armed and the ones that struck; MoneyKinds says it per
+	// path and kind.
+	MoneyArmed, MoneyStruck int
+	MoneyKinds              string
+	// SimulatedHours is how many rented hours the run's clock went through.
+	SimulatedHours float64
+	// OpsRetries counts the finished jobs ops retried from the River UI after the run.
+	OpsRetries int
 	// Rescued counts the jobs River rescued from a killed worker (RescueStuckJobsAfter).
 	Rescued int
 	// Recovery is the time from the last kill to quiet: every job run, every pod steady.
@@ -82,8 +100,8 @@ type Result struct {
 
 // Line is the one-line summary.
 func (r *Result) Line() string {
-	return fmt.Sprintf("chaos: customers=%d kills=%d rescued_jobs=%d pg_restarts=%d faults=%d redeliveries=%d violations=%d recovery_after_last_kill=%.1fs elapsed=%.0fs",
-		r.Customers, r.Kills, r.Rescued, r.PGRestarts, r.Faults, r.Redeliveries, len(r.Violations), r.Recovery.Seconds(), r.Elapsed.Seconds())
+	return fmt.Sprintf("chaos: customers=%d kills=%d pg_restarts=%d faults=%d money_faults=%d/%d simulated_hours=%.0f redeliveries=%d ops_retries=%d violations=%d rescued_jobs=%d recovery_after_last_kill=%.1fs elapsed=%.0fs",
+		r.Customers, r.Kills, r.PGRestarts, r.Faults, r.MoneyStruck, r.MoneyArmed, r.SimulatedHours, r.Redeliveries, r.OpsRetries, len(r.Violations), r.Rescued, r.Recovery.Seconds(), r.Elapsed.Seconds())
 }
 
 // run is one chaos run's world.
@@ -97,6 +115,12 @@ type run struct {
 	workers []*gbproc.Proc
 	stripe  *billing.Client // ops' own Stripe access (the refund by hand)
 	catalog *gpubroker.Catalog
+
+	ctx    context.Context // the run's, for restarts from inside a call
+	procMu sync.Mutex      // one kill or restart of the workers at a time
+	aims   aims
+	// randomFaults are the faultLoop's Stripe faults, disarmed by calm (aimed ones stay).
+	randomFaults []*stripesim.Armed
 
 	mu       sync.Mutex
 	rng      *mrand.Rand
@@ -120,7 +144,7 @@ func (r *run) rand(n int) int {
 }
 
 // Defaults are the run's sizes where Options leaves them zero (make chaos's flags show them).
-var Defaults = Options{Customers: 50, Concurrency: 10, Workers: 2, KillEvery: 6 * time.Second, Quiet: 5 * time.Minute}
+var Defaults = Options{Customers: 50, Concurrency: 10, Workers: 2, KillEvery: 6 * time.Second, Quiet: 5 * time.Minute, RentalHour: 30 * time.Second}
 
 // Run runs the chaos and returns what it found; err is for a run that could not be made at all.
 func Run(ctx context.Context, o Options) (res *Result, err error) {
@@ -129,11 +153,12 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	o.Workers = cmp.Or(max(o.Workers, 0), Defaults.Workers)
 	o.KillEvery = cmp.Or(max(o.KillEvery, 0), Defaults.KillEvery)
 	o.Quiet = cmp.Or(max(o.Quiet, 0), Defaults.Quiet)
+	o.RentalHour = cmp.Or(max(o.RentalHour, 0), Defaults.RentalHour)
 	if o.Seed == 0 {
 		o.Seed = mrand.Uint64()
 	}
 	start := time.Now()
-	r := &run{opts: o, rng: mrand.New(mrand.NewPCG(o.Seed, 1))}
+	r := &run{opts: o, ctx: ctx, rng: mrand.New(mrand.NewPCG(o.Seed, 1))}
 	res = &Result{Customers: o.Customers}
 	defer func() { res.Elapsed = time.Since(start) }()
 
@@ -175,7 +200,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return res, err
 	}
 	webhookSecret, runpodKey, originSecret := "whsec_"+rand.Text(), "rpa_"+rand.Text(), rand.Text()+rand.Text()
-	r.front = newFront(ln, fmt.Sprintf("127.0.0.1:%d", apiPort), webhookSecret, runpodKey, originSecret, images, slog.New(slog.NewTextHandler(r.logFile("stand-ins"), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	r.front = newFront(ln, fmt.Sprintf("127.0.0.1:%d", apiPort), webhookSecret, runpodKey, originSecret, images, holdLifetime, r.killAll, slog.New(slog.NewTextHandler(r.logFile("stand-ins"), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	r.stripe = billing.New(billing.Config{SecretKey: "sk_test_ops", APIBase: r.front.url + stripePrefix})
 
 	env := append([]string{
@@ -184,6 +209,10 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		"RUNPOD_API_KEY=" + runpodKey, "RUNPOD_API_BASE=" + r.front.url + runpodPrefix,
 		"RUNPOD_PROXY_URL=" + r.front.url + runpodProxyPrefix + "/{pod}-{port}/",
 		"TRUSTED_PROXY_HOPS=1",
+		"RENTAL_HOUR=" + o.RentalHour.String(), "HOLD_RELEASE_MARGIN=" + releaseMargin.String(),
+		// Every email goes out through the real SES SDK to the counting fake.
+		"SES_FROM=chaos@gpubroker.test", "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=chaos", "AWS_SECRET_ACCESS_KEY=chaos",
+		"AWS_ENDPOINT_URL_SESV2=" + r.front.url + sesPrefix,
 	}, processEnv...)
 	// As in production, only the api is behind the CDN, and it answers the front alone.
 	r.api = r.proc("api", "api", append(slices.Clip(env), "ORIGIN_SECRET="+originSecret))
@@ -208,6 +237,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	chaosWG.Go(func() { r.orphan(chaosCtx) })
 
+	clockStart := time.Now()
 	r.customers(ctx)
 	stopChaos()
 	chaosWG.Wait()
@@ -215,7 +245,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	r.logf("customers done; %d kills, %d PostgreSQL restarts, %d faults; waiting for quiet", r.kills.Load(), r.restarts.Load(), r.faults.Load())
 
 	// A storm of old events, newest first, as Stripe's retries after an outage might bring them.
-	events := r.front.stripe.Events()
+	events := r.redeliverable()
 	for _, ev := range slices.Backward(events) {
 		if _, err := r.front.stripe.Resend(ctx, ev.ID); err == nil {
 			r.redeliveries.Add(1)
@@ -223,6 +253,17 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 
 	quietAt, quietErr := r.waitQuiet(ctx)
+	if quietErr == nil {
+		// Ops press Retry in the River UI on finished money and email jobs, as they might at
+		// 3 a.m. on the wrong row: nothing may happen twice.
+		if res.OpsRetries, err = r.opsRetry(ctx); err != nil {
+			return res, err
+		}
+		if res.OpsRetries > 0 {
+			_, quietErr = r.waitQuiet(ctx)
+		}
+	}
+	res.SimulatedHours = time.Since(clockStart).Hours() / o.RentalHour.Hours()
 	r.mu.Lock()
 	if !r.lastKill.IsZero() {
 		res.Recovery = quietAt.Sub(r.lastKill)
@@ -234,6 +275,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		res.Violations = append(res.Violations, quietErr.Error())
 	}
 	res.Violations = append(res.Violations, r.check(ctx)...)
+	var missed []string
+	res.MoneyArmed, res.MoneyStruck, res.MoneyKinds, missed = r.aims.report()
+	res.Violations = append(res.Violations, missed...)
 	return res, nil
 }
 
@@ -315,15 +359,19 @@ func (r *run) killLoop(ctx context.Context) {
 		case <-time.After(d):
 		}
 		w := r.workers[r.rand(len(r.workers))]
+		r.procMu.Lock()
 		w.Kill()
 		r.kills.Add(1)
 		r.mu.Lock()
 		r.lastKill = time.Now()
 		r.mu.Unlock()
 		time.Sleep(time.Duration(200+r.rand(800)) * time.Millisecond)
-		if err := w.Start(context.WithoutCancel(ctx)); err != nil {
-			r.logf("restarting %s: %v", w.Name, err)
+		if w.Exited() {
+			if err := w.Start(context.WithoutCancel(ctx)); err != nil {
+				r.logf("restarting %s: %v", w.Name, err)
+			}
 		}
+		r.procMu.Unlock()
 	}
 }
 
@@ -340,16 +388,16 @@ func (r *run) faultLoop(ctx context.Context) {
 		func() { rp.SetNoCapacityAll(true); time.Sleep(1500 * time.Millisecond); rp.SetNoCapacityAll(false) },
 		func() { rp.Hang(sim.OpGet, 2*time.Second); time.Sleep(3 * time.Second); rp.Hang(sim.OpGet, 0) },
 		func() {
-			ss.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.FailBefore, Times: 1})
+			r.randomFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.FailBefore, Times: 1})
 		},
 		func() {
-			ss.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.LoseAnswer, Times: 1})
+			r.randomFault(stripesim.Fault{Method: "POST", Path: "/v1/payment_intents/*/capture", Mode: stripesim.LoseAnswer, Times: 1})
 		},
 		func() {
-			ss.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: stripesim.FailAfter, Times: 1})
+			r.randomFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: stripesim.FailAfter, Times: 1})
 		},
 		func() {
-			ss.InjectFault(stripesim.Fault{Method: "GET", Path: "/v1/payment_intents/*", Mode: stripesim.FailBefore, Times: 1})
+			r.randomFault(stripesim.Fault{Method: "GET", Path: "/v1/payment_intents/*", Mode: stripesim.FailBefore, Times: 1})
 		},
 		func() { // webhooks held back, then delivered newest first
 			ss.PauseDelivery(true)
@@ -358,7 +406,7 @@ func (r *run) faultLoop(ctx context.Context) {
 			ss.PauseDelivery(false)
 			held := ss.Events()[before:]
 			for _, ev := range slices.Backward(held) {
-				_, _ = ss.Resend(context.WithoutCancel(ctx), ev.ID)
+				_, _ = ss.Resend(context.WithoutCancel(ctx), ev.ID) // their first delivery
 			}
 		},
 	}
@@ -376,11 +424,24 @@ func (r *run) faultLoop(ctx context.Context) {
 	}
 }
 
-// calm clears every fault switch left on.
+// calm clears every random fault switch left on; aimed faults wait for their call.
 func (r *run) calm() {
 	r.front.runpod.Sim.ClearFaults()
-	r.front.stripe.ClearFaults()
+	r.mu.Lock()
+	for _, a := range r.randomFaults {
+		a.Disarm()
+	}
+	r.randomFaults = nil
+	r.mu.Unlock()
 	r.front.stripe.PauseDelivery(false)
+}
+
+// randomFault injects one of faultLoop's Stripe faults.
+func (r *run) randomFault(f stripesim.Fault) {
+	a := r.front.stripe.InjectFault(f)
+	r.mu.Lock()
+	r.randomFaults = append(r.randomFaults, a)
+	r.mu.Unlock()
 }
 
 // redeliverLoop sends a few already delivered events again, in random order.
@@ -391,7 +452,7 @@ func (r *run) redeliverLoop(ctx context.Context) {
 			return
 		case <-time.After(time.Second):
 		}
-		events := r.front.stripe.Events()
+		events := r.redeliverable()
 		for range min(3, len(events)) {
 			ev := events[r.rand(len(events))]
 			if _, err := r.front.stripe.Resend(ctx, ev.ID); err == nil {
@@ -461,11 +522,13 @@ func (r *run) kill(ctx context.Context, o *outcome) error {
 	if !r.front.runpod.Sim.Fail(instanceID, "chaos: the host failed") {
 		return fmt.Errorf("instance %s was not live", instanceID)
 	}
-	return until(ctx, "the dead pod to be noticed", 2*time.Minute, func() (bool, error) {
+	err := until(ctx, "the dead pod to be noticed", 2*time.Minute, func() (bool, error) {
 		var status string
 		err := r.pool.QueryRow(ctx, `SELECT status FROM pods WHERE id = $1`, o.podID).Scan(&status)
 		return err == nil && status == string(gpubroker.PodFailed), nil
 	})
+	o.sawDead = time.Now()
+	return err
 }
 
 // manualRefund is what ops refund by hand in Stripe's dashboard in the manual scenario.
@@ -521,7 +584,10 @@ func (r *run) waitQuiet(ctx context.Context) (time.Time, error) {
 
 // jobsToRun matches the jobs still to run or running, leaving out the periodic ones, which
 // are always about to run again.
-const jobsToRun = `state IN ('available', 'running', 'retryable', 'pending') AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers')`
+// Scheduled ones count when due within five minutes: with the run's clock, the ends of paid
+// time, reminders and hold releases all fall within the run.
+const jobsToRun = `(state IN ('available', 'running', 'retryable', 'pending') OR (state = 'scheduled' AND scheduled_at < now() + interval '5 minutes'))
+	AND kind NOT IN ('pod_health', 'reconcile', 'refresh_offers')`
 
 // busy says what is still going on, or "".
 func (r *run) busy(ctx context.Context) string {
@@ -534,7 +600,9 @@ func (r *run) busy(ctx context.Context) string {
 	if jobs > 0 {
 		return fmt.Sprintf("%d jobs to run (%s)", jobs, kinds)
 	}
-	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM pods WHERE status IN ('deploying', 'provisioning', 'terminating')`).Scan(&pods); err != nil {
+	// Every rental ends within the run: a running pod is still on its way (one past its time
+	// holds quiet off until Quiet runs out, and the checks name it).
+	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM pods WHERE status IN ('deploying', 'provisioning', 'terminating', 'running')`).Scan(&pods); err != nil {
 		return err.Error()
 	}
 	if pods > 0 {
@@ -588,6 +656,28 @@ func (r *run) strayInstances(ctx context.Context) []string {
 		if rec.Status != gpu.StateTerminated && !owned[rec.ID] {
 			out = append(out, rec.ID+" ("+string(rec.Status)+")")
 		}
+	}
+	return out
+}
+
+// redeliverable are the events the chaos may send again: all but those of customers who run
+// with redelivery off, once delivered. Stripe does not send again an event we answered 200, so
+// those customers' orders must go through on every event's first delivery.
+func (r *run) redeliverable() []stripesim.Event {
+	r.mu.Lock()
+	var ids []string
+	for _, o := range r.outcomes {
+		if o.noRedeliver {
+			ids = append(ids, o.ids...)
+		}
+	}
+	r.mu.Unlock()
+	var out []stripesim.Event
+	for _, ev := range r.front.stripe.Events() {
+		if ev.Delivered && slices.ContainsFunc(ids, func(id string) bool { return id != "" && bytes.Contains(ev.Raw, []byte(id)) }) {
+			continue
+		}
+		out = append(out, ev)
 	}
 	return out
 }

@@ -58,10 +58,15 @@ func (r *run) money(o *orderRow) (captured, refunded int64, problems []string) {
 		if n := ss.CaptureCount(pi.ID); n > 1 {
 			problems = append(problems, fmt.Sprintf("%s captured %d times", pi.ID, n))
 		}
+		if n := ss.CapturesRefused(pi.ID); n > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %d captures asked after it was captured (a retry that did not look first)", pi.ID, n))
+		}
 		var back int64
 		if pi.LatestCharge != nil {
-			if ch := ss.Charge(*pi.LatestCharge); ch != nil {
-				back = ch.AmountRefunded
+			if ch := ss.Charge(*pi.LatestCharge); ch != nil && ch.Captured {
+				// Stripe counts the part of a hold never captured (all of a released one) as
+				// refunded: only what goes back of the captured amount is a refund.
+				back = ch.AmountRefunded - (ch.Amount - ch.AmountCaptured)
 			}
 		}
 		if back > pi.AmountReceived {
@@ -73,50 +78,54 @@ func (r *run) money(o *orderRow) (captured, refunded int64, problems []string) {
 	return captured, refunded, problems
 }
 
-// expectedKept is what the customer should have paid in the end, from what they did, as the
-// range [lo, hi] it may fall in: nothing for a pod that never ran; for one that did, the plan
-// fee and every hour bought while it still runs, and, stopped by its owner or dead at the
-// provider (one rule for both), the minutes used: the refund is every unused minute at the rate,
-// rounded down to the cent, a begun minute counting as used (at least one); minus what ops
-// refunded by hand. It is computed here, not by the product's functions.
+// expectedKept is what the customer should have paid in the end, from its own record, as the
+// range [lo, hi] it may fall in: nothing for a pod that never ran; for one that did, the price
+// it was shown and every extension hour that moved its end, and, stopped by its owner or dead at
+// the provider (one rule for both), the minutes used: the refund is every unused minute at the
+// rate it was shown, rounded down to the cent, a begun minute counting as used (at least one);
+// minus what ops refunded by hand. An extension paid after the pod ended comes back in full.
+// Nothing here is read from our tables or computed by the product's functions.
 //
-// The product counts minutes up to the Stop request it received, or the first health check that
-// found the pod dead: after the driver's click (stoppedAt) or kill (killedAt), and before the pod
-// ended (endedAt, set by the termination or by the second dead check). Later means more minutes
-// used and more kept, so the two ends of that window give lo and hi; they are one value unless
-// a minute boundary falls inside it.
-func expectedKept(out *outcome, o *orderRow) (lo, hi int64, why string) {
-	if out.scenario == scFree || !out.deployed || o.startedAt == nil {
-		return 0, 0, "nothing: the pod never ran"
+// The paid time starts when the pod first answered: after its instance booted at the provider
+// (startLo, from the stand-in's record) and before the customer saw it running (sawRunning). It
+// ends at the Stop request the product received (between the click and its answer) or at the
+// check that found it dead (between the kill and the driver seeing it noticed). The earliest
+// end after the latest start gives lo, the latest end after the earliest start hi. hour is how
+// long a rented hour lasts in the run.
+func expectedKept(out *outcome, startLo time.Time, hour time.Duration) (lo, hi int64, why string) {
+	if out.scenario == scFree || !out.ran {
+		return 0, 0, "nothing: the pod never ran (or was free)"
 	}
-	hours := o.hours + out.extended
-	paid := o.amount + int64(out.extended)*o.hourly // the order (fee and hours) and each extension's hour
-	var from time.Time
+	hours := out.hours + out.extended
+	paid := out.shown + int64(out.extended)*out.hourly
+	var endLo, endHi time.Time
 	switch {
 	case !out.stoppedAt.IsZero():
-		from, why = out.stoppedAt, "the fee and the minutes used up to its owner's Stop; every unused minute refunded"
+		endLo, endHi, why = out.stoppedAt, out.stopAnswered, "the fee and the minutes used up to its owner's Stop; every unused minute refunded"
 	case !out.killedAt.IsZero():
-		from, why = out.killedAt, "the fee and the minutes used up to when it was found dead; every unused minute refunded, as for a Stop"
+		endLo, endHi, why = out.killedAt, out.sawDead, "the fee and the minutes used up to when it was found dead; every unused minute refunded, as for a Stop"
 	default:
-		return paid - out.manualCent, paid - out.manualCent, "every hour bought: it runs"
+		return paid - out.manualCent, paid - out.manualCent, "the price shown and every hour bought: it ran to its end"
 	}
-	to := from
-	if o.endedAt != nil && o.endedAt.After(from) {
-		to = *o.endedAt
+	if endHi.Before(endLo) {
+		endHi = endLo
 	}
-	keptAt := func(t time.Time) int64 {
-		ran := t.Sub(*o.startedAt)
+	if startLo.IsZero() || startLo.After(out.sawRunning) {
+		startLo = out.sawRunning
+	}
+	keptFor := func(start, end time.Time) int64 {
+		d := end.Sub(start)
 		used := int64(1) // a pod that ran has used a minute
-		if ran > 0 {
-			used = int64((ran + time.Minute - 1) / time.Minute) // the minutes begun
+		if d > 0 {
+			used = max(1, int64((d*60+hour-1)/hour)) // the minutes begun, a minute being hour/60
 		}
 		unused := int64(hours)*60 - used
 		if unused <= 0 {
 			return paid
 		}
-		return paid - unused*o.hourly/60
+		return paid - unused*out.hourly/60
 	}
-	return keptAt(from) - out.manualCent, keptAt(to) - out.manualCent, why
+	return keptFor(out.sawRunning, endLo) - out.manualCent, keptFor(startLo, endHi) - out.manualCent, why
 }
 
 // check returns every violation of the promise.
@@ -130,10 +139,26 @@ func (r *run) check(ctx context.Context) []string {
 	}
 	byID := map[string]gpu.State{}
 	launches := map[string]int{} // instances ever created under each name, terminated ones included
-	for _, rec := range r.front.runpod.Sim.Records() {
+	records := r.front.runpod.Sim.Records()
+	for _, rec := range records {
 		byID[rec.ID] = rec.Status
 		launches[rec.Name]++
 	}
+	// bootedBy is the earliest a pod's instance could first answer: the stand-in's record of
+	// the last instance created for it before its owner saw it running, plus the boot.
+	bootedBy := func(out *outcome) time.Time {
+		var at time.Time
+		for _, rec := range records {
+			if rec.Name == jobs.InstanceName(out.podID) && rec.CreatedAt.Before(out.sawRunning) && rec.CreatedAt.After(at) {
+				at = rec.CreatedAt
+			}
+		}
+		if at.IsZero() {
+			return at
+		}
+		return at.Add(bootDelay)
+	}
+	hour := r.opts.RentalHour
 
 	for _, out := range r.outcomes {
 		who := fmt.Sprintf("customer %d (%s, %s)", out.i, out.scenario, out.email)
@@ -159,15 +184,27 @@ func (r *run) check(ctx context.Context) []string {
 		default:
 			add("%s: pod %s is %s", who, out.podID, o.podStatus)
 		}
-		if out.ran && out.stoppedAt.IsZero() && out.killedAt.IsZero() && o.podStatus != gpubroker.PodRunning {
-			add("%s: its pod should still run, it is %s", who, o.podStatus)
+		// Time: every rental ends within the run; one left running ends with its paid time.
+		startLo := bootedBy(out)
+		if o.podStatus == gpubroker.PodRunning {
+			add("%s: its pod still runs after its paid time (%d hours of %s)", who, out.hours+out.extended, hour)
+		}
+		if !out.sawEnded.IsZero() {
+			paidFor := hour * time.Duration(out.hours+out.extended)
+			if earliest := startLo.Add(paidFor); !startLo.IsZero() && out.sawEnded.Before(earliest.Add(-time.Second)) {
+				add("%s: its pod ended %s before its paid time was up", who, earliest.Sub(out.sawEnded).Round(time.Millisecond))
+			}
+			if latest := out.sawRunning.Add(paidFor + endSlack); out.sawEnded.After(latest) {
+				add("%s: its pod ended %s after its paid time was up", who, out.sawEnded.Sub(latest.Add(-endSlack)).Round(time.Millisecond))
+			}
 		}
 		// Money.
 		captured, refunded, problems := r.money(o)
 		for _, p := range problems {
 			add("%s: %s", who, p)
 		}
-		lo, hi, why := expectedKept(out, o)
+		r.holdChecks(out, add, who)
+		lo, hi, why := expectedKept(out, startLo, hour)
 		if got := captured - refunded; got < lo || got > hi {
 			want := fmt.Sprintf("%d¢", lo)
 			if hi != lo {
@@ -184,9 +221,13 @@ func (r *run) check(ctx context.Context) []string {
 				add("%s: pod runs but its instance %s is %q at the provider", who, o.instanceID, byID[o.instanceID])
 			}
 		}
-		// Emails: exactly one of each that the journey called for.
+		// Emails: exactly one of each that the journey called for, each sent once.
 		ran := o.startedAt != nil
+		if out.ran && !ran {
+			add("%s: its owner saw the pod running, our record says it never started", who)
+		}
 		ended := ran && o.podStatus != gpubroker.PodRunning
+		r.sendChecks(ctx, out, add, who)
 		for _, m := range []struct {
 			kind, key string
 			want      bool
@@ -246,4 +287,86 @@ func (r *run) check(ctx context.Context) []string {
 		rows.Close()
 	}
 	return v
+}
+
+// endSlack is how late a pod may end after its paid time: the terminate job's run, a worker
+// killed under it and rescued, the provider's answer.
+const endSlack = 45 * time.Second
+
+// holdChecks: a pod that ran was paid for, with the amount its owner was shown; an undeployed
+// hold was released by us, a margin before its deadline, not left to lapse.
+func (r *run) holdChecks(out *outcome, add func(string, ...any), who string) {
+	if out.pi == "" {
+		return
+	}
+	pi := r.front.stripe.PaymentIntent(out.pi)
+	if pi == nil {
+		add("%s: Stripe does not know its PaymentIntent %s", who, out.pi)
+		return
+	}
+	if out.ran && out.scenario != scFree && (pi.Status != "succeeded" || pi.AmountReceived != out.shown) {
+		add("%s: its pod ran but its payment %s is %s with %d¢ received, expected succeeded with the %d¢ it was shown", who, pi.ID, pi.Status, pi.AmountReceived, out.shown)
+	}
+	if out.scenario != scIdle {
+		return
+	}
+	deadline := out.paidAt.Add(holdLifetime)
+	switch {
+	case pi.Status != "canceled":
+		add("%s: its undeployed hold %s is %s, expected released", who, pi.ID, pi.Status)
+	case pi.CancellationReason != nil && *pi.CancellationReason == "automatic":
+		add("%s: its undeployed hold %s lapsed at Stripe instead of being released before %s", who, pi.ID, deadline.Format(time.TimeOnly))
+	case pi.CanceledAt != nil:
+		at := time.Unix(*pi.CanceledAt, 0)
+		if latest := deadline.Add(-releaseMargin / 2); at.After(latest) {
+			add("%s: its hold was released at %s, later than %s before its deadline %s", who, at.Format(time.TimeOnly), releaseMargin/2, deadline.Format(time.TimeOnly))
+		}
+		if earliest := deadline.Add(-releaseMargin - 5*time.Second); at.Before(earliest) {
+			add("%s: its hold was released at %s, before its last day to deploy (%s)", who, at.Format(time.TimeOnly), earliest.Format(time.TimeOnly))
+		}
+	}
+}
+
+// sendChecks counts what the customer received from SES per kind against our outbox's sent
+// rows: exactly one send per row, whatever was killed or retried.
+func (r *run) sendChecks(ctx context.Context, out *outcome, add func(string, ...any), who string) {
+	sent := map[string]int{}
+	for _, m := range r.front.ses.SentTo(out.email) {
+		for _, t := range m.EmailTags {
+			if t.Name == "kind" {
+				sent[t.Value]++
+			}
+		}
+	}
+	rows, err := r.pool.Query(ctx, `SELECT kind, count(*) FROM emails WHERE to_email = $1 AND status = 'sent' GROUP BY kind`, out.email)
+	if err != nil {
+		add("%s: %v", who, err)
+		return
+	}
+	outbox := map[string]int{}
+	for rows.Next() {
+		var kind string
+		var n int
+		if rows.Scan(&kind, &n) == nil {
+			outbox[kind] = n
+		}
+	}
+	rows.Close()
+	for kind := range sent {
+		if _, ok := outbox[kind]; !ok {
+			outbox[kind] = 0
+		}
+	}
+	for kind, n := range outbox {
+		if sent[kind] != n {
+			add("%s: SES sent %d %s emails for %d sent outbox rows", who, sent[kind], kind, n)
+		}
+	}
+	if out.sawEnded.IsZero() || out.hours+out.extended <= 1 {
+		return
+	}
+	// Left to run past the hour before its end: reminded once per end it reached.
+	if sent[gpubroker.MailPodEnding] < 1 {
+		add("%s: ran to its end without the reminder an hour before", who)
+	}
 }

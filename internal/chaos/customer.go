@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"gpubroker/internal/stripesim"
+	"gpubroker/jobs"
 )
 
 // Scenarios: what a customer does once their pod runs (or instead of deploying).
@@ -31,33 +32,41 @@ const (
 	scManual     = "manual"      // drift on purpose: ops refund part of it by hand in Stripe's dashboard
 )
 
-var rotation = []string{scRun, scStop, scExtend, scDie, scExtendStop, scIdle, scDecline, scFree, scStop, scRun}
+// rotation is the scenarios in turn: fourteen customers meet every one, and every aimed fault
+// (chainOf: three idle holds meet the three kinds that act on a release, two early stops and two
+// deaths the four on a refund, two extensions the four on a read).
+var rotation = []string{scRun, scStop, scStrand, scDie, scExtendStop, scIdle, scDecline, scFree, scStop, scIdle, scExtend, scManual, scIdle, scDie}
 
-// scenarioOf is customer i's scenario: the rotation, with the two drifts at fixed places.
-func scenarioOf(i int) string {
-	switch i {
-	case 2:
-		return scStrand
-	case 5:
-		return scManual
-	}
-	return rotation[i%len(rotation)]
-}
+func scenarioOf(i int) string { return rotation[i%len(rotation)] }
 
-// outcome is what the driver saw happen to one customer, for the checks.
+// outcome is what the driver saw happen to one customer, for the checks: its own record, never
+// read from our tables.
 type outcome struct {
-	i          int
-	scenario   string
-	email      string
-	orderID    string
-	podID      string
-	deployed   bool
-	ran        bool      // the pod reached running
-	stoppedAt  time.Time // when the owner pressed terminate
-	killedAt   time.Time // when the driver killed its instance
-	extended   int       // hours bought through extensions
-	manualCent int64     // refunded by hand at Stripe
-	err        error     // the journey could not be completed (a violation unless explained)
+	i            int
+	scenario     string
+	email        string
+	noRedeliver  bool     // its events are never sent twice (as Stripe, once answered 200)
+	ids          []string // its order, sessions and PaymentIntents, to find its events (under run.mu)
+	orderID      string
+	podID        string
+	hours        int
+	hourly       int64     // the catalog's rate it was shown
+	shown        int64     // the price it was shown: the plan fee and the hours at that rate
+	pi           string    // its order's PaymentIntent
+	paidAt       time.Time // when its card was authorized (the hold's deadline runs from here)
+	deployed     bool
+	deployAt     time.Time
+	ran          bool      // the pod reached running
+	sawRunning   time.Time // when it first saw it running (its paid time began before)
+	stoppedAt    time.Time // when the owner pressed terminate
+	stopAnswered time.Time // when the terminate request was answered
+	killedAt     time.Time // when the driver killed its instance
+	sawDead      time.Time // when the driver saw the product notice
+	sawEnded     time.Time // a pod left to run: when it saw it end with its paid time
+	extended     int       // hours bought through extensions that moved the pod's end
+	lateHours    int       // hours bought through extensions paid after the pod ended
+	manualCent   int64     // refunded by hand at Stripe
+	err          error     // the journey could not be completed (a violation unless explained)
 }
 
 // customer drives one person through the product over HTTP, as the site's pages would.
@@ -77,7 +86,7 @@ func newCustomer(r *run, i int) *customer {
 		r: r, i: i,
 		client: &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		addr:   fmt.Sprintf("10.%d.%d.%d", 1+i/65536%200, i/256%256, i%256),
-		out:    &outcome{i: i, scenario: scenarioOf(i), email: fmt.Sprintf("chaos-%d-%d@example.com", r.opts.Seed, i)},
+		out:    &outcome{i: i, scenario: scenarioOf(i), email: fmt.Sprintf("chaos-%d-%d@example.com", r.opts.Seed, i), noRedeliver: i%3 == 1},
 	}
 }
 
@@ -150,6 +159,10 @@ func (c *customer) steps(ctx context.Context) error {
 	if o.scenario == scFree {
 		order["plan"], order["gpu"], order["region"], order["hours"] = "free", "rtx4090", "us-east", 1
 	}
+	o.hours = order["hours"].(int)
+	if err := c.quote(ctx, order["plan"].(string), order["gpu"].(string), order["region"].(string)); err != nil {
+		return err
+	}
 	code, body, err := c.call(ctx, "POST", "/api/checkout", order)
 	if err != nil {
 		return err
@@ -158,6 +171,7 @@ func (c *customer) steps(ctx context.Context) error {
 		return fmt.Errorf("checkout: %d %v", code, body)
 	}
 	o.orderID, _ = body["order_id"].(string)
+	c.remember(o.orderID, o.email)
 	if o.scenario != scFree {
 		if err := c.pay(ctx, body["checkout_url"]); err != nil {
 			return err
@@ -176,8 +190,15 @@ func (c *customer) steps(ctx context.Context) error {
 	}
 	o.podID, _ = pods[0].(map[string]any)["id"].(string)
 	if o.scenario == scIdle {
+		// Never deployed: the hold is released a margin before its deadline, through faults.
+		c.r.aimStripe(c, pathRelease, "POST", "/v1/payment_intents/"+o.pi+"/cancel", nil)
 		return nil
 	}
+	if o.pi != "" {
+		c.r.aimStripe(c, pathCapture, "POST", "/v1/payment_intents/"+o.pi+"/capture", nil)
+	}
+	c.r.aimLaunch(c, jobs.InstanceName(o.podID))
+	o.deployAt = time.Now()
 	if code, body, err := c.call(ctx, "POST", "/api/pods/"+o.podID+"/deploy", nil); err != nil || code != http.StatusAccepted {
 		return fmt.Errorf("deploy: %d %v %v", code, body, err)
 	}
@@ -190,22 +211,102 @@ func (c *customer) steps(ctx context.Context) error {
 		return err // failed: no GPU could be started (the checks expect its refund)
 	}
 	o.ran = true
+	o.sawRunning = time.Now()
+	if o.scenario == scStop || o.scenario == scDie {
+		c.r.aimStripe(c, pathRefund, "POST", "/v1/refunds", map[string]string{"payment_intent": o.pi})
+	}
 	switch o.scenario {
 	case scStop, scFree:
 		return c.stop(ctx)
 	case scExtend:
-		return c.extend(ctx)
+		if err := c.extend(ctx); err != nil {
+			return err
+		}
+		return c.waitEnd(ctx)
 	case scExtendStop:
 		if err := c.extend(ctx); err != nil {
 			return err
+		}
+		if o.lateHours > 0 {
+			return nil // it ended before the extension went through
 		}
 		return c.stop(ctx)
 	case scDie:
 		return c.r.kill(ctx, o)
 	case scManual:
-		return c.r.refundByHand(ctx, o)
+		if err := c.r.refundByHand(ctx, o); err != nil {
+			return err
+		}
+	}
+	return c.waitEnd(ctx)
+}
+
+// waitEnd waits for a pod left running to end with its paid time.
+func (c *customer) waitEnd(ctx context.Context) error {
+	hours := c.out.hours + c.out.extended
+	status, err := c.waitPodFor(ctx, c.r.opts.RentalHour*time.Duration(hours)+3*time.Minute, "terminated", "failed")
+	if err != nil {
+		return fmt.Errorf("its paid time passed and it still runs: %w", err)
+	}
+	c.out.sawEnded = time.Now()
+	if status != "terminated" {
+		return fmt.Errorf("it ended %s", status)
 	}
 	return nil
+}
+
+// quote is the price the site shows for the order, from the catalog: the plan fee and the hours
+// at the GPU's hourly rate in the region.
+func (c *customer) quote(ctx context.Context, plan, gpuID, region string) error {
+	code, body, err := c.call(ctx, "GET", "/api/catalog", nil)
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("catalog: %d %v", code, err)
+	}
+	raw, _ := json.Marshal(body)
+	var cat struct {
+		Plans []struct {
+			ID       string `json:"id"`
+			FeeCents int64  `json:"fee_cents"`
+		} `json:"plans"`
+		GPUs []struct {
+			GPU     string `json:"gpu"`
+			Regions []struct {
+				Region      string `json:"region"`
+				HourlyCents int64  `json:"hourly_cents"`
+			} `json:"regions"`
+		} `json:"gpus"`
+	}
+	if err := json.Unmarshal(raw, &cat); err != nil {
+		return err
+	}
+	var fee int64 = -1
+	for _, p := range cat.Plans {
+		if p.ID == plan {
+			fee = p.FeeCents
+		}
+	}
+	for _, g := range cat.GPUs {
+		for _, rg := range g.Regions {
+			if g.GPU == gpuID && rg.Region == region {
+				c.out.hourly = rg.HourlyCents
+			}
+		}
+	}
+	if fee < 0 || c.out.hourly == 0 {
+		return fmt.Errorf("catalog has no %s plan or no %s in %s", plan, gpuID, region)
+	}
+	c.out.shown = fee + int64(c.out.hours)*c.out.hourly
+	if plan == "free" {
+		c.out.shown, c.out.hourly = 0, 0
+	}
+	return nil
+}
+
+// remember notes ids that name this customer's objects in Stripe's events.
+func (c *customer) remember(ids ...string) {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	c.out.ids = append(c.out.ids, ids...)
 }
 
 // pay pays a Checkout Session on the Stripe stand-in (declining first in the decline
@@ -220,9 +321,12 @@ func (c *customer) pay(ctx context.Context, checkoutURL any) error {
 			return errors.New("the declined card paid")
 		}
 	}
-	if _, err := c.r.front.stripe.Pay(ctx, sid, stripesim.CardSucceeds); err != nil {
+	paid, err := c.r.front.stripe.Pay(ctx, sid, stripesim.CardSucceeds)
+	if err != nil {
 		return fmt.Errorf("pay: %w", err)
 	}
+	c.out.pi, c.out.paidAt = paid.PaymentIntentID, time.Now()
+	c.remember(sid, paid.PaymentIntentID)
 	return until(ctx, "verify 200", 2*time.Minute, func() (bool, error) {
 		code, body, err := c.call(ctx, "GET", "/api/checkout/verify?session_id="+sid, nil)
 		return code == http.StatusOK && body["signed_in"] == true, err
@@ -243,13 +347,13 @@ func sessionOf(checkoutURL any) (string, error) {
 func (c *customer) activate(ctx context.Context) error {
 	var token string
 	err := until(ctx, "activation email", 2*time.Minute, func() (bool, error) {
-		var text string
-		err := c.r.pool.QueryRow(ctx, `SELECT text_body FROM emails WHERE to_email = $1 AND kind = 'activation' ORDER BY id DESC LIMIT 1`, c.out.email).Scan(&text)
-		if err != nil {
-			return false, nil // not yet (or the database is restarting)
-		}
-		if m := tokenRE.FindStringSubmatch(text); m != nil {
-			token = m[1]
+		// The customer's inbox: what the workers sent through SES.
+		for _, m := range c.r.front.ses.SentTo(c.out.email) {
+			if s := m.Content.Simple; s != nil && s.Body.Text != nil {
+				if found := tokenRE.FindStringSubmatch(s.Body.Text.Data); found != nil && strings.Contains(s.Body.Text.Data, "/activate") {
+					token = found[1]
+				}
+			}
 		}
 		return token != "", nil
 	})
@@ -277,8 +381,12 @@ func (c *customer) pod(ctx context.Context) (map[string]any, error) {
 
 // waitPod waits until the pod is in one of the statuses and returns it.
 func (c *customer) waitPod(ctx context.Context, statuses ...string) (string, error) {
+	return c.waitPodFor(ctx, 4*time.Minute, statuses...)
+}
+
+func (c *customer) waitPodFor(ctx context.Context, timeout time.Duration, statuses ...string) (string, error) {
 	var status string
-	err := until(ctx, "pod "+strings.Join(statuses, " or "), 4*time.Minute, func() (bool, error) {
+	err := until(ctx, "pod "+strings.Join(statuses, " or "), timeout, func() (bool, error) {
 		p, err := c.pod(ctx)
 		if err != nil {
 			return false, err
@@ -298,6 +406,7 @@ func (c *customer) waitPod(ctx context.Context, statuses ...string) (string, err
 func (c *customer) stop(ctx context.Context) error {
 	c.out.stoppedAt = time.Now()
 	code, body, err := c.call(ctx, "POST", "/api/pods/"+c.out.podID+"/terminate", nil)
+	c.out.stopAnswered = time.Now()
 	if err != nil || code != http.StatusAccepted {
 		return fmt.Errorf("terminate: %d %v %v", code, body, err)
 	}
@@ -319,15 +428,27 @@ func (c *customer) extend(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("extension %w", err)
 	}
-	if _, err := c.r.front.stripe.Pay(ctx, sid, stripesim.CardSucceeds); err != nil {
+	c.r.aimStripe(c, pathExtension, "GET", "/v1/checkout/sessions/"+sid, nil)
+	paid, err := c.r.front.stripe.Pay(ctx, sid, stripesim.CardSucceeds)
+	if err != nil {
 		return fmt.Errorf("pay extension: %w", err)
 	}
-	c.out.extended++
-	return until(ctx, "the end to move", 2*time.Minute, func() (bool, error) {
+	c.remember(sid, paid.PaymentIntentID)
+	// The faults may hold the extension back past the pod's end: then it is paid late and
+	// must come back in full.
+	return until(ctx, "the end to move", 4*time.Minute, func() (bool, error) {
 		p, err := c.pod(ctx)
 		if err != nil {
 			return false, err
 		}
-		return p["ends_at"] != before["ends_at"], nil
+		switch {
+		case p["ends_at"] != before["ends_at"]:
+			c.out.extended++
+			return true, nil
+		case p["status"] != "running":
+			c.out.lateHours++
+			return true, nil
+		}
+		return false, nil
 	})
 }

@@ -6,8 +6,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
+	"time"
 
 	"gpubroker/api"
+	"gpubroker/internal/awsfake"
 	"gpubroker/internal/runpodsim"
 	"gpubroker/internal/stripesim"
 	"gpubroker/workspaces"
@@ -19,6 +22,9 @@ const (
 	runpodPrefix = "/runpod"
 	// runpodProxyPrefix serves the pods' IDEs as RunPod's HTTPS proxy does (RUNPOD_PROXY_URL).
 	runpodProxyPrefix = "/runpod-proxy"
+	// sesPrefix is SES v2's endpoint (AWS_ENDPOINT_URL_SESV2): the workers send every email
+	// through the real SDK to a fake that counts them.
+	sesPrefix = "/ses"
 )
 
 // clientHeader carries the address a simulated customer comes from: the front puts it in
@@ -34,13 +40,17 @@ type front struct {
 	url    string
 	stripe *stripesim.Server
 	runpod *runpodsim.Server
+	ses    *awsfake.SES // the counting sender: every email the workers send
+
+	mu       sync.Mutex
+	launches []*launchFault // aimed at RunPod creates (aim.go)
 }
 
 // newFront serves on ln, sending /api/ to the api process at apiAddr (host:port; it is
 // never restarted, unlike the workers) with originSecret, as CloudFront sends its origin
 // custom header.
-func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey, originSecret string, images []string, log *slog.Logger) *front {
-	f := &front{url: "http://" + ln.Addr().String()}
+func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey, originSecret string, images []string, holdLifetime time.Duration, kill func(), log *slog.Logger) *front {
+	f := &front{url: "http://" + ln.Addr().String(), ses: &awsfake.SES{}}
 	apiURL := &url.URL{Scheme: "http", Host: apiAddr}
 	f.stripe = stripesim.New(stripesim.Config{
 		Prefix: stripePrefix, PublicURL: f.url, WebhookURL: f.url + "/api/stripe/webhook", WebhookSecret: webhookSecret, Logger: log,
@@ -48,7 +58,9 @@ func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey, originSecret s
 	f.runpod = runpodsim.New(runpodsim.Options{APIKey: runpodKey, BootDelay: bootDelay})
 	mux := http.NewServeMux()
 	mux.Handle(stripePrefix+"/", f.stripe)
-	mux.Handle(runpodPrefix+"/", f.runpod)
+	f.stripe.SetHoldLifetime(holdLifetime)
+	mux.Handle(runpodPrefix+"/", f.runpodAPI(kill))
+	mux.Handle(sesPrefix+"/", http.StripPrefix(sesPrefix, f.ses))
 	mux.Handle(runpodProxyPrefix+"/", f.runpod.Proxy(runpodProxyPrefix))
 	mux.Handle(workspaces.URLPrefix, workspaces.Handler())
 	proxy := &httputil.ReverseProxy{

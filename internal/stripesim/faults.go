@@ -3,6 +3,7 @@ package stripesim
 import (
 	"fmt"
 	"path"
+	"slices"
 	"time"
 )
 
@@ -138,4 +139,11 @@ func formMatches(params form, want map[string]string) bool {
 func internalError() *apiError {
 	return &apiError{status: 500, Type: typeAPI,
 		Message: "An unknown error occurred (injected by the Stripe stand-in)."}
+}
+
+// Disarm removes the fault if it has not used up its Times yet; other faults stay.
+func (a *Armed) Disarm() {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	a.s.faults = slices.DeleteFunc(a.s.faults, func(f *Fault) bool { return f == a.f })
 }
