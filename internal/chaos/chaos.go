@@ -60,8 +60,8 @@ var processEnv = []string{
 // of its paid time within the run; card holds last holdLifetime at the Stripe stand-in and
 // undeployed ones are released releaseMargin before (HOLD_RELEASE_MARGIN).
 const (
-	holdLifetime  = 2 * time.Minute
-	releaseMargin = 40 * time.Second
+	holdLifetime  = 150 * time.Second
+	releaseMargin = time.Minute
 )
 
 // Options configure a run.
