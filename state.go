@@ -63,16 +63,36 @@ const (
 	PodFailed       PodStatus = "failed"
 )
 
-var podTransitions = map[PodStatus][]PodStatus{
-	PodConfigured:   {PodDeploying, PodFailed},
-	PodDeploying:    {PodProvisioning, PodConfigured, PodFailed},
-	PodProvisioning: {PodRunning, PodFailed},
-	PodRunning:      {PodTerminating, PodFailed},
-	PodTerminating:  {PodTerminated},
+// PodMove is a pod's move from one status to another (or an update within one, From == To).
+type PodMove struct{ From, To PodStatus }
+
+// podMoves is the pod transition table: every move a pod may make, with the audit action that
+// records it (lifecycle.MovePod writes one with the other).
+var podMoves = map[PodMove]string{
+	{PodConfigured, PodDeploying}:   "pod.deploy_requested",
+	{PodConfigured, PodFailed}:      "pod.hold_released", // never deployed: its hold went back
+	{PodDeploying, PodProvisioning}: "pod.provisioning",  // the capture succeeded
+	{PodDeploying, PodConfigured}:   "pod.capture_failed",
+	{PodDeploying, PodFailed}:       "pod.failed",
+	{PodProvisioning, PodRunning}:   "pod.running",
+	{PodProvisioning, PodFailed}:    "pod.failed",
+	{PodRunning, PodRunning}:        "pod.extended",
+	{PodRunning, PodTerminating}:    "pod.terminate_requested",
+	{PodRunning, PodFailed}:         "pod.died",
+	{PodTerminating, PodTerminated}: "pod.terminated",
 }
 
-// CanMoveTo reports whether a pod may move from s to to.
-func (s PodStatus) CanMoveTo(to PodStatus) bool { return allowed(podTransitions[s], to) }
+// PodMoveAction is the audit action of a move in the table, and whether the table has it.
+func PodMoveAction(from, to PodStatus) (string, bool) {
+	a, ok := podMoves[PodMove{from, to}]
+	return a, ok
+}
+
+// CanMoveTo reports whether a pod may move from s to another status to.
+func (s PodStatus) CanMoveTo(to PodStatus) bool {
+	_, ok := podMoves[PodMove{s, to}]
+	return ok && s != to
+}
 
 // Ended reports whether the pod is over: nothing will run on it again.
 func (s PodStatus) Ended() bool { return s == PodTerminated || s == PodFailed }

@@ -8,7 +8,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
-	"gpubroker/jobs"
+	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/postgres"
 )
@@ -145,7 +145,7 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 			return err
 		}
 		link, expiresIn := mail.TokenLink(s.PublicURL, tokenPurpose, token)
-		return jobs.QueueEmailTx(ctx, tx, s.Jobs, kind, acct.Email, "", mail.Data{Name: acct.Name, Email: acct.Email, Link: link, ExpiresIn: expiresIn})
+		return lifecycle.QueueEmailTx(ctx, tx, s.Jobs, kind, acct.Email, "", mail.Data{Name: acct.Name, Email: acct.Email, Link: link, ExpiresIn: expiresIn})
 	})
 	if err != nil {
 		writeError(w, r, err)

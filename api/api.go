@@ -18,7 +18,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
-	"gpubroker/jobs"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
 )
 
@@ -28,7 +28,7 @@ type Server struct {
 	// Events stores webhook events, concurrent ones sharing a commit; Handler makes one on
 	// Pool when it is nil.
 	Events        *postgres.EventWriter
-	Jobs          jobs.Inserter
+	Jobs          lifecycle.Inserter
 	Payments      gpubroker.Payments
 	Catalog       *gpubroker.Catalog
 	PublicURL     string // the site's origin: redirects, emails and the Origin check

@@ -12,8 +12,8 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
-	"gpubroker/jobs"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
 // handleCatalog serves the catalog the API prices from (the same files Hugo renders).
@@ -71,7 +71,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 			if order, err = s.createOrder(ctx, tx, r, q); err != nil {
 				return err
 			}
-			_, err = s.Jobs.InsertTx(ctx, tx, jobs.CreateAccountArgs{OrderID: order.ID}, nil)
+			_, err = s.Jobs.InsertTx(ctx, tx, tasks.CreateAccountArgs{OrderID: order.ID}, nil)
 			return err
 		})
 		if err != nil {
@@ -225,7 +225,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprou
 	ctx := r.Context()
 	// The event and its job in one statement, shared with events arriving at the same time:
 	// one round trip and one commit for the lot.
-	inserted, err := s.Events.Insert(ctx, ev, jobs.StripeEventArgs{EventID: ev.ID})
+	inserted, err := s.Events.Insert(ctx, ev, tasks.StripeEventArgs{EventID: ev.ID})
 	if gpubroker.ErrorCode(postgres.ClassifyError(err)) == gpubroker.EBADREQUEST {
 		// Signed, but with bytes Postgres refuses (a \u0000 in the payload): storing it will
 		// never work, so Stripe must not retry it.

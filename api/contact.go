@@ -8,7 +8,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
-	"gpubroker/jobs"
+	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/postgres"
 )
@@ -53,7 +53,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprou
 		if err := postgres.InsertContactMessage(ctx, tx, req.Name, req.Email, req.Company, req.Message); err != nil {
 			return err
 		}
-		return jobs.QueueEmailTx(ctx, tx, s.Jobs, gpubroker.MailContact, s.SalesEmail, "", mail.Data{
+		return lifecycle.QueueEmailTx(ctx, tx, s.Jobs, gpubroker.MailContact, s.SalesEmail, "", mail.Data{
 			Name: "Sales", FromName: req.Name, FromEmail: req.Email, Company: req.Company, Message: req.Message, Link: s.PublicURL + "/contact/",
 		})
 	})

@@ -11,7 +11,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
-	"gpubroker/jobs"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
 )
 
@@ -55,30 +55,7 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprou
 		if err != nil {
 			return err
 		}
-		if acct.Status != gpubroker.AccountActive {
-			return gpubroker.Errorf(gpubroker.EFORBIDDEN, "account_inactive", "Confirm your email address before deploying: we sent you a link.")
-		}
-		switch {
-		case pod.OrderStatus == gpubroker.OrderReleased || pod.OrderStatus == gpubroker.OrderExpired:
-			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card was released, so this pod can no longer be deployed. Start a new order.")
-		case pod.Status == gpubroker.PodDeploying || pod.Status == gpubroker.PodProvisioning:
-			return nil // a repeated click: already under way
-		case pod.Status == gpubroker.PodFailed && pod.OrderStatus == gpubroker.OrderAuthorized:
-			// The release job claimed the pod and is cancelling the hold.
-			return gpubroker.Errorf(gpubroker.ECONFLICT, "hold_released", "The hold on your card is being released, so this pod can no longer be deployed.")
-		case pod.Status != gpubroker.PodConfigured:
-			return gpubroker.Errorf(gpubroker.ECONFLICT, "already_deployed", "This pod has already been deployed.")
-		case pod.OrderStatus != gpubroker.OrderAuthorized && pod.OrderStatus != gpubroker.OrderFree:
-			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_payable", "This order is %s and cannot be deployed.", pod.OrderStatus)
-		}
-		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodDeploying, gpubroker.PodUpdate{DeployRequestedAt: gpubroker.Ptr(s.now()), Error: gpubroker.Ptr("")}); err != nil {
-			return err
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.deploy_requested"}); err != nil {
-			return err
-		}
-		_, err = s.Jobs.InsertTx(ctx, tx, jobs.CaptureArgs{PodID: pod.ID}, nil)
-		return err
+		return lifecycle.Deploy(ctx, tx, s.Jobs, acct, pod, s.now())
 	})
 	if err != nil {
 		writeError(w, r, err)
@@ -102,34 +79,7 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps http
 		if err != nil {
 			return err
 		}
-		podStatus = pod.Status
-		switch pod.Status {
-		case gpubroker.PodTerminating, gpubroker.PodTerminated:
-			return nil
-		case gpubroker.PodRunning:
-		default:
-			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_running", "Only a running pod can be terminated.")
-		}
-		if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, gpubroker.PodUpdate{}); err != nil {
-			return err
-		}
-		podStatus = gpubroker.PodTerminating
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.terminate_requested"}); err != nil {
-			return err
-		}
-		if _, err = s.Jobs.InsertTx(ctx, tx, jobs.TerminateArgs{PodID: pod.ID}, nil); err != nil {
-			return err
-		}
-		if pod.OrderStatus != gpubroker.OrderCaptured {
-			return nil // free: nothing was paid
-		}
-		// Stopped early: the unused minutes are refunded, computed from this moment and
-		// planned in the ledger now, so the amount is fixed with the stop.
-		args := jobs.UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundEarlyStop, StoppedAt: s.now()}
-		if _, _, err := jobs.PlanUnusedHoursRefund(ctx, tx, logger(r), s.Clock, args); err != nil {
-			return err
-		}
-		_, err = s.Jobs.InsertTx(ctx, tx, args, nil)
+		podStatus, err = lifecycle.Terminate(ctx, tx, s.Jobs, logger(r), s.Clock, pod, s.now())
 		return err
 	})
 	if err != nil {

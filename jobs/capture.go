@@ -12,20 +12,11 @@ import (
 
 	"gpubroker"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// CaptureArgs captures an order's payment when its pod is deployed.
-type CaptureArgs struct {
-	PodID string `json:"pod_id"`
-}
-
-// Kind implements river.JobArgs.
-func (CaptureArgs) Kind() string { return "capture" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (CaptureArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10, Queue: QueuePayments}
-}
+// CaptureArgs is tasks.CaptureArgs: the workers' name for it.
+type CaptureArgs = tasks.CaptureArgs
 
 // CaptureWorker captures the hold, first with the idempotency key capture-<order>. A retry
 // after a failure first fetches the PaymentIntent and decides from its state (Stripe replays a

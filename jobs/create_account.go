@@ -9,21 +9,14 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// CreateAccountArgs creates (or finds) the account of an order's email and attaches the order.
-// The API enqueues it for free trials; paid orders do the same work inside the Stripe event job.
-type CreateAccountArgs struct {
-	OrderID string `json:"order_id"`
-}
-
-// Kind implements river.JobArgs.
-func (CreateAccountArgs) Kind() string { return "create_account" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (CreateAccountArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{UniqueOpts: unique()} }
+// CreateAccountArgs is tasks.CreateAccountArgs: the workers' name for it.
+type CreateAccountArgs = tasks.CreateAccountArgs
 
 // CreateAccountWorker runs CreateAccountArgs.
 type CreateAccountWorker struct {
@@ -72,7 +65,7 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 			return err
 		}
 		link, expiresIn := mail.TokenLink(d.PublicURL, gpubroker.TokenActivation, token)
-		err = QueueEmailTx(ctx, tx, ins, gpubroker.MailActivation, acct.Email, "activation:"+o.ID, mail.Data{
+		err = lifecycle.QueueEmailTx(ctx, tx, ins, gpubroker.MailActivation, acct.Email, "activation:"+o.ID, mail.Data{
 			Name: acct.Name, Email: acct.Email, Link: link, ExpiresIn: expiresIn,
 		})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
 // Firewall opens a provider account's inbound firewall to what its instances need:
@@ -18,18 +19,8 @@ type Firewall interface {
 // FirewallInterval is how often the Lambda account's firewall is checked.
 const FirewallInterval = 10 * time.Minute
 
-// LambdaFirewallArgs keeps Lambda's inbound firewall open to SSH, 80 and 443 (periodic, on the
-// worker's start too, when a Lambda key is configured).
-type LambdaFirewallArgs struct{}
-
-// Kind implements river.JobArgs.
-func (LambdaFirewallArgs) Kind() string { return "lambda_firewall" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts. A failure is recorded by the run itself
-// and the next period tries again, so River retries only a run that could not record it.
-func (LambdaFirewallArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 3}
-}
+// LambdaFirewallArgs is tasks.LambdaFirewallArgs: the workers' name for it.
+type LambdaFirewallArgs = tasks.LambdaFirewallArgs
 
 // LambdaFirewallWorker runs LambdaFirewallArgs. Nothing waits for it: start-up, readiness and
 // launches go on whatever it finds; a Lambda pod whose ports stay closed never becomes usable

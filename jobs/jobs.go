@@ -13,18 +13,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"gpubroker"
 	"gpubroker/gpu"
 	"gpubroker/gpu/ready"
+	"gpubroker/lifecycle"
 	"gpubroker/offers"
+	"gpubroker/tasks"
 )
 
 // Inserter enqueues jobs in the caller's transaction; *river.Client[pgx.Tx] is one.
-type Inserter interface {
-	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
-}
+type Inserter = lifecycle.Inserter
 
 // Deps are what the workers need. Fields left nil disable the feature that needs them.
 type Deps struct {
@@ -166,28 +165,15 @@ func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 	}
 }
 
-// Queues. Each stage of a journey has its own, for isolation (a provider outage filling the
-// pods queue never delays captures or email) and for latency: River sends at most one insert
-// notification per queue per FetchCooldown, so a follow-up job put on the same queue within
-// that window would wait for the next poll.
+// Queues (tasks.Queue*): each stage of a journey has its own.
 const (
-	QueuePayments = "payments" // capture, refund
-	QueuePods     = "pods"     // provision, terminate
+	QueuePayments = tasks.QueuePayments
+	QueuePods     = tasks.QueuePods
+	QueueEmail    = tasks.QueueEmail
 )
 
 // client returns the River client running the current job, to enqueue follow-ups in the
 // job's own transaction.
 func client(ctx context.Context) Inserter {
 	return river.ClientFromContext[pgx.Tx](ctx)
-}
-
-// unique makes a kind's job unique by its arguments while it is pending, scheduled, available,
-// running or retryable: a double click or a redelivered event enqueues it once. Unlike River's
-// default it leaves out completed, so a step that finished (a capture handed back after a
-// Stripe outage) can be enqueued again; the workers' state guards make a rerun harmless.
-func unique() river.UniqueOpts {
-	return river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-	}}
 }

@@ -9,24 +9,15 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
 // The owner of a pod rented for more than an hour is reminded one (rented) hour before its end.
 
-// PodEndingArgs reminds the owner of a running pod that it ends at EndsAt, an hour before.
-type PodEndingArgs struct {
-	PodID  string    `json:"pod_id"`
-	EndsAt time.Time `json:"ends_at"`
-}
-
-// Kind implements river.JobArgs.
-func (PodEndingArgs) Kind() string { return "pod_ending" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (PodEndingArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 10, Queue: QueuePods}
-}
+// PodEndingArgs is tasks.PodEndingArgs: the workers' name for it.
+type PodEndingArgs = tasks.PodEndingArgs
 
 // reminderTx schedules the reminder for a pod that now ends at ends after running for hours
 // hours in all (none for a pod of an hour or less), in the caller's transaction.
@@ -63,6 +54,6 @@ func (w *PodEndingWorker) Work(ctx context.Context, job *river.Job[PodEndingArgs
 		}
 		md := mailData(d, o.Name, o.Email, pod, "")
 		md.Link = d.PublicURL + "/dashboard/#pod-" + pod.ID
-		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnding, o.Email, "pod_ending:"+pod.ID+":"+strconv.FormatInt(a.EndsAt.Unix(), 10), md)
+		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnding, o.Email, "pod_ending:"+pod.ID+":"+strconv.FormatInt(a.EndsAt.Unix(), 10), md)
 	})
 }

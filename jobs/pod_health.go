@@ -10,21 +10,13 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// PodHealthArgs checks every running pod's instance at its provider (periodic:
-// POD_HEALTH_INTERVAL).
-type PodHealthArgs struct{}
-
-// Kind implements river.JobArgs.
-func (PodHealthArgs) Kind() string { return "pod_health" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts: one check at a time, retried a couple of
-// times (a worker killed mid-check must not leave a discarded job that pages ops).
-func (PodHealthArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 3, Queue: QueuePods}
-}
+// PodHealthArgs is tasks.PodHealthArgs: the workers' name for it.
+type PodHealthArgs = tasks.PodHealthArgs
 
 // deadChecks is how many checks in a row must find an instance dead before its pod is failed:
 // one answer could be a provider's hiccup.
@@ -139,7 +131,7 @@ func (w *PodHealthWorker) died(ctx context.Context, ri postgres.RunningInstance,
 		if err != nil {
 			return err
 		}
-		if err := QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, podDiedError)); err != nil {
+		if err := lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, podDiedError)); err != nil {
 			return err
 		}
 		if pod.OrderStatus != gpubroker.OrderCaptured {

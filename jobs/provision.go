@@ -17,23 +17,14 @@ import (
 	"gpubroker"
 	"gpubroker/gpu"
 	"gpubroker/gpu/ready"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 	"gpubroker/workspaces"
 )
 
-// ProvisionArgs launches a captured pod at the cheapest provider and waits until it runs.
-type ProvisionArgs struct {
-	PodID string `json:"pod_id"`
-}
-
-// Kind implements river.JobArgs.
-func (ProvisionArgs) Kind() string { return "provision" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (ProvisionArgs) InsertOpts() river.InsertOpts {
-	// Attempts every 30 s at most (RetryPolicy) for about the 20-minute deadline.
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 40, Queue: QueuePods}
-}
+// ProvisionArgs is tasks.ProvisionArgs: the workers' name for it.
+type ProvisionArgs = tasks.ProvisionArgs
 
 // InstanceName is the name a pod's instance is launched under at every provider; it is how a
 // retried job finds what an earlier run launched instead of launching twice.
@@ -396,7 +387,7 @@ func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst 
 		if err != nil {
 			return err
 		}
-		if err := QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodReady, o.Email, "pod_ready:"+pod.ID, mailData(d, o.Name, o.Email, pod, "")); err != nil {
+		if err := lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodReady, o.Email, "pod_ready:"+pod.ID, mailData(d, o.Name, o.Email, pod, "")); err != nil {
 			return err
 		}
 		if err := reminderTx(ctx, tx, pod.ID, pod.Hours, ends, d.Clock); err != nil {
@@ -459,7 +450,7 @@ func (w *ProvisionWorker) giveUp(ctx context.Context, pod *gpubroker.Pod, reason
 			if err != nil {
 				return err
 			}
-			return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodFailed, o.Email, "pod_failed:"+pod.ID, mailData(d, o.Name, o.Email, pod, reason))
+			return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodFailed, o.Email, "pod_failed:"+pod.ID, mailData(d, o.Name, o.Email, pod, reason))
 		}
 		_, err = client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: reason}, nil)
 		return err

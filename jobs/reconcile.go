@@ -12,20 +12,11 @@ import (
 
 	"gpubroker"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// ReconcileArgs compares our records with Stripe's and the providers' (periodic:
-// RECONCILE_INTERVAL).
-type ReconcileArgs struct{}
-
-// Kind implements river.JobArgs.
-func (ReconcileArgs) Kind() string { return "reconcile" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts: one run at a time, retried a couple of
-// times (a worker killed mid-run must not leave a discarded job that pages ops).
-func (ReconcileArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 3}
-}
+// ReconcileArgs is tasks.ReconcileArgs: the workers' name for it.
+type ReconcileArgs = tasks.ReconcileArgs
 
 // Reconciliation limits.
 const (

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -10,18 +9,11 @@ import (
 	"gpubroker/gpu"
 	"gpubroker/offers"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// RefreshOffersArgs refreshes provider offers and republishes offers.json.
-type RefreshOffersArgs struct{}
-
-// Kind implements river.JobArgs.
-func (RefreshOffersArgs) Kind() string { return "refresh_offers" }
-
-// InsertOpts makes it unique per 5-minute period, so several leaders or restarts run it once.
-func (RefreshOffersArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: 5 * time.Minute}, MaxAttempts: 3}
-}
+// RefreshOffersArgs is tasks.RefreshOffersArgs: the workers' name for it.
+type RefreshOffersArgs = tasks.RefreshOffersArgs
 
 // RefreshOffersWorker stores every provider's offers and publishes the feed.
 type RefreshOffersWorker struct {

@@ -9,22 +9,13 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// RefundArgs refunds a captured order whose pod could not be started.
-type RefundArgs struct {
-	PodID  string `json:"pod_id"`
-	Reason string `json:"reason"`
-}
-
-// Kind implements river.JobArgs.
-func (RefundArgs) Kind() string { return "refund" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (RefundArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 25, Queue: QueuePayments}
-}
+// RefundArgs is tasks.RefundArgs: the workers' name for it.
+type RefundArgs = tasks.RefundArgs
 
 // What the pod's note says about the money while the refund is pending and once it is made.
 const (
@@ -109,7 +100,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.refunded", Detail: map[string]any{"refund": refundID, "reason": job.Args.Reason}}); err != nil {
 			return err
 		}
-		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, "refunded:"+o.ID, mailData(d, o.Name, o.Email, pod, job.Args.Reason))
+		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, "refunded:"+o.ID, mailData(d, o.Name, o.Email, pod, job.Args.Reason))
 	})
 }
 

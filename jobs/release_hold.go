@@ -10,19 +10,11 @@ import (
 
 	"gpubroker"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// ReleaseHoldArgs cancels an unused hold, scheduled at gpubroker.HoldReleaseAt: a margin
-// before the hold's own deadline (Stripe's capture_before).
-type ReleaseHoldArgs struct {
-	OrderID string `json:"order_id"`
-}
-
-// Kind implements river.JobArgs.
-func (ReleaseHoldArgs) Kind() string { return "release_hold" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (ReleaseHoldArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{UniqueOpts: unique()} }
+// ReleaseHoldArgs is tasks.ReleaseHoldArgs: the workers' name for it.
+type ReleaseHoldArgs = tasks.ReleaseHoldArgs
 
 // ReleaseHoldWorker cancels the PaymentIntent of an order that was never deployed, a margin
 // before the card network would drop the hold anyway, and tells the user. Its idempotency key

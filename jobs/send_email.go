@@ -11,41 +11,12 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
-	"gpubroker/mail"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// SendEmailArgs sends one outbox row.
-type SendEmailArgs struct {
-	EmailID int64 `json:"email_id"`
-}
-
-// Kind implements river.JobArgs.
-func (SendEmailArgs) Kind() string { return "send_email" }
-
-// InsertOpts makes the send unique per row and puts it on the email queue.
-func (SendEmailArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), Queue: QueueEmail, MaxAttempts: 12}
-}
-
-// QueueEmail names the queue emails are sent from, so a slow mail provider never delays
-// payments or provisioning.
-const QueueEmail = "email"
-
-// QueueEmailTx renders an email, stores it in the outbox and enqueues its send, all in tx. The
-// dedupe key (e.g. "activation:<order>") makes a retried caller store and send it once.
-func QueueEmailTx(ctx context.Context, tx pgx.Tx, ins Inserter, kind, to, dedupeKey string, data mail.Data) error {
-	subject, text, html, err := mail.Render(kind, data)
-	if err != nil {
-		return fmt.Errorf("error rendering %s email: %w", kind, err)
-	}
-	id, inserted, err := postgres.InsertEmail(ctx, tx, gpubroker.Message{To: to, Kind: kind, Subject: subject, Text: text, HTML: html}, dedupeKey)
-	if err != nil || !inserted {
-		return err
-	}
-	_, err = ins.InsertTx(ctx, tx, SendEmailArgs{EmailID: id}, nil)
-	return err
-}
+// SendEmailArgs is tasks.SendEmailArgs: the workers' name for it.
+type SendEmailArgs = tasks.SendEmailArgs
 
 // SendEmailWorker delivers an outbox row through the Sender, at most once per success: a row
 // that is no longer pending is left alone.

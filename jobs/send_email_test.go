@@ -15,6 +15,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/internal/awsfake"
+	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/mail/ses"
 	"gpubroker/postgres"
@@ -41,7 +42,7 @@ func (b *testBundle) queueEmail(t *testing.T, kind, to string) int64 {
 	ctx := context.Background()
 	var id int64
 	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
-		if err := QueueEmailTx(ctx, tx, b.inserter, kind, to, "", mail.Data{Name: "Ada", Link: "https://gpubroker.example/activate/?token=abc", ExpiresIn: "24 hours"}); err != nil {
+		if err := lifecycle.QueueEmailTx(ctx, tx, b.inserter, kind, to, "", mail.Data{Name: "Ada", Link: "https://gpubroker.example/activate/?token=abc", ExpiresIn: "24 hours"}); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT max(id) FROM emails`).Scan(&id)

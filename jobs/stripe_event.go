@@ -9,22 +9,13 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// StripeEventArgs processes one stored webhook event.
-type StripeEventArgs struct {
-	EventID string `json:"event_id"`
-}
-
-// Kind implements river.JobArgs.
-func (StripeEventArgs) Kind() string { return "stripe_event" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts. No UniqueOpts, unlike the other kinds:
-// the job is inserted only in the transaction that stored its event, and stripe_events' primary
-// key (the event id) already makes that happen once per event; a unique insert would hash the
-// args and check River's unique index on the webhook's hot path for nothing.
-func (StripeEventArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{} }
+// StripeEventArgs is tasks.StripeEventArgs: the workers' name for it.
+type StripeEventArgs = tasks.StripeEventArgs
 
 // StripeEventWorker acts on a webhook event. It never trusts the event's copy of an object or
 // the order events arrive in: it fetches the Session and PaymentIntent from Stripe and moves
@@ -253,7 +244,7 @@ func releaseOrder(ctx context.Context, d *Deps, orderID, reason string) error {
 		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.released", Detail: map[string]any{"reason": reason}}); err != nil {
 			return err
 		}
-		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailHoldReleased, o.Email, "hold_released:"+o.ID, mailData(d, o.Name, o.Email, pod, reason))
+		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailHoldReleased, o.Email, "hold_released:"+o.ID, mailData(d, o.Name, o.Email, pod, reason))
 	})
 }
 

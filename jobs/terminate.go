@@ -8,27 +8,13 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// TerminateArgs ends a running pod: scheduled at ends_at, or enqueued by the user. EndsAt is
-// the end a scheduled job was scheduled for; when the pod has since been extended past it, the
-// job does nothing (the extension scheduled another for the new end). Without EndsAt (a user's
-// request) the pod is ended whatever its end.
-type TerminateArgs struct {
-	PodID  string     `json:"pod_id"`
-	EndsAt *time.Time `json:"ends_at,omitempty"`
-}
-
-// Kind implements river.JobArgs.
-func (TerminateArgs) Kind() string { return "terminate" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts. Not unique: the scheduled end and a
-// user's request may both exist; the second finds the pod terminated and does nothing. A pod
-// left running costs money every hour, so it keeps trying for days (capped backoff).
-func (TerminateArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 500, Queue: QueuePods}
-}
+// TerminateArgs is tasks.TerminateArgs: the workers' name for it.
+type TerminateArgs = tasks.TerminateArgs
 
 // TerminateWorker terminates the instance (idempotently at the provider) and records it.
 type TerminateWorker struct {
@@ -97,6 +83,6 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		if err != nil {
 			return err
 		}
-		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, earlyStopNote(refunds, pod)))
+		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailPodEnded, o.Email, "pod_terminated:"+pod.ID, mailData(d, o.Name, o.Email, pod, earlyStopNote(refunds, pod)))
 	})
 }

@@ -10,27 +10,11 @@ import (
 
 	"gpubroker"
 	"gpubroker/gpu"
+	"gpubroker/tasks"
 )
 
-// TerminateInstanceArgs makes sure a provider instance we no longer want is gone: one that
-// failed while booting, or any instance of a pod we gave up on (refunded).
-type TerminateInstanceArgs struct {
-	PodID      string `json:"pod_id"`
-	Provider   string `json:"provider,omitempty"`
-	InstanceID string `json:"instance_id,omitempty"`
-	// ByName also terminates every live instance launched under the pod's name, including one
-	// whose launch answer was lost. Not for a pod that will launch again under that name.
-	ByName bool `json:"by_name,omitempty"`
-}
-
-// Kind implements river.JobArgs.
-func (TerminateInstanceArgs) Kind() string { return "terminate_instance" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts. An instance left running costs money
-// every hour, so this job keeps trying (capped backoff) far longer than others.
-func (TerminateInstanceArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 500, Queue: QueuePods}
-}
+// TerminateInstanceArgs is tasks.TerminateInstanceArgs: the workers' name for it.
+type TerminateInstanceArgs = tasks.TerminateInstanceArgs
 
 // terminateInstanceTx enqueues the clean-up of a pod's instances, in the caller's transaction.
 func terminateInstanceTx(ctx context.Context, tx pgx.Tx, pod *gpubroker.Pod, byName bool) error {

@@ -4,37 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
-// UnusedHoursRefundArgs refunds the minutes a running pod will not use, by one rule whether it
-// was stopped early by its owner (reason early_stop) or died under the customer (reason
-// pod_died): every unused minute at its rate, rounded down to the cent (gpubroker.MinutesUsed,
-// gpubroker.UnusedMinutesCents). StoppedAt is when the pod stopped being the customer's (the
-// Stop click; for a death, the first check that found it dead), fixed when the job is enqueued
-// (in the transaction that moved the pod), so every rerun computes the same refund.
-type UnusedHoursRefundArgs struct {
-	PodID     string    `json:"pod_id"`
-	Reason    string    `json:"reason"`
-	StoppedAt time.Time `json:"stopped_at"`
-}
-
-// Kind implements river.JobArgs.
-func (UnusedHoursRefundArgs) Kind() string { return "unused_hours_refund" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (UnusedHoursRefundArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 25, Queue: QueuePayments}
-}
+// UnusedHoursRefundArgs is tasks.UnusedHoursRefundArgs: the workers' name for it.
+type UnusedHoursRefundArgs = tasks.UnusedHoursRefundArgs
 
 // UnusedHoursRefundWorker refunds ⌊(minutes bought − minutes used) × the hourly rate / 60⌋; the
 // plan fee is kept (gpubroker.UnusedMinutesCents). It first plans the refund in the ledger, once,
@@ -60,7 +43,7 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 	if !extension { // an extension's full refund was planned when it was paid
 		if err := postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 			var err error
-			used, bought, err = PlanUnusedHoursRefund(ctx, tx, d.Logger, d.Clock, a)
+			used, bought, err = lifecycle.PlanUnusedHoursRefund(ctx, tx, d.Logger, d.Clock, a)
 			return err
 		}); err != nil {
 			return err
@@ -103,7 +86,7 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 		plan, _ := d.Catalog.Plan(pod.Plan)
 		md := mailData(d, o.Name, o.Email, pod, unusedReason(a.Reason, pod, bought, used, total, plan.MaxHours))
 		md.Pod.AmountCents = total
-		return QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, a.Reason+"_refund:"+pod.ID, md)
+		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, a.Reason+"_refund:"+pod.ID, md)
 	})
 }
 
@@ -156,53 +139,6 @@ func hoursWord(n int) string {
 		return "1 hour"
 	}
 	return strconv.Itoa(n) + " hours"
-}
-
-// PlanUnusedHoursRefund stores the refund's shares in the ledger unless they are there
-// already, and returns the minutes used and bought (one rule for an early stop and a death:
-// gpubroker.MinutesUsed up to a.StoppedAt, gpubroker.UnusedMinutesCents). The terminate request
-// calls it in the transaction that moves the pod to terminating (so the amount is fixed, and the
-// pod's end email can say it); the job calls it again, which plans nothing twice.
-func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, clock gpubroker.RentalClock, a UnusedHoursRefundArgs) (used, bought int, err error) {
-	pod, err := postgres.LockPod(ctx, tx, a.PodID)
-	if err != nil {
-		return 0, 0, err
-	}
-	if pod.StartedAt == nil || pod.OrderStatus != gpubroker.OrderCaptured {
-		return 0, 0, nil // never ran, free, or refunded in full already
-	}
-	o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
-	if err != nil {
-		return 0, 0, err
-	}
-	if o.PaymentIntentID != nil && o.CapturedAt != nil {
-		// An order captured before the ledger's migration ran is recorded now.
-		if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, *o.CapturedAt); err != nil {
-			return 0, 0, err
-		}
-	}
-	payments, err := postgres.OrderPayments(ctx, tx, o.ID)
-	if err != nil {
-		return 0, 0, err
-	}
-	ps := make([]gpubroker.Payment, 0, len(payments))
-	for _, p := range payments {
-		bought += gpubroker.MinutesBought(p.Hours)
-		ps = append(ps, p.Payment)
-	}
-	used = clock.MinutesUsed(*pod.StartedAt, a.StoppedAt)
-	if planned, err := postgres.HasRefunds(ctx, tx, pod.ID, a.Reason); err != nil || planned {
-		return used, bought, err
-	}
-	amount := gpubroker.UnusedMinutesCents(bought, used, pod.HourlyCents)
-	if amount == 0 {
-		return used, bought, nil
-	}
-	shares, left := gpubroker.SpreadRefund(ps, amount)
-	if left > 0 {
-		log.ErrorContext(ctx, "unused minutes are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", amount, "not_placed_cents", left)
-	}
-	return used, bought, postgres.PlanRefunds(ctx, tx, pod.ID, a.Reason, shares)
 }
 
 // refund makes one planned refund exactly once and records it.

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/postgres"
 	"gpubroker/site"
@@ -47,7 +48,7 @@ func TestSendEmailWorker(t *testing.T) {
 	queue := func(to string) int64 {
 		var id int64
 		require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
-			if err := QueueEmailTx(ctx, tx, b.inserter, gpubroker.MailLogin, to, "", mail.Data{Name: "Ada", Link: "https://gpubroker.example/login/?token=abc", ExpiresIn: "30 minutes"}); err != nil {
+			if err := lifecycle.QueueEmailTx(ctx, tx, b.inserter, gpubroker.MailLogin, to, "", mail.Data{Name: "Ada", Link: "https://gpubroker.example/login/?token=abc", ExpiresIn: "30 minutes"}); err != nil {
 				return err
 			}
 			return tx.QueryRow(ctx, `SELECT max(id) FROM emails`).Scan(&id)
