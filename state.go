@@ -80,6 +80,7 @@ var podMoves = map[PodMove]string{
 	{PodRunning, PodTerminating}:    "pod.terminate_requested",
 	{PodRunning, PodFailed}:         "pod.died",
 	{PodTerminating, PodTerminated}: "pod.terminated",
+	{PodFailed, PodFailed}:          "pod.outcome_noted", // its note says how it ended (refunded, released)
 }
 
 // PodMoveAction is the audit action of a move in the table, and whether the table has it.

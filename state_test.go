@@ -1,6 +1,7 @@
 package gpubroker_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -58,4 +59,22 @@ func TestHoldTimes(t *testing.T) {
 	visa := auth.Add(4*24*time.Hour + 18*time.Hour)
 	require.Equal(t, visa, gpubroker.HoldDeadline(auth, visa))
 	require.Equal(t, auth.Add(6*24*time.Hour), gpubroker.HoldReleaseAt(gpubroker.HoldDeadline(auth, time.Time{})))
+}
+
+// The pod transition table names an audit action for every move, and CanMoveTo agrees with it.
+func TestPodMovesNameTheirAudit(t *testing.T) {
+	moves := 0
+	for _, from := range gpubroker.PodStatuses {
+		for _, to := range gpubroker.PodStatuses {
+			action, ok := gpubroker.PodMoveAction(from, to)
+			if ok {
+				moves++
+				require.True(t, strings.HasPrefix(action, "pod."), "%s -> %s is audited as %q", from, to, action)
+			}
+			require.Equal(t, ok && from != to, from.CanMoveTo(to), "CanMoveTo(%s, %s)", from, to)
+		}
+	}
+	require.Equal(t, 12, moves)
+	_, ok := gpubroker.PodMoveAction(gpubroker.PodTerminated, gpubroker.PodRunning)
+	require.False(t, ok, "a terminated pod never runs again")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
 	"gpubroker/tasks"
 )
@@ -157,7 +158,7 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpu
 				return err
 			}
 		}
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodProvisioning, gpubroker.PodUpdate{CapturedAt: &now})
+		ok, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodDeploying, gpubroker.PodProvisioning, gpubroker.PodUpdate{CapturedAt: &now}, nil)
 		if err != nil || !ok {
 			return err
 		}
@@ -179,13 +180,13 @@ func (w *CaptureWorker) giveBack(ctx context.Context, job *river.Job[CaptureArgs
 	d := w.d
 	d.Logger.ErrorContext(ctx, "capture failed for good; the pod can be deployed again", "pod_id", pod.ID, "error", cause)
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodDeploying, gpubroker.PodConfigured, gpubroker.PodUpdate{Error: gpubroker.Ptr("We could not reach our payment processor. Nothing was charged (your card is still only on hold); please press Deploy again.")})
+		ok, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodDeploying, gpubroker.PodConfigured,
+			gpubroker.PodUpdate{Error: gpubroker.Ptr("We could not reach our payment processor. Nothing was charged (your card is still only on hold); please press Deploy again.")},
+			map[string]any{"error": cause.Error()})
 		if err != nil || !ok {
 			return err
 		}
-		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
-			return err
-		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.capture_failed", Detail: map[string]any{"error": cause.Error()}})
+		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
 )
 
@@ -82,12 +83,9 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 			return refundExtensionTx(ctx, tx, pod, x, pi.ID, postgres.RefundOverLimit, "pod.extension_over_limit", now, map[string]any{"plan": pod.Plan})
 		}
 		ends := pod.EndsAt.Add(d.Clock.Hours(x.Hours))
-		ok, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &ends})
+		ok, err = lifecycle.MovePod(ctx, tx, pod, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &ends},
+			map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents, "payment_intent": pi.ID, "ends_at": ends})
 		if err != nil || !ok {
-			return err
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.extended",
-			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents, "payment_intent": pi.ID, "ends_at": ends}}); err != nil {
 			return err
 		}
 		if err := reminderTx(ctx, tx, pod.ID, 2, ends, d.Clock); err != nil { // extended: longer than an hour

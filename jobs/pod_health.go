@@ -112,16 +112,13 @@ func (w *PodHealthWorker) died(ctx context.Context, ri postgres.RunningInstance,
 		if err != nil {
 			return err
 		}
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr(podDiedError), TerminatedAt: gpubroker.Ptr(d.now())})
+		ok, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodRunning, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr(podDiedError), TerminatedAt: gpubroker.Ptr(d.now())},
+			map[string]any{"provider": ri.Provider, "instance": ri.InstanceID, "why": why})
 		if err != nil || !ok {
 			return err
 		}
 		// As moved: the end email says when it really ended (terminated_at), not when it was due.
 		if pod, err = postgres.GetPod(ctx, tx, pod.ID); err != nil {
-			return err
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.died",
-			Detail: map[string]any{"provider": ri.Provider, "instance": ri.InstanceID, "why": why}}); err != nil {
 			return err
 		}
 		if err := terminateInstanceTx(ctx, tx, pod, true); err != nil {

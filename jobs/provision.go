@@ -372,11 +372,8 @@ func (w *ProvisionWorker) running(ctx context.Context, pod *gpubroker.Pod, inst 
 			// The customer logs in with the provider's secret (Lambda's jupyter_token), not ours.
 			set.IDESecret = &inst.IDESecret
 		}
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodRunning, set)
+		ok, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodProvisioning, gpubroker.PodRunning, set, nil)
 		if err != nil || !ok {
-			return err
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.running"}); err != nil {
 			return err
 		}
 		pod, err := postgres.GetPod(ctx, tx, pod.ID)
@@ -435,14 +432,11 @@ func (w *ProvisionWorker) giveUp(ctx context.Context, pod *gpubroker.Pod, reason
 		if pod.OrderStatus != gpubroker.OrderFree {
 			note = reason + " " + refundPending
 		}
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodProvisioning, gpubroker.PodFailed, gpubroker.PodUpdate{Error: &note})
+		ok, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodProvisioning, gpubroker.PodFailed, gpubroker.PodUpdate{Error: &note}, map[string]any{"reason": reason})
 		if err != nil || !ok {
 			return err
 		}
 		if err := terminateInstanceTx(ctx, tx, pod, true); err != nil {
-			return err
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.failed", Detail: map[string]any{"reason": reason}}); err != nil {
 			return err
 		}
 		if pod.OrderStatus == gpubroker.OrderFree {

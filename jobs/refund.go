@@ -93,7 +93,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 		// The pod is failed (gave up, or the hold release found a capture); older rows may
 		// still be provisioning or deploying.
 		for _, from := range []gpubroker.PodStatus{gpubroker.PodFailed, gpubroker.PodProvisioning, gpubroker.PodDeploying} {
-			if _, err := postgres.MovePod(ctx, tx, pod.ID, from, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr(job.Args.Reason + " " + refundMade)}); err != nil {
+			if _, err := lifecycle.MovePod(ctx, tx, pod, from, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr(job.Args.Reason + " " + refundMade)}, nil); err != nil {
 				return err
 			}
 		}

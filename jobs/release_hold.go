@@ -9,6 +9,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
 	"gpubroker/tasks"
 )
@@ -47,8 +48,8 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 		if _, err := postgres.LockPod(ctx, tx, pod.ID); err != nil {
 			return err
 		}
-		claimed, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodConfigured, gpubroker.PodFailed,
-			gpubroker.PodUpdate{Error: gpubroker.Ptr("You did not deploy before the hold on your card was due to lapse, so we are releasing it.")})
+		claimed, err = lifecycle.MovePod(ctx, tx, pod, gpubroker.PodConfigured, gpubroker.PodFailed,
+			gpubroker.PodUpdate{Error: gpubroker.Ptr("You did not deploy before the hold on your card was due to lapse, so we are releasing it.")}, nil)
 		if err != nil {
 			return err
 		}
@@ -95,8 +96,8 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 			if err != nil {
 				return err
 			}
-			if _, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodFailed, gpubroker.PodFailed,
-				gpubroker.PodUpdate{Error: gpubroker.Ptr("Your pod was not deployed, but your payment had been captured. " + refundPending)}); err != nil {
+			if _, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodFailed, gpubroker.PodFailed,
+				gpubroker.PodUpdate{Error: gpubroker.Ptr("Your pod was not deployed, but your payment had been captured. " + refundPending)}, nil); err != nil {
 				return err
 			}
 			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.captured", Detail: map[string]any{"amount_cents": o.AmountCents, "found_by": "release_hold"}}); err != nil {

@@ -233,7 +233,7 @@ func releaseOrder(ctx context.Context, d *Deps, orderID, reason string) error {
 		// A failed pod of an authorized order is one the hold release claimed: its note
 		// becomes the outcome too.
 		for _, from := range []gpubroker.PodStatus{gpubroker.PodConfigured, gpubroker.PodDeploying, gpubroker.PodFailed} {
-			if _, err := postgres.MovePod(ctx, tx, pod.ID, from, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr("The card hold was released before deploy; nothing was charged.")}); err != nil {
+			if _, err := lifecycle.MovePod(ctx, tx, pod, from, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr("The card hold was released before deploy; nothing was charged.")}, nil); err != nil {
 				return err
 			}
 		}

@@ -43,7 +43,7 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 				extended = true
 				return nil
 			}
-			_, err = postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodRunning, gpubroker.PodTerminating, gpubroker.PodUpdate{})
+			_, err = lifecycle.MovePod(ctx, tx, pod, gpubroker.PodRunning, gpubroker.PodTerminating, gpubroker.PodUpdate{}, map[string]any{"by": "end_of_paid_time"})
 			return err
 		})
 		if err != nil || extended {
@@ -58,16 +58,13 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 		}
 	}
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MovePod(ctx, tx, pod.ID, gpubroker.PodTerminating, gpubroker.PodTerminated, gpubroker.PodUpdate{TerminatedAt: gpubroker.Ptr(d.now())})
+		ok, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodTerminating, gpubroker.PodTerminated, gpubroker.PodUpdate{TerminatedAt: gpubroker.Ptr(d.now())}, nil)
 		if err != nil || !ok {
 			return err
 		}
 		// As moved: the end email says when it really ended (terminated_at), not when it was due.
 		pod, err := postgres.GetPod(ctx, tx, pod.ID)
 		if err != nil {
-			return err
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.terminated"}); err != nil {
 			return err
 		}
 		// A launch whose answer was lost may have left a second instance under the pod's name.
