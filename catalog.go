@@ -3,6 +3,7 @@ package gpubroker
 import (
 	"net/mail"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -294,7 +295,7 @@ func (c *Catalog) QuoteFor(r OrderRequest, feePaidUntil, now time.Time) (*Quote,
 	gpu, gpuOK := c.GPUType(r.GPU)
 	if !gpuOK {
 		fields["gpu"] = "Choose a GPU type."
-	} else if ok && !plan.ContactSales && len(plan.GPUClasses) > 0 && !contains(plan.GPUClasses, gpu.GPU) {
+	} else if ok && !plan.ContactSales && len(plan.GPUClasses) > 0 && !slices.Contains(plan.GPUClasses, gpu.GPU) {
 		fields["gpu"] = "This GPU is not part of the " + plan.Name + " plan."
 	}
 	q.GPU = gpu
@@ -315,7 +316,7 @@ func (c *Catalog) QuoteFor(r OrderRequest, feePaidUntil, now time.Time) (*Quote,
 	}
 	if strings.TrimSpace(r.SSHPublicKey) != "" {
 		if _, _, err := ParseSSHKey(r.SSHPublicKey); err != nil {
-			fields["ssh_public_key"] = err.(*Error).Message
+			fields["ssh_public_key"] = ErrorMessage(err)
 		}
 	}
 	if r.Hours < 1 {
@@ -336,13 +337,4 @@ func (c *Catalog) QuoteFor(r OrderRequest, feePaidUntil, now time.Time) (*Quote,
 		}
 	}
 	return q, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -61,3 +61,13 @@ func ErrorReason(err error) string {
 	}
 	return EINTERNAL
 }
+
+// ErrorMessage returns the message of err if it is or wraps an *Error (what a customer may
+// read), and a generic one otherwise.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "Something went wrong on our side."
+}

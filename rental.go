@@ -1,6 +1,9 @@
 package gpubroker
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // The rental rule: a pod is bought by the whole hour and used by the minute. A running pod that
 // ends before its time, stopped by its owner or dead at its provider, is refunded every minute
@@ -110,13 +113,9 @@ type RefundShare struct {
 // own payment), never taking more from a payment than Refundable. It returns the shares and
 // what could not be placed (zero unless amount exceeds everything refundable).
 func SpreadRefund(payments []Payment, amount int64) ([]RefundShare, int64) {
-	ps := append([]Payment(nil), payments...)
-	// newest first; stable on ties so the result does not depend on the input order of equals
-	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && ps[j].CapturedAt.After(ps[j-1].CapturedAt); j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
-		}
-	}
+	// Newest first; stable on ties, so the result does not depend on the input order of equals.
+	ps := slices.Clone(payments)
+	slices.SortStableFunc(ps, func(a, b Payment) int { return b.CapturedAt.Compare(a.CapturedAt) })
 	var out []RefundShare
 	for _, p := range ps {
 		if amount <= 0 {
