@@ -117,7 +117,7 @@ load: build
 	go build -o bin/loadgen ./cmd/loadgen
 	bin/loadgen -gpubroker bin/gpubroker -profile bin/load-api.pprof $(LOADFLAGS)
 
-# The production processes under faults (internal/chaos): its own PostgreSQL, the Stripe and
+# The production processes under faults (cmd/chaos/internal/chaos): its own PostgreSQL, the Stripe and
 # RunPod stand-ins, one api and two workers of the production binary, 50 customers while
 # workers are killed, PostgreSQL crashes once and faults are injected; then the ledgers are
 # checked. Prints one line and exits 1 on any violation. make test runs a short version

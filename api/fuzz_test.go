@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 	"gpubroker/worker"
 )
 

@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker/billing"
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 	"gpubroker/internal/testdb"
 	"gpubroker/postgres"
 	"gpubroker/site"

@@ -14,7 +14,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/billing"
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 )
 
 const (

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 )
 
 // Checkout offers cards only: capture_method=manual would otherwise hold Klarna, Link … with

@@ -15,7 +15,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/billing"
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 )
 
 func TestCheckoutAuthorizeCaptureRefund(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/internal/awsfake"
+	"gpubroker/feedback/sqsfake"
 )
 
 const queueURL = "https://sqs.us-east-1.amazonaws.com/123456789012/gpubroker-ses-feedback"
@@ -59,7 +59,7 @@ func (e *events) all() []string {
 }
 
 type testBundle struct {
-	fake     *awsfake.SQS
+	fake     *sqsfake.SQS
 	store    *memStore
 	consumer *Consumer
 	events   *events
@@ -69,7 +69,7 @@ type testBundle struct {
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	b := &testBundle{logs: &bytes.Buffer{}, events: &events{}}
-	b.fake = &awsfake.SQS{QueueURL: queueURL, Unexpected: t.Errorf, OnDelete: func(id string) { b.events.add("delete " + id) }}
+	b.fake = &sqsfake.SQS{QueueURL: queueURL, Unexpected: t.Errorf, OnDelete: func(id string) { b.events.add("delete " + id) }}
 	b.store = &memStore{fail: map[string]bool{}, events: b.events}
 	srv := httptest.NewServer(b.fake)
 	t.Cleanup(srv.Close)
@@ -132,7 +132,7 @@ func TestPollOnceAppliesThenDeletes(t *testing.T) {
 	}, b.events.all())
 	require.Empty(t, b.fake.Remaining())
 
-	require.Equal(t, []awsfake.ReceiveRequest{{
+	require.Equal(t, []sqsfake.ReceiveRequest{{
 		QueueUrl:                    queueURL,
 		MaxNumberOfMessages:         10,
 		WaitTimeSeconds:             20,

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 	"gpubroker/postgres"
 )
 

@@ -18,9 +18,9 @@ import (
 
 	"gpubroker"
 	"gpubroker/billing"
+	"gpubroker/billing/stripesim"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
-	"gpubroker/internal/stripesim"
 	"gpubroker/internal/testdb"
 	"gpubroker/postgres"
 	"gpubroker/site"

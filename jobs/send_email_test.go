@@ -14,18 +14,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
-	"gpubroker/internal/awsfake"
 	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/mail/ses"
+	"gpubroker/mail/ses/sesfake"
 	"gpubroker/postgres"
 )
 
 // sesBundle is the jobs' world with the real SES sender in front of the SES stand-in.
-func sesBundle(t *testing.T) (*testBundle, *awsfake.SES) {
+func sesBundle(t *testing.T) (*testBundle, *sesfake.SES) {
 	t.Helper()
 	b := setup(t)
-	fake := &awsfake.SES{}
+	fake := &sesfake.SES{}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	client := sesv2.New(sesv2.Options{

@@ -1,5 +1,5 @@
 // Command chaos runs GPU Broker's production processes under faults and checks that no money
-// or pod was lost (make chaos; see package internal/chaos). It prints progress, the violations
+// or pod was lost (make chaos; see package cmd/chaos/internal/chaos). It prints progress, the violations
 // it found, and one line:
 //
 //	chaos: customers=50 kills=… pg_restarts=1 faults=… money_faults=<struck>/<armed> simulated_hours=… redeliveries=… ops_retries=… violations=0 …
@@ -15,7 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"gpubroker/internal/chaos"
+	"gpubroker/cmd/chaos/internal/chaos"
 )
 
 func main() {

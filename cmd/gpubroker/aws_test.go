@@ -15,8 +15,9 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/internal/awsfake"
+	"gpubroker/feedback/sqsfake"
 	"gpubroker/jobs"
+	"gpubroker/mail/ses/sesfake"
 )
 
 // With SES and S3 configured through the SDK's standard AWS_ENDPOINT_URL_* variables, the real
@@ -24,7 +25,7 @@ import (
 // suppressed address gets none, and the offers job publishes offers.json with its cache header.
 // Not parallel: it sets process environment variables.
 func TestAWSAdapters(t *testing.T) {
-	ses := &awsfake.SES{}
+	ses := &sesfake.SES{}
 	sesSrv := httptest.NewServer(ses)
 	defer sesSrv.Close()
 	s3Backend := s3mem.New()
@@ -41,7 +42,7 @@ func TestAWSAdapters(t *testing.T) {
 		fake.ServeHTTP(w, r)
 	}))
 	defer s3Srv.Close()
-	queue := &awsfake.SQS{}
+	queue := &sqsfake.SQS{}
 	bounce := `{"eventType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"Gone@Example.com"}],"feedbackId":"fb-bounce-1","timestamp":"2026-11-24T10:00:00Z"},"mail":{"messageId":"ses-1","destination":["gone@example.com"]}}`
 	complaint, _ := json.Marshal(map[string]string{"Type": "Notification", "Message": `{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"angry@example.com"}],"complaintFeedbackType":"abuse","feedbackId":"fb-complaint-1","timestamp":"2026-11-24T10:00:00Z"},"mail":{"messageId":"ses-2"}}`})
 	queue.Add(bounce)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 	"gpubroker/mail"
 )
 

@@ -15,9 +15,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"gpubroker/billing/stripesim"
 	"gpubroker/config"
 	"gpubroker/gpu/sim"
-	"gpubroker/internal/stripesim"
 	"gpubroker/internal/testdb"
 	"gpubroker/jobs"
 	"gpubroker/workspaces"
@@ -154,8 +154,8 @@ func TestProductionBuildLeavesOutStandIns(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", "-tags", "nostandins", ".").CombinedOutput()
 	require.NoError(t, err, string(out))
-	require.NotContains(t, string(out), "gpubroker/internal/stripesim")
+	require.NotContains(t, string(out), "gpubroker/billing/stripesim")
 	out, err = exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	require.NoError(t, err, string(out))
-	require.Contains(t, string(out), "gpubroker/internal/stripesim", "the dev build has it")
+	require.Contains(t, string(out), "gpubroker/billing/stripesim", "the dev build has it")
 }

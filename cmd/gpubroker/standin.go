@@ -5,7 +5,7 @@ package main
 import (
 	"log/slog"
 
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 )
 
 // stripeStandIn is the Stripe stand-in that dev mounts when STRIPE_SECRET_KEY is unset.

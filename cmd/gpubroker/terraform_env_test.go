@@ -29,14 +29,15 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"gpubroker/api"
+	"gpubroker/billing/stripesim"
+	"gpubroker/cmd/internal/gbproc"
+	"gpubroker/cmd/internal/pgcluster"
+	"gpubroker/feedback/sqsfake"
 	"gpubroker/gpu/lambda"
+	"gpubroker/gpu/runpod/runpodsim"
 	"gpubroker/images"
-	"gpubroker/internal/awsfake"
-	"gpubroker/internal/gbproc"
-	"gpubroker/internal/pgcluster"
-	"gpubroker/internal/runpodsim"
-	"gpubroker/internal/stripesim"
 	"gpubroker/internal/testdb"
+	"gpubroker/mail/ses/sesfake"
 	"gpubroker/terraform/terraformtest"
 	"gpubroker/workspaces"
 )
@@ -123,7 +124,7 @@ func newTFWorld(t *testing.T) *tfWorld {
 	t.Cleanup(stripe.Close)
 	s3 := s3mem.New()
 	require.NoError(t, s3.CreateBucket("gpubroker-offers-test"))
-	sqsURL := serve("sqs", &awsfake.SQS{})
+	sqsURL := serve("sqs", &sqsfake.SQS{})
 	trap := serve("trap", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.mu.Lock()
 		w.trapped = append(w.trapped, r.Host)
@@ -133,7 +134,7 @@ func newTFWorld(t *testing.T) *tfWorld {
 	w.extra = []string{
 		"STRIPE_API_BASE=" + serve("stripe", stripe),
 		"RUNPOD_API_BASE=" + serve("runpod", runpodsim.New(runpodsim.Options{APIKey: runpodKey})),
-		"AWS_ENDPOINT_URL_SESV2=" + serve("ses", &awsfake.SES{}), "AWS_ENDPOINT_URL_SQS=" + sqsURL,
+		"AWS_ENDPOINT_URL_SESV2=" + serve("ses", &sesfake.SES{}), "AWS_ENDPOINT_URL_SQS=" + sqsURL,
 		"AWS_ENDPOINT_URL_S3=" + serve("s3", gofakes3.New(s3).Server()),
 		// ECS gives the task role's credentials through its credentials endpoint.
 		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_CONFIG_FILE=/dev/null",

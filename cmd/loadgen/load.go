@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gpubroker/internal/pgcluster"
+	"gpubroker/cmd/internal/pgcluster"
 )
 
 // result is one measurement: one row of the table.

@@ -41,8 +41,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"gpubroker/api"
-	"gpubroker/internal/gbproc"
-	"gpubroker/internal/pgcluster"
+	"gpubroker/cmd/internal/gbproc"
+	"gpubroker/cmd/internal/pgcluster"
 )
 
 type options struct {

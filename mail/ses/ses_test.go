@@ -18,11 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
-	"gpubroker/internal/awsfake"
+	"gpubroker/mail/ses/sesfake"
 )
 
 type testBundle struct {
-	fake   *awsfake.SES
+	fake   *sesfake.SES
 	client *sesv2.Client
 	sleeps []time.Duration
 	clock  time.Time
@@ -31,7 +31,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	b := &testBundle{fake: &awsfake.SES{}, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b := &testBundle{fake: &sesfake.SES{}, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	srv := httptest.NewServer(b.fake)
 	t.Cleanup(srv.Close)
 	// The client keeps the SDK's default (standard) retryer on purpose: Send must switch it off
@@ -121,8 +121,8 @@ func TestSendRetriesThrottling(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.fake.Script(
-		awsfake.Reply{Status: http.StatusTooManyRequests, Code: "TooManyRequestsException"},
-		awsfake.Reply{Status: http.StatusTooManyRequests, Code: "TooManyRequestsException"},
+		sesfake.Reply{Status: http.StatusTooManyRequests, Code: "TooManyRequestsException"},
+		sesfake.Reply{Status: http.StatusTooManyRequests, Code: "TooManyRequestsException"},
 	)
 	s := New(b.client, b.opts)
 
@@ -139,7 +139,7 @@ func TestSendThrottlingIsBounded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for range 10 {
-		b.fake.Script(awsfake.Reply{Status: http.StatusBadRequest, Code: "LimitExceededException"})
+		b.fake.Script(sesfake.Reply{Status: http.StatusBadRequest, Code: "LimitExceededException"})
 	}
 	b.opts.MaxRetries = 2
 	s := New(b.client, b.opts)
@@ -170,7 +170,7 @@ func TestSendClassifiesErrors(t *testing.T) {
 			if code == "InternalServiceErrorException" {
 				status = http.StatusInternalServerError
 			}
-			b.fake.Script(awsfake.Reply{Status: status, Code: code})
+			b.fake.Script(sesfake.Reply{Status: status, Code: code})
 			s := New(b.client, b.opts)
 
 			_, err := s.Send(context.Background(), message())
@@ -322,7 +322,7 @@ func TestSendUnverifiedSender(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			b.fake.Script(awsfake.Reply{Status: http.StatusBadRequest, Code: "MessageRejected", Message: tc.msg})
+			b.fake.Script(sesfake.Reply{Status: http.StatusBadRequest, Code: "MessageRejected", Message: tc.msg})
 			_, err := New(b.client, b.opts).Send(context.Background(), message())
 			require.Error(t, err)
 			require.False(t, errors.Is(err, gpubroker.ErrPermanent), "%v", err)
@@ -336,7 +336,7 @@ func TestSendUnverifiedSender(t *testing.T) {
 // naming the recipients and the request's region, as SES words it.
 func TestFakeSandboxAnswersAsSES(t *testing.T) {
 	t.Parallel()
-	fake := &awsfake.SES{}
+	fake := &sesfake.SES{}
 	fake.SetSandbox(true)
 	fake.Verify("verified@example.com")
 	srv := httptest.NewServer(fake)

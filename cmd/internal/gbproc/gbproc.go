@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"gpubroker/internal/pgcluster"
+	"gpubroker/cmd/internal/pgcluster"
 )
 
 // Migrate runs `bin migrate` against dbURL.

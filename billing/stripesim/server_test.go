@@ -19,7 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 )
 
 const key = "sk_test_123"

@@ -18,9 +18,9 @@ import (
 	"gpubroker/gpu"
 	"gpubroker/gpu/gputest"
 	"gpubroker/gpu/runpod"
+	"gpubroker/gpu/runpod/runpodsim"
 	"gpubroker/gpu/sim"
 	"gpubroker/images"
-	"gpubroker/internal/runpodsim"
 )
 
 const key = "rpa_SIMKEY"

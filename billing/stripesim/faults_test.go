@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 )
 
 // paidIntent creates and pays a session and returns its PaymentIntent id.

@@ -36,11 +36,11 @@ import (
 
 	"gpubroker"
 	"gpubroker/billing"
+	"gpubroker/billing/stripesim"
+	"gpubroker/cmd/internal/gbproc"
+	"gpubroker/cmd/internal/pgcluster"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
-	"gpubroker/internal/gbproc"
-	"gpubroker/internal/pgcluster"
-	"gpubroker/internal/stripesim"
 	"gpubroker/jobs"
 	"gpubroker/site"
 )

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 	"gpubroker/jobs"
 )
 

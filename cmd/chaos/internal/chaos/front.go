@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"gpubroker/api"
-	"gpubroker/internal/awsfake"
-	"gpubroker/internal/runpodsim"
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
+	"gpubroker/gpu/runpod/runpodsim"
+	"gpubroker/mail/ses/sesfake"
 	"gpubroker/workspaces"
 )
 
@@ -40,7 +40,7 @@ type front struct {
 	url    string
 	stripe *stripesim.Server
 	runpod *runpodsim.Server
-	ses    *awsfake.SES // the counting sender: every email the workers send
+	ses    *sesfake.SES // the counting sender: every email the workers send
 
 	mu       sync.Mutex
 	launches []*launchFault // aimed at RunPod creates (aim.go)
@@ -50,7 +50,7 @@ type front struct {
 // never restarted, unlike the workers) with originSecret, as CloudFront sends its origin
 // custom header.
 func newFront(ln net.Listener, apiAddr, webhookSecret, runpodKey, originSecret string, images []string, holdLifetime time.Duration, kill func(), log *slog.Logger) *front {
-	f := &front{url: "http://" + ln.Addr().String(), ses: &awsfake.SES{}}
+	f := &front{url: "http://" + ln.Addr().String(), ses: &sesfake.SES{}}
 	apiURL := &url.URL{Scheme: "http", Host: apiAddr}
 	f.stripe = stripesim.New(stripesim.Config{
 		Prefix: stripePrefix, PublicURL: f.url, WebhookURL: f.url + "/api/stripe/webhook", WebhookSecret: webhookSecret, Logger: log,

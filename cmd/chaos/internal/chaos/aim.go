@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"gpubroker/internal/stripesim"
+	"gpubroker/billing/stripesim"
 )
 
 // Aimed faults: every money path gets customers whose own call is hit, on purpose, by each

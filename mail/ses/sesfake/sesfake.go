@@ -1,7 +1,7 @@
-// Package awsfake holds local stand-ins for the AWS endpoints GPU Broker's tests point the real
-// SDK clients at (SES v2 and SQS), one per service, so every test speaks the same protocol
-// and a fix to a fake reaches every test.
-package awsfake
+// Package sesfake is a local SES v2 endpoint the real SDK client is pointed at (tests, make
+// chaos's counting sender), beside the adapter it stands in for, so every test speaks the same
+// protocol and a fix to the fake reaches every test.
+package sesfake
 
 import (
 	"encoding/json"

@@ -1,4 +1,6 @@
-package awsfake
+// Package sqsfake is a local SQS endpoint (the JSON protocol) the real SDK client is pointed at,
+// beside the feedback consumer it feeds.
+package sqsfake
 
 import (
 	"crypto/md5"
