@@ -2,6 +2,69 @@ package gpubroker
 
 import "time"
 
+// PodStatus is where a pod stands:
+//
+//	configured ──► deploying ──► provisioning ──► running ──► terminating ──► terminated
+//	    ▲  │           │  │            │
+//	    └──┼───────────┘  │            │          (deploying → configured: the capture kept
+//	       │              │            │           failing; the hold stands, Deploy again)
+//	       └──────────────┴────────────┴──► failed (hold released, no GPU could be started:
+//	                                                refunded, or refund pending)
+//	                                   running ──► failed (the instance died at the provider:
+//	                                                the unused minutes are refunded)
+//
+// Every move is checked against this table (CanMoveTo) and guarded in SQL.
+type PodStatus string
+
+// Pod statuses (stored as text).
+const (
+	PodConfigured   PodStatus = "configured"
+	PodDeploying    PodStatus = "deploying"
+	PodProvisioning PodStatus = "provisioning"
+	PodRunning      PodStatus = "running"
+	PodTerminating  PodStatus = "terminating"
+	PodTerminated   PodStatus = "terminated"
+	PodFailed       PodStatus = "failed"
+)
+
+// PodMove is a pod's move from one status to another (or an update within one, From == To).
+type PodMove struct{ From, To PodStatus }
+
+// podMoves is the pod transition table: every move a pod may make, with the audit action that
+// records it (lifecycle.MovePod writes one with the other).
+var podMoves = map[PodMove]AuditAction{
+	{PodConfigured, PodDeploying}:   ActionPodDeployRequested,
+	{PodConfigured, PodFailed}:      ActionPodHoldReleased, // never deployed: its hold went back
+	{PodDeploying, PodProvisioning}: ActionPodProvisioning, // the capture succeeded
+	{PodDeploying, PodConfigured}:   ActionPodCaptureFailed,
+	{PodDeploying, PodFailed}:       ActionPodFailed,
+	{PodProvisioning, PodRunning}:   ActionPodRunning,
+	{PodProvisioning, PodFailed}:    ActionPodFailed,
+	{PodRunning, PodRunning}:        ActionPodExtended,
+	{PodRunning, PodTerminating}:    ActionPodTerminateRequested,
+	{PodRunning, PodFailed}:         ActionPodDied,
+	{PodTerminating, PodTerminated}: ActionPodTerminated,
+	{PodFailed, PodFailed}:          ActionPodOutcomeNoted, // its note says how it ended (refunded, released)
+}
+
+// PodMoveAction is the audit action of a move in the table, and whether the table has it.
+func PodMoveAction(from, to PodStatus) (AuditAction, bool) {
+	a, ok := podMoves[PodMove{from, to}]
+	return a, ok
+}
+
+// CanMoveTo reports whether a pod may move from s to another status to.
+func (s PodStatus) CanMoveTo(to PodStatus) bool {
+	_, ok := podMoves[PodMove{s, to}]
+	return ok && s != to
+}
+
+// Ended reports whether the pod is over: nothing will run on it again.
+func (s PodStatus) Ended() bool { return s == PodTerminated || s == PodFailed }
+
+// PodStatuses lists every pod status.
+var PodStatuses = []PodStatus{PodConfigured, PodDeploying, PodProvisioning, PodRunning, PodTerminating, PodTerminated, PodFailed}
+
 // Pod is a GPU pod with the order fields that go with it (what was bought, where its money
 // stands).
 type Pod struct {
@@ -100,3 +163,10 @@ var BootStepNames = []string{"keys", "sshd", "workspace", "ide", "ready"}
 
 // MaxBootSteps bounds what one pod may report: a few boots' worth of its five steps.
 const MaxBootSteps = 50
+
+// Connection is how a user reaches a running pod.
+type Connection struct {
+	SSH           string `json:"ssh"`
+	JupyterURL    string `json:"jupyter_url,omitempty"`
+	CodeServerURL string `json:"code_server_url,omitempty"`
+}

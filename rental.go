@@ -1,9 +1,6 @@
 package gpubroker
 
-import (
-	"slices"
-	"time"
-)
+import "time"
 
 // The rental rule: a pod is bought by the whole hour and used by the minute. A running pod that
 // ends before its time, stopped by its owner or dead at its provider, is refunded every minute
@@ -82,51 +79,4 @@ func UnusedMinutesCents(boughtMinutes, usedMinutes int, hourlyCents int64) int64
 // for none, as for a Pro order within a month of the fee's capture).
 func PlanFeeCents(amountCents int64, hours int, hourlyCents int64) int64 {
 	return max(0, amountCents-int64(hours)*hourlyCents)
-}
-
-// Payment is one captured payment of an order: the order's own capture or a paid extension.
-type Payment struct {
-	ID              string
-	OrderID         string
-	PaymentIntentID string
-	AmountCents     int64
-	// RefundedCents is what the ledger has refunded (or is refunding) of it.
-	RefundedCents int64
-	CapturedAt    time.Time
-}
-
-// Refundable is what may still be refunded of the payment.
-func (p Payment) Refundable() int64 {
-	if r := p.AmountCents - p.RefundedCents; r > 0 {
-		return r
-	}
-	return 0
-}
-
-// RefundShare is the part of a refund one payment bears.
-type RefundShare struct {
-	PaymentID   string
-	AmountCents int64
-}
-
-// SpreadRefund spreads amount over payments newest first (the extensions before the order's
-// own payment), never taking more from a payment than Refundable. It returns the shares and
-// what could not be placed (zero unless amount exceeds everything refundable).
-func SpreadRefund(payments []Payment, amount int64) ([]RefundShare, int64) {
-	// Newest first; stable on ties, so the result does not depend on the input order of equals.
-	ps := slices.Clone(payments)
-	slices.SortStableFunc(ps, func(a, b Payment) int { return b.CapturedAt.Compare(a.CapturedAt) })
-	var out []RefundShare
-	for _, p := range ps {
-		if amount <= 0 {
-			break
-		}
-		n := min(p.Refundable(), amount)
-		if n <= 0 {
-			continue
-		}
-		out = append(out, RefundShare{PaymentID: p.ID, AmountCents: n})
-		amount -= n
-	}
-	return out, max(amount, 0)
 }

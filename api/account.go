@@ -79,11 +79,11 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 			return err
 		}
 		if dropped > 0 {
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: "ssh_keys.dropped", Detail: map[string]any{"keys": dropped, "why": "added before activation by a browser other than the one activating"}}); err != nil {
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: gpubroker.ActionSshKeysDropped, Detail: map[string]any{"keys": dropped, "why": "added before activation by a browser other than the one activating"}}); err != nil {
 				return err
 			}
 		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: "account." + purpose})
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: gpubroker.AccountSignInAction(purpose)})
 	})
 	if err != nil {
 		writeError(w, r, err)

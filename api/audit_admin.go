@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"gpubroker"
 	"io"
 	"net/http"
 	"strconv"
@@ -48,7 +49,7 @@ func AuditAdmin(pool *pgxpool.Pool, user string, next http.Handler) http.Handler
 				detail["job_ids"] = ids
 			}
 		}
-		if err := postgres.Audit(r.Context(), pool, postgres.AuditEvent{Action: "ops.riverui_action", Detail: detail}); err != nil {
+		if err := postgres.Audit(r.Context(), pool, postgres.AuditEvent{Action: gpubroker.ActionOpsRiveruiAction, Detail: detail}); err != nil {
 			logger(r).ErrorContext(r.Context(), "error auditing an admin action; refused", "method", r.Method, "path", r.URL.Path, "error", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit_unavailable",
 				"message": "The action could not be recorded in the audit log, so it was not taken. Try again."})

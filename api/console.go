@@ -69,7 +69,7 @@ func (s *Server) auditView(r *http.Request, action, orderID string, detail map[s
 		detail = map[string]any{}
 	}
 	detail["actor"] = "admin:" + user
-	if err := postgres.Audit(r.Context(), s.Pool, postgres.AuditEvent{OrderID: orderID, Action: action, Detail: detail}); err != nil {
+	if err := postgres.Audit(r.Context(), s.Pool, postgres.AuditEvent{OrderID: orderID, Action: gpubroker.AuditAction(action), Detail: detail}); err != nil {
 		logger(r).ErrorContext(r.Context(), "error auditing an ops view", "action", action, "error", err)
 	}
 }

@@ -37,7 +37,7 @@ func MailViewer(pool *pgxpool.Pool) http.Handler {
 			}
 			out := []item{}
 			for _, e := range emails {
-				out = append(out, item{e.ID, e.To, e.Subject, e.Kind, e.Text, e.HTML, e.Status, e.CreatedAt.UTC()})
+				out = append(out, item{e.ID, e.To, e.Subject, e.Kind, e.Text, e.HTML, string(e.Status), e.CreatedAt.UTC()})
 			}
 			writeJSON(w, http.StatusOK, out)
 			return

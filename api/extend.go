@@ -73,7 +73,7 @@ func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprou
 		if err != nil {
 			return err
 		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.extension_requested",
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: gpubroker.ActionPodExtensionRequested,
 			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents}})
 	})
 	if err != nil {

@@ -271,7 +271,7 @@ func (s *Server) opsAuthFailed(r *http.Request, client string) {
 	detail := map[string]any{"client": client, "window_start": window, "failures": failures, "last_at": now, "user": s.AdminUser}
 	var err error
 	if id == 0 {
-		if id, err = postgres.AuditReturningID(ctx, s.Pool, postgres.AuditEvent{Action: "ops.auth_failed", Detail: detail}); err == nil {
+		if id, err = postgres.AuditReturningID(ctx, s.Pool, postgres.AuditEvent{Action: gpubroker.ActionOpsAuthFailed, Detail: detail}); err == nil {
 			s.opsAuth.setAuditID(client, window, id)
 		}
 	} else {

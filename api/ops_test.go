@@ -109,7 +109,7 @@ func TestFunnelIsAuditedAndReportsReconcile(t *testing.T) {
 	ts := newTestServer(t)
 	ctx := context.Background()
 	for _, action := range []string{"reconcile.orphan_instance", "reconcile.orphan_instance", "reconcile.refund_queued", "reconcile.provision_requeued", "reconcile.drift", "reconcile.overdue_pod"} {
-		require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: action}))
+		require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: gpubroker.AuditAction(action)}))
 	}
 	w := ts.do("GET", "/ops/funnel", nil, adminHeader())
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())

@@ -23,7 +23,7 @@ func (s *Server) receipts(r *http.Request, accountID string) ([]receiptJSON, err
 	out := make([]receiptJSON, 0, len(list))
 	for _, x := range list {
 		out = append(out, receiptJSON{
-			ID: x.ID, PodID: x.PodID, Kind: x.Kind, Description: s.receiptDescription(x),
+			ID: x.ID, PodID: x.PodID, Kind: string(x.Kind), Description: s.receiptDescription(x),
 			AmountCents: x.AmountCents, RefundedCents: x.RefundedCents, Currency: x.Currency, PaidAt: x.PaidAt.UTC(),
 			ReceiptURL: "/api/me/receipts/" + url.PathEscape(x.ID),
 		})
@@ -45,12 +45,12 @@ func (s *Server) receiptDescription(x postgres.Receipt) string {
 		unit = "hour"
 	}
 	what := gpuName + " in " + s.Catalog.RegionName(x.Region)
-	if x.Kind == postgres.PaymentExtension {
+	if x.Kind == gpubroker.PaymentExtension {
 		d := n + " more " + unit + " of " + what
 		switch x.Refused {
-		case postgres.RefundLateExtension:
+		case gpubroker.RefundLateExtension:
 			d += ": not added, the pod had already stopped (refunded in full)"
-		case postgres.RefundOverLimit:
+		case gpubroker.RefundOverLimit:
 			most := "most"
 			if p, ok := s.Catalog.Plan(x.Plan); ok && p.MaxHours > 0 {
 				most = strconv.Itoa(p.MaxHours)

@@ -79,7 +79,7 @@ func (s *Server) handleAddSSHKey(w http.ResponseWriter, r *http.Request, _ httpr
 		if added, err = postgres.AddSSHKey(ctx, tx, k, payer); err != nil {
 			return err
 		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: "ssh_key.added", Detail: map[string]any{"fingerprint": k.Fingerprint, "type": k.Type}})
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: gpubroker.ActionSshKeyAdded, Detail: map[string]any{"fingerprint": k.Fingerprint, "type": k.Type}})
 	})
 	if err != nil {
 		writeError(w, r, err)
@@ -98,7 +98,7 @@ func (s *Server) handleDeleteSSHKey(w http.ResponseWriter, r *http.Request, ps h
 		if err := postgres.DeleteSSHKey(ctx, tx, acct.ID, ps.ByName("id")); err != nil {
 			return err
 		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: "ssh_key.deleted", Detail: map[string]any{"id": ps.ByName("id")}})
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: gpubroker.ActionSshKeyDeleted, Detail: map[string]any{"id": ps.ByName("id")}})
 	})
 	if err != nil {
 		writeError(w, r, err)

@@ -20,7 +20,7 @@ type accountJSON struct {
 }
 
 func toAccountJSON(a *gpubroker.Account) accountJSON {
-	return accountJSON{ID: a.ID, Email: a.Email, Name: a.Name, Status: a.Status, CreatedAt: a.CreatedAt, ActivatedAt: a.ActivatedAt}
+	return accountJSON{ID: a.ID, Email: a.Email, Name: a.Name, Status: string(a.Status), CreatedAt: a.CreatedAt, ActivatedAt: a.ActivatedAt}
 }
 
 type orderJSON struct {

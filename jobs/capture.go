@@ -154,7 +154,7 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpu
 		}
 		if captured && o.PaymentIntentID != nil {
 			// The ledger's payment: refunds are spread over payments, never above them.
-			if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, capturedAt); err != nil {
+			if err := postgres.RecordPayment(ctx, tx, o.ID, gpubroker.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, capturedAt); err != nil {
 				return err
 			}
 		}
@@ -163,7 +163,7 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpu
 			return err
 		}
 		if audit {
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.captured", Detail: map[string]any{"amount_cents": o.AmountCents}}); err != nil {
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderCaptured, Detail: map[string]any{"amount_cents": o.AmountCents}}); err != nil {
 				return err
 			}
 		}

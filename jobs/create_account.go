@@ -52,9 +52,9 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 	if err := saveCheckoutKey(ctx, tx, d, o.ID, acct, created); err != nil {
 		return err
 	}
-	action := "order.attached"
+	action := gpubroker.ActionOrderAttached
 	if created {
-		action = "account.created"
+		action = gpubroker.ActionAccountCreated
 	}
 	if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: o.ID, Action: action, Detail: map[string]any{"email": acct.Email}}); err != nil {
 		return err
@@ -112,7 +112,7 @@ func saveCheckoutKey(ctx context.Context, tx pgx.Tx, d *Deps, orderID string, ac
 		}
 		return err
 	}
-	return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: orderID, Action: "ssh_key.added", Detail: map[string]any{"fingerprint": k.Fingerprint, "via": "checkout"}})
+	return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: orderID, Action: gpubroker.ActionSshKeyAdded, Detail: map[string]any{"fingerprint": k.Fingerprint, "via": "checkout"}})
 }
 
 // podMail is the pod part of an email.

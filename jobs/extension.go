@@ -28,7 +28,7 @@ import (
 // the limit is checked again here, under the pod's lock, against what is paid.
 func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Extension, s *gpubroker.CheckoutSession) error {
 	d := w.d
-	if x.Status != postgres.ExtensionPending {
+	if x.Status != gpubroker.ExtensionPending {
 		return nil // settled by an earlier event
 	}
 	if s.PaymentIntentID == "" {
@@ -69,18 +69,18 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 		if err != nil || !ok {
 			return err
 		}
-		if err := postgres.RecordPayment(ctx, tx, x.OrderID, postgres.PaymentExtension, pi.ID, x.AmountCents, x.Hours, x.Currency, now); err != nil {
+		if err := postgres.RecordPayment(ctx, tx, x.OrderID, gpubroker.PaymentExtension, pi.ID, x.AmountCents, x.Hours, x.Currency, now); err != nil {
 			return err
 		}
 		if !running {
 			// Paid after the pod stopped: nothing runs longer, so the payment goes back in full.
 			d.Logger.WarnContext(ctx, "extension paid after its pod stopped; refunding it", "extension_id", x.ID, "pod_id", pod.ID, "status", pod.Status)
-			return refundExtensionTx(ctx, tx, pod, x, pi.ID, postgres.RefundLateExtension, "pod.extension_paid_late", now, nil)
+			return refundExtensionTx(ctx, tx, pod, x, pi.ID, gpubroker.RefundLateExtension, gpubroker.ActionPodExtensionPaidLate, now, nil)
 		}
 		if overLimit {
 			// Another extension was paid first: this one would pass the plan's limit.
 			d.Logger.WarnContext(ctx, "extension paid past its plan's max_hours; refunding it", "extension_id", x.ID, "pod_id", pod.ID, "hours", x.Hours)
-			return refundExtensionTx(ctx, tx, pod, x, pi.ID, postgres.RefundOverLimit, "pod.extension_over_limit", now, map[string]any{"plan": pod.Plan})
+			return refundExtensionTx(ctx, tx, pod, x, pi.ID, gpubroker.RefundOverLimit, gpubroker.ActionPodExtensionOverLimit, now, map[string]any{"plan": pod.Plan})
 		}
 		ends := pod.EndsAt.Add(d.Clock.Hours(x.Hours))
 		ok, err = lifecycle.MovePod(ctx, tx, pod, gpubroker.PodRunning, gpubroker.PodRunning, gpubroker.PodUpdate{EndsAt: &ends},
@@ -98,7 +98,7 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 
 // refundExtensionTx plans the full refund of an extension's payment (it extended nothing) and
 // queues the job that makes it and emails the customer why, with an audit event, in tx.
-func refundExtensionTx(ctx context.Context, tx pgx.Tx, pod *gpubroker.Pod, x *postgres.Extension, piID, reason, action string, now time.Time, detail map[string]any) error {
+func refundExtensionTx(ctx context.Context, tx pgx.Tx, pod *gpubroker.Pod, x *postgres.Extension, piID string, reason gpubroker.RefundReason, action gpubroker.AuditAction, now time.Time, detail map[string]any) error {
 	if detail == nil {
 		detail = map[string]any{}
 	}

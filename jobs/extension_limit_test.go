@@ -102,21 +102,21 @@ func TestEarlyStopAfterAnOverLimitExtensionKeepsFeeAndTimeUsed(t *testing.T) {
 	piA, piB := *b.stripe.Session(sessA).PaymentIntent, *b.stripe.Session(sessB).PaymentIntent
 	var statusB string
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status FROM extensions WHERE stripe_session_id = $1`, sessB).Scan(&statusB))
-	require.Equal(t, postgres.ExtensionOverLimit, statusB)
+	require.Equal(t, string(gpubroker.ExtensionOverLimit), statusB)
 	require.WithinDuration(t, pod.EndsAt.Add(100*time.Hour), *b.pod(t, podID).EndsAt, time.Second, "extended once")
 
 	// The over-limit refund queued with the payment is made once; a rerun makes none.
 	refunds := &UnusedHoursRefundWorker{d: b.deps}
 	res := workAgain(t, b, refunds, b.queuedJob(t, "unused_hours_refund"))
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	work(t, b, refunds, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundOverLimit, StoppedAt: time.Now()})
+	work(t, b, refunds, UnusedHoursRefundArgs{PodID: podID, Reason: gpubroker.RefundOverLimit, StoppedAt: time.Now()})
 	require.Equal(t, 1, b.stripe.RefundCount(piB))
 	require.Equal(t, int64(0), b.kept(t, piB), "the over-limit extension went back in full")
 
 	// The owner stops the pod 30 minutes in.
-	res = work(t, b, refunds, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(30 * time.Minute)})
+	res = work(t, b, refunds, UnusedHoursRefundArgs{PodID: podID, Reason: gpubroker.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(30 * time.Minute)})
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	early, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	early, err := postgres.PodRefunds(ctx, b.pool, podID, gpubroker.RefundEarlyStop)
 	require.NoError(t, err)
 	var refunded int64
 	for _, r := range early {

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"gpubroker"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -41,13 +42,13 @@ func (w *LambdaFirewallWorker) Work(ctx context.Context, _ *river.Job[LambdaFire
 		// Counted as gpubroker_audit_events_total{action="lambda.firewall_failed"}, which
 		// ops/alerts.yml pages on when it keeps happening.
 		d.Logger.ErrorContext(ctx, "could not open Lambda's firewall to SSH, 80 and 443; Lambda pods cannot be reached until it is", "error", err)
-		return postgres.Audit(ctx, d.Pool, postgres.AuditEvent{Action: "lambda.firewall_failed", Detail: map[string]any{"error": err.Error()}})
+		return postgres.Audit(ctx, d.Pool, postgres.AuditEvent{Action: gpubroker.ActionLambdaFirewallFailed, Detail: map[string]any{"error": err.Error()}})
 	}
 	if len(added) == 0 {
 		return nil
 	}
 	d.Logger.InfoContext(ctx, "opened Lambda's firewall", "added", added)
-	return postgres.Audit(ctx, d.Pool, postgres.AuditEvent{Action: "lambda.firewall_opened", Detail: map[string]any{"added": added}})
+	return postgres.Audit(ctx, d.Pool, postgres.AuditEvent{Action: gpubroker.ActionLambdaFirewallOpened, Detail: map[string]any{"added": added}})
 }
 
 // FirewallPeriodicJob runs lambda_firewall every FirewallInterval and when the worker starts.

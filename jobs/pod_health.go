@@ -139,7 +139,7 @@ func (w *PodHealthWorker) died(ctx context.Context, ri postgres.RunningInstance,
 		if stopped.IsZero() {
 			stopped = d.now()
 		}
-		_, err = client(ctx).InsertTx(ctx, tx, UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundPodDied, StoppedAt: stopped}, nil)
+		_, err = client(ctx).InsertTx(ctx, tx, UnusedHoursRefundArgs{PodID: pod.ID, Reason: gpubroker.RefundPodDied, StoppedAt: stopped}, nil)
 		return err
 	})
 }

@@ -145,12 +145,12 @@ func (w *ProvisionWorker) launch(ctx context.Context, pod *gpubroker.Pod) error 
 		}
 		// Ops count these (gpubroker_audit_events_total{action=…}): a provider we cannot launch
 		// at until someone fixes its configuration, or one that refuses our request as it is.
-		action := ""
+		var action gpubroker.AuditAction
 		switch {
 		case errors.Is(a.Err, gpu.ErrProviderConfig):
-			action = "provider.config_error"
+			action = gpubroker.ActionProviderConfigError
 		case errors.Is(a.Err, gpu.ErrRefused):
-			action = "provider.refused"
+			action = gpubroker.ActionProviderRefused
 		}
 		if action != "" {
 			if err := postgres.Audit(ctx, d.Pool, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID,
@@ -237,7 +237,7 @@ func (w *ProvisionWorker) recordLaunch(ctx context.Context, pod *gpubroker.Pod, 
 		if err := postgres.UpdatePod(ctx, tx, pod.ID, set); err != nil {
 			return err
 		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.launched", Detail: map[string]any{"provider": inst.Provider, "instance_id": inst.ID}})
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: gpubroker.ActionPodLaunched, Detail: map[string]any{"provider": inst.Provider, "instance_id": inst.ID}})
 	})
 	if err != nil || stale {
 		return err
@@ -303,7 +303,7 @@ func (w *ProvisionWorker) waitBoot(ctx context.Context, pod *gpubroker.Pod, why 
 	if pod.LaunchedAt != nil && d.now().Sub(*pod.LaunchedAt) > d.BootDeadline {
 		d.Logger.WarnContext(ctx, "instance given up at its boot deadline; launching at the next offer", "pod_id", pod.ID,
 			"instance", deref(pod.Provider)+"/"+deref(pod.InstanceID), "offer", deref(pod.OfferID), "why", why)
-		if err := postgres.Audit(ctx, d.Pool, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: "pod.boot_abandoned",
+		if err := postgres.Audit(ctx, d.Pool, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: pod.OrderID, PodID: pod.ID, Action: gpubroker.ActionPodBootAbandoned,
 			Detail: map[string]any{"provider": deref(pod.Provider), "instance_id": deref(pod.InstanceID), "offer": deref(pod.OfferID), "why": why}}); err != nil {
 			return err
 		}

@@ -71,7 +71,7 @@ func (w *ReconcileWorker) report(ctx context.Context, e postgres.AuditEvent, job
 				return err
 			}
 		}
-		w.d.Logger.ErrorContext(ctx, "reconciler: "+e.Action, "order_id", e.OrderID, "pod_id", e.PodID, "detail", e.Detail)
+		w.d.Logger.ErrorContext(ctx, "reconciler: "+string(e.Action), "order_id", e.OrderID, "pod_id", e.PodID, "detail", e.Detail)
 		return postgres.Audit(ctx, tx, e)
 	})
 }
@@ -126,7 +126,7 @@ func (w *ReconcileWorker) instances(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
-			e := postgres.AuditEvent{PodID: podID, Action: "reconcile.orphan_instance",
+			e := postgres.AuditEvent{PodID: podID, Action: gpubroker.ActionReconcileOrphanInstance,
 				Detail: map[string]any{"provider": p.Name(), "instance": in.ID, "state": string(in.State), "why": why}}
 			if !known {
 				e.PodID = "" // the audit trail holds our pods' ids only
@@ -147,7 +147,7 @@ func (w *ReconcileWorker) overdue(ctx context.Context) error {
 	}
 	var errs []error
 	for _, p := range list {
-		e := postgres.AuditEvent{AccountID: p.AccountID, OrderID: p.OrderID, PodID: p.PodID, Action: "reconcile.overdue_pod", Detail: map[string]any{"ends_at": p.EndsAt}}
+		e := postgres.AuditEvent{AccountID: p.AccountID, OrderID: p.OrderID, PodID: p.PodID, Action: gpubroker.ActionReconcileOverduePod, Detail: map[string]any{"ends_at": p.EndsAt}}
 		errs = append(errs, w.report(ctx, e, TerminateArgs{PodID: p.PodID, EndsAt: &p.EndsAt}))
 	}
 	return errors.Join(errs...)
@@ -186,7 +186,7 @@ func (w *ReconcileWorker) unmadeRefunds(ctx context.Context) error {
 	}
 	var errs []error
 	for _, u := range list {
-		e := postgres.AuditEvent{OrderID: u.OrderID, PodID: u.PodID, Action: "reconcile.refund_queued", Detail: map[string]any{"reason": u.Reason, "planned_at": u.PlannedAt}}
+		e := postgres.AuditEvent{OrderID: u.OrderID, PodID: u.PodID, Action: gpubroker.ActionReconcileRefundQueued, Detail: map[string]any{"reason": u.Reason, "planned_at": u.PlannedAt}}
 		// The refund is already planned (amounts and keys fixed), so the job only makes it.
 		errs = append(errs, w.report(ctx, e, UnusedHoursRefundArgs{PodID: u.PodID, Reason: u.Reason, StoppedAt: u.PlannedAt}))
 	}
@@ -227,7 +227,7 @@ func (w *ReconcileWorker) drift(ctx context.Context, orderID, accountID, what st
 	if err := postgres.MarkReconciled(ctx, w.d.Pool, orderID, what, w.d.now()); err != nil {
 		return err
 	}
-	return w.report(ctx, postgres.AuditEvent{AccountID: accountID, OrderID: orderID, Action: "reconcile.drift", Detail: map[string]any{"drift": what}}, nil)
+	return w.report(ctx, postgres.AuditEvent{AccountID: accountID, OrderID: orderID, Action: gpubroker.ActionReconcileDrift, Detail: map[string]any{"drift": what}}, nil)
 }
 
 // compare returns what disagrees between the order and Stripe ("" when nothing does), and false

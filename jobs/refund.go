@@ -83,7 +83,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 			}
 		}
 		if o.PaymentIntentID != nil && o.CapturedAt != nil {
-			if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, *o.CapturedAt); err != nil {
+			if err := postgres.RecordPayment(ctx, tx, o.ID, gpubroker.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, *o.CapturedAt); err != nil {
 				return err
 			}
 		}
@@ -97,7 +97,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 				return err
 			}
 		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.refunded", Detail: map[string]any{"refund": refundID, "reason": job.Args.Reason}}); err != nil {
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderRefunded, Detail: map[string]any{"refund": refundID, "reason": job.Args.Reason}}); err != nil {
 			return err
 		}
 		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, "refunded:"+o.ID, mailData(d, o.Name, o.Email, pod, job.Args.Reason))
@@ -109,7 +109,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 func (w *RefundWorker) failed(ctx context.Context, job *river.Job[RefundArgs], o *gpubroker.Order, pod *gpubroker.Pod, cause error) error {
 	w.d.Logger.ErrorContext(ctx, "refund failed; the customer is owed money", "order_id", o.ID, "pod_id", pod.ID, "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "error", cause)
 	err := postgres.Tx(ctx, w.d.Pool, func(tx pgx.Tx) error {
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "refund.failed",
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionRefundFailed,
 			Detail: map[string]any{"attempt": job.Attempt, "max_attempts": job.MaxAttempts, "amount_cents": o.AmountCents, "error": cause.Error()}})
 	})
 	return errors.Join(cause, err)

@@ -26,14 +26,14 @@ func TestEarlyStopRefundRetryAfterALostAnswerRefundsOnce(t *testing.T) {
 	b.stripe.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: stripesim.LoseAnswer, Times: 1})
 	w := &UnusedHoursRefundWorker{d: b.deps}
 
-	res := work(t, b, w, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(30 * time.Minute)})
+	res := work(t, b, w, UnusedHoursRefundArgs{PodID: podID, Reason: gpubroker.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(30 * time.Minute)})
 	require.Equal(t, river.EventKindJobFailed, res.EventKind, "the refund's answer was lost")
 	require.Equal(t, 1, b.stripe.RefundCount(pi), "Stripe made it")
 
 	res = workAgain(t, b, w, res.Job)
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
 	require.Equal(t, 1, b.stripe.RefundCount(pi), "refunded once")
-	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, gpubroker.RefundEarlyStop)
 	require.NoError(t, err)
 	require.Len(t, refunds, 1)
 	require.NotNil(t, refunds[0].StripeRefundID, "the refund found is recorded")

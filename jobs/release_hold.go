@@ -100,7 +100,7 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 				gpubroker.PodUpdate{Error: gpubroker.Ptr("Your pod was not deployed, but your payment had been captured. " + refundPending)}, nil); err != nil {
 				return err
 			}
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.captured", Detail: map[string]any{"amount_cents": o.AmountCents, "found_by": "release_hold"}}); err != nil {
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderCaptured, Detail: map[string]any{"amount_cents": o.AmountCents, "found_by": "release_hold"}}); err != nil {
 				return err
 			}
 			_, err = client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: "Your pod was not deployed, but your payment had been captured."}, nil)

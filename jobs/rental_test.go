@@ -46,7 +46,7 @@ func (b *testBundle) paidExtension(t *testing.T, orderID string, cents int64, ho
 	cs := b.paidSession(t, orderID, "ext@example.com", "extension", cents)
 	_, err := b.deps.Payments.Capture(ctx, cs.PaymentIntentID, "capture-ext-"+cs.ID)
 	require.NoError(t, err)
-	require.NoError(t, postgres.RecordPayment(ctx, b.pool, orderID, postgres.PaymentExtension, cs.PaymentIntentID, cents, hours, gpubroker.Currency, capturedAt))
+	require.NoError(t, postgres.RecordPayment(ctx, b.pool, orderID, gpubroker.PaymentExtension, cs.PaymentIntentID, cents, hours, gpubroker.Currency, capturedAt))
 	return cs.PaymentIntentID
 }
 
@@ -69,11 +69,11 @@ func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 
 	stopped := pod.StartedAt.Add(10 * time.Minute)
 	w := &UnusedHoursRefundWorker{d: b.deps}
-	args := UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: stopped}
+	args := UnusedHoursRefundArgs{PodID: podID, Reason: gpubroker.RefundEarlyStop, StoppedAt: stopped}
 	res := work(t, b, w, args)
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
 
-	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, gpubroker.RefundEarlyStop)
 	require.NoError(t, err)
 	require.Len(t, refunds, 2)
 	require.Equal(t, extPI, refunds[0].PaymentIntentID, "the extension is refunded first")
@@ -99,7 +99,7 @@ func TestUnusedHoursRefundSpreadsNewestFirst(t *testing.T) {
 
 	// The ledger refuses a share above what a payment may still refund.
 	err = postgres.Tx(ctx, b.pool, func(tx pgx.Tx) error {
-		return postgres.PlanRefunds(ctx, tx, podID, postgres.RefundPodDied, []gpubroker.RefundShare{{PaymentID: refunds[0].PaymentID, AmountCents: 1}})
+		return postgres.PlanRefunds(ctx, tx, podID, gpubroker.RefundPodDied, []gpubroker.RefundShare{{PaymentID: refunds[0].PaymentID, AmountCents: 1}})
 	})
 	require.ErrorContains(t, err, "above what it may still refund")
 }
@@ -122,11 +122,11 @@ func TestUnusedHoursRefundCountsNoHoursOfARefusedExtension(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return postgres.PlanRefunds(ctx, tx, podID, postgres.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: id, AmountCents: pod.HourlyCents}})
+		return postgres.PlanRefunds(ctx, tx, podID, gpubroker.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: id, AmountCents: pod.HourlyCents}})
 	}))
 
-	work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundPodDied, StoppedAt: pod.StartedAt.Add(70 * time.Minute)})
-	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundPodDied)
+	work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: gpubroker.RefundPodDied, StoppedAt: pod.StartedAt.Add(70 * time.Minute)})
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, gpubroker.RefundPodDied)
 	require.NoError(t, err)
 	require.Len(t, refunds, 2)
 	require.Equal(t, extPI, refunds[0].PaymentIntentID)
@@ -143,9 +143,9 @@ func TestStopAndDeathRefundTheSameByTheMinute(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t)
-	refunded := map[string]int64{}
-	for _, reason := range []string{postgres.RefundEarlyStop, postgres.RefundPodDied} {
-		_, podID, pi := b.running(t, reason+"-20s@example.com")
+	refunded := map[gpubroker.RefundReason]int64{}
+	for _, reason := range []gpubroker.RefundReason{gpubroker.RefundEarlyStop, gpubroker.RefundPodDied} {
+		_, podID, pi := b.running(t, string(reason)+"-20s@example.com")
 		pod := b.pod(t, podID)
 		require.Equal(t, int64(179), pod.HourlyCents)
 		require.Equal(t, 2, pod.Hours)
@@ -156,14 +156,14 @@ func TestStopAndDeathRefundTheSameByTheMinute(t *testing.T) {
 		for _, r := range refunds {
 			refunded[reason] += r.AmountCents
 		}
-		require.Equal(t, 1, b.stripe.RefundCount(pi), reason)
+		require.Equal(t, 1, b.stripe.RefundCount(pi), string(reason))
 	}
-	require.Equal(t, refunded[postgres.RefundEarlyStop], refunded[postgres.RefundPodDied], "stopped and dead 20 s in: one rule")
-	require.Equal(t, int64(355), refunded[postgres.RefundEarlyStop], "119 unused minutes × 179 / 60, rounded down")
+	require.Equal(t, refunded[gpubroker.RefundEarlyStop], refunded[gpubroker.RefundPodDied], "stopped and dead 20 s in: one rule")
+	require.Equal(t, int64(355), refunded[gpubroker.RefundEarlyStop], "119 unused minutes × 179 / 60, rounded down")
 
 	var text string
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT e.text_body FROM emails e JOIN pods p ON e.dedupe_key = 'pod_died_refund:' || p.id
-		JOIN orders o ON o.id = p.order_id WHERE o.email = $1`, postgres.RefundPodDied+"-20s@example.com").Scan(&text))
+		JOIN orders o ON o.id = p.order_id WHERE o.email = $1`, gpubroker.RefundPodDied+"-20s@example.com").Scan(&text))
 	require.Contains(t, text, "after 1 minute of the 120 minutes you paid for, so we refunded the 119 minutes it did not use at $1.79 an hour, rounded down to the cent: $3.55.")
 	require.Contains(t, text, "The plan fee is not refunded.", "Pro's fee was paid")
 }
@@ -179,8 +179,8 @@ func TestRefundTextsNameTheFeeOnlyWhenPaid(t *testing.T) {
 	require.Contains(t, earlyStopNote(refunds, noFee), "$5.07")
 	require.Empty(t, earlyStopNote(nil, withFee))
 	require.Equal(t, "Your pod stopped working after 10 minutes of the 180 minutes you paid for, so we refunded the 170 minutes it did not use at $1.79 an hour, rounded down to the cent: $5.07.",
-		unusedReason(postgres.RefundPodDied, noFee, 180, 10, 507, 6))
-	require.Contains(t, unusedReason(postgres.RefundPodDied, withFee, 180, 10, 507, 6), "$5.07. The plan fee is not refunded.")
+		unusedReason(gpubroker.RefundPodDied, noFee, 180, 10, 507, 6))
+	require.Contains(t, unusedReason(gpubroker.RefundPodDied, withFee, 180, 10, 507, 6), "$5.07. The plan fee is not refunded.")
 }
 
 // Issue 11.1: a pod stopped in its last minute, or a free one, is refunded nothing.
@@ -190,10 +190,10 @@ func TestUnusedHoursRefundNothingUnused(t *testing.T) {
 	b := setup(t)
 	_, podID, pi := b.running(t, "nothing@example.com")
 	pod := b.pod(t, podID)
-	res := work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: postgres.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(119*time.Minute + 30*time.Second)})
+	res := work(t, b, &UnusedHoursRefundWorker{d: b.deps}, UnusedHoursRefundArgs{PodID: podID, Reason: gpubroker.RefundEarlyStop, StoppedAt: pod.StartedAt.Add(119*time.Minute + 30*time.Second)})
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
 	require.Equal(t, 0, b.stripe.RefundCount(pi))
-	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, postgres.RefundEarlyStop)
+	refunds, err := postgres.PodRefunds(ctx, b.pool, podID, gpubroker.RefundEarlyStop)
 	require.NoError(t, err)
 	require.Empty(t, refunds)
 }

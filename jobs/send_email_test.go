@@ -76,7 +76,7 @@ func TestSendEmailSandboxRejectionIsRetried(t *testing.T) {
 		require.Equal(t, river.EventKindJobSnoozed, res.EventKind, "a sandbox rejection comes back later")
 		waits = append(waits, res.Job.ScheduledAt.Sub(before))
 		e := b.email(t, id)
-		require.Equal(t, "pending", e.Status)
+		require.Equal(t, gpubroker.EmailPending, e.Status)
 		require.Contains(t, *e.Error, "Email address is not verified")
 	}
 	require.Greater(t, waits[0], 30*time.Second, "not at once: SES will say the same")
@@ -91,7 +91,7 @@ func TestSendEmailSandboxRejectionIsRetried(t *testing.T) {
 	fake.Verify("new@example.com")
 	res := work(t, b, w, SendEmailArgs{EmailID: id})
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	require.Equal(t, "sent", b.email(t, id).Status)
+	require.Equal(t, gpubroker.EmailStatus("sent"), b.email(t, id).Status)
 	require.Len(t, fake.SentTo("new@example.com"), 4)
 }
 
@@ -122,13 +122,13 @@ func TestSendEmailSandboxRejectionGivesUp(t *testing.T) {
 		e := b.email(t, id)
 		if tc.left == 0 {
 			require.Equal(t, river.EventKindJobCompleted, res.EventKind, "%s after %s: given up", tc.kind, tc.age)
-			require.Equal(t, "failed", e.Status)
+			require.Equal(t, gpubroker.EmailFailed, e.Status)
 			require.Contains(t, *e.Error, "Email address is not verified")
 			require.Contains(t, *e.Error, "SES sandbox")
 			continue
 		}
 		require.Equal(t, river.EventKindJobSnoozed, res.EventKind, "%s after %s: tried again", tc.kind, tc.age)
-		require.Equal(t, "pending", e.Status)
+		require.Equal(t, gpubroker.EmailPending, e.Status)
 		require.LessOrEqual(t, res.Job.ScheduledAt.Sub(before), tc.left+time.Minute, "never waits past the link's life")
 	}
 }

@@ -122,7 +122,7 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job
 			if err != nil || !ok {
 				return err
 			}
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.authorized", Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount, "capture_before": pi.CaptureBefore}}); err != nil {
+			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: gpubroker.ActionOrderAuthorized, Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount, "capture_before": pi.CaptureBefore}}); err != nil {
 				return err
 			}
 			o, err = postgres.GetOrder(ctx, tx, o.ID)
@@ -137,7 +137,7 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job
 			if err != nil || !ok {
 				return err
 			}
-			return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.released", Detail: map[string]any{"reason": "hold canceled before the session was processed"}})
+			return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: gpubroker.ActionOrderReleased, Detail: map[string]any{"reason": "hold canceled before the session was processed"}})
 		})
 	case gpubroker.PISucceeded:
 		d.Logger.ErrorContext(ctx, "payment captured outside GPU Broker; needs a human", "order_id", o.ID, "payment_intent", pi.ID)
@@ -167,7 +167,7 @@ func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.We
 			if err != nil || !ok {
 				return err
 			}
-			return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: x.OrderID, PodID: x.PodID, Action: "pod.extension_expired", Detail: map[string]any{"extension": x.ID}})
+			return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: x.OrderID, PodID: x.PodID, Action: gpubroker.ActionPodExtensionExpired, Detail: map[string]any{"extension": x.ID}})
 		})
 	} else if gpubroker.ErrorCode(err) != gpubroker.ENOTFOUND {
 		return err
@@ -183,7 +183,7 @@ func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.We
 		if err != nil || !ok {
 			return err
 		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: "order.expired"})
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: gpubroker.ActionOrderExpired})
 	})
 }
 
@@ -241,7 +241,7 @@ func releaseOrder(ctx context.Context, d *Deps, orderID, reason string) error {
 		if err != nil {
 			return err
 		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: "order.released", Detail: map[string]any{"reason": reason}}); err != nil {
+		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderReleased, Detail: map[string]any{"reason": reason}}); err != nil {
 			return err
 		}
 		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailHoldReleased, o.Email, "hold_released:"+o.ID, mailData(d, o.Name, o.Email, pod, reason))

@@ -76,7 +76,7 @@ func (w *TerminateWorker) Work(ctx context.Context, job *river.Job[TerminateArgs
 			return err
 		}
 		// An early stop's refund was planned with the move to terminating: say the amount.
-		refunds, err := postgres.PodRefunds(ctx, tx, pod.ID, postgres.RefundEarlyStop)
+		refunds, err := postgres.PodRefunds(ctx, tx, pod.ID, gpubroker.RefundEarlyStop)
 		if err != nil {
 			return err
 		}

@@ -35,8 +35,8 @@ type UnusedHoursRefundWorker struct {
 // Work implements river.Worker.
 func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[UnusedHoursRefundArgs]) error {
 	d, a := w.d, job.Args
-	extension := a.Reason == postgres.RefundLateExtension || a.Reason == postgres.RefundOverLimit
-	if a.Reason != postgres.RefundEarlyStop && a.Reason != postgres.RefundPodDied && !extension {
+	extension := a.Reason == gpubroker.RefundLateExtension || a.Reason == gpubroker.RefundOverLimit
+	if a.Reason != gpubroker.RefundEarlyStop && a.Reason != gpubroker.RefundPodDied && !extension {
 		return river.JobCancel(fmt.Errorf("unknown refund reason %q", a.Reason))
 	}
 	var used, bought int
@@ -68,7 +68,7 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 		if err != nil {
 			return err
 		}
-		action := "pod." + a.Reason + "_refunded"
+		action := gpubroker.RefundedAction(a.Reason)
 		if done, err := postgres.HasAudit(ctx, tx, pod.ID, action); err != nil || done {
 			return err
 		}
@@ -76,7 +76,7 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 			Detail: map[string]any{"amount_cents": total, "minutes_bought": bought, "minutes_used": used, "refunds": len(refunds)}}); err != nil {
 			return err
 		}
-		if a.Reason == postgres.RefundEarlyStop {
+		if a.Reason == gpubroker.RefundEarlyStop {
 			return nil // the pod's end email says the amount (TerminateWorker)
 		}
 		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
@@ -86,18 +86,18 @@ func (w *UnusedHoursRefundWorker) Work(ctx context.Context, job *river.Job[Unuse
 		plan, _ := d.Catalog.Plan(pod.Plan)
 		md := mailData(d, o.Name, o.Email, pod, unusedReason(a.Reason, pod, bought, used, total, plan.MaxHours))
 		md.Pod.AmountCents = total
-		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, a.Reason+"_refund:"+pod.ID, md)
+		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, string(a.Reason)+"_refund:"+pod.ID, md)
 	})
 }
 
 // unusedReason is the refund email's explanation for a pod that died (bought and used are
 // minutes, total the refund), an extension paid after its pod had stopped, or one that would
 // have taken it past its plan's limit.
-func unusedReason(reason string, pod *gpubroker.Pod, bought, used int, total int64, maxHours int) string {
+func unusedReason(reason gpubroker.RefundReason, pod *gpubroker.Pod, bought, used int, total int64, maxHours int) string {
 	switch reason {
-	case postgres.RefundLateExtension:
+	case gpubroker.RefundLateExtension:
 		return "Your payment for more hours arrived after your pod had stopped, so nothing ran on it: we refunded it in full."
-	case postgres.RefundOverLimit:
+	case gpubroker.RefundOverLimit:
 		return "Your payment for more hours arrived after another extension of this pod had been paid, and together they would pass your plan's limit of " +
 			hoursWord(maxHours) + " per pod. So it did not extend your pod: we refunded it in full."
 	}
@@ -173,7 +173,7 @@ func (w *UnusedHoursRefundWorker) refund(ctx context.Context, job *river.Job[Unu
 func (w *UnusedHoursRefundWorker) failed(ctx context.Context, job *river.Job[UnusedHoursRefundArgs], lr postgres.LedgerRefund, cause error) error {
 	w.d.Logger.ErrorContext(ctx, "refund failed; the customer is owed money", "pod_id", job.Args.PodID, "refund_key", lr.Key, "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "error", cause)
 	err := postgres.Tx(ctx, w.d.Pool, func(tx pgx.Tx) error {
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{PodID: job.Args.PodID, Action: "refund.failed",
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{PodID: job.Args.PodID, Action: gpubroker.ActionRefundFailed,
 			Detail: map[string]any{"attempt": job.Attempt, "max_attempts": job.MaxAttempts, "amount_cents": lr.AmountCents, "key": lr.Key, "reason": job.Args.Reason, "error": cause.Error()}})
 	})
 	return errors.Join(cause, err)

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"gpubroker"
-	"gpubroker/postgres"
 	"gpubroker/tasks"
 )
 
@@ -60,7 +59,7 @@ func Terminate(ctx context.Context, tx pgx.Tx, ins Inserter, log *slog.Logger, c
 	if pod.OrderStatus != gpubroker.OrderCaptured {
 		return gpubroker.PodTerminating, nil // free: nothing was paid
 	}
-	args := tasks.UnusedHoursRefundArgs{PodID: pod.ID, Reason: postgres.RefundEarlyStop, StoppedAt: at}
+	args := tasks.UnusedHoursRefundArgs{PodID: pod.ID, Reason: gpubroker.RefundEarlyStop, StoppedAt: at}
 	if _, _, err := PlanUnusedHoursRefund(ctx, tx, log, clock, args); err != nil {
 		return pod.Status, err
 	}

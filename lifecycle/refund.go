@@ -29,7 +29,7 @@ func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, clo
 	}
 	if o.PaymentIntentID != nil && o.CapturedAt != nil {
 		// An order captured before the ledger's migration ran is recorded now.
-		if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, *o.CapturedAt); err != nil {
+		if err := postgres.RecordPayment(ctx, tx, o.ID, gpubroker.PaymentOrder, *o.PaymentIntentID, o.AmountCents, o.Hours, o.Currency, *o.CapturedAt); err != nil {
 			return 0, 0, err
 		}
 	}

@@ -3,12 +3,13 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"gpubroker"
 )
 
 // AuditEvent is one line of the audit log. Empty ids are stored as NULL.
 type AuditEvent struct {
 	AccountID, OrderID, PodID string
-	Action                    string
+	Action                    gpubroker.AuditAction
 	Detail                    map[string]any
 }
 

@@ -49,7 +49,7 @@ func newPaidRental(t *testing.T, pool *pgxpool.Pool, email, suffix string) *paid
 		if _, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, now); err != nil {
 			return err
 		}
-		if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentOrder, r.pi, o.AmountCents, o.Hours, "usd", now); err != nil {
+		if err := postgres.RecordPayment(ctx, tx, o.ID, gpubroker.PaymentOrder, r.pi, o.AmountCents, o.Hours, "usd", now); err != nil {
 			return err
 		}
 		if r.orderPay, err = postgres.PaymentIDByIntent(ctx, tx, r.pi); err != nil {
@@ -64,7 +64,7 @@ func newPaidRental(t *testing.T, pool *pgxpool.Pool, email, suffix string) *paid
 		if _, err := postgres.PayExtension(ctx, tx, r.ext.ID, r.extSession, r.extPI, now); err != nil {
 			return err
 		}
-		if err := postgres.RecordPayment(ctx, tx, o.ID, postgres.PaymentExtension, r.extPI, 358, 2, "usd", now); err != nil {
+		if err := postgres.RecordPayment(ctx, tx, o.ID, gpubroker.PaymentExtension, r.extPI, 358, 2, "usd", now); err != nil {
 			return err
 		}
 		r.extPay, err = postgres.PaymentIDByIntent(ctx, tx, r.extPI)
@@ -169,13 +169,13 @@ func TestConsoleListsEveryRefundReason(t *testing.T) {
 	a := newPaidRental(t, pool, "ada@example.com", "Aa")
 	b := newPaidRental(t, pool, "bob@example.com", "Bb")
 	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
-		if err := postgres.PlanRefunds(ctx, tx, a.podID, postgres.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: a.extPay, AmountCents: 358}}); err != nil {
+		if err := postgres.PlanRefunds(ctx, tx, a.podID, gpubroker.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: a.extPay, AmountCents: 358}}); err != nil {
 			return err
 		}
-		if err := postgres.PlanRefunds(ctx, tx, a.podID, postgres.RefundEarlyStop, []gpubroker.RefundShare{{PaymentID: a.orderPay, AmountCents: 179}}); err != nil {
+		if err := postgres.PlanRefunds(ctx, tx, a.podID, gpubroker.RefundEarlyStop, []gpubroker.RefundShare{{PaymentID: a.orderPay, AmountCents: 179}}); err != nil {
 			return err
 		}
-		if err := postgres.PlanRefunds(ctx, tx, b.podID, postgres.RefundPodDied, []gpubroker.RefundShare{{PaymentID: b.extPay, AmountCents: 179}}); err != nil {
+		if err := postgres.PlanRefunds(ctx, tx, b.podID, gpubroker.RefundPodDied, []gpubroker.RefundShare{{PaymentID: b.extPay, AmountCents: 179}}); err != nil {
 			return err
 		}
 		return postgres.RecordFullRefund(ctx, tx, b.order.ID, b.podID, "refund-"+b.order.ID, "re_1AbC", time.Now())
@@ -212,7 +212,7 @@ func TestConsoleReconcile(t *testing.T) {
 	require.NoError(t, err)
 	for action, n := range map[string]int{"reconcile.orphan_instance": 2, "reconcile.refund_queued": 1, "reconcile.provision_requeued": 3, "reconcile.drift": 1} {
 		for range n {
-			require.NoError(t, postgres.Audit(ctx, pool, postgres.AuditEvent{Action: action}))
+			require.NoError(t, postgres.Audit(ctx, pool, postgres.AuditEvent{Action: gpubroker.AuditAction(action)}))
 		}
 	}
 	// The latest repair names the pod only: the console links its order.

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"gpubroker"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,7 +37,7 @@ func (s *FeedbackStore) Apply(ctx context.Context, f feedback.Feedback) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO suppressions (email, reason) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING`, email, reason); err != nil {
 				return err
 			}
-			if err := Audit(ctx, tx, AuditEvent{Action: "email.suppressed", Detail: map[string]any{"email": email, "reason": reason, "feedback_id": f.ID}}); err != nil {
+			if err := Audit(ctx, tx, AuditEvent{Action: gpubroker.ActionEmailSuppressed, Detail: map[string]any{"email": email, "reason": reason, "feedback_id": f.ID}}); err != nil {
 				return err
 			}
 		}

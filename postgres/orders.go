@@ -53,7 +53,7 @@ func CreateOrder(ctx context.Context, tx pgx.Tx, q *gpubroker.Quote) (*gpubroker
 	if err != nil {
 		return nil, "", err
 	}
-	if err := Audit(ctx, tx, AuditEvent{OrderID: o.ID, PodID: podID, Action: "order.created", Detail: map[string]any{"plan": r.Plan, "amount_cents": q.AmountCents, "status": status}}); err != nil {
+	if err := Audit(ctx, tx, AuditEvent{OrderID: o.ID, PodID: podID, Action: gpubroker.ActionOrderCreated, Detail: map[string]any{"plan": r.Plan, "amount_cents": q.AmountCents, "status": status}}); err != nil {
 		return nil, "", err
 	}
 	return o, podID, nil

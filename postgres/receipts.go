@@ -15,7 +15,7 @@ type Receipt struct {
 	ID      string // the ledger payment's id
 	PodID   string
 	OrderID string
-	Kind    string // PaymentOrder or PaymentExtension
+	Kind    gpubroker.PaymentKind
 	Plan    string
 	GPU     string
 	Region  string
@@ -30,8 +30,8 @@ type Receipt struct {
 	Currency      string
 	PaidAt        time.Time
 	// Refused is why an extension's payment bought no hours and was refunded in full
-	// (RefundLateExtension or RefundOverLimit); empty otherwise.
-	Refused string
+	// (gpubroker.RefundLateExtension or gpubroker.RefundOverLimit); empty otherwise.
+	Refused gpubroker.RefundReason
 }
 
 // ListAccountReceipts returns the payments of an account's pods, newest first.

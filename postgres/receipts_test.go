@@ -48,11 +48,11 @@ func TestAccountReceipts(t *testing.T) {
 	require.Len(t, list, 2)
 	ext, order := list[0], list[1]
 	require.Equal(t, r.extPay, ext.ID, "newest first")
-	require.Equal(t, postgres.PaymentExtension, ext.Kind)
+	require.Equal(t, gpubroker.PaymentExtension, ext.Kind)
 	require.Equal(t, 2, ext.Hours)
 	require.EqualValues(t, 358, ext.AmountCents)
 	require.Equal(t, r.orderPay, order.ID)
-	require.Equal(t, postgres.PaymentOrder, order.Kind)
+	require.Equal(t, gpubroker.PaymentOrder, order.Kind)
 	require.Equal(t, r.podID, order.PodID)
 	require.Equal(t, "pro", order.Plan)
 	require.Equal(t, "h100", order.GPU)
@@ -74,12 +74,12 @@ func TestAccountReceipts(t *testing.T) {
 
 	// A refund counts once Stripe made it.
 	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
-		return postgres.PlanRefunds(ctx, tx, r.podID, postgres.RefundEarlyStop, []gpubroker.RefundShare{{PaymentID: r.extPay, AmountCents: 179}})
+		return postgres.PlanRefunds(ctx, tx, r.podID, gpubroker.RefundEarlyStop, []gpubroker.RefundShare{{PaymentID: r.extPay, AmountCents: 179}})
 	}))
 	list, err = postgres.ListAccountReceipts(ctx, pool, acct)
 	require.NoError(t, err)
 	require.Zero(t, list[0].RefundedCents, "planned, not made")
-	refunds, err := postgres.PodRefunds(ctx, pool, r.podID, postgres.RefundEarlyStop)
+	refunds, err := postgres.PodRefunds(ctx, pool, r.podID, gpubroker.RefundEarlyStop)
 	require.NoError(t, err)
 	require.NoError(t, postgres.MarkRefundMade(ctx, pool, refunds[0].ID, "re_1", time.Now()))
 	list, err = postgres.ListAccountReceipts(ctx, pool, acct)
@@ -109,7 +109,7 @@ func TestLateExtensionAddsNoHours(t *testing.T) {
 	pool := testdb.New(t)
 	r := newPaidRental(t, pool, "late@example.com", "r3")
 	require.NoError(t, postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
-		return postgres.PlanRefunds(ctx, tx, r.podID, postgres.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: r.extPay, AmountCents: 358}})
+		return postgres.PlanRefunds(ctx, tx, r.podID, gpubroker.RefundLateExtension, []gpubroker.RefundShare{{PaymentID: r.extPay, AmountCents: 358}})
 	}))
 	p, err := postgres.GetPod(ctx, pool, r.podID)
 	require.NoError(t, err)
@@ -120,7 +120,7 @@ func TestLateExtensionAddsNoHours(t *testing.T) {
 	require.Len(t, list, 2)
 	for _, x := range list {
 		if x.ID == r.extPay {
-			require.Equal(t, postgres.RefundLateExtension, x.Refused, "its receipt says it bought nothing")
+			require.Equal(t, gpubroker.RefundLateExtension, x.Refused, "its receipt says it bought nothing")
 		} else {
 			require.Empty(t, x.Refused)
 		}

@@ -120,8 +120,9 @@ func OverduePods(ctx context.Context, q Querier, endedBefore, openSince time.Tim
 // UnmadeRefund is a refund planned in the ledger (early stop, dead pod, late extension) that
 // was never made and that no job is making.
 type UnmadeRefund struct {
-	PodID, OrderID, Reason string
-	PlannedAt              time.Time
+	PodID, OrderID string
+	Reason         gpubroker.RefundReason
+	PlannedAt      time.Time
 }
 
 // UnmadeRefunds lists planned refunds planned before plannedBefore, not made, whose pod has

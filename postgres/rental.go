@@ -10,27 +10,9 @@ import (
 	"gpubroker"
 )
 
-// Payment kinds in the ledger.
-const (
-	PaymentOrder     = "order"
-	PaymentExtension = "extension"
-)
-
-// Refund reasons in the ledger.
-const (
-	RefundEarlyStop  = "early_stop"  // the owner stopped a running pod early
-	RefundPodDied    = "pod_died"    // the pod's instance died under it
-	RefundNotStarted = "not_started" // the pod could not be started: refunded in full
-	// RefundLateExtension: an extension paid after its pod stopped, refunded in full.
-	RefundLateExtension = "late_extension"
-	// RefundOverLimit: an extension whose payment would have taken its pod past the plan's
-	// max_hours (another was paid first), refunded in full.
-	RefundOverLimit = "over_limit"
-)
-
 // RecordPayment adds a captured payment to the ledger; recording the same PaymentIntent again
 // changes nothing.
-func RecordPayment(ctx context.Context, q Querier, orderID, kind, piID string, amountCents int64, hours int, currency string, capturedAt time.Time) error {
+func RecordPayment(ctx context.Context, q Querier, orderID string, kind gpubroker.PaymentKind, piID string, amountCents int64, hours int, currency string, capturedAt time.Time) error {
 	_, err := q.Exec(ctx, `INSERT INTO payments (order_id, kind, payment_intent_id, amount_cents, hours, currency, captured_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_intent_id) DO NOTHING`,
 		orderID, kind, piID, amountCents, hours, currency, capturedAt)
@@ -51,7 +33,7 @@ const refusedExtension = `r.reason IN ('late_extension', 'over_limit')`
 // OrderPayment is a ledger payment with what the rental rule reads of it.
 type OrderPayment struct {
 	gpubroker.Payment
-	Kind string
+	Kind gpubroker.PaymentKind
 	// Hours are the hours the payment bought the pod: none for an extension refunded in full
 	// because it extended nothing (late_extension, over_limit).
 	Hours int
@@ -90,7 +72,7 @@ type LedgerRefund struct {
 }
 
 // HasRefunds reports whether refunds of the reason were planned for the pod.
-func HasRefunds(ctx context.Context, q Querier, podID, reason string) (bool, error) {
+func HasRefunds(ctx context.Context, q Querier, podID string, reason gpubroker.RefundReason) (bool, error) {
 	var ok bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM refunds WHERE pod_id = $1 AND reason = $2)`, podID, reason).Scan(&ok)
 	return ok, err
@@ -99,7 +81,7 @@ func HasRefunds(ctx context.Context, q Querier, podID, reason string) (bool, err
 // PlanRefunds stores the shares of a refund of the pod, each under its own key
 // refund-<payment>-<n> (n counts the payment's refunds). The caller holds the pod's lock. It
 // refuses a share above what its payment may still refund.
-func PlanRefunds(ctx context.Context, tx pgx.Tx, podID, reason string, shares []gpubroker.RefundShare) error {
+func PlanRefunds(ctx context.Context, tx pgx.Tx, podID string, reason gpubroker.RefundReason, shares []gpubroker.RefundShare) error {
 	for _, s := range shares {
 		tag, err := tx.Exec(ctx, `INSERT INTO refunds (payment_id, pod_id, amount_cents, idempotency_key, reason)
 			SELECT y.id, $2, $3::bigint, 'refund-' || y.id || '-' || (1 + (SELECT count(*) FROM refunds r WHERE r.payment_id = y.id)), $4
@@ -117,7 +99,7 @@ func PlanRefunds(ctx context.Context, tx pgx.Tx, podID, reason string, shares []
 }
 
 // PodRefunds returns the refunds of the reason planned for a pod, oldest first.
-func PodRefunds(ctx context.Context, q Querier, podID, reason string) ([]LedgerRefund, error) {
+func PodRefunds(ctx context.Context, q Querier, podID string, reason gpubroker.RefundReason) ([]LedgerRefund, error) {
 	rows, err := q.Query(ctx, `SELECT r.id, r.payment_id, y.payment_intent_id, r.amount_cents, r.idempotency_key, r.stripe_refund_id
 		FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE r.pod_id = $1 AND r.reason = $2 ORDER BY r.id`, podID, reason)
 	if err != nil {
@@ -153,21 +135,11 @@ func RecordFullRefund(ctx context.Context, q Querier, orderID, podID, key, strip
 }
 
 // HasAudit reports whether the pod has an audit event of the action (a once-only notice).
-func HasAudit(ctx context.Context, q Querier, podID, action string) (bool, error) {
+func HasAudit(ctx context.Context, q Querier, podID string, action gpubroker.AuditAction) (bool, error) {
 	var ok bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_events WHERE pod_id = $1 AND action = $2)`, podID, action).Scan(&ok)
 	return ok, err
 }
-
-// Extension statuses.
-const (
-	ExtensionPending = "checkout_pending"
-	ExtensionPaid    = "paid"
-	ExtensionExpired = "expired"
-	// ExtensionOverLimit: paid, but its pod's total would have passed the plan's max_hours, so
-	// it extended nothing and its payment is refunded in full (RefundOverLimit).
-	ExtensionOverLimit = "over_limit"
-)
 
 // Extension is hours bought on a running pod.
 type Extension struct {
@@ -177,7 +149,7 @@ type Extension struct {
 	Hours           int
 	AmountCents     int64
 	Currency        string
-	Status          string
+	Status          gpubroker.ExtensionStatus
 	StripeSessionID *string
 	PaymentIntentID *string
 }
@@ -215,16 +187,16 @@ func ExtensionOfSession(ctx context.Context, q Querier, sessionID, clientReferen
 // PayExtension moves a pending extension to paid with its PaymentIntent; it reports false,
 // changing nothing, when the extension is not pending (a duplicate or late event).
 func PayExtension(ctx context.Context, tx pgx.Tx, id, sessionID, piID string, now time.Time) (bool, error) {
-	return settleExtension(ctx, tx, id, ExtensionPaid, sessionID, piID, now)
+	return settleExtension(ctx, tx, id, gpubroker.ExtensionPaid, sessionID, piID, now)
 }
 
 // RefuseExtension moves a pending extension whose payment arrived to over_limit: paid, but it
 // extends nothing. It reports false, changing nothing, when the extension is not pending.
 func RefuseExtension(ctx context.Context, tx pgx.Tx, id, sessionID, piID string, now time.Time) (bool, error) {
-	return settleExtension(ctx, tx, id, ExtensionOverLimit, sessionID, piID, now)
+	return settleExtension(ctx, tx, id, gpubroker.ExtensionOverLimit, sessionID, piID, now)
 }
 
-func settleExtension(ctx context.Context, tx pgx.Tx, id, status, sessionID, piID string, now time.Time) (bool, error) {
+func settleExtension(ctx context.Context, tx pgx.Tx, id string, status gpubroker.ExtensionStatus, sessionID, piID string, now time.Time) (bool, error) {
 	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = $5, paid_at = $4, payment_intent_id = $3,
 		stripe_session_id = COALESCE(stripe_session_id, $2) WHERE id = $1 AND status = 'checkout_pending'`, id, sessionID, piID, now, status)
 	return tag.RowsAffected() == 1, err

@@ -4,6 +4,7 @@
 package tasks
 
 import (
+	"gpubroker"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -234,9 +235,9 @@ func (TerminateInstanceArgs) InsertOpts() river.InsertOpts {
 // Stop click; for a death, the first check that found it dead), fixed when the job is enqueued
 // (in the transaction that moved the pod), so every rerun computes the same refund.
 type UnusedHoursRefundArgs struct {
-	PodID     string    `json:"pod_id"`
-	Reason    string    `json:"reason"`
-	StoppedAt time.Time `json:"stopped_at"`
+	PodID     string                 `json:"pod_id"`
+	Reason    gpubroker.RefundReason `json:"reason"`
+	StoppedAt time.Time              `json:"stopped_at"`
 }
 
 // Kind implements river.JobArgs.

@@ -69,7 +69,7 @@ func TestPodMovesNameTheirAudit(t *testing.T) {
 			action, ok := gpubroker.PodMoveAction(from, to)
 			if ok {
 				moves++
-				require.True(t, strings.HasPrefix(action, "pod."), "%s -> %s is audited as %q", from, to, action)
+				require.True(t, strings.HasPrefix(string(action), "pod."), "%s -> %s is audited as %q", from, to, action)
 			}
 			require.Equal(t, ok && from != to, from.CanMoveTo(to), "CanMoveTo(%s, %s)", from, to)
 		}
