@@ -64,7 +64,7 @@ func GetAccountByEmail(ctx context.Context, q Querier, email string) (*gpubroker
 // by nobody we can tell, and is deleted (droppedKeys says how many) before it can reach the
 // owner's pods.
 func ActivateAccount(ctx context.Context, tx pgx.Tx, id, payerCookie string, now time.Time) (acct *gpubroker.Account, droppedKeys int, err error) {
-	tag, err := tx.Exec(ctx, `UPDATE accounts SET status = 'active', activated_at = $2 WHERE id = $1 AND status = 'pending'`, id, now)
+	tag, err := tx.Exec(ctx, `UPDATE accounts SET status = $3, activated_at = $2 WHERE id = $1 AND status = $4`, id, now, gpubroker.AccountActive, gpubroker.AccountPending)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,6 +72,9 @@ func ListEmails(ctx context.Context, q Querier, to string, limit int) ([]*Email,
 
 // MarkEmail records the outcome of a send attempt.
 func MarkEmail(ctx context.Context, q Querier, id int64, status gpubroker.EmailStatus, provider, messageID, errText string, now time.Time) error {
+	if !gpubroker.EmailPending.CanMoveTo(status) {
+		return fmt.Errorf("email transition %s -> %s is not allowed", gpubroker.EmailPending, status)
+	}
 	_, err := q.Exec(ctx, `UPDATE emails SET status = $2, provider = NULLIF($3, ''), provider_message_id = NULLIF($4, ''),
 		error = NULLIF($5, ''), attempts = attempts + 1, sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END
 		WHERE id = $1 AND status = 'pending'`, id, status, provider, messageID, errText, now)

@@ -197,14 +197,17 @@ func RefuseExtension(ctx context.Context, tx pgx.Tx, id, sessionID, piID string,
 }
 
 func settleExtension(ctx context.Context, tx pgx.Tx, id string, status gpubroker.ExtensionStatus, sessionID, piID string, now time.Time) (bool, error) {
+	if !gpubroker.ExtensionPending.CanMoveTo(status) {
+		return false, fmt.Errorf("extension transition %s -> %s is not allowed", gpubroker.ExtensionPending, status)
+	}
 	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = $5, paid_at = $4, payment_intent_id = $3,
-		stripe_session_id = COALESCE(stripe_session_id, $2) WHERE id = $1 AND status = 'checkout_pending'`, id, sessionID, piID, now, status)
+		stripe_session_id = COALESCE(stripe_session_id, $2) WHERE id = $1 AND status = $6`, id, sessionID, piID, now, status, gpubroker.ExtensionPending)
 	return tag.RowsAffected() == 1, err
 }
 
 // ExpireExtension moves a pending extension to expired; false when it is not pending.
 func ExpireExtension(ctx context.Context, tx pgx.Tx, id string, now time.Time) (bool, error) {
-	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = 'expired', expired_at = $2 WHERE id = $1 AND status = 'checkout_pending'`, id, now)
+	tag, err := tx.Exec(ctx, `UPDATE extensions SET status = $3, expired_at = $2 WHERE id = $1 AND status = $4`, id, now, gpubroker.ExtensionExpired, gpubroker.ExtensionPending)
 	return tag.RowsAffected() == 1, err
 }
 
