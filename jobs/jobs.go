@@ -140,14 +140,14 @@ func Register(workers *river.Workers, deps *Deps) {
 }
 
 // DefaultReconcileInterval is how often the reconciler runs when nothing says otherwise.
-const DefaultReconcileInterval = 10 * time.Minute
+const DefaultReconcileInterval = tasks.DefaultReconcileInterval
 
 // PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, the
 // health check of running pods every podHealth (zero: 1 minute) and the reconciler every
 // reconcile (zero: 10 minutes).
 func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 	if podHealth <= 0 {
-		podHealth = time.Minute
+		podHealth = tasks.DefaultPodHealthInterval
 	}
 	if reconcile <= 0 {
 		reconcile = DefaultReconcileInterval
@@ -156,7 +156,7 @@ func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 		river.NewPeriodicJob(river.PeriodicInterval(podHealth),
 			func() (river.JobArgs, *river.InsertOpts) { return PodHealthArgs{}, nil },
 			&river.PeriodicJobOpts{ID: "pod_health"}),
-		river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
+		river.NewPeriodicJob(river.PeriodicInterval(tasks.OffersInterval),
 			func() (river.JobArgs, *river.InsertOpts) { return RefreshOffersArgs{}, nil },
 			&river.PeriodicJobOpts{ID: "refresh_offers", RunOnStart: true}),
 		river.NewPeriodicJob(river.PeriodicInterval(reconcile),

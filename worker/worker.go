@@ -16,6 +16,7 @@ import (
 	"riverqueue.com/riverui"
 
 	"gpubroker/jobs"
+	"gpubroker/tasks"
 )
 
 // Options tune the client; zero values take the production defaults.
@@ -48,10 +49,10 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		opts.FetchCooldown = 20 * time.Millisecond
 	}
 	if opts.JobTimeout == 0 {
-		opts.JobTimeout = time.Minute
+		opts.JobTimeout = tasks.DefaultJobTimeout
 	}
 	if opts.RescueStuckJobsAfter == 0 {
-		opts.RescueStuckJobsAfter = 5 * time.Minute
+		opts.RescueStuckJobsAfter = tasks.DefaultRescueStuckJobsAfter
 	}
 	workers := river.NewWorkers()
 	jobs.Register(workers, deps)
