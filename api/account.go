@@ -188,7 +188,12 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		writeError(w, r, err)
 		return
 	}
-	out := map[string]any{"account": toAccountJSON(acct), "pods": s.podsJSON(pods), "receipts": receipts, "pro_active_until": nil}
+	views, err := s.podViews(r.Context(), acct, pods)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := map[string]any{"account": toAccountJSON(acct), "pods": views, "receipts": receipts, "pro_active_until": nil}
 	// The Pro fee buys PlanFeePeriod: get-started prices without it until then.
 	if until, err := postgres.PlanFeePaidUntil(r.Context(), s.Pool, acct.ID, "pro"); err != nil {
 		writeError(w, r, err)

@@ -86,6 +86,7 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/api/catalog", s.handleCatalog)
 	r.POST("/api/checkout", s.origin(s.handleCheckout))
+	r.POST("/api/quote", s.origin(s.handleQuote))
 	r.POST("/api/stripe/webhook", s.handleWebhook)
 	r.GET("/api/checkout/verify", s.handleVerify)
 	r.POST("/api/activate", s.origin(s.handleActivate))
@@ -98,6 +99,7 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/api/pods/:id/deploy", s.cookieOrigin(s.handleDeploy))
 	r.POST("/api/pods/:id/terminate", s.cookieOrigin(s.handleTerminate))
 	r.POST("/api/pods/:id/extend", s.cookieOrigin(s.handleExtend))
+	r.GET("/api/pods/:id/extend", s.handleExtensionQuote)
 	r.POST("/api/pods/:id/boot", s.handleBoot) // the pod's own bootstrap: its secret, no cookie
 	r.GET("/api/me/ssh-keys", s.handleListSSHKeys)
 	r.POST("/api/me/ssh-keys", s.cookieOrigin(s.handleAddSSHKey))

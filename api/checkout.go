@@ -34,18 +34,8 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 	if !s.limit(w, r, "checkout:ip:"+s.rateNet(r), 20, 10*time.Minute) {
 		return
 	}
-	// A signed-in buyer ordering for their own account's email whose plan fee is paid is not
-	// charged it again (gpubroker.PlanFeePeriod).
-	var feePaidUntil time.Time
-	if acct := s.signedInAccount(r); acct != nil && acct.Email == gpubroker.NormalizeEmail(req.Email) {
-		until, err := postgres.PlanFeePaidUntil(r.Context(), s.Pool, acct.ID, req.Plan)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		feePaidUntil = until
-	}
-	q, err := s.Catalog.QuoteFor(req, feePaidUntil, s.now())
+	// Priced as POST /api/quote answers, the Pro fee waived while the buyer's own is paid.
+	q, _, err := s.quote(r, req)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -319,7 +309,11 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 		}
 	}
 	// Never the pod's connection or IDE secret, which only its signed-in owner gets.
-	pj := s.podJSON(pod)
+	pj, err := s.podView(ctx, acct, pod)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	pj.Connection = nil
 	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "order": toOrderJSON(o), "pod": pj, "signed_in": signIn})
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -38,38 +39,15 @@ func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprou
 		if err != nil {
 			return err
 		}
-		if pod.Status != gpubroker.PodRunning {
-			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_running", "Only a running pod can be extended.")
-		}
-		if pod.OrderStatus != gpubroker.OrderCaptured || pod.HourlyCents <= 0 {
-			return gpubroker.Errorf(gpubroker.ECONFLICT, "not_extendable", "A free pod cannot be extended.")
-		}
-		plan, _ := s.Catalog.Plan(pod.Plan)
-		extra, err := postgres.PaidExtensionHours(ctx, tx, pod.ID)
-		if err != nil {
+		if err := s.checkExtension(ctx, tx, pod, req.Hours); err != nil {
 			return err
-		}
-		open, err := postgres.OpenExtensionHours(ctx, tx, pod.ID, s.now())
-		if err != nil {
-			return err
-		}
-		switch {
-		case req.Hours < 1:
-			return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": "Extend by at least one hour."}}
-		case plan.MaxHours > 0 && pod.Hours+extra+open+req.Hours > plan.MaxHours:
-			msg := "The " + plan.Name + " plan allows at most " + strconv.Itoa(plan.MaxHours) + " hours per pod; this one has " + strconv.Itoa(pod.Hours+extra)
-			if open > 0 {
-				msg += ", and " + strconv.Itoa(open) + " more in a checkout not yet paid (it expires within " +
-					strconv.Itoa(int(gpubroker.CheckoutLifetime/time.Minute)) + " minutes)"
-			}
-			return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": msg + "."}}
 		}
 		o, err := postgres.GetOrder(ctx, tx, pod.OrderID)
 		if err != nil {
 			return err
 		}
 		email = o.Email
-		x, err = postgres.CreateExtension(ctx, tx, pod.ID, pod.OrderID, req.Hours, int64(req.Hours)*pod.HourlyCents, pod.Currency)
+		x, err = postgres.CreateExtension(ctx, tx, pod.ID, pod.OrderID, req.Hours, extensionCents(pod, req.Hours), pod.Currency)
 		if err != nil {
 			return err
 		}
@@ -102,4 +80,50 @@ func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprou
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"checkout_url": sess.URL, "amount_cents": x.AmountCents, "currency": x.Currency, "extension_id": x.ID})
+}
+
+// extensionCents is the price of hours more on a pod: its hourly rate, no plan fee.
+func extensionCents(pod *gpubroker.Pod, hours int) int64 { return int64(hours) * pod.HourlyCents }
+
+// extensionRoom is how many hours more the pod's plan allows now (limited false: no limit),
+// counting the paid extensions and those in checkouts that may still be paid, and the hours
+// already bought (paid extensions included).
+func (s *Server) extensionRoom(ctx context.Context, q postgres.Querier, pod *gpubroker.Pod) (room int, limited bool, extra, open int, err error) {
+	plan, _ := s.Catalog.Plan(pod.Plan)
+	if extra, err = postgres.PaidExtensionHours(ctx, q, pod.ID); err != nil {
+		return 0, false, 0, 0, err
+	}
+	if open, err = postgres.OpenExtensionHours(ctx, q, pod.ID, s.now()); err != nil {
+		return 0, false, 0, 0, err
+	}
+	if plan.MaxHours <= 0 {
+		return 0, false, extra, open, nil
+	}
+	return max(0, plan.MaxHours-pod.Hours-extra-open), true, extra, open, nil
+}
+
+// checkExtension refuses hours more on a pod as POST /api/pods/{id}/extend does: a pod that is
+// not running or not paid (409), fewer than one hour or past the plan's max_hours (422). The
+// quote of an extension runs the same checks.
+func (s *Server) checkExtension(ctx context.Context, q postgres.Querier, pod *gpubroker.Pod, hours int) error {
+	if pod.Status != gpubroker.PodRunning {
+		return gpubroker.Errorf(gpubroker.ECONFLICT, "not_running", "Only a running pod can be extended.")
+	}
+	if pod.OrderStatus != gpubroker.OrderCaptured || pod.HourlyCents <= 0 {
+		return gpubroker.Errorf(gpubroker.ECONFLICT, "not_extendable", "A free pod cannot be extended.")
+	}
+	if hours < 1 {
+		return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": "Extend by at least one hour."}}
+	}
+	room, limited, extra, open, err := s.extensionRoom(ctx, q, pod)
+	if err != nil || !limited || hours <= room {
+		return err
+	}
+	plan, _ := s.Catalog.Plan(pod.Plan)
+	msg := "The " + plan.Name + " plan allows at most " + strconv.Itoa(plan.MaxHours) + " hours per pod; this one has " + strconv.Itoa(pod.Hours+extra)
+	if open > 0 {
+		msg += ", and " + strconv.Itoa(open) + " more in a checkout not yet paid (it expires within " +
+			strconv.Itoa(int(gpubroker.CheckoutLifetime/time.Minute)) + " minutes)"
+	}
+	return &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": msg + "."}}
 }

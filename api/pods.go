@@ -38,7 +38,12 @@ func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.podJSON(pod))
+	view, err := s.podView(r.Context(), acct, pod)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
 }
 
 // handleDeploy starts the capture → provision chain. Under the pod's row lock it moves the pod

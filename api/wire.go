@@ -106,11 +106,39 @@ type podJSON struct {
 	PaidCents int64 `json:"paid_cents"`
 	// BootSteps are what its bootstrap reported, oldest first: shown, never billed on.
 	BootSteps []gpubroker.BootStep `json:"boot_steps"`
+
+	// What the dashboard shows, decided here (podView) so the page re-derives no rule.
+
+	// DeployBlocked is why Deploy may not be pressed, or null when it may.
+	DeployBlocked *deployBlockedJSON `json:"deploy_blocked"`
+	// RefundIfStoppedCents is what Stop would refund right now (the rental rule, as the
+	// terminate request plans it), for RefundIfStoppedMinutes unused minutes; 0 unless running
+	// and paid.
+	RefundIfStoppedCents   int64 `json:"refund_if_stopped_cents"`
+	RefundIfStoppedMinutes int   `json:"refund_if_stopped_minutes"`
+	// RefundDueCents is what is owed back and not yet refunded: refunds planned in the ledger
+	// and not yet made, a queued unused-minutes refund not yet planned, or the full refund of a
+	// paid pod that could not start.
+	RefundDueCents int64 `json:"refund_due_cents"`
+	// ExtendableHours is how many more hours POST /api/pods/{id}/extend accepts now: 0 when the
+	// pod cannot be extended (not running, free, or at its plan's max_hours), null when its
+	// plan sets no limit.
+	ExtendableHours *int `json:"extendable_hours"`
+	// PlanFeeCents is the plan fee the order paid (kept when the pod stops early).
+	PlanFeeCents int64 `json:"plan_fee_cents"`
+}
+
+// deployBlockedJSON says why Deploy may not be pressed: reason is a machine code (the deploy
+// request's error code where it would refuse), message is for people.
+type deployBlockedJSON struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
 }
 
 // podJSON is a pod as its owner sees it (no other account ever gets one).
 func (s *Server) podJSON(p *gpubroker.Pod) podJSON {
 	out := podJSON{
+		ExtendableHours: gpubroker.Ptr(0), PlanFeeCents: gpubroker.PlanFeeCents(p.AmountCents, p.Hours, p.HourlyCents),
 		ID: p.ID, OrderID: p.OrderID, Status: p.Status, Plan: p.Plan, GPU: p.GPU, Region: p.Region, Hours: p.Hours,
 		Template: p.Template, HourlyCents: p.HourlyCents, AmountCents: p.AmountCents, Currency: p.Currency,
 		OrderStatus: p.OrderStatus, HoldExpiresAt: p.HoldExpiresAt, Provider: p.Provider, Error: p.Error,
@@ -155,12 +183,4 @@ type receiptJSON struct {
 	Currency      string    `json:"currency"`
 	PaidAt        time.Time `json:"paid_at"`
 	ReceiptURL    string    `json:"receipt_url"`
-}
-
-func (s *Server) podsJSON(pods []*gpubroker.Pod) []podJSON {
-	out := make([]podJSON, 0, len(pods))
-	for _, p := range pods {
-		out = append(out, s.podJSON(p))
-	}
-	return out
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -205,7 +206,7 @@ func TestBrowserJourney(t *testing.T) {
 	b.run("template-free", chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
 	require.False(t, value[bool](b, visible(`#hours`)), "the free trial's hours are not an input")
 	require.Contains(t, value[string](b, `document.querySelector("#hours-fixed").textContent`), "1 hour")
-	b.run("review-free", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
+	b.run("review-free", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)), poll(`document.querySelector("#review-breakdown").innerText.includes("Free trial")`))
 	wizard := value[string](b, `document.querySelector("#wizard").innerText`)
 	for _, paid := range []string{"Review and pay", "Stripe's page", "exact amount"} {
 		require.NotContains(t, wizard, paid, "the free path")
@@ -217,8 +218,9 @@ func TestBrowserJourney(t *testing.T) {
 	b.run("template", chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
 	b.run("pod", choose(`#gpu`, "a100"), choose(`#region`, "us-east"),
 		js(`(() => { const h = document.querySelector("#hours"); h.value = "3"; h.dispatchEvent(new Event("input", {bubbles: true})) })()`))
-	require.Contains(t, value[string](b, `document.querySelector("#total").textContent`), "$54.37", "plan fee $49 + 3 h × $1.79") // display only; the API prices
-	b.run("review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
+	// The total is the API's quote (POST /api/quote), what checkout charges: plan fee $49 + 3 h × $1.79.
+	b.run("quote", poll(`document.querySelector("#total").textContent.includes("$54.37")`))
+	b.run("review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)), poll(`document.querySelector("#pay").textContent === "Pay $54.37"`))
 	require.Contains(t, value[string](b, `document.querySelector("#review-total").textContent`), "$54.37")
 	// The review shows how the total is made: the plan fee (for 30 days) + hours × rate.
 	breakdown := value[string](b, `document.querySelector("#review-breakdown").innerText`)
@@ -278,11 +280,16 @@ func TestBrowserJourney(t *testing.T) {
 	require.NotEqual(t, http.StatusOK, ideStatus(t, ide, secret, false), "no secret, no IDE")
 	// Terminate asks first, saying the disk goes and what comes back; keeping it running changes
 	// nothing. The pod has run (almost) 10 minutes: the worked example, 170 unused minutes ×
-	// $1.79 / 60 → $5.07, estimated by the dashboard as the server computes it.
+	// $1.79 / 60 → $5.07, the pod's refund_if_stopped_cents (the server's, asked as the dialog
+	// opens; the page computes nothing).
 	var podID string
 	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT id FROM pods WHERE status = 'running'`).Scan(&podID))
 	e.ranFor(podID, tenMinutesIn)
 	b.run("ran-10-minutes", chromedp.Reload(), poll(`(document.querySelector(".pod-status") || {dataset: {}}).dataset.status === "running"`), chromedp.WaitVisible(css(`.terminate-btn`)))
+	// More hours are priced by the API (GET /api/pods/{id}/extend?hours=): 1 hour, then 2.
+	b.run("extend-quote", poll(`document.querySelector(".extend-btn").textContent === "Extend — $1.79"`),
+		js(`(() => { const i = document.querySelector(".extend-hours"); i.value = "2"; i.dispatchEvent(new Event("input", {bubbles: true})) })()`),
+		poll(`document.querySelector(".extend-btn").textContent === "Extend — $3.58"`))
 	b.run("terminate-ask", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)))
 	dialog := value[string](b, `document.querySelector("#terminate-dialog").textContent`)
 	require.Contains(t, dialog, "disk is deleted")
@@ -316,7 +323,7 @@ func TestBrowserJourney(t *testing.T) {
 	b.run("again-plan", chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)), chromedp.Click(css(`#plan-pro`)),
 		chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)), chromedp.Click(css(`#template-data-science`)),
 		chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)), choose(`#gpu`, "a10"), choose(`#region`, "us-east"))
-	b.run("again-review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
+	b.run("again-review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)), poll(`document.querySelector("#review-breakdown").innerText.includes("Pro active until")`))
 	breakdown = value[string](b, `document.querySelector("#review-breakdown").innerText`)
 	require.Contains(t, breakdown, "Pro active until")
 	require.Contains(t, breakdown, "1 hour × $0.89")
@@ -415,4 +422,48 @@ func ideStatus(t *testing.T, link, password string, withSecret bool) int {
 	require.NoError(t, err)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// The server decides, the page shows: no script of the site prices, refunds or limits anything.
+// Money comes from the API (the quote, the pod's refund_if_stopped_cents, refund_due_cents,
+// extendable_hours, deploy_blocked); a script that multiplies a rate, counts minutes or carries
+// the old fallbacks fails here.
+func TestBrowserScriptsComputeNoMoney(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../site/assets/js/*.js")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	// Anywhere: the removed copies of the server's rules, and arithmetic on an amount.
+	everywhere := map[string]*regexp.Regexp{
+		"a copy of a server rule": regexp.MustCompile(`\b(deployBlocked|earlyStopRefund|refundComing|refundPending|quote|maxHours|REFUND_WAIT)\s*\(|\bREFUND_WAIT\b`),
+		"arithmetic on an amount": regexp.MustCompile(`\w*(_cents|Cents|cents)\b\s*[-+*/%]|[-+*/%]\s*[\w.]*(_cents|Cents)\b`),
+		"a plan's length guessed": regexp.MustCompile(`\b168\b`),
+	}
+	// In the pages that show money: minutes and hours counted from times.
+	pages := map[string]*regexp.Regexp{
+		"minutes counted":     regexp.MustCompile(`[*/]\s*60\b|\b60\s*\*|\b60000\b|\b3600000?\b`),
+		"refund timing guess": regexp.MustCompile(`\b15\s*\*\s*60\b|\b3\s*\*\s*60\b`),
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		name := filepath.Base(f)
+		for n, line := range strings.Split(string(b), "\n") {
+			code := line
+			if i := strings.Index(code, "//"); i >= 0 && !strings.Contains(code[:i], `"`) && !strings.Contains(code[:i], "`") {
+				code = code[:i] // a comment may explain the rule
+			}
+			if name == "lib.js" && strings.Contains(code, "Number(cents) / 100") {
+				continue // money() formats cents as dollars
+			}
+			for what, re := range everywhere {
+				require.False(t, re.MatchString(code), "%s:%d: %s: %s", name, n+1, what, strings.TrimSpace(line))
+			}
+			if name == "dashboard.js" || name == "get-started.js" {
+				for what, re := range pages {
+					require.False(t, re.MatchString(code), "%s:%d: %s: %s", name, n+1, what, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
 }

@@ -1,6 +1,6 @@
 // /dashboard/ — account status, pods, Deploy / Terminate, live status and connection details.
 import "./header.js";
-import { $, api, h, money, dateTime, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, logout } from "./lib.js";
+import { $, api, h, money, dateTime, hms, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, logout } from "./lib.js";
 
 const cat = catalog();
 const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
@@ -42,28 +42,13 @@ function bootSteps(p) {
   );
 }
 
+// The server decides what the page shows about money and Deploy: deploy_blocked (why Deploy
+// may not be pressed), refund_if_stopped_cents and _minutes (what Stop gives back now),
+// refund_due_cents (owed back, not yet refunded) and extendable_hours. Nothing is computed here.
+//
 // watched: a pod whose state may still change: one on its way, a running one (its hours run
-// out, it is stopped from another tab or dies at the provider), a failed one whose refund is
-// pending.
-// A pod that died after running (started_at set) keeps its order captured: its refund is of
-// the minutes it did not use, shown as refunded_cents, not a full one pending.
-const refundPending = (p) => p.status === "failed" && p.order_status === "captured" && !p.started_at;
-// A paid pod that ended with minutes it did not use (stopped early, or died at the provider) is
-// refunded by a job moments after it ends: it is followed until the refund shows, for at most
-// REFUND_WAIT after it was first seen ended (a pod that used every minute gets nothing).
-const REFUND_WAIT = 3 * 60 * 1000;
-const refundWaits = new Map(); // id → until when
-function refundComing(p) {
-  if ((p.status !== "terminated" && p.status !== "failed") || !p.started_at || p.order_status !== "captured" || !(p.hourly_cents > 0) || p.refunded_cents > 0)
-    return false;
-  const end = Date.parse(p.terminated_at || "") || Date.now();
-  if (Date.now() - end > 15 * 60 * 1000) return false; // ended long ago: its refund is long made
-  const bought = (p.hours_total || p.hours) * 3600000;
-  if (bought - (end - Date.parse(p.started_at)) < 60000) return false;
-  if (!refundWaits.has(p.id)) refundWaits.set(p.id, Date.now() + REFUND_WAIT);
-  return Date.now() < refundWaits.get(p.id);
-}
-const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || refundPending(p) || refundComing(p);
+// out, it is stopped from another tab or dies at the provider), or one with a refund due.
+const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || p.refund_due_cents > 0;
 
 let account = null;
 const pods = new Map(); // id → pod
@@ -84,31 +69,6 @@ const safeURL = (u) => {
     return "";
   }
 };
-
-// deployBlocked returns why the Deploy button is disabled, or "" when it may be pressed.
-function deployBlocked(p) {
-  if (p.status !== "configured") {
-    if (p.status === "running") return "Your pod is running.";
-    if (p.status === "failed") return "This pod could not be started.";
-    if (p.status === "terminating") return "Stopping…";
-    if (TRANSIENT.has(p.status)) return "Deployment is in progress.";
-    return "This pod has ended.";
-  }
-  if (!account || account.status !== "active") return "Confirm your email address first — use the link we sent you.";
-  switch (p.order_status) {
-    case "released":
-      return "The hold on your card was released, so this order can no longer be deployed. Start a new one.";
-    case "expired":
-      return "This checkout expired before it was paid. Start a new order.";
-    case "refunded":
-      return "This order was refunded.";
-    case "checkout_pending":
-      return "Waiting for your payment to be confirmed.";
-  }
-  if (p.order_status === "authorized" && p.hold_expires_at && new Date(p.hold_expires_at) < new Date())
-    return "The hold on your card has expired. Start a new order.";
-  return "";
-}
 
 function copyButton(text, what) {
   return h(
@@ -150,7 +110,7 @@ function fact(label, value, cls) {
 }
 
 function renderPod(p) {
-  const reason = deployBlocked(p);
+  const reason = p.deploy_blocked ? p.deploy_blocked.message : "";
   const c = p.connection || {};
   const conn = [];
   if (c.ssh) {
@@ -191,7 +151,7 @@ function renderPod(p) {
       fact("Workspace", templateName(p.template)),
       fact("Hours", hours, "pod-hours"),
       paid ? fact("Paid", paid, "pod-price") : fact("Price", price, "pod-price"),
-      fact("Payment", refundPending(p) ? "Paid, refund pending" : ORDER_LABEL[p.order_status] || p.order_status, "order-status"),
+      fact("Payment", p.refund_due_cents > 0 ? `Paid, ${money(p.refund_due_cents, p.currency)} refund pending` : ORDER_LABEL[p.order_status] || p.order_status, "order-status"),
       p.order_status === "authorized" ? fact("Deploy by", dateTime(p.deploy_by), "hold-expiry") : null,
       fact("Started", dateTime(p.started_at)),
       p.terminated_at ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
@@ -205,7 +165,7 @@ function renderPod(p) {
       : null,
     bootSteps(p),
     p.status === "failed"
-      ? h("p", { class: "alert err pod-error" }, p.error || (refundPending(p) ? "We could not start this pod. Your refund is pending." : "We could not start this pod."))
+      ? h("p", { class: "alert err pod-error" }, p.error || (p.refund_due_cents > 0 ? "We could not start this pod. Your refund is pending." : "We could not start this pod."))
       : p.status === "configured" && p.error
         ? h("p", { class: "alert warn pod-error" }, p.error)
         : null,
@@ -225,26 +185,36 @@ function renderPod(p) {
         p.status === "configured" && p.amount_cents > 0 ? `Deploy — charge ${price}` : "Deploy",
       ),
       reason ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
-      p.status === "running" && p.order_status === "captured" && p.hourly_cents > 0 ? extendControl(p) : null,
+      p.extendable_hours !== 0 ? extendControl(p) : p.status === "running" && p.order_status === "captured" ? h("p", { class: "hint extend-max" }, "This pod has its plan's most hours.") : null,
       p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => confirmTerminate(p.id) }, "Terminate") : null,
     ),
     h("p", { class: "pod-msg", role: "status" }, notes.get(p.id) || ""),
   );
 }
 
-// extendControl sells more hours on a running pod at its hourly rate (no plan fee): the price
-// follows the hours chosen, and the button opens the extension's Stripe Checkout.
+// extendControl sells more hours on a running pod, up to extendable_hours (null: no limit):
+// the button shows what the API quotes for the hours chosen (GET /api/pods/{id}/extend) and
+// opens the extension's Stripe Checkout.
+const extensionQuotes = new Map(); // "<pod> <hours>" → the API's answer (a promise)
 function extendControl(p) {
   const id = `pod-${p.id}-extend-hours`;
-  const plan = (cat.plans || []).find((x) => x.id === p.plan) || {};
-  const bought = p.hours_total || p.hours;
-  const most = plan.max_hours > 0 ? Math.max(0, plan.max_hours - bought) : 168;
-  if (most < 1) return h("p", { class: "hint extend-max" }, `This pod has the ${plan.name || "plan"}'s most hours.`);
-  const input = h("input", { type: "number", id, class: "extend-hours", min: "1", max: String(most), step: "1", value: "1", inputmode: "numeric" });
-  const btn = h("button", { type: "button", class: "btn secondary extend-btn", onclick: () => extend(p.id, Number(input.value), btn) }, "");
+  const most = p.extendable_hours;
+  const input = h("input", { type: "number", id, class: "extend-hours", min: "1", max: most ? String(most) : null, step: "1", value: "1", inputmode: "numeric" });
+  const btn = h("button", { type: "button", class: "btn secondary extend-btn", onclick: () => extend(p.id, Number(input.value), btn) }, "Extend");
+  let timer = 0;
   const label = () => {
-    const n = Math.max(1, Math.min(most, Math.floor(Number(input.value) || 1)));
-    btn.textContent = `Extend — ${money(n * p.hourly_cents, p.currency)}`;
+    const key = `${p.id} ${input.value}`;
+    clearTimeout(timer);
+    btn.textContent = "Extend";
+    const ask = () => {
+      if (!extensionQuotes.has(key)) extensionQuotes.set(key, api("GET", `/api/pods/${encodeURIComponent(p.id)}/extend?hours=${encodeURIComponent(input.value)}`));
+      extensionQuotes.get(key).then((q) => {
+        if (!q.ok) extensionQuotes.delete(key); // asked again next time
+        if (`${p.id} ${input.value}` === key && q.ok) btn.textContent = `Extend — ${money(q.data.amount_cents, q.data.currency)}`;
+      });
+    };
+    if (extensionQuotes.has(key)) ask();
+    else timer = setTimeout(ask, 200);
   };
   input.addEventListener("input", label);
   label();
@@ -274,8 +244,7 @@ function countdown(p) {
 
 function tickCountdown(el) {
   const left = Math.max(0, Math.round((Number(el.dataset.deadline) - Date.now()) / 1000));
-  const hh = Math.floor(left / 3600), mm = Math.floor((left % 3600) / 60), ss = left % 60;
-  el.textContent = `${hh}:${String(mm).padStart(2, "0")}:${String(ss).padStart(2, "0")}`;
+  el.textContent = hms(left);
   el.dataset.secondsLeft = String(left);
 }
 
@@ -356,32 +325,24 @@ async function deploy(id) {
   if (res.status === 409 || res.status === 403) refreshPod(id);
 }
 
-// earlyStopRefund is what stopping the pod now gives back, by the rule the server applies
-// (gpubroker.UnusedMinutesCents): every unused minute at the hourly rate, rounded down to the
-// cent, a minute counting as used once it has begun (at least one); the plan fee is kept.
-//   minutes used = max(1, ⌈ms run / 60000⌉), minutes bought = hours bought × 60,
-//   refund = ⌊(bought − used) × hourly cents / 60⌋
-function earlyStopRefund(p) {
-  if (p.status !== "running" || !p.started_at || !(p.hourly_cents > 0) || p.order_status !== "captured") return { minutes: 0, cents: 0, fee: false };
-  const ran = Math.max(0, Date.now() - Date.parse(p.started_at));
-  const hours = p.ends_at ? Math.round((Date.parse(p.ends_at) - Date.parse(p.started_at)) / 3600000) : p.hours;
-  const used = Math.max(1, Math.ceil(ran / 60000));
-  const minutes = Math.max(0, hours * 60 - used);
-  const fee = p.amount_cents - p.hours * p.hourly_cents > 0;
-  return { minutes, cents: Math.floor((minutes * p.hourly_cents) / 60), fee };
-}
-
 // confirmTerminate says what stopping means before it happens: the disk goes, and the unused
-// minutes are refunded (the amount, as of now).
-function confirmTerminate(id) {
+// minutes are refunded: the amount as of now, the pod's refund_if_stopped_cents asked afresh.
+async function confirmTerminate(id) {
   const dlg = $("#terminate-dialog");
+  const btn = $(`#pod-${CSS.escape(id)} .terminate-btn`);
+  busy(btn, true, "One moment…");
+  const res = await api("GET", `/api/pods/${encodeURIComponent(id)}`);
+  busy(btn, false);
+  if (res.status === 401) return signedOut();
+  if (res.ok && res.data && res.data.id) update(res.data);
   const p = pods.get(id);
-  const r = p ? earlyStopRefund(p) : { minutes: 0, cents: 0, fee: false };
-  const kept = r.fee ? "; the plan fee is kept" : "";
+  if (!p || p.status !== "running") return; // ended meanwhile: nothing to stop
+  const kept = p.plan_fee_cents > 0 ? "; the plan fee is kept" : "";
+  const n = p.refund_if_stopped_minutes;
   $("#terminate-refund").textContent =
-    r.cents > 0
-      ? `You have ${r.minutes === 1 ? "1 unused minute" : `${r.minutes} unused minutes`}: ${money(r.cents, p.currency)} goes back to your card (each at ${money(p.hourly_cents, p.currency)} an hour, rounded down to the cent${kept}). A minute counts as used once it has begun.`
-      : p && p.order_status === "captured"
+    p.refund_if_stopped_cents > 0
+      ? `You have ${n === 1 ? "1 unused minute" : `${n} unused minutes`}: ${money(p.refund_if_stopped_cents, p.currency)} goes back to your card (each at ${money(p.hourly_cents, p.currency)} an hour, rounded down to the cent${kept}). A minute counts as used once it has begun.`
+      : p.order_status === "captured"
         ? `Nothing is left to refund: every minute you paid for has begun, or what is left comes to less than a cent. (Unused minutes are refunded${kept}.)`
         : "This pod is free: there is nothing to refund.";
   dlg.returnValue = "";

@@ -1,5 +1,6 @@
 // The get-started wizard: email & name → plan → workspace → GPU/region/hours → review → Pay.
-// Prices are computed here for display only; the API prices the order itself.
+// The API prices: the total and its lines are POST /api/quote's answer (what checkout charges,
+// the Pro fee waived for a signed-in buyer whose own is paid); this page computes no price.
 import "./header.js";
 import { $, $$, api, h, money, dateTime, catalog, regionName, fieldError, clearFieldErrors, validEmail, busy, param, me, onAccount } from "./lib.js";
 
@@ -24,7 +25,8 @@ const template = () => {
 const gpuOf = (id) => cat.gpus.find((g) => g.gpu === id);
 const minRate = (g) => Math.min(...g.regions.map((r) => r.hourly_cents));
 const allowed = (p) => cat.gpus.filter((g) => !p || !(p.gpu_classes || []).length || p.gpu_classes.includes(g.gpu));
-const maxHours = (p) => (p && p.max_hours > 0 ? p.max_hours : 168);
+// A plan's most hours per pod (max_hours; 0: no limit).
+const hoursLimit = (p) => (p && p.max_hours > 0 ? p.max_hours : 0);
 
 function fillGPUs() {
   const sel = el("gpu");
@@ -59,12 +61,13 @@ function fillRegions() {
 // states it instead of asking.
 function fillHours() {
   const input = el("hours");
-  const max = maxHours(plan());
+  const max = hoursLimit(plan());
   const fixed = max === 1;
-  input.max = String(max);
-  el("hours-hint").textContent = `1 to ${max} hours`;
+  if (max) input.max = String(max);
+  else input.removeAttribute("max");
+  el("hours-hint").textContent = max ? `1 to ${max} hours` : "1 hour or more";
   const n = parseInt(input.value, 10);
-  if (n > max || fixed) input.value = String(max);
+  if (max && (n > max || fixed)) input.value = String(max);
   el("hours-field").hidden = fixed;
   el("hours-fixed-field").hidden = !fixed;
   el("hours-fixed").textContent = "1 hour, the free trial's length";
@@ -74,48 +77,57 @@ function fillHours() {
 
 const hoursText = (n) => (n === 1 ? "1 hour" : `${n} hours`);
 
-// quote prices the choices the way the API does, for display: {cents, currency, lines:
-// [{label, cents, waived}], text}. The API prices the order itself.
-function quote() {
-  const p = plan();
-  const g = gpuOf(el("gpu").value);
-  const r = g && g.regions.find((x) => x.region === el("region").value);
-  const n = parseInt(el("hours").value, 10);
-  if (!p || !r || !(n >= 1)) return null;
-  const what = `${g.display_name}, ${regionName(cat, r.region)}`;
-  if (!p.payment_required)
-    return { cents: 0, currency: p.currency, lines: [{ label: `Free trial: ${hoursText(n)} of ${what}`, cents: 0 }], text: "Free trial, no card needed" };
-  const lines = [];
-  // The fee buys fee_period_days; it is waived while the signed-in account's Pro is active and
-  // the order is for that account's email.
-  const period = p.fee_period_days ? ` (${p.fee_period_days} days)` : "";
-  const waived = p.id === "pro" && proActive();
-  const fee = waived ? 0 : p.fee_cents;
-  if (waived) lines.push({ label: `${p.name} plan fee: Pro active until ${dateTime(meData.pro_active_until)}, nothing to pay`, cents: 0, waived: true });
-  else if (fee > 0) lines.push({ label: `${p.name} plan fee${period}`, cents: fee });
-  lines.push({ label: `${hoursText(n)} × ${money(r.hourly_cents, p.currency)} (${what})`, cents: r.hourly_cents * n });
-  const text = [fee > 0 ? `${p.name} plan${period} ${money(fee, p.currency)}` : waived ? "no plan fee (Pro active)" : "", `${hoursText(n)} × ${money(r.hourly_cents, p.currency)}`]
-    .filter(Boolean)
-    .join(" + ");
-  return { cents: fee + r.hourly_cents * n, currency: p.currency, lines, text };
+// The quote: the API's answer for the current choices, asked for (debounced) whenever they
+// change. quoted is the answer for quoteKey, or null while asking or when the choices are
+// incomplete or refused.
+let quoted = null;
+let quoteKey = "";
+let quoteTimer = 0;
+
+function updateTotal(fresh) {
+  const v = { ...values(), ssh_public_key: undefined }; // the key is checked at checkout
+  const key = v.plan && v.template && v.gpu && v.region && v.hours >= 1 ? JSON.stringify(v) : "";
+  if (key === quoteKey && !fresh) return;
+  quoteKey = key;
+  quoted = null;
+  clearTimeout(quoteTimer);
+  showQuote();
+  if (!key) return;
+  quoteTimer = setTimeout(async () => {
+    const res = await api("POST", "/api/quote", v);
+    if (key !== quoteKey) return; // the choices changed meanwhile
+    quoted = res.ok && Array.isArray(res.data.line_items) ? res.data : null;
+    showQuote();
+  }, 200);
 }
 
-// meData is GET /api/me's answer while someone is signed in (null otherwise): who, and until
-// when their Pro fee is paid.
-let meData = null;
-const proActive = () =>
-  !!(
-    meData &&
-    meData.pro_active_until &&
-    Date.parse(meData.pro_active_until) > Date.now() &&
-    meData.account &&
-    el("email").value.trim().toLowerCase() === meData.account.email
-  );
+// quoteLines words the quote's lines: [{label, cents, waived}] and a one-line summary.
+function quoteLines(q) {
+  const p = plan();
+  const g = gpuOf(el("gpu").value);
+  if (!q || !p || !g) return null;
+  const what = `${g.display_name}, ${regionName(cat, el("region").value)}`;
+  if (!p.payment_required) return { lines: [{ label: `Free trial: ${hoursText(q.hours)} of ${what}`, cents: 0 }], text: "Free trial, no card needed" };
+  const period = p.fee_period_days ? ` (${p.fee_period_days} days)` : "";
+  const lines = [];
+  const text = [];
+  if (q.plan_fee_waived_until) {
+    lines.push({ label: `${p.name} plan fee: Pro active until ${dateTime(q.plan_fee_waived_until)}, nothing to pay`, cents: 0, waived: true });
+    text.push("no plan fee (Pro active)");
+  }
+  for (const li of q.line_items) {
+    const rate = `${hoursText(li.quantity)} × ${money(li.unit_amount_cents, q.currency)}`;
+    lines.push({ label: li.kind === "plan_fee" ? `${p.name} plan fee${period}` : `${rate} (${what})`, cents: li.amount_cents });
+    text.push(li.kind === "plan_fee" ? `${p.name} plan${period} ${money(li.amount_cents, q.currency)}` : rate);
+  }
+  return { lines, text: text.join(" + ") };
+}
 
-function updateTotal() {
-  const q = quote();
-  el("total").textContent = q ? money(q.cents, q.currency) : "—";
-  el("total-breakdown").textContent = q ? q.text : "";
+function showQuote() {
+  const w = quoteLines(quoted);
+  el("total").textContent = w ? money(quoted.amount_cents, quoted.currency) : "—";
+  el("total-breakdown").textContent = w ? w.text : "";
+  if (step === 5) fillReview();
 }
 
 // keyProblem checks the optional SSH key as far as a page can; the API parses it for real.
@@ -154,7 +166,7 @@ function validate(n) {
     else if (r && !r.available) e.region = "This GPU is sold out in this region.";
     if (!/^\d+$/.test(hours)) e.hours = "Enter a whole number of hours.";
     else if (n < 1) e.hours = "Book at least one hour.";
-    else if (n > maxHours(p)) e.hours = `The ${p ? p.name : ""} plan allows at most ${maxHours(p)} hours.`;
+    else if (hoursLimit(p) && n > hoursLimit(p)) e.hours = `The ${p.name} plan allows at most ${hoursLimit(p)} hours.`;
   }
   return e;
 }
@@ -231,7 +243,8 @@ function fillReview() {
   const p = plan();
   const t = template();
   const g = gpuOf(el("gpu").value);
-  const q = quote();
+  const q = quoted;
+  const w = quoteLines(q);
   el("review-email").textContent = el("email").value.trim();
   el("review-name").textContent = el("name").value.trim();
   const key = el("ssh_public_key").value.trim().split(/\s+/);
@@ -241,9 +254,9 @@ function fillReview() {
   el("review-gpu").textContent = g ? g.display_name : "";
   el("review-region").textContent = regionName(cat, el("region").value);
   el("review-hours").textContent = el("hours").value;
-  el("review-total").textContent = q ? money(q.cents, q.currency) : "—";
+  el("review-total").textContent = w ? money(q.amount_cents, q.currency) : "—";
   el("review-breakdown").replaceChildren(
-    ...(q ? q.lines : []).map((l) =>
+    ...(w ? w.lines : []).map((l) =>
       h("li", { class: l.waived ? "waived" : null }, h("span", {}, l.label), h("span", { class: "amt" }, money(l.cents, q.currency))),
     ),
   );
@@ -252,7 +265,7 @@ function fillReview() {
   note.textContent = free ? note.dataset.free : note.dataset.paid;
   const title = el("review-title");
   title.textContent = free ? title.dataset.free : title.dataset.paid;
-  el("pay").textContent = free ? "Start my free trial" : `Pay ${q ? money(q.cents, q.currency) : ""}`.trim();
+  el("pay").textContent = free ? "Start my free trial" : `Pay ${w ? money(q.amount_cents, q.currency) : ""}`.trim();
 }
 
 function values() {
@@ -376,7 +389,7 @@ function init() {
     const n = e.target.name;
     if (n === "plan") fillGPUs();
     else if (n === "gpu") fillRegions();
-    else if (n === "region" || n === "hours") updateTotal();
+    else if (n === "region" || n === "hours" || n === "template") updateTotal();
     // Text fields clear their error while typing (input event below): clearing it on blur
     // would move the Continue button under a pending click.
     if (e.target.getAttribute("aria-invalid") && (GROUPS.includes(n) || e.target.tagName === "SELECT")) {
@@ -392,23 +405,18 @@ function init() {
     if (e.target.tagName === "INPUT" && e.target.type !== "radio" && e.target.getAttribute("aria-invalid")) fieldError(e.target, "");
   });
   go(1, false);
-  // Signed in ("Rent another GPU"): the form starts with the account's email and name, and
-  // prices without the Pro fee while it is paid.
+  // Signed in ("Rent another GPU"): the form starts with the account's email and name, and the
+  // quote (asked with the session) has no Pro fee while it is paid.
   me().then((res) => {
     if (!res.ok || !res.data || !res.data.account) return;
-    meData = res.data;
     if (!el("email").value && !el("name").value) {
-      el("email").value = meData.account.email || "";
-      el("name").value = meData.account.name || "";
+      el("email").value = res.data.account.email || "";
+      el("name").value = res.data.account.name || "";
     }
-    updateTotal();
-    if (step === 5) fillReview();
+    updateTotal(true);
   });
   onAccount((a) => {
-    if (a) return;
-    meData = null;
-    updateTotal();
-    if (step === 5) fillReview();
+    if (!a) updateTotal(true);
   });
   form.addEventListener("change", (e) => {
     if (e.target.name === "email") updateTotal();

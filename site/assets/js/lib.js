@@ -210,3 +210,10 @@ export async function logout(btn) {
   setAccount(null);
   return null;
 }
+
+// hms formats a number of seconds as h:mm:ss (a countdown).
+export function hms(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const two = (n) => String(n).padStart(2, "0");
+  return `${Math.floor(s / 3600)}:${two(Math.floor(s / 60) % 60)}:${two(s % 60)}`;
+}
