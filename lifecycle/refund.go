@@ -2,17 +2,18 @@ package lifecycle
 
 import (
 	"context"
-	"gpubroker"
-	"gpubroker/postgres"
-	"gpubroker/tasks"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
+
+	"gpubroker"
+	"gpubroker/postgres"
+	"gpubroker/tasks"
 )
 
 // PlanUnusedHoursRefund stores the refund's shares in the ledger unless they are there
 // already, and returns the minutes used and bought (one rule for an early stop and a death:
-// gpubroker.MinutesUsed up to a.StoppedAt, gpubroker.UnusedMinutesCents). The terminate request
+// gpubroker.RentalClock.UnusedHoursRefund up to a.StoppedAt). The terminate request
 // calls it in the transaction that moves the pod to terminating (so the amount is fixed, and the
 // pod's end email can say it); the job calls it again, which plans nothing twice.
 func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, clock gpubroker.RentalClock, a tasks.UnusedHoursRefundArgs) (used, bought int, err error) {
@@ -37,22 +38,17 @@ func PlanUnusedHoursRefund(ctx context.Context, tx pgx.Tx, log *slog.Logger, clo
 	if err != nil {
 		return 0, 0, err
 	}
-	ps := make([]gpubroker.Payment, 0, len(payments))
+	bp := make([]gpubroker.BoughtPayment, 0, len(payments))
 	for _, p := range payments {
-		bought += gpubroker.MinutesBought(p.Hours)
-		ps = append(ps, p.Payment)
+		bp = append(bp, gpubroker.BoughtPayment{Payment: p.Payment, Hours: p.Hours})
 	}
-	used = clock.MinutesUsed(*pod.StartedAt, a.StoppedAt)
-	if planned, err := postgres.HasRefunds(ctx, tx, pod.ID, a.Reason); err != nil || planned {
-		return used, bought, err
+	// The same function the pod JSON's refund_if_stopped_cents comes from.
+	u := clock.UnusedHoursRefund(*pod.StartedAt, a.StoppedAt, pod.HourlyCents, bp)
+	if planned, err := postgres.HasRefunds(ctx, tx, pod.ID, a.Reason); err != nil || planned || u.Cents == 0 {
+		return u.MinutesUsed, u.MinutesBought, err
 	}
-	amount := gpubroker.UnusedMinutesCents(bought, used, pod.HourlyCents)
-	if amount == 0 {
-		return used, bought, nil
+	if u.NotPlacedCents > 0 {
+		log.ErrorContext(ctx, "unused minutes are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", u.Cents+u.NotPlacedCents, "not_placed_cents", u.NotPlacedCents)
 	}
-	shares, left := gpubroker.SpreadRefund(ps, amount)
-	if left > 0 {
-		log.ErrorContext(ctx, "unused minutes are worth more than the payments may still refund", "pod_id", pod.ID, "amount_cents", amount, "not_placed_cents", left)
-	}
-	return used, bought, postgres.PlanRefunds(ctx, tx, pod.ID, a.Reason, shares)
+	return u.MinutesUsed, u.MinutesBought, postgres.PlanRefunds(ctx, tx, pod.ID, a.Reason, u.Shares)
 }
