@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
 )
 
@@ -110,25 +111,9 @@ func deployBlocked(acct *gpubroker.Account, p *gpubroker.Pod, now time.Time) *de
 	default:
 		return b("ended", "This pod has ended.")
 	}
-	if acct == nil || acct.Status != gpubroker.AccountActive {
-		return b("account_inactive", "Confirm your email address first — use the link we sent you.")
-	}
-	switch p.OrderStatus {
-	case gpubroker.OrderReleased:
-		return b("hold_released", "The hold on your card was released, so this order can no longer be deployed. Start a new one.")
-	case gpubroker.OrderExpired:
-		return b("hold_released", "This checkout expired before it was paid. Start a new order.")
-	case gpubroker.OrderRefunded:
-		return b("not_payable", "This order was refunded.")
-	case gpubroker.OrderCheckoutPending:
-		return b("not_payable", "Waiting for your payment to be confirmed.")
-	case gpubroker.OrderAuthorized:
-		if p.HoldExpiresAt != nil && !now.Before(*p.HoldExpiresAt) {
-			return b("hold_expired", "The hold on your card has expired. Start a new order.")
-		}
-	case gpubroker.OrderFree:
-	default:
-		return b("not_payable", "This order cannot be deployed.")
+	// What the deploy request itself would refuse, in its words (lifecycle.Deploy).
+	if err := lifecycle.DeployRefusal(acct, p, now); err != nil {
+		return b(gpubroker.ErrorReason(err), gpubroker.ErrorMessage(err))
 	}
 	return nil
 }
