@@ -1,0 +1,54 @@
+package postgres
+
+import (
+	"context"
+	"time"
+)
+
+// Retention: what the hourly retention job (jobs.RetentionWorker) removes, one category at a
+// time, each by one statement that touches at most a batch of rows, so no run holds many
+// locks or writes one huge transaction. Audit events, the ledger (payments, refunds), orders,
+// pods, accounts and the email outbox are kept.
+const (
+	// RetentionBatch is the most rows one retention statement deletes or updates.
+	RetentionBatch = 10_000
+	// TokenRetention is how long a one-time link's row stays after it was used or expired, so
+	// following it again still answers 410 token_used or token_expired (then token_invalid).
+	TokenRetention = 30 * 24 * time.Hour
+	// StripePayloadRetention is how long a webhook event's body is kept. The event's row (its
+	// id, type, object, order and times) stays for good: it is what makes a redelivery a
+	// duplicate (InsertStripeEvents' ON CONFLICT (id) DO NOTHING).
+	StripePayloadRetention = 30 * 24 * time.Hour
+)
+
+// RetentionCategory is one kind of row retention removes and the statement that removes one
+// batch of them: SQL takes the cutoff ($1) and the batch size ($2).
+type RetentionCategory struct {
+	Name   string
+	SQL    string
+	Cutoff func(now time.Time) time.Time
+}
+
+// Retention lists the categories, each served by an index of migrations/015_retention.sql.
+var Retention = []RetentionCategory{
+	// A session is over at expires_at (SessionAccount wants expires_at > now).
+	{Name: "sessions", Cutoff: func(now time.Time) time.Time { return now },
+		SQL: `DELETE FROM sessions WHERE hash IN (SELECT hash FROM sessions WHERE expires_at <= $1 LIMIT $2)`},
+	{Name: "rate_limits", Cutoff: rateLimitCutoff, SQL: pruneRateLimitsSQL},
+	// A token is spent at the earlier of its use and its expiry (LEAST ignores a NULL used_at).
+	{Name: "tokens", Cutoff: func(now time.Time) time.Time { return now.Add(-TokenRetention) },
+		SQL: `DELETE FROM tokens WHERE hash IN (SELECT hash FROM tokens WHERE LEAST(used_at, expires_at) < $1 LIMIT $2)`},
+	{Name: "stripe_payloads", Cutoff: func(now time.Time) time.Time { return now.Add(-StripePayloadRetention) },
+		SQL: `UPDATE stripe_events SET payload = NULL
+			WHERE id IN (SELECT id FROM stripe_events WHERE received_at < $1 AND payload IS NOT NULL LIMIT $2)`},
+}
+
+// PruneBatch runs the category's statement once, on at most limit rows, and returns how many
+// it removed: fewer than limit means none is left.
+func (c RetentionCategory) PruneBatch(ctx context.Context, q Querier, now time.Time, limit int) (int64, error) {
+	tag, err := q.Exec(ctx, c.SQL, c.Cutoff(now), limit)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
