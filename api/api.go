@@ -19,6 +19,7 @@ import (
 
 	"gpubroker"
 	"gpubroker/lifecycle"
+	"gpubroker/opsview"
 	"gpubroker/postgres"
 )
 
@@ -50,6 +51,9 @@ type Server struct {
 	// Clock is how long a rented hour lasts and how early holds are released (the zero value is
 	// production's; test runs compress it, as the worker's jobs.Deps.Clock).
 	Clock gpubroker.RentalClock
+	// OpsView is the ops read model /metrics, /ops/funnel and the console serve, started by
+	// main; Handler makes one on Pool when it is nil, which collects on first use only.
+	OpsView *opsview.Collector
 
 	metrics metrics
 	opsAuth opsThrottle
@@ -67,6 +71,9 @@ func (s *Server) now() time.Time {
 func (s *Server) Handler() http.Handler {
 	if s.Events == nil {
 		s.Events = postgres.NewEventWriter(s.Pool)
+	}
+	if s.OpsView == nil {
+		s.OpsView = &opsview.Collector{DB: s.Pool, Logger: s.Logger}
 	}
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true

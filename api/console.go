@@ -4,13 +4,16 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
+	"gpubroker/opsview"
 	"gpubroker/postgres"
 )
 
@@ -49,8 +52,22 @@ var consolePages = func() map[string]*template.Template {
 	return pages
 }()
 
-// consoleWindows are the windows the front page offers.
-var consoleWindows = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour}
+// funnelLabels name the funnel's steps (opsview.FunnelSteps, shown beside each label) for
+// people, with what reaching each means.
+var funnelLabels = map[string][2]string{
+	"checkouts_started": {"Checkouts started", "every order: a checkout begun or a free trial claimed"},
+	"authorized":        {"Authorized", "the card hold authorized, or a free trial (nothing to authorize)"},
+	"activated":         {"Activated", "and the order's account is active"},
+	"deployed":          {"Deployed", "and Deploy was pressed"},
+	"captured":          {"Captured", "and the pod went on past capture (the money taken; a free trial's too)"},
+	"running":           {"Running", "and the pod ran"},
+}
+
+// consoleStep is a funnel row as the console shows it.
+type consoleStep struct {
+	Name, Label, Means string
+	Orders             int64
+}
 
 func (s *Server) renderConsole(w http.ResponseWriter, r *http.Request, page string, data map[string]any) {
 	data["Query"] = r.URL.Query().Get("q")
@@ -75,19 +92,48 @@ func (s *Server) auditView(r *http.Request, action, orderID string, detail map[s
 }
 
 func (s *Server) handleConsole(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	window := r.URL.Query().Get("window")
-	d, ok := consoleWindows[window]
-	if !ok {
-		window, d = "24h", consoleWindows["24h"]
-	}
-	sum, err := postgres.GetConsoleSummary(r.Context(), s.Pool, s.now().Add(-d))
+	snap, err := s.OpsView.Latest(r.Context())
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	window := r.URL.Query().Get("window")
+	span, ok := snap.Spans[window]
+	if !ok {
+		window = opsview.Windows[0].Name
+		span = snap.Spans[window]
+	}
+	var windows []string
+	for _, w := range opsview.Windows {
+		windows = append(windows, w.Name)
+	}
+	var steps []consoleStep
+	for _, st := range span.Funnel.Steps() {
+		steps = append(steps, consoleStep{Name: st.Name, Label: funnelLabels[st.Name][0], Means: funnelLabels[st.Name][1], Orders: st.Orders})
+	}
+	var repairs []repairRow
+	for _, rp := range snap.Repairs {
+		repairs = append(repairs, repairRow{RepairRow: rp, Detail: compactDetail(rp.Detail)})
+	}
 	s.auditView(r, "ops.viewed_console", "", map[string]any{"window": window})
-	s.renderConsole(w, r, "console", map[string]any{"Title": "Console", "S": sum, "Window": window,
-		"Windows": []string{"24h", "7d", "30d"}, "Top": max(sum.Funnel[0].Count, 1)})
+	s.renderConsole(w, r, "console", map[string]any{"Title": "Console", "S": snap, "Span": span, "Window": window,
+		"Windows": windows, "Funnel": steps, "Top": max(steps[0].Orders, 1), "Repairs": repairs,
+		"Collector": s.OpsView.Status(), "Now": s.now()})
+}
+
+// repairRow is a reconciler repair with its detail as the console prints it.
+type repairRow struct {
+	postgres.RepairRow
+	Detail string
+}
+
+// compactDetail renders an audit detail as "k=v, k=v" in key order.
+func compactDetail(d map[string]any) string {
+	parts := make([]string, 0, len(d))
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, d[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (s *Server) handleOrderSearch(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -121,5 +167,45 @@ func (s *Server) handleOrderStory(w http.ResponseWriter, r *http.Request, ps htt
 	if s.StripeTestMode {
 		dash += "/test"
 	}
-	s.renderConsole(w, r, "order", map[string]any{"Title": "Order " + story.Order.ID, "Story": story, "StripeDashboard": dash})
+	entries := make([]storyRow, len(story.Entries))
+	for i, e := range story.Entries {
+		entries[i] = storyRow{StoryEntry: e, Detail: storyDetail(e)}
+	}
+	s.renderConsole(w, r, "order", map[string]any{"Title": "Order " + story.Order.ID, "Story": story, "Entries": entries, "StripeDashboard": dash})
+}
+
+// storyRow is an entry of an order's story with its particulars as the console words them.
+type storyRow struct {
+	postgres.StoryEntry
+	Detail string
+}
+
+// storyDetail words a story entry's particulars: a webhook's event id and whether it was
+// processed, a job's id, state, attempts and last error, an audit event's detail, an email's
+// delivery and feedback.
+func storyDetail(e postgres.StoryEntry) string {
+	var parts []string
+	switch e.Source {
+	case "webhook":
+		state := "processed"
+		if !e.Processed {
+			state = "not processed yet"
+		}
+		parts = []string{e.EventID, state}
+	case "job":
+		parts = []string{fmt.Sprintf("job %d", e.JobID), e.State, fmt.Sprintf("attempt %d of %d", e.Attempt, e.MaxAttempts)}
+		if e.LastError != "" {
+			parts = append(parts, "last error: "+e.LastError)
+		}
+	case "audit":
+		return compactDetail(e.Audit)
+	case "email":
+		parts = []string{e.EmailStatus}
+		for _, p := range []string{e.EmailError, e.Feedback} {
+			if p != "" {
+				parts = append(parts, p)
+			}
+		}
+	}
+	return strings.Join(parts, " · ")
 }

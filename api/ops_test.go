@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +158,7 @@ func TestMetricsExportAlertSeriesFromZero(t *testing.T) {
 	o := newOpsOrder(t, ts)
 	_, err = ts.pool.Exec(ctx, `UPDATE orders SET drift = 'Stripe: refunded; ours: captured' WHERE id = $1`, o.order.ID)
 	require.NoError(t, err)
+	ts.collect()
 	m = metrics()
 	require.Contains(t, m, `gpubroker_audit_events_total{action="refund.failed"} 1`)
 	require.Equal(t, 1, strings.Count(m, `gpubroker_audit_events_total{action="refund.failed"}`), "listed once")
@@ -229,4 +231,136 @@ func TestConsoleShowsReconcileAndExtensions(t *testing.T) {
 	w = ts.do("GET", "/ops/orders?q="+o.extPI, nil, adminHeader())
 	require.Equal(t, http.StatusSeeOther, w.Code)
 	require.Equal(t, "/ops/orders/"+o.order.ID, w.Header().Get("Location"))
+}
+
+// collect runs the ops read model's collection now, as its interval would: /metrics,
+// /ops/funnel and the console serve the numbers of the last one.
+func (ts *testServer) collect() {
+	ts.t.Helper()
+	require.NoError(ts.t, ts.s.OpsView.Collect(context.Background()))
+}
+
+// metricValue reads one sample of a /metrics answer ("" when absent).
+func metricValue(page, series string) string {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Issue 23 item 4: one definition per number. /ops/funnel, /metrics and the console read one
+// snapshot and name the funnel's steps alike; a free trial is "authorized" everywhere (it has
+// nothing to authorize), and a step counts only orders that reached the one before.
+func TestMetricsFunnelAndConsoleAgree(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ctx := context.Background()
+	newOpsOrder(t, ts) // authorized Pro order with a paid extension
+	free, err := ts.s.Catalog.Quote(gpubroker.OrderRequest{Email: "eve@example.com", Name: "Eve", Plan: "free", Template: "developer", GPU: "a10", Region: "us-east", Hours: 1})
+	require.NoError(t, err)
+	require.NoError(t, postgres.Tx(ctx, ts.pool, func(tx pgx.Tx) error {
+		_, _, err := postgres.CreateOrder(ctx, tx, free)
+		return err
+	}))
+	pending, err := ts.s.Catalog.Quote(gpubroker.OrderRequest{Email: "bob@example.com", Name: "Bob", Plan: "pro", Template: "developer", GPU: "h100", Region: "us-east", Hours: 1})
+	require.NoError(t, err)
+	require.NoError(t, postgres.Tx(ctx, ts.pool, func(tx pgx.Tx) error {
+		_, _, err := postgres.CreateOrder(ctx, tx, pending)
+		return err
+	}))
+	ts.collect()
+
+	w := ts.do("GET", "/ops/funnel", nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var funnel map[string]any
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &funnel))
+	w = ts.do("GET", "/metrics", nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code)
+	metrics := w.Body.String()
+	w = ts.do("GET", "/ops/", nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code)
+	console := w.Body.String()
+
+	want := map[string]int{"checkouts_started": 3, "authorized": 2, "activated": 0, "deployed": 0, "captured": 0, "running": 0}
+	for step, n := range want {
+		require.EqualValues(t, n, funnel[step], "/ops/funnel %s", step)
+		require.Equal(t, strconv.Itoa(n), metricValue(metrics, `gpubroker_funnel_orders{step="`+step+`"}`), "/metrics %s", step)
+		require.Regexp(t, `id="funnel-`+step+`"(?s:.*?)<td class="num">`+strconv.Itoa(n)+`</td>`, console, "console %s", step)
+	}
+	require.EqualValues(t, 0.5, funnel["payment_success_rate"], "one of two paid checkouts authorized")
+	require.Contains(t, console, `id="success-rate">50.0%<`)
+	require.EqualValues(t, 1, funnel["extensions"])
+	require.Equal(t, "3", metricValue(metrics, "gpubroker_pods{status=\"configured\"}"))
+	require.Equal(t, "0", metricValue(metrics, "gpubroker_pods{status=\"running\"}"), "every status listed")
+	require.Equal(t, "1", metricValue(metrics, "gpubroker_orders{status=\"free\"}"))
+	require.Equal(t, "1", metricValue(metrics, "gpubroker_orders{status=\"authorized\"}"))
+}
+
+// Issue 23 item 4: a collection that fails (here: slower than its timeout, as the database
+// at twice this size would make it) keeps serving the last good numbers, never drops a
+// series, and says so: the failure is counted and the last success's time stays, which
+// GPUBrokerOpsNumbersStale pages on.
+func TestFailedCollectionIsCountedAndLastNumbersServed(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ctx := context.Background()
+	require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: "refund.failed"}))
+	ts.collect()
+	metrics := func() string {
+		w := ts.do("GET", "/metrics", nil, adminHeader())
+		require.Equal(t, http.StatusOK, w.Code)
+		return w.Body.String()
+	}
+	before := metrics()
+	require.Equal(t, "0", metricValue(before, "gpubroker_collector_failures_total"))
+	success := metricValue(before, "gpubroker_collector_last_success_timestamp_seconds")
+	require.NotEqual(t, "0", success)
+
+	// The audit table is locked: the collection waits on it past its timeout.
+	tx, err := ts.pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	ts.s.OpsView.Timeout = 300 * time.Millisecond
+	require.Error(t, ts.s.OpsView.Collect(ctx))
+	require.NoError(t, tx.Rollback(ctx))
+	require.NoError(t, postgres.Audit(ctx, ts.pool, postgres.AuditEvent{Action: "refund.failed"}))
+
+	after := metrics()
+	require.Equal(t, "1", metricValue(after, "gpubroker_collector_failures_total"))
+	require.Equal(t, success, metricValue(after, "gpubroker_collector_last_success_timestamp_seconds"), "the numbers are as old as they are")
+	require.Equal(t, "1", metricValue(after, `gpubroker_audit_events_total{action="refund.failed"}`), "the last numbers, not none")
+	for _, series := range []string{"gpubroker_holds_lapsing_soon", "gpubroker_captured_without_pod", "gpubroker_provisioning_seconds_p95",
+		"gpubroker_emails_sent_24h", "gpubroker_email_bounces_24h", "gpubroker_reconcile_drift_orders", `gpubroker_pods{status="running"}`} {
+		require.NotEmpty(t, metricValue(after, series), "%s is still exported", series)
+	}
+	require.Contains(t, ts.logs.String(), "error collecting the ops numbers")
+	w := ts.do("GET", "/ops/", nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Body.String(), `id="collector-failing"`, "the console says its numbers are old")
+
+	// The next collection catches up.
+	ts.s.OpsView.Timeout = 0
+	ts.collect()
+	after = metrics()
+	require.Equal(t, "2", metricValue(after, `gpubroker_audit_events_total{action="refund.failed"}`))
+	require.Equal(t, "1", metricValue(after, "gpubroker_collector_failures_total"), "a counter: failures so far")
+}
+
+// The story's wording is the console's: postgres returns each source's particulars.
+func TestStoryDetailWording(t *testing.T) {
+	t.Parallel()
+	for want, e := range map[string]postgres.StoryEntry{
+		"evt_1 · not processed yet":                           {Source: "webhook", EventID: "evt_1"},
+		"evt_2 · processed":                                   {Source: "webhook", EventID: "evt_2", Processed: true},
+		"job 7 · retryable · attempt 2 of 10 · last error: x": {Source: "job", JobID: 7, State: "retryable", Attempt: 2, MaxAttempts: 10, LastError: "x"},
+		"job 8 · completed · attempt 1 of 3":                  {Source: "job", JobID: 8, State: "completed", Attempt: 1, MaxAttempts: 3},
+		"actor=admin:ops, why=it ended":                       {Source: "audit", Audit: map[string]any{"why": "it ended", "actor": "admin:ops"}},
+		"sent · bounce":                                       {Source: "email", EmailStatus: "sent", Feedback: "bounce"},
+		"failed · refused":                                    {Source: "email", EmailStatus: "failed", EmailError: "refused"},
+	} {
+		require.Equal(t, want, storyDetail(e))
+	}
 }

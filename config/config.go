@@ -58,6 +58,9 @@ type Config struct {
 	// ReconcileInterval is how often the reconciler compares our records with Stripe's and
 	// the providers'.
 	ReconcileInterval time.Duration
+	// OpsCollectInterval is how often every process serving /metrics and the ops pages
+	// collects the ops numbers (package opsview); zero: opsview.DefaultInterval (30 s).
+	OpsCollectInterval time.Duration
 	// RentalHour and HoldReleaseMargin compress the rental clock for test runs (test-mode
 	// Stripe keys only); zero: an hour and gpubroker.HoldReleaseMargin.
 	RentalHour        time.Duration
@@ -94,6 +97,7 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"JOB_TIMEOUT", "1m", "how long one run of a job may take before River cancels it (provisioning steps get twice as long)"},
 	{"RESCUE_STUCK_JOBS_AFTER", "5m", "when a job whose worker died (crash, kill -9) is run again; must exceed twice JOB_TIMEOUT"},
 	{"RECONCILE_INTERVAL", "10m", "how often the reconciler compares orders, Stripe and the providers' instances"},
+	{"OPS_COLLECT_INTERVAL", "30s", "how often each process collects the numbers /metrics, /ops/funnel and the console serve (at most 1m: GPUBrokerOpsNumbersStale pages when they are 5 minutes old); a collection slower than this fails and is counted"},
 	{"RENTAL_HOUR", "1h", "how long a rented hour lasts (a minute is a sixtieth): shorter only with a test-mode Stripe key, for test runs (make chaos uses 20s)"},
 	{"HOLD_RELEASE_MARGIN", "24h", "how long before a card hold's deadline an undeployed hold is released: other values only with a test-mode Stripe key"},
 	{"PPROF_ADDR", "", "loopback address (127.0.0.1:port) serving /debug/pprof/ for profiling (make load); unset: off"},
@@ -219,6 +223,10 @@ func ForMode(mode string, getenv func(string) string) (*Config, error) {
 	duration("JOB_TIMEOUT", time.Second, &c.JobTimeout)
 	duration("RESCUE_STUCK_JOBS_AFTER", time.Second, &c.RescueStuckJobsAfter)
 	duration("RECONCILE_INTERVAL", time.Second, &c.ReconcileInterval)
+	duration("OPS_COLLECT_INTERVAL", 100*time.Millisecond, &c.OpsCollectInterval)
+	if c.OpsCollectInterval > time.Minute {
+		bad("OPS_COLLECT_INTERVAL", "must be at most 1m (GPUBrokerOpsNumbersStale pages on numbers 5 minutes old), got %s", c.OpsCollectInterval)
+	}
 	duration("RENTAL_HOUR", 6*time.Second, &c.RentalHour)
 	duration("HOLD_RELEASE_MARGIN", time.Second, &c.HoldReleaseMargin)
 	if c.RentalHour > time.Hour {

@@ -210,3 +210,18 @@ func TestRentalClockOnlyWithTestKeys(t *testing.T) {
 		require.ErrorContains(t, err, "RENTAL_HOUR", bad)
 	}
 }
+
+// OPS_COLLECT_INTERVAL is 30 s unless set, and at most a minute: GPUBrokerOpsNumbersStale pages
+// on numbers 5 minutes old, which must mean collections failing, not a slow interval.
+func TestOpsCollectInterval(t *testing.T) {
+	c, err := FromEnv(envOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, c.OpsCollectInterval)
+	c, err = FromEnv(envOf(map[string]string{"OPS_COLLECT_INTERVAL": "200ms"}))
+	require.NoError(t, err)
+	require.Equal(t, 200*time.Millisecond, c.OpsCollectInterval)
+	for _, bad := range []string{"2m", "1ms", "often"} {
+		_, err = FromEnv(envOf(map[string]string{"OPS_COLLECT_INTERVAL": bad}))
+		require.ErrorContains(t, err, "OPS_COLLECT_INTERVAL", bad)
+	}
+}

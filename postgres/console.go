@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,26 +13,185 @@ import (
 	"gpubroker"
 )
 
-// ConsoleSummary is the ops console's front page for a window of time.
-type ConsoleSummary struct {
-	Since              time.Time
-	Funnel             []Count // checkouts → authorized → activated → deployed → running
-	PaymentSuccessRate *float64
-	Provisioning       []ProvisioningDay
-	Refunds            []RefundRow
-	LapsingHolds       []HoldRow
-	Pods               []PodCount
-	Retryable          int64
-	Discarded          int64
-	RefundFailures     []RefundFailure
-	CapturedWithoutPod []WaitingPod
-	LastWebhookAt      *time.Time
-	WebhooksWaiting    int64 // stored more than 5 minutes ago and not processed
-	EmailsSent24h      int64
-	EmailBounces24h    int64 // permanent bounces and complaints
-	Reconcile          ReconcileSummary
-	Drift              []DriftRow
-	Repairs            []RepairRow
+// The ops read model's queries: package opsview runs them on an interval and serves /metrics,
+// /ops/funnel and the console from what they return. They return numbers and rows; naming and
+// presenting them is opsview's and the api's.
+
+// FunnelCounts counts the orders created since a time that reached each step of the journey.
+// Each step requires the one before, so the counts never grow down the funnel: a returning
+// customer's account is active, but the new order counts as activated only once it is
+// authorized too.
+type FunnelCounts struct {
+	CheckoutsStarted int64 // every order (a checkout begun, or a free trial claimed)
+	Authorized       int64 // its card hold authorized, or a free trial (nothing to authorize)
+	Activated        int64 // and the order's account is active (the activation email was used)
+	Deployed         int64 // and Deploy was pressed on its pod
+	Captured         int64 // and the pod went on past capture (the money taken; a free trial's too)
+	Running          int64 // and the pod ran
+	// The payment success rate's terms: orders that are not free trials, and those of them
+	// whose card hold was authorized.
+	PaidCheckouts  int64
+	PaidAuthorized int64
+}
+
+// CountFunnel counts the funnel of the orders created at or after since (the zero time: all).
+func CountFunnel(ctx context.Context, q Querier, since time.Time) (FunnelCounts, error) {
+	var f FunnelCounts
+	err := q.QueryRow(ctx, `WITH o AS (
+		SELECT o.status <> 'free' AS paid,
+		       (o.authorized_at IS NOT NULL OR o.status = 'free') AS authorized,
+		       COALESCE(a.status = 'active', false) AS active,
+		       p.deploy_requested_at IS NOT NULL AS deployed,
+		       p.captured_at IS NOT NULL AS captured,
+		       p.started_at IS NOT NULL AS ran
+		FROM orders o LEFT JOIN accounts a ON a.id = o.account_id LEFT JOIN pods p ON p.order_id = o.id
+		WHERE o.created_at >= $1)
+		SELECT count(*),
+		       count(*) FILTER (WHERE authorized),
+		       count(*) FILTER (WHERE authorized AND active),
+		       count(*) FILTER (WHERE authorized AND active AND deployed),
+		       count(*) FILTER (WHERE authorized AND active AND deployed AND captured),
+		       count(*) FILTER (WHERE authorized AND active AND deployed AND captured AND ran),
+		       count(*) FILTER (WHERE paid),
+		       count(*) FILTER (WHERE paid AND authorized)
+		FROM o`, since).
+		Scan(&f.CheckoutsStarted, &f.Authorized, &f.Activated, &f.Deployed, &f.Captured, &f.Running, &f.PaidCheckouts, &f.PaidAuthorized)
+	return f, err
+}
+
+// ProvisioningTimes is the Deploy-to-running time of the pods that started in a span.
+type ProvisioningTimes struct {
+	Pods     int64
+	P50, P95 *float64 // seconds; nil when no pod started
+}
+
+// GetProvisioningTimes reads the Deploy-to-running percentiles of the pods started at or after
+// since (the zero time: all).
+func GetProvisioningTimes(ctx context.Context, q Querier, since time.Time) (ProvisioningTimes, error) {
+	var p ProvisioningTimes
+	err := q.QueryRow(ctx, `SELECT count(*),
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)),
+		percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at))
+		FROM pods WHERE started_at >= $1`, since).Scan(&p.Pods, &p.P50, &p.P95)
+	return p, err
+}
+
+// ProvisioningDay is the Deploy-to-running time of the pods that started on one day.
+type ProvisioningDay struct {
+	Day      time.Time
+	Pods     int64
+	P50, P95 float64 // seconds
+}
+
+// ProvisioningByDay is GetProvisioningTimes per day (UTC), oldest first.
+func ProvisioningByDay(ctx context.Context, q Querier, since time.Time) ([]ProvisioningDay, error) {
+	rows, err := q.Query(ctx, `SELECT date_trunc('day', started_at), count(*),
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)),
+		percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at))
+		FROM pods WHERE started_at >= $1 GROUP BY 1 ORDER BY 1`, since)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[ProvisioningDay])
+}
+
+// PodCount is how many pods are in a status at a provider ("" before one is chosen).
+type PodCount struct {
+	Status   gpubroker.PodStatus
+	Provider string
+	Count    int64
+}
+
+// CountPods counts the pods by status and provider.
+func CountPods(ctx context.Context, q Querier) ([]PodCount, error) {
+	rows, err := q.Query(ctx, `SELECT status, COALESCE(provider, ''), count(*) FROM pods GROUP BY 1, 2 ORDER BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[PodCount])
+}
+
+// CountOrders counts the orders by status.
+func CountOrders(ctx context.Context, q Querier) (map[gpubroker.OrderStatus]int64, error) {
+	rows, err := q.Query(ctx, `SELECT status, count(*) FROM orders GROUP BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[gpubroker.OrderStatus]int64{}
+	var st gpubroker.OrderStatus
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[st] = n; return nil })
+	return out, err
+}
+
+// JobCount is how many River jobs of a kind are in a state.
+type JobCount struct {
+	Kind, State string
+	Count       int64
+}
+
+// CountJobs counts the River jobs by kind and state (the states present).
+func CountJobs(ctx context.Context, q Querier) ([]JobCount, error) {
+	rows, err := q.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job GROUP BY 1, 2 ORDER BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[JobCount])
+}
+
+// CountAuditActions counts the audit events by action, all time.
+func CountAuditActions(ctx context.Context, q Querier) (map[string]int64, error) {
+	rows, err := q.Query(ctx, `SELECT action, count(*) FROM audit_events GROUP BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	var action string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&action, &n}, func() error { out[action] = n; return nil })
+	return out, err
+}
+
+// Tallies are the running totals ops watch besides the funnel, and the conditions that page.
+type Tallies struct {
+	Extensions             int64 // extensions paid
+	EarlyStopRefunds       int64 // pods stopped early with their unused hours refunded
+	EarlyStopRefundedCents int64
+	DeadPods               int64 // pods that died under their customer (pod.died)
+	HoldsLapsingSoon       int64 // undeployed card holds within 24 hours of their deadline
+	CapturedWithoutPod     int64 // see capturedWithoutPod
+	ProvisioningP95Hour    float64
+	EmailsSent24h          int64
+	EmailBounces24h        int64 // permanent bounces and complaints
+	LastWebhookAt          *time.Time
+	WebhooksWaiting        int64 // stored more than 5 minutes ago and not processed
+}
+
+// holdLapsing is an undeployed hold within $1 of its deadline.
+const holdLapsing = `o.status = 'authorized' AND o.hold_expires_at < now() + $1::interval`
+
+// capturedWithoutPod is a captured order whose pod is still deploying or provisioning 30
+// minutes after the capture (not failed: then its refund is pending or made).
+const capturedWithoutPod = `o.status = 'captured' AND p.status IN ('deploying', 'provisioning') AND p.captured_at < now() - interval '30 minutes'`
+
+// GetTallies reads the Tallies.
+func GetTallies(ctx context.Context, q Querier) (Tallies, error) {
+	var t Tallies
+	err := q.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM extensions WHERE status = 'paid'),
+		(SELECT count(DISTINCT pod_id) FROM refunds WHERE reason = 'early_stop' AND stripe_refund_id IS NOT NULL),
+		(SELECT COALESCE(sum(amount_cents), 0) FROM refunds WHERE reason = 'early_stop' AND stripe_refund_id IS NOT NULL),
+		(SELECT count(*) FROM audit_events WHERE action = 'pod.died'),
+		(SELECT count(*) FROM orders o WHERE `+holdLapsing+`),
+		(SELECT count(*) FROM pods p JOIN orders o ON o.id = p.order_id WHERE `+capturedWithoutPod+`),
+		(SELECT COALESCE(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)), 0) FROM pods WHERE started_at > now() - interval '1 hour'),
+		(SELECT count(*) FROM emails WHERE status = 'sent' AND sent_at > now() - interval '24 hours'),
+		(SELECT count(*) FROM email_feedback WHERE created_at > now() - interval '24 hours' AND (kind = 'complaint' OR bounce_type = 'Permanent')),
+		(SELECT max(received_at) FROM stripe_events),
+		(SELECT count(*) FROM stripe_events WHERE processed_at IS NULL AND received_at < now() - interval '5 minutes')`, 24*time.Hour).
+		Scan(&t.Extensions, &t.EarlyStopRefunds, &t.EarlyStopRefundedCents, &t.DeadPods, &t.HoldsLapsingSoon, &t.CapturedWithoutPod,
+			&t.ProvisioningP95Hour, &t.EmailsSent24h, &t.EmailBounces24h, &t.LastWebhookAt, &t.WebhooksWaiting)
+	return t, err
 }
 
 // RepairRow is one repair the reconciler made, with the order it concerns when it knows one.
@@ -41,14 +199,14 @@ type RepairRow struct {
 	At      time.Time
 	Action  string
 	OrderID string // "" for an instance no pod of ours owns
-	Detail  string
+	Detail  map[string]any
 }
 
 // RefundFailure is a refund attempt Stripe refused.
 type RefundFailure struct {
 	At                   time.Time
-	OrderID              string
-	Attempt, MaxAttempts string
+	OrderID              string // "" when the audit names neither order nor pod
+	Attempt, MaxAttempts string // "?" when the audit did not say
 	Error                string
 }
 
@@ -111,20 +269,26 @@ func DriftOrders(ctx context.Context, q Querier, limit int) ([]DriftRow, error) 
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[DriftRow])
 }
 
-// Count is a named count.
-type Count struct {
-	Name  string
-	Count int64
+// ReconcileRepairs lists the reconciler's latest repairs, newest first; a repair that names
+// only the pod gets the pod's order.
+func ReconcileRepairs(ctx context.Context, q Querier, limit int) ([]RepairRow, error) {
+	rows, err := q.Query(ctx, `SELECT a.created_at, a.action, COALESCE(a.order_id, p.order_id)::text, a.detail
+		FROM audit_events a LEFT JOIN pods p ON p.id = a.pod_id
+		WHERE a.action IN ('reconcile.orphan_instance', 'reconcile.overdue_pod', 'reconcile.refund_queued', 'reconcile.provision_requeued')
+		ORDER BY a.id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (RepairRow, error) {
+		var r RepairRow
+		var orderID *string
+		err := row.Scan(&r.At, &r.Action, &orderID, &r.Detail)
+		r.OrderID = deref(orderID)
+		return r, err
+	})
 }
 
-// ProvisioningDay is the Deploy-to-running time of the pods that started on one day.
-type ProvisioningDay struct {
-	Day      time.Time
-	Pods     int64
-	P50, P95 float64 // seconds
-}
-
-// RefundRow is one refund made, with its reason.
+// RefundRow is one refund planned or made, with its reason.
 type RefundRow struct {
 	At             time.Time
 	OrderID        string
@@ -134,6 +298,46 @@ type RefundRow struct {
 	RefundedAt     *time.Time // nil: planned, not made yet
 }
 
+// Refunds lists the refunds ledger, whatever the reason: a pod that could not start
+// (not_started), an early stop, a dead pod, an extension paid after its pod stopped
+// (late_extension); the ones planned since the given time, and every one not made yet (a
+// customer is owed it). Newest first, up to limit.
+func Refunds(ctx context.Context, q Querier, since time.Time, limit int) ([]RefundRow, error) {
+	rows, err := q.Query(ctx, `SELECT r.created_at, y.order_id::text, r.reason, r.amount_cents, COALESCE(r.stripe_refund_id, ''), r.refunded_at
+		FROM refunds r JOIN payments y ON y.id = r.payment_id
+		WHERE r.created_at >= $1 OR r.refunded_at IS NULL
+		ORDER BY r.created_at DESC, r.id DESC LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[RefundRow])
+}
+
+// RefundFailures lists the refund attempts Stripe refused since the given time, newest first
+// (jobs/refund.go and jobs/unused_hours_refund.go audit each one; the latter knows only the pod).
+func RefundFailures(ctx context.Context, q Querier, since time.Time, limit int) ([]RefundFailure, error) {
+	rows, err := q.Query(ctx, `SELECT a.created_at, COALESCE(COALESCE(a.order_id, p.order_id)::text, ''), COALESCE(a.detail->>'attempt', '?'),
+		COALESCE(a.detail->>'max_attempts', '?'), COALESCE(a.detail->>'error', '')
+		FROM audit_events a LEFT JOIN pods p ON p.id = a.pod_id
+		WHERE a.action = 'refund.failed' AND a.created_at > $1
+		ORDER BY a.id DESC LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[RefundFailure])
+}
+
+// CapturedWithoutPod lists the captured orders whose pod is not running 30 minutes after the
+// capture (Tallies.CapturedWithoutPod counts them), oldest capture first.
+func CapturedWithoutPod(ctx context.Context, q Querier, limit int) ([]WaitingPod, error) {
+	rows, err := q.Query(ctx, `SELECT o.id::text, o.email, p.status, p.captured_at FROM pods p JOIN orders o ON o.id = p.order_id
+		WHERE `+capturedWithoutPod+` ORDER BY p.captured_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[WaitingPod])
+}
+
 // HoldRow is an undeployed hold close to its deadline.
 type HoldRow struct {
 	OrderID   string
@@ -141,131 +345,15 @@ type HoldRow struct {
 	ExpiresAt time.Time
 }
 
-// PodCount is how many pods are in a status at a provider.
-type PodCount struct {
-	Status   gpubroker.PodStatus
-	Provider string
-	Count    int64
-}
-
-// GetConsoleSummary reads the console's front page for orders and pods since the given time.
-func GetConsoleSummary(ctx context.Context, q Querier, since time.Time) (*ConsoleSummary, error) {
-	s := &ConsoleSummary{Since: since}
-	var checkouts, paid, authorized, activated, deployed, running int64
-	err := q.QueryRow(ctx, `SELECT
-		(SELECT count(*) FROM orders WHERE created_at >= $1),
-		(SELECT count(*) FROM orders WHERE created_at >= $1 AND status <> 'free'),
-		(SELECT count(*) FROM orders WHERE created_at >= $1 AND (authorized_at IS NOT NULL OR status = 'free')),
-		(SELECT count(*) FROM orders o JOIN accounts a ON a.id = o.account_id WHERE o.created_at >= $1 AND a.status = 'active'),
-		(SELECT count(*) FROM pods WHERE created_at >= $1 AND deploy_requested_at IS NOT NULL),
-		(SELECT count(*) FROM pods WHERE created_at >= $1 AND started_at IS NOT NULL),
-		(SELECT count(*) FROM river_job WHERE state = 'retryable'),
-		(SELECT count(*) FROM river_job WHERE state = 'discarded')`, since).
-		Scan(&checkouts, &paid, &authorized, &activated, &deployed, &running, &s.Retryable, &s.Discarded)
+// LapsingHolds lists the undeployed holds within the given time of their deadline, soonest
+// first.
+func LapsingHolds(ctx context.Context, q Querier, within time.Duration, limit int) ([]HoldRow, error) {
+	rows, err := q.Query(ctx, `SELECT o.id::text, o.email, o.hold_expires_at FROM orders o
+		WHERE `+holdLapsing+` ORDER BY o.hold_expires_at LIMIT $2`, within, limit)
 	if err != nil {
 		return nil, err
 	}
-	s.Funnel = []Count{{"Checkouts started", checkouts}, {"Authorized", authorized}, {"Activated", activated}, {"Deployed", deployed}, {"Running", running}}
-	var paidAuthorized int64
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM orders WHERE created_at >= $1 AND status <> 'free' AND authorized_at IS NOT NULL`, since).Scan(&paidAuthorized); err != nil {
-		return nil, err
-	}
-	if paid > 0 {
-		rate := float64(paidAuthorized) / float64(paid)
-		s.PaymentSuccessRate = &rate
-	}
-
-	rows, err := q.Query(ctx, `SELECT date_trunc('day', started_at), count(*),
-		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)),
-		percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at))
-		FROM pods WHERE started_at >= $1 GROUP BY 1 ORDER BY 1`, since)
-	if err != nil {
-		return nil, err
-	}
-	if s.Provisioning, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ProvisioningDay]); err != nil {
-		return nil, err
-	}
-	// The refunds ledger, whatever the reason: a pod that could not start (not_started), an
-	// early stop, a dead pod, an extension paid after its pod stopped (late_extension);
-	// planned ones are listed too until they are made, as a customer is owed them.
-	rows, err = q.Query(ctx, `SELECT r.created_at, y.order_id::text, r.reason, r.amount_cents, COALESCE(r.stripe_refund_id, ''), r.refunded_at
-		FROM refunds r JOIN payments y ON y.id = r.payment_id
-		WHERE r.created_at >= $1 OR r.refunded_at IS NULL
-		ORDER BY r.created_at DESC, r.id DESC LIMIT 100`, since)
-	if err != nil {
-		return nil, err
-	}
-	if s.Refunds, err = pgx.CollectRows(rows, pgx.RowToStructByPos[RefundRow]); err != nil {
-		return nil, err
-	}
-	// Refund attempts Stripe refused in the last day (jobs/refund.go and
-	// jobs/unused_hours_refund.go audit each one; the latter knows only the pod).
-	rows, err = q.Query(ctx, `SELECT a.created_at, COALESCE(a.order_id, p.order_id)::text, COALESCE(a.detail->>'attempt', '?'),
-		COALESCE(a.detail->>'max_attempts', '?'), COALESCE(a.detail->>'error', '')
-		FROM audit_events a LEFT JOIN pods p ON p.id = a.pod_id
-		WHERE a.action = 'refund.failed' AND a.created_at > now() - interval '24 hours'
-		ORDER BY a.id DESC LIMIT 20`)
-	if err != nil {
-		return nil, err
-	}
-	if s.RefundFailures, err = pgx.CollectRows(rows, pgx.RowToStructByPos[RefundFailure]); err != nil {
-		return nil, err
-	}
-	rows, err = q.Query(ctx, `SELECT o.id::text, o.email, p.status, p.captured_at FROM pods p JOIN orders o ON o.id = p.order_id
-		WHERE o.status = 'captured' AND p.status IN ('deploying', 'provisioning') AND p.captured_at < now() - interval '30 minutes'
-		ORDER BY p.captured_at LIMIT 50`)
-	if err != nil {
-		return nil, err
-	}
-	if s.CapturedWithoutPod, err = pgx.CollectRows(rows, pgx.RowToStructByPos[WaitingPod]); err != nil {
-		return nil, err
-	}
-	err = q.QueryRow(ctx, `SELECT
-		(SELECT max(received_at) FROM stripe_events),
-		(SELECT count(*) FROM stripe_events WHERE processed_at IS NULL AND received_at < now() - interval '5 minutes'),
-		(SELECT count(*) FROM emails WHERE status = 'sent' AND sent_at > now() - interval '24 hours'),
-		(SELECT count(*) FROM email_feedback WHERE created_at > now() - interval '24 hours' AND (kind = 'complaint' OR bounce_type = 'Permanent'))`).
-		Scan(&s.LastWebhookAt, &s.WebhooksWaiting, &s.EmailsSent24h, &s.EmailBounces24h)
-	if err != nil {
-		return nil, err
-	}
-	if s.Reconcile, err = GetReconcileSummary(ctx, q); err != nil {
-		return nil, err
-	}
-	if s.Drift, err = DriftOrders(ctx, q, 50); err != nil {
-		return nil, err
-	}
-	rows, err = q.Query(ctx, `SELECT a.created_at, a.action, COALESCE(a.order_id, p.order_id)::text, a.detail
-		FROM audit_events a LEFT JOIN pods p ON p.id = a.pod_id
-		WHERE a.action IN ('reconcile.orphan_instance', 'reconcile.overdue_pod', 'reconcile.refund_queued', 'reconcile.provision_requeued')
-		ORDER BY a.id DESC LIMIT 20`)
-	if err != nil {
-		return nil, err
-	}
-	if s.Repairs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RepairRow, error) {
-		var r RepairRow
-		var orderID *string
-		var detail map[string]any
-		err := row.Scan(&r.At, &r.Action, &orderID, &detail)
-		r.OrderID, r.Detail = deref(orderID), compact(detail)
-		return r, err
-	}); err != nil {
-		return nil, err
-	}
-	rows, err = q.Query(ctx, `SELECT id::text, email, hold_expires_at FROM orders
-		WHERE status = 'authorized' AND hold_expires_at < now() + interval '48 hours' ORDER BY hold_expires_at LIMIT 50`)
-	if err != nil {
-		return nil, err
-	}
-	if s.LapsingHolds, err = pgx.CollectRows(rows, pgx.RowToStructByPos[HoldRow]); err != nil {
-		return nil, err
-	}
-	rows, err = q.Query(ctx, `SELECT status, COALESCE(provider, '—'), count(*) FROM pods GROUP BY 1, 2 ORDER BY 1, 2`)
-	if err != nil {
-		return nil, err
-	}
-	s.Pods, err = pgx.CollectRows(rows, pgx.RowToStructByPos[PodCount])
-	return s, err
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[HoldRow])
 }
 
 // OrderHit is one search result.
@@ -310,14 +398,27 @@ func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
-// StoryEntry is one thing that happened to an order, from one of its sources.
+// StoryEntry is one thing that happened to an order, from one of its sources, with the
+// source's particulars (how the console words them is the api's).
 type StoryEntry struct {
 	At     time.Time
 	Source string // webhook, audit, job, email
-	What   string
+	What   string // the event's type, the audit action, the job's kind, the email's kind
 	Actor  string // who or what did it (an audit event's actor, a job's kind)
-	Detail string
 	Error  bool
+
+	EventID   string // webhook: Stripe's event id
+	Processed bool   // webhook: its job ran
+
+	JobID                int64 // job
+	State                string
+	Attempt, MaxAttempts int
+	LastError            string
+
+	Audit map[string]any // audit: the event's detail
+
+	EmailStatus, EmailError string // email: its delivery
+	Feedback                string // email: bounce or complaint kinds received, comma-separated
 }
 
 // OrderStory is an order with everything that happened to it, in time order.
@@ -385,11 +486,7 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	var typ, id string
 	var processed bool
 	if _, err := pgx.ForEachRow(rows, []any{&at, &typ, &id, &processed}, func() error {
-		state := "processed"
-		if !processed {
-			state = "not processed yet"
-		}
-		add(StoryEntry{At: at, Source: "webhook", What: typ, Actor: "stripe", Detail: id + " · " + state})
+		add(StoryEntry{At: at, Source: "webhook", What: typ, Actor: "stripe", EventID: id, Processed: processed})
 		return nil
 	}); err != nil {
 		return nil, err
@@ -408,11 +505,8 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	var attempt, maxAttempts int
 	if _, err := pgx.ForEachRow(rows, []any{&at, &kind, &jobID, &state, &attempt, &maxAttempts, &lastErr}, func() error {
 		jobIDs = append(jobIDs, jobID)
-		d := fmt.Sprintf("job %d · %s · attempt %d of %d", jobID, state, attempt, maxAttempts)
-		if lastErr != "" {
-			d += " · last error: " + lastErr
-		}
-		add(StoryEntry{At: at, Source: "job", What: kind, Actor: "worker", Detail: d, Error: lastErr != "" || state == "discarded"})
+		add(StoryEntry{At: at, Source: "job", What: kind, Actor: "worker", JobID: jobID, State: state, Attempt: attempt, MaxAttempts: maxAttempts,
+			LastError: lastErr, Error: lastErr != "" || state == "discarded"})
 		return nil
 	}); err != nil {
 		return nil, err
@@ -437,7 +531,7 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 		} else if strings.HasSuffix(action, "_requested") {
 			actor = "customer"
 		}
-		add(StoryEntry{At: at, Source: "audit", What: action, Actor: actor, Detail: compact(d), Error: strings.HasSuffix(action, ".failed")})
+		add(StoryEntry{At: at, Source: "audit", What: action, Actor: actor, Audit: d, Error: strings.HasSuffix(action, ".failed")})
 		return nil
 	}); err != nil {
 		return nil, err
@@ -454,14 +548,8 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	}
 	var status, emailErr, feedback string
 	if _, err := pgx.ForEachRow(rows, []any{&at, &kind, &status, &emailErr, &feedback}, func() error {
-		d := status
-		if emailErr != "" {
-			d += " · " + emailErr
-		}
-		if feedback != "" {
-			d += " · " + feedback
-		}
-		add(StoryEntry{At: at, Source: "email", What: kind, Actor: "mail", Detail: d, Error: status == "failed" || feedback != ""})
+		add(StoryEntry{At: at, Source: "email", What: kind, Actor: "mail", EmailStatus: status, EmailError: emailErr, Feedback: feedback,
+			Error: status == "failed" || feedback != ""})
 		return nil
 	}); err != nil {
 		return nil, err
@@ -484,18 +572,4 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
-}
-
-// compact renders an audit detail as "k=v, k=v" in key order.
-func compact(d map[string]any) string {
-	keys := make([]string, 0, len(d))
-	for k := range d {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, d[k]))
-	}
-	return strings.Join(parts, ", ")
 }

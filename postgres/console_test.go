@@ -184,13 +184,13 @@ func TestConsoleListsEveryRefundReason(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT id FROM refunds WHERE reason = 'late_extension'`).Scan(&lateID))
 	require.NoError(t, postgres.MarkRefundMade(ctx, pool, lateID, "re_2XyZ", time.Now()))
 
-	sum, err := postgres.GetConsoleSummary(ctx, pool, time.Now().Add(-24*time.Hour))
+	refunds, err := postgres.Refunds(ctx, pool, time.Now().Add(-24*time.Hour), 100)
 	require.NoError(t, err)
 	got := map[string]postgres.RefundRow{}
-	for _, r := range sum.Refunds {
-		got[r.Reason] = r
+	for _, r := range refunds {
+		got[string(r.Reason)] = r
 	}
-	require.Len(t, got, 4, "%+v", sum.Refunds)
+	require.Len(t, got, 4, "%+v", refunds)
 	require.Equal(t, a.order.ID, got["late_extension"].OrderID)
 	require.Equal(t, int64(358), got["late_extension"].AmountCents)
 	require.Equal(t, "re_2XyZ", got["late_extension"].StripeRefundID)
@@ -218,13 +218,42 @@ func TestConsoleReconcile(t *testing.T) {
 	// The latest repair names the pod only: the console links its order.
 	require.NoError(t, postgres.Audit(ctx, pool, postgres.AuditEvent{PodID: a.podID, Action: "reconcile.orphan_instance",
 		Detail: map[string]any{"provider": "sim", "instance": "i-9", "why": "its pod is terminated"}}))
-	sum, err := postgres.GetConsoleSummary(ctx, pool, time.Now().Add(-24*time.Hour))
+	sum, err := postgres.GetReconcileSummary(ctx, pool)
 	require.NoError(t, err)
-	require.Equal(t, postgres.ReconcileSummary{DriftOrders: 1, OrphanInstancesEnded: 3, RefundsQueued: 1, ProvisionsRequeued: 3}, sum.Reconcile)
-	require.Len(t, sum.Repairs, 7, "the repairs, not the drift reports")
-	require.Equal(t, "reconcile.orphan_instance", sum.Repairs[0].Action)
-	require.Equal(t, a.order.ID, sum.Repairs[0].OrderID)
-	require.Equal(t, "instance=i-9, provider=sim, why=its pod is terminated", sum.Repairs[0].Detail)
-	require.Equal(t, []postgres.DriftRow{{OrderID: a.order.ID, Email: "ada@example.com", Drift: "Stripe: PaymentIntent canceled; ours: captured"}}, sum.Drift)
+	require.Equal(t, postgres.ReconcileSummary{DriftOrders: 1, OrphanInstancesEnded: 3, RefundsQueued: 1, ProvisionsRequeued: 3}, sum)
+	repairs, err := postgres.ReconcileRepairs(ctx, pool, 20)
+	require.NoError(t, err)
+	require.Len(t, repairs, 7, "the repairs, not the drift reports")
+	require.Equal(t, "reconcile.orphan_instance", repairs[0].Action)
+	require.Equal(t, a.order.ID, repairs[0].OrderID)
+	require.Equal(t, map[string]any{"instance": "i-9", "provider": "sim", "why": "its pod is terminated"}, repairs[0].Detail)
+	drift, err := postgres.DriftOrders(ctx, pool, 50)
+	require.NoError(t, err)
+	require.Equal(t, []postgres.DriftRow{{OrderID: a.order.ID, Email: "ada@example.com", Drift: "Stripe: PaymentIntent canceled; ours: captured"}}, drift)
 
+}
+
+// The funnel counts the orders created in its window, each step only those that reached the
+// steps before it.
+func TestCountFunnelWindowAndNesting(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	a := newPaidRental(t, pool, "ada@example.com", "Aa")
+	newPaidRental(t, pool, "bob@example.com", "Bb")
+	// Ada's pod ran, but her account was never activated: she is not past "authorized".
+	_, err := pool.Exec(ctx, `UPDATE pods SET deploy_requested_at = now(), captured_at = now(), started_at = now() WHERE id = $1`, a.podID)
+	require.NoError(t, err)
+	f, err := postgres.CountFunnel(ctx, pool, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, postgres.FunnelCounts{CheckoutsStarted: 2, Authorized: 2, PaidCheckouts: 2, PaidAuthorized: 2}, f)
+	_, err = pool.Exec(ctx, `WITH a AS (INSERT INTO accounts (email, name, status) VALUES ('ada@example.com', 'Ada', 'active') RETURNING id)
+		UPDATE orders SET account_id = (SELECT id FROM a) WHERE id = $1`, a.order.ID)
+	require.NoError(t, err)
+	f, err = postgres.CountFunnel(ctx, pool, time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, postgres.FunnelCounts{CheckoutsStarted: 2, Authorized: 2, Activated: 1, Deployed: 1, Captured: 1, Running: 1, PaidCheckouts: 2, PaidAuthorized: 2}, f)
+	f, err = postgres.CountFunnel(ctx, pool, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.Zero(t, f, "no order created since")
 }

@@ -27,6 +27,7 @@ import (
 	"gpubroker/gpu/sim"
 	"gpubroker/images"
 	"gpubroker/jobs"
+	"gpubroker/opsview"
 	"gpubroker/postgres"
 	"gpubroker/site"
 	"gpubroker/worker"
@@ -53,11 +54,12 @@ type Main struct {
 	// Set by Open.
 	Pool       *pgxpool.Pool
 	River      *river.Client[pgx.Tx]
-	StripeSim  *stripeStandIn // the Stripe stand-in (dev without STRIPE_SECRET_KEY)
-	Sim        *sim.Sim       // the GPU simulator (dev, or GPU_SIMULATOR=true)
-	JobDeps    *jobs.Deps     // what the workers run with (worker and dev)
-	URL        string         // where the HTTP server listens, as http://host:port
-	MetricsURL string         // where METRICS_ADDR's listener serves /metrics ("" without it)
+	StripeSim  *stripeStandIn     // the Stripe stand-in (dev without STRIPE_SECRET_KEY)
+	Sim        *sim.Sim           // the GPU simulator (dev, or GPU_SIMULATOR=true)
+	JobDeps    *jobs.Deps         // what the workers run with (worker and dev)
+	URL        string             // where the HTTP server listens, as http://host:port
+	MetricsURL string             // where METRICS_ADDR's listener serves /metrics ("" without it)
+	OpsView    *opsview.Collector // the ops numbers /metrics, /ops/funnel and the console serve
 
 	ln            net.Listener
 	server        *http.Server
@@ -185,6 +187,13 @@ func (m *Main) Open(ctx context.Context) error {
 	} else if err := m.startWorker(ctx, catalog, payments); err != nil {
 		return err
 	}
+
+	// Every mode serves /metrics and the ops pages: each collects the ops numbers they serve,
+	// once before serving, then every OPS_COLLECT_INTERVAL.
+	m.OpsView = &opsview.Collector{DB: m.Pool, Interval: cfg.OpsCollectInterval, Logger: log.With("component", "opsview")}
+	_ = m.OpsView.Collect(ctx)
+	m.wg.Go(func() { m.OpsView.Run(ctx) })
+	apiServer.OpsView = m.OpsView
 
 	apiServer.Jobs = m.River
 	apiHandler := apiServer.Handler()

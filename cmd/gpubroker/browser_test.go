@@ -356,6 +356,7 @@ func TestBrowserJourney(t *testing.T) {
 		return tg.Call(ctx, "Network.setExtraHTTPHeaders", map[string]any{"headers": map[string]string{
 			"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:ops-secret"))}}, nil)
 	})
+	e.collect()
 	b.run("ops-console", auth, chromedp.Navigate(e.url+"/ops/"), chromedp.WaitVisible(css(`#funnel`)))
 	require.Contains(t, value[string](b, `document.querySelector("#funnel").textContent`), "Running")
 	require.Equal(t, "100.0%", value[string](b, `document.querySelector("#success-rate").textContent`))

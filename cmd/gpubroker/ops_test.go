@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -68,4 +69,11 @@ func TestAlertsAndDashboardReadExportedMetrics(t *testing.T) {
 		require.True(t, ok, "runbook %s is neither the console nor the River UI", link)
 		require.Contains(t, string(console), `id="`+anchor+`"`, "runbook %s: no such place on /ops/", link)
 	}
+}
+
+// collect runs a collection of the ops numbers now, as OPS_COLLECT_INTERVAL would: /metrics,
+// /ops/funnel and the console serve the last one's.
+func (e *env) collect() {
+	e.t.Helper()
+	require.NoError(e.t, e.m.OpsView.Collect(context.Background()))
 }

@@ -73,6 +73,7 @@ func get(t *testing.T, url string, header ...string) (int, string) {
 func (e *env) scrape() string {
 	e.t.Helper()
 	require.NotEmpty(e.t, e.m.MetricsURL, "the env was started with METRICS_ADDR")
+	e.collect()
 	resp, err := http.Get(e.m.MetricsURL + "/metrics")
 	require.NoError(e.t, err)
 	defer resp.Body.Close()

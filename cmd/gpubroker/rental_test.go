@@ -38,9 +38,11 @@ func (e *env) funnel() map[string]any {
 	return f
 }
 
-// opsGet is GET path as ops (basic auth): the status and the body.
+// opsGet is GET path as ops (basic auth), after a collection of the ops numbers: the status
+// and the body.
 func (e *env) opsGet(path string) (int, []byte) {
 	e.t.Helper()
+	e.collect()
 	req, _ := http.NewRequest("GET", e.url+path, nil)
 	req.SetBasicAuth("admin", "ops-secret")
 	resp, err := http.DefaultClient.Do(req)
