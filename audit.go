@@ -37,6 +37,11 @@ const (
 
 	ActionRefundFailed AuditAction = "refund.failed"
 
+	// A job about an order or a pod finished (jobs.Hooks): completed, or failed for good
+	// (detail.state discarded or cancelled), with its kind, id, attempt and last error.
+	ActionJobCompleted AuditAction = "job.completed"
+	ActionJobFailed    AuditAction = "job.failed"
+
 	ActionEmailSandboxRejected AuditAction = "email.sandbox_rejected"
 	ActionEmailSuppressed      AuditAction = "email.suppressed"
 

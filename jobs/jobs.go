@@ -137,14 +137,15 @@ func Register(workers *river.Workers, deps *Deps) {
 	river.AddWorker(workers, &TerminateInstanceWorker{d: d})
 	river.AddWorker(workers, &ReconcileWorker{d: d})
 	river.AddWorker(workers, &LambdaFirewallWorker{d: d})
+	river.AddWorker(workers, &RetentionWorker{d: d})
 }
 
 // DefaultReconcileInterval is how often the reconciler runs when nothing says otherwise.
 const DefaultReconcileInterval = tasks.DefaultReconcileInterval
 
 // PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, the
-// health check of running pods every podHealth (zero: 1 minute) and the reconciler every
-// reconcile (zero: 10 minutes).
+// health check of running pods every podHealth (zero: 1 minute), the reconciler every
+// reconcile (zero: 10 minutes) and retention every hour, on start too.
 func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 	if podHealth <= 0 {
 		podHealth = tasks.DefaultPodHealthInterval
@@ -162,6 +163,7 @@ func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 		river.NewPeriodicJob(river.PeriodicInterval(reconcile),
 			func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
 			&river.PeriodicJobOpts{ID: "reconcile"}),
+		RetentionPeriodicJob(),
 	}
 }
 

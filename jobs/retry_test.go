@@ -39,8 +39,8 @@ func TestPeriodicJobsSurviveARescue(t *testing.T) {
 	for _, args := range []interface {
 		Kind() string
 		InsertOpts() river.InsertOpts
-	}{PodHealthArgs{}, ReconcileArgs{}, RefreshOffersArgs{}} {
+	}{PodHealthArgs{}, ReconcileArgs{}, RefreshOffersArgs{}, RetentionArgs{}} {
 		require.Greater(t, args.InsertOpts().MaxAttempts, 1, args.Kind())
 	}
-	require.Len(t, PeriodicJobs(0, 0), 3, "every periodic job is listed above")
+	require.Len(t, PeriodicJobs(0, 0), 4, "every periodic job is listed above")
 }

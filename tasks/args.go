@@ -247,3 +247,17 @@ func (UnusedHoursRefundArgs) Kind() string { return "unused_hours_refund" }
 func (UnusedHoursRefundArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 25, Queue: QueuePayments}
 }
+
+// RetentionArgs deletes what is past its retention (postgres.Retention: expired sessions,
+// ended rate-limit windows, spent tokens, old Stripe event payloads), periodic: every
+// RetentionInterval, and when the worker starts.
+type RetentionArgs struct{}
+
+// Kind implements river.JobArgs.
+func (RetentionArgs) Kind() string { return "retention" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts: one run at a time, retried a couple of
+// times (every batch it finished stays done, so a rerun only continues).
+func (RetentionArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 3}
+}

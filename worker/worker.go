@@ -78,6 +78,14 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		SoftStopTimeout:   20 * time.Second,
 		FetchCooldown:     opts.FetchCooldown,
 		FetchPollInterval: opts.FetchPollInterval,
+		// River's JobCleaner, set deliberately (tasks/tunables.go says why): completed jobs a
+		// week, cancelled ones a month, discarded ones until ops retry or delete them (they page).
+		// The outcome of every job about an order or a pod is audited (jobs.Hooks), so the
+		// order's story keeps it after River forgets the job.
+		CompletedJobRetentionPeriod: tasks.CompletedJobRetention,
+		CancelledJobRetentionPeriod: tasks.CancelledJobRetention,
+		DiscardedJobRetentionPeriod: tasks.DiscardedJobRetention,
+		Hooks:                       jobs.Hooks(deps),
 	}
 	if !opts.NoPeriodic {
 		cfg.PeriodicJobs = jobs.PeriodicJobs(opts.PodHealthInterval, opts.ReconcileInterval)
