@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -31,14 +32,10 @@ func (s *Server) setSessionCookie(w http.ResponseWriter, secret string, expires 
 		MaxAge: int(time.Until(expires).Seconds()), HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
 }
 
-// account returns the signed-in account or writes 401.
+// account returns the signed-in account or writes 401 (handlers outside serve; endpoints are
+// served signedIn).
 func (s *Server) account(w http.ResponseWriter, r *http.Request) *gpubroker.Account {
-	c, err := r.Cookie(SessionCookie)
-	if err != nil || c.Value == "" {
-		writeError(w, r, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "Sign in to continue."))
-		return nil
-	}
-	a, err := postgres.SessionAccount(r.Context(), s.Pool, c.Value, s.now())
+	a, err := s.sessionAccount(r)
 	if err != nil {
 		writeError(w, r, err)
 		return nil
@@ -46,26 +43,26 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) *gpubroker.Acco
 	return a
 }
 
-type tokenRequest struct {
-	Token string `json:"token"`
+// sessionAccount is the account of the request's session cookie; 401 without a valid one.
+func (s *Server) sessionAccount(r *http.Request) (*gpubroker.Account, error) {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, gpubroker.Errorf(gpubroker.EUNAUTHORIZED, "unauthorized", "Sign in to continue.")
+	}
+	return postgres.SessionAccount(r.Context(), s.Pool, c.Value, s.now())
 }
 
 // consume spends a token of the given purpose and signs its account in.
-func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string) {
-	var req tokenRequest
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
+func (s *Server) consume(ctx context.Context, c *call, req *TokenRequest, purpose string) (*SignIn, error) {
+	r := c.r
+	if err := s.allow(c, "token:ip:"+s.rateNet(r), 30, 10*time.Minute); err != nil {
+		return nil, err
 	}
-	if !s.limit(w, r, "token:ip:"+s.rateNet(r), 30, 10*time.Minute) {
-		return
-	}
-	ctx := r.Context()
 	// The activating browser's own session, if any: the provisional one of the checkout that
 	// created the account keeps the keys its payer added (ActivateAccount).
 	var cookie string
-	if c, err := r.Cookie(SessionCookie); err == nil {
-		cookie = c.Value
+	if ck, err := r.Cookie(SessionCookie); err == nil {
+		cookie = ck.Value
 	}
 	var acct *gpubroker.Account
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -86,45 +83,45 @@ func (s *Server) consume(w http.ResponseWriter, r *http.Request, purpose string)
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: id, Action: gpubroker.AccountSignInAction(purpose)})
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	if err := s.startSession(w, r, acct.ID); err != nil {
-		writeError(w, r, err)
-		return
+	if err := s.startSession(c.w, r, acct.ID); err != nil {
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct)})
+	return &SignIn{Account: toAccountJSON(acct)}, nil
 }
 
-func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.consume(w, r, gpubroker.TokenActivation)
+// handleActivate is POST /api/activate.
+func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusOK, anyone, s.activate)(w, r, ps)
 }
 
-func (s *Server) handleLoginVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.consume(w, r, gpubroker.TokenLogin)
+func (s *Server) activate(ctx context.Context, c *call, req *TokenRequest) (*SignIn, error) {
+	return s.consume(ctx, c, req, gpubroker.TokenActivation)
 }
 
-type emailRequest struct {
-	Email string `json:"email"`
+// handleLoginVerify is POST /api/login/verify.
+func (s *Server) handleLoginVerify(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusOK, anyone, s.loginVerify)(w, r, ps)
+}
+
+func (s *Server) loginVerify(ctx context.Context, c *call, req *TokenRequest) (*SignIn, error) {
+	return s.consume(ctx, c, req, gpubroker.TokenLogin)
 }
 
 // sendLink emails a fresh activation (pending accounts) or sign-in link. It always answers 202,
 // so nobody can learn which emails have accounts.
-func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string) {
-	var req emailRequest
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (s *Server) sendLink(ctx context.Context, c *call, req *EmailRequest, purpose string) (*Status, error) {
 	email := gpubroker.NormalizeEmail(req.Email)
 	if !gpubroker.ValidEmail(email) {
-		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Enter a valid email address.", Fields: map[string]string{"email": "Enter a valid email address."}})
-		return
+		return nil, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Enter a valid email address.", Fields: map[string]string{"email": "Enter a valid email address."}}
 	}
-	if !s.limit(w, r, purpose+":ip:"+s.rateNet(r), 20, time.Hour) || !s.limit(w, r, purpose+":email:"+gpubroker.Mailbox(email), 5, time.Hour) {
-		return
+	if err := s.allow(c, purpose+":ip:"+s.rateNet(c.r), 20, time.Hour); err != nil {
+		return nil, err
 	}
-	ctx := r.Context()
+	if err := s.allow(c, purpose+":email:"+gpubroker.Mailbox(email), 5, time.Hour); err != nil {
+		return nil, err
+	}
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		acct, err := postgres.GetAccountByEmail(ctx, tx, email)
 		if gpubroker.ErrorCode(err) == gpubroker.ENOTFOUND {
@@ -148,58 +145,71 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request, purpose string
 		return lifecycle.QueueEmailTx(ctx, tx, s.Jobs, kind, acct.Email, "", mail.Data{Name: acct.Name, Email: acct.Email, Link: link, ExpiresIn: expiresIn})
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent", "message": "If an account exists for that address, we have emailed it a link."})
+	return &Status{Status: "sent", Message: "If an account exists for that address, we have emailed it a link."}, nil
 }
 
-func (s *Server) handleResend(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.sendLink(w, r, gpubroker.TokenActivation)
+// handleResend is POST /api/activation/resend.
+func (s *Server) handleResend(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusAccepted, anyone, s.resend)(w, r, ps)
 }
 
-func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	s.sendLink(w, r, gpubroker.TokenLogin)
+func (s *Server) resend(ctx context.Context, c *call, req *EmailRequest) (*Status, error) {
+	return s.sendLink(ctx, c, req, gpubroker.TokenActivation)
 }
 
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if c, err := r.Cookie(SessionCookie); err == nil {
-		if err := postgres.DeleteSession(r.Context(), s.Pool, c.Value); err != nil {
-			writeError(w, r, err)
-			return
+// handleLogin is POST /api/login.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusAccepted, anyone, s.login)(w, r, ps)
+}
+
+func (s *Server) login(ctx context.Context, c *call, req *EmailRequest) (*Status, error) {
+	return s.sendLink(ctx, c, req, gpubroker.TokenLogin)
+}
+
+// handleLogout is POST /api/logout.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusNoContent, anyone, s.logout)(w, r, ps)
+}
+
+func (s *Server) logout(ctx context.Context, c *call, _ *noBody) (*noContent, error) {
+	if ck, err := c.r.Cookie(SessionCookie); err == nil {
+		if err := postgres.DeleteSession(ctx, s.Pool, ck.Value); err != nil {
+			return nil, err
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
-	w.WriteHeader(http.StatusNoContent)
+	http.SetCookie(c.w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
+	return &noContent{}, nil
 }
 
-func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	pods, err := postgres.ListAccountPods(r.Context(), s.Pool, acct.ID)
+// handleMe is GET /api/me.
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusOK, signedIn, s.me)(w, r, ps)
+}
+
+func (s *Server) me(ctx context.Context, c *call, _ *noBody) (*Me, error) {
+	acct := c.account
+	pods, err := postgres.ListAccountPods(ctx, s.Pool, acct.ID)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	receipts, err := s.receipts(r, acct.ID)
+	receipts, err := s.receipts(c.r, acct.ID)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	views, err := s.podViews(r.Context(), acct, pods)
+	views, err := s.podViews(ctx, acct, pods)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	out := map[string]any{"account": toAccountJSON(acct), "pods": views, "receipts": receipts, "pro_active_until": nil}
+	out := &Me{Account: toAccountJSON(acct), Pods: views, Receipts: receipts}
 	// The Pro fee buys PlanFeePeriod: get-started prices without it until then.
-	if until, err := postgres.PlanFeePaidUntil(r.Context(), s.Pool, acct.ID, "pro"); err != nil {
-		writeError(w, r, err)
-		return
-	} else if until.After(s.now()) {
-		out["pro_active_until"] = until
+	until, err := postgres.PlanFeePaidUntil(ctx, s.Pool, acct.ID, "pro")
+	if err != nil {
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, out)
+	if until.After(s.now()) {
+		out.ProActiveUntil = &until
+	}
+	return out, nil
 }

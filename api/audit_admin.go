@@ -38,10 +38,10 @@ func AuditAdmin(pool *pgxpool.Pool, user string, next http.Handler) http.Handler
 			_ = r.Body.Close()
 			switch {
 			case err != nil:
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "message": "The request body could not be read."})
+				writeJSON(w, http.StatusBadRequest, ErrorBody{Error: "bad_request", Message: "The request body could not be read."})
 				return
 			case len(body) > maxAdminActionBody:
-				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "too_large", "message": "The request body is too large."})
+				writeJSON(w, http.StatusRequestEntityTooLarge, ErrorBody{Error: "too_large", Message: "The request body is too large."})
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
@@ -51,8 +51,8 @@ func AuditAdmin(pool *pgxpool.Pool, user string, next http.Handler) http.Handler
 		}
 		if err := postgres.Audit(r.Context(), pool, postgres.AuditEvent{Action: gpubroker.ActionOpsRiveruiAction, Detail: detail}); err != nil {
 			logger(r).ErrorContext(r.Context(), "error auditing an admin action; refused", "method", r.Method, "path", r.URL.Path, "error", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit_unavailable",
-				"message": "The action could not be recorded in the audit log, so it was not taken. Try again."})
+			writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: "audit_unavailable",
+				Message: "The action could not be recorded in the audit log, so it was not taken. Try again."})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -23,37 +23,35 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request, _ httprou
 	_ = json.NewEncoder(w).Encode(s.Catalog)
 }
 
-// handleCheckout validates and prices an order, stores it with its pod, and creates the Stripe
+// handleCheckout is POST /api/checkout.
+func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusCreated, anyone, s.checkout)(w, r, ps)
+}
+
+// checkout validates and prices an order, stores it with its pod, and creates the Stripe
 // Checkout Session (paid plans) or enqueues the account (free trial).
-func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var req gpubroker.OrderRequest
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if !s.limit(w, r, "checkout:ip:"+s.rateNet(r), 20, 10*time.Minute) {
-		return
+func (s *Server) checkout(ctx context.Context, c *call, req *gpubroker.OrderRequest) (*CheckoutStarted, error) {
+	r := c.r
+	if err := s.allow(c, "checkout:ip:"+s.rateNet(r), 20, 10*time.Minute); err != nil {
+		return nil, err
 	}
 	// Priced as POST /api/quote answers, the Pro fee waived while the buyer's own is paid.
-	q, _, err := s.quote(r, req)
+	q, _, err := s.quote(r, *req)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	if !s.limit(w, r, "checkout:email:"+gpubroker.Mailbox(q.Request.Email), 10, 10*time.Minute) {
-		return
+	if err := s.allow(c, "checkout:email:"+gpubroker.Mailbox(q.Request.Email), 10, 10*time.Minute); err != nil {
+		return nil, err
 	}
-	ctx := r.Context()
 	if !q.Plan.PaymentRequired {
 		// One trial per mailbox (a+1@gmail.com and A+2@googlemail.com are one), and a few a
 		// day per client address. A mailbox that already had its trial answers 409 without
 		// spending one of the address's trials; the claim in CreateOrder settles races.
 		if err := postgres.CheckTrial(ctx, s.Pool, q.Request.Email); err != nil {
-			writeError(w, r, err)
-			return
+			return nil, err
 		}
-		if !s.limit(w, r, "trial:ip:"+s.rateNet(r), trialsPerIP, 24*time.Hour) {
-			return
+		if err := s.allow(c, "trial:ip:"+s.rateNet(r), trialsPerIP, 24*time.Hour); err != nil {
+			return nil, err
 		}
 		var order *gpubroker.Order
 		err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -65,11 +63,9 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 			return err
 		})
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return nil, err
 		}
-		writeJSON(w, http.StatusCreated, map[string]any{"order_id": order.ID, "checkout_url": nil, "next": "check_email", "amount_cents": 0, "currency": gpubroker.Currency})
-		return
+		return &CheckoutStarted{OrderID: order.ID, Next: "check_email", Currency: gpubroker.Currency}, nil
 	}
 	var order *gpubroker.Order
 	err = postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -78,8 +74,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 		return err
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	sess, err := s.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
 		OrderID:        order.ID,
@@ -93,25 +88,25 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, _ httpro
 	})
 	if err != nil {
 		logger(r).ErrorContext(ctx, "error creating checkout session", "order_id", order.ID, "error", err)
-		writeError(w, r, &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "payments_unavailable", Message: "We could not reach our payment processor. Please try again."})
-		return
+		return nil, errPaymentsUnavailable
 	}
 	if err := postgres.SetCheckoutSession(ctx, s.Pool, order.ID, sess.ID); err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	// The paying browser is the one that holds this cookie: the session id comes back in a URL,
-	// which anyone can be sent, so it proves nothing about who paid (handleVerify).
+	// which anyone can be sent, so it proves nothing about who paid (verify).
 	cookie := s.checkoutCookie(r)
 	if err := postgres.SetCheckoutCookie(ctx, s.Pool, order.ID, cookie); err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	http.SetCookie(w, &http.Cookie{Name: CheckoutCookie, Value: cookie, Path: checkoutCookiePath, MaxAge: int(checkoutCookieTTL.Seconds()),
+	http.SetCookie(c.w, &http.Cookie{Name: CheckoutCookie, Value: cookie, Path: checkoutCookiePath, MaxAge: int(checkoutCookieTTL.Seconds()),
 		HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
 	logger(r).InfoContext(ctx, "checkout started", "order_id", order.ID, "session_id", sess.ID, "amount_cents", q.AmountCents)
-	writeJSON(w, http.StatusCreated, map[string]any{"order_id": order.ID, "checkout_url": sess.URL, "amount_cents": q.AmountCents, "currency": gpubroker.Currency})
+	return &CheckoutStarted{OrderID: order.ID, CheckoutURL: &sess.URL, AmountCents: q.AmountCents, Currency: gpubroker.Currency}, nil
 }
+
+// errPaymentsUnavailable is the answer when Stripe cannot be reached (503).
+var errPaymentsUnavailable = &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "payments_unavailable", Message: "We could not reach our payment processor. Please try again."}
 
 // createOrder stores a quoted order with its pod, and the SSH key typed at checkout together
 // with the account the buyer is signed in to: the account job saves the key only on an account
@@ -235,56 +230,52 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprou
 	_, _ = w.Write([]byte(`{"received":true}` + "\n"))
 }
 
-// handleVerify is polled by the success page: 202 until the account exists, then 200 with a
-// session cookie, so the buyer is signed in without a password.
-func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	ctx := r.Context()
+// handleVerify is GET /api/checkout/verify.
+func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusOK, anyone, s.verify)(w, r, ps)
+}
+
+// verify is polled by the success page: 202 until the account exists, then 200 with a session
+// cookie, so the buyer is signed in without a password.
+func (s *Server) verify(ctx context.Context, c *call, _ *noBody) (*VerifyAnswer, error) {
+	r := c.r
 	sid := r.URL.Query().Get("session_id")
 	if sid == "" {
-		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "session_id is required.", Fields: map[string]string{"session_id": "required"}})
-		return
+		return nil, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "session_id is required.", Fields: map[string]string{"session_id": "required"}}
 	}
 	o, err := postgres.GetOrderBySession(ctx, s.Pool, sid)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	switch {
 	case o.Status == gpubroker.OrderExpired:
-		writeError(w, r, gpubroker.Errorf(gpubroker.EGONE, "expired", "This checkout expired before it was paid. Start again from the get-started page."))
-		return
+		return nil, gpubroker.Errorf(gpubroker.EGONE, "expired", "This checkout expired before it was paid. Start again from the get-started page.")
 	case o.AccountID == nil && o.Status == gpubroker.OrderReleased:
-		writeError(w, r, gpubroker.Errorf(gpubroker.EGONE, "released", "This payment was cancelled before it completed, so nothing was charged. Start again from the get-started page."))
-		return
+		return nil, gpubroker.Errorf(gpubroker.EGONE, "released", "This payment was cancelled before it completed, so nothing was charged. Start again from the get-started page.")
 	case o.AccountID == nil:
-		writeJSON(w, http.StatusAccepted, map[string]string{"status": "pending", "message": "We are confirming your payment and creating your account."})
-		return
+		return &VerifyAnswer{Status: &Status{Status: "pending", Message: "We are confirming your payment and creating your account."}, code: http.StatusAccepted}, nil
 	}
 	// The full answer (the buyer's name, email and pod) goes only to the paying browser, for a
 	// day after payment, or to a session of the account the order landed on. Whoever else holds
 	// the session id (it is in a URL) learns the status alone, and is never signed in.
 	payer := false
-	if c, err := r.Cookie(CheckoutCookie); err == nil && o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < payerWindow {
-		if payer, err = postgres.IsCheckoutPayer(ctx, s.Pool, o.ID, c.Value); err != nil {
-			writeError(w, r, err)
-			return
+	if ck, err := r.Cookie(CheckoutCookie); err == nil && o.AuthorizedAt != nil && s.now().Sub(*o.AuthorizedAt) < payerWindow {
+		if payer, err = postgres.IsCheckoutPayer(ctx, s.Pool, o.ID, ck.Value); err != nil {
+			return nil, err
 		}
 	}
 	if !payer {
 		if acct := s.signedInAccount(r); acct == nil || acct.ID != *o.AccountID {
-			writeJSON(w, http.StatusOK, verifyStatus{Status: string(o.Status)})
-			return
+			return &VerifyAnswer{Status: &Status{Status: string(o.Status)}}, nil
 		}
 	}
 	acct, err := postgres.GetAccount(ctx, s.Pool, *o.AccountID)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	pod, err := postgres.GetOrderPod(ctx, s.Pool, o.ID)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	// Auto-login only for the paying browser, only into the account this very checkout created
 	// (recorded when it was created), still unconfirmed, and only for the success page's own
@@ -301,24 +292,17 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, _ httprout
 			return err
 		})
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return nil, err
 		}
 		if signIn {
-			s.setSessionCookie(w, secret, expires)
+			s.setSessionCookie(c.w, secret, expires)
 		}
 	}
 	// Never the pod's connection or IDE secret, which only its signed-in owner gets.
 	pj, err := s.podView(ctx, acct, pod)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	pj.Connection = nil
-	writeJSON(w, http.StatusOK, map[string]any{"account": toAccountJSON(acct), "order": toOrderJSON(o), "pod": pj, "signed_in": signIn})
-}
-
-// verifyStatus is verify's answer to anyone but the payer and the account: no personal data.
-type verifyStatus struct {
-	Status string `json:"status"`
+	return &VerifyAnswer{Verify: &Verify{Account: toAccountJSON(acct), Order: toOrderJSON(o), Pod: pj, SignedIn: signIn}}, nil
 }

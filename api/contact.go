@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -13,20 +14,13 @@ import (
 	"gpubroker/postgres"
 )
 
-type contactRequest struct {
-	Name    string `json:"name"`
-	Email   string `json:"email"`
-	Company string `json:"company"`
-	Message string `json:"message"`
+// handleContact is POST /api/contact.
+func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusAccepted, anyone, s.contact)(w, r, ps)
 }
 
-// handleContact stores a sales enquiry and emails it to SALES_EMAIL.
-func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var req contactRequest
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
+// contact stores a sales enquiry and emails it to SALES_EMAIL.
+func (s *Server) contact(ctx context.Context, c *call, req *ContactRequest) (*Status, error) {
 	req.Email = gpubroker.NormalizeEmail(req.Email)
 	fields := map[string]string{}
 	if req.Name == "" || len(req.Name) > 100 {
@@ -42,13 +36,11 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprou
 		fields["message"] = "Tell us a little more (10 to 5000 characters)."
 	}
 	if len(fields) > 0 {
-		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields})
-		return
+		return nil, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: fields}
 	}
-	if !s.limit(w, r, "contact:ip:"+s.rateNet(r), 5, time.Hour) {
-		return
+	if err := s.allow(c, "contact:ip:"+s.rateNet(c.r), 5, time.Hour); err != nil {
+		return nil, err
 	}
-	ctx := r.Context()
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		if err := postgres.InsertContactMessage(ctx, tx, req.Name, req.Email, req.Company, req.Message); err != nil {
 			return err
@@ -58,8 +50,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, _ httprou
 		})
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "received", "message": "Thanks! Our sales team will reply within one business day."})
+	return &Status{Status: "received", Message: "Thanks! Our sales team will reply within one business day."}, nil
 }

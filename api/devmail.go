@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -25,19 +24,9 @@ func MailViewer(pool *pgxpool.Pool) http.Handler {
 			return
 		}
 		if strings.Contains(r.Header.Get("Accept"), "application/json") || r.URL.Query().Get("format") == "json" {
-			type item struct {
-				ID        int64     `json:"id"`
-				To        string    `json:"to"`
-				Subject   string    `json:"subject"`
-				Kind      string    `json:"kind"`
-				Text      string    `json:"text"`
-				HTML      string    `json:"html"`
-				Status    string    `json:"status"`
-				CreatedAt time.Time `json:"created_at"`
-			}
-			out := []item{}
+			out := []DevEmail{}
 			for _, e := range emails {
-				out = append(out, item{e.ID, e.To, e.Subject, e.Kind, e.Text, e.HTML, string(e.Status), e.CreatedAt.UTC()})
+				out = append(out, DevEmail{ID: e.ID, To: e.To, Subject: e.Subject, Kind: e.Kind, Text: e.Text, HTML: e.HTML, Status: string(e.Status), CreatedAt: e.CreatedAt.UTC()})
 			}
 			writeJSON(w, http.StatusOK, out)
 			return

@@ -37,7 +37,7 @@ func RequireOriginSecret(header, secret string, next http.Handler) http.Handler 
 			ok = subtle.ConstantTimeCompare(got[:], want[:])
 		}
 		if ok != 1 {
-			writeJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Message: "This address answers the site's CDN only."})
+			writeJSON(w, http.StatusForbidden, ErrorBody{Error: "forbidden", Message: "This address answers the site's CDN only."})
 			return
 		}
 		r.Header.Del(header)

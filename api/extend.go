@@ -20,22 +20,15 @@ import (
 // hours in extension checkouts still open: two open checkouts could otherwise both be paid past
 // it (the webhook job then refunds the second in full, which this keeps rare).
 func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	var req struct {
-		Hours int `json:"hours"`
-	}
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	ctx := r.Context()
+	serve(s, http.StatusCreated, signedIn, s.extend)(w, r, ps)
+}
+
+func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Extension, error) {
+	acct := c.account
 	var x *postgres.Extension
 	var email string
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		pod, err := lockOwnPod(ctx, tx, acct.ID, ps.ByName("id"))
+		pod, err := lockOwnPod(ctx, tx, acct.ID, c.param("id"))
 		if err != nil {
 			return err
 		}
@@ -55,8 +48,7 @@ func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprou
 			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents}})
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	sess, err := s.Payments.CreateCheckout(ctx, gpubroker.CheckoutParams{
 		OrderID:          x.OrderID,
@@ -71,15 +63,13 @@ func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprou
 		AutomaticCapture: true,
 	})
 	if err != nil {
-		logger(r).ErrorContext(ctx, "error creating extension checkout session", "extension_id", x.ID, "error", err)
-		writeError(w, r, &gpubroker.Error{Code: gpubroker.EUNAVAILABLE, Reason: "payments_unavailable", Message: "We could not reach our payment processor. Please try again."})
-		return
+		logger(c.r).ErrorContext(ctx, "error creating extension checkout session", "extension_id", x.ID, "error", err)
+		return nil, errPaymentsUnavailable
 	}
 	if err := postgres.SetExtensionSession(ctx, s.Pool, x.ID, sess.ID); err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"checkout_url": sess.URL, "amount_cents": x.AmountCents, "currency": x.Currency, "extension_id": x.ID})
+	return &Extension{CheckoutURL: sess.URL, AmountCents: x.AmountCents, Currency: x.Currency, ExtensionID: x.ID}, nil
 }
 
 // extensionCents is the price of hours more on a pod: its hourly rate, no plan fee.

@@ -321,9 +321,20 @@ func (s *Server) rateNet(r *http.Request) string {
 	return netip.PrefixFrom(addr, 64).Masked().String()
 }
 
-// limit counts a hit against key and answers 429 (with Retry-After) over the limit. A
-// database error fails open: losing rate limiting briefly beats refusing every customer.
+// limit counts a hit against key and answers 429 (with Retry-After) over the limit. Endpoints
+// use allow.
 func (s *Server) limit(w http.ResponseWriter, r *http.Request, key string, n int, window time.Duration) bool {
+	ok := s.allowed(r, key, n, window)
+	if !ok {
+		w.Header().Set("Retry-After", retryAfter(window))
+		writeError(w, r, errRateLimited)
+	}
+	return ok
+}
+
+// allowed counts a hit against key and reports whether it is within n a window. A database
+// error fails open: losing rate limiting briefly beats refusing every customer.
+func (s *Server) allowed(r *http.Request, key string, n int, window time.Duration) bool {
 	if s.NoRateLimits {
 		return true
 	}
@@ -332,9 +343,9 @@ func (s *Server) limit(w http.ResponseWriter, r *http.Request, key string, n int
 		logger(r).WarnContext(r.Context(), "rate limit check failed; allowing", "error", err)
 		return true
 	}
-	if !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(window.Seconds())))
-		writeError(w, r, gpubroker.Errorf(gpubroker.ERATELIMIT, "rate_limited", "Too many requests. Please wait a little and try again."))
-	}
 	return ok
 }
+
+var errRateLimited = gpubroker.Errorf(gpubroker.ERATELIMIT, "rate_limited", "Too many requests. Please wait a little and try again.")
+
+func retryAfter(window time.Duration) string { return strconv.Itoa(int(window.Seconds())) }

@@ -28,70 +28,67 @@ func lockOwnPod(ctx context.Context, tx pgx.Tx, accountID, id string) (*gpubroke
 	return pod, nil
 }
 
+// handlePod is GET /api/pods/{id}.
 func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	pod, err := postgres.GetAccountPod(r.Context(), s.Pool, acct.ID, ps.ByName("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	view, err := s.podView(r.Context(), acct, pod)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, view)
+	serve(s, http.StatusOK, signedIn, s.pod)(w, r, ps)
 }
 
-// handleDeploy starts the capture → provision chain. Under the pod's row lock it moves the pod
-// from configured to deploying and enqueues the capture job in the same transaction, so three
-// concurrent clicks make one capture; later clicks see deploying and get 202 again.
-func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
+func (s *Server) pod(ctx context.Context, c *call, _ *noBody) (*Pod, error) {
+	pod, err := postgres.GetAccountPod(ctx, s.Pool, c.account.ID, c.param("id"))
+	if err != nil {
+		return nil, err
 	}
-	ctx := r.Context()
+	view, err := s.podView(ctx, c.account, pod)
+	if err != nil {
+		return nil, err
+	}
+	return &view, nil
+}
+
+// handleDeploy is POST /api/pods/{id}/deploy.
+func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusAccepted, signedIn, s.deploy)(w, r, ps)
+}
+
+// deploy starts the capture → provision chain. Under the pod's row lock it moves the pod from
+// configured to deploying and enqueues the capture job in the same transaction, so three
+// concurrent clicks make one capture; later clicks see deploying and get 202 again.
+func (s *Server) deploy(ctx context.Context, c *call, _ *noBody) (*Status, error) {
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		pod, err := lockOwnPod(ctx, tx, acct.ID, ps.ByName("id"))
+		pod, err := lockOwnPod(ctx, tx, c.account.ID, c.param("id"))
 		if err != nil {
 			return err
 		}
-		return lifecycle.Deploy(ctx, tx, s.Jobs, acct, pod, s.now())
+		return lifecycle.Deploy(ctx, tx, s.Jobs, c.account, pod, s.now())
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]gpubroker.PodStatus{"status": gpubroker.PodDeploying})
+	return &Status{Status: string(gpubroker.PodDeploying)}, nil
 }
 
-// handleTerminate enqueues the end of a running pod and, for a paid one, the refund of the
-// minutes it will not use (gpubroker.UnusedMinutesCents), in the transaction that moves it to
-// terminating; repeated calls are harmless.
+// handleTerminate is POST /api/pods/{id}/terminate.
 func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	ctx := r.Context()
+	serve(s, http.StatusAccepted, signedIn, s.terminate)(w, r, ps)
+}
+
+// terminate enqueues the end of a running pod and, for a paid one, the refund of the minutes it
+// will not use (gpubroker.UnusedMinutesCents), in the transaction that moves it to
+// terminating; repeated calls are harmless.
+func (s *Server) terminate(ctx context.Context, c *call, _ *noBody) (*Status, error) {
 	var podStatus gpubroker.PodStatus
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		pod, err := lockOwnPod(ctx, tx, acct.ID, ps.ByName("id"))
+		pod, err := lockOwnPod(ctx, tx, c.account.ID, c.param("id"))
 		if err != nil {
 			return err
 		}
-		podStatus, err = lifecycle.Terminate(ctx, tx, s.Jobs, logger(r), s.Clock, pod, s.now())
+		podStatus, err = lifecycle.Terminate(ctx, tx, s.Jobs, logger(c.r), s.Clock, pod, s.now())
 		return err
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]gpubroker.PodStatus{"status": podStatus})
+	return &Status{Status: string(podStatus)}, nil
 }
 
 type bootRequest struct {

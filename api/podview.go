@@ -12,17 +12,17 @@ import (
 // podView is a pod's JSON as its owner acct sees it, with what the dashboard shows decided
 // here, so the page re-derives no rule: deploy_blocked, refund_if_stopped_cents (and minutes),
 // refund_due_cents and extendable_hours. Read only.
-func (s *Server) podView(ctx context.Context, acct *gpubroker.Account, p *gpubroker.Pod) (podJSON, error) {
+func (s *Server) podView(ctx context.Context, acct *gpubroker.Account, p *gpubroker.Pod) (Pod, error) {
 	out, err := s.podViews(ctx, acct, []*gpubroker.Pod{p})
 	if err != nil {
-		return podJSON{}, err
+		return Pod{}, err
 	}
 	return out[0], nil
 }
 
 // podViews is podView for a list of the account's pods, with one ledger query for the list and
 // a few more per running or just-ended paid pod.
-func (s *Server) podViews(ctx context.Context, acct *gpubroker.Account, pods []*gpubroker.Pod) ([]podJSON, error) {
+func (s *Server) podViews(ctx context.Context, acct *gpubroker.Account, pods []*gpubroker.Pod) ([]Pod, error) {
 	now := s.now()
 	ids := make([]string, 0, len(pods))
 	var ended []string // paid pods that ran and ended: a refund of their unused minutes may be queued
@@ -40,7 +40,7 @@ func (s *Server) podViews(ctx context.Context, acct *gpubroker.Account, pods []*
 	if err != nil {
 		return nil, err
 	}
-	out := make([]podJSON, 0, len(pods))
+	out := make([]Pod, 0, len(pods))
 	for _, p := range pods {
 		j := s.podJSON(p)
 		j.DeployBlocked = deployBlocked(acct, p, now)
@@ -94,9 +94,9 @@ func (s *Server) unusedRefund(ctx context.Context, p *gpubroker.Pod, stopped tim
 // deployBlocked says why the owner may not press Deploy on the pod now, or nil when they may.
 // Where POST /api/pods/{id}/deploy would refuse (lifecycle.Deploy), the reason is its error
 // code; a pod on its way, running or ended has its own.
-func deployBlocked(acct *gpubroker.Account, p *gpubroker.Pod, now time.Time) *deployBlockedJSON {
-	b := func(reason, message string) *deployBlockedJSON {
-		return &deployBlockedJSON{Reason: reason, Message: message}
+func deployBlocked(acct *gpubroker.Account, p *gpubroker.Pod, now time.Time) *DeployBlocked {
+	b := func(reason, message string) *DeployBlocked {
+		return &DeployBlocked{Reason: reason, Message: message}
 	}
 	switch p.Status {
 	case gpubroker.PodConfigured:

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,41 +36,19 @@ func (s *Server) quote(r *http.Request, req gpubroker.OrderRequest) (*gpubroker.
 	return q, feePaidUntil, nil
 }
 
-// quoteLineJSON is one line of a quote: unit price × quantity = amount, so the page adds up
-// nothing. kind is "plan_fee" or "gpu_hours" (the page words them its own way).
-type quoteLineJSON struct {
-	Kind            string `json:"kind"`
-	Name            string `json:"name"`
-	UnitAmountCents int64  `json:"unit_amount_cents"`
-	Quantity        int64  `json:"quantity"`
-	AmountCents     int64  `json:"amount_cents"`
+// handleQuote is POST /api/quote.
+func (s *Server) handleQuote(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusOK, anyone, s.quoteOrder)(w, r, ps)
 }
 
-type quoteJSON struct {
-	AmountCents int64           `json:"amount_cents"`
-	Currency    string          `json:"currency"`
-	HourlyCents int64           `json:"hourly_cents"`
-	Hours       int             `json:"hours"`
-	LineItems   []quoteLineJSON `json:"line_items"`
-	// PlanFeeWaivedUntil is set when the plan's fee is not charged because the buyer's is paid
-	// until then.
-	PlanFeeWaivedUntil *time.Time `json:"plan_fee_waived_until"`
-}
-
-// handleQuote answers what POST /api/checkout would charge for the same body, line by line,
+// quoteOrder answers what POST /api/checkout would charge for the same body, line by line,
 // without storing anything: the get-started page shows it instead of pricing by itself.
-func (s *Server) handleQuote(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var req gpubroker.OrderRequest
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	q, feePaidUntil, err := s.quote(r, req)
+func (s *Server) quoteOrder(ctx context.Context, c *call, req *gpubroker.OrderRequest) (*Quote, error) {
+	q, feePaidUntil, err := s.quote(c.r, *req)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	out := quoteJSON{AmountCents: q.AmountCents, Currency: gpubroker.Currency, HourlyCents: q.HourlyCents, Hours: q.Request.Hours, LineItems: []quoteLineJSON{}}
+	out := &Quote{AmountCents: q.AmountCents, Currency: gpubroker.Currency, HourlyCents: q.HourlyCents, Hours: q.Request.Hours, LineItems: []QuoteLine{}}
 	if q.Plan.PaymentRequired && q.Plan.FeeCents > 0 && !feePaidUntil.IsZero() {
 		out.PlanFeeWaivedUntil = &feePaidUntil
 	}
@@ -78,32 +57,29 @@ func (s *Server) handleQuote(w http.ResponseWriter, r *http.Request, _ httproute
 		if i < len(q.LineItems)-1 {
 			kind = "plan_fee" // QuoteFor lists the fee, when charged, before the hours
 		}
-		out.LineItems = append(out.LineItems, quoteLineJSON{Kind: kind, Name: li.Name, UnitAmountCents: li.UnitAmountCent, Quantity: li.Quantity, AmountCents: li.UnitAmountCent * li.Quantity})
+		out.LineItems = append(out.LineItems, QuoteLine{Kind: kind, Name: li.Name, UnitAmountCents: li.UnitAmountCent, Quantity: li.Quantity, AmountCents: li.UnitAmountCent * li.Quantity})
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-// handleExtensionQuote answers what POST /api/pods/{id}/extend would charge for ?hours=, with
-// its refusals (409 not_running or not_extendable, 422 fields.hours), storing nothing.
+// handleExtensionQuote is GET /api/pods/{id}/extend?hours=.
 func (s *Server) handleExtensionQuote(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	hours, err := strconv.Atoi(strings.TrimSpace(r.URL.Query().Get("hours")))
+	serve(s, http.StatusOK, signedIn, s.extensionQuote)(w, r, ps)
+}
+
+// extensionQuote answers what POST /api/pods/{id}/extend would charge for ?hours=, with its
+// refusals (409 not_running or not_extendable, 422 fields.hours), storing nothing.
+func (s *Server) extensionQuote(ctx context.Context, c *call, _ *noBody) (*ExtensionQuote, error) {
+	hours, err := strconv.Atoi(strings.TrimSpace(c.r.URL.Query().Get("hours")))
 	if err != nil {
-		writeError(w, r, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": "Enter a whole number of hours."}})
-		return
+		return nil, &gpubroker.Error{Code: gpubroker.EINVALID, Reason: "invalid_fields", Message: "Some fields need attention.", Fields: map[string]string{"hours": "Enter a whole number of hours."}}
 	}
-	ctx := r.Context()
-	pod, err := postgres.GetAccountPod(ctx, s.Pool, acct.ID, ps.ByName("id"))
-	if err == nil {
-		err = s.checkExtension(ctx, s.Pool, pod, hours)
-	}
+	pod, err := postgres.GetAccountPod(ctx, s.Pool, c.account.ID, c.param("id"))
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	cents := extensionCents(pod, hours)
-	writeJSON(w, http.StatusOK, map[string]any{"hours": hours, "amount_cents": cents, "currency": pod.Currency, "hourly_cents": pod.HourlyCents})
+	if err := s.checkExtension(ctx, s.Pool, pod, hours); err != nil {
+		return nil, err
+	}
+	return &ExtensionQuote{Hours: hours, AmountCents: extensionCents(pod, hours), Currency: pod.Currency, HourlyCents: pod.HourlyCents}, nil
 }

@@ -15,14 +15,14 @@ import (
 // receipts are the account's payments as GET /api/me lists them, newest first: one per
 // captured payment (an order's capture, each paid extension), each linking to Stripe's
 // receipt through handleReceipt.
-func (s *Server) receipts(r *http.Request, accountID string) ([]receiptJSON, error) {
+func (s *Server) receipts(r *http.Request, accountID string) ([]Receipt, error) {
 	list, err := postgres.ListAccountReceipts(r.Context(), s.Pool, accountID)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]receiptJSON, 0, len(list))
+	out := make([]Receipt, 0, len(list))
 	for _, x := range list {
-		out = append(out, receiptJSON{
+		out = append(out, Receipt{
 			ID: x.ID, PodID: x.PodID, Kind: string(x.Kind), Description: s.receiptDescription(x),
 			AmountCents: x.AmountCents, RefundedCents: x.RefundedCents, Currency: x.Currency, PaidAt: x.PaidAt.UTC(),
 			ReceiptURL: "/api/me/receipts/" + url.PathEscape(x.ID),

@@ -1,8 +1,8 @@
 package api
 
 import (
+	"context"
 	"net/http"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/julienschmidt/httprouter"
@@ -11,67 +11,46 @@ import (
 	"gpubroker/postgres"
 )
 
-// sshKeyJSON is an SSH key as the API shows it: never the key material, which the customer
-// already has, only what tells keys apart.
-type sshKeyJSON struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Type        string    `json:"type"`
-	Fingerprint string    `json:"fingerprint"`
-	CreatedAt   time.Time `json:"created_at"`
+func toSSHKeyJSON(k gpubroker.SSHKey) SSHKey {
+	return SSHKey{ID: k.ID, Name: k.Name, Type: k.Type, Fingerprint: k.Fingerprint, CreatedAt: k.CreatedAt}
 }
 
-func toSSHKeyJSON(k gpubroker.SSHKey) sshKeyJSON {
-	return sshKeyJSON{ID: k.ID, Name: k.Name, Type: k.Type, Fingerprint: k.Fingerprint, CreatedAt: k.CreatedAt}
+// handleListSSHKeys is GET /api/me/ssh-keys.
+func (s *Server) handleListSSHKeys(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusOK, signedIn, s.listSSHKeys)(w, r, ps)
 }
 
-func (s *Server) handleListSSHKeys(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	keys, err := postgres.ListSSHKeys(r.Context(), s.Pool, acct.ID)
+func (s *Server) listSSHKeys(ctx context.Context, c *call, _ *noBody) (*SSHKeys, error) {
+	keys, err := postgres.ListSSHKeys(ctx, s.Pool, c.account.ID)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	out := make([]sshKeyJSON, 0, len(keys))
+	out := &SSHKeys{SSHKeys: make([]SSHKey, 0, len(keys))}
 	for _, k := range keys {
-		out = append(out, toSSHKeyJSON(k))
+		out.SSHKeys = append(out.SSHKeys, toSSHKeyJSON(k))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ssh_keys": out})
+	return out, nil
 }
 
-type addSSHKeyRequest struct {
-	Name      string `json:"name"`
-	PublicKey string `json:"public_key"`
+// handleAddSSHKey is POST /api/me/ssh-keys.
+func (s *Server) handleAddSSHKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	serve(s, http.StatusCreated, signedIn, s.addSSHKey)(w, r, ps)
 }
 
-func (s *Server) handleAddSSHKey(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	var req addSSHKeyRequest
-	if err := readJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (s *Server) addSSHKey(ctx context.Context, c *call, req *AddSSHKeyRequest) (*SSHKey, error) {
+	acct := c.account
 	k, err := gpubroker.NewSSHKey(req.Name, req.PublicKey)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
 	k.AccountID = acct.ID
-	ctx := r.Context()
 	// On a pending account the key is provisional and belongs to the checkout whose cookie
 	// opened this session (the payer); activation keeps it only for that payer.
 	var payer string
 	if acct.Status == gpubroker.AccountPending {
-		c, _ := r.Cookie(SessionCookie) // s.account found the session, so the cookie is there
-		if payer, err = postgres.SessionPayerOrder(ctx, s.Pool, c.Value); err != nil {
-			writeError(w, r, err)
-			return
+		ck, _ := c.r.Cookie(SessionCookie) // serve found the session, so the cookie is there
+		if payer, err = postgres.SessionPayerOrder(ctx, s.Pool, ck.Value); err != nil {
+			return nil, err
 		}
 	}
 	var added *gpubroker.SSHKey
@@ -82,27 +61,27 @@ func (s *Server) handleAddSSHKey(w http.ResponseWriter, r *http.Request, _ httpr
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: gpubroker.ActionSshKeyAdded, Detail: map[string]any{"fingerprint": k.Fingerprint, "type": k.Type}})
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusCreated, toSSHKeyJSON(*added))
+	key := toSSHKeyJSON(*added)
+	return &key, nil
 }
 
+// handleDeleteSSHKey is DELETE /api/me/ssh-keys/{id}.
 func (s *Server) handleDeleteSSHKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	acct := s.account(w, r)
-	if acct == nil {
-		return
-	}
-	ctx := r.Context()
+	serve(s, http.StatusNoContent, signedIn, s.deleteSSHKey)(w, r, ps)
+}
+
+func (s *Server) deleteSSHKey(ctx context.Context, c *call, _ *noBody) (*noContent, error) {
+	acct, id := c.account, c.param("id")
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := postgres.DeleteSSHKey(ctx, tx, acct.ID, ps.ByName("id")); err != nil {
+		if err := postgres.DeleteSSHKey(ctx, tx, acct.ID, id); err != nil {
 			return err
 		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: gpubroker.ActionSshKeyDeleted, Detail: map[string]any{"id": ps.ByName("id")}})
+		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, Action: gpubroker.ActionSshKeyDeleted, Detail: map[string]any{"id": id}})
 	})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return nil, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return &noContent{}, nil
 }
