@@ -60,7 +60,7 @@ var processEnv = []string{
 // of its paid time within the run; card holds last holdLifetime at the Stripe stand-in and
 // undeployed ones are released releaseMargin before (HOLD_RELEASE_MARGIN).
 const (
-	holdLifetime  = 150 * time.Second
+	holdLifetime  = 4 * time.Minute
 	releaseMargin = time.Minute
 )
 

@@ -94,6 +94,11 @@ func TestExpectedKept(t *testing.T) {
 		{"died in its second hour", with(scDie, func(o *outcome) { o.killedAt, o.sawDead = at(90*time.Minute), at(90*time.Minute) }), started, time.Hour, 5258 - 89, 5258 - 89},
 		{"stopped in its last minute", with(scStop, stop(119*time.Minute+time.Second, 119*time.Minute+time.Second)), started, time.Hour, 5258, 5258},
 		{"refunded by hand", with(scManual, func(o *outcome) { o.manualCent = manualRefund }), started, time.Hour, 5258 - manualRefund, 5258 - manualRefund},
+		// The start the pod showed its owner, within its bounds, leaves only the stop's window:
+		// 5.1 s to 5.15 s of 0.5 s minutes is 11 begun (109 unused: 325.18… back); without it the
+		// boot 30 s earlier would allow 70 more minutes.
+		{"the start it was told", with(scStop, func(o *outcome) { stop(5100*time.Millisecond, 5150*time.Millisecond)(o); o.toldStart = started }), at(-30 * time.Second), 30 * time.Second, 5258 - 325, 5258 - 325},
+		{"a start told outside its bounds is not used", with(scStop, func(o *outcome) { stop(5100*time.Millisecond, 5150*time.Millisecond)(o); o.toldStart = at(time.Second) }), started, 30 * time.Second, 5258 - 325, 5258 - 325},
 		// The run's clock: a 30 s hour has 0.5 s minutes; stopped 5 s in is 10 minutes used.
 		{"a compressed hour", with(scStop, stop(5*time.Second, 5*time.Second)), started, 30 * time.Second, 5258 - 328, 5258 - 328},
 	} {

@@ -113,6 +113,13 @@ func expectedKept(out *outcome, startLo time.Time, hour time.Duration) (lo, hi i
 	if startLo.IsZero() || startLo.After(out.sawRunning) {
 		startLo = out.sawRunning
 	}
+	start := out.sawRunning // the latest the paid time can have begun
+	if !out.toldStart.IsZero() && !out.toldStart.Before(startLo) && !out.toldStart.After(out.sawRunning) {
+		// The start its pod showed the customer lies where it can (checked in check): the paid
+		// time began then, so only the stop's window is left uncertain and a minute counted
+		// wrong shows.
+		start, startLo = out.toldStart, out.toldStart
+	}
 	keptFor := func(start, end time.Time) int64 {
 		d := end.Sub(start)
 		used := int64(1) // a pod that ran has used a minute
@@ -125,7 +132,7 @@ func expectedKept(out *outcome, startLo time.Time, hour time.Duration) (lo, hi i
 		}
 		return paid - unused*out.hourly/60
 	}
-	return keptFor(out.sawRunning, endLo) - out.manualCent, keptFor(startLo, endHi) - out.manualCent, why
+	return keptFor(start, endLo) - out.manualCent, keptFor(startLo, endHi) - out.manualCent, why
 }
 
 // check returns every violation of the promise.
@@ -186,6 +193,10 @@ func (r *run) check(ctx context.Context) []string {
 		}
 		// Time: every rental ends within the run; one left running ends with its paid time.
 		startLo := bootedBy(out)
+		if !out.toldStart.IsZero() && (out.toldStart.Before(startLo.Add(-time.Second)) || out.toldStart.After(out.sawRunning.Add(time.Second))) {
+			add("%s: its pod says it started at %s, not between its instance's boot (%s) and when its owner saw it run (%s)", who,
+				out.toldStart.Format(time.StampMilli), startLo.Format(time.StampMilli), out.sawRunning.Format(time.StampMilli))
+		}
 		if o.podStatus == gpubroker.PodRunning {
 			add("%s: its pod still runs after its paid time (%d hours of %s)", who, out.hours+out.extended, hour)
 		}

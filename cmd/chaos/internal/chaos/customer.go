@@ -58,6 +58,7 @@ type outcome struct {
 	deployAt     time.Time
 	ran          bool      // the pod reached running
 	sawRunning   time.Time // when it first saw it running (its paid time began before)
+	toldStart    time.Time // the started_at its pod showed it, used once checked between its boot and sawRunning
 	stoppedAt    time.Time // when the owner pressed terminate
 	stopAnswered time.Time // when the terminate request was answered
 	killedAt     time.Time // when the driver killed its instance
@@ -212,6 +213,13 @@ func (c *customer) steps(ctx context.Context) error {
 	}
 	o.ran = true
 	o.sawRunning = time.Now()
+	// The start the product tells its owner, checked against the stand-in's boot and this
+	// customer's own clock (check.go) before the money is computed from it.
+	if p, err := c.pod(ctx); err == nil {
+		if s, ok := p["started_at"].(string); ok {
+			o.toldStart, _ = time.Parse(time.RFC3339Nano, s)
+		}
+	}
 	if o.scenario == scStop || o.scenario == scDie {
 		c.r.aimStripe(c, pathRefund, "POST", "/v1/refunds", map[string]string{"payment_intent": o.pi})
 	}
