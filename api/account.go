@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
 	"gpubroker/lifecycle"
@@ -91,18 +90,8 @@ func (s *Server) consume(ctx context.Context, c *call, req *TokenRequest, purpos
 	return &SignIn{Account: toAccountJSON(acct)}, nil
 }
 
-// handleActivate is POST /api/activate.
-func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, anyone, s.activate)(w, r, ps)
-}
-
 func (s *Server) activate(ctx context.Context, c *call, req *TokenRequest) (*SignIn, error) {
 	return s.consume(ctx, c, req, gpubroker.TokenActivation)
-}
-
-// handleLoginVerify is POST /api/login/verify.
-func (s *Server) handleLoginVerify(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, anyone, s.loginVerify)(w, r, ps)
 }
 
 func (s *Server) loginVerify(ctx context.Context, c *call, req *TokenRequest) (*SignIn, error) {
@@ -150,27 +139,12 @@ func (s *Server) sendLink(ctx context.Context, c *call, req *EmailRequest, purpo
 	return &Status{Status: "sent", Message: "If an account exists for that address, we have emailed it a link."}, nil
 }
 
-// handleResend is POST /api/activation/resend.
-func (s *Server) handleResend(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusAccepted, anyone, s.resend)(w, r, ps)
-}
-
 func (s *Server) resend(ctx context.Context, c *call, req *EmailRequest) (*Status, error) {
 	return s.sendLink(ctx, c, req, gpubroker.TokenActivation)
 }
 
-// handleLogin is POST /api/login.
-func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusAccepted, anyone, s.login)(w, r, ps)
-}
-
 func (s *Server) login(ctx context.Context, c *call, req *EmailRequest) (*Status, error) {
 	return s.sendLink(ctx, c, req, gpubroker.TokenLogin)
-}
-
-// handleLogout is POST /api/logout.
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusNoContent, anyone, s.logout)(w, r, ps)
 }
 
 func (s *Server) logout(ctx context.Context, c *call, _ *noBody) (*noContent, error) {
@@ -181,11 +155,6 @@ func (s *Server) logout(ctx context.Context, c *call, _ *noBody) (*noContent, er
 	}
 	http.SetCookie(c.w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteLaxMode})
 	return &noContent{}, nil
-}
-
-// handleMe is GET /api/me.
-func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, signedIn, s.me)(w, r, ps)
 }
 
 func (s *Server) me(ctx context.Context, c *call, _ *noBody) (*Me, error) {

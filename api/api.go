@@ -84,38 +84,41 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, r, gpubroker.Errorf(gpubroker.ENOTFOUND, "not_found", "No such route."))
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Message: "Method not allowed."})
+		writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: "method_not_allowed", Message: "Method not allowed."})
 	})
 	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
 		logger(r).ErrorContext(r.Context(), "panic in handler", "panic", v)
 		writeError(w, r, errors.New("panic"))
 	}
 
+	// Endpoints (endpoint.go) with their success status; signedIn ones find the session's
+	// account first. The handle* routes write their own answers: the catalog (cached), the
+	// webhook (the raw body), the boot report (a bearer secret) and the receipt (a redirect).
 	r.GET("/api/catalog", s.handleCatalog)
-	r.POST("/api/checkout", s.origin(s.handleCheckout))
-	r.POST("/api/quote", s.origin(s.handleQuote))
+	r.POST("/api/checkout", s.origin(serve(s, http.StatusCreated, anyone, s.checkout)))
+	r.POST("/api/quote", s.origin(serve(s, http.StatusOK, anyone, s.quoteOrder)))
 	r.POST("/api/stripe/webhook", s.handleWebhook)
-	r.GET("/api/checkout/verify", s.handleVerify)
-	r.POST("/api/activate", s.origin(s.handleActivate))
-	r.POST("/api/activation/resend", s.origin(s.handleResend))
-	r.POST("/api/login", s.origin(s.handleLogin))
-	r.POST("/api/login/verify", s.origin(s.handleLoginVerify))
-	r.POST("/api/logout", s.cookieOrigin(s.handleLogout))
-	r.GET("/api/me", s.handleMe)
-	r.GET("/api/pods/:id", s.handlePod)
-	r.POST("/api/pods/:id/deploy", s.cookieOrigin(s.handleDeploy))
-	r.POST("/api/pods/:id/terminate", s.cookieOrigin(s.handleTerminate))
-	r.POST("/api/pods/:id/extend", s.cookieOrigin(s.handleExtend))
-	r.GET("/api/pods/:id/extend", s.handleExtensionQuote)
+	r.GET("/api/checkout/verify", serve(s, http.StatusOK, anyone, s.verify))
+	r.POST("/api/activate", s.origin(serve(s, http.StatusOK, anyone, s.activate)))
+	r.POST("/api/activation/resend", s.origin(serve(s, http.StatusAccepted, anyone, s.resend)))
+	r.POST("/api/login", s.origin(serve(s, http.StatusAccepted, anyone, s.login)))
+	r.POST("/api/login/verify", s.origin(serve(s, http.StatusOK, anyone, s.loginVerify)))
+	r.POST("/api/logout", s.cookieOrigin(serve(s, http.StatusNoContent, anyone, s.logout)))
+	r.GET("/api/me", serve(s, http.StatusOK, signedIn, s.me))
+	r.GET("/api/pods/:id", serve(s, http.StatusOK, signedIn, s.pod))
+	r.POST("/api/pods/:id/deploy", s.cookieOrigin(serve(s, http.StatusAccepted, signedIn, s.deploy)))
+	r.POST("/api/pods/:id/terminate", s.cookieOrigin(serve(s, http.StatusAccepted, signedIn, s.terminate)))
+	r.POST("/api/pods/:id/extend", s.cookieOrigin(serve(s, http.StatusCreated, signedIn, s.extend)))
+	r.GET("/api/pods/:id/extend", serve(s, http.StatusOK, signedIn, s.extensionQuote))
 	r.POST("/api/pods/:id/boot", s.handleBoot) // the pod's own bootstrap: its secret, no cookie
-	r.GET("/api/me/ssh-keys", s.handleListSSHKeys)
-	r.POST("/api/me/ssh-keys", s.cookieOrigin(s.handleAddSSHKey))
-	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(s.handleDeleteSSHKey))
+	r.GET("/api/me/ssh-keys", serve(s, http.StatusOK, signedIn, s.listSSHKeys))
+	r.POST("/api/me/ssh-keys", s.cookieOrigin(serve(s, http.StatusCreated, signedIn, s.addSSHKey)))
+	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(serve(s, http.StatusNoContent, signedIn, s.deleteSSHKey)))
 	r.GET("/api/me/receipts/:id", s.handleReceipt)
-	r.POST("/api/contact", s.origin(s.handleContact))
+	r.POST("/api/contact", s.origin(serve(s, http.StatusAccepted, anyone, s.contact)))
 
 	r.GET("/healthz", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, Status{Status: "ok"})
 	})
 	r.GET("/readyz", s.handleReady)
 	// Metrics are never public: here behind admin auth, unauthenticated only on the private
@@ -135,13 +138,6 @@ func (s *Server) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { s.handleMetrics(w, r, nil) })
 	return mux
-}
-
-// errorBody is the shape of every error answer.
-type errorBody struct {
-	Error   string            `json:"error"`
-	Message string            `json:"message"`
-	Fields  map[string]string `json:"fields,omitempty"`
 }
 
 // status maps domain error codes to HTTP statuses: the one place this happens.
@@ -187,7 +183,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if !ok {
 		code = http.StatusInternalServerError
 	}
-	writeJSON(w, code, errorBody{Error: reason, Message: e.Message, Fields: e.Fields})
+	writeJSON(w, code, ErrorBody{Error: reason, Message: e.Message, Fields: e.Fields})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

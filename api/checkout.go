@@ -23,11 +23,6 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request, _ httprou
 	_ = json.NewEncoder(w).Encode(s.Catalog)
 }
 
-// handleCheckout is POST /api/checkout.
-func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusCreated, anyone, s.checkout)(w, r, ps)
-}
-
 // checkout validates and prices an order, stores it with its pod, and creates the Stripe
 // Checkout Session (paid plans) or enqueues the account (free trial).
 func (s *Server) checkout(ctx context.Context, c *call, req *gpubroker.OrderRequest) (*CheckoutStarted, error) {
@@ -228,11 +223,6 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, _ httprou
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(`{"received":true}` + "\n"))
-}
-
-// handleVerify is GET /api/checkout/verify.
-func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, anyone, s.verify)(w, r, ps)
 }
 
 // verify is polled by the success page: 202 until the account exists, then 200 with a session

@@ -2,22 +2,15 @@ package api
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
 	"gpubroker/lifecycle"
 	"gpubroker/mail"
 	"gpubroker/postgres"
 )
-
-// handleContact is POST /api/contact.
-func (s *Server) handleContact(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusAccepted, anyone, s.contact)(w, r, ps)
-}
 
 // contact stores a sales enquiry and emails it to SALES_EMAIL.
 func (s *Server) contact(ctx context.Context, c *call, req *ContactRequest) (*Status, error) {

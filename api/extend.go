@@ -2,27 +2,21 @@ package api
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
 	"gpubroker/postgres"
 )
 
-// handleExtend sells more hours on a running pod: hours × the pod's hourly rate (no plan fee),
+// extend sells more hours on a running pod: hours × the pod's hourly rate (no plan fee),
 // paid at once through its own Checkout Session (automatic capture). The extension is stored
 // pending, under the pod's lock, before Stripe is asked; the webhook job moves the pod's end
 // once the payment has succeeded. The total may not pass the plan's max_hours, counting the
 // hours in extension checkouts still open: two open checkouts could otherwise both be paid past
 // it (the webhook job then refunds the second in full, which this keeps rare).
-func (s *Server) handleExtend(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusCreated, signedIn, s.extend)(w, r, ps)
-}
-
 func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Extension, error) {
 	acct := c.account
 	var x *postgres.Extension

@@ -28,11 +28,6 @@ func lockOwnPod(ctx context.Context, tx pgx.Tx, accountID, id string) (*gpubroke
 	return pod, nil
 }
 
-// handlePod is GET /api/pods/{id}.
-func (s *Server) handlePod(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, signedIn, s.pod)(w, r, ps)
-}
-
 func (s *Server) pod(ctx context.Context, c *call, _ *noBody) (*Pod, error) {
 	pod, err := postgres.GetAccountPod(ctx, s.Pool, c.account.ID, c.param("id"))
 	if err != nil {
@@ -43,11 +38,6 @@ func (s *Server) pod(ctx context.Context, c *call, _ *noBody) (*Pod, error) {
 		return nil, err
 	}
 	return &view, nil
-}
-
-// handleDeploy is POST /api/pods/{id}/deploy.
-func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusAccepted, signedIn, s.deploy)(w, r, ps)
 }
 
 // deploy starts the capture → provision chain. Under the pod's row lock it moves the pod from
@@ -65,11 +55,6 @@ func (s *Server) deploy(ctx context.Context, c *call, _ *noBody) (*Status, error
 		return nil, err
 	}
 	return &Status{Status: string(gpubroker.PodDeploying)}, nil
-}
-
-// handleTerminate is POST /api/pods/{id}/terminate.
-func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusAccepted, signedIn, s.terminate)(w, r, ps)
 }
 
 // terminate enqueues the end of a running pod and, for a paid one, the refund of the minutes it

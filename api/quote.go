@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/julienschmidt/httprouter"
-
 	"gpubroker"
 	"gpubroker/postgres"
 )
@@ -36,11 +34,6 @@ func (s *Server) quote(r *http.Request, req gpubroker.OrderRequest) (*gpubroker.
 	return q, feePaidUntil, nil
 }
 
-// handleQuote is POST /api/quote.
-func (s *Server) handleQuote(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, anyone, s.quoteOrder)(w, r, ps)
-}
-
 // quoteOrder answers what POST /api/checkout would charge for the same body, line by line,
 // without storing anything: the get-started page shows it instead of pricing by itself.
 func (s *Server) quoteOrder(ctx context.Context, c *call, req *gpubroker.OrderRequest) (*Quote, error) {
@@ -60,11 +53,6 @@ func (s *Server) quoteOrder(ctx context.Context, c *call, req *gpubroker.OrderRe
 		out.LineItems = append(out.LineItems, QuoteLine{Kind: kind, Name: li.Name, UnitAmountCents: li.UnitAmountCent, Quantity: li.Quantity, AmountCents: li.UnitAmountCent * li.Quantity})
 	}
 	return out, nil
-}
-
-// handleExtensionQuote is GET /api/pods/{id}/extend?hours=.
-func (s *Server) handleExtensionQuote(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, signedIn, s.extensionQuote)(w, r, ps)
 }
 
 // extensionQuote answers what POST /api/pods/{id}/extend would charge for ?hours=, with its

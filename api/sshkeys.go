@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/julienschmidt/httprouter"
 
 	"gpubroker"
 	"gpubroker/postgres"
@@ -13,11 +11,6 @@ import (
 
 func toSSHKeyJSON(k gpubroker.SSHKey) SSHKey {
 	return SSHKey{ID: k.ID, Name: k.Name, Type: k.Type, Fingerprint: k.Fingerprint, CreatedAt: k.CreatedAt}
-}
-
-// handleListSSHKeys is GET /api/me/ssh-keys.
-func (s *Server) handleListSSHKeys(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusOK, signedIn, s.listSSHKeys)(w, r, ps)
 }
 
 func (s *Server) listSSHKeys(ctx context.Context, c *call, _ *noBody) (*SSHKeys, error) {
@@ -30,11 +23,6 @@ func (s *Server) listSSHKeys(ctx context.Context, c *call, _ *noBody) (*SSHKeys,
 		out.SSHKeys = append(out.SSHKeys, toSSHKeyJSON(k))
 	}
 	return out, nil
-}
-
-// handleAddSSHKey is POST /api/me/ssh-keys.
-func (s *Server) handleAddSSHKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusCreated, signedIn, s.addSSHKey)(w, r, ps)
 }
 
 func (s *Server) addSSHKey(ctx context.Context, c *call, req *AddSSHKeyRequest) (*SSHKey, error) {
@@ -65,11 +53,6 @@ func (s *Server) addSSHKey(ctx context.Context, c *call, req *AddSSHKeyRequest) 
 	}
 	key := toSSHKeyJSON(*added)
 	return &key, nil
-}
-
-// handleDeleteSSHKey is DELETE /api/me/ssh-keys/{id}.
-func (s *Server) handleDeleteSSHKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	serve(s, http.StatusNoContent, signedIn, s.deleteSSHKey)(w, r, ps)
 }
 
 func (s *Server) deleteSSHKey(ctx context.Context, c *call, _ *noBody) (*noContent, error) {
