@@ -198,6 +198,7 @@ type Collector struct {
 	snap     atomic.Pointer[Snapshot]
 	failures atomic.Int64
 	lastErr  atomic.Pointer[string]
+	running  atomic.Bool // Run is collecting: requests never collect themselves
 }
 
 func (c *Collector) interval() time.Duration {
@@ -262,6 +263,8 @@ func (c *Collector) Collect(ctx context.Context) error {
 // Run collects every Interval until ctx ends (the first after one Interval: call Collect
 // first for numbers at once).
 func (c *Collector) Run(ctx context.Context) {
+	c.running.Store(true)
+	defer c.running.Store(false)
 	t := time.NewTicker(c.interval())
 	defer t.Stop()
 	for {
@@ -277,11 +280,19 @@ func (c *Collector) Run(ctx context.Context) {
 // Snapshot is the last good Snapshot, nil before the first.
 func (c *Collector) Snapshot() *Snapshot { return c.snap.Load() }
 
-// Latest is the last good Snapshot; before the first (a collector not started, or whose first
-// collection failed) it collects one now.
+// errNotCollected is Latest's answer before the first good collection of a running Collector.
+var errNotCollected = errors.New("the ops numbers have not been collected yet: see the log for the collections' errors")
+
+// Latest is the last good Snapshot. Before the first, a Collector that is not Run (tests, a
+// server built without main) collects one now; a running one answers an error rather than
+// have requests (a scrape, every reload of the console) pile queries onto a database its
+// own collections find failing.
 func (c *Collector) Latest(ctx context.Context) (*Snapshot, error) {
 	if s := c.snap.Load(); s != nil {
 		return s, nil
+	}
+	if c.running.Load() {
+		return nil, errNotCollected
 	}
 	if err := c.Collect(ctx); err != nil {
 		return nil, err

@@ -20,7 +20,7 @@ import (
 func TestCollectorRunsOnItsInterval(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
-	c := &opsview.Collector{DB: pool, Interval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	c := &opsview.Collector{DB: pool, Interval: 50 * time.Millisecond, Timeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)}
 	var b bytes.Buffer
 	c.WriteMetrics(&b)
 	require.Contains(t, b.String(), "\ngpubroker_collector_last_success_timestamp_seconds 0\n")
@@ -64,4 +64,26 @@ func TestCollectorKeepsTheLastSnapshotOnFailure(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, c.Collect(ctx), context.Canceled)
 	require.EqualValues(t, 1, c.Status().Failures, "shutting down is not a failure")
+}
+
+// A running collector whose first collection failed answers requests with an error at once:
+// a scrape or a console reload never runs the queries itself.
+func TestRunningCollectorNeverCollectsOnRequest(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	pool.Close()
+	c := &opsview.Collector{DB: pool, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	require.Eventually(t, func() bool {
+		_, err := c.Latest(context.Background())
+		return err != nil && strings.Contains(err.Error(), "not been collected yet")
+	}, 5*time.Second, 10*time.Millisecond)
+	failures := c.Status().Failures
+	for range 5 {
+		_, err := c.Latest(context.Background())
+		require.ErrorContains(t, err, "not been collected yet")
+	}
+	require.Equal(t, failures, c.Status().Failures, "no query was run for the requests")
 }
