@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"gpubroker/tasks"
 	"log/slog"
 	"net"
 	"net/url"
@@ -94,9 +95,9 @@ var Vars = []struct{ Name, Default, Help string }{
 	{"GPU_SIMULATOR", "false", "true: the worker also launches on the GPU simulator (always on in `dev`; for test and chaos runs, never with real customers)"},
 	{"TRUSTED_PROXY_HOPS", "0", "proxies in front of the API that append to X-Forwarded-For (CloudFront + ALB = 2); 0 uses the peer address"},
 	{"POD_HEALTH_INTERVAL", "", "how often every running pod's instance is checked at its provider (Go duration: 1m, 30s; unset: 1m, 10s in dev); two failed checks in a row fail the pod and refund the unused minutes"},
-	{"JOB_TIMEOUT", "1m", "how long one run of a job may take before River cancels it (provisioning steps get twice as long)"},
-	{"RESCUE_STUCK_JOBS_AFTER", "5m", "when a job whose worker died (crash, kill -9) is run again; must exceed twice JOB_TIMEOUT"},
-	{"RECONCILE_INTERVAL", "10m", "how often the reconciler compares orders, Stripe and the providers' instances"},
+	{"JOB_TIMEOUT", short(tasks.DefaultJobTimeout), "how long one run of a job may take before River cancels it (provisioning steps get twice as long)"},
+	{"RESCUE_STUCK_JOBS_AFTER", short(tasks.DefaultRescueStuckJobsAfter), "when a job whose worker died (crash, kill -9) is run again; must exceed twice JOB_TIMEOUT"},
+	{"RECONCILE_INTERVAL", short(tasks.DefaultReconcileInterval), "how often the reconciler compares orders, Stripe and the providers' instances"},
 	{"OPS_COLLECT_INTERVAL", "30s", "how often each process collects the numbers /metrics, /ops/funnel and the console serve (at most 1m: GPUBrokerOpsNumbersStale pages when they are 5 minutes old); a collection slower than this fails and is counted"},
 	{"RENTAL_HOUR", "1h", "how long a rented hour lasts (a minute is a sixtieth): shorter only with a test-mode Stripe key, for test runs (make chaos uses 20s)"},
 	{"HOLD_RELEASE_MARGIN", "24h", "how long before a card hold's deadline an undeployed hold is released: other values only with a test-mode Stripe key"},
@@ -325,4 +326,16 @@ func FromOS(mode string) (*Config, error) { return ForMode(mode, os.Getenv) }
 func (c *Config) LocalDev() bool {
 	u, err := url.Parse(c.PublicURL)
 	return err == nil && u.Scheme == "http" && (u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1")
+}
+
+// short writes a default duration as the README and .env.example do: 1m, not 1m0s.
+func short(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
