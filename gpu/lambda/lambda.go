@@ -295,10 +295,12 @@ func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, err
 	return c.convert(in), nil
 }
 
-// ListInstances returns the account's live instances (GET /instances lists the running ones).
+// ListInstances returns the account's live instances (GET /instances lists the running ones,
+// all in one answer: it is not paged, so it may be far longer than any other answer,
+// httpjson.MaxListAnswer). One request, paced like every other.
 func (c *Client) ListInstances(ctx context.Context) ([]gpu.Instance, error) {
 	var list []instance
-	if err := c.do(ctx, http.MethodGet, "/instances", nil, &list); err != nil {
+	if err := c.doUpTo(ctx, http.MethodGet, "/instances", nil, &list, httpjson.MaxListAnswer); err != nil {
 		return nil, err
 	}
 	var out []gpu.Instance
@@ -405,10 +407,15 @@ func jupyterBase(raw string) (string, bool) {
 
 // do sends one paced request and decodes the "data" member of the answer into out.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	return c.doUpTo(ctx, method, path, body, out, httpjson.MaxAnswer)
+}
+
+// doUpTo is do for an answer of up to limit bytes.
+func (c *Client) doUpTo(ctx context.Context, method, path string, body, out any, limit int64) error {
 	if err := c.requests.Wait(ctx); err != nil {
 		return err
 	}
-	data, err := c.api.Do(ctx, method, path, body)
+	data, err := c.api.DoUpTo(ctx, method, path, body, limit)
 	if err != nil || out == nil {
 		return err
 	}

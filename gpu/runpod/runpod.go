@@ -387,13 +387,19 @@ func (c *Client) GetInstance(ctx context.Context, id string) (*gpu.Instance, err
 }
 
 // ListInstances returns the account's live pods (GET /v2/pods). The API has no name filter
-// for gpu.FindInstance; the list is per account and small.
+// for gpu.FindInstance and no paging: every pod of the account comes in one answer (about 3 KB
+// each), which may be far longer than any other (httpjson.MaxListAnswer). The health watch
+// reads it once a pass for the whole fleet.
 func (c *Client) ListInstances(ctx context.Context) ([]gpu.Instance, error) {
+	data, err := c.api.DoUpTo(ctx, http.MethodGet, "/v2/pods", nil, httpjson.MaxListAnswer)
+	if err != nil {
+		return nil, err
+	}
 	var resp struct {
 		Pods []pod `json:"pods"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/v2/pods", nil, &resp); err != nil {
-		return nil, err
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return nil, fmt.Errorf("runpod: GET /v2/pods: decode response: %w", err)
 	}
 	var out []gpu.Instance
 	for _, p := range resp.Pods {

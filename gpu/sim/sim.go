@@ -74,6 +74,10 @@ type Options struct {
 	// then report IDE links to the stand-in IDE at IDEBaseURL/dev/gpu/ide/<id>/, which opens
 	// only with the launch's IDE secret.
 	IDEBaseURL string
+	// NoSSHServers launches instances without their SSH server (each is a listening socket and
+	// a goroutine): they report port 22 on Host, where nothing answers. For fleets of thousands
+	// of instances, whose file descriptors would run out, where nobody logs in.
+	NoSSHServers bool
 }
 
 // Sim is an in-memory gpu.Provider with fault switches.
@@ -85,6 +89,7 @@ type Sim struct {
 	images    []string
 	client    *http.Client
 	ideBase   string
+	noSSH     bool
 
 	mu              sync.Mutex
 	offers          []gpu.Offer
@@ -147,7 +152,7 @@ type instance struct {
 	bootError  string   // why the instance fails at boot (a bad workspace)
 	neverBoots bool     // an image the registry does not hold: no runtime, ever
 	broken     Broken
-	sshd       net.Listener // its SSH server, closed when it ends
+	sshd       net.Listener // its SSH server, closed when it ends; nil with NoSSHServers
 }
 
 var _ gpu.Provider = (*Sim)(nil)
@@ -172,6 +177,7 @@ func New(opts Options) *Sim {
 		images:     slices.Clone(opts.Images),
 		client:     opts.HTTPClient,
 		ideBase:    strings.TrimRight(opts.IDEBaseURL, "/"),
+		noSSH:      opts.NoSSHServers,
 		noCapacity: map[string]bool{},
 		failures:   map[string][]error{},
 		hangs:      map[string]time.Duration{},
@@ -369,9 +375,14 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 	}
 
 	// On loopback whatever Host reports: tests and dev dial it on this machine.
-	sshd, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("sim: listening for the instance's sshd: %w", gpu.ErrUnavailable)
+	var sshd net.Listener
+	sshPort := 22
+	if !s.noSSH {
+		var err error
+		if sshd, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("sim: listening for the instance's sshd: %w", gpu.ErrUnavailable)
+		}
+		sshPort = sshd.Addr().(*net.TCPAddr).Port // its own, so two pods never share one
 	}
 	var broken Broken
 	if len(s.broken) > 0 {
@@ -393,7 +404,7 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 		conn: gpu.Instance{
 			SSHHost: s.host,
 			SSHUser: "ubuntu",
-			SSHPort: sshd.Addr().(*net.TCPAddr).Port, // its own, so two pods never share one
+			SSHPort: sshPort,
 		},
 		asked:      r,
 		files:      files,
@@ -403,7 +414,9 @@ func (s *Sim) Launch(ctx context.Context, r gpu.LaunchRequest) (*gpu.Instance, e
 		sshd:       sshd,
 	}
 	in.asked.SSHPublicKeys = slices.Clone(r.SSHPublicKeys)
-	go s.serveSSH(in)
+	if sshd != nil {
+		go s.serveSSH(in)
+	}
 	ide := fmt.Sprintf("https://%s-8888.sim.gpubroker.dev/", id)
 	if r.IDE == gpu.IDECodeServer {
 		ide = fmt.Sprintf("https://%s-8080.sim.gpubroker.dev/", id)
@@ -541,7 +554,9 @@ func (s *Sim) Terminate(ctx context.Context, id string) error {
 	if in := s.find(id); in != nil && in.State != gpu.StateTerminated {
 		in.State = gpu.StateTerminated
 		s.terminations++
-		_ = in.sshd.Close()
+		if in.sshd != nil {
+			_ = in.sshd.Close()
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package sim_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -319,4 +320,29 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, 16, s.Launches())
 	require.Equal(t, 16, s.Terminations())
+}
+
+// NoSSHServers: a fleet of thousands without a listening socket each. Instances still run,
+// report port 22 on Host, list and terminate as any other.
+func TestNoSSHServers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := sim.New(sim.Options{NoSSHServers: true})
+	offers, err := s.ListOffers(ctx, gpu.OfferQuery{})
+	require.NoError(t, err)
+	var ids []string
+	for i := range 3000 {
+		in, err := s.Launch(ctx, gpu.LaunchRequest{Offer: offers[0], Name: fmt.Sprintf("pod-%d", i), Image: "img"})
+		require.NoError(t, err)
+		ids = append(ids, in.ID)
+	}
+	list, err := s.ListInstances(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 3000)
+	require.Equal(t, gpu.StateRunning, list[0].State)
+	require.Equal(t, 22, list[0].SSHPort)
+	require.NoError(t, s.Terminate(ctx, ids[0]))
+	list, err = s.ListInstances(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2999)
 }

@@ -18,6 +18,11 @@ import (
 // MaxAnswer bounds what is read of an answer.
 const MaxAnswer = 4 << 20
 
+// MaxListAnswer bounds a list of every instance of an account in one answer (DoUpTo): a RunPod
+// pod of ours is about 3 KB of JSON (its env carries the customer's keys twice), so 4 MiB held
+// some 1,400 pods; 128 MiB holds tens of thousands.
+const MaxListAnswer = 128 << 20
+
 // Client sends requests to one API.
 type Client struct {
 	// Name prefixes every error ("lambda", "runpod").
@@ -31,8 +36,14 @@ type Client struct {
 }
 
 // Do sends one request, with body encoded as JSON unless nil, and returns the answer's body
-// for a status below 300.
+// for a status below 300. An answer over MaxAnswer is an error.
 func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte, error) {
+	return c.DoUpTo(ctx, method, path, body, MaxAnswer)
+}
+
+// DoUpTo is Do for an answer of up to limit bytes: longer is an error, never a body cut short
+// (which would only fail later as JSON ending early).
+func (c *Client) DoUpTo(ctx context.Context, method, path string, body any, limit int64) ([]byte, error) {
 	var reader io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -55,9 +66,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) ([]byte,
 		return nil, fmt.Errorf("%s: %s %s: %w", c.Name, method, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s %s: read response: %w", c.Name, method, path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: %s %s: answer longer than %d bytes (status %d)", c.Name, method, path, limit, resp.StatusCode)
 	}
 	if resp.StatusCode >= 300 {
 		return nil, fmt.Errorf("%s: %s %s: %w", c.Name, method, path, c.Classify(method, path, resp, data))

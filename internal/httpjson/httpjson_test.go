@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,4 +42,20 @@ func TestDo(t *testing.T) {
 	require.Equal(t, "GET /bad", got)
 	require.Equal(t, 7*time.Second, RetryAfter("7"))
 	require.Zero(t, RetryAfter("soon"))
+}
+
+// An answer longer than its bound is an error that says so, never a body cut short; DoUpTo
+// takes a longer one (a provider's list of every instance).
+func TestAnswerBound(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`"` + strings.Repeat("x", MaxAnswer) + `"`))
+	}))
+	t.Cleanup(srv.Close)
+	c := &Client{Name: "p", BaseURL: srv.URL, HTTP: srv.Client()}
+	_, err := c.Do(context.Background(), "GET", "/list", nil)
+	require.ErrorContains(t, err, "p: GET /list: answer longer than 4194304 bytes")
+	data, err := c.DoUpTo(context.Background(), "GET", "/list", nil, MaxListAnswer)
+	require.NoError(t, err)
+	require.Len(t, data, MaxAnswer+2)
 }

@@ -45,6 +45,9 @@ type Options struct {
 	// Images are the images its registry holds; nil means sim.PublicImages, the public ones:
 	// like RunPod, a pod of any other image is created and never boots.
 	Images []string
+	// NoSSHServers is the simulator's (sim.Options): pods without an SSH server each, for
+	// fleets of thousands.
+	NoSSHServers bool
 }
 
 // Server is the RunPod API. Sim is the simulator behind it: flip its fault switches, kill an
@@ -100,7 +103,7 @@ func New(o Options) *Server {
 		o.Images = sim.PublicImages
 	}
 	return &Server{
-		Sim:    sim.New(sim.Options{Name: "runpod", BootDelay: o.BootDelay, Offers: offers, Images: o.Images}),
+		Sim:    sim.New(sim.Options{Name: "runpod", BootDelay: o.BootDelay, Offers: offers, Images: o.Images, NoSSHServers: o.NoSSHServers}),
 		apiKey: o.APIKey,
 		types:  types,
 		pods:   map[string]podMeta{},
