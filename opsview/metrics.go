@@ -2,6 +2,7 @@ package opsview
 
 import (
 	"fmt"
+	"gpubroker/postgres"
 	"io"
 	"maps"
 	"slices"
@@ -85,6 +86,19 @@ func (c *Collector) WriteMetrics(w io.Writer) {
 	gauge(w, "gpubroker_provisioning_seconds_p95", "95th percentile of Deploy-to-running time over the pods started in the last hour (0 when none).", s.ProvisioningP95Hour)
 	gauge(w, "gpubroker_emails_sent_24h", "Emails sent through the provider in the last 24 hours.", float64(s.EmailsSent24h))
 	gauge(w, "gpubroker_email_bounces_24h", "Permanent bounces and complaints received in the last 24 hours.", float64(s.EmailBounces24h))
+	// The pod health watch: one pass a POD_HEALTH_INTERVAL over every running pod.
+	var pass postgres.HealthPass
+	if s.HealthPass != nil {
+		pass = *s.HealthPass
+	}
+	var passAt float64
+	if !pass.StartedAt.IsZero() {
+		passAt = float64(pass.StartedAt.UnixMilli()) / 1000
+	}
+	gauge(w, "gpubroker_pod_health_last_pass_timestamp_seconds", "When the last pass of the pod health watch started (Unix time; 0: never).", passAt)
+	gauge(w, "gpubroker_pod_health_pass_seconds", "How long the last pass of the pod health watch took (one list call per provider, every running pod matched).", pass.Seconds)
+	gaugeHeader(w, "gpubroker_pod_health_pods", "Running pods the last health pass looked at, by what it found (unknown: their provider could not list its instances).")
+	fmt.Fprintf(w, "gpubroker_pod_health_pods{result=\"dead\"} %d\ngpubroker_pod_health_pods{result=\"healthy\"} %d\ngpubroker_pod_health_pods{result=\"unknown\"} %d\n", pass.Dead, pass.Healthy, pass.Unknown)
 	gauge(w, "gpubroker_reconcile_drift_orders", "Orders whose last reconciler check found Stripe disagreeing with them (orders.drift set).", float64(s.Reconcile.DriftOrders))
 }
 

@@ -99,6 +99,8 @@ type Snapshot struct {
 	Drift                []postgres.DriftRow
 	Repairs              []postgres.RepairRow
 	Retryable, Discarded int64 // River jobs retryable and discarded, every kind
+	// HealthPass is the last pass of the pod health watch (nil before the first).
+	HealthPass *postgres.HealthPass
 }
 
 // PodsByStatus counts the pods in each status, every status listed (0 when none).
@@ -176,6 +178,9 @@ func collect(ctx context.Context, q postgres.Querier, now time.Time) (*Snapshot,
 		return nil, err
 	}
 	if s.Repairs, err = postgres.ReconcileRepairs(ctx, q, 20); err != nil {
+		return nil, err
+	}
+	if s.HealthPass, err = postgres.LastHealthPass(ctx, q); err != nil {
 		return nil, err
 	}
 	return s, nil
