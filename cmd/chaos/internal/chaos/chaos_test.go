@@ -25,7 +25,7 @@ func TestChaosShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	// One turn of the rotation meets every scenario and every aimed money fault (chainOf).
-	res, err := Run(ctx, Options{Gpubroker: bin, Customers: len(rotation), Concurrency: len(rotation), KillEvery: 5 * time.Second, Quiet: 4 * time.Minute, Log: testLog{t}})
+	res, err := Run(ctx, Options{Gpubroker: bin, Customers: len(rotation), Concurrency: len(rotation), KillEvery: 6 * time.Second, Quiet: 4 * time.Minute, Log: testLog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
