@@ -74,8 +74,8 @@ func TestAWSAdapters(t *testing.T) {
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM email_feedback`))
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM suppressions`))
 
-	code, body := e.do(newBrowser(), "POST", "/api/checkout", e.order("trial@example.com", "free", "rtx4090", "us-east", 1))
-	require.Equal(t, http.StatusCreated, code, body)
+	res := e.api(newBrowser()).Checkout(e.order("trial@example.com", "free", "rtx4090", "us-east", 1))
+	require.Equal(t, http.StatusCreated, res.Code, res)
 	e.eventually("email sent", func() bool {
 		return e.count(`SELECT count(*) FROM emails WHERE to_email = 'trial@example.com' AND status = 'sent'`) == 1
 	})
@@ -96,8 +96,7 @@ func TestAWSAdapters(t *testing.T) {
 	})
 
 	// The bounced address is never sent to again; the outbox row says why.
-	code, _ = e.do(newBrowser(), "POST", "/api/checkout", e.order("gone@example.com", "free", "rtx4090", "us-east", 1))
-	require.Equal(t, http.StatusCreated, code)
+	require.Equal(t, http.StatusCreated, e.api(newBrowser()).Checkout(e.order("gone@example.com", "free", "rtx4090", "us-east", 1)).Code)
 	e.eventually("email suppressed", func() bool {
 		return e.count(`SELECT count(*) FROM emails WHERE to_email = 'gone@example.com' AND status = 'suppressed' AND error LIKE '%permanent bounce%'`) == 1
 	})

@@ -54,8 +54,8 @@ func BenchmarkDeployToProvision(b *testing.B) {
 		c, podID := e.signUp(fmt.Sprintf("deploy%d@example.com", i))
 		b.StartTimer()
 		start := time.Now()
-		if code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil); code != http.StatusAccepted {
-			b.Fatal(code, body)
+		if res := e.api(c).Deploy(podID); res.Code != http.StatusAccepted {
+			b.Fatal(res)
 		}
 		var captured, started time.Time
 		e.eventually("provision started", func() bool {

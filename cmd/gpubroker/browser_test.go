@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"gpubroker/api"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
 )
@@ -232,7 +233,7 @@ func TestBrowserJourney(t *testing.T) {
 		chromedp.WaitReady(css(`#verify-status`)), poll(`document.querySelector("#verify-status").textContent.includes("@")`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'authorized' AND amount_cents = 5437`))
 
-	var mails []map[string]any
+	var mails []api.DevEmail
 	e.eventually("activation email", func() bool { mails = e.mails(email); return len(mails) == 1 })
 	activate := link(t, mails[0], "/activate/")
 	b.run("activate-page", chromedp.Navigate(activate), chromedp.WaitVisible(css(`#activate-btn`)))
@@ -352,8 +353,11 @@ func TestBrowserJourney(t *testing.T) {
 
 	// Ops open the console and the order's whole story (basic auth, as a browser sends it).
 	auth := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_ = tg.Call(ctx, "Network.enable", map[string]any{}, nil)
-		return tg.Call(ctx, "Network.setExtraHTTPHeaders", map[string]any{"headers": map[string]string{
+		_ = tg.Call(ctx, "Network.enable", struct{}{}, nil)
+		type extraHeaders struct {
+			Headers map[string]string `json:"headers"`
+		}
+		return tg.Call(ctx, "Network.setExtraHTTPHeaders", extraHeaders{Headers: map[string]string{
 			"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:ops-secret"))}}, nil)
 	})
 	e.collect()

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"gpubroker/api"
 )
 
 // samePage are the Fetch Metadata headers of the success page's own fetch of verify.
@@ -29,8 +31,8 @@ func (e *env) keysOf(email string) []string {
 // activateIn opens email's (first) activation link in browser c.
 func (e *env) activateIn(c *http.Client, email string) {
 	e.t.Helper()
-	code, body := e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken(email, 1)})
-	require.Equal(e.t, http.StatusOK, code, body)
+	res := e.api(c).Activate(e.activationToken(email, 1))
+	require.Equal(e.t, http.StatusOK, res.Code, res)
 }
 
 // Issue 19.1: an attacker checks out with the victim's email and their own key, pays, and
@@ -45,16 +47,16 @@ func TestSuccessLinkPlantsNoKey(t *testing.T) {
 	e.waitAttached(sid)
 
 	victim := newBrowser()
-	code, body, cookie, err := e.verifyAs(victim, sid, samePage)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code, body)
-	require.False(t, cookie, "the victim's browser was signed in to the attacker's checkout")
-	require.NotEqual(t, true, body["signed_in"])
+	res := e.verifyAs(victim, sid, samePage)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code, res)
+	require.False(t, res.SetsCookie(api.SessionCookie), "the victim's browser was signed in to the attacker's checkout")
+	require.False(t, isSignedIn(res))
 
 	e.activateIn(victim, "victim@example.com")
-	code, keys := e.do(victim, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Empty(t, keys["ssh_keys"], "the attacker's key is on the victim's account")
+	keys := e.api(victim).SSHKeys()
+	require.Equal(t, http.StatusOK, keys.Code)
+	require.Empty(t, keys.Body.SSHKeys, "the attacker's key is on the victim's account")
 	require.Empty(t, e.keysOf("victim@example.com"))
 }
 
@@ -73,21 +75,21 @@ func TestSessionIDHolderGetsNoSession(t *testing.T) {
 	e.waitAttached(sid)
 
 	stranger := newBrowser()
-	code, body, cookie, err := e.verifyAs(stranger, sid, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code, body)
-	require.False(t, cookie, "a client holding only the session id was signed in")
-	code, body = e.do(stranger, "POST", "/api/me/ssh-keys", map[string]any{"name": "mine", "public_key": strangerKey})
-	require.Equal(t, http.StatusUnauthorized, code, body)
+	res := e.verifyAs(stranger, sid, nil)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code, res)
+	require.False(t, res.SetsCookie(api.SessionCookie), "a client holding only the session id was signed in")
+	added := e.api(stranger).AddSSHKey("mine", strangerKey)
+	require.Equal(t, http.StatusUnauthorized, added.Code, added)
 
 	// The paying browser keeps its auto-login and may add a key before activating.
-	code, body, cookie, err = e.verifyAs(payer, sid, samePage)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code, body)
-	require.True(t, cookie)
-	require.Equal(t, true, body["signed_in"])
-	code, body = e.do(payer, "POST", "/api/me/ssh-keys", map[string]any{"name": "later", "public_key": laterKey})
-	require.Equal(t, http.StatusCreated, code, body)
+	res = e.verifyAs(payer, sid, samePage)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code, res)
+	require.True(t, res.SetsCookie(api.SessionCookie))
+	require.True(t, isSignedIn(res))
+	added = e.api(payer).AddSSHKey("later", laterKey)
+	require.Equal(t, http.StatusCreated, added.Code, added)
 
 	e.activateIn(payer, "ada@example.com")
 	require.ElementsMatch(t, []string{payerFP, laterFP}, e.keysOf("ada@example.com"))
@@ -106,18 +108,18 @@ func TestActivationKeepsOnlyThePayersKeys(t *testing.T) {
 	payer := newBrowser()
 	sid := e.paidCheckout(payer, "tabs@example.com", "")
 	e.eventually("verify signs the payer in", func() bool {
-		code, body, _, err := e.verifyAs(payer, sid, samePage)
-		return err == nil && code == http.StatusOK && body["signed_in"] == true
+		res := e.verifyAs(payer, sid, samePage)
+		return res.Failure == nil && res.Code == http.StatusOK && isSignedIn(res)
 	})
-	code, body := e.do(payer, "POST", "/api/me/ssh-keys", map[string]any{"name": "tab1", "public_key": tabKey})
-	require.Equal(t, http.StatusCreated, code, body)
+	added := e.api(payer).AddSSHKey("tab1", tabKey)
+	require.Equal(t, http.StatusCreated, added.Code, added)
 	// A reload of the success page opens a second session of the same checkout.
-	code, body, cookie, err := e.verifyAs(payer, sid, samePage)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code, body)
-	require.True(t, cookie)
-	code, body = e.do(payer, "POST", "/api/me/ssh-keys", map[string]any{"name": "tab2", "public_key": otherTabKey})
-	require.Equal(t, http.StatusCreated, code, body)
+	res := e.verifyAs(payer, sid, samePage)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code, res)
+	require.True(t, res.SetsCookie(api.SessionCookie))
+	added = e.api(payer).AddSSHKey("tab2", otherTabKey)
+	require.Equal(t, http.StatusCreated, added.Code, added)
 
 	e.activateIn(payer, "tabs@example.com")
 	require.ElementsMatch(t, []string{tabFP, otherTabFP}, e.keysOf("tabs@example.com"))
@@ -131,37 +133,35 @@ func TestVerifyAnswersStrangersOnlyTheStatus(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	payer := newBrowser()
 	sid, full := e.paid(payer, "grace@example.com")
-	require.Contains(t, full, "account")
-	require.Contains(t, full, "pod")
+	require.Equal(t, "grace@example.com", full.Account.Email)
+	require.NotEmpty(t, full.Pod.ID)
 
-	onlyStatus := func(c *http.Client, hdr map[string]string, why string) {
+	statusOnly := func(c *http.Client, hdr map[string]string, why string) {
 		t.Helper()
-		code, body, cookie, err := e.verifyAs(c, sid, hdr)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, code, why)
-		require.False(t, cookie, why)
-		require.Equal(t, map[string]any{"status": "authorized"}, body, why)
+		onlyStatus(t, e.verifyAs(c, sid, hdr), "authorized", why)
 	}
-	onlyStatus(newBrowser(), nil, "a stranger without browser headers")
-	onlyStatus(newBrowser(), samePage, "a stranger's browser")
+	statusOnly(newBrowser(), nil, "a stranger without browser headers")
+	statusOnly(newBrowser(), samePage, "a stranger's browser")
 
 	// Activated in another browser: the payer's provisional session ends, and its checkout
 	// cookie still reads the full answer for a day.
 	owner := newBrowser()
 	e.activateIn(owner, "grace@example.com")
-	code, body, cookie, err := e.verifyAs(payer, sid, samePage)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	require.False(t, cookie, "no session once the account is active")
-	require.Equal(t, "grace@example.com", body["account"].(map[string]any)["email"])
+	res := e.verifyAs(payer, sid, samePage)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code)
+	require.False(t, res.SetsCookie(api.SessionCookie), "no session once the account is active")
+	require.NotNil(t, res.Body.Verify, res)
+	require.Equal(t, "grace@example.com", res.Body.Account.Email)
 
 	// The account's own session reads it whenever.
-	_, err = e.m.Pool.Exec(t.Context(), `UPDATE orders SET authorized_at = authorized_at - interval '25 hours' WHERE stripe_session_id = $1`, sid)
+	_, err := e.m.Pool.Exec(t.Context(), `UPDATE orders SET authorized_at = authorized_at - interval '25 hours' WHERE stripe_session_id = $1`, sid)
 	require.NoError(t, err)
-	code, body, _, err = e.verifyAs(owner, sid, samePage)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, "grace@example.com", body["account"].(map[string]any)["email"])
+	res = e.verifyAs(owner, sid, samePage)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code)
+	require.NotNil(t, res.Body.Verify, res)
+	require.Equal(t, "grace@example.com", res.Body.Account.Email)
 	// The checkout cookie does not, a day after payment.
-	onlyStatus(payer, samePage, "the payer's cookie a day after payment")
+	statusOnly(payer, samePage, "the payer's cookie a day after payment")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/api/apitest"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
 	"gpubroker/jobs"
@@ -61,8 +62,8 @@ func (e *env) pod(c *http.Client, id string) podView {
 // deploy presses Deploy on a pod, as the dashboard does, and expects 202.
 func (e *env) deploy(c *http.Client, podID string) {
 	e.t.Helper()
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(e.t, http.StatusAccepted, code, body)
+	res := e.api(c).Deploy(podID)
+	require.Equal(e.t, http.StatusAccepted, res.Code, res)
 }
 
 func (e *env) waitPod(c *http.Client, id, status string) podView {
@@ -83,9 +84,9 @@ func TestDeployJourney(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 100 * time.Millisecond, env: metricsEnv})
 	c, podID := e.signUp("journey@example.com")
 
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code, body)
-	require.Equal(t, "deploying", body["status"])
+	res := e.api(c).Deploy(podID)
+	require.Equal(t, http.StatusAccepted, res.Code, res)
+	require.Equal(t, "deploying", res.Body.Status)
 
 	p := e.waitPod(c, podID, "running")
 	require.Equal(t, "captured", p.OrderStatus)
@@ -103,27 +104,26 @@ func TestDeployJourney(t *testing.T) {
 		cheapest = min(cheapest, o.CentsPerHour)
 	}
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE cost_cents_per_hour = $1`, cheapest))
-	e.eventually("pod ready email", func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_ready" })
+	e.eventually("pod ready email", func() bool { return e.mails("journey@example.com")[0].Kind == "pod_ready" })
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'terminate' AND state = 'scheduled'`))
 
-	code, body = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusConflict, code)
-	require.Equal(t, "already_deployed", body["error"])
+	res = e.api(c).Deploy(podID)
+	require.Equal(t, http.StatusConflict, res.Code)
+	require.Equal(t, "already_deployed", res.Err.Error)
 
-	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 	e.waitPod(c, podID, "terminated")
 	require.Equal(t, 1, e.m.Sim.Terminations())
-	e.eventually("terminated email", func() bool { return e.mails("journey@example.com")[0]["kind"] == "pod_terminated" })
+	e.eventually("terminated email", func() bool { return e.mails("journey@example.com")[0].Kind == "pod_terminated" })
 	require.Equal(t, 1, e.m.StripeSim.CaptureCount(e.piOf(podID)), "captured exactly once")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE status = 'captured'`))
 
 	// Ops see the journey in the funnel and the metrics.
 	funnel := e.funnel()
-	for k, want := range map[string]float64{"checkouts_started": 1, "authorized": 1, "activated": 1, "deployed": 1, "running": 1, "running_now": 0, "payment_success_rate": 1} {
-		require.Equal(t, want, funnel[k], k)
-	}
-	require.NotNil(t, funnel["provisioning_seconds_p50"])
+	require.Equal(t, opsFunnel{CheckoutsStarted: 1, Authorized: 1, Activated: 1, Deployed: 1, Running: 1, RunningNow: 0, PaymentSuccessRate: 1},
+		opsFunnel{CheckoutsStarted: funnel.CheckoutsStarted, Authorized: funnel.Authorized, Activated: funnel.Activated, Deployed: funnel.Deployed,
+			Running: funnel.Running, RunningNow: funnel.RunningNow, PaymentSuccessRate: funnel.PaymentSuccessRate})
+	require.NotNil(t, funnel.ProvisioningSecondsP50)
 	metrics := e.scrape()
 	require.Contains(t, metrics, `gpubroker_http_requests_total{route="/api/pods/:id/deploy",method="POST",status="202"} 1`)
 	require.Contains(t, metrics, `gpubroker_pods{status="terminated"} 1`)
@@ -140,7 +140,7 @@ func TestConcurrentDeploysCaptureAndLaunchOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	codes := make([]int, 3)
 	for i := range codes {
-		wg.Go(func() { codes[i], _ = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil) })
+		wg.Go(func() { codes[i] = (&apitest.Client{URL: e.url, HTTP: c}).Deploy(podID).Code })
 	}
 	wg.Wait()
 	require.Equal(t, []int{202, 202, 202}, codes)
@@ -189,10 +189,10 @@ func TestNoCapacityFailsOverThenRefunds(t *testing.T) {
 	require.Contains(t, p.Error, "refunded")
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(pod2)))
 	require.Equal(t, 1, e.m.Sim.Launches(), "no second instance was launched")
-	e.eventually("refund email", func() bool { return e.mails("refund@example.com")[0]["kind"] == "refunded" })
+	e.eventually("refund email", func() bool { return e.mails("refund@example.com")[0].Kind == "refunded" })
 	n := 0
 	for _, m := range e.mails("refund@example.com") {
-		if m["kind"] == "refunded" {
+		if m.Kind == "refunded" {
 			n++
 		}
 	}
@@ -207,14 +207,14 @@ func TestHoldReleasedBeforeDeploy(t *testing.T) {
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE river_job SET state = 'available', scheduled_at = now() WHERE kind = 'release_hold'`)
 	require.NoError(t, err)
 	e.eventually("released", func() bool { return e.pod(c, podID).OrderStatus == "released" })
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusConflict, code)
-	require.Equal(t, "hold_released", body["error"])
+	res := e.api(c).Deploy(podID)
+	require.Equal(t, http.StatusConflict, res.Code)
+	require.Equal(t, "hold_released", res.Err.Error)
 	pi := e.piOf(podID)
 	require.Equal(t, 0, e.m.StripeSim.CaptureCount(pi))
 	require.Equal(t, "canceled", string(e.m.StripeSim.PaymentIntent(pi).Status))
 	require.Equal(t, 0, e.m.Sim.Launches())
-	e.eventually("hold email", func() bool { return e.mails("lapse@example.com")[0]["kind"] == "hold_released" })
+	e.eventually("hold email", func() bool { return e.mails("lapse@example.com")[0].Kind == "hold_released" })
 }
 
 func TestWorkerRestartMidProvisioning(t *testing.T) {
@@ -243,12 +243,9 @@ func TestPodAccessAndOrigin(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c1, pod1 := e.signUp("one@example.com")
 	c2, _ := e.signUp("two@example.com")
-	code, _ := e.do(c2, "GET", "/api/pods/"+pod1, nil)
-	require.Equal(t, http.StatusNotFound, code)
-	code, _ = e.do(c2, "POST", "/api/pods/"+pod1+"/deploy", nil)
-	require.Equal(t, http.StatusNotFound, code)
-	code, _ = e.do(c2, "GET", "/api/pods/not-a-uuid", nil)
-	require.Equal(t, http.StatusNotFound, code)
+	require.Equal(t, http.StatusNotFound, e.api(c2).Pod(pod1).Code)
+	require.Equal(t, http.StatusNotFound, e.api(c2).Deploy(pod1).Code)
+	require.Equal(t, http.StatusNotFound, e.api(c2).Pod("not-a-uuid").Code)
 
 	req, _ := http.NewRequest("POST", e.url+"/api/pods/"+pod1+"/deploy", nil)
 	req.Header.Set("Origin", "https://evil.example")
@@ -268,11 +265,10 @@ func TestInactiveAccountCannotDeploy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newBrowser()
-	_, body := e.paid(c, "inactive@example.com")
-	podID := body["pod"].(map[string]any)["id"].(string)
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusForbidden, code)
-	require.Equal(t, "account_inactive", body["error"])
+	_, v := e.paid(c, "inactive@example.com")
+	res := e.api(c).Deploy(v.Pod.ID)
+	require.Equal(t, http.StatusForbidden, res.Code)
+	require.Equal(t, "account_inactive", res.Err.Error)
 }
 
 // Ops retry a failed provision job through the River UI's own API, and the pod then runs.

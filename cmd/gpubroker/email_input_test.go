@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"gpubroker/api"
+	"gpubroker/api/apitest"
 )
 
 // Issue 19 item 8: an IP literal is no mailbox. Checkout (paid or trial), the sign-in and
@@ -12,18 +15,23 @@ import (
 func TestEmailIPLiteralRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	refused := func(path string, body map[string]any) {
+	refused := func(what, email string, code int, err api.ErrorBody, raw []byte) {
 		t.Helper()
-		code, answer := e.do(newBrowser(), "POST", path, body)
-		require.Equal(t, http.StatusUnprocessableEntity, code, "%s %v: %v", path, body["email"], answer)
-		require.Contains(t, answer["fields"], "email", "%s %v: %v", path, body["email"], answer)
+		require.Equal(t, http.StatusUnprocessableEntity, code, "%s %v: %s", what, email, raw)
+		require.Contains(t, err.Fields, "email", "%s %v: %s", what, email, raw)
 	}
 	for _, email := range []string{"ab@[169.254.169.254]", "ab@［169.254.169.254］", "a@127.0.0.1", "a@１２７.０.０.１"} {
-		refused("/api/checkout", e.order(email, "free", "rtx4090", "us-east", 1))
-		refused("/api/checkout", e.order(email, "pro", "a100", "us-east", 2))
-		refused("/api/login", map[string]any{"email": email})
-		refused("/api/activation/resend", map[string]any{"email": email})
-		refused("/api/contact", map[string]any{"name": "Lin", "email": email, "company": "Corp", "message": "We need 64 H100s for a month."})
+		c := e.api(newBrowser())
+		r := c.Checkout(e.order(email, "free", "rtx4090", "us-east", 1))
+		refused("trial checkout", email, r.Code, r.Err, r.Raw)
+		r = c.Checkout(e.order(email, "pro", "a100", "us-east", 2))
+		refused("paid checkout", email, r.Code, r.Err, r.Raw)
+		s := c.Login(email)
+		refused("login", email, s.Code, s.Err, s.Raw)
+		s = c.ResendActivation(email)
+		refused("resend", email, s.Code, s.Err, s.Raw)
+		s = c.Contact(api.ContactRequest{Name: "Lin", Email: email, Company: "Corp", Message: "We need 64 H100s for a month."})
+		refused("contact", email, s.Code, s.Err, s.Raw)
 	}
 	for _, table := range []string{"orders", "trial_claims", "accounts", "contact_messages", "emails"} {
 		require.Equal(t, 0, e.count(`SELECT count(*) FROM `+table), table)
@@ -36,25 +44,25 @@ func TestEmailIPLiteralRefused(t *testing.T) {
 func TestEmailUnicodeIsOneTrialMailbox(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	trial := func(email string) (int, map[string]any) {
+	trial := func(email string) apitest.Result[api.CheckoutStarted] {
 		t.Helper()
-		return e.do(newBrowser(), "POST", "/api/checkout", e.order(email, "free", "rtx4090", "us-east", 1))
+		return e.api(newBrowser()).Checkout(e.order(email, "free", "rtx4090", "us-east", 1))
 	}
-	code, body := trial("ab@gmail.com")
-	require.Equal(t, http.StatusCreated, code, body)
+	res := trial("ab@gmail.com")
+	require.Equal(t, http.StatusCreated, res.Code, res)
 	for _, same := range []string{"ａb@ｇmail.com", "AB+x@googlemail.com", "ａ.ｂ＋x@ｇｏｏｇｌｅｍａｉｌ．ｃｏｍ"} {
-		code, body = trial(same)
-		require.Equal(t, http.StatusConflict, code, "%s: %v", same, body)
-		require.Equal(t, "trial_used", body["error"], same)
+		res = trial(same)
+		require.Equal(t, http.StatusConflict, res.Code, "%s: %v", same, res)
+		require.Equal(t, "trial_used", res.Err.Error, same)
 	}
 
-	code, body = trial("user@bücher.example")
-	require.Equal(t, http.StatusCreated, code, body)
+	res = trial("user@bücher.example")
+	require.Equal(t, http.StatusCreated, res.Code, res)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM trial_claims WHERE mailbox = 'user@xn--bcher-kva.example' AND email = 'user@bücher.example'`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE email = 'user@bücher.example'`))
-	code, body = trial("user+2@xn--bcher-kva.example")
-	require.Equal(t, http.StatusConflict, code, body)
-	require.Equal(t, "trial_used", body["error"])
+	res = trial("user+2@xn--bcher-kva.example")
+	require.Equal(t, http.StatusConflict, res.Code, res)
+	require.Equal(t, "trial_used", res.Err.Error)
 
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM orders`))
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM trial_claims`))
@@ -70,9 +78,9 @@ func TestEmailFullWidthSignsInAsTyped(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM accounts WHERE email = $1`, typed))
 	e.eventually("activation email", func() bool { return len(e.mails(typed)) == 1 })
 
-	code, body := e.do(newBrowser(), "POST", "/api/login", map[string]any{"email": " Ｃd@ｅxample.com "})
-	require.Equal(t, http.StatusAccepted, code, body)
+	res := e.api(newBrowser()).Login(" Ｃd@ｅxample.com ")
+	require.Equal(t, http.StatusAccepted, res.Code, res)
 	e.eventually("a second link for the pending account", func() bool { return len(e.mails(typed)) == 2 })
-	require.Equal(t, "activation", e.mails(typed)[0]["kind"])
+	require.Equal(t, "activation", e.mails(typed)[0].Kind)
 	require.Empty(t, e.mails("cd@example.com"), "nothing went to another spelling")
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +15,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"gpubroker"
+	"gpubroker/api"
+	"gpubroker/api/apitest"
 	"gpubroker/config"
 	"gpubroker/gpu"
 	"gpubroker/gpu/sim"
@@ -104,37 +105,20 @@ func newBrowser() *http.Client {
 	return &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-// do sends a JSON request as the site's own pages would (same Origin) and decodes the answer.
-func (e *env) do(c *http.Client, method, path string, body any) (int, map[string]any) {
-	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	require.NoError(e.t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", e.url)
-	resp, err := c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := map[string]any{}
-	_ = json.Unmarshal(raw, &out)
-	return resp.StatusCode, out
-}
+// api is the typed API client (api/apitest) of browser c, calling as the site's own pages do
+// (same Origin).
+func (e *env) api(c *http.Client) *apitest.Client { return apitest.New(e.t, e.url, c) }
 
-func (e *env) order(email, plan, gpu, region string, hours int) map[string]any {
-	return map[string]any{"email": email, "name": "Ada Lovelace", "plan": plan, "template": "data-science", "gpu": gpu, "region": region, "hours": hours}
+func (e *env) order(email, plan, gpu, region string, hours int) gpubroker.OrderRequest {
+	return gpubroker.OrderRequest{Email: email, Name: "Ada Lovelace", Plan: plan, Template: "data-science", GPU: gpu, Region: region, Hours: hours}
 }
 
 // checkout starts a Pro checkout and returns the order id and Checkout Session id.
 func (e *env) checkout(c *http.Client, email string) (orderID, sessionID string) {
 	e.t.Helper()
-	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 2))
-	require.Equal(e.t, http.StatusCreated, code, body)
-	return body["order_id"].(string), e.sessionOf(body)
+	res := e.api(c).Checkout(e.order(email, "pro", "a100", "us-east", 2))
+	require.Equal(e.t, http.StatusCreated, res.Code, res)
+	return res.Body.OrderID, e.sessionOf(res.Body.CheckoutURL)
 }
 
 // paidCheckout checks out email's order (Pro, an A100 in us-east, 2 hours) in browser c with
@@ -143,12 +127,10 @@ func (e *env) checkout(c *http.Client, email string) (orderID, sessionID string)
 func (e *env) paidCheckout(c *http.Client, email, key string) string {
 	e.t.Helper()
 	order := e.order(email, "pro", "a100", "us-east", 2)
-	if key != "" {
-		order["ssh_public_key"] = key
-	}
-	code, body := e.do(c, "POST", "/api/checkout", order)
-	require.Equal(e.t, http.StatusCreated, code, body)
-	sid := e.sessionOf(body)
+	order.SSHPublicKey = key
+	res := e.api(c).Checkout(order)
+	require.Equal(e.t, http.StatusCreated, res.Code, res)
+	sid := e.sessionOf(res.Body.CheckoutURL)
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	return sid
 }
@@ -226,27 +208,22 @@ func (e *env) count(sql string, args ...any) int {
 }
 
 // mails returns the outbox for an address through /dev/mail, newest first.
-func (e *env) mails(to string) []map[string]any {
+func (e *env) mails(to string) []api.DevEmail {
 	e.t.Helper()
-	req, _ := http.NewRequest("GET", e.url+"/dev/mail?to="+url.QueryEscape(to), nil)
-	req.Header.Set("Accept", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	var out []map[string]any
-	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&out))
-	return out
+	res := e.api(http.DefaultClient).Mails(to)
+	require.Equal(e.t, http.StatusOK, res.Code, res)
+	return res.Body
 }
 
 // link extracts the first URL containing marker from an email's text.
-func link(t testing.TB, mail map[string]any, marker string) string {
+func link(t testing.TB, mail api.DevEmail, marker string) string {
 	t.Helper()
-	for _, f := range strings.Fields(mail["text"].(string)) {
+	for _, f := range strings.Fields(mail.Text) {
 		if strings.Contains(f, marker) {
 			return strings.TrimRight(f, ".,)>")
 		}
 	}
-	t.Fatalf("no %s link in %q", marker, mail["text"])
+	t.Fatalf("no %s link in %q", marker, mail.Text)
 	return ""
 }
 
@@ -257,25 +234,27 @@ func tokenOf(t testing.TB, link string) string {
 }
 
 // paid runs a Pro checkout for email in browser c, pays it with the test card and waits until
-// the success page's verify call answers 200; it returns the session id and that answer.
-func (e *env) paid(c *http.Client, email string) (string, map[string]any) {
+// the success page's verify call answers 200; it returns the session id and that (full)
+// answer.
+func (e *env) paid(c *http.Client, email string) (string, *api.Verify) {
 	e.t.Helper()
 	_, sid := e.checkout(c, email)
 	resp := e.pay(sid, "4242424242424242")
 	require.Equal(e.t, http.StatusSeeOther, resp.StatusCode)
-	var body map[string]any
+	var res apitest.Result[api.VerifyAnswer]
 	e.eventually("verify 200", func() bool {
-		var code int
-		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		return code == http.StatusOK
+		res = e.api(c).Verify(sid)
+		return res.Code == http.StatusOK
 	})
-	return sid, body
+	require.NotNil(e.t, res.Body.Verify, "the payer's browser gets the full answer: %s", res)
+	return sid, res.Body.Verify
 }
 
 // sessionOf is the Checkout Session id in an answer's checkout_url (its last path segment).
-func (e *env) sessionOf(answer map[string]any) string {
+func (e *env) sessionOf(checkoutURL *string) string {
 	e.t.Helper()
-	link, _ := answer["checkout_url"].(string)
+	require.NotNil(e.t, checkoutURL, "the answer has a checkout_url")
+	link := *checkoutURL
 	require.NotEmpty(e.t, link, "the answer has a checkout_url")
 	u, err := url.Parse(link)
 	require.NoError(e.t, err)
@@ -286,9 +265,9 @@ func (e *env) sessionOf(answer map[string]any) string {
 // newest one.
 func (e *env) activationToken(addr string, n int) string {
 	e.t.Helper()
-	var mails []map[string]any
+	var mails []api.DevEmail
 	e.eventually("activation email", func() bool { mails = e.mails(addr); return len(mails) == n })
-	require.Equal(e.t, "activation", mails[0]["kind"])
+	require.Equal(e.t, "activation", mails[0].Kind)
 	return tokenOf(e.t, link(e.t, mails[0], "/activate/"))
 }
 
@@ -297,8 +276,8 @@ func (e *env) activationToken(addr string, n int) string {
 func (e *env) signUp(email string) (*http.Client, string) {
 	e.t.Helper()
 	c := newBrowser()
-	_, body := e.paid(c, email)
-	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken(email, 1)})
-	require.Equal(e.t, http.StatusOK, code)
-	return c, body["pod"].(map[string]any)["id"].(string)
+	_, v := e.paid(c, email)
+	res := e.api(c).Activate(e.activationToken(email, 1))
+	require.Equal(e.t, http.StatusOK, res.Code, res)
+	return c, v.Pod.ID
 }

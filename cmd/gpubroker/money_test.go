@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/api"
 	"gpubroker/billing/stripesim"
 	"gpubroker/jobs"
 )
@@ -248,10 +249,10 @@ func TestHoldReleaseThatFindsACaptureSaysRefunded(t *testing.T) {
 	require.Equal(t, "failed", p.Status)
 	require.Contains(t, p.Error, "refunded")
 	require.NotContains(t, strings.ToLower(p.Error), "nothing was charged")
-	e.eventually("refund email", func() bool { return e.mails("captured-behind@example.com")[0]["kind"] == "refunded" })
+	e.eventually("refund email", func() bool { return e.mails("captured-behind@example.com")[0].Kind == "refunded" })
 	for _, m := range e.mails("captured-behind@example.com") {
-		require.NotEqual(t, "hold_released", m["kind"])
-		require.NotContains(t, strings.ToLower(m["text"].(string)), "not been charged")
+		require.NotEqual(t, "hold_released", m.Kind)
+		require.NotContains(t, strings.ToLower(m.Text), "not been charged")
 	}
 }
 
@@ -260,18 +261,18 @@ func TestFreeTrialFailureMailPromisesNoRefund(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newBrowser()
-	code, body := e.do(c, "POST", "/api/checkout", e.order("free-fail@example.com", "free", "rtx4090", "us-east", 1))
-	require.Equal(t, http.StatusCreated, code, body)
-	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken("free-fail@example.com", 1)})
-	require.Equal(t, http.StatusOK, code)
-	_, me := e.do(c, "GET", "/api/me", nil)
-	podID := me["pods"].([]any)[0].(map[string]any)["id"].(string)
+	res := e.api(c).Checkout(e.order("free-fail@example.com", "free", "rtx4090", "us-east", 1))
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	require.Equal(t, http.StatusOK, e.api(c).Activate(e.activationToken("free-fail@example.com", 1)).Code)
+	me := e.api(c).Me()
+	require.Equal(t, http.StatusOK, me.Code, me)
+	podID := me.Body.Pods[0].ID
 	e.m.Sim.SetNoCapacityAll(true)
 	e.deploy(c, podID)
 	e.waitPod(c, podID, "failed")
-	var mail map[string]any
-	e.eventually("failure email", func() bool { mail = e.mails("free-fail@example.com")[0]; return mail["kind"] == "pod_failed" })
-	require.NotContains(t, strings.ToLower(mail["text"].(string)), "refund")
+	var mail api.DevEmail
+	e.eventually("failure email", func() bool { mail = e.mails("free-fail@example.com")[0]; return mail.Kind == "pod_failed" })
+	require.NotContains(t, strings.ToLower(mail.Text), "refund")
 }
 
 // waitRefunded waits until a pod that could not be started is failed and its order refunded

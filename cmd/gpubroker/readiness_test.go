@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -32,8 +31,8 @@ func TestPodRunsOnlyOnceUsable(t *testing.T) {
 	}})
 	c, podID := e.signUp("usable@example.com")
 	key, _ := newKey(t, "ada@laptop")
-	code, body := e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "laptop", "public_key": key})
-	require.Equal(t, http.StatusCreated, code, body)
+	added := e.api(c).AddSSHKey("laptop", key)
+	require.Equal(t, http.StatusCreated, added.Code, added)
 
 	e.m.Sim.BreakNext(sim.NoIDE|sim.NoSSH, 1)
 	e.deploy(c, podID)
@@ -135,16 +134,9 @@ func TestBootStepsAreReportedAndShown(t *testing.T) {
 	e.waitPod(c, podID, "running")
 	var steps []string
 	e.eventually("the boot steps shown", func() bool {
-		var p struct {
-			BootSteps []struct {
-				Step string `json:"step"`
-				OK   bool   `json:"ok"`
-			} `json:"boot_steps"`
-		}
-		code, body := e.do(c, "GET", "/api/pods/"+podID, nil)
-		require.Equal(t, http.StatusOK, code)
-		raw, _ := json.Marshal(body)
-		require.NoError(t, json.Unmarshal(raw, &p))
+		res := e.api(c).Pod(podID)
+		require.Equal(t, http.StatusOK, res.Code, res)
+		p := res.Body
 		steps = steps[:0]
 		for _, s := range p.BootSteps {
 			require.True(t, s.OK, s.Step)

@@ -102,8 +102,7 @@ func TestReceiptsPerPayment(t *testing.T) {
 	// Stopped 10 minutes in: 10 of 240 minutes used, 230 unused: 230 × 179 / 60 → $6.86, the
 	// extension's $1.79 first and $5.07 of the order's.
 	e.ranFor(podID, tenMinutesIn)
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 686 })
 	e.idle()
 	me = e.me(c)
@@ -134,12 +133,12 @@ func TestReceiptsPerPayment(t *testing.T) {
 	// Another account never gets this account's receipts, nor learns they exist.
 	other, _ := e.signUp("someone-else@example.com")
 	for _, r := range me.Receipts {
-		code, body := e.do(other, "GET", r.ReceiptURL, nil)
-		require.Equal(t, http.StatusNotFound, code, body)
+		res := e.api(other).Receipt(r.ReceiptURL)
+		require.Equal(t, http.StatusNotFound, res.Code, res)
 	}
 	for _, junk := range []string{"not-a-uuid", "00000000-0000-0000-0000-000000000000"} {
-		code, body := e.do(c, "GET", "/api/me/receipts/"+junk, nil)
-		require.Equal(t, http.StatusNotFound, code, body)
+		res := e.api(c).Receipt("/api/me/receipts/" + junk)
+		require.Equal(t, http.StatusNotFound, res.Code, res)
 	}
 	require.Len(t, e.me(other).Receipts, 0, "an authorized order not deployed yet has paid nothing")
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"gpubroker/api"
 	"gpubroker/billing/stripesim"
 	"gpubroker/mail"
 )
@@ -28,12 +29,28 @@ type rentalView struct {
 	HoursTotal    int        `json:"hours_total"`
 }
 
+// opsFunnel is the part of /ops/funnel the tests read.
+type opsFunnel struct {
+	CheckoutsStarted       int64    `json:"checkouts_started"`
+	Authorized             int64    `json:"authorized"`
+	Activated              int64    `json:"activated"`
+	Deployed               int64    `json:"deployed"`
+	Running                int64    `json:"running"`
+	RunningNow             int64    `json:"running_now"`
+	PaymentSuccessRate     float64  `json:"payment_success_rate"`
+	ProvisioningSecondsP50 *float64 `json:"provisioning_seconds_p50"`
+	Extensions             int64    `json:"extensions"`
+	EarlyStopRefunds       int64    `json:"early_stop_refunds"`
+	EarlyStopRefundedCents int64    `json:"early_stop_refunded_cents"`
+	DeadPods               int64    `json:"dead_pods"`
+}
+
 // funnel reads /ops/funnel as ops do.
-func (e *env) funnel() map[string]any {
+func (e *env) funnel() opsFunnel {
 	e.t.Helper()
 	code, body := e.opsGet("/ops/funnel")
 	require.Equal(e.t, http.StatusOK, code)
-	var f map[string]any
+	var f opsFunnel
 	require.NoError(e.t, json.Unmarshal(body, &f))
 	return f
 }
@@ -70,20 +87,19 @@ func (e *env) rentalPod(c *http.Client, id string) rentalView {
 func (e *env) runningPod(email string, hours int) (*http.Client, string) {
 	e.t.Helper()
 	c := newBrowser()
-	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", hours))
-	require.Equal(e.t, http.StatusCreated, code, body)
-	sid := e.sessionOf(body)
+	res := e.api(c).Checkout(e.order(email, "pro", "a100", "us-east", hours))
+	require.Equal(e.t, http.StatusCreated, res.Code, res)
+	sid := e.sessionOf(res.Body.CheckoutURL)
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	var podID string
 	e.eventually("verify 200", func() bool {
-		code, body := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		if code == http.StatusOK {
-			podID = body["pod"].(map[string]any)["id"].(string)
+		v := e.api(c).Verify(sid)
+		if v.Code == http.StatusOK && v.Body.Verify != nil {
+			podID = v.Body.Pod.ID
 		}
-		return code == http.StatusOK
+		return podID != ""
 	})
-	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken(email, 1)})
-	require.Equal(e.t, http.StatusOK, code)
+	require.Equal(e.t, http.StatusOK, e.api(c).Activate(e.activationToken(email, 1)).Code)
 	e.deploy(c, podID)
 	e.waitPod(c, podID, "running")
 	return c, podID
@@ -116,23 +132,23 @@ func (e *env) healthChecks(n int) {
 }
 
 // endEmail waits for the pod_terminated email to an address and returns it.
-func (e *env) endEmail(to string) map[string]any {
+func (e *env) endEmail(to string) api.DevEmail {
 	e.t.Helper()
 	return e.mailOf(to, "pod_terminated")
 }
 
 // mailOf waits for the newest email of kind to to whose text holds every one of texts.
-func (e *env) mailOf(to, kind string, texts ...string) map[string]any {
+func (e *env) mailOf(to, kind string, texts ...string) api.DevEmail {
 	e.t.Helper()
-	var msg map[string]any
+	var msg api.DevEmail
 	e.eventually(kind+" email to "+to, func() bool {
 	next:
 		for _, m := range e.mails(to) {
-			if m["kind"] != kind {
+			if m.Kind != kind {
 				continue
 			}
 			for _, s := range texts {
-				if !strings.Contains(m["text"].(string), s) {
+				if !strings.Contains(m.Text, s) {
 					continue next
 				}
 			}
@@ -146,11 +162,11 @@ func (e *env) mailOf(to, kind string, texts ...string) map[string]any {
 
 // requireSaysEnded checks that a pod's end email says when the pod really ended (its
 // terminated_at), not when it was due to end.
-func (e *env) requireSaysEnded(msg map[string]any, podID string) {
+func (e *env) requireSaysEnded(msg api.DevEmail, podID string) {
 	e.t.Helper()
 	var ended time.Time
 	require.NoError(e.t, e.m.Pool.QueryRow(context.Background(), `SELECT terminated_at FROM pods WHERE id = $1`, podID).Scan(&ended))
-	text := msg["text"].(string)
+	text := msg.Text
 	require.Contains(e.t, text, "Ended:      "+ended.UTC().Format("Mon 2 Jan 2006, 15:04 UTC"))
 	require.NotContains(e.t, text, "Ends:")
 }
@@ -170,8 +186,8 @@ func TestEarlyStopRefundsUnusedMinutes(t *testing.T) {
 	require.Zero(t, *p.RefundedCents)
 	e.ranFor(podID, tenMinutesIn)
 
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code, body)
+	stop := e.api(c).Terminate(podID)
+	require.Equal(t, http.StatusAccepted, stop.Code, stop)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'unused_hours_refund'`), "queued with the move to terminating")
 	want := int64(507)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds WHERE pod_id = $1 AND amount_cents = $2`, podID, want), "planned with the move to terminating")
@@ -189,18 +205,17 @@ func TestEarlyStopRefundsUnusedMinutes(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM refunds r JOIN payments y ON y.id = r.payment_id
 		WHERE y.payment_intent_id = $1 AND r.amount_cents = $2 AND r.idempotency_key = 'refund-' || y.id || '-1' AND r.stripe_refund_id IS NOT NULL`, pi, want))
 	msg := e.endEmail("early-stop@example.com")
-	require.Contains(t, msg["text"], mail.Money(want), "the end email says the refund")
-	require.Contains(t, msg["text"], "every minute you paid for and did not use, at $1.79 an hour")
-	require.Contains(t, msg["text"], "The plan fee is not refunded.")
+	require.Contains(t, msg.Text, mail.Money(want), "the end email says the refund")
+	require.Contains(t, msg.Text, "every minute you paid for and did not use, at $1.79 an hour")
+	require.Contains(t, msg.Text, "The plan fee is not refunded.")
 	e.requireSaysEnded(msg, podID)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.early_stop_refunded'`, podID))
 	f := e.funnel()
-	require.EqualValues(t, 1, f["early_stop_refunds"])
-	require.EqualValues(t, want, f["early_stop_refunded_cents"])
+	require.EqualValues(t, 1, f.EarlyStopRefunds)
+	require.EqualValues(t, want, f.EarlyStopRefundedCents)
 
 	// Stopping again changes nothing.
-	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 	e.idle()
 	require.Len(t, e.stripeCalls("POST", "/v1/refunds"), 1)
 }
@@ -212,8 +227,7 @@ func TestEarlyStopInLastMinuteRefundsNothing(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
 	c, podID := e.runningPod("last-minute@example.com", 2)
 	e.ranFor(podID, 119*time.Minute+45*time.Second)
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 	e.waitPod(c, podID, "terminated")
 	e.idle()
 	require.Zero(t, *e.rentalPod(c, podID).RefundedCents)
@@ -233,8 +247,7 @@ func TestEarlyStopRefundAfterFailures(t *testing.T) {
 		const want = int64(328)
 		before := len(e.stripeCalls("POST", "/v1/refunds"))
 		e.m.StripeSim.InjectFault(stripesim.Fault{Method: "POST", Path: "/v1/refunds", Mode: mode, Times: 1})
-		code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-		require.Equal(t, http.StatusAccepted, code)
+		require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 		e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == want })
 		e.idle()
 		require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)), email)
@@ -253,9 +266,9 @@ func TestEarlyStopRefundAfterFailures(t *testing.T) {
 // card; it returns the session id.
 func (e *env) extend(c *http.Client, podID string, hours int, wantCents int64) string {
 	e.t.Helper()
-	sid, body := e.openExtension(c, podID, hours)
-	require.EqualValues(e.t, wantCents, body["amount_cents"])
-	require.Equal(e.t, "usd", body["currency"])
+	sid, x := e.openExtension(c, podID, hours)
+	require.EqualValues(e.t, wantCents, x.AmountCents)
+	require.Equal(e.t, "usd", x.Currency)
 	require.Equal(e.t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
 	return sid
 }
@@ -291,10 +304,11 @@ func TestExtendMovesTheEnd(t *testing.T) {
 		}
 	}
 	require.NotNil(t, raw)
-	var evt map[string]any
+	var evt struct {
+		ID string `json:"id"`
+	}
 	require.NoError(t, json.Unmarshal(raw, &evt))
-	evt["id"] = "evt_dup_" + sid
-	dup, _ := json.Marshal(evt)
+	dup := []byte(strings.Replace(string(raw), evt.ID, "evt_dup_"+sid, 1))
 	code, err := e.m.StripeSim.Deliver(context.Background(), dup)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
@@ -303,7 +317,7 @@ func TestExtendMovesTheEnd(t *testing.T) {
 	require.WithinDuration(t, oldEnd.Add(2*time.Hour), *p.EndsAt, time.Second, "extended once")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM payments WHERE kind = 'extension'`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE pod_id = $1 AND action = 'pod.extended'`, podID))
-	require.EqualValues(t, 1, e.funnel()["extensions"])
+	require.EqualValues(t, 1, e.funnel().Extensions)
 
 	// The terminate job scheduled for the old end wakes: the pod stays running.
 	// Made available, not just due: idle does not wait for scheduled jobs.
@@ -321,10 +335,10 @@ func TestExtendRefusals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
 	c, podID := e.runningPod("extend-no@example.com", 2)
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 167})
-	require.Equal(t, http.StatusUnprocessableEntity, code, body)
-	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 0})
-	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	x := e.api(c).Extend(podID, 167)
+	require.Equal(t, http.StatusUnprocessableEntity, x.Code, x)
+	x = e.api(c).Extend(podID, 0)
+	require.Equal(t, http.StatusUnprocessableEntity, x.Code, x)
 
 	end := *e.rentalPod(c, podID).EndsAt
 	sid, _ := e.openExtension(c, podID, 1)
@@ -333,12 +347,11 @@ func TestExtendRefusals(t *testing.T) {
 	require.Equal(t, end, *e.rentalPod(c, podID).EndsAt, "an expired extension changes nothing")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM extensions WHERE status = 'expired'`))
 
-	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 	e.waitPod(c, podID, "terminated")
-	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 1})
-	require.Equal(t, http.StatusConflict, code, body)
-	require.Equal(t, "not_running", body["error"])
+	x = e.api(c).Extend(podID, 1)
+	require.Equal(t, http.StatusConflict, x.Code, x)
+	require.Equal(t, "not_running", x.Err.Error)
 }
 
 // Issue 11.2 with 11.1: a pod of 2 hours extended by 1 and stopped 10 minutes in has 170 unused
@@ -354,8 +367,7 @@ func TestExtendedThenStoppedRefundsTheExtensionFirst(t *testing.T) {
 	e.eventually("extended", func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
 	e.ranFor(podID, tenMinutesIn)
 
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 	e.eventually("refunded", func() bool { return *e.rentalPod(c, podID).RefundedCents == 507 })
 	e.idle()
 	extPI := *e.m.StripeSim.Session(sid).PaymentIntent
@@ -388,7 +400,7 @@ func TestDeadPodIsNoticedAndRefunded(t *testing.T) {
 	e.eventually("instance terminated", func() bool { return e.m.Sim.Terminations() >= 1 })
 	e.mailOf("dead-pod@example.com", "refunded", mail.Money(want), "after 70 minutes of the 180 minutes you paid for", "The plan fee is not refunded.")
 	require.Equal(t, 1, e.m.StripeSim.RefundCount(e.piOf(podID)))
-	require.EqualValues(t, 1, e.funnel()["dead_pods"])
+	require.EqualValues(t, 1, e.funnel().DeadPods)
 	e.requireSaysEnded(e.endEmail("dead-pod@example.com"), podID)
 }
 
@@ -405,8 +417,8 @@ func TestStopAndDeathRefundTheSameByTheMinute(t *testing.T) {
 	require.Equal(t, int64(179), e.rentalPod(stopC, stopped).HourlyCents)
 
 	e.ranFor(stopped, 20*time.Second)
-	code, body := e.do(stopC, "POST", "/api/pods/"+stopped+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code, body)
+	stop := e.api(stopC).Terminate(stopped)
+	require.Equal(t, http.StatusAccepted, stop.Code, stop)
 
 	e.ranFor(dead, 20*time.Second)
 	var instanceID string
@@ -422,7 +434,7 @@ func TestStopAndDeathRefundTheSameByTheMinute(t *testing.T) {
 	byStop, byDeath := *e.rentalPod(stopC, stopped).RefundedCents, *e.rentalPod(deadC, dead).RefundedCents
 	require.Equal(t, byStop, byDeath, "stopped and dead 20 s in are refunded the same")
 	require.Equal(t, want, byStop, "119 unused minutes × 179 / 60, rounded down")
-	require.Contains(t, e.endEmail("stop-20s@example.com")["text"], mail.Money(want))
+	require.Contains(t, e.endEmail("stop-20s@example.com").Text, mail.Money(want))
 	e.mailOf("dead-20s@example.com", "refunded", mail.Money(want), "119 minutes")
 }
 
@@ -436,31 +448,31 @@ func TestProFeeCoversAMonth(t *testing.T) {
 	c, podID := e.runningPod(email, 2)
 	hourly := e.rentalPod(c, podID).HourlyCents
 
-	code, me := e.do(c, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
-	until, err := time.Parse(time.RFC3339Nano, me["pro_active_until"].(string))
-	require.NoError(t, err)
+	me := e.api(c).Me()
+	require.Equal(t, http.StatusOK, me.Code)
+	require.NotNil(t, me.Body.ProActiveUntil)
+	until := *me.Body.ProActiveUntil
 	var captured time.Time
 	require.NoError(t, e.m.Pool.QueryRow(context.Background(), `SELECT captured_at FROM orders WHERE id = $1`, e.orderOf(podID)).Scan(&captured))
 	require.WithinDuration(t, captured.Add(30*24*time.Hour), until, time.Second)
 
-	code, body := e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
-	require.Equal(t, http.StatusCreated, code, body)
-	require.EqualValues(t, 3*hourly, body["amount_cents"], "no fee while Pro is active")
+	res := e.api(c).Checkout(e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	require.EqualValues(t, 3*hourly, res.Body.AmountCents, "no fee while Pro is active")
 
-	code, body = e.do(newBrowser(), "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
-	require.Equal(t, http.StatusCreated, code, body)
-	require.EqualValues(t, 4900+3*hourly, body["amount_cents"], "signed out: the fee is charged")
-	code, body = e.do(c, "POST", "/api/checkout", e.order("someone-else@example.com", "pro", "a100", "us-east", 3))
-	require.Equal(t, http.StatusCreated, code, body)
-	require.EqualValues(t, 4900+3*hourly, body["amount_cents"], "another email: the fee is charged")
+	res = e.api(newBrowser()).Checkout(e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	require.EqualValues(t, 4900+3*hourly, res.Body.AmountCents, "signed out: the fee is charged")
+	res = e.api(c).Checkout(e.order("someone-else@example.com", "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	require.EqualValues(t, 4900+3*hourly, res.Body.AmountCents, "another email: the fee is charged")
 
 	// 30 days later the fee is due again.
-	_, err = e.m.Pool.Exec(context.Background(), `UPDATE orders SET captured_at = captured_at - interval '31 days' WHERE id = $1`, e.orderOf(podID))
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE orders SET captured_at = captured_at - interval '31 days' WHERE id = $1`, e.orderOf(podID))
 	require.NoError(t, err)
-	code, body = e.do(c, "POST", "/api/checkout", e.order(email, "pro", "a100", "us-east", 3))
-	require.Equal(t, http.StatusCreated, code, body)
-	require.EqualValues(t, 4900+3*hourly, body["amount_cents"])
+	res = e.api(c).Checkout(e.order(email, "pro", "a100", "us-east", 3))
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	require.EqualValues(t, 4900+3*hourly, res.Body.AmountCents)
 }
 
 // An extension paid after its pod stopped buys nothing: it is refunded in full, on its own
@@ -472,8 +484,7 @@ func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
 	p := e.rentalPod(c, podID)
 	sid, _ := e.openExtension(c, podID, 1)
 
-	code, _ := e.do(c, "POST", "/api/pods/"+podID+"/terminate", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Terminate(podID).Code)
 	e.waitPod(c, podID, "terminated")
 	e.idle()
 
@@ -488,12 +499,12 @@ func TestExtensionPaidAfterTheStopIsRefunded(t *testing.T) {
 }
 
 // openExtension asks for hours more on a running pod and leaves its checkout open (unpaid); it
-// returns the Checkout Session id and the answer (extension_id, amount_cents, currency).
-func (e *env) openExtension(c *http.Client, podID string, hours int) (sid string, body map[string]any) {
+// returns the Checkout Session id and the answer.
+func (e *env) openExtension(c *http.Client, podID string, hours int) (sid string, x api.Extension) {
 	e.t.Helper()
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": hours})
-	require.Equal(e.t, http.StatusCreated, code, body)
-	return e.sessionOf(body), body
+	res := e.api(c).Extend(podID, hours)
+	require.Equal(e.t, http.StatusCreated, res.Code, res)
+	return e.sessionOf(&res.Body.CheckoutURL), res.Body
 }
 
 // The plan's max_hours counts extension checkouts still open: a second checkout that could
@@ -504,11 +515,11 @@ func TestExtendCountsOpenCheckouts(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 50 * time.Millisecond})
 	c, podID := e.runningPod("extend-open@example.com", 2)
 	sid, _ := e.openExtension(c, podID, 100) // 2 + 100 of Pro's 168
-	code, body := e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 100})
-	require.Equal(t, http.StatusUnprocessableEntity, code, body)
-	require.Contains(t, body["fields"].(map[string]any)["hours"], "100 more in a checkout not yet paid")
-	code, body = e.do(c, "POST", "/api/pods/"+podID+"/extend", map[string]any{"hours": 66})
-	require.Equal(t, http.StatusCreated, code, body, "2 + 100 open + 66 = 168 fits")
+	x := e.api(c).Extend(podID, 100)
+	require.Equal(t, http.StatusUnprocessableEntity, x.Code, x)
+	require.Contains(t, x.Err.Fields["hours"], "100 more in a checkout not yet paid")
+	x = e.api(c).Extend(podID, 66)
+	require.Equal(t, http.StatusCreated, x.Code, x, "2 + 100 open + 66 = 168 fits")
 
 	require.NoError(t, e.m.StripeSim.ExpireSession(context.Background(), sid))
 	e.idle()
@@ -527,7 +538,7 @@ func TestExtensionsPaidPastMaxHoursRefundTheLast(t *testing.T) {
 	p := e.rentalPod(c, podID)
 	oldEnd := *p.EndsAt
 	sidA, a := e.openExtension(c, podID, 100)
-	extA := a["extension_id"].(string)
+	extA := a.ExtensionID
 	// The API counts an open checkout only until its session's lifetime is over; a payment
 	// begun before then can still complete. Age A past it, so the API lets B open.
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE extensions SET created_at = created_at - interval '1 hour' WHERE id = $1`, extA)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76/webhook"
+
+	"gpubroker/api"
 )
 
 func TestPaidSignUp(t *testing.T) {
@@ -20,78 +22,77 @@ func TestPaidSignUp(t *testing.T) {
 	orderID, sid := e.checkout(c, "Ada@Example.com")
 
 	// Before payment the success page waits.
-	code, body := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-	require.Equal(t, http.StatusAccepted, code, body)
-	require.Equal(t, "pending", body["status"])
+	res := e.api(c).Verify(sid)
+	require.Equal(t, http.StatusAccepted, res.Code, res)
+	require.Equal(t, "pending", res.Body.Status.Status)
 
 	resp := e.pay(sid, "4242 4242 4242 4242")
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Contains(t, resp.Header.Get("Location"), "/payment/success/?session_id="+sid)
 
 	e.eventually("verify 200", func() bool {
-		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		return code == http.StatusOK
+		res = e.api(c).Verify(sid)
+		return res.Code == http.StatusOK
 	})
-	acct := body["account"].(map[string]any)
-	require.Equal(t, "ada@example.com", acct["email"])
-	require.Equal(t, "pending", acct["status"])
-	require.Equal(t, "authorized", body["order"].(map[string]any)["status"])
-	require.Equal(t, orderID, body["order"].(map[string]any)["id"])
+	v := res.Body.Verify
+	require.Equal(t, "ada@example.com", v.Account.Email)
+	require.Equal(t, "pending", v.Account.Status)
+	require.Equal(t, "authorized", string(v.Order.Status))
+	require.Equal(t, orderID, v.Order.ID)
 
 	// The cookie signs the buyer in; the account is not active until the email is confirmed.
-	code, me := e.do(c, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Len(t, me["pods"], 1)
-	pod := me["pods"].([]any)[0].(map[string]any)
-	require.Equal(t, "configured", pod["status"])
-	require.EqualValues(t, 4900+2*179, pod["amount_cents"])
-	require.NotEmpty(t, pod["hold_expires_at"])
+	me := e.api(c).Me()
+	require.Equal(t, http.StatusOK, me.Code)
+	require.Len(t, me.Body.Pods, 1)
+	pod := me.Body.Pods[0]
+	require.Equal(t, "configured", string(pod.Status))
+	require.EqualValues(t, 4900+2*179, pod.AmountCents)
+	require.NotEmpty(t, pod.HoldExpiresAt)
 
-	var mails []map[string]any
+	var mails []api.DevEmail
 	e.eventually("activation email", func() bool { mails = e.mails("ada@example.com"); return len(mails) == 1 })
-	require.Equal(t, "activation", mails[0]["kind"])
-	require.Contains(t, mails[0]["html"], "/activate/?token=")
+	require.Equal(t, "activation", mails[0].Kind)
+	require.Contains(t, mails[0].HTML, "/activate/?token=")
 	token := tokenOf(t, link(t, mails[0], "/activate/"))
 
-	code, body = e.do(c, "POST", "/api/activate", map[string]any{"token": token})
-	require.Equal(t, http.StatusOK, code, body)
-	require.Equal(t, "active", body["account"].(map[string]any)["status"])
-	code, me = e.do(c, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, "active", me["account"].(map[string]any)["status"])
+	signIn := e.api(c).Activate(token)
+	require.Equal(t, http.StatusOK, signIn.Code, signIn)
+	require.Equal(t, "active", signIn.Body.Account.Status)
+	me = e.api(c).Me()
+	require.Equal(t, http.StatusOK, me.Code)
+	require.Equal(t, "active", me.Body.Account.Status)
 
 	// Single use.
-	code, body = e.do(c, "POST", "/api/activate", map[string]any{"token": token})
-	require.Equal(t, http.StatusGone, code)
-	require.Equal(t, "token_used", body["error"])
+	signIn = e.api(c).Activate(token)
+	require.Equal(t, http.StatusGone, signIn.Code)
+	require.Equal(t, "token_used", signIn.Err.Error)
 
 	// The release of the unused hold is scheduled 6 days out, in the same transaction.
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM river_job WHERE kind = 'release_hold' AND state = 'scheduled' AND scheduled_at > now() + interval '5 days'`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE action = 'account.created'`))
 
 	// Logout clears the session.
-	code, _ = e.do(c, "POST", "/api/logout", nil)
-	require.Equal(t, http.StatusNoContent, code)
-	code, _ = e.do(c, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusUnauthorized, code)
+	require.Equal(t, http.StatusNoContent, e.api(c).Logout().Code)
+	require.Equal(t, http.StatusUnauthorized, e.api(c).Me().Code)
 }
 
 func TestFreeTrialAndTrialUsed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newBrowser()
-	code, body := e.do(c, "POST", "/api/checkout", e.order("free@example.com", "free", "rtx4090", "us-east", 1))
-	require.Equal(t, http.StatusCreated, code, body)
-	require.Nil(t, body["checkout_url"])
-	require.Equal(t, "check_email", body["next"])
+	res := e.api(c).Checkout(e.order("free@example.com", "free", "rtx4090", "us-east", 1))
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	require.Nil(t, res.Body.CheckoutURL)
+	require.Contains(t, string(res.Raw), `"checkout_url":null`)
+	require.Equal(t, "check_email", res.Body.Next)
 
-	code, body = e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken("free@example.com", 1)})
-	require.Equal(t, http.StatusOK, code, body)
+	signIn := e.api(c).Activate(e.activationToken("free@example.com", 1))
+	require.Equal(t, http.StatusOK, signIn.Code, signIn)
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM river_job WHERE kind = 'release_hold'`), "a free trial holds nothing")
 
-	code, body = e.do(newBrowser(), "POST", "/api/checkout", e.order("FREE@example.com ", "free", "a10", "us-west", 1))
-	require.Equal(t, http.StatusConflict, code)
-	require.Equal(t, "trial_used", body["error"])
+	res = e.api(newBrowser()).Checkout(e.order("FREE@example.com ", "free", "a10", "us-west", 1))
+	require.Equal(t, http.StatusConflict, res.Code)
+	require.Equal(t, "trial_used", res.Err.Error)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders`))
 }
 
@@ -218,8 +219,7 @@ func TestDeclinedCardAndSecondOrder(t *testing.T) {
 	e.idle()
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM accounts`))
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM emails`))
-	code, _ := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Verify(sid).Code)
 
 	// The same person pays twice: one account with two orders.
 	b1, pod1 := e.signUp("two@example.com")
@@ -229,9 +229,9 @@ func TestDeclinedCardAndSecondOrder(t *testing.T) {
 		return e.count(`SELECT count(*) FROM orders WHERE email = 'two@example.com' AND account_id IS NOT NULL`) == 2
 	})
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM accounts WHERE email = 'two@example.com'`))
-	code, me := e.do(b1, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Len(t, me["pods"], 2)
+	me := e.api(b1).Me()
+	require.Equal(t, http.StatusOK, me.Code)
+	require.Len(t, me.Body.Pods, 2)
 	require.NotEmpty(t, pod1)
 }
 
@@ -244,51 +244,44 @@ func TestExpiredCheckout(t *testing.T) {
 	e.eventually("expired", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE status = 'expired'`) == 1
 	})
-	code, body := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-	require.Equal(t, http.StatusGone, code)
-	require.Equal(t, "expired", body["error"])
-	code, _ = e.do(c, "GET", "/api/checkout/verify?session_id=cs_unknown", nil)
-	require.Equal(t, http.StatusNotFound, code)
+	res := e.api(c).Verify(sid)
+	require.Equal(t, http.StatusGone, res.Code)
+	require.Equal(t, "expired", res.Err.Error)
+	require.Equal(t, http.StatusNotFound, e.api(c).Verify("cs_unknown").Code)
 }
 
 func TestActivationTokens(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newBrowser()
-	code, body := e.do(c, "POST", "/api/activate", map[string]any{"token": "bogus"})
-	require.Equal(t, http.StatusBadRequest, code)
-	require.Equal(t, "token_invalid", body["error"])
+	res := e.api(c).Activate("bogus")
+	require.Equal(t, http.StatusBadRequest, res.Code)
+	require.Equal(t, "token_invalid", res.Err.Error)
 
-	_, _ = e.do(c, "POST", "/api/checkout", e.order("tok@example.com", "free", "rtx4090", "us-east", 1))
+	e.api(c).Checkout(e.order("tok@example.com", "free", "rtx4090", "us-east", 1))
 	e.eventually("activation email", func() bool { return len(e.mails("tok@example.com")) == 1 })
 	token := tokenOf(t, link(t, e.mails("tok@example.com")[0], "/activate/"))
 	_, err := e.m.Pool.Exec(context.Background(), `UPDATE tokens SET expires_at = now() - interval '1 second'`)
 	require.NoError(t, err)
-	code, body = e.do(c, "POST", "/api/activate", map[string]any{"token": token})
-	require.Equal(t, http.StatusGone, code)
-	require.Equal(t, "token_expired", body["error"])
+	res = e.api(c).Activate(token)
+	require.Equal(t, http.StatusGone, res.Code)
+	require.Equal(t, "token_expired", res.Err.Error)
 
 	// Resend always answers 202, and mails only a real pending account.
-	code, _ = e.do(c, "POST", "/api/activation/resend", map[string]any{"email": "nobody@example.com"})
-	require.Equal(t, http.StatusAccepted, code)
-	code, _ = e.do(c, "POST", "/api/activation/resend", map[string]any{"email": "tok@example.com"})
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(c).ResendActivation("nobody@example.com").Code)
+	require.Equal(t, http.StatusAccepted, e.api(c).ResendActivation("tok@example.com").Code)
 	e.eventually("second email", func() bool { return len(e.mails("tok@example.com")) == 2 })
 	require.Empty(t, e.mails("nobody@example.com"))
-	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": tokenOf(t, link(t, e.mails("tok@example.com")[0], "/activate/"))})
-	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, http.StatusOK, e.api(c).Activate(tokenOf(t, link(t, e.mails("tok@example.com")[0], "/activate/"))).Code)
 
 	// A returning user signs in with a magic link.
 	other := newBrowser()
-	code, _ = e.do(other, "POST", "/api/login", map[string]any{"email": "tok@example.com"})
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusAccepted, e.api(other).Login("tok@example.com").Code)
 	e.eventually("login email", func() bool { return len(e.mails("tok@example.com")) == 3 })
 	login := e.mails("tok@example.com")[0]
-	require.Equal(t, "login", login["kind"])
-	code, _ = e.do(other, "POST", "/api/login/verify", map[string]any{"token": tokenOf(t, link(t, login, "/login/"))})
-	require.Equal(t, http.StatusOK, code)
-	code, _ = e.do(other, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "login", login.Kind)
+	require.Equal(t, http.StatusOK, e.api(other).LoginVerify(tokenOf(t, link(t, login, "/login/"))).Code)
+	require.Equal(t, http.StatusOK, e.api(other).Me().Code)
 }
 
 // Paying with someone else's email must never open their account.
@@ -298,13 +291,12 @@ func TestVerifyNeverSignsIntoAnotherAccount(t *testing.T) {
 	victim, _ := e.signUp("victim@example.com")
 
 	attacker := newBrowser()
-	_, body := e.paid(attacker, "victim@example.com")
-	require.Equal(t, false, body["signed_in"])
-	code, _ := e.do(attacker, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusUnauthorized, code)
-	code, me := e.do(victim, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Len(t, me["pods"], 2, "the order is the victim's to deploy, after they sign in")
+	_, v := e.paid(attacker, "victim@example.com")
+	require.False(t, v.SignedIn)
+	require.Equal(t, http.StatusUnauthorized, e.api(attacker).Me().Code)
+	me := e.api(victim).Me()
+	require.Equal(t, http.StatusOK, me.Code)
+	require.Len(t, me.Body.Pods, 2, "the order is the victim's to deploy, after they sign in")
 }
 
 // A session opened before the email was proven ends when the owner activates.
@@ -313,32 +305,28 @@ func TestActivationEndsEarlierSessions(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	squatter := newBrowser()
 	e.paid(squatter, "owner@example.com")
-	code, _ := e.do(squatter, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, http.StatusOK, e.api(squatter).Me().Code)
 
 	owner := newBrowser()
-	code, _ = e.do(owner, "POST", "/api/activate", map[string]any{"token": e.activationToken("owner@example.com", 1)})
-	require.Equal(t, http.StatusOK, code)
-	code, _ = e.do(squatter, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusUnauthorized, code)
-	code, _ = e.do(owner, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, http.StatusOK, e.api(owner).Activate(e.activationToken("owner@example.com", 1)).Code)
+	require.Equal(t, http.StatusUnauthorized, e.api(squatter).Me().Code)
+	require.Equal(t, http.StatusOK, e.api(owner).Me().Code)
 }
 
 func TestContactForm(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	code, body := e.do(newBrowser(), "POST", "/api/contact", map[string]any{"name": "", "email": "nope", "message": "hi"})
-	require.Equal(t, http.StatusUnprocessableEntity, code)
-	require.Contains(t, body["fields"], "email")
-	require.Contains(t, body["fields"], "message")
+	res := e.api(newBrowser()).Contact(api.ContactRequest{Name: "", Email: "nope", Message: "hi"})
+	require.Equal(t, http.StatusUnprocessableEntity, res.Code)
+	require.Contains(t, res.Err.Fields, "email")
+	require.Contains(t, res.Err.Fields, "message")
 	require.Equal(t, 0, e.count(`SELECT count(*) FROM contact_messages`))
 
-	code, _ = e.do(newBrowser(), "POST", "/api/contact", map[string]any{"name": "Lin", "email": "lin@corp.example", "company": "Corp <b>", "message": "We need 64 H100s for a month."})
-	require.Equal(t, http.StatusAccepted, code)
+	res = e.api(newBrowser()).Contact(api.ContactRequest{Name: "Lin", Email: "lin@corp.example", Company: "Corp <b>", Message: "We need 64 H100s for a month."})
+	require.Equal(t, http.StatusAccepted, res.Code, res)
 	e.eventually("sales email", func() bool { return len(e.mails("sales@gpubroker.dev")) == 1 })
 	m := e.mails("sales@gpubroker.dev")[0]
-	require.Equal(t, "contact", m["kind"])
-	require.Contains(t, m["text"], "64 H100s")
-	require.Contains(t, m["html"], "Corp &lt;b&gt;")
+	require.Equal(t, "contact", m.Kind)
+	require.Contains(t, m.Text, "64 H100s")
+	require.Contains(t, m.HTML, "Corp &lt;b&gt;")
 }

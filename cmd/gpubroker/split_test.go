@@ -99,21 +99,19 @@ func TestAPIAndWorkerProcesses(t *testing.T) {
 	_, sid := e.checkout(c, "split@example.com")
 	_, err = stripe.Load().Pay(context.Background(), sid, stripesim.CardSucceeds)
 	require.NoError(t, err)
-	var body map[string]any
+	var podID string
 	e.eventually("verify 200", func() bool {
-		var code int
-		code, body = e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		return code == http.StatusOK
+		if v := e.api(c).Verify(sid); v.Code == http.StatusOK && v.Body.Verify != nil {
+			podID = v.Body.Pod.ID
+		}
+		return podID != ""
 	})
-	podID := body["pod"].(map[string]any)["id"].(string)
 	var token string
 	e.eventually("activation email", func() bool {
 		return e.m.Pool.QueryRow(context.Background(), `SELECT substring(text_body from 'token=([A-Za-z0-9_-]+)') FROM emails WHERE to_email = 'split@example.com'`).Scan(&token) == nil
 	})
-	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": token})
-	require.Equal(t, http.StatusOK, code)
-	code, _ = e.do(c, "POST", "/api/pods/"+podID+"/deploy", nil)
-	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, http.StatusOK, e.api(c).Activate(token).Code)
+	require.Equal(t, http.StatusAccepted, e.api(c).Deploy(podID).Code)
 	e.waitPod(c, podID, "running")
 
 	// The River UI lives on the api, where CloudFront sends /ops/* (issue 21 item 3), not on

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +10,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"gpubroker/api"
+	"gpubroker/api/apitest"
 )
 
 // newKey makes an ed25519 key pair with ssh-keygen and returns the public key line and the
@@ -30,11 +32,12 @@ func newKey(t *testing.T, comment string) (line, fingerprint string) {
 	return strings.TrimSpace(string(pub)), strings.Fields(string(out))[1]
 }
 
-func fingerprints(t *testing.T, body map[string]any) []string {
+func fingerprints(t *testing.T, res apitest.Result[api.SSHKeys]) []string {
 	t.Helper()
+	require.Equal(t, http.StatusOK, res.Code, res)
 	var out []string
-	for _, k := range body["ssh_keys"].([]any) {
-		out = append(out, k.(map[string]any)["fingerprint"].(string))
+	for _, k := range res.Body.SSHKeys {
+		out = append(out, k.Fingerprint)
 	}
 	return out
 }
@@ -50,58 +53,46 @@ func TestSSHKeysJourney(t *testing.T) {
 
 	// A bad key at checkout is a 422 on its field, and nothing is stored.
 	order := e.order("keys@example.com", "pro", "a100", "us-east", 2)
-	order["ssh_public_key"] = "ssh-rsa AAAA not a key"
-	code, body := e.do(newBrowser(), "POST", "/api/checkout", order)
-	require.Equal(t, http.StatusUnprocessableEntity, code)
-	require.Contains(t, body["fields"], "ssh_public_key")
+	order.SSHPublicKey = "ssh-rsa AAAA not a key"
+	res := e.api(newBrowser()).Checkout(order)
+	require.Equal(t, http.StatusUnprocessableEntity, res.Code)
+	require.Contains(t, res.Err.Fields, "ssh_public_key")
 	require.Zero(t, e.count(`SELECT count(*) FROM orders`))
 
 	c := newBrowser()
 	sid := e.paidCheckout(c, "keys@example.com", laptop)
-	e.eventually("verify 200", func() bool {
-		code, _ := e.do(c, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		return code == http.StatusOK
-	})
-	code, _ = e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken("keys@example.com", 1)})
-	require.Equal(t, http.StatusOK, code)
+	e.eventually("verify 200", func() bool { return e.api(c).Verify(sid).Code == http.StatusOK })
+	require.Equal(t, http.StatusOK, e.api(c).Activate(e.activationToken("keys@example.com", 1)).Code)
 
-	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, []string{laptopFP}, fingerprints(t, body))
-	k := body["ssh_keys"].([]any)[0].(map[string]any)
-	require.Equal(t, "ada@laptop", k["name"], "the key's comment names it")
-	require.Equal(t, "ssh-ed25519", k["type"])
+	keys := e.api(c).SSHKeys()
+	require.Equal(t, []string{laptopFP}, fingerprints(t, keys))
+	k := keys.Body.SSHKeys[0]
+	require.Equal(t, "ada@laptop", k.Name, "the key's comment names it")
+	require.Equal(t, "ssh-ed25519", k.Type)
 
-	code, body = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "desktop", "public_key": desktop})
-	require.Equal(t, http.StatusCreated, code, body)
-	require.Equal(t, desktopFP, body["fingerprint"])
-	require.Equal(t, "desktop", body["name"])
-	desktopID := body["id"].(string)
+	added := e.api(c).AddSSHKey("desktop", desktop)
+	require.Equal(t, http.StatusCreated, added.Code, added)
+	require.Equal(t, desktopFP, added.Body.Fingerprint)
+	require.Equal(t, "desktop", added.Body.Name)
+	desktopID := added.Body.ID
 
-	code, body = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "again", "public_key": laptop})
-	require.Equal(t, http.StatusConflict, code)
-	require.Equal(t, "duplicate_key", body["error"])
+	added = e.api(c).AddSSHKey("again", laptop)
+	require.Equal(t, http.StatusConflict, added.Code)
+	require.Equal(t, "duplicate_key", added.Err.Error)
 	for _, junk := range []string{"", "hello", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----", laptop + "\n" + desktop, strings.Repeat("A", 17<<10)} {
-		code, body = e.do(c, "POST", "/api/me/ssh-keys", map[string]any{"name": "junk", "public_key": junk})
-		require.Equal(t, http.StatusUnprocessableEntity, code, junk)
-		require.Equal(t, "invalid_fields", body["error"])
-		require.NotEmpty(t, body["fields"].(map[string]any)["public_key"])
+		added = e.api(c).AddSSHKey("junk", junk)
+		require.Equal(t, http.StatusUnprocessableEntity, added.Code, junk)
+		require.Equal(t, "invalid_fields", added.Err.Error)
+		require.NotEmpty(t, added.Err.Fields["public_key"])
 	}
-	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.ElementsMatch(t, []string{laptopFP, desktopFP}, fingerprints(t, body))
+	require.ElementsMatch(t, []string{laptopFP, desktopFP}, fingerprints(t, e.api(c).SSHKeys()))
 
 	// Another account neither sees nor deletes them; without a session it is 401.
 	other, _ := e.signUp("other@example.com")
-	code, body = e.do(other, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Empty(t, body["ssh_keys"])
-	code, _ = e.do(other, "DELETE", "/api/me/ssh-keys/"+desktopID, nil)
-	require.Equal(t, http.StatusNotFound, code)
-	code, _ = e.do(other, "DELETE", "/api/me/ssh-keys/not-a-uuid", nil)
-	require.Equal(t, http.StatusNotFound, code)
-	code, _ = e.do(newBrowser(), "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusUnauthorized, code)
+	require.Empty(t, fingerprints(t, e.api(other).SSHKeys()))
+	require.Equal(t, http.StatusNotFound, e.api(other).DeleteSSHKey(desktopID).Code)
+	require.Equal(t, http.StatusNotFound, e.api(other).DeleteSSHKey("not-a-uuid").Code)
+	require.Equal(t, http.StatusUnauthorized, e.api(newBrowser()).SSHKeys().Code)
 
 	// Adding from another site is refused (CSRF).
 	req, _ := http.NewRequest("DELETE", e.url+"/api/me/ssh-keys/"+desktopID, nil)
@@ -113,9 +104,9 @@ func TestSSHKeysJourney(t *testing.T) {
 
 	// Deploy: the instance gets both keys, the template's pinned image and the starter
 	// project's files; the pod lists the fingerprints ssh-keygen -l prints.
-	code, body = e.do(c, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
-	podID := body["pods"].([]any)[0].(map[string]any)["id"].(string)
+	me := e.api(c).Me()
+	require.Equal(t, http.StatusOK, me.Code)
+	podID := me.Body.Pods[0].ID
 	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "running")
 	require.ElementsMatch(t, []string{laptopFP, desktopFP}, p.SSHKeyFingerprints)
@@ -142,14 +133,11 @@ func TestSSHKeysJourney(t *testing.T) {
 	require.Contains(t, instances[0].WorkspaceFiles, "fine-tune.ipynb")
 
 	// The pod-ready email says where the starter project is.
-	e.eventually("pod ready email", func() bool { return e.mails("keys@example.com")[0]["kind"] == "pod_ready" })
-	require.Contains(t, e.mails("keys@example.com")[0]["text"], "/workspace/fine-tune-a-small-lm")
+	e.eventually("pod ready email", func() bool { return e.mails("keys@example.com")[0].Kind == "pod_ready" })
+	require.Contains(t, e.mails("keys@example.com")[0].Text, "/workspace/fine-tune-a-small-lm")
 
-	code, _ = e.do(c, "DELETE", "/api/me/ssh-keys/"+desktopID, nil)
-	require.Equal(t, http.StatusNoContent, code)
-	code, body = e.do(c, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, []string{laptopFP}, fingerprints(t, body))
+	require.Equal(t, http.StatusNoContent, e.api(c).DeleteSSHKey(desktopID).Code)
+	require.Equal(t, []string{laptopFP}, fingerprints(t, e.api(c).SSHKeys()))
 	require.ElementsMatch(t, []string{laptopFP, desktopFP}, e.pod(c, podID).SSHKeyFingerprints, "the running pod keeps what it was launched with")
 }
 
@@ -164,17 +152,13 @@ func TestCheckoutKeyNeverReachesAnotherAccount(t *testing.T) {
 	e.eventually("order attached", func() bool {
 		return e.count(`SELECT count(*) FROM orders WHERE email = 'victim@example.com' AND account_id IS NOT NULL`) == 2
 	})
-	code, body := e.do(victim, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Empty(t, body["ssh_keys"])
+	require.Empty(t, fingerprints(t, e.api(victim).SSHKeys()))
 
 	// The owner, signed in, adds a key with a new checkout: it is saved.
 	ownKey, ownFP := newKey(t, "victim")
 	e.paidCheckout(victim, "victim@example.com", ownKey)
 	e.eventually("owner's key saved", func() bool { return e.count(`SELECT count(*) FROM ssh_keys`) == 1 })
-	code, body = e.do(victim, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, []string{ownFP}, fingerprints(t, body))
+	require.Equal(t, []string{ownFP}, fingerprints(t, e.api(victim).SSHKeys()))
 }
 
 // Someone pays with a stranger's email before the stranger has an account: the account is
@@ -191,19 +175,16 @@ func TestPendingAccountKeysNeverReachTheOwner(t *testing.T) {
 	mallory := newBrowser()
 	sid := e.paidCheckout(mallory, "owner@example.com", checkoutKey)
 	e.eventually("verify signs the payer in", func() bool {
-		code, body := e.do(mallory, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		return code == http.StatusOK && body["signed_in"] == true
+		res := e.api(mallory).Verify(sid)
+		return res.Code == http.StatusOK && isSignedIn(res)
 	})
-	code, body := e.do(mallory, "POST", "/api/me/ssh-keys", map[string]any{"name": "mine", "public_key": addedKey})
-	require.Equal(t, http.StatusCreated, code, body)
+	added := e.api(mallory).AddSSHKey("mine", addedKey)
+	require.Equal(t, http.StatusCreated, added.Code, added)
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM ssh_keys`))
 
 	owner := newBrowser()
-	code, _ = e.do(owner, "POST", "/api/activate", map[string]any{"token": e.activationToken("owner@example.com", 1)})
-	require.Equal(t, http.StatusOK, code)
-	code, body = e.do(owner, "GET", "/api/me/ssh-keys", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Empty(t, body["ssh_keys"], "the payer's keys were left on the owner's account")
+	require.Equal(t, http.StatusOK, e.api(owner).Activate(e.activationToken("owner@example.com", 1)).Code)
+	require.Empty(t, fingerprints(t, e.api(owner).SSHKeys()), "the payer's keys were left on the owner's account")
 	require.Zero(t, e.count(`SELECT count(*) FROM ssh_keys`))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE action = 'ssh_keys.dropped'`))
 }
@@ -216,22 +197,21 @@ func TestVerifyNeverShowsTheIDESecret(t *testing.T) {
 	e := newEnv(t, envOpts{bootDelay: 20 * time.Millisecond})
 	c := newBrowser()
 	sid, vb := e.paid(c, "secret@example.com")
-	podID := vb["pod"].(map[string]any)["id"].(string)
-	code, _ := e.do(c, "POST", "/api/activate", map[string]any{"token": e.activationToken("secret@example.com", 1)})
-	require.Equal(t, http.StatusOK, code)
+	podID := vb.Pod.ID
+	require.Equal(t, http.StatusOK, e.api(c).Activate(e.activationToken("secret@example.com", 1)).Code)
 	e.deploy(c, podID)
 	p := e.waitPod(c, podID, "running")
 	require.NotEmpty(t, p.Connection.IDESecret, "the owner sees the secret")
 
 	// The paying browser reads the whole answer, anyone else the status alone: neither has it.
 	for i, b := range []*http.Client{c, newBrowser()} {
-		code, body := e.do(b, "GET", "/api/checkout/verify?session_id="+sid, nil)
-		require.Equal(t, http.StatusOK, code)
+		res := e.api(b).Verify(sid)
+		require.Equal(t, http.StatusOK, res.Code)
 		if i == 0 {
-			pod := body["pod"].(map[string]any)
-			require.Nil(t, pod["connection"], "verify must not hand out the pod's connection")
+			require.NotNil(t, res.Body.Verify, res)
+			require.Nil(t, res.Body.Pod.Connection, "verify must not hand out the pod's connection")
+			require.Contains(t, string(res.Raw), `"connection":null`)
 		}
-		raw, _ := json.Marshal(body)
-		require.NotContains(t, string(raw), p.Connection.IDESecret)
+		require.NotContains(t, string(res.Raw), p.Connection.IDESecret)
 	}
 }

@@ -324,12 +324,15 @@ func TestRiverUIServedByTheAPI(t *testing.T) {
 	code, body = send("GET", "/ops/riverui/api/jobs?state=available", "", true)
 	require.Equal(t, http.StatusOK, code, body)
 	var list struct {
-		Data []map[string]any `json:"data"`
+		Data []struct {
+			ID   json.Number `json:"id"` // River UI sends int64s as strings
+			Kind string      `json:"kind"`
+		} `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &list), body)
 	require.Len(t, list.Data, 1, body)
-	require.Equal(t, fmt.Sprint(jobID), fmt.Sprint(list.Data[0]["id"]), body)
-	require.Equal(t, "refresh_offers", list.Data[0]["kind"], body)
+	require.Equal(t, fmt.Sprint(jobID), list.Data[0].ID.String(), body)
+	require.Equal(t, "refresh_offers", list.Data[0].Kind, body)
 
 	code, body = send("POST", "/ops/riverui/api/jobs/cancel", fmt.Sprintf(`{"ids":["%d"]}`, jobID), true)
 	require.Equal(t, http.StatusOK, code, body)

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sync"
@@ -12,33 +9,34 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"gpubroker/api"
+	"gpubroker/api/apitest"
 )
 
-// verifyAs calls GET /api/checkout/verify from browser c with extra request headers and
-// reports the answer and whether it set a session cookie. It never fails the test itself, so
-// pollers may call it from their own goroutines.
-func (e *env) verifyAs(c *http.Client, sid string, hdr map[string]string) (code int, body map[string]any, cookie bool, err error) {
-	req, err := http.NewRequest("GET", e.url+"/api/checkout/verify?session_id="+sid, nil)
-	if err != nil {
-		return 0, nil, false, err
-	}
+// verifyAs calls GET /api/checkout/verify from browser c with extra request headers. It never
+// fails the test itself (Failure says what went wrong), so pollers may call it from their own
+// goroutines; SetsCookie(api.SessionCookie) says whether it signed the browser in.
+func (e *env) verifyAs(c *http.Client, sid string, hdr map[string]string) apitest.Result[api.VerifyAnswer] {
+	cl := &apitest.Client{URL: e.url, HTTP: c}
 	for k, v := range hdr {
-		req.Header.Set(k, v)
+		cl = cl.With(k, v)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, false, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	body = map[string]any{}
-	_ = json.Unmarshal(raw, &body)
-	for _, ck := range resp.Cookies() {
-		if ck.Name == "gb_session" && ck.Value != "" {
-			cookie = true
-		}
-	}
-	return resp.StatusCode, body, cookie, nil
+	return cl.Verify(sid)
+}
+
+// isSignedIn reports whether a verify answer is the full one and says it signed its browser in.
+func isSignedIn(r apitest.Result[api.VerifyAnswer]) bool {
+	return r.Body.Verify != nil && r.Body.SignedIn
+}
+
+// onlyStatus checks that a verify answer is the order's status and nothing else: no personal
+// data, no pod, no session.
+func onlyStatus(t *testing.T, r apitest.Result[api.VerifyAnswer], status string, why ...any) {
+	t.Helper()
+	require.Equal(t, http.StatusOK, r.Code, why...)
+	require.JSONEq(t, `{"status":"`+status+`"}`, string(r.Raw), why...)
+	require.False(t, r.SetsCookie(api.SessionCookie), why...)
 }
 
 // payAndWait pays a checkout and waits until the webhook job has attached its account.
@@ -86,12 +84,12 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 						return
 					default:
 					}
-					code, body, _, err := e.verifyAs(browsers[i], sid, nil)
-					if err != nil || code != http.StatusOK {
+					res := e.verifyAs(browsers[i], sid, nil)
+					if res.Failure != nil || res.Code != http.StatusOK {
 						failures.Add(1)
 						return
 					}
-					if first && body["signed_in"] == true {
+					if first && isSignedIn(res) {
 						signedIn.Add(1)
 					}
 					first = false
@@ -103,8 +101,8 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 		// while they keep polling.
 		e.eventually("every poller signed in", func() bool { return signedIn.Load() == pollers })
 		owner := newBrowser()
-		code, body := e.do(owner, "POST", "/api/activate", map[string]any{"token": token})
-		require.Equal(t, http.StatusOK, code, body)
+		res := e.api(owner).Activate(token)
+		require.Equal(t, http.StatusOK, res.Code, res)
 		// Every poller keeps polling after the activation: two more calls each, so at least one
 		// began after it had committed.
 		after := make([]int32, pollers)
@@ -125,15 +123,14 @@ func TestVerifySignInNeverOutlivesActivation(t *testing.T) {
 
 		survivors := 0
 		for _, b := range browsers {
-			if code, _ := e.do(b, "GET", "/api/me", nil); code != http.StatusUnauthorized {
+			if e.api(b).Me().Code != http.StatusUnauthorized {
 				survivors++
 			}
 		}
 		require.Zero(t, survivors, "round %d: %d of %d polling sessions survived activation", round, survivors, pollers)
 		require.Equal(t, 1, e.count(`SELECT count(*) FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE a.email = $1`, email),
 			"round %d: only the owner's session is left in the database", round)
-		code, _ = e.do(owner, "GET", "/api/me", nil)
-		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, http.StatusOK, e.api(owner).Me().Code)
 	}
 }
 
@@ -147,28 +144,28 @@ func TestVerifySignsInOnlyTheCreatingCheckout(t *testing.T) {
 	_, sidA := e.checkout(attacker, "mark@example.com")
 
 	victim := newBrowser()
-	sidB, body := e.paid(victim, "mark@example.com")
-	require.Equal(t, true, body["signed_in"], "the victim's own checkout created the account")
+	sidB, v := e.paid(victim, "mark@example.com")
+	require.True(t, v.SignedIn, "the victim's own checkout created the account")
 
 	e.payAndWait(sidA)
-	code, body, cookie, err := e.verifyAs(attacker, sidA, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code, body)
-	require.Equal(t, false, body["signed_in"])
-	require.False(t, cookie, "no session cookie for the older checkout")
-	code, _ = e.do(attacker, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusUnauthorized, code)
+	res := e.verifyAs(attacker, sidA, nil)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code, res)
+	require.NotNil(t, res.Body.Verify, res)
+	require.False(t, res.Body.SignedIn)
+	require.False(t, res.SetsCookie(api.SessionCookie), "no session cookie for the older checkout")
+	require.Equal(t, http.StatusUnauthorized, e.api(attacker).Me().Code)
 
 	// B's verify still signs its payer in, after A was attached too.
 	b := victim
-	code, body, cookie, err = e.verifyAs(b, sidB, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code, body)
-	require.Equal(t, true, body["signed_in"])
-	require.True(t, cookie)
-	code, me := e.do(b, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
-	require.Len(t, me["pods"], 2)
+	res = e.verifyAs(b, sidB, nil)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code, res)
+	require.True(t, isSignedIn(res))
+	require.True(t, res.SetsCookie(api.SessionCookie))
+	me := e.api(b).Me()
+	require.Equal(t, http.StatusOK, me.Code)
+	require.Len(t, me.Body.Pods, 2)
 }
 
 // Issue 8.3: a link to someone's verify URL (login CSRF) must not sign the clicking browser
@@ -190,44 +187,38 @@ func TestVerifyCrossSiteNavigationNeverSignsIn(t *testing.T) {
 		{"Upgrade-Insecure-Requests": "1", "Accept": "text/html"},
 	}
 	for _, hdr := range navigations {
-		code, body, cookie, err := e.verifyAs(buyer, sid, hdr)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, code, hdr)
-		require.Equal(t, false, body["signed_in"], hdr)
-		require.Equal(t, "csrf@example.com", body["account"].(map[string]any)["email"], "the payer's browser reads the answer")
-		require.False(t, cookie, hdr)
-		code, _ = e.do(buyer, "GET", "/api/me", nil)
-		require.Equal(t, http.StatusUnauthorized, code, hdr)
+		res := e.verifyAs(buyer, sid, hdr)
+		require.NoError(t, res.Failure)
+		require.Equal(t, http.StatusOK, res.Code, hdr)
+		require.NotNil(t, res.Body.Verify, hdr)
+		require.False(t, res.Body.SignedIn, hdr)
+		require.Equal(t, "csrf@example.com", res.Body.Account.Email, "the payer's browser reads the answer")
+		require.False(t, res.SetsCookie(api.SessionCookie), hdr)
+		require.Equal(t, http.StatusUnauthorized, e.api(buyer).Me().Code, hdr)
 		// Another browser learns the status alone, and is never signed in.
-		code, body, cookie, err = e.verifyAs(newBrowser(), sid, hdr)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, code, hdr)
-		require.Equal(t, map[string]any{"status": "authorized"}, body, hdr)
-		require.False(t, cookie, hdr)
+		onlyStatus(t, e.verifyAs(newBrowser(), sid, hdr), "authorized", hdr)
 	}
 
 	// The success page's fetch is same-origin.
-	code, body, cookie, err := e.verifyAs(buyer, sid, samePage)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, true, body["signed_in"])
-	require.True(t, cookie)
-	code, _ = e.do(buyer, "GET", "/api/me", nil)
-	require.Equal(t, http.StatusOK, code)
+	res := e.verifyAs(buyer, sid, samePage)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code)
+	require.True(t, isSignedIn(res))
+	require.True(t, res.SetsCookie(api.SessionCookie))
+	require.Equal(t, http.StatusOK, e.api(buyer).Me().Code)
 
 	// A client that sends no Fetch Metadata (curl, a script) is not a browser being tricked:
 	// with the checkout cookie it is signed in, without it it is not.
 	cli := withCheckoutCookie(e, buyer)
-	code, body, cookie, err = e.verifyAs(cli, sid, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, true, body["signed_in"])
-	require.True(t, cookie)
-	code, body, cookie, err = e.verifyAs(newBrowser(), sid, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	require.NotContains(t, body, "signed_in")
-	require.False(t, cookie)
+	res = e.verifyAs(cli, sid, nil)
+	require.NoError(t, res.Failure)
+	require.Equal(t, http.StatusOK, res.Code)
+	require.True(t, isSignedIn(res))
+	require.True(t, res.SetsCookie(api.SessionCookie))
+	res = e.verifyAs(newBrowser(), sid, nil)
+	require.NoError(t, res.Failure)
+	onlyStatus(t, res, "authorized")
+	require.NotContains(t, string(res.Raw), "signed_in")
 }
 
 // withCheckoutCookie is a new browser holding payer's checkout cookie and nothing else: another
@@ -247,50 +238,39 @@ func withCheckoutCookie(e *env, payer *http.Client) *http.Client {
 func TestOneFreeTrialPerMailbox(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{env: map[string]string{"TRUSTED_PROXY_HOPS": "1"}})
-	trial := func(email, ip string) (int, map[string]any) {
+	trial := func(email, ip string) apitest.Result[api.CheckoutStarted] {
 		t.Helper()
-		b, _ := json.Marshal(e.order(email, "free", "rtx4090", "us-east", 1))
-		req, err := http.NewRequest("POST", e.url+"/api/checkout", bytes.NewReader(b))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", e.url)
-		req.Header.Set("X-Forwarded-For", ip)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		out := map[string]any{}
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
+		return e.api(http.DefaultClient).With("X-Forwarded-For", ip).Checkout(e.order(email, "free", "rtx4090", "us-east", 1))
 	}
 	const ip = "203.0.113.7"
-	code, body := trial("a+1@gmail.com", ip)
-	require.Equal(t, http.StatusCreated, code, body)
+	res := trial("a+1@gmail.com", ip)
+	require.Equal(t, http.StatusCreated, res.Code, res)
 	for _, same := range []string{"a+2@gmail.com", "A+x@googlemail.com", "a@gmail.com"} {
-		code, body = trial(same, ip)
-		require.Equal(t, http.StatusConflict, code, same)
-		require.Equal(t, "trial_used", body["error"], same)
+		res = trial(same, ip)
+		require.Equal(t, http.StatusConflict, res.Code, same)
+		require.Equal(t, "trial_used", res.Err.Error, same)
 	}
-	code, body = trial("a.1+1@gmail.com", ip)
-	require.Equal(t, http.StatusCreated, code, body)
-	code, body = trial("A.1+x@googlemail.com", ip)
-	require.Equal(t, http.StatusConflict, code, body)
-	require.Equal(t, "trial_used", body["error"])
+	res = trial("a.1+1@gmail.com", ip)
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	res = trial("A.1+x@googlemail.com", ip)
+	require.Equal(t, http.StatusConflict, res.Code, res)
+	require.Equal(t, "trial_used", res.Err.Error)
 	// Dots matter outside Gmail; tags do not.
-	code, body = trial("o.ther@example.com", ip)
-	require.Equal(t, http.StatusCreated, code, body)
-	code, body = trial("O.ther+again@Example.com", ip)
-	require.Equal(t, http.StatusConflict, code, body)
+	res = trial("o.ther@example.com", ip)
+	require.Equal(t, http.StatusCreated, res.Code, res)
+	res = trial("O.ther+again@Example.com", ip)
+	require.Equal(t, http.StatusConflict, res.Code, res)
 
 	// The email is stored as typed (lower-cased).
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM orders WHERE email = 'a.1+1@gmail.com'`))
 	require.Equal(t, 3, e.count(`SELECT count(*) FROM orders`))
 
 	// A fourth trial from the same address in a day is refused in the contract's shape.
-	code, body = trial("fourth@example.com", ip)
-	require.Equal(t, http.StatusTooManyRequests, code, body)
-	require.Equal(t, "rate_limited", body["error"])
-	require.NotEmpty(t, body["message"])
-	code, body = trial("fourth@example.com", "198.51.100.2")
-	require.Equal(t, http.StatusCreated, code, body)
+	res = trial("fourth@example.com", ip)
+	require.Equal(t, http.StatusTooManyRequests, res.Code, res)
+	require.Equal(t, "rate_limited", res.Err.Error)
+	require.NotEmpty(t, res.Err.Message)
+	res = trial("fourth@example.com", "198.51.100.2")
+	require.Equal(t, http.StatusCreated, res.Code, res)
 	require.Equal(t, 4, e.count(`SELECT count(*) FROM orders`))
 }
