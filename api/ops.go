@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"gpubroker/postgres"
 	"net/http"
 	"sort"
 	"strings"
@@ -18,10 +19,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request, _ httproute
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Pool.Ping(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "database"})
+		writeJSON(w, http.StatusServiceUnavailable, readyJSON{Status: "unavailable", Error: "database"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, readyJSON{Status: "ready"})
 }
 
 // metrics counts requests per route, method and status, in Prometheus text format.
@@ -71,11 +72,37 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ httprou
 	_, _ = w.Write([]byte(b.String()))
 }
 
-// funnelReport is /ops/funnel: the funnel of every order (opsview.FunnelSteps, the keys
-// checkouts_started … running, the same numbers as gpubroker_funnel_orders), the payment
-// success rate, provisioning times, refunds, extensions, dead pods and the reconciler's
-// findings, as of collected_at.
-type funnelReport map[string]any
+// readyJSON is /readyz's answer.
+type readyJSON struct {
+	Error  string `json:"error,omitempty"`
+	Status string `json:"status"`
+}
+
+// funnelReport is /ops/funnel: the funnel of every order (opsview's steps, checkouts_started …
+// running, the same numbers as gpubroker_funnel_orders), the payment success rate,
+// provisioning times, refunds, extensions, dead pods and the reconciler's findings, as of
+// collected_at. Its keys are in alphabetical order, as the map it was answered from had them.
+type funnelReport struct {
+	Activated                      int64                     `json:"activated"`
+	Authorized                     int64                     `json:"authorized"`
+	Captured                       int64                     `json:"captured"`
+	CheckoutsStarted               int64                     `json:"checkouts_started"`
+	CollectedAt                    time.Time                 `json:"collected_at"`
+	DeadPods                       int64                     `json:"dead_pods"` // pods that died under their customer
+	Deployed                       int64                     `json:"deployed"`
+	EarlyStopRefundedCents         int64                     `json:"early_stop_refunded_cents"`
+	EarlyStopRefunds               int64                     `json:"early_stop_refunds"` // pods stopped early with a refund
+	Extensions                     int64                     `json:"extensions"`         // extensions paid
+	PaidCheckouts                  int64                     `json:"paid_checkouts"`
+	PaymentSuccessRate             *float64                  `json:"payment_success_rate"`
+	ProvisioningSecondsP50         *float64                  `json:"provisioning_seconds_p50"` // over every pod that ran
+	ProvisioningSecondsP95         *float64                  `json:"provisioning_seconds_p95"`
+	ProvisioningSecondsP95LastHour float64                   `json:"provisioning_seconds_p95_last_hour"` // gpubroker_provisioning_seconds_p95
+	Reconcile                      postgres.ReconcileSummary `json:"reconcile"`                          // orders in drift now, repairs all time
+	Refunded                       int64                     `json:"refunded"`                           // orders refunded in full
+	Running                        int64                     `json:"running"`                            // orders whose pod ever ran
+	RunningNow                     int64                     `json:"running_now"`                        // pods running at this moment
+}
 
 // handleFunnel reports the journey's conversion from the ops read model's last collection.
 func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -84,25 +111,18 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		writeError(w, r, err)
 		return
 	}
-	f := funnelReport{}
-	for _, step := range snap.Funnel.Steps() {
-		f[step.Name] = step.Orders
+	pods, orders, c := snap.PodsByStatus(), snap.Orders, snap.Funnel.FunnelCounts
+	f := funnelReport{
+		CheckoutsStarted: c.CheckoutsStarted, Authorized: c.Authorized, Activated: c.Activated,
+		Deployed: c.Deployed, Captured: c.Captured, Running: c.Running,
+		PaidCheckouts: snap.Funnel.PaidCheckouts, PaymentSuccessRate: snap.Funnel.PaymentSuccessRate(),
+		RunningNow: pods[gpubroker.PodRunning], Refunded: orders[gpubroker.OrderRefunded],
+		Extensions: snap.Extensions, EarlyStopRefunds: snap.EarlyStopRefunds, EarlyStopRefundedCents: snap.EarlyStopRefundedCents,
+		DeadPods:               snap.DeadPods,
+		ProvisioningSecondsP50: snap.Provisioning.P50, ProvisioningSecondsP95: snap.Provisioning.P95,
+		ProvisioningSecondsP95LastHour: snap.ProvisioningP95Hour,
+		Reconcile:                      snap.Reconcile, CollectedAt: snap.At,
 	}
-	pods, orders := snap.PodsByStatus(), snap.Orders
-	f["paid_checkouts"] = snap.Funnel.PaidCheckouts
-	f["payment_success_rate"] = snap.Funnel.PaymentSuccessRate()
-	f["running_now"] = pods[gpubroker.PodRunning]                // pods running at this moment
-	f["refunded"] = orders[gpubroker.OrderRefunded]              // orders refunded in full
-	f["extensions"] = snap.Extensions                            // extensions paid
-	f["early_stop_refunds"] = snap.EarlyStopRefunds              // pods stopped early with a refund
-	f["early_stop_refunded_cents"] = snap.EarlyStopRefundedCents //
-	f["dead_pods"] = snap.DeadPods                               // pods that died under their customer
-	// Over every pod that ran; gpubroker_provisioning_seconds_p95 is the last hour's.
-	f["provisioning_seconds_p50"] = snap.Provisioning.P50
-	f["provisioning_seconds_p95"] = snap.Provisioning.P95
-	f["provisioning_seconds_p95_last_hour"] = snap.ProvisioningP95Hour
-	f["reconcile"] = snap.Reconcile // orders in drift now, repairs all time
-	f["collected_at"] = snap.At
 	s.auditView(r, "ops.viewed_funnel", "", nil)
 	writeJSON(w, http.StatusOK, f)
 }
