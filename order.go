@@ -53,14 +53,31 @@ const (
 	OrderReleased        OrderStatus = "released"
 )
 
-var orderTransitions = map[OrderStatus][]OrderStatus{
-	OrderCheckoutPending: {OrderAuthorized, OrderExpired, OrderReleased},
-	OrderAuthorized:      {OrderCaptured, OrderReleased},
-	OrderCaptured:        {OrderRefunded},
+// OrderMove is an order's move from one status to another.
+type OrderMove struct{ From, To OrderStatus }
+
+// orderMoves is the order transition table: every move an order may make, with the audit action
+// that records it (lifecycle.MoveOrder writes one with the other).
+var orderMoves = map[OrderMove]AuditAction{
+	{OrderCheckoutPending, OrderAuthorized}: ActionOrderAuthorized,
+	{OrderCheckoutPending, OrderExpired}:    ActionOrderExpired,
+	{OrderCheckoutPending, OrderReleased}:   ActionOrderReleased, // the hold cancelled before the session was processed
+	{OrderAuthorized, OrderCaptured}:        ActionOrderCaptured,
+	{OrderAuthorized, OrderReleased}:        ActionOrderReleased,
+	{OrderCaptured, OrderRefunded}:          ActionOrderRefunded,
+}
+
+// OrderMoveAction is the audit action of a move in the table, and whether the table has it.
+func OrderMoveAction(from, to OrderStatus) (AuditAction, bool) {
+	a, ok := orderMoves[OrderMove{from, to}]
+	return a, ok
 }
 
 // CanMoveTo reports whether an order may move from s to to.
-func (s OrderStatus) CanMoveTo(to OrderStatus) bool { return allowed(orderTransitions[s], to) }
+func (s OrderStatus) CanMoveTo(to OrderStatus) bool {
+	_, ok := orderMoves[OrderMove{s, to}]
+	return ok
+}
 
 // OrderStatuses lists every order status.
 var OrderStatuses = []OrderStatus{OrderCheckoutPending, OrderFree, OrderAuthorized, OrderCaptured, OrderRefunded, OrderExpired, OrderReleased}

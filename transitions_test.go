@@ -78,3 +78,21 @@ func TestPodMovesNameTheirAudit(t *testing.T) {
 	_, ok := gpubroker.PodMoveAction(gpubroker.PodTerminated, gpubroker.PodRunning)
 	require.False(t, ok, "a terminated pod never runs again")
 }
+
+// The order transition table names an order.* audit action for every move, and CanMoveTo
+// agrees with it; orders move one way only.
+func TestOrderMovesNameTheirAudit(t *testing.T) {
+	moves := 0
+	for _, from := range gpubroker.OrderStatuses {
+		for _, to := range gpubroker.OrderStatuses {
+			action, ok := gpubroker.OrderMoveAction(from, to)
+			if ok {
+				moves++
+				require.True(t, strings.HasPrefix(string(action), "order."), "%s -> %s is audited as %q", from, to, action)
+			}
+			require.Equal(t, ok, from.CanMoveTo(to), "CanMoveTo(%s, %s)", from, to)
+		}
+	}
+	require.Equal(t, 6, moves)
+	require.False(t, gpubroker.OrderCaptured.CanMoveTo(gpubroker.OrderAuthorized), "a captured order is never authorized again")
+}

@@ -45,9 +45,9 @@ func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) e
 	}
 	switch o.Status {
 	case gpubroker.OrderFree:
-		return w.captured(ctx, pod, o, false)
+		return w.captured(ctx, pod, o)
 	case gpubroker.OrderCaptured:
-		return w.captured(ctx, pod, o, false)
+		return w.captured(ctx, pod, o)
 	case gpubroker.OrderReleased:
 		return releaseOrder(ctx, d, o.ID, "")
 	case gpubroker.OrderAuthorized:
@@ -82,7 +82,7 @@ func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) e
 	if pi.Status != gpubroker.PISucceeded {
 		return fmt.Errorf("payment intent %s is %s after capture", pi.ID, pi.Status)
 	}
-	return w.captured(ctx, pod, o, true)
+	return w.captured(ctx, pod, o)
 }
 
 // settle acts on a PaymentIntent whose state decides the capture: succeeded (an earlier
@@ -91,7 +91,7 @@ func (w *CaptureWorker) Work(ctx context.Context, job *river.Job[CaptureArgs]) e
 func (w *CaptureWorker) settle(ctx context.Context, job *river.Job[CaptureArgs], pod *gpubroker.Pod, o *gpubroker.Order, pi *gpubroker.PaymentIntent) (bool, error) {
 	switch pi.Status {
 	case gpubroker.PISucceeded:
-		return true, w.captured(ctx, pod, o, true)
+		return true, w.captured(ctx, pod, o)
 	case gpubroker.PICanceled:
 		w.d.Logger.WarnContext(ctx, "capture found the hold released", "order_id", o.ID)
 		return true, releaseOrder(ctx, w.d, o.ID, "Your card hold had already been released when you pressed Deploy. Start a new order to deploy.")
@@ -137,7 +137,7 @@ func (d *Deps) retryLater() time.Duration {
 
 // captured moves the order to captured and the pod to provisioning, with the provision job, in
 // one transaction.
-func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpubroker.Order, audit bool) error {
+func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpubroker.Order) error {
 	d := w.d
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
 		now := d.now()
@@ -146,7 +146,7 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpu
 			capturedAt = *o.CapturedAt
 		}
 		if o.Status == gpubroker.OrderAuthorized {
-			moved, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, now)
+			moved, err := lifecycle.MoveOrder(ctx, tx, o, pod.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, now, map[string]any{"amount_cents": o.AmountCents})
 			if err != nil {
 				return err
 			}
@@ -161,11 +161,6 @@ func (w *CaptureWorker) captured(ctx context.Context, pod *gpubroker.Pod, o *gpu
 		ok, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodDeploying, gpubroker.PodProvisioning, gpubroker.PodUpdate{CapturedAt: &now}, nil)
 		if err != nil || !ok {
 			return err
-		}
-		if audit {
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(pod.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderCaptured, Detail: map[string]any{"amount_cents": o.AmountCents}}); err != nil {
-				return err
-			}
 		}
 		_, err = client(ctx).InsertTx(ctx, tx, ProvisionArgs{PodID: pod.ID}, nil)
 		return err

@@ -73,7 +73,7 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 		refundID = r.ID
 	}
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderCaptured, gpubroker.OrderRefunded, d.now())
+		ok, err := lifecycle.MoveOrder(ctx, tx, o, pod.ID, gpubroker.OrderCaptured, gpubroker.OrderRefunded, d.now(), map[string]any{"refund": refundID, "reason": job.Args.Reason})
 		if err != nil || !ok {
 			return err
 		}
@@ -96,9 +96,6 @@ func (w *RefundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 			if _, err := lifecycle.MovePod(ctx, tx, pod, from, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr(job.Args.Reason + " " + refundMade)}, nil); err != nil {
 				return err
 			}
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderRefunded, Detail: map[string]any{"refund": refundID, "reason": job.Args.Reason}}); err != nil {
-			return err
 		}
 		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailRefunded, o.Email, "refunded:"+o.ID, mailData(d, o.Name, o.Email, pod, job.Args.Reason))
 	})

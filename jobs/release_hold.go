@@ -88,19 +88,16 @@ func (w *ReleaseHoldWorker) Work(ctx context.Context, job *river.Job[ReleaseHold
 		// not run, so record the capture and refund it, and say so on the pod.
 		d.Logger.ErrorContext(ctx, "hold release found the payment captured; refunding", "order_id", o.ID)
 		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-			ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, d.now())
-			if err != nil || !ok {
-				return err
-			}
 			pod, err := postgres.GetOrderPod(ctx, tx, o.ID)
 			if err != nil {
 				return err
 			}
-			if _, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodFailed, gpubroker.PodFailed,
-				gpubroker.PodUpdate{Error: gpubroker.Ptr("Your pod was not deployed, but your payment had been captured. " + refundPending)}, nil); err != nil {
+			ok, err := lifecycle.MoveOrder(ctx, tx, o, pod.ID, gpubroker.OrderAuthorized, gpubroker.OrderCaptured, d.now(), map[string]any{"amount_cents": o.AmountCents, "found_by": "release_hold"})
+			if err != nil || !ok {
 				return err
 			}
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderCaptured, Detail: map[string]any{"amount_cents": o.AmountCents, "found_by": "release_hold"}}); err != nil {
+			if _, err := lifecycle.MovePod(ctx, tx, pod, gpubroker.PodFailed, gpubroker.PodFailed,
+				gpubroker.PodUpdate{Error: gpubroker.Ptr("Your pod was not deployed, but your payment had been captured. " + refundPending)}, nil); err != nil {
 				return err
 			}
 			_, err = client(ctx).InsertTx(ctx, tx, RefundArgs{PodID: pod.ID, Reason: "Your pod was not deployed, but your payment had been captured."}, nil)

@@ -118,11 +118,9 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job
 			if authorizedAt.IsZero() {
 				authorizedAt = d.now()
 			}
-			ok, err := postgres.AuthorizeOrder(ctx, tx, o.ID, s.ID, pi.ID, d.now(), gpubroker.HoldDeadline(authorizedAt, pi.CaptureBefore))
+			ok, err := lifecycle.AuthorizeOrder(ctx, tx, o, s.ID, pi.ID, d.now(), gpubroker.HoldDeadline(authorizedAt, pi.CaptureBefore),
+				map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount, "capture_before": pi.CaptureBefore})
 			if err != nil || !ok {
-				return err
-			}
-			if err := postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: gpubroker.ActionOrderAuthorized, Detail: map[string]any{"payment_intent": pi.ID, "amount_cents": pi.Amount, "capture_before": pi.CaptureBefore}}); err != nil {
 				return err
 			}
 			o, err = postgres.GetOrder(ctx, tx, o.ID)
@@ -133,11 +131,8 @@ func (w *StripeEventWorker) sessionCompleted(ctx context.Context, job *river.Job
 		})
 	case gpubroker.PICanceled:
 		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-			ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderCheckoutPending, gpubroker.OrderReleased, d.now())
-			if err != nil || !ok {
-				return err
-			}
-			return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: gpubroker.ActionOrderReleased, Detail: map[string]any{"reason": "hold canceled before the session was processed"}})
+			_, err := lifecycle.MoveOrder(ctx, tx, o, "", gpubroker.OrderCheckoutPending, gpubroker.OrderReleased, d.now(), map[string]any{"reason": "hold canceled before the session was processed"})
+			return err
 		})
 	case gpubroker.PISucceeded:
 		d.Logger.ErrorContext(ctx, "payment captured outside GPU Broker; needs a human", "order_id", o.ID, "payment_intent", pi.ID)
@@ -179,11 +174,8 @@ func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.We
 		return err
 	}
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MoveOrder(ctx, tx, o.ID, gpubroker.OrderCheckoutPending, gpubroker.OrderExpired, d.now())
-		if err != nil || !ok {
-			return err
-		}
-		return postgres.Audit(ctx, tx, postgres.AuditEvent{OrderID: o.ID, Action: gpubroker.ActionOrderExpired})
+		_, err := lifecycle.MoveOrder(ctx, tx, o, "", gpubroker.OrderCheckoutPending, gpubroker.OrderExpired, d.now(), nil)
+		return err
 	})
 }
 
@@ -222,12 +214,16 @@ func (w *StripeEventWorker) notOurs(ctx context.Context, ev *gpubroker.WebhookEv
 // and the user is told. It does nothing unless the order is still authorized.
 func releaseOrder(ctx context.Context, d *Deps, orderID, reason string) error {
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		ok, err := postgres.MoveOrder(ctx, tx, orderID, gpubroker.OrderAuthorized, gpubroker.OrderReleased, d.now())
-		if err != nil || !ok {
+		o, err := postgres.GetOrder(ctx, tx, orderID)
+		if err != nil {
 			return err
 		}
 		pod, err := postgres.GetOrderPod(ctx, tx, orderID)
 		if err != nil {
+			return err
+		}
+		ok, err := lifecycle.MoveOrder(ctx, tx, o, pod.ID, gpubroker.OrderAuthorized, gpubroker.OrderReleased, d.now(), map[string]any{"reason": reason})
+		if err != nil || !ok {
 			return err
 		}
 		// A failed pod of an authorized order is one the hold release claimed: its note
@@ -236,13 +232,6 @@ func releaseOrder(ctx context.Context, d *Deps, orderID, reason string) error {
 			if _, err := lifecycle.MovePod(ctx, tx, pod, from, gpubroker.PodFailed, gpubroker.PodUpdate{Error: gpubroker.Ptr("The card hold was released before deploy; nothing was charged.")}, nil); err != nil {
 				return err
 			}
-		}
-		o, err := postgres.GetOrder(ctx, tx, orderID)
-		if err != nil {
-			return err
-		}
-		if err := postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: deref(o.AccountID), OrderID: o.ID, PodID: pod.ID, Action: gpubroker.ActionOrderReleased, Detail: map[string]any{"reason": reason}}); err != nil {
-			return err
 		}
 		return lifecycle.QueueEmailTx(ctx, tx, client(ctx), gpubroker.MailHoldReleased, o.Email, "hold_released:"+o.ID, mailData(d, o.Name, o.Email, pod, reason))
 	})

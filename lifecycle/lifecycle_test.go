@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// Status moves happen only in the business layer: no code outside it calls postgres.MovePod,
-// so no move is made without the audit entry its transition names.
+// Status moves happen only in the business layer: no code outside it moves a pod or an order
+// (postgres.MovePod, MoveOrder, AuthorizeOrder), so no move is made without the audit entry
+// its transition names.
 func TestPodsMoveOnlyInTheBusinessLayer(t *testing.T) {
 	root := ".."
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -34,8 +35,11 @@ func TestPodsMoveOnlyInTheBusinessLayer(t *testing.T) {
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
 			if sel, ok := n.(*ast.SelectorExpr); ok {
-				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "postgres" && sel.Sel.Name == "MovePod" {
-					t.Errorf("%s calls postgres.MovePod: move the pod with lifecycle.MovePod (or an operation of lifecycle), which audits the move", path)
+				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "postgres" {
+					switch sel.Sel.Name {
+					case "MovePod", "MoveOrder", "AuthorizeOrder":
+						t.Errorf("%s calls postgres.%s: move it with lifecycle.%[2]s (or an operation of lifecycle), which audits the move", path, sel.Sel.Name)
+					}
 				}
 			}
 			return true
