@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"net/netip"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -144,4 +145,42 @@ func topLevelLabel(l string) bool {
 		return rest != "" && strings.Trim(rest, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
 	}
 	return l != "" && strings.Trim(l, "abcdefghijklmnopqrstuvwxyz") == ""
+}
+
+// Kinds of email feedback (SES bounce and complaint notifications).
+const (
+	FeedbackBounce    = "bounce"
+	FeedbackComplaint = "complaint"
+)
+
+// Bounce types, as SES names them.
+const (
+	BouncePermanent    = "Permanent"
+	BounceTransient    = "Transient"
+	BounceUndetermined = "Undetermined"
+)
+
+// EmailFeedback is one bounce or complaint about one sent message (package feedback parses
+// them from SES; the store records them and suppresses the addresses).
+type EmailFeedback struct {
+	// ID is SES's feedbackId. With a recipient it identifies the feedback, so a redelivered
+	// message is recognised.
+	ID string
+	// Kind is FeedbackBounce or FeedbackComplaint.
+	Kind string
+	// BounceType is BouncePermanent, BounceTransient or BounceUndetermined; empty for complaints.
+	BounceType string
+	// Recipients are the bounced or complaining addresses, normalized with NormalizeEmail (the
+	// form accounts are keyed by).
+	Recipients []string
+	// MessageID is SES's id of the message the feedback is about: the id Sender.Send returned.
+	MessageID string
+	// At is when the bounce or complaint happened, per SES.
+	At time.Time
+}
+
+// Suppresses reports whether the recipients should get no more email: after a complaint or a
+// permanent bounce. Transient and undetermined bounces are only recorded.
+func (f EmailFeedback) Suppresses() bool {
+	return f.Kind == FeedbackComplaint || (f.Kind == FeedbackBounce && f.BounceType == BouncePermanent)
 }

@@ -17,17 +17,13 @@ import (
 	"gpubroker"
 )
 
-// Kinds of feedback.
+// Kinds of feedback and bounce types: the domain's (gpubroker.EmailFeedback), named here too.
 const (
-	KindBounce    = "bounce"
-	KindComplaint = "complaint"
-)
-
-// Bounce types, as SES names them.
-const (
-	BouncePermanent    = "Permanent"
-	BounceTransient    = "Transient"
-	BounceUndetermined = "Undetermined"
+	KindBounce         = gpubroker.FeedbackBounce
+	KindComplaint      = gpubroker.FeedbackComplaint
+	BouncePermanent    = gpubroker.BouncePermanent
+	BounceTransient    = gpubroker.BounceTransient
+	BounceUndetermined = gpubroker.BounceUndetermined
 )
 
 // ErrIgnored is returned by Parse for a well-formed SES or SNS message that is not a bounce or a
@@ -35,29 +31,8 @@ const (
 // nothing to retry, so Consumer deletes it.
 var ErrIgnored = errors.New("not a bounce or complaint")
 
-// Feedback is one bounce or complaint about one sent message.
-type Feedback struct {
-	// ID is SES's feedbackId. With a recipient it identifies the feedback, so a redelivered
-	// message is recognised.
-	ID string
-	// Kind is KindBounce or KindComplaint.
-	Kind string
-	// BounceType is BouncePermanent, BounceTransient or BounceUndetermined; empty for complaints.
-	BounceType string
-	// Recipients are the bounced or complaining addresses, normalized with
-	// gpubroker.NormalizeEmail (the form accounts are keyed by).
-	Recipients []string
-	// MessageID is SES's id of the message the feedback is about: the id Sender.Send returned.
-	MessageID string
-	// At is when the bounce or complaint happened, per SES.
-	At time.Time
-}
-
-// Suppresses reports whether the recipients should get no more email: after a complaint or a
-// permanent bounce. Transient and undetermined bounces are only recorded.
-func (f Feedback) Suppresses() bool {
-	return f.Kind == KindComplaint || (f.Kind == KindBounce && f.BounceType == BouncePermanent)
-}
+// Feedback is one bounce or complaint about one sent message (gpubroker.EmailFeedback).
+type Feedback = gpubroker.EmailFeedback
 
 // Store records feedback. Implementations must be idempotent: SQS delivers at least once, so the
 // same Feedback may be applied again after a crash between Apply and the message's deletion.

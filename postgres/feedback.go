@@ -6,11 +6,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"gpubroker/feedback"
 )
 
-// FeedbackStore records SES bounces and complaints (feedback.Store).
+// FeedbackStore records SES bounces and complaints (the feedback package's Store).
 type FeedbackStore struct {
 	Pool *pgxpool.Pool
 }
@@ -19,7 +17,7 @@ type FeedbackStore struct {
 // puts the recipients of complaints and permanent bounces on the suppression list, all in one
 // transaction: the SQS message is deleted only after it commits, and a redelivery changes
 // nothing.
-func (s *FeedbackStore) Apply(ctx context.Context, f feedback.Feedback) error {
+func (s *FeedbackStore) Apply(ctx context.Context, f gpubroker.EmailFeedback) error {
 	return Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		for _, email := range f.Recipients {
 			tag, err := tx.Exec(ctx, `INSERT INTO email_feedback (feedback_id, email, kind, bounce_type, message_id)
@@ -31,7 +29,7 @@ func (s *FeedbackStore) Apply(ctx context.Context, f feedback.Feedback) error {
 				continue
 			}
 			reason := f.Kind
-			if f.Kind == feedback.KindBounce {
+			if f.Kind == gpubroker.FeedbackBounce {
 				reason = "permanent bounce"
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO suppressions (email, reason) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING`, email, reason); err != nil {
