@@ -71,7 +71,7 @@ func (s *Server) consume(ctx context.Context, c *call, req *TokenRequest, purpos
 		}
 		// Following an emailed link proves the address: a sign-in link activates too.
 		var dropped int
-		if acct, dropped, err = postgres.ActivateAccount(ctx, tx, id, cookie, s.now()); err != nil {
+		if acct, dropped, err = lifecycle.ActivateAccount(ctx, tx, id, cookie, s.now()); err != nil {
 			return err
 		}
 		if dropped > 0 {

@@ -61,11 +61,11 @@ func (w *StripeEventWorker) extensionPaid(ctx context.Context, x *postgres.Exten
 			}
 			overLimit = pod.Hours+paid+x.Hours > plan.MaxHours
 		}
-		settle := postgres.PayExtension
+		to := gpubroker.ExtensionPaid
 		if overLimit {
-			settle = postgres.RefuseExtension
+			to = gpubroker.ExtensionOverLimit
 		}
-		ok, err := settle(ctx, tx, x.ID, s.ID, pi.ID, now)
+		ok, err := lifecycle.MoveExtension(ctx, tx, x, to, s.ID, pi.ID, now)
 		if err != nil || !ok {
 			return err
 		}

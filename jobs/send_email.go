@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"gpubroker"
+	"gpubroker/lifecycle"
 	"gpubroker/postgres"
 	"gpubroker/tasks"
 )
@@ -39,11 +40,11 @@ func (w *SendEmailWorker) Work(ctx context.Context, job *river.Job[SendEmailArgs
 		return err
 	} else if reason != "" {
 		d.Logger.InfoContext(ctx, "email suppressed", "email_id", e.ID, "kind", e.Kind, "reason", reason)
-		return postgres.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailSuppressed, "", "", "address suppressed: "+reason, d.now())
+		return lifecycle.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailSuppressed, "", "", "address suppressed: "+reason, d.now())
 	}
 	if d.Sender == nil {
 		// Dev and tests: the outbox row is the delivery, readable at /dev/mail.
-		return postgres.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailSent, "outbox", fmt.Sprintf("outbox-%d", e.ID), "", d.now())
+		return lifecycle.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailSent, "outbox", fmt.Sprintf("outbox-%d", e.ID), "", d.now())
 	}
 	msgID, err := d.Sender.Send(ctx, e.Message)
 	var sb sandboxed
@@ -52,14 +53,14 @@ func (w *SendEmailWorker) Work(ctx context.Context, job *river.Job[SendEmailArgs
 		return w.sandboxed(ctx, e, err)
 	case errors.Is(err, gpubroker.ErrPermanent):
 		d.Logger.WarnContext(ctx, "email rejected permanently", "email_id", e.ID, "kind", e.Kind, "error", err)
-		return postgres.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailFailed, "ses", "", err.Error(), d.now())
+		return lifecycle.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailFailed, "ses", "", err.Error(), d.now())
 	case err != nil:
 		_ = postgres.NoteEmailAttempt(ctx, d.Pool, e.ID, err.Error())
 		return err
 	}
 	d.Logger.InfoContext(ctx, "email sent", "email_id", e.ID, "kind", e.Kind, "message_id", msgID)
 	return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-		if err := postgres.MarkEmail(ctx, tx, e.ID, gpubroker.EmailSent, "ses", msgID, "", d.now()); err != nil {
+		if err := lifecycle.MarkEmail(ctx, tx, e.ID, gpubroker.EmailSent, "ses", msgID, "", d.now()); err != nil {
 			return err
 		}
 		return postgres.ScrubEmailTokens(ctx, tx, e.ID)
@@ -101,7 +102,7 @@ func (w *SendEmailWorker) sandboxed(ctx context.Context, e *postgres.Email, err 
 	deadline := e.CreatedAt.Add(window)
 	if !now.Before(deadline) {
 		d.Logger.WarnContext(ctx, "email refused by the SES sandbox until its link expired: failed", "email_id", e.ID, "kind", e.Kind, "error", err)
-		return postgres.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailFailed, "ses", "",
+		return lifecycle.MarkEmail(ctx, d.Pool, e.ID, gpubroker.EmailFailed, "ses", "",
 			fmt.Sprintf("%sgave up after %s: %v", sandboxNote, window, err), now)
 	}
 	first := e.Error == nil || !strings.HasPrefix(*e.Error, sandboxNote)

@@ -158,7 +158,7 @@ func (w *StripeEventWorker) sessionExpired(ctx context.Context, ev *gpubroker.We
 	if x, err := postgres.ExtensionOfSession(ctx, d.Pool, s.ID, s.ClientReferenceID); err == nil {
 		// An extension never paid: nothing changes but its status.
 		return postgres.Tx(ctx, d.Pool, func(tx pgx.Tx) error {
-			ok, err := postgres.ExpireExtension(ctx, tx, x.ID, d.now())
+			ok, err := lifecycle.MoveExtension(ctx, tx, x, gpubroker.ExtensionExpired, "", "", d.now())
 			if err != nil || !ok {
 				return err
 			}
