@@ -200,6 +200,12 @@ func (r *run) check(ctx context.Context) []string {
 		if o.podStatus == gpubroker.PodRunning {
 			add("%s: its pod still runs after its paid time (%d hours of %s)", who, out.hours+out.extended, hour)
 		}
+		switch {
+		case out.ran && !out.killedAt.IsZero() && out.err == nil && o.podStatus != gpubroker.PodFailed:
+			add("%s: its pod died at the provider and ended %s, not failed", who, o.podStatus)
+		case out.ran && out.killedAt.IsZero() && out.err == nil && o.podStatus != gpubroker.PodTerminated:
+			add("%s: its pod was stopped or ran to its end and is %s, not terminated", who, o.podStatus)
+		}
 		if !out.sawEnded.IsZero() {
 			paidFor := hour * time.Duration(out.hours+out.extended)
 			if earliest := startLo.Add(paidFor); !startLo.IsZero() && out.sawEnded.Before(earliest.Add(-time.Second)) {
@@ -280,6 +286,39 @@ func (r *run) check(ctx context.Context) []string {
 	r.mu.Unlock()
 	if orphan != "" && byID[orphan] != gpu.StateTerminated {
 		add("the orphan instance %s was not terminated", orphan)
+	}
+	// Every event Stripe delivered and we answered 2xx was stored and processed: Stripe never
+	// sends it again, so one answered and lost is an order stalled for good.
+	if rows, err := r.pool.Query(ctx, `SELECT id FROM stripe_events WHERE processed_at IS NOT NULL`); err != nil {
+		add("reading stripe_events: %v", err)
+	} else {
+		done := map[string]bool{}
+		for rows.Next() {
+			var id string
+			if rows.Scan(&id) == nil {
+				done[id] = true
+			}
+		}
+		rows.Close()
+		for _, ev := range r.front.stripe.Events() {
+			if ev.Delivered && !done[ev.ID] {
+				add("event %s (%s) was answered 2xx and never processed", ev.ID, ev.Type)
+			}
+		}
+	}
+	// A pod runs once and ends once, in the status its story calls for.
+	if rows, err := r.pool.Query(ctx, `SELECT pod_id::text, action, count(*) FROM audit_events
+		WHERE action IN ('pod.running', 'pod.terminated', 'pod.died') AND pod_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1`); err != nil {
+		add("reading audit_events: %v", err)
+	} else {
+		for rows.Next() {
+			var pod, action string
+			var n int
+			if rows.Scan(&pod, &action, &n) == nil {
+				add("pod %s was audited %s %d times: a guarded move moved it twice", pod, action, n)
+			}
+		}
+		rows.Close()
 	}
 	// No job discarded, none stuck.
 	rows, err := r.pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job
