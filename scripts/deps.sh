@@ -17,7 +17,8 @@ set -euo pipefail
 
 pkgs=(postgresql postgresql-client)
 if [ "${1:-test}" = test ]; then
-  pkgs+=(chromium openssh-client openssh-server python3-jupyter-server cloud-init iproute2 caddy pebble gcc libc6-dev)
+  pkgs+=(chromium openssh-client openssh-server python3-jupyter-server cloud-init iproute2 caddy pebble gcc libc6-dev
+    build-essential pkg-config python3 libkrb5-dev)  # the last: code-server's native modules (TestWorkspaceCheckCodeServer)
 fi
 
 if ! command -v dpkg-query >/dev/null; then

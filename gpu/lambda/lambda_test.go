@@ -702,7 +702,10 @@ func TestLaunchUserData(t *testing.T) {
 	require.Equal(t, workspace.SHA256, env["GPUBROKER_WORKSPACE_SHA256"])
 	require.Equal(t, workspace.Path, env["GPUBROKER_WORKSPACE_PATH"])
 	require.Contains(t, files["/etc/systemd/system/gpubroker-ide.service"], "User=ubuntu")
-	require.Contains(t, strings.Join(cc.RunCmd, "\n"), "code-server_")
+	// No unchecked code-server download: the bootstrap installs it, pinned by npm's integrity,
+	// and it listens on loopback for Caddy alone.
+	require.NotContains(t, strings.Join(cc.RunCmd, "\n"), "code-server")
+	require.Equal(t, "127.0.0.1", env["GPUBROKER_IDE_BIND"])
 	require.Contains(t, strings.Join(cc.RunCmd, "\n"), "systemctl enable --now gpubroker-ide.service")
 	for _, fl := range cc.WriteFiles {
 		if fl.Path == "/etc/gpubroker/workspace.env" {

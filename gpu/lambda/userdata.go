@@ -17,10 +17,6 @@ const MaxUserData = 1 << 20
 // ideTag is the instance tag naming the IDE the instance runs.
 const ideTag = "gpubroker-ide"
 
-// CodeServerVersion is the code-server release installed on Lambda VMs for the code-server
-// template, the same as images/developer/Dockerfile.
-const CodeServerVersion = "4.96.2"
-
 // Caddy, installed from its release tarball on code-server VMs: Ubuntu 22.04 (Lambda Stack)
 // has no caddy package. The SHA-512 is the one the official Docker image checks for this
 // tarball (caddyserver/caddy-docker, 2.10/alpine/Dockerfile).
@@ -132,6 +128,7 @@ func (c *Client) userData(r gpu.LaunchRequest) (string, error) {
 		"GPUBROKER_IDE=" + ide,
 		"GPUBROKER_IDE_PORT=" + strconv.Itoa(c.cfg.IDEPort),
 		"GPUBROKER_SSHD=0", // the VM's sshd already runs; cloud-init installs the keys
+		"GPUBROKER_IDE_BIND=127.0.0.1", // code-server answers Caddy only; Caddy answers the world with TLS
 		"HOME=/home/ubuntu",
 	}
 	if r.IDE == gpu.IDECodeServer {
@@ -174,7 +171,9 @@ func (c *Client) userData(r gpu.LaunchRequest) (string, error) {
 		runcmd = append(runcmd, "ln -sfn "+workspaceDir+" "+jupyterLink+" && chown -h ubuntu:ubuntu "+jupyterLink)
 	case gpu.IDECodeServer:
 		runcmd = append(runcmd,
-			fmt.Sprintf("curl -fsSL --retry 5 -o /tmp/code-server.deb https://github.com/coder/code-server/releases/download/v%[1]s/code-server_%[1]s_amd64.deb && dpkg -i /tmp/code-server.deb && rm -f /tmp/code-server.deb", CodeServerVersion),
+			// The bootstrap installs code-server itself, pinned by npm's integrity (it runs as
+			// ubuntu): only the tools its native modules build with need root.
+			"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends build-essential pkg-config python3 libkrb5-dev",
 			fmt.Sprintf("curl -fsSL --retry 5 -o /tmp/caddy.tar.gz https://github.com/caddyserver/caddy/releases/download/v%[1]s/caddy_%[1]s_linux_amd64.tar.gz && echo '%[2]s  /tmp/caddy.tar.gz' | sha512sum -c - && tar -xzf /tmp/caddy.tar.gz -C /usr/local/bin caddy && rm -f /tmp/caddy.tar.gz", CaddyVersion, caddySHA512),
 			publicHost+" > "+caddyEnv,
 			"systemctl daemon-reload",

@@ -44,6 +44,8 @@
 #                             the IDE's secret; no secret, no IDE: never open to the internet
 #     GPUBROKER_TLS_CERT, GPUBROKER_TLS_KEY   optional: serve the IDE over HTTPS
 #     GPUBROKER_IDE_WAIT      seconds to wait for the IDE to listen (default 300)
+#     GPUBROKER_IDE_BIND      the address code-server listens on (default 0.0.0.0; 127.0.0.1
+#                             behind a proxy on the same machine, as Caddy on Lambda)
 #
 # Then `ready`: ok when what the customer connects to is up (their keys and sshd if they gave
 # keys, the IDE if one was asked for), its detail naming any step that failed. The script then waits on the IDE
@@ -445,7 +447,7 @@ start_ide() {
 			opts=(--cert "$GPUBROKER_TLS_CERT" --cert-key "$GPUBROKER_TLS_KEY")
 		fi
 		log "starting code-server on port $port in $dir"
-		PASSWORD="$ide_password" code-server --auth password --bind-addr "0.0.0.0:$port" \
+		PASSWORD="$ide_password" code-server --auth password --bind-addr "${GPUBROKER_IDE_BIND:-0.0.0.0}:$port" \
 			--disable-telemetry "${opts[@]}" "$dir" &
 		ide_pid=$!
 		;;
