@@ -8,7 +8,7 @@ HUGO  := go tool -modfile=tools/go.mod hugo
 # The database URL, in a recipe: DATABASE_URL, or the local cluster (failing loudly if it can't start).
 DB = url="$${DATABASE_URL:-}"; [ -n "$$url" ] || url=$$(scripts/pg.sh) || exit 1
 
-.PHONY: dev test deps deps-dev workspace-check provider-check site build build-prod image migrate db-stop lint lighthouse bench load chaos fuzz site-deploy clean
+.PHONY: dev test deps deps-dev workspace-check provider-check site build build-prod image migrate db-stop lint lighthouse bench load chaos scale fuzz site-deploy clean
 
 # The Debian packages: `deps-dev` what make dev needs (PostgreSQL), `deps` everything make test
 # needs. A fast no-op when they are installed.
@@ -125,3 +125,12 @@ load: build
 # (TestChaosShort). CHAOSFLAGS passes options, e.g. CHAOSFLAGS='-customers 100 -seed 42'.
 chaos: build-prod
 	go run ./cmd/chaos -gpubroker bin/gpubroker $(CHAOSFLAGS)
+
+# The production processes on a throwaway cluster seeded with SCALE times a year of a busy
+# service (SCALE=1: 100k accounts, 500k orders, 3M audit events …; it checks free disk first):
+# every customer and ops route, the ops collector's queries and the periodic jobs timed, and
+# the statements over 100 ms with their plans (cmd/scale). make test runs it at SCALE=0.01
+# (TestScaleTiny). SCALEFLAGS passes options, e.g. SCALEFLAGS='-n 20 -gate'.
+SCALE ?= 1
+scale: build-prod
+	go run ./cmd/scale -gpubroker bin/gpubroker -scale $(SCALE) $(SCALEFLAGS)

@@ -28,6 +28,9 @@ type Options struct {
 	Prefix string
 	// MaxConns is max_connections; zero leaves the server's default.
 	MaxConns int
+	// Settings are more server settings, name=value each (make scale: the slow-statement log,
+	// auto_explain, pg_stat_statements).
+	Settings []string
 }
 
 // Cluster is a running throwaway cluster with a database named gpubroker.
@@ -141,6 +144,9 @@ func Start(o Options) (*Cluster, error) {
 	c.opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c full_page_writes=on", c.Port, c.data)
 	if o.MaxConns > 0 {
 		c.opts += fmt.Sprintf(" -c max_connections=%d", o.MaxConns)
+	}
+	for _, kv := range o.Settings {
+		c.opts += " -c " + kv
 	}
 	if err := c.start(); err != nil {
 		return c, err
