@@ -102,26 +102,57 @@ type PodCount struct {
 	Count    int64
 }
 
-// CountPods counts the pods by status and provider.
-func CountPods(ctx context.Context, q Querier) ([]PodCount, error) {
-	rows, err := q.Query(ctx, `SELECT status, COALESCE(provider, ''), count(*) FROM pods GROUP BY 1, 2 ORDER BY 1, 2`)
+// SumCounts sums the delta rows of one of ops_counts' metrics ("audit", "orders", "pods"; see
+// migration 017) by key, leaving out keys that sum to zero. It also folds the rows into one per
+// key, so the table stays as small as its keys: one collector at a time (an advisory lock; the
+// others only read), and in the same statement, whose sum is read from the snapshot before the
+// fold, so nothing is counted twice or lost. Rows appended meanwhile stay for the next fold.
+func SumCounts(ctx context.Context, q Querier, metric string) (map[string]int64, error) {
+	rows, err := q.Query(ctx, `WITH folder AS (SELECT pg_try_advisory_xact_lock(hashtext('ops_counts'), hashtext($1)) AS ok),
+		moved AS (DELETE FROM ops_counts WHERE metric = $1 AND (SELECT ok FROM folder) RETURNING key, n),
+		folded AS (INSERT INTO ops_counts (metric, key, n) SELECT $1, key, sum(n) FROM moved GROUP BY key HAVING sum(n) <> 0)
+		SELECT key, sum(n)::bigint FROM ops_counts WHERE metric = $1 GROUP BY key HAVING sum(n) <> 0`, metric)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[PodCount])
+	out := map[string]int64{}
+	var key string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&key, &n}, func() error { out[key] = n; return nil })
+	return out, err
+}
+
+// CountPods counts the pods by status and provider.
+func CountPods(ctx context.Context, q Querier) ([]PodCount, error) {
+	sums, err := SumCounts(ctx, q, "pods")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PodCount, 0, len(sums))
+	for key, n := range sums {
+		status, provider, _ := strings.Cut(key, "|")
+		out = append(out, PodCount{Status: gpubroker.PodStatus(status), Provider: provider, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Status != out[j].Status {
+			return out[i].Status < out[j].Status
+		}
+		return out[i].Provider < out[j].Provider
+	})
+	return out, nil
 }
 
 // CountOrders counts the orders by status.
 func CountOrders(ctx context.Context, q Querier) (map[gpubroker.OrderStatus]int64, error) {
-	rows, err := q.Query(ctx, `SELECT status, count(*) FROM orders GROUP BY 1`)
+	sums, err := SumCounts(ctx, q, "orders")
 	if err != nil {
 		return nil, err
 	}
-	out := map[gpubroker.OrderStatus]int64{}
-	var st gpubroker.OrderStatus
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[st] = n; return nil })
-	return out, err
+	out := make(map[gpubroker.OrderStatus]int64, len(sums))
+	for k, n := range sums {
+		out[gpubroker.OrderStatus(k)] = n
+	}
+	return out, nil
 }
 
 // JobCount is how many River jobs of a kind are in a state.
@@ -141,15 +172,7 @@ func CountJobs(ctx context.Context, q Querier) ([]JobCount, error) {
 
 // CountAuditActions counts the audit events by action, all time.
 func CountAuditActions(ctx context.Context, q Querier) (map[string]int64, error) {
-	rows, err := q.Query(ctx, `SELECT action, count(*) FROM audit_events GROUP BY 1`)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int64{}
-	var action string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&action, &n}, func() error { out[action] = n; return nil })
-	return out, err
+	return SumCounts(ctx, q, "audit")
 }
 
 // Tallies are the running totals ops watch besides the funnel, and the conditions that page.
@@ -187,7 +210,7 @@ func GetTallies(ctx context.Context, q Querier) (Tallies, error) {
 		(SELECT COALESCE(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)), 0) FROM pods WHERE started_at > now() - interval '1 hour'),
 		(SELECT count(*) FROM emails WHERE status = 'sent' AND sent_at > now() - interval '24 hours'),
 		(SELECT count(*) FROM email_feedback WHERE created_at > now() - interval '24 hours' AND (kind = 'complaint' OR bounce_type = 'Permanent')),
-		(SELECT max(received_at) FROM stripe_events),
+		COALESCE((SELECT max(received_at) FROM stripe_events WHERE payload IS NOT NULL), (SELECT max(received_at) FROM stripe_events)),
 		(SELECT count(*) FROM stripe_events WHERE processed_at IS NULL AND received_at < now() - interval '5 minutes')`, 24*time.Hour).
 		Scan(&t.Extensions, &t.EarlyStopRefunds, &t.EarlyStopRefundedCents, &t.DeadPods, &t.HoldsLapsingSoon, &t.CapturedWithoutPod,
 			&t.ProvisioningP95Hour, &t.EmailsSent24h, &t.EmailBounces24h, &t.LastWebhookAt, &t.WebhooksWaiting)
@@ -244,7 +267,7 @@ func GetReconcileSummary(ctx context.Context, q Querier) (ReconcileSummary, erro
 		count(*) FILTER (WHERE action = 'reconcile.refund_queued'),
 		count(*) FILTER (WHERE action = 'reconcile.provision_requeued'),
 		count(*) FILTER (WHERE action = 'reconcile.overdue_pod')
-		FROM audit_events WHERE action LIKE 'reconcile.%'`).Scan(&r.OrphanInstancesEnded, &r.RefundsQueued, &r.ProvisionsRequeued, &r.OverduePodsEnded)
+		FROM audit_events WHERE action IN ('reconcile.orphan_instance', 'reconcile.refund_queued', 'reconcile.provision_requeued', 'reconcile.overdue_pod')`).Scan(&r.OrphanInstancesEnded, &r.RefundsQueued, &r.ProvisionsRequeued, &r.OverduePodsEnded)
 	if err != nil {
 		return r, err
 	}
@@ -366,18 +389,22 @@ type OrderHit struct {
 
 // SearchOrders finds orders by email (or part of one, in any case), order id, pod id, or a
 // Stripe id of the order or of one of its extensions: Checkout Session, PaymentIntent or refund.
-// Stripe's ids are case-sensitive base62 and are compared as typed; uuids in any case.
+// Stripe's ids are case-sensitive base62 and are compared as typed; uuids in any case. Each
+// way is its own indexed branch (a part of an email on orders_email_trgm_idx).
 func SearchOrders(ctx context.Context, q Querier, term string) ([]OrderHit, error) {
 	term = strings.TrimSpace(term)
 	if term == "" {
 		return nil, nil
 	}
 	rows, err := q.Query(ctx, `SELECT o.id::text, o.email, o.status, o.created_at FROM orders o
-		WHERE o.id = $1::uuid OR o.stripe_session_id = $2 OR o.payment_intent_id = $2 OR o.refund_id = $2
-		   OR o.id IN (SELECT order_id FROM pods WHERE id = $1::uuid)
-		   OR o.id IN (SELECT order_id FROM extensions WHERE id = $1::uuid OR stripe_session_id = $2 OR payment_intent_id = $2)
-		   OR o.id IN (SELECT y.order_id FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE r.stripe_refund_id = $2)
-		   OR o.email LIKE '%' || $3 || '%'
+		WHERE o.id IN (SELECT id FROM orders WHERE id = $1::uuid
+		   UNION SELECT id FROM orders WHERE stripe_session_id = $2
+		   UNION SELECT id FROM orders WHERE payment_intent_id = $2
+		   UNION SELECT id FROM orders WHERE refund_id = $2
+		   UNION SELECT order_id FROM pods WHERE id = $1::uuid
+		   UNION SELECT order_id FROM extensions WHERE id = $1::uuid OR stripe_session_id = $2 OR payment_intent_id = $2
+		   UNION SELECT y.order_id FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE r.stripe_refund_id = $2
+		   UNION SELECT id FROM orders WHERE email LIKE '%' || $3 || '%')
 		ORDER BY o.created_at DESC LIMIT 100`, nullUUID(term), term, likeEscape(strings.ToLower(term)))
 	if err != nil {
 		return nil, err
@@ -493,8 +520,8 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	}
 
 	rows, err = q.Query(ctx, `SELECT created_at, kind, id, state::text, attempt, max_attempts, COALESCE(errors[array_length(errors, 1)]->>'error', '')
-		FROM river_job WHERE args->>'order_id' = $3 OR args->>'pod_id' = $4
-		   OR (kind = 'stripe_event' AND args->>'event_id' IN (`+events+`))
+		FROM river_job WHERE args @> jsonb_build_object('order_id', $3::text) OR args @> jsonb_build_object('pod_id', $4::text)
+		   OR args @> ANY (ARRAY(SELECT jsonb_build_object('event_id', id) FROM (`+events+`) e))
 		ORDER BY id`, refs, objects, o.ID, pod.ID)
 	if err != nil {
 		return nil, err
@@ -541,7 +568,7 @@ func GetOrderStory(ctx context.Context, q Querier, orderID string) (*OrderStory,
 	// the unkeyed ones (sign-in links) sent to the order's address since it was made.
 	rows, err = q.Query(ctx, `SELECT e.created_at, e.kind, e.status, COALESCE(e.error, ''), COALESCE(string_agg(DISTINCT f.kind, ', '), '')
 		FROM emails e LEFT JOIN email_feedback f ON f.message_id = e.provider_message_id
-		WHERE split_part(e.dedupe_key, ':', 2) IN ($1, $2) OR (e.to_email = $3 AND e.created_at >= $4 AND e.dedupe_key IS NULL)
+		WHERE (e.dedupe_key IS NOT NULL AND split_part(e.dedupe_key, ':', 2) IN ($1, $2)) OR (e.to_email = $3 AND e.created_at >= $4 AND e.dedupe_key IS NULL)
 		GROUP BY e.id ORDER BY e.id`, o.ID, pod.ID, o.Email, o.CreatedAt)
 	if err != nil {
 		return nil, err
