@@ -187,11 +187,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer apiProc.Stop()
 	worker := &gbproc.Proc{Name: "worker", Mode: "worker", Bin: o.Gpubroker, LogPath: filepath.Join(dir, "worker.log"), Env: env("gpubroker-worker")}
+	workerFrom := time.Now() // retention runs as the worker starts
 	if err = worker.Start(ctx); err != nil {
 		return nil, err
 	}
 	defer worker.Stop()
-	workerFrom := time.Now()
 	o.logf("api and worker up")
 
 	c := &client{base: apiProc.URL(), origin: front, originSecret: originSecret, admin: adminPassword, webhookSecret: webhookSecret}
