@@ -27,7 +27,7 @@ func TestScaleTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out strings.Builder
-	res, err := scale.Run(ctx, scale.Options{Gpubroker: bin, Scale: 0.01, Requests: 3, JobWindow: 12 * time.Second, Out: &out})
+	res, err := scale.Run(ctx, scale.Options{Gpubroker: bin, Scale: 0.01, Requests: 3, JobWindow: 25 * time.Second, Out: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
