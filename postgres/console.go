@@ -35,28 +35,103 @@ type FunnelCounts struct {
 }
 
 // CountFunnel counts the funnel of the orders created at or after since (the zero time: all).
+// It reads funnel_days (migration 018): whole UTC days from the table, the days changed since
+// the last fold and the window's partial first day from the orders themselves, all in one
+// statement, so the counts are exact. It first folds the changed days into funnel_days (one
+// caller at a time; the others only read).
 func CountFunnel(ctx context.Context, q Querier, since time.Time) (FunnelCounts, error) {
+	if err := foldFunnel(ctx, q); err != nil {
+		return FunnelCounts{}, err
+	}
+	since = since.UTC()
+	firstDay := since.Truncate(24 * time.Hour) // UTC midnight (the zero time is one)
+	if firstDay.Before(since) {
+		firstDay = firstDay.Add(24 * time.Hour)
+	}
 	var f FunnelCounts
-	err := q.QueryRow(ctx, `WITH o AS (
-		SELECT o.status <> 'free' AS paid,
-		       (o.authorized_at IS NOT NULL OR o.status = 'free') AS authorized,
-		       COALESCE(a.status = 'active', false) AS active,
-		       p.deploy_requested_at IS NOT NULL AS deployed,
-		       p.captured_at IS NOT NULL AS captured,
-		       p.started_at IS NOT NULL AS ran
-		FROM orders o LEFT JOIN accounts a ON a.id = o.account_id LEFT JOIN pods p ON p.order_id = o.id
-		WHERE o.created_at >= $1)
-		SELECT count(*),
-		       count(*) FILTER (WHERE authorized),
-		       count(*) FILTER (WHERE authorized AND active),
-		       count(*) FILTER (WHERE authorized AND active AND deployed),
-		       count(*) FILTER (WHERE authorized AND active AND deployed AND captured),
-		       count(*) FILTER (WHERE authorized AND active AND deployed AND captured AND ran),
-		       count(*) FILTER (WHERE paid),
-		       count(*) FILTER (WHERE paid AND authorized)
-		FROM o`, since).
+	err := q.QueryRow(ctx, `WITH dirty AS (SELECT DISTINCT day FROM funnel_dirty WHERE day >= ($2::timestamptz AT TIME ZONE 'UTC')::date),
+		kept AS (SELECT `+funnelKeptSums+` FROM funnel_days
+			WHERE day >= ($2::timestamptz AT TIME ZONE 'UTC')::date AND day NOT IN (SELECT day FROM dirty)),
+		live AS (SELECT `+funnelSums+` FROM (
+			SELECT `+funnelColumns+` FROM orders o `+funnelJoins+` WHERE o.created_at >= $1 AND o.created_at < $2
+			UNION ALL
+			SELECT `+funnelColumns+` FROM dirty d JOIN orders o ON o.created_at >= (d.day::timestamp AT TIME ZONE 'UTC')
+				AND o.created_at < ((d.day + 1)::timestamp AT TIME ZONE 'UTC') `+funnelJoins+`) x)
+		SELECT k.checkouts_started + l.checkouts_started, k.authorized + l.authorized, k.activated + l.activated,
+		       k.deployed + l.deployed, k.captured + l.captured, k.running + l.running,
+		       k.paid_checkouts + l.paid_checkouts, k.paid_authorized + l.paid_authorized
+		FROM kept k, live l`, since, firstDay).
 		Scan(&f.CheckoutsStarted, &f.Authorized, &f.Activated, &f.Deployed, &f.Captured, &f.Running, &f.PaidCheckouts, &f.PaidAuthorized)
 	return f, err
+}
+
+// funnelColumns are one order's funnel steps (from orders o, funnelJoins), and its UTC
+// creation day. Migration 018's backfill repeats them.
+const funnelColumns = `(o.created_at AT TIME ZONE 'UTC')::date AS day,
+	o.status <> 'free' AS paid,
+	(o.authorized_at IS NOT NULL OR o.status = 'free') AS authorized,
+	COALESCE(a.status = 'active', false) AS active,
+	p.deploy_requested_at IS NOT NULL AS deployed,
+	p.captured_at IS NOT NULL AS captured,
+	p.started_at IS NOT NULL AS ran`
+
+const funnelJoins = `LEFT JOIN accounts a ON a.id = o.account_id LEFT JOIN pods p ON p.order_id = o.id`
+
+// funnelSums counts funnelColumns' rows into funnel_days' columns: each step counts the orders
+// that reached it and every step before.
+const funnelSums = `count(*) AS checkouts_started,
+	count(*) FILTER (WHERE authorized) AS authorized,
+	count(*) FILTER (WHERE authorized AND active) AS activated,
+	count(*) FILTER (WHERE authorized AND active AND deployed) AS deployed,
+	count(*) FILTER (WHERE authorized AND active AND deployed AND captured) AS captured,
+	count(*) FILTER (WHERE authorized AND active AND deployed AND captured AND ran) AS running,
+	count(*) FILTER (WHERE paid) AS paid_checkouts,
+	count(*) FILTER (WHERE paid AND authorized) AS paid_authorized`
+
+const funnelKeptSums = `COALESCE(sum(checkouts_started), 0)::bigint AS checkouts_started,
+	COALESCE(sum(authorized), 0)::bigint AS authorized, COALESCE(sum(activated), 0)::bigint AS activated,
+	COALESCE(sum(deployed), 0)::bigint AS deployed, COALESCE(sum(captured), 0)::bigint AS captured,
+	COALESCE(sum(running), 0)::bigint AS running, COALESCE(sum(paid_checkouts), 0)::bigint AS paid_checkouts,
+	COALESCE(sum(paid_authorized), 0)::bigint AS paid_authorized`
+
+// foldFunnel recounts the days in funnel_dirty from the orders into funnel_days and removes
+// their markers, in one statement (one snapshot: a marker committed after it stays for the
+// next fold). One folder at a time: the advisory lock is taken in a statement of its own, so
+// the fold's snapshot is taken after the previous folder committed and never writes older
+// counts over newer ones. A Querier that cannot begin a transaction only reads (CountFunnel
+// is exact either way).
+func foldFunnel(ctx context.Context, q Querier) error {
+	b, ok := q.(interface {
+		Begin(context.Context) (pgx.Tx, error)
+	})
+	if !ok {
+		return nil
+	}
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var folder bool
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('ops_counts'), hashtext('funnel_days'))`).Scan(&folder); err != nil {
+		return err
+	}
+	if !folder {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM funnel_dirty RETURNING day),
+		days AS (SELECT DISTINCT day FROM moved),
+		fresh AS (SELECT day, `+funnelSums+` FROM (SELECT `+funnelColumns+` FROM days d
+			JOIN orders o ON o.created_at >= (d.day::timestamp AT TIME ZONE 'UTC') AND o.created_at < ((d.day + 1)::timestamp AT TIME ZONE 'UTC')
+			`+funnelJoins+`) x GROUP BY day),
+		gone AS (DELETE FROM funnel_days WHERE day IN (SELECT day FROM days) AND day NOT IN (SELECT day FROM fresh))
+		INSERT INTO funnel_days SELECT * FROM fresh ON CONFLICT (day) DO UPDATE SET
+			checkouts_started = EXCLUDED.checkouts_started, authorized = EXCLUDED.authorized,
+			activated = EXCLUDED.activated, deployed = EXCLUDED.deployed, captured = EXCLUDED.captured,
+			running = EXCLUDED.running, paid_checkouts = EXCLUDED.paid_checkouts, paid_authorized = EXCLUDED.paid_authorized`); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // ProvisioningTimes is the Deploy-to-running time of the pods that started in a span.
@@ -66,14 +141,68 @@ type ProvisioningTimes struct {
 }
 
 // GetProvisioningTimes reads the Deploy-to-running percentiles of the pods started at or after
-// since (the zero time: all).
+// since. For the zero time (all time) it reads the histogram of ops_counts' metric
+// 'provisioning' (migration 018: whole seconds, floored) and interpolates as percentile_cont
+// does between bucket midpoints, so P50 and P95 are within half a second of the exact values
+// (Pods is exact); a window is read from the pods themselves (pods_started_idx), exactly.
 func GetProvisioningTimes(ctx context.Context, q Querier, since time.Time) (ProvisioningTimes, error) {
+	if since.IsZero() {
+		sums, err := SumCounts(ctx, q, "provisioning")
+		if err != nil {
+			return ProvisioningTimes{}, err
+		}
+		return provisioningFromHistogram(sums), nil
+	}
 	var p ProvisioningTimes
 	err := q.QueryRow(ctx, `SELECT count(*),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)),
 		percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at))
 		FROM pods WHERE started_at >= $1`, since).Scan(&p.Pods, &p.P50, &p.P95)
 	return p, err
+}
+
+// provisioningFromHistogram computes ProvisioningTimes from whole-second buckets (key: the
+// floored seconds; "": a pod without a Deploy time, counted in Pods but not in the
+// percentiles), each bucket's pods taken at its midpoint.
+func provisioningFromHistogram(sums map[string]int64) ProvisioningTimes {
+	type bucket struct {
+		sec float64
+		n   int64
+	}
+	var p ProvisioningTimes
+	var bs []bucket
+	var n int64
+	for k, c := range sums {
+		p.Pods += c
+		if s, err := strconv.ParseInt(k, 10, 64); err == nil && c > 0 {
+			bs = append(bs, bucket{float64(s) + 0.5, c})
+			n += c
+		}
+	}
+	if n == 0 {
+		return p
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].sec < bs[j].sec })
+	at := func(i int64) float64 { // the value of the i-th (0-based) pod in order
+		for _, b := range bs {
+			if i < b.n {
+				return b.sec
+			}
+			i -= b.n
+		}
+		return bs[len(bs)-1].sec
+	}
+	pct := func(f float64) *float64 {
+		r := f * float64(n-1)
+		lo := int64(r)
+		v := at(lo)
+		if frac := r - float64(lo); frac > 0 {
+			v += frac * (at(lo+1) - v)
+		}
+		return &v
+	}
+	p.P50, p.P95 = pct(0.5), pct(0.95)
+	return p
 }
 
 // ProvisioningDay is the Deploy-to-running time of the pods that started on one day.

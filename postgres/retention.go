@@ -19,6 +19,9 @@ const (
 	// id, type, object, order and times) stays for good: it is what makes a redelivery a
 	// duplicate (InsertStripeEvents' ON CONFLICT (id) DO NOTHING).
 	StripePayloadRetention = 30 * 24 * time.Hour
+	// StripePayloadBatch is the most payloads one statement empties: each one's TOAST goes with
+	// it, so 10,000 took 306 ms at make scale's SCALE=1, 2,000 stay well under 100 ms.
+	StripePayloadBatch = 2_000
 )
 
 // RetentionCategory is one kind of row retention removes and the statement that removes one
@@ -27,6 +30,9 @@ type RetentionCategory struct {
 	Name   string
 	SQL    string
 	Cutoff func(now time.Time) time.Time
+	// Step, when set, is the most rows one statement touches: PruneBatch then runs SQL as
+	// often as it takes to reach its limit, each statement on its own.
+	Step int
 }
 
 // Retention lists the categories, each served by an index of migrations/015_retention.sql.
@@ -38,17 +44,31 @@ var Retention = []RetentionCategory{
 	// A token is spent at the earlier of its use and its expiry (LEAST ignores a NULL used_at).
 	{Name: "tokens", Cutoff: func(now time.Time) time.Time { return now.Add(-TokenRetention) },
 		SQL: `DELETE FROM tokens WHERE hash IN (SELECT hash FROM tokens WHERE LEAST(used_at, expires_at) < $1 LIMIT $2)`},
-	{Name: "stripe_payloads", Cutoff: func(now time.Time) time.Time { return now.Add(-StripePayloadRetention) },
+	{Name: "stripe_payloads", Cutoff: func(now time.Time) time.Time { return now.Add(-StripePayloadRetention) }, Step: StripePayloadBatch,
 		SQL: `UPDATE stripe_events SET payload = NULL
 			WHERE id IN (SELECT id FROM stripe_events WHERE received_at < $1 AND payload IS NOT NULL LIMIT $2)`},
 }
 
-// PruneBatch runs the category's statement once, on at most limit rows, and returns how many
-// it removed: fewer than limit means none is left.
+// PruneBatch removes at most limit rows of the category, by one statement (or, with Step, by
+// statements of at most Step rows each, stopping at the first that comes back short), and
+// returns how many it removed: fewer than limit means none is left.
 func (c RetentionCategory) PruneBatch(ctx context.Context, q Querier, now time.Time, limit int) (int64, error) {
-	tag, err := q.Exec(ctx, c.SQL, c.Cutoff(now), limit)
-	if err != nil {
-		return 0, err
+	step := limit
+	if c.Step > 0 && c.Step < step {
+		step = c.Step
 	}
-	return tag.RowsAffected(), nil
+	cutoff := c.Cutoff(now)
+	var removed int64
+	for removed < int64(limit) {
+		n := min(int64(step), int64(limit)-removed)
+		tag, err := q.Exec(ctx, c.SQL, cutoff, n)
+		if err != nil {
+			return removed, err
+		}
+		removed += tag.RowsAffected()
+		if tag.RowsAffected() < n {
+			break
+		}
+	}
+	return removed, nil
 }

@@ -207,3 +207,24 @@ func TestRateLimitWindowAtMostTheRetainedOne(t *testing.T) {
 	_, err = postgres.Allow(ctx, pool, "k", 1, postgres.RateLimitMaxWindow+time.Hour, now)
 	require.Error(t, err)
 }
+
+// The payloads are emptied StripePayloadBatch at a time (each statement well under 100 ms at
+// production size), up to PruneBatch's limit, which still means what it did to the caller.
+func TestStripePayloadsInSteps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	now := time.Now().UTC()
+	total := postgres.StripePayloadBatch*2 + 500
+	_, err := pool.Exec(ctx, `INSERT INTO stripe_events (id, type, object_id, payload, received_at)
+		SELECT 'evt_' || i, 'x', 'cs_' || i, '{}', $1::timestamptz - interval '31 days' FROM generate_series(1, $2) i`, now, total)
+	require.NoError(t, err)
+	payloads := category(t, "stripe_payloads")
+	n, err := payloads.PruneBatch(ctx, pool, now, postgres.StripePayloadBatch+100)
+	require.NoError(t, err)
+	require.Equal(t, int64(postgres.StripePayloadBatch+100), n, "the limit is reached in steps")
+	n, err = payloads.PruneBatch(ctx, pool, now, postgres.RetentionBatch)
+	require.NoError(t, err)
+	require.Equal(t, int64(total-postgres.StripePayloadBatch-100), n, "short: none left")
+	require.Equal(t, 0, count(t, pool, `SELECT count(*) FROM stripe_events WHERE payload IS NOT NULL`))
+}

@@ -1,0 +1,207 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"gpubroker/internal/testdb"
+	"gpubroker/postgres"
+)
+
+// seedFunnelMix inserts n orders over the last 40 days in every funnel state: free and paid,
+// authorized or not, an active, pending or no account, a pod deployed, captured, started or
+// none, in the set-based way cmd/scale seeds (each statement fires the triggers once).
+func seedFunnelMix(t *testing.T, pool *pgxpool.Pool, n int, tag string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `
+		WITH acc AS (
+			INSERT INTO accounts (email, name, status)
+			SELECT 'f'||i||'-'||$2||'@example.com', 'F', CASE WHEN i % 3 = 0 THEN 'pending' ELSE 'active' END
+			FROM generate_series(1, $1) i RETURNING id, email),
+		ord AS (
+			INSERT INTO orders (account_id, email, name, plan, template, gpu, region, hours, hourly_cents, amount_cents, status, created_at, authorized_at)
+			SELECT CASE WHEN i % 7 = 0 THEN NULL ELSE acc.id END, acc.email, 'F', 'p', 't', 'g', 'r', 1, 100, 100,
+			       (ARRAY['checkout_pending','free','authorized','captured','refunded','expired'])[1 + i % 6],
+			       now() - (i % 40) * interval '1 day' - (i * 37 % 86400) * interval '1 second',
+			       CASE WHEN i % 5 <> 0 THEN now() END
+			FROM (SELECT row_number() OVER () AS i, id, email FROM acc) acc RETURNING id, created_at)
+		INSERT INTO pods (order_id, status, gpu, region, hours, template, deploy_requested_at, captured_at, started_at)
+		SELECT id, 'running', 'g', 'r', 1, 't',
+		       CASE WHEN k % 4 <> 0 THEN created_at + interval '1 minute' END,
+		       CASE WHEN k % 4 > 1 THEN created_at + interval '2 minutes' END,
+		       CASE WHEN k % 4 = 3 THEN created_at + interval '1 minute' + (k % 300) * interval '1.25 seconds' END
+		FROM (SELECT row_number() OVER () AS k, id, created_at FROM ord) o WHERE k % 9 <> 0`, n, tag)
+	require.NoError(t, err)
+}
+
+// funnelWindows are the windows compared: all time, whole days, and partial first days.
+func funnelWindows() []time.Time {
+	now := time.Now()
+	day := now.UTC().Truncate(24 * time.Hour)
+	return []time.Time{{}, now.Add(-24 * time.Hour), now.Add(-7 * 24 * time.Hour), now.Add(-30 * 24 * time.Hour),
+		day, day.Add(-3 * 24 * time.Hour), day.Add(-3*24*time.Hour + 5*time.Hour), now.Add(time.Minute), now.Add(-100 * 24 * time.Hour)}
+}
+
+func requireFunnelMatches(t *testing.T, pool *pgxpool.Pool, when string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, since := range funnelWindows() {
+		want, err := postgres.CountFunnelJoin(ctx, pool, since)
+		require.NoError(t, err)
+		got, err := postgres.CountFunnel(ctx, pool, since)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "%s, since %v", when, since)
+	}
+}
+
+// The pre-aggregated funnel equals the join over orders, accounts and pods, in every window,
+// after the backfill's kind of seeding, after changes to every table it reads (before and after
+// a fold), and without a fold (a Querier that cannot begin: read only).
+func TestCountFunnelEqualsJoin(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	seedFunnelMix(t, pool, 3000, "a")
+	requireFunnelMatches(t, pool, "seeded")
+
+	// Changes on every table: pods deploy, capture and start; orders authorize, change status
+	// and account; accounts activate; pods and orders go away.
+	for _, sql := range []string{
+		`UPDATE pods SET deploy_requested_at = now() WHERE deploy_requested_at IS NULL AND id IN (SELECT id FROM pods ORDER BY id LIMIT 50)`,
+		`UPDATE pods SET captured_at = now(), started_at = now() WHERE captured_at IS NULL AND id IN (SELECT id FROM pods ORDER BY id DESC LIMIT 50)`,
+		`UPDATE orders SET authorized_at = now() WHERE authorized_at IS NULL AND id IN (SELECT id FROM orders ORDER BY id LIMIT 40)`,
+		`UPDATE orders SET status = 'free' WHERE id IN (SELECT id FROM orders WHERE status = 'expired' ORDER BY id LIMIT 30)`,
+		`UPDATE accounts SET status = 'active' WHERE status = 'pending' AND id IN (SELECT id FROM accounts ORDER BY id LIMIT 60)`,
+		`UPDATE accounts SET name = 'renamed'`, // nothing the funnel reads
+		`DELETE FROM pods WHERE id IN (SELECT id FROM pods ORDER BY id LIMIT 20)`,
+		`UPDATE orders SET account_id = NULL WHERE id IN (SELECT id FROM orders WHERE account_id IS NOT NULL ORDER BY id DESC LIMIT 25)`,
+		`UPDATE orders SET created_at = created_at - interval '3 days' WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 10)`,
+	} {
+		_, err := pool.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+		// Read without folding first: the dirty days are counted from the orders.
+		for _, since := range funnelWindows() {
+			want, err := postgres.CountFunnelJoin(ctx, pool, since)
+			require.NoError(t, err)
+			conn, err := pool.Acquire(ctx)
+			require.NoError(t, err)
+			got, err := postgres.CountFunnel(ctx, readOnly{conn}, since)
+			conn.Release()
+			require.NoError(t, err)
+			require.Equal(t, want, got, "unfolded after %s, since %v", sql, since)
+		}
+		requireFunnelMatches(t, pool, "folded after "+sql)
+	}
+	var dirty int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM funnel_dirty`).Scan(&dirty))
+	require.Zero(t, dirty, "the collector folded every dirty day")
+}
+
+// readOnly hides Begin: CountFunnel then reads without folding.
+type readOnly struct{ postgres.Querier }
+
+// Writers of the funnel's tables only append marker rows: two transactions touching orders
+// and pods of the same day, both open at once, never wait for each other; the counts are
+// exact after both commit, wherever the folds fell.
+func TestFunnelWritersDoNotBlock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	seedFunnelMix(t, pool, 200, "a")
+	requireFunnelMatches(t, pool, "seeded")
+
+	const writers = 8
+	var wg sync.WaitGroup
+	hold := make(chan struct{})
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- func() error {
+				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				tx, err := pool.Begin(wctx)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = tx.Rollback(ctx) }()
+				// A new order today, and a started pod of an existing one of today (its own).
+				if _, err := tx.Exec(wctx, `WITH o AS (INSERT INTO orders (email, name, plan, template, gpu, region, hours, hourly_cents, amount_cents, status, authorized_at)
+					VALUES ($1, 'W', 'p', 't', 'g', 'r', 1, 100, 100, 'authorized', now()) RETURNING id)
+					INSERT INTO pods (order_id, status, gpu, region, hours, template, deploy_requested_at) SELECT id, 'deploying', 'g', 'r', 1, 't', now() FROM o`,
+					fmt.Sprintf("w%d@example.com", w)); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(wctx, `UPDATE pods SET captured_at = now(), started_at = now() + interval '1 minute'
+					WHERE id = (SELECT id FROM pods ORDER BY id OFFSET $1 LIMIT 1)`, w); err != nil {
+					return err
+				}
+				// The collector folds while every writer is open.
+				if _, err := postgres.CountFunnel(wctx, pool, time.Time{}); err != nil {
+					return err
+				}
+				<-hold // every writer holds its transaction open here
+				return tx.Commit(wctx)
+			}()
+		}()
+	}
+	// Every writer reached the hold within the time: none waited on another's row.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&waiting))
+		if waiting >= writers {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "writers blocked: %d of %d idle in transaction", waiting, writers)
+		time.Sleep(20 * time.Millisecond)
+	}
+	requireFunnelMatches(t, pool, "writers open")
+	close(hold)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	requireFunnelMatches(t, pool, "writers committed")
+}
+
+// The all-time provisioning percentiles come from the whole-second histogram, within half a
+// second of percentile_cont over the pods; the count is exact, and follows pods as they start.
+func TestProvisioningHistogram(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	check := func(when string) {
+		t.Helper()
+		want, err := postgres.GetProvisioningTimes(ctx, pool, time.Unix(0, 0)) // a window: exact
+		require.NoError(t, err)
+		got, err := postgres.GetProvisioningTimes(ctx, pool, time.Time{})
+		require.NoError(t, err)
+		require.Equal(t, want.Pods, got.Pods, when)
+		if want.P50 == nil {
+			require.Nil(t, got.P50, when)
+			require.Nil(t, got.P95, when)
+			return
+		}
+		require.InDelta(t, *want.P50, *got.P50, 0.5, when)
+		require.InDelta(t, *want.P95, *got.P95, 0.5, when)
+	}
+	check("empty")
+	seedFunnelMix(t, pool, 2000, "a")
+	check("seeded")
+	_, err := pool.Exec(ctx, `UPDATE pods SET started_at = deploy_requested_at + interval '17.3 seconds' WHERE started_at IS NULL AND deploy_requested_at IS NOT NULL AND id IN (SELECT id FROM pods ORDER BY id LIMIT 100)`)
+	require.NoError(t, err)
+	check("more started")
+	_, err = pool.Exec(ctx, `DELETE FROM pods WHERE started_at IS NOT NULL AND id IN (SELECT id FROM pods ORDER BY id DESC LIMIT 100)`)
+	require.NoError(t, err)
+	check("some deleted")
+}
