@@ -534,18 +534,34 @@ func (r *run) refundByHand(ctx context.Context, o *outcome) error {
 	if err := r.pool.QueryRow(ctx, `SELECT payment_intent_id FROM orders WHERE id = $1`, o.orderID).Scan(&pi); err != nil {
 		return err
 	}
-	// Ops' click may meet the injected faults too: like the product, look for the refund by
-	// its key before asking again under a new idempotency key.
-	key := "by-hand-" + o.orderID
+	// Two ops refund half each at once (two clicks, two keys): two distinct charge.refunded
+	// events on one charge, delivered together, must both be stored and processed.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, half := range []string{"a", "b"} {
+		wg.Go(func() { errs[i] = r.refundHalfByHand(ctx, pi, "by-hand-"+o.orderID+"-"+half) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	o.manualCent = manualRefund
+	return nil
+}
+
+// refundHalfByHand refunds half of manualRefund under key. Ops' click may meet the injected
+// faults too: like the product, it looks for the refund by its key before asking again under a
+// new idempotency key.
+func (r *run) refundHalfByHand(ctx context.Context, pi, key string) error {
 	var last error
 	for attempt := 1; attempt <= 20; attempt++ {
 		if found, err := r.stripe.FindRefund(ctx, pi, key); err == nil && found != nil {
-			o.manualCent = manualRefund
 			return nil
 		}
-		_, last = r.stripe.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: pi, Amount: manualRefund, Key: key, IdempotencyKey: gpubroker.RetryKey(key, 1, attempt)})
+		_, last = r.stripe.Refund(ctx, gpubroker.RefundParams{PaymentIntentID: pi, Amount: manualRefund / 2, Key: key, IdempotencyKey: gpubroker.RetryKey(key, 1, attempt)})
 		if last == nil {
-			o.manualCent = manualRefund
 			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
