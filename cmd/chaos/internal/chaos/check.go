@@ -306,9 +306,12 @@ func (r *run) check(ctx context.Context) []string {
 			}
 		}
 	}
-	// A pod runs once and ends once, in the status its story calls for.
+	// A pod runs once and ends once, in the status its story calls for: each of these moves
+	// happens to a pod at most once (the release's and the refund's guarded moves run for every
+	// status the pod may be in, and only the one it is in may move).
 	if rows, err := r.pool.Query(ctx, `SELECT pod_id::text, action, count(*) FROM audit_events
-		WHERE action IN ('pod.running', 'pod.terminated', 'pod.died') AND pod_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1`); err != nil {
+		WHERE action IN ('pod.running', 'pod.terminated', 'pod.died', 'pod.failed', 'pod.hold_released') AND pod_id IS NOT NULL
+		GROUP BY 1, 2 HAVING count(*) > 1`); err != nil {
 		add("reading audit_events: %v", err)
 	} else {
 		for rows.Next() {
