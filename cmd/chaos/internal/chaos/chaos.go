@@ -144,7 +144,7 @@ func (r *run) rand(n int) int {
 }
 
 // Defaults are the run's sizes where Options leaves them zero (make chaos's flags show them).
-var Defaults = Options{Customers: 50, Concurrency: 10, Workers: 2, KillEvery: 6 * time.Second, Quiet: 5 * time.Minute, RentalHour: time.Minute}
+var Defaults = Options{Customers: 50, Concurrency: 25, Workers: 2, KillEvery: 6 * time.Second, Quiet: 5 * time.Minute, RentalHour: time.Minute}
 
 // Run runs the chaos and returns what it found; err is for a run that could not be made at all.
 func Run(ctx context.Context, o Options) (res *Result, err error) {
