@@ -40,6 +40,10 @@ CREATE TABLE funnel_dirty (
     day date NOT NULL
 );
 CREATE INDEX funnel_dirty_day_idx ON funnel_dirty (day);
+-- The dirty days' orders, by the day (an equality the planner estimates from the index's
+-- statistics; a range per day would be estimated at a ninth of the table). Built in the
+-- migration's transaction: the triggers' DDL and the backfill hold writes on orders anyway.
+CREATE INDEX orders_created_day_idx ON orders (((created_at AT TIME ZONE 'UTC')::date));
 
 -- +goose StatementBegin
 CREATE FUNCTION funnel_dirty_days() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -149,5 +153,6 @@ DROP TRIGGER orders_funnel_del ON orders;
 DROP TRIGGER orders_funnel_upd ON orders;
 DROP TRIGGER orders_funnel_ins ON orders;
 DROP FUNCTION funnel_dirty_days();
+DROP INDEX orders_created_day_idx;
 DROP TABLE funnel_dirty;
 DROP TABLE funnel_days;

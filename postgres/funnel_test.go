@@ -120,6 +120,7 @@ func TestFunnelWritersDoNotBlock(t *testing.T) {
 	const writers = 8
 	var wg sync.WaitGroup
 	hold := make(chan struct{})
+	reached := make(chan struct{}, writers)
 	errs := make(chan error, writers)
 	for w := range writers {
 		wg.Add(1)
@@ -144,27 +145,28 @@ func TestFunnelWritersDoNotBlock(t *testing.T) {
 					WHERE id = (SELECT id FROM pods ORDER BY id OFFSET $1 LIMIT 1)`, w); err != nil {
 					return err
 				}
-				// The collector folds while every writer is open.
-				if _, err := postgres.CountFunnel(wctx, pool, time.Time{}); err != nil {
-					return err
-				}
+				reached <- struct{}{}
 				<-hold // every writer holds its transaction open here
 				return tx.Commit(wctx)
 			}()
 		}()
 	}
-	// Every writer reached the hold within the time: none waited on another's row.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int
-		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&waiting))
-		if waiting >= writers {
-			break
+	// Every writer reached the hold within the time, all of them in open transactions: none
+	// waited on another's row.
+	timeout := time.After(10 * time.Second)
+	for i := range writers {
+		select {
+		case <-reached:
+		case err := <-errs:
+			close(hold)
+			require.NoError(t, err)
+			require.Fail(t, "a writer ended early")
+		case <-timeout:
+			close(hold)
+			require.Fail(t, "writers blocked", "%d of %d reached the hold", i, writers)
 		}
-		require.True(t, time.Now().Before(deadline), "writers blocked: %d of %d idle in transaction", waiting, writers)
-		time.Sleep(20 * time.Millisecond)
 	}
-	requireFunnelMatches(t, pool, "writers open")
+	requireFunnelMatches(t, pool, "writers open") // the collector folds while every writer is open
 	close(hold)
 	wg.Wait()
 	close(errs)
