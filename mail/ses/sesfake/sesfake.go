@@ -10,10 +10,13 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 )
 
 // SendEmail is the JSON body of SES v2 SendEmail (POST /v2/email/outbound-emails).
 type SendEmail struct {
+	// At is when the fake received it (not part of SES's JSON).
+	At               time.Time `json:"-"`
 	FromEmailAddress string
 	Destination      struct{ ToAddresses []string }
 	Content          struct {
@@ -132,7 +135,7 @@ func (f *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v2/email/outbound-emails":
-		var req SendEmail
+		req := SendEmail{At: time.Now()}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			sesError(w, http.StatusBadRequest, "BadRequestException", err.Error())
 			return

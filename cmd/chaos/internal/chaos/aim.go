@@ -183,6 +183,7 @@ func (r *run) killAll() {
 	r.kills.Add(int64(len(r.workers)))
 	r.mu.Lock()
 	r.lastKill = time.Now()
+	r.killTimes = append(r.killTimes, r.lastKill)
 	r.mu.Unlock()
 	go func() {
 		time.Sleep(300 * time.Millisecond)

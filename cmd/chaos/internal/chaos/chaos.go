@@ -125,8 +125,11 @@ type run struct {
 	mu       sync.Mutex
 	rng      *mrand.Rand
 	lastKill time.Time
-	orphanID string // the instance started behind our back
-	outcomes []*outcome
+	// killTimes are when workers were killed: a send re-made after a kill mid-send is the
+	// outbox's at-least-once, not a bug (check.go).
+	killTimes []time.Time
+	orphanID  string // the instance started behind our back
+	outcomes  []*outcome
 
 	kills, restarts, faults, redeliveries atomic.Int64
 }
@@ -144,7 +147,7 @@ func (r *run) rand(n int) int {
 }
 
 // Defaults are the run's sizes where Options leaves them zero (make chaos's flags show them).
-var Defaults = Options{Customers: 50, Concurrency: 25, Workers: 2, KillEvery: 6 * time.Second, Quiet: 5 * time.Minute, RentalHour: time.Minute}
+var Defaults = Options{Customers: 50, Concurrency: 25, Workers: 2, KillEvery: 10 * time.Second, Quiet: 5 * time.Minute, RentalHour: time.Minute}
 
 // Run runs the chaos and returns what it found; err is for a run that could not be made at all.
 func Run(ctx context.Context, o Options) (res *Result, err error) {
@@ -364,6 +367,7 @@ func (r *run) killLoop(ctx context.Context) {
 		r.kills.Add(1)
 		r.mu.Lock()
 		r.lastKill = time.Now()
+		r.killTimes = append(r.killTimes, r.lastKill)
 		r.mu.Unlock()
 		time.Sleep(time.Duration(200+r.rand(800)) * time.Millisecond)
 		if w.Exited() {

@@ -354,7 +354,8 @@ func sessionOf(checkoutURL any) (string, error) {
 // activate follows the activation link of the email the account job queued.
 func (c *customer) activate(ctx context.Context) error {
 	var token string
-	err := until(ctx, "activation email", 2*time.Minute, func() (bool, error) {
+	// Five minutes: under kill -9 every few seconds a send job may be rescued several times.
+	err := until(ctx, "activation email", 5*time.Minute, func() (bool, error) {
 		// The customer's inbox: what the workers sent through SES.
 		for _, m := range c.r.front.ses.SentTo(c.out.email) {
 			if s := m.Content.Simple; s != nil && s.Body.Text != nil {
