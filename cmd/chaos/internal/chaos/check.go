@@ -387,7 +387,7 @@ func (r *run) holdChecks(out *outcome, add func(string, ...any), who string) {
 // a second send is explained only by a kill within seconds after the first.
 func (r *run) sendChecks(ctx context.Context, out *outcome, add func(string, ...any), who string) {
 	sent := map[string]int{}
-	last := map[string]time.Time{}
+	last := map[string]time.Time{} // by message: kind, subject and text (two reminders differ)
 	r.mu.Lock()
 	kills := slices.Clone(r.killTimes)
 	r.mu.Unlock()
@@ -396,13 +396,20 @@ func (r *run) sendChecks(ctx context.Context, out *outcome, add func(string, ...
 			if t.Name != "kind" {
 				continue
 			}
-			if prev, ok := last[t.Value]; ok && slices.ContainsFunc(kills, func(k time.Time) bool { return !k.Before(prev) && k.Sub(prev) < 5*time.Second }) {
+			msg := t.Value
+			if s := m.Content.Simple; s != nil {
+				msg += "\x00" + s.Subject.Data
+				if s.Body.Text != nil {
+					msg += "\x00" + s.Body.Text.Data
+				}
+			}
+			if prev, ok := last[msg]; ok && slices.ContainsFunc(kills, func(k time.Time) bool { return !k.Before(prev) && k.Sub(prev) < 5*time.Second }) {
 				r.logf("%s: %s sent again after a worker was killed mid-send (at least once)", who, t.Value)
-				last[t.Value] = m.At
+				last[msg] = m.At
 				continue
 			}
 			sent[t.Value]++
-			last[t.Value] = m.At
+			last[msg] = m.At
 		}
 	}
 	rows, err := r.pool.Query(ctx, `SELECT kind, count(*) FROM emails WHERE to_email = $1 AND status = 'sent' GROUP BY kind`, out.email)
