@@ -60,8 +60,8 @@ var processEnv = []string{
 // of its paid time within the run; card holds last holdLifetime at the Stripe stand-in and
 // undeployed ones are released releaseMargin before (HOLD_RELEASE_MARGIN).
 const (
-	holdLifetime  = 4 * time.Minute
-	releaseMargin = time.Minute
+	holdLifetime  = 6 * time.Minute
+	releaseMargin = 150 * time.Second
 )
 
 // Options configure a run.

@@ -390,7 +390,7 @@ func (c *customer) pod(ctx context.Context) (map[string]any, error) {
 
 // waitPod waits until the pod is in one of the statuses and returns it.
 func (c *customer) waitPod(ctx context.Context, statuses ...string) (string, error) {
-	return c.waitPodFor(ctx, 4*time.Minute, statuses...)
+	return c.waitPodFor(ctx, 8*time.Minute, statuses...)
 }
 
 func (c *customer) waitPodFor(ctx context.Context, timeout time.Duration, statuses ...string) (string, error) {
