@@ -127,7 +127,7 @@ func (c *Client) userData(r gpu.LaunchRequest) (string, error) {
 	env := []string{
 		"GPUBROKER_IDE=" + ide,
 		"GPUBROKER_IDE_PORT=" + strconv.Itoa(c.cfg.IDEPort),
-		"GPUBROKER_SSHD=0", // the VM's sshd already runs; cloud-init installs the keys
+		"GPUBROKER_SSHD=0",             // the VM's sshd already runs; cloud-init installs the keys
 		"GPUBROKER_IDE_BIND=127.0.0.1", // code-server answers Caddy only; Caddy answers the world with TLS
 		"HOME=/home/ubuntu",
 	}
