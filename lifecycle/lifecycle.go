@@ -80,11 +80,3 @@ func auditOrder(ctx context.Context, tx pgx.Tx, o *gpubroker.Order, podID string
 	}
 	return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct, OrderID: o.ID, PodID: podID, Action: action, Detail: detail})
 }
-
-// now is the operations' clock: UTC, as every stored time.
-func now(clock func() time.Time) time.Time {
-	if clock != nil {
-		return clock().UTC()
-	}
-	return time.Now().UTC()
-}

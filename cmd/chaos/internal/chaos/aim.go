@@ -55,9 +55,6 @@ var kindsOf = map[string][]string{
 // is asked again after any fault.
 var chainOf = map[string]int{pathCapture: 1, pathLaunch: 1, pathRefund: 2, pathRelease: 2, pathExtension: 3}
 
-// acts says whether Stripe acts under the kind before the caller hears (all but a stored 5xx).
-func acts(kind string) bool { return kind != kindStored5xx }
-
 // aimed is one armed fault.
 type aimed struct {
 	path, kind string
