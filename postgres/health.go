@@ -9,8 +9,8 @@ import (
 )
 
 // The pod health watch's batch statements: a pass over thousands of running pods notes its
-// findings in three statements, whatever the fleet's size (NoteHealth is the same rule one pod
-// at a time).
+// findings in three statements, whatever the fleet's size: two dead checks in a row fail a pod,
+// a healthy one clears its count.
 
 // ClearHealthFailures records a healthy check of each of the running pods: their count of dead
 // checks in a row starts again. Pods no longer running, or with nothing to clear, are left

@@ -257,28 +257,6 @@ func RunningInstances(ctx context.Context, q Querier) ([]RunningInstance, error)
 	return out, rows.Err()
 }
 
-// NoteHealth records one health check of a running pod: a healthy one clears the count, a dead
-// one adds to it. It returns the consecutive dead checks and when the first of them ran; a pod
-// no longer running changes nothing (0).
-func NoteHealth(ctx context.Context, q Querier, podID string, dead bool, now time.Time) (int, time.Time, error) {
-	var n int
-	var since *time.Time
-	var err error
-	if dead {
-		err = q.QueryRow(ctx, `UPDATE pods SET health_failures = health_failures + 1, health_failed_since = COALESCE(health_failed_since, $2)
-			WHERE id = $1 AND status = 'running' RETURNING health_failures, health_failed_since`, podID, now).Scan(&n, &since)
-	} else {
-		_, err = q.Exec(ctx, `UPDATE pods SET health_failures = 0, health_failed_since = NULL WHERE id = $1 AND status = 'running' AND health_failures > 0`, podID)
-	}
-	if err == pgx.ErrNoRows {
-		return 0, time.Time{}, nil
-	}
-	if since == nil {
-		return n, time.Time{}, err
-	}
-	return n, *since, err
-}
-
 // PlanFeePaidUntil is until when an account's fee for a plan is paid: PlanFeePeriod after the
 // latest capture of one of its orders of that plan that charged the fee (an order priced without
 // it, or refunded, renews nothing); zero when none did.
