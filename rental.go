@@ -57,13 +57,18 @@ func (c RentalClock) MinutesUsed(started, stopped time.Time) int {
 	return max(1, int((d*60+hour-1)/hour))
 }
 
+// ReleaseMarginLength is how long before its deadline an undeployed hold is released.
+func (c RentalClock) ReleaseMarginLength() time.Duration {
+	if c.ReleaseMargin <= 0 {
+		return HoldReleaseMargin
+	}
+	return c.ReleaseMargin
+}
+
 // HoldReleaseAt is when an undeployed hold whose deadline is deadline is released: the
 // margin before it.
 func (c RentalClock) HoldReleaseAt(deadline time.Time) time.Time {
-	if c.ReleaseMargin <= 0 {
-		return HoldReleaseAt(deadline)
-	}
-	return deadline.Add(-c.ReleaseMargin)
+	return deadline.Add(-c.ReleaseMarginLength())
 }
 
 // UnusedMinutesCents is the refund of (bought − used) minutes at hourlyCents an hour, rounded

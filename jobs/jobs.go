@@ -143,6 +143,17 @@ func Register(workers *river.Workers, deps *Deps) {
 // DefaultReconcileInterval is how often the reconciler runs when nothing says otherwise.
 const DefaultReconcileInterval = tasks.DefaultReconcileInterval
 
+// PodHealthPass is the health pass the leader inserts every interval, unique within it: a pass
+// left running by a killed worker stays so until River rescues it (RESCUE_STUCK_JOBS_AFTER, 5
+// minutes in production), and unique() would keep every pass out meanwhile, so no death is
+// noticed. A rescued or failed pass's retry checks nothing (PodHealthWorker), and a pass takes
+// far less than its interval (1.4 s over 10,000 pods), so two dead checks are an interval apart.
+func PodHealthPass(interval time.Duration) (river.JobArgs, *river.InsertOpts) {
+	opts := PodHealthArgs{}.InsertOpts()
+	opts.UniqueOpts = tasks.UniquePerPeriod(interval)
+	return PodHealthArgs{}, &opts
+}
+
 // PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, the
 // health check of running pods every podHealth (zero: 1 minute), the reconciler every
 // reconcile (zero: 10 minutes) and retention every hour, on start too.
@@ -155,7 +166,7 @@ func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 	}
 	return []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(podHealth),
-			func() (river.JobArgs, *river.InsertOpts) { return PodHealthArgs{}, nil },
+			func() (river.JobArgs, *river.InsertOpts) { return PodHealthPass(podHealth) },
 			&river.PeriodicJobOpts{ID: "pod_health"}),
 		river.NewPeriodicJob(river.PeriodicInterval(tasks.OffersInterval),
 			func() (river.JobArgs, *river.InsertOpts) { return RefreshOffersArgs{}, nil },

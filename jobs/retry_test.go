@@ -1,12 +1,19 @@
 package jobs
 
 import (
+	"context"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
+
+	"gpubroker"
+	"gpubroker/postgres"
 )
 
 // Terminations retry at least every 10 minutes however often they failed; other kinds back
@@ -43,4 +50,59 @@ func TestPeriodicJobsSurviveARescue(t *testing.T) {
 		require.Greater(t, args.InsertOpts().MaxAttempts, 1, args.Kind())
 	}
 	require.Len(t, PeriodicJobs(0, 0), 4, "every periodic job is listed above")
+}
+
+// A hold's release has the card network's deadline: its retries must fit in the margin before
+// it, however many fail (a stored 5xx replayed, a worker killed mid-call). River's backoff
+// alone (1, 16, 81, 256 s …) overran a 150 s margin in a chaos run.
+func TestHoldReleaseRetriesFitInTheMargin(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	for _, margin := range []time.Duration{150 * time.Second, gpubroker.HoldReleaseMargin} {
+		p := RetryPolicy{Caps: ConfiguredCaps(gpubroker.RentalClock{ReleaseMargin: margin})}
+		var waited time.Duration
+		for attempt := 1; attempt <= releaseRetries; attempt++ {
+			waited += p.NextRetry(&rivertype.JobRow{Kind: ReleaseHoldArgs{}.Kind(), Attempt: attempt, AttemptedAt: &now,
+				Errors: make([]rivertype.AttemptError, attempt-1)}).Sub(now)
+		}
+		require.Less(t, waited, margin, "%d retries of a release with a %s margin", releaseRetries, margin)
+	}
+}
+
+// A health pass left running by a killed worker stays so until River rescues it
+// (RESCUE_STUCK_JOBS_AFTER: 5 minutes in production); the next passes must still run, or a pod
+// that dies meanwhile is noticed minutes late (a chaos run: a dead pod not failed within 2
+// minutes while workers were being killed).
+func TestHealthPassesGoOnPastAStuckOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	args, opts := PodHealthPass(time.Second)
+	var stuck *rivertype.JobInsertResult
+	require.NoError(t, postgres.Tx(ctx, b.pool, func(tx pgx.Tx) (err error) {
+		stuck, err = b.inserter.InsertTx(ctx, tx, args, opts)
+		return err
+	}))
+	_, err := b.pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{killed-worker}' WHERE id = $1`, stuck.Job.ID)
+	require.NoError(t, err)
+
+	workers := river.NewWorkers()
+	Register(workers, b.deps)
+	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}, QueuePods: {MaxWorkers: 2}, QueuePayments: {MaxWorkers: 2}, QueueEmail: {MaxWorkers: 2}},
+		Workers:      workers,
+		PeriodicJobs: PeriodicJobs(time.Second, time.Hour),
+		// Not rescued within the test: the stuck pass stays running throughout.
+		RescueStuckJobsAfter: time.Hour,
+		Logger:               slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	require.NoError(t, client.Start(ctx))
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+
+	require.Eventually(t, func() bool {
+		var passes int
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'pod_health' AND state = 'completed'`).Scan(&passes))
+		return passes >= 2
+	}, 15*time.Second, 100*time.Millisecond, "health passes ran while an earlier one was stuck")
 }

@@ -33,6 +33,16 @@ func unique() river.UniqueOpts {
 	}}
 }
 
+// UniquePerPeriod is unique() within each period (at least River's one second): a periodic
+// pass is inserted once a period, and one left running by a killed worker (until River rescues
+// it, RESCUE_STUCK_JOBS_AFTER later) or waiting for its retry does not keep the next periods'
+// passes out, as unique() would.
+func UniquePerPeriod(period time.Duration) river.UniqueOpts {
+	u := unique()
+	u.ByPeriod = max(period, time.Second)
+	return u
+}
+
 // CaptureArgs captures an order's payment when its pod is deployed.
 type CaptureArgs struct {
 	PodID string `json:"pod_id"`

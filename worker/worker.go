@@ -65,8 +65,9 @@ func NewClient(pool *pgxpool.Pool, deps *jobs.Deps, logger *slog.Logger, opts Op
 		},
 		Workers: workers,
 		Logger:  logger,
-		// River's backoff, with terminations capped at 10 minutes (jobs.RetryPolicy).
-		RetryPolicy: jobs.RetryPolicy{Delay: deps.RetryDelay},
+		// River's backoff, with terminations capped at 10 minutes and a hold's release retried
+		// well within its margin (jobs.RetryPolicy).
+		RetryPolicy: jobs.RetryPolicy{Delay: deps.RetryDelay, Caps: jobs.ConfiguredCaps(deps.Clock)},
 		// Every step is a short call to Stripe, a provider or SES; long waits are snoozes.
 		JobTimeout: opts.JobTimeout,
 		// A worker that died mid-job leaves it running until rescued. River's default (1 h)
