@@ -65,6 +65,7 @@ test: deps site
 	go tool -modfile=tools/go.mod promtool test rules ops/alerts_test.yml && \
 	if command -v terraform >/dev/null; then terraform fmt -check -recursive terraform; \
 	else echo "terraform not installed: skipping terraform fmt -check"; fi && \
+	scripts/pg-port-test.sh && \
 	DATABASE_URL="$$url" SITE_DIR=$(CURDIR)/site/public go test -race -count=1 -timeout 15m ./...
 
 # The workspace image's first boot, run for real on this machine (images/: cloud-init, sshd,
@@ -82,8 +83,8 @@ provider-check:
 bench:
 	@$(DB); DATABASE_URL="$$url" go test -run '^$$' -bench . -benchtime 100x ./cmd/gpubroker/
 
-# Native Go fuzzing of the endpoints anyone can call (webhook, checkout, tokens), each for
-# FUZZTIME. Plain `go test` (and `make test`) runs only the seeds in api/testdata/fuzz/; a
+# Native Go fuzzing of the endpoints anyone can call (webhook, checkout, tokens) and of the ops
+# routes and the River UI behind their guard, each for FUZZTIME. Plain `go test` (and `make test`) runs only the seeds in api/testdata/fuzz/; a
 # failing input found here is saved there too: commit it with the fix.
 FUZZTIME ?= 30s
 FUZZ_TARGETS := FuzzWebhook FuzzCheckout FuzzTokens FuzzOps
