@@ -267,6 +267,9 @@ func TestBrowserJourney(t *testing.T) {
 	require.Contains(t, keys, laptopFP)
 	require.Contains(t, keys, desktopFP, "both keys went onto the pod")
 	require.Contains(t, value[string](b, `document.querySelector(".conn-starter").textContent`), "/workspace/")
+	// Why Deploy may not be pressed is said only beside a Deploy button: a running pod has none.
+	require.Zero(t, value[int](b, `document.querySelectorAll(".deploy-reason").length`), "no deploy reason on a running pod: %q",
+		value[string](b, `[...document.querySelectorAll(".deploy-reason")].map(e => e.textContent).join(" | ")`))
 	// The capture is a payment: its receipt appears, saying what it paid for.
 	b.run("receipt-paid", poll(`document.querySelectorAll("#receipts .receipt").length === 1`))
 	receipt := value[string](b, `document.querySelector("#receipts .receipt").innerText`)
@@ -303,8 +306,11 @@ func TestBrowserJourney(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	b.runWithin(10*time.Second, "terminate", chromedp.Click(css(`.terminate-btn`)), chromedp.WaitVisible(css(`#terminate-dialog`)), chromedp.Click(css(`#terminate-confirm`)),
 		poll(`document.querySelector(".pod-status").dataset.status === "terminated"`))
-	// An ended pod shows no connection and no Deploy button, and when it ended.
-	require.Zero(t, value[int](b, `document.querySelectorAll(".conn, .deploy-btn").length`))
+	// An ended pod shows no connection, no Deploy button and no reason why Deploy may not be
+	// pressed (a failed one read "This pod could not be started." even after it had run), and
+	// when it ended.
+	require.Zero(t, value[int](b, `document.querySelectorAll(".conn, .deploy-btn, .deploy-reason").length`), "%q",
+		value[string](b, `[...document.querySelectorAll(".deploy-reason")].map(e => e.textContent).join(" | ")`))
 	require.Contains(t, value[string](b, `document.querySelector(".pod").textContent`), "Ended")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM pods WHERE status = 'terminated'`))
 	// The refund shows on the card and on the receipt without a reload.

@@ -109,8 +109,20 @@ function fact(label, value, cls) {
   return h("div", {}, h("dt", {}, label), h("dd", { class: cls }, value));
 }
 
+// failedNote is what a failed pod without an error of its own says: one that had started ran
+// and then stopped working at its provider (the server's words for it are in its error); one
+// that never started could not be started.
+function failedNote(p) {
+  if (p.started_at) return "Your pod stopped working at its provider and was terminated. Every paid minute it did not use is refunded; we email you the amount.";
+  return p.refund_due_cents > 0 ? "We could not start this pod. Your refund is pending." : "We could not start this pod.";
+}
+
 function renderPod(p) {
   const reason = p.deploy_blocked ? p.deploy_blocked.message : "";
+  // Deploy, and why it may not be pressed, only before the pod runs: a running or ended pod
+  // has no Deploy button to explain (a pod that ran and died is not one that "could not be
+  // started").
+  const deployable = p.status === "configured" || p.status === "deploying" || p.status === "provisioning";
   const c = p.connection || {};
   const conn = [];
   if (c.ssh) {
@@ -165,7 +177,7 @@ function renderPod(p) {
       : null,
     bootSteps(p),
     p.status === "failed"
-      ? h("p", { class: "alert err pod-error" }, p.error || (p.refund_due_cents > 0 ? "We could not start this pod. Your refund is pending." : "We could not start this pod."))
+      ? h("p", { class: "alert err pod-error" }, p.error || failedNote(p))
       : p.status === "configured" && p.error
         ? h("p", { class: "alert warn pod-error" }, p.error)
         : null,
@@ -173,7 +185,7 @@ function renderPod(p) {
     h(
       "div",
       { class: "pod-actions" },
-      p.status !== "configured" && p.status !== "deploying" && p.status !== "provisioning" ? null : h(
+      !deployable ? null : h(
         "button",
         {
           type: "button",
@@ -184,7 +196,7 @@ function renderPod(p) {
         },
         p.status === "configured" && p.amount_cents > 0 ? `Deploy — charge ${price}` : "Deploy",
       ),
-      reason ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
+      reason && deployable ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
       p.extendable_hours !== 0 ? extendControl(p) : p.status === "running" && p.order_status === "captured" ? h("p", { class: "hint extend-max" }, "This pod has its plan's most hours.") : null,
       p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => confirmTerminate(p.id) }, "Terminate") : null,
     ),
