@@ -118,6 +118,15 @@ func saveCheckoutKey(ctx context.Context, tx pgx.Tx, d *Deps, orderID string, ac
 // podMail is the pod part of an email.
 func podMail(d *Deps, p *gpubroker.Pod) mail.Pod {
 	m := mail.Pod{ID: p.ID, GPU: p.GPU, Region: d.Catalog.RegionName(p.Region), Hours: p.Hours, Template: p.Template, AmountCents: p.AmountCents}
+	// What the dashboard says (hours_total, paid_cents, read with the pod by postgres.GetPod):
+	// the hours bought and what was paid, extensions included; the order's own before Deploy's
+	// capture (a hold, a failed start, a free trial).
+	if p.HoursTotal > m.Hours {
+		m.Hours = p.HoursTotal
+	}
+	if p.PaidCents > 0 {
+		m.AmountCents = p.PaidCents
+	}
 	if g, ok := d.Catalog.GPUType(p.GPU); ok {
 		m.GPU = g.DisplayName
 	}

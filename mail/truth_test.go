@@ -1,6 +1,7 @@
 package mail
 
 import (
+	"regexp"
 	"testing"
 	"time"
 
@@ -42,4 +43,21 @@ func TestEndedPodSaysWhenItEnded(t *testing.T) {
 	_, text, _, err := Render(gpubroker.MailPodReady, d)
 	require.NoError(t, err)
 	require.Contains(t, text, "Ends:       Sun 1 Mar 2026, 14:00 UTC", "a running pod says when it will end")
+}
+
+// Issue 25 item 2: the templates themselves never speak of a plan fee (only the refund texts
+// do, and only when the order paid one: jobs' feeKept) nor refund by the hour (the rule is per
+// minute: gpubroker.UnusedMinutesCents); what a refund was for comes in Reason.
+func TestTemplatesNameNoFeeAndNoRefundedHours(t *testing.T) {
+	t.Parallel()
+	re := regexp.MustCompile(`(?i)plan fee|\bfee\b|hours? (it|you) did not use|unused hours?|after \d+ hours?`)
+	d := sampleData()
+	d.Reason = ""
+	for _, kind := range Kinds() {
+		subject, text, html, err := Render(kind, d)
+		require.NoError(t, err)
+		for _, body := range []string{subject, text, html} {
+			require.False(t, re.MatchString(body), "%s: %q", kind, re.FindString(body))
+		}
+	}
 }
