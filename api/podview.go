@@ -105,6 +105,9 @@ func deployBlocked(acct *gpubroker.Account, p *gpubroker.Pod, now time.Time) *De
 	case gpubroker.PodRunning:
 		return b("running", "Your pod is running.")
 	case gpubroker.PodFailed:
+		if p.StartedAt != nil {
+			return b("failed", "This pod stopped working.")
+		}
 		return b("failed", "This pod could not be started.")
 	case gpubroker.PodTerminating:
 		return b("terminating", "Stopping…")

@@ -167,6 +167,8 @@ func TestPodJSONCarriesTheServersDecisions(t *testing.T) {
 	pod = ts.pod(d)
 	require.EqualValues(t, 328, pod["refund_due_cents"], "110 minutes × $1.79 / 60")
 	require.EqualValues(t, 0, pod["refund_if_stopped_cents"])
+	// It ran, then died: it did start (issue 25: "could not be started" was said of it too).
+	require.Equal(t, "This pod stopped working.", pod["deploy_blocked"].(map[string]any)["message"])
 
 	// A pod that could not start after its capture is refunded in full: due until made.
 	f := ts.paidPod("failed@example.com", 2, 0)
@@ -175,4 +177,5 @@ func TestPodJSONCarriesTheServersDecisions(t *testing.T) {
 	pod = ts.pod(f)
 	require.EqualValues(t, 4900+2*179, pod["refund_due_cents"])
 	require.Equal(t, "failed", pod["deploy_blocked"].(map[string]any)["reason"])
+	require.Equal(t, "This pod could not be started.", pod["deploy_blocked"].(map[string]any)["message"])
 }
