@@ -20,7 +20,7 @@ import (
 func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Extension, error) {
 	acct := c.account
 	var x *postgres.Extension
-	var email string
+	var email, gpu string
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		pod, err := lockOwnPod(ctx, tx, acct.ID, c.param("id"))
 		if err != nil {
@@ -33,7 +33,7 @@ func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Exte
 		if err != nil {
 			return err
 		}
-		email = o.Email
+		email, gpu = o.Email, pod.GPU
 		x, err = postgres.CreateExtension(ctx, tx, pod.ID, pod.OrderID, req.Hours, extensionCents(pod, req.Hours), pod.Currency)
 		if err != nil {
 			return err
@@ -48,7 +48,7 @@ func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Exte
 		OrderID:          x.OrderID,
 		ExtensionID:      x.ID,
 		Email:            email,
-		LineItems:        []gpubroker.LineItem{{Name: strconv.Itoa(x.Hours) + " more GPU hours (per hour)", UnitAmountCent: x.AmountCents / int64(x.Hours), Quantity: int64(x.Hours)}},
+		LineItems:        []gpubroker.LineItem{{Name: s.extensionLine(gpu), UnitAmountCent: x.AmountCents / int64(x.Hours), Quantity: int64(x.Hours)}},
 		Currency:         x.Currency,
 		SuccessURL:       s.PublicURL + "/dashboard/?extended=" + x.PodID,
 		CancelURL:        s.PublicURL + "/dashboard/",
@@ -64,6 +64,16 @@ func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Exte
 		return nil, err
 	}
 	return &Extension{CheckoutURL: sess.URL, AmountCents: x.AmountCents, Currency: x.Currency, ExtensionID: x.ID}, nil
+}
+
+// extensionLine is the name of an extension's Stripe line item: one unit, one more hour of the
+// pod's GPU ("A100 80GB: 1 more hour"); its quantity is the hours bought, its unit amount the
+// hourly rate, so Checkout shows "A100 80GB: 1 more hour × 2".
+func (s *Server) extensionLine(gpu string) string {
+	if g, ok := s.Catalog.GPUType(gpu); ok && g.DisplayName != "" {
+		gpu = g.DisplayName
+	}
+	return gpu + ": 1 more hour"
 }
 
 // extensionCents is the price of hours more on a pod: its hourly rate, no plan fee.
