@@ -13,6 +13,9 @@ const POD_LABEL = {
   terminated: "Terminated",
   failed: "Failed",
 };
+// podLabel is the pod's badge: a configured pod is "Ready to deploy" only when the server lets
+// Deploy be pressed (deploy_blocked null); its reason is then said beside the disabled button.
+const podLabel = (p) => (p.status === "configured" && p.deploy_blocked ? "Not ready to deploy" : POD_LABEL[p.status] || p.status);
 const ORDER_LABEL = {
   checkout_pending: "Awaiting payment",
   authorized: "Card authorized, not charged yet",
@@ -155,7 +158,7 @@ function renderPod(p) {
       "div",
       { class: "pod-head" },
       h("h3", { id: titleId, tabindex: "-1" }, gpuName(p.gpu), h("span", { class: "muted" }, ` · ${regionName(cat, p.region)}`)),
-      h("span", { class: "badge pod-status", "data-status": p.status }, POD_LABEL[p.status] || p.status),
+      h("span", { class: "badge pod-status", "data-status": p.status }, podLabel(p)),
     ),
     h(
       "dl",
