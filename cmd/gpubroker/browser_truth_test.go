@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -28,4 +29,38 @@ func TestBrowserReadyOnlyWhenDeployable(t *testing.T) {
 	b.signedIn(e, c)
 	b.run("ready", chromedp.Reload(), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)))
 	require.Equal(t, "Ready to deploy", value[string](b, `document.querySelector(".pod-status").textContent`))
+}
+
+// Issue 25 item 5: the pod card and the receipts say the same true thing, decided from the
+// server's pod JSON (paid_cents) and the receipts: a hold is "Card authorized (not charged
+// yet)", and the card says "Paid" only beside a receipt.
+func TestBrowserPaidOnlyWithAReceipt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c, podID := e.signUp("hold@example.com")
+
+	b := newBrowserSession(t)
+	b.signedIn(e, c)
+	card := `document.querySelector(".pod").innerText`
+	b.run("hold", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)))
+	require.Equal(t, "Card authorized (not charged yet)", value[string](b, `document.querySelector(".order-status").textContent`), value[string](b, card))
+	require.NotContains(t, value[string](b, card), "Paid")
+	require.True(t, value[bool](b, visible(`#no-receipts`)))
+
+	// The order captured at Stripe but its payment not yet in the ledger (the hold's release
+	// found it captured; the refund job records it): no receipt yet, so not "Paid" either.
+	_, err := e.m.Pool.Exec(context.Background(), `UPDATE orders SET status = 'captured', captured_at = now() WHERE id = $1`, e.orderOf(podID))
+	require.NoError(t, err)
+	b.run("captured-unrecorded", chromedp.Reload(), poll(`(document.querySelector(".pod") || {dataset: {}}).dataset.orderStatus === "captured"`))
+	require.Zero(t, value[int](b, `document.querySelectorAll("#receipts .receipt").length`))
+	text := value[string](b, card)
+	require.NotContains(t, text, "Paid", "no receipt: %s", value[string](b, `document.querySelector("#no-receipts").textContent`))
+	require.NotContains(t, value[string](b, `document.querySelector("#no-receipts").textContent`), "No payments yet", text)
+
+	// Deployed and captured: the card says Paid and the receipt is there.
+	_, err = e.m.Pool.Exec(context.Background(), `UPDATE orders SET status = 'authorized', captured_at = NULL WHERE id = $1`, e.orderOf(podID))
+	require.NoError(t, err)
+	b.run("deploy", chromedp.Reload(), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)), chromedp.Click(css(`.deploy-btn`)),
+		poll(`document.querySelectorAll("#receipts .receipt").length === 1`), poll(`document.querySelector(".order-status").textContent === "Paid"`))
+	require.False(t, value[bool](b, visible(`#no-receipts`)))
 }

@@ -18,7 +18,7 @@ const POD_LABEL = {
 const podLabel = (p) => (p.status === "configured" && p.deploy_blocked ? "Not ready to deploy" : POD_LABEL[p.status] || p.status);
 const ORDER_LABEL = {
   checkout_pending: "Awaiting payment",
-  authorized: "Card authorized, not charged yet",
+  authorized: "Card authorized (not charged yet)",
   captured: "Paid",
   refunded: "Refunded",
   expired: "Checkout expired",
@@ -120,6 +120,17 @@ function failedNote(p) {
   return p.refund_due_cents > 0 ? "We could not start this pod. Your refund is pending." : "We could not start this pod.";
 }
 
+// paymentLabel says what the card was charged, as the receipts do: "Paid" only when the server
+// counts a payment (paid_cents, each one a receipt); a hold is "Card authorized (not charged
+// yet)"; an order captured at Stripe whose payment is not yet in the ledger has no receipt yet.
+const unrecorded = (p) => p.paid_cents <= 0 && (p.order_status === "captured" || p.order_status === "refunded");
+function paymentLabel(p) {
+  const due = p.refund_due_cents > 0 ? `, ${money(p.refund_due_cents, p.currency)} refund pending` : "";
+  if (unrecorded(p)) return `Charged, receipt pending${due}`;
+  if (p.paid_cents > 0 && due) return `Paid${due}`;
+  return ORDER_LABEL[p.order_status] || p.order_status;
+}
+
 function renderPod(p) {
   const reason = p.deploy_blocked ? p.deploy_blocked.message : "";
   // Deploy, and why it may not be pressed, only before the pod runs: a running or ended pod
@@ -166,7 +177,7 @@ function renderPod(p) {
       fact("Workspace", templateName(p.template)),
       fact("Hours", hours, "pod-hours"),
       paid ? fact("Paid", paid, "pod-price") : fact("Price", price, "pod-price"),
-      fact("Payment", p.refund_due_cents > 0 ? `Paid, ${money(p.refund_due_cents, p.currency)} refund pending` : ORDER_LABEL[p.order_status] || p.order_status, "order-status"),
+      fact("Payment", paymentLabel(p), "order-status"),
       p.order_status === "authorized" ? fact("Deploy by", dateTime(p.deploy_by), "hold-expiry") : null,
       fact("Started", dateTime(p.started_at)),
       p.terminated_at ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
@@ -269,7 +280,7 @@ setInterval(() => document.querySelectorAll(".pod-countdown").forEach(tickCountd
 // A change in what the pod paid or got back is a new or changed receipt.
 function update(p) {
   const was = pods.get(p.id);
-  if (was && (was.paid_cents !== p.paid_cents || was.refunded_cents !== p.refunded_cents)) refreshReceipts();
+  if (was && (was.paid_cents !== p.paid_cents || was.refunded_cents !== p.refunded_cents || was.order_status !== p.order_status)) refreshReceipts();
   pods.set(p.id, p);
   const old = document.getElementById(`pod-${p.id}`);
   const node = renderPod(p);
@@ -386,7 +397,9 @@ async function terminate(id) {
 
 // Receipts: one per payment (GET /api/me's receipts), newest first, linking to Stripe's.
 function renderReceipts(list) {
-  $("#no-receipts").hidden = list.length > 0;
+  const none = $("#no-receipts");
+  none.hidden = list.length > 0;
+  none.textContent = [...pods.values()].some(unrecorded) ? "Your payment is being recorded: its receipt appears here shortly." : "No payments yet.";
   $("#receipts").replaceChildren(
     ...list.map((r) => {
       const amount = money(r.amount_cents, r.currency);
