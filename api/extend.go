@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -16,11 +17,14 @@ import (
 // pending, under the pod's lock, before Stripe is asked; the webhook job moves the pod's end
 // once the payment has succeeded. The total may not pass the plan's max_hours, counting the
 // hours in extension checkouts still open: two open checkouts could otherwise both be paid past
-// it (the webhook job then refunds the second in full, which this keeps rare).
+// it (the webhook job then refunds the second in full, which this keeps rare). The checkout's
+// success URL is /dashboard/?extended=<pod>&hours=<n>&ends=<unix seconds>, ends the pod's end
+// once this extension is paid: the dashboard says it is being applied until the pod shows it.
 func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Extension, error) {
 	acct := c.account
 	var x *postgres.Extension
 	var email, gpu string
+	var back string // what the dashboard reads on return: the pod, the hours, the end once paid
 	err := postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
 		pod, err := lockOwnPod(ctx, tx, acct.ID, c.param("id"))
 		if err != nil {
@@ -38,6 +42,10 @@ func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Exte
 		if err != nil {
 			return err
 		}
+		back = "extended=" + url.QueryEscape(pod.ID) + "&hours=" + strconv.Itoa(req.Hours)
+		if pod.EndsAt != nil {
+			back += "&ends=" + strconv.FormatInt(pod.EndsAt.Add(time.Duration(req.Hours)*time.Hour).Unix(), 10)
+		}
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: gpubroker.ActionPodExtensionRequested,
 			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents}})
 	})
@@ -50,7 +58,7 @@ func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Exte
 		Email:            email,
 		LineItems:        []gpubroker.LineItem{{Name: s.extensionLine(gpu), UnitAmountCent: x.AmountCents / int64(x.Hours), Quantity: int64(x.Hours)}},
 		Currency:         x.Currency,
-		SuccessURL:       s.PublicURL + "/dashboard/?extended=" + x.PodID,
+		SuccessURL:       s.PublicURL + "/dashboard/?" + back,
 		CancelURL:        s.PublicURL + "/dashboard/",
 		ExpiresAt:        s.now().Add(gpubroker.CheckoutLifetime),
 		IdempotencyKey:   "checkout-extension-" + x.ID,

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -63,4 +66,41 @@ func TestBrowserPaidOnlyWithAReceipt(t *testing.T) {
 	b.run("deploy", chromedp.Reload(), chromedp.WaitVisible(css(`.deploy-btn:not([disabled])`)), chromedp.Click(css(`.deploy-btn`)),
 		poll(`document.querySelectorAll("#receipts .receipt").length === 1`), poll(`document.querySelector(".order-status").textContent === "Paid"`))
 	require.False(t, value[bool](b, visible(`#no-receipts`)))
+}
+
+// Issue 25 item 5: back from an extension's checkout (/dashboard/?extended=…), the dashboard
+// says the extension is being applied until the webhook has moved the pod's end, then that it
+// is paid and when the pod now ends, with the card's end the new one.
+func TestBrowserExtensionConfirmed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c, podID := e.runningPod("extended@example.com", 2)
+	oldEnd := *e.rentalPod(c, podID).EndsAt
+	sid, _ := e.openExtension(c, podID, 1)
+	back := e.m.StripeSim.Session(sid).SuccessURL
+	require.Contains(t, back, "/dashboard/?extended=")
+
+	b := newBrowserSession(t)
+	b.signedIn(e, c)
+	msg := `document.querySelector("#extension-status")`
+	// Not yet paid (the webhook has not arrived): being applied, and the old end.
+	b.run("extension-pending", chromedp.Navigate(back), chromedp.WaitVisible(css(`.pod[data-status="running"]`)),
+		poll(`!!document.querySelector("#extension-status") && document.querySelector("#extension-status").textContent !== ""`))
+	require.Contains(t, value[string](b, msg+`.textContent`), "Extension being applied…")
+	require.Equal(t, "status", value[string](b, msg+`.getAttribute("role")`))
+
+	require.Equal(t, http.StatusSeeOther, e.pay(sid, "4242424242424242").StatusCode)
+	e.eventually("extended", func() bool { return e.rentalPod(c, podID).EndsAt.After(oldEnd) })
+	newEnd := *e.rentalPod(c, podID).EndsAt
+	b.run("extension-paid", poll(msg+`.textContent.startsWith("Extension paid")`))
+	text := value[string](b, msg+`.textContent`)
+	stops := value[string](b, `[...document.querySelectorAll(".pod dt")].find(d => d.textContent === "Stops at").nextElementSibling.textContent`)
+	require.Contains(t, text, "Extension paid: +1 h, your pod now ends at "+stops, text)
+	require.Equal(t, value[string](b, fmt.Sprintf(`new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short" }).format(new Date(%q))`,
+		newEnd.UTC().Format(time.RFC3339Nano))), stops, "the card shows the new end")
+	require.Contains(t, value[string](b, `document.querySelector(".pod-hours").textContent`), "3 (2 + 1 extended)")
+
+	// Coming back to the same link later says it again, at once.
+	b.run("extension-again", chromedp.Reload(), poll(msg+`.textContent.startsWith("Extension paid")`))
+	b.phone("extension-paid-phone")
 }

@@ -1,6 +1,6 @@
 // /dashboard/ — account status, pods, Deploy / Terminate, live status and connection details.
 import "./header.js";
-import { $, api, h, money, dateTime, hms, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, logout } from "./lib.js";
+import { $, api, h, money, dateTime, hms, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, logout, param } from "./lib.js";
 
 const cat = catalog();
 const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
@@ -260,6 +260,40 @@ async function extend(id, hours, btn) {
   if (res.status === 409) refreshPod(id);
 }
 
+// Back from an extension's checkout: /dashboard/?extended=<pod>&hours=<n>&ends=<unix s> (the
+// pod's end once this extension is paid, from the API). Stripe's webhook moves the end, often a
+// moment after the customer is back: until the server shows the new end the page says the
+// extension is being applied and asks again every 2 s, then confirms it with the new end.
+const extended = { pod: param("extended"), hours: Number(param("hours")) || 0, ends: Number(param("ends")) * 1000 || 0, tries: 0, timer: 0 };
+function showExtended() {
+  const el = $("#extension-status");
+  const p = extended.pod && pods.get(extended.pod);
+  if (!p) {
+    el.hidden = true;
+    return;
+  }
+  clearTimeout(extended.timer);
+  const end = Date.parse(p.ends_at || "");
+  const applied = end > 0 && (extended.ends ? end >= extended.ends - 1000 : (p.hours_total || 0) > p.hours);
+  const said = (cls, text) => {
+    el.className = `alert ${cls} extension-status`;
+    el.textContent = text;
+    el.hidden = false;
+  };
+  if (applied) return said("ok", `Extension paid: ${extended.hours > 0 ? `+${extended.hours} h, ` : ""}your pod now ends at ${dateTime(p.ends_at)}.`);
+  if (p.status !== "running") return said("warn", "This pod stopped before the extension was applied, so no hours were added. If you paid for them, the payment is refunded in full (see Receipts).");
+  if (extended.tries >= 60)
+    return said("warn", "Your extension is taking longer than usual to apply. It shows here, and under Receipts, once Stripe confirms the payment: reload this page to check.");
+  said("info", "Extension being applied… This page updates when Stripe confirms your payment.");
+  extended.timer = setTimeout(async () => {
+    extended.tries++;
+    const res = await api("GET", `/api/pods/${encodeURIComponent(p.id)}`);
+    if (res.status === 401) return signedOut();
+    if (res.ok && res.data && res.data.id) update(res.data);
+    showExtended();
+  }, 2000);
+}
+
 // countdown is a running pod's time left, ticking every second from the server's seconds_left
 // (so a wrong clock on the visitor's machine does not change it).
 function countdown(p) {
@@ -468,6 +502,7 @@ async function load(fresh) {
   renderAccount();
   $("#account").hidden = false;
   for (const p of list) if (watched(p)) poll(p.id);
+  showExtended();
   loadKeys();
 }
 
