@@ -104,3 +104,31 @@ func TestBrowserExtensionConfirmed(t *testing.T) {
 	b.run("extension-again", chromedp.Reload(), poll(msg+`.textContent.startsWith("Extension paid")`))
 	b.phone("extension-paid-phone")
 }
+
+// Issue 25 item 5: the free trial shows no hourly price beside its $0.00 total, on the GPU step
+// (its GPU and region menus) or the review: its hour is free. A paid plan's menus show them.
+func TestBrowserFreeTrialShowsNoHourlyPrice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	b := newBrowserSession(t)
+	b.run("get-started", chromedp.Navigate(e.url+"/get-started/"), chromedp.WaitVisible(css(`#email`)),
+		chromedp.SendKeys(css(`#email`), "trial-review@example.com"), chromedp.SendKeys(css(`#name`), "Ada"),
+		chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-free`)))
+	b.run("plan-free", chromedp.Click(css(`#plan-free`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)))
+	b.run("template-free", chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
+	b.run("pod-free", poll(`document.querySelector("#total").textContent.includes("$0.00")`))
+	pod := value[string](b, `document.querySelector("#step-4").innerText + "\n" + [...document.querySelectorAll("#step-4 option")].map(o => o.textContent).join("\n")`)
+	require.NotRegexp(t, `/h\b|per hour|\$[1-9]|\$0\.[0-9][1-9]|\$0\.[1-9]`, pod, "the free trial's GPU step shows no hourly price beside its $0.00 total")
+	b.run("review-free", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)),
+		poll(`document.querySelector("#review-breakdown").innerText.includes("Free trial")`))
+	review := value[string](b, `document.querySelector("#step-5").innerText`)
+	require.Contains(t, value[string](b, `document.querySelector("#review-total").textContent`), "$0.00")
+	require.NotRegexp(t, `/h\b|per hour|\$[1-9]|\$0\.[0-9][1-9]|\$0\.[1-9]`, review, "the free trial's review shows no hourly price")
+	require.Contains(t, review, "free")
+	b.run("plan-pro", chromedp.Click(css(`#step-5 button[data-goto="2"]`)), chromedp.WaitVisible(css(`#plan-pro`)),
+		chromedp.Click(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)),
+		chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
+	require.Regexp(t, `— from \$\d+\.\d\d/h`, value[string](b, `document.querySelector("#gpu option").textContent`))
+	require.Regexp(t, `— \$\d+\.\d\d/h`, value[string](b, `document.querySelector("#region option").textContent`))
+	b.phone("review-free-phone")
+}

@@ -25,6 +25,9 @@ const template = () => {
 const gpuOf = (id) => cat.gpus.find((g) => g.gpu === id);
 const minRate = (g) => Math.min(...g.regions.map((r) => r.hourly_cents));
 const allowed = (p) => cat.gpus.filter((g) => !p || !(p.gpu_classes || []).length || p.gpu_classes.includes(g.gpu));
+// free: the chosen plan costs nothing (the free trial): its hour is free, so no hourly price is
+// shown beside its $0.00 total.
+const free = () => !!(plan() && !plan().payment_required);
 // A plan's most hours per pod (max_hours; 0: no limit).
 const hoursLimit = (p) => (p && p.max_hours > 0 ? p.max_hours : 0);
 
@@ -33,7 +36,7 @@ function fillGPUs() {
   const cur = sel.value;
   const p = plan();
   const list = allowed(p);
-  sel.replaceChildren(...list.map((g) => h("option", { value: g.gpu }, `${g.display_name} — from ${money(minRate(g))}/h`)));
+  sel.replaceChildren(...list.map((g) => h("option", { value: g.gpu }, free() ? g.display_name : `${g.display_name} — from ${money(minRate(g))}/h`)));
   if (list.length) sel.value = list.some((g) => g.gpu === cur) ? cur : list[0].gpu;
   el("gpu-hint").textContent =
     p && (p.gpu_classes || []).length ? `The ${p.name} plan includes ${list.map((g) => g.display_name).join(" and ")}.` : "";
@@ -47,7 +50,7 @@ function fillRegions() {
   const regions = g ? g.regions : [];
   sel.replaceChildren(
     ...regions.map((r) =>
-      h("option", { value: r.region, disabled: !r.available }, `${regionName(cat, r.region)} — ${money(r.hourly_cents)}/h${r.available ? "" : " (sold out)"}`),
+      h("option", { value: r.region, disabled: !r.available }, `${regionName(cat, r.region)}${free() ? "" : ` — ${money(r.hourly_cents)}/h`}${r.available ? "" : " (sold out)"}`),
     ),
   );
   const ok = (id) => regions.some((r) => r.region === id && r.available);
