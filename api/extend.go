@@ -44,7 +44,7 @@ func (s *Server) extend(ctx context.Context, c *call, req *ExtendRequest) (*Exte
 		}
 		back = "extended=" + url.QueryEscape(pod.ID) + "&hours=" + strconv.Itoa(req.Hours)
 		if pod.EndsAt != nil {
-			back += "&ends=" + strconv.FormatInt(pod.EndsAt.Add(time.Duration(req.Hours)*time.Hour).Unix(), 10)
+			back += "&ends=" + strconv.FormatInt(pod.EndsAt.Add(s.Clock.Hours(req.Hours)).Unix(), 10)
 		}
 		return postgres.Audit(ctx, tx, postgres.AuditEvent{AccountID: acct.ID, OrderID: pod.OrderID, PodID: pod.ID, Action: gpubroker.ActionPodExtensionRequested,
 			Detail: map[string]any{"extension": x.ID, "hours": x.Hours, "amount_cents": x.AmountCents}})
