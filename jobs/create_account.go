@@ -40,7 +40,8 @@ func (w *CreateAccountWorker) Work(ctx context.Context, job *river.Job[CreateAcc
 
 // attachAccount gives an order its account: the existing account of the email, or a new one
 // (never two per email), writes the audit log, sends the activation email to a pending account
-// and, for a paid order, schedules the release of the hold. The caller holds the order's lock.
+// and, for a paid order, schedules the release of the hold and tells an active account's owner
+// the pod is waiting (deploy by the release). The caller holds the order's lock.
 func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpubroker.Order) error {
 	acct, created, err := postgres.UpsertAccount(ctx, tx, o.Email, o.Name, o.ID)
 	if err != nil {
@@ -81,6 +82,20 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 		}
 		if _, err := ins.InsertTx(ctx, tx, ReleaseHoldArgs{OrderID: o.ID}, &river.InsertOpts{ScheduledAt: at}); err != nil {
 			return err
+		}
+		// A returning customer (the order landed on an active account) gets no activation
+		// email: tell them the pod is waiting and by when to deploy it (when the hold is
+		// released, the pod JSON's deploy_by). Once per order, however often this runs.
+		if acct.Status == gpubroker.AccountActive && o.Status == gpubroker.OrderAuthorized {
+			pod, err := postgres.GetOrderPod(ctx, tx, o.ID)
+			if err != nil {
+				return err
+			}
+			md := mailData(d, acct.Name, acct.Email, pod, "")
+			md.Pod.DeployBy = at
+			if err := lifecycle.QueueEmailTx(ctx, tx, ins, mail.KindPodWaiting, acct.Email, mail.KindPodWaiting+":"+o.ID, md); err != nil {
+				return err
+			}
 		}
 	}
 	d.Logger.InfoContext(ctx, "account ready", "account_id", acct.ID, "order_id", o.ID, "created", created)

@@ -91,12 +91,21 @@ type Pod struct {
 	NoSSHKey bool
 	// EndedAt is when the pod actually ended (terminated); zero while it runs.
 	EndedAt time.Time
+	// DeployBy is the last moment to deploy a paid pod: its card hold is released then
+	// (RentalClock.HoldReleaseAt, the pod JSON's deploy_by). Zero once deployed.
+	DeployBy time.Time
 }
+
+// KindPodWaiting is the email a returning customer gets when a new paid order lands on their
+// existing, active account: the pod is waiting, deploy it by Pod.DeployBy. (A new account gets
+// its activation email instead.)
+const KindPodWaiting = "pod_waiting"
 
 // kinds lists the kinds with templates, in the order of the journey.
 var kinds = []string{
 	gpubroker.MailActivation,
 	gpubroker.MailLogin,
+	KindPodWaiting,
 	gpubroker.MailPodReady,
 	gpubroker.MailPodEnding,
 	gpubroker.MailPodEnded,

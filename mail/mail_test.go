@@ -27,6 +27,7 @@ func sampleData() Data {
 			SSH:         "ssh -p 2222 root@203.0.113.7",
 			JupyterURL:  "https://pod-123.example/lab",
 			EndsAt:      time.Date(2026, 3, 1, 14, 0, 0, 0, time.UTC),
+			DeployBy:    time.Date(2026, 2, 28, 9, 30, 0, 0, time.UTC),
 		},
 		Reason:    "No provider had capacity.",
 		FromName:  "Bob Builder",
@@ -43,7 +44,7 @@ func TestRenderEveryKind(t *testing.T) {
 	// does not would only fail when that email is first sent.
 	require.ElementsMatch(t, []string{
 		gpubroker.MailActivation, gpubroker.MailLogin, gpubroker.MailPodReady, gpubroker.MailPodEnding, gpubroker.MailPodEnded,
-		gpubroker.MailHoldReleased, gpubroker.MailRefunded, gpubroker.MailPodFailed, gpubroker.MailContact,
+		gpubroker.MailHoldReleased, gpubroker.MailRefunded, gpubroker.MailPodFailed, gpubroker.MailContact, KindPodWaiting,
 	}, Kinds())
 
 	d := sampleData()
