@@ -23,7 +23,11 @@ const template = () => {
   return r ? cat.templates.find((t) => t.id === r.value) : null;
 };
 const gpuOf = (id) => cat.gpus.find((g) => g.gpu === id);
-const minRate = (g) => Math.min(...g.regions.map((r) => r.hourly_cents));
+// The regions a GPU can be ordered in now (all of them when every one is sold out).
+const orderable = (g) => (g.regions.some((r) => r.available) ? g.regions.filter((r) => r.available) : g.regions);
+// minRate is the "from" price beside a GPU: its cheapest region that can be ordered, the one
+// fillRegions preselects.
+const minRate = (g) => Math.min(...orderable(g).map((r) => r.hourly_cents));
 const allowed = (p) => cat.gpus.filter((g) => !p || !(p.gpu_classes || []).length || p.gpu_classes.includes(g.gpu));
 // free: the chosen plan costs nothing (the free trial): its hour is free, so no hourly price is
 // shown beside its $0.00 total.
@@ -38,12 +42,18 @@ function fillGPUs() {
   const list = allowed(p);
   sel.replaceChildren(...list.map((g) => h("option", { value: g.gpu }, free() ? g.display_name : `${g.display_name} — from ${money(minRate(g))}/h`)));
   if (list.length) sel.value = list.some((g) => g.gpu === cur) ? cur : list[0].gpu;
+  if (sel.value !== cur) {
+    fillRegions(true);
+    return;
+  }
   el("gpu-hint").textContent =
     p && (p.gpu_classes || []).length ? `The ${p.name} plan includes ${list.map((g) => g.display_name).join(" and ")}.` : "";
   fillRegions();
 }
 
-function fillRegions() {
+// fillRegions lists the GPU's regions; cheapest (a GPU just chosen) preselects the cheapest one
+// that can be ordered, the price its "from" names, instead of keeping the region chosen before.
+function fillRegions(cheapest) {
   const sel = el("region");
   const cur = sel.value;
   const g = gpuOf(el("gpu").value);
@@ -54,8 +64,8 @@ function fillRegions() {
     ),
   );
   const ok = (id) => regions.some((r) => r.region === id && r.available);
-  const first = regions.find((r) => r.available);
-  if (ok(cur)) sel.value = cur;
+  const first = g && regions.find((r) => r.available && r.hourly_cents === minRate(g));
+  if (ok(cur) && !cheapest) sel.value = cur;
   else if (first) sel.value = first.region;
   fillHours();
 }
@@ -306,7 +316,7 @@ function restore() {
   fillGPUs();
   if (v.gpu && [...el("gpu").options].some((o) => o.value === v.gpu)) {
     el("gpu").value = v.gpu;
-    fillRegions();
+    fillRegions(true);
   }
   if (v.region && [...el("region").options].some((o) => o.value === v.region && !o.disabled)) el("region").value = v.region;
   if (v.hours) el("hours").value = String(v.hours);
@@ -391,7 +401,7 @@ function init() {
   form.addEventListener("change", (e) => {
     const n = e.target.name;
     if (n === "plan") fillGPUs();
-    else if (n === "gpu") fillRegions();
+    else if (n === "gpu") fillRegions(true);
     else if (n === "region" || n === "hours" || n === "template") updateTotal();
     // Text fields clear their error while typing (input event below): clearing it on blur
     // would move the Continue button under a pending click.

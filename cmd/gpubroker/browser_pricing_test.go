@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"gpubroker"
+	"gpubroker/site"
+)
+
+// proPlan is the catalog's paid self-serve plan (Pro) and the cheapest GPU hour it allows.
+func proPlan(t *testing.T) (gpubroker.Plan, int64) {
+	t.Helper()
+	cat := catalogOf(t)
+	var pro gpubroker.Plan
+	for _, p := range cat.Plans {
+		if p.PaymentRequired && p.FeeCents > 0 {
+			pro = p
+			break
+		}
+	}
+	require.NotEmpty(t, pro.ID, "a paid plan with a fee")
+	var low int64
+	for _, g := range cat.GPUs {
+		for _, r := range g.Regions {
+			if low == 0 || r.HourlyCents < low {
+				low = r.HourlyCents
+			}
+		}
+	}
+	return pro, low
+}
+
+// catalogOf is the catalog the site renders and the API charges (site/data).
+func catalogOf(t *testing.T) *gpubroker.Catalog {
+	t.Helper()
+	cat, err := site.Catalog()
+	require.NoError(t, err)
+	return cat
+}
+
+// usd formats cents as the site does ($49, $0.59).
+func usd(cents int64, whole bool) string {
+	if whole && cents%100 == 0 {
+		return fmt.Sprintf("$%d", cents/100)
+	}
+	return fmt.Sprintf("$%d.%02d", cents/100, cents%100)
+}
+
+// Issue 25 item 3: wherever an hourly price appears, the plan fee is beside it (the hero, the
+// GPU table on the home page and /gpus/, its Rent links), with a first order's total; the GPU
+// menu's "from" price is the one preselected; the exact total is called a total.
+func TestBrowserAllInPrice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	pro, low := proPlan(t)
+	allIn := fmt.Sprintf("%s: %s for %d days + GPU time from %s/h", pro.Name, usd(pro.FeeCents, true), pro.FeePeriodDays, usd(low, false))
+
+	b := newBrowserSession(t)
+	b.run("home", chromedp.Navigate(e.url+"/"), chromedp.WaitVisible(css(`#hero-title`)))
+	hero := value[string](b, `document.querySelector(".hero .note").textContent`)
+	require.Contains(t, hero, allIn, "the hero's price")
+	require.Contains(t, value[string](b, `document.querySelector("#prices").innerText`), allIn, "the home page's GPU prices")
+
+	b.run("gpus", chromedp.Navigate(e.url+"/gpus/"), chromedp.WaitVisible(css(`#gpu-prices`)))
+	page := value[string](b, `document.querySelector("main").innerText`)
+	require.Contains(t, page, allIn, "/gpus/")
+	// A first order's total, from the catalog: 3 hours of an A100 in US East on Pro.
+	a100 := catalogOf(t).GPUs[0]
+	for _, g := range catalogOf(t).GPUs {
+		if g.GPU == "a100" {
+			a100 = g
+		}
+	}
+	var rate int64
+	for _, r := range a100.Regions {
+		if r.Region == "us-east" {
+			rate = r.HourlyCents
+		}
+	}
+	require.NotZero(t, rate)
+	first := fmt.Sprintf("%s + 3 × %s = %s", usd(pro.FeeCents, false), usd(rate, false), usd(pro.FeeCents+3*rate, false))
+	require.Contains(t, page, first, "a first order's total")
+	rent := value[string](b, `[...document.querySelectorAll("#gpu-prices a")].map(a => a.getAttribute("aria-label") + " | " + a.closest("td").innerText).join("\n")`)
+	for _, line := range strings.Split(rent, "\n") {
+		require.Contains(t, line, usd(pro.FeeCents, true), "a Rent link says the plan fee: %s", line)
+	}
+
+	// The GPU menu: each GPU's "from" price is the price of the region it preselects.
+	b.run("get-started", chromedp.Navigate(e.url+"/get-started/?plan=pro&template=developer"), chromedp.WaitVisible(css(`#email`)),
+		chromedp.SendKeys(css(`#email`), "all-in@example.com"), chromedp.SendKeys(css(`#name`), "Ada"),
+		chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)),
+		chromedp.WaitVisible(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
+	for _, g := range catalogOf(t).GPUs {
+		b.run("gpu-"+g.GPU, choose(`#gpu`, g.GPU))
+		opt := value[string](b, `document.querySelector("#gpu").selectedOptions[0].textContent`)
+		reg := value[string](b, `document.querySelector("#region").selectedOptions[0].textContent`)
+		from := opt[strings.LastIndex(opt, "from ")+len("from "):]
+		require.True(t, strings.HasSuffix(reg, "— "+from), "%q preselects %q", opt, reg)
+	}
+	b.run("total", poll(`document.querySelector("#total").textContent.startsWith("$")`))
+	note := value[string](b, `document.querySelector("#price-note").textContent`)
+	require.NotContains(t, note, "for your information", "the exact total is no estimate: %s", note)
+	require.Contains(t, note, "total")
+	b.phone("all-in-phone")
+}
