@@ -141,8 +141,21 @@ func moveOrder(ctx context.Context, tx pgx.Tx, orderID string, from, to gpubroke
 	}
 	tag, err := tx.Exec(ctx, `UPDATE orders SET status = $3, `+col+` = $4`+extra+` WHERE id = $1 AND status = $2`,
 		append([]any{orderID, from, to, now}, args...)...)
-	return tag.RowsAffected() == 1, err
+	if err != nil || tag.RowsAffected() != 1 {
+		return false, err
+	}
+	if settles[to] {
+		if _, err := tx.Exec(ctx, `UPDATE pods SET settled_at = $2 WHERE order_id = $1 AND started_at IS NULL AND settled_at IS NULL`, orderID, now); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
+
+// settles are the order statuses no move leaves other than captured: an order that reaches
+// one settles its pod if the pod never started (pods.settled_at, migration 019), which can
+// then never be a stranded pod (StrandedPods) and leaves pods_stranded_idx.
+var settles = map[gpubroker.OrderStatus]bool{gpubroker.OrderRefunded: true, gpubroker.OrderReleased: true, gpubroker.OrderExpired: true}
 
 // SetRefund records the refund of an order.
 func SetRefund(ctx context.Context, tx pgx.Tx, orderID, refundID string) error {

@@ -76,15 +76,36 @@ type StrandedPod struct {
 // provisioning since before stuckBefore, with no refund made or planned and no refund or
 // provision job alive: a lost job, a discarded one, or a bug. Captured money must always end
 // in a running pod or a refund.
+//
+// It reads pods_stranded_idx (migration 019): a settled pod (pods.settled_at: its order
+// refunded, released or expired before it started) can never be captured money without a
+// refund, so leaving it out changes nothing. The index holds a handful of pods, but the
+// planner, taking its three conditions as independent, expects thousands; so each pod's order
+// is looked up by its key (LATERAL … LIMIT 1, an order per pod anyway) rather than joined,
+// and JIT, which such an estimate turns on, is off (a transaction of its own when q can begin
+// one).
 func StrandedPods(ctx context.Context, q Querier, stuckBefore time.Time) ([]StrandedPod, error) {
+	if b, ok := q.(interface {
+		Begin(context.Context) (pgx.Tx, error)
+	}); ok {
+		tx, err := b.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+			return nil, err
+		}
+		q = tx
+	}
 	rows, err := q.Query(ctx, `SELECT p.id::text, o.id::text, COALESCE(o.account_id::text, ''), p.status,
 		EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'refund' AND j.args @> jsonb_build_object('pod_id', p.id::text) AND j.state = 'discarded')
-		FROM pods p JOIN orders o ON o.id = p.order_id
-		WHERE o.status = 'captured' AND p.started_at IS NULL
+		FROM pods p CROSS JOIN LATERAL (SELECT o.id, o.account_id FROM orders o WHERE o.id = p.order_id AND o.status = 'captured'
+			AND NOT EXISTS (SELECT 1 FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.order_id = o.id) LIMIT 1) o
+		WHERE p.started_at IS NULL AND p.settled_at IS NULL
 		AND (p.status = 'failed' OR (p.status = 'provisioning' AND p.captured_at < $1))
 		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind IN ('refund', 'provision') AND j.args @> jsonb_build_object('pod_id', p.id::text)
 			AND j.state IN `+jobAlive+`)
-		AND NOT EXISTS (SELECT 1 FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE y.order_id = o.id)
 		ORDER BY p.captured_at`, stuckBefore)
 	if err != nil {
 		return nil, err

@@ -82,7 +82,7 @@ var seedSteps = []seedStep{
 		            FROM generate_series(1, %[2]d) i) g) o`},
 	// A pod for every order that got one: authorized, captured, refunded, released and free.
 	{"pods", `INSERT INTO pods (id, order_id, account_id, status, gpu, region, hours, template, provider, instance_id, offer_id, cost_cents_per_hour,
-			created_at, deploy_requested_at, captured_at, launched_at, started_at, ends_at, terminated_at, error, sent_to)
+			created_at, deploy_requested_at, captured_at, launched_at, started_at, ends_at, terminated_at, error, sent_to, settled_at)
 		SELECT md5('p'||o.id)::uuid, o.id, o.account_id, ps, o.gpu, o.region, o.hours, o.template,
 		       CASE WHEN ps IN ('running', 'terminated', 'terminating') THEN pr END,
 		       CASE WHEN ps IN ('running', 'terminated', 'terminating') THEN 'inst-'||n END,
@@ -95,7 +95,9 @@ var seedSteps = []seedStep{
 		            WHEN ps = 'terminated' THEN o.created_at + interval '10 minutes' + o.hours * interval '1 hour' END,
 		       CASE WHEN ps = 'terminated' THEN o.created_at + interval '10 minutes' + o.hours * interval '1 hour' END,
 		       CASE WHEN ps = 'failed' THEN 'no capacity: refund made' END,
-		       CASE WHEN ps IN ('running', 'terminated', 'terminating') THEN ARRAY[pr] ELSE '{}' END
+		       CASE WHEN ps IN ('running', 'terminated', 'terminating') THEN ARRAY[pr] ELSE '{}' END,
+		       -- Settled as postgres.MoveOrder settles a pod that never started: its order refunded or released.
+		       CASE WHEN ps NOT IN ('running', 'terminated') THEN COALESCE(o.refunded_at, o.released_at) END
 		FROM (SELECT o.*, ('x'||substr(md5(o.id::text), 1, 8))::bit(32)::int & 2147483647 AS n,
 		             CASE WHEN o.status = 'captured' AND o.created_at > now() - interval '10 minutes' - (%[9]d::float8/%[2]d) * interval '365 days' THEN 'running'
 		                  WHEN o.status IN ('captured', 'free') THEN 'terminated'
