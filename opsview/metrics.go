@@ -47,7 +47,7 @@ func (c *Collector) WriteMetrics(w io.Writer) {
 		}
 		jobs[j.Kind][j.State] = j.Count
 	}
-	gaugeHeader(w, "gpubroker_jobs", "River jobs by kind and state.")
+	gaugeHeader(w, "gpubroker_jobs", "River jobs by kind and state; completed: those finished in the last hour (every other state: all River keeps).")
 	for _, kind := range slices.Sorted(maps.Keys(jobs)) {
 		for _, state := range rivertype.JobStates() {
 			fmt.Fprintf(w, "gpubroker_jobs{kind=%q,state=%q} %d\n", kind, state, jobs[kind][string(state)])

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/rivertype"
 
 	"gpubroker"
 )
@@ -344,9 +345,38 @@ type JobCount struct {
 	Count       int64
 }
 
-// CountJobs counts the River jobs by kind and state (the states present).
+// JobsCompletedWindow is how far back CountJobs counts completed jobs (gpubroker_jobs' help
+// text says it).
+const JobsCompletedWindow = time.Hour
+
+// CountJobs counts the River jobs by kind and state: every job still to run or running, and
+// every discarded and cancelled one (the few River keeps: discarded until ops act, cancelled a
+// month), exactly; completed ones only as those finished in the last JobsCompletedWindow
+// (River keeps a week of them, which at size is millions of rows to count on every
+// collection). Each kind River still holds a job of has a row (a completed count of 0 when
+// nothing else), so its series stay. Every part reads an index: River's fetching index
+// (state first), its (state, finalized_at) index, and its kind index stepped through one
+// kind at a time.
 func CountJobs(ctx context.Context, q Querier) ([]JobCount, error) {
-	rows, err := q.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job GROUP BY 1, 2 ORDER BY 1, 2`)
+	// The states as literals, so the planner estimates them from the column's statistics.
+	var exact []string
+	for _, st := range rivertype.JobStates() {
+		if st != rivertype.JobStateCompleted {
+			exact = append(exact, "'"+string(st)+"'")
+		}
+	}
+	rows, err := q.Query(ctx, `WITH RECURSIVE kinds AS (
+			SELECT min(kind) AS kind FROM river_job
+			UNION ALL
+			SELECT (SELECT min(kind) FROM river_job WHERE kind > k.kind) FROM kinds k WHERE k.kind IS NOT NULL),
+		counts AS (
+			SELECT kind, state::text AS state, count(*) AS n FROM river_job WHERE state IN (`+strings.Join(exact, ", ")+`) GROUP BY 1, 2
+			UNION ALL
+			SELECT kind, 'completed', count(*) FROM river_job WHERE state = 'completed' AND finalized_at > now() - $1::interval GROUP BY 1)
+		SELECT kind, state, n FROM counts
+		UNION ALL
+		SELECT kind, 'completed', 0 FROM kinds WHERE kind IS NOT NULL AND kind NOT IN (SELECT kind FROM counts)
+		ORDER BY 1, 2`, JobsCompletedWindow)
 	if err != nil {
 		return nil, err
 	}
