@@ -61,3 +61,32 @@ func TestTemplatesNameNoFeeAndNoRefundedHours(t *testing.T) {
 		}
 	}
 }
+
+// Issue 25 item 6: customers read every time in one format, "Mon 7 Dec 2026, 20:15 UTC" (the
+// dashboard's is the same in the browser's zone): every time in every email, whatever zone the
+// time was made in, is in UTC and in that format, and no other date format appears.
+func TestEveryEmailTimeInOneFormat(t *testing.T) {
+	t.Parallel()
+	cet := time.FixedZone("CET", 3600)
+	d := sampleData()
+	d.Pod.EndsAt = time.Date(2026, 12, 7, 21, 15, 0, 0, cet)
+	d.Pod.DeployBy = time.Date(2026, 12, 13, 22, 5, 0, 0, cet)
+	one := regexp.MustCompile(`(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4}, \d{2}:\d{2} UTC`)
+	other := regexp.MustCompile(`\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}:\d{2}(:\d{2})? ?(AM|PM|am|pm)|CET|GMT|[+-]\d{2}:?\d{2}\b`)
+	for _, kind := range Kinds() {
+		subject, text, html, err := Render(kind, d)
+		require.NoError(t, err)
+		for _, body := range []string{subject, text, html} {
+			rest := one.ReplaceAllString(body, "")
+			require.False(t, other.MatchString(rest), "%s: %q", kind, other.FindString(rest))
+		}
+	}
+	_, text, _, err := Render(gpubroker.MailPodReady, d)
+	require.NoError(t, err)
+	require.Contains(t, text, "Ends:       Mon 7 Dec 2026, 20:15 UTC")
+	subject, text, html, err := Render(KindPodWaiting, d)
+	require.NoError(t, err)
+	require.Equal(t, "Your pod is waiting: deploy it by Sun 13 Dec 2026, 21:05 UTC", subject)
+	require.Contains(t, text, "deploy it by Sun 13 Dec 2026, 21:05 UTC")
+	require.Contains(t, html, "Sun 13 Dec 2026, 21:05 UTC")
+}
