@@ -23,7 +23,8 @@ func main() {
 	flag.Float64Var(&o.Scale, "scale", 1, "multiple of a year of a busy service (100k accounts, 500k orders, 3M audit events …)")
 	flag.IntVar(&o.Requests, "n", 9, "requests per route (and runs per collector query)")
 	flag.DurationVar(&o.JobWindow, "jobs", 40*time.Second, "how long the worker runs its periodic jobs (pod_health, reconcile, retention)")
-	flag.BoolVar(&o.Keep, "keep", false, "keep the cluster and its logs")
+	flag.BoolVar(&o.Keep, "keep", false, "keep the cluster and its logs (its directory is printed at the end; measure it again with -reuse)")
+	flag.StringVar(&o.Reuse, "reuse", "", "measure the cluster an earlier -keep run kept in this directory again: started, migrated up, not seeded again (it stays kept)")
 	flag.Parse()
 	o.Out, o.Log = os.Stdout, os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

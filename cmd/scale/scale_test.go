@@ -24,10 +24,13 @@ func TestScaleTiny(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the production binary: %v\n%s", err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out strings.Builder
-	res, err := scale.Run(ctx, scale.Options{Gpubroker: bin, Scale: 0.01, Requests: 3, JobWindow: 25 * time.Second, Out: &out})
+	res, err := scale.Run(ctx, scale.Options{Gpubroker: bin, Scale: 0.01, Requests: 3, JobWindow: 25 * time.Second, Keep: true, Out: &out})
+	if res != nil && res.Dir != "" {
+		t.Cleanup(func() { _ = os.RemoveAll(res.Dir) })
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,5 +54,22 @@ func TestScaleTiny(t *testing.T) {
 	}
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "catch-up after seeding") {
+		t.Error("the table has no catch-up after seeding")
+	}
+
+	// -reuse: the kept cluster measured again, migrated up and not seeded again.
+	var again strings.Builder
+	res2, err := scale.Run(ctx, scale.Options{Gpubroker: bin, Reuse: res.Dir, Requests: 1, JobWindow: time.Second, Out: &again})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + again.String())
+	if res2.Volumes != res.Volumes || !strings.Contains(again.String(), "reused "+res.Dir) {
+		t.Errorf("the reused run measured %+v, seeded %+v", res2.Volumes, res.Volumes)
+	}
+	if _, err := os.Stat(filepath.Join(res.Dir, "data", "PG_VERSION")); err != nil {
+		t.Errorf("the reused cluster was not kept: %v", err)
 	}
 }

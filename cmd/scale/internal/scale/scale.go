@@ -50,14 +50,21 @@ type Options struct {
 	Requests  int           // requests per route
 	JobWindow time.Duration // how long the worker runs its periodic jobs after the routes
 	Keep      bool          // keep the cluster and logs
-	Out       io.Writer     // the table
-	Log       io.Writer     // progress; nil: none
+	// Reuse is a cluster kept by an earlier run (-keep): it is started again, migrated up to
+	// this binary's migrations and measured without seeding. It is kept again afterwards.
+	Reuse string
+	Out   io.Writer // the table
+	Log   io.Writer // progress; nil: none
 }
 
 // Result is what a run measured.
 type Result struct {
 	Volumes  Volumes
 	SeedTook time.Duration
+	Reused   string        // the kept cluster measured (Options.Reuse), "" when seeded by this run
+	Dir      string        // the cluster's directory (kept with Options.Keep or Reuse)
+	Migrate  time.Duration // migrating the reused cluster up
+	CatchUp  Timing        // folding what the seed left dirty (CatchUp), before anything is timed
 	DBBytes  int64
 	Routes   []Timing // customer and ops routes
 	Collect  []Timing // each query of the ops collector
@@ -113,43 +120,90 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.JobWindow <= 0 {
 		o.JobWindow = 30 * time.Second
 	}
-	res := &Result{Volumes: Base.Times(o.Scale)}
-	if err := checkDisk(res.Volumes); err != nil {
-		return nil, err
-	}
-	o.logf("SCALE=%g: %d orders, %d audit events, %d Stripe events; about %.1f GB of disk", o.Scale, res.Volumes.Orders, res.Volumes.Audit, res.Volumes.Events, float64(DiskNeeded(res.Volumes))/1e9)
-	cluster, err := pgcluster.Start(pgcluster.Options{Prefix: "gpubroker-scale-", MaxConns: 200, Settings: []string{
+	res := &Result{Volumes: Base.Times(o.Scale), Reused: o.Reuse}
+	settings := []string{
 		"shared_preload_libraries=pg_stat_statements,auto_explain",
 		"pg_stat_statements.track=all",
 		fmt.Sprintf("log_min_duration_statement=%d", SlowMS),
 		fmt.Sprintf("auto_explain.log_min_duration=%d", SlowMS),
 		"auto_explain.log_analyze=on", "auto_explain.log_buffers=on", "auto_explain.log_timing=off", "auto_explain.log_nested_statements=on",
 		"log_line_prefix='%m|%a|'", "shared_buffers=512MB", "max_wal_size=2GB", "maintenance_work_mem=256MB", "checkpoint_timeout=15min",
-	}})
-	defer func() { cluster.Stop(o.Keep || err != nil) }()
-	if err != nil {
-		return nil, err
 	}
+	var cluster server
+	var dir string
+	if o.Reuse != "" {
+		s, ok, err := readSeeded(o.Reuse)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			res.Volumes, res.SeedTook = s.Volumes, s.SeedTook
+		}
+		o.logf("reusing %s: %d orders, %d audit events, %d Stripe events", o.Reuse, res.Volumes.Orders, res.Volumes.Audit, res.Volumes.Events)
+		kept, err := startKept(o.Reuse, settings)
+		if err != nil {
+			return nil, err
+		}
+		cluster, dir = kept, o.Reuse
+	} else {
+		if err := checkDisk(res.Volumes); err != nil {
+			return nil, err
+		}
+		o.logf("SCALE=%g: %d orders, %d audit events, %d Stripe events; about %.1f GB of disk", o.Scale, res.Volumes.Orders, res.Volumes.Audit, res.Volumes.Events, float64(DiskNeeded(res.Volumes))/1e9)
+		c, err := pgcluster.Start(pgcluster.Options{Prefix: "gpubroker-scale-", MaxConns: 200, Settings: settings})
+		if c != nil {
+			cluster, dir = c, c.Dir
+		}
+		if err != nil {
+			if c != nil {
+				c.Stop(true)
+			}
+			return nil, err
+		}
+	}
+	res.Dir = dir
+	var err error
+	defer func() { cluster.Stop(o.Keep || err != nil) }()
 	url := func(app string) string { return cluster.URL("gpubroker") + "&application_name=" + app }
+	start := time.Now()
 	if err = gbproc.Migrate(ctx, o.Gpubroker, cluster.URL("gpubroker")); err != nil {
 		return nil, err
+	}
+	if o.Reuse != "" {
+		res.Migrate = time.Since(start)
+		o.logf("migrated up in %s", res.Migrate.Round(time.Millisecond))
 	}
 	pool, err := pgxpool.New(ctx, url("scale"))
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	start := time.Now()
-	if _, err = Seed(ctx, pool, res.Volumes, o.logf); err != nil {
-		return nil, err
+	if o.Reuse == "" {
+		start = time.Now()
+		if _, err = Seed(ctx, pool, res.Volumes, o.logf); err != nil {
+			return nil, err
+		}
+		res.SeedTook = time.Since(start)
+		if err = writeSeeded(dir, seeded{Scale: o.Scale, Volumes: res.Volumes, SeedTook: res.SeedTook}); err != nil {
+			return nil, err
+		}
 	}
-	res.SeedTook = time.Since(start)
 	_ = pool.QueryRow(ctx, `SELECT pg_database_size('gpubroker')`).Scan(&res.DBBytes)
-	o.logf("seeded in %s (%.0f orders/s), %.2f GB", res.SeedTook.Round(time.Second), float64(res.Volumes.Orders)/res.SeedTook.Seconds(), float64(res.DBBytes)/1e9)
+	if o.Reuse == "" {
+		o.logf("seeded in %s (%.0f orders/s), %.2f GB", res.SeedTook.Round(time.Second), float64(res.Volumes.Orders)/res.SeedTook.Seconds(), float64(res.DBBytes)/1e9)
+	}
+	start = time.Now()
+	folds, err := CatchUp(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("catching up after seeding: %w", err)
+	}
+	took := time.Since(start)
+	res.CatchUp = Timing{Group: "seed", Name: fmt.Sprintf("catch-up after seeding (%d funnel folds, ops_counts)", folds), N: 1, P50: took, Max: took, Status: "ok"}
+	o.logf("caught up in %s (%d funnel folds)", took.Round(time.Millisecond), folds)
 	if _, err = pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`); err != nil {
 		return nil, err
 	}
-	logStart := fileSize(filepath.Join(cluster.Dir, "postgres.log"))
+	logStart := fileSize(filepath.Join(dir, "postgres.log"))
 
 	// The stand-ins, where the outside services stand in production.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -169,7 +223,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	dir := cluster.Dir
 	env := func(app string) []string {
 		return []string{
 			"DATABASE_URL=" + url(app), "PUBLIC_URL=" + front, "ADMIN_PASSWORD=" + adminPassword, "LOG_LEVEL=warn",
@@ -215,7 +268,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if ms, ok := c.collectorSeconds(ctx); ok {
 		res.Jobs = append(res.Jobs, Timing{Group: "job", Name: "ops collection (api, last)", N: 1, P50: ms, Max: ms})
 	}
-	if res.Slow, err = slowStatements(ctx, pool, filepath.Join(cluster.Dir, "postgres.log"), logStart); err != nil {
+	if res.Slow, err = slowStatements(ctx, pool, filepath.Join(dir, "postgres.log"), logStart); err != nil {
 		return nil, err
 	}
 	for _, p := range []*gbproc.Proc{apiProc, worker} {
@@ -542,10 +595,14 @@ func (r *Result) Print(w io.Writer) {
 	v := r.Volumes
 	fmt.Fprintf(w, "%d accounts, %d orders, %d Stripe events, %d audit events, %d emails, %d sessions, %d tokens, %d finished jobs, %d running pods\n",
 		v.Accounts, v.Orders, v.Events, v.Audit, v.Emails, v.Sessions, v.Tokens, v.Jobs, v.Running)
-	fmt.Fprintf(w, "seeded in %s (%.0f orders/s), database %.2f GB\n\n", r.SeedTook.Round(time.Second), float64(v.Orders)/r.SeedTook.Seconds(), float64(r.DBBytes)/1e9)
+	if r.Reused != "" {
+		fmt.Fprintf(w, "reused %s (seeded in %s), migrated up in %s, database %.2f GB\n\n", r.Reused, r.SeedTook.Round(time.Second), r.Migrate.Round(time.Millisecond), float64(r.DBBytes)/1e9)
+	} else {
+		fmt.Fprintf(w, "seeded in %s (%.0f orders/s), database %.2f GB\n\n", r.SeedTook.Round(time.Second), float64(v.Orders)/r.SeedTook.Seconds(), float64(r.DBBytes)/1e9)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "what\tn\tp50 ms\tmax ms\tstatus\t")
-	for _, group := range [][]Timing{r.Routes, r.Collect, r.Jobs} {
+	for _, group := range [][]Timing{{r.CatchUp}, r.Routes, r.Collect, r.Jobs} {
 		for _, t := range group {
 			fmt.Fprintf(tw, "%s %s\t%d\t%.1f\t%.1f\t%s\t\n", t.Group, t.Name, t.N, ms(t.P50), ms(t.Max), t.Status)
 		}
