@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -107,4 +108,42 @@ func TestBrowserAllInPrice(t *testing.T) {
 	require.NotContains(t, note, "for your information", "the exact total is no estimate: %s", note)
 	require.Contains(t, note, "total")
 	b.phone("all-in-phone")
+}
+
+// Issue 25 item 4: a signed-in customer with Pro active and a key on the account reads their own
+// order form: no "we create your account" or activation link, the plan step says Pro is active
+// (the quote charges no fee), and the review names the account's key that goes onto the pod.
+func TestBrowserSignedInOrderForm(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	const email = "returning@example.com"
+	c, _ := e.runningPod(email, 1)
+	key, _ := newKey(t, "ada@laptop")
+	require.Equal(t, http.StatusCreated, e.api(c).AddSSHKey("laptop", key).Code)
+	pro, _ := proPlan(t)
+
+	b := newBrowserSession(t)
+	b.signedIn(e, c)
+	b.run("get-started", chromedp.Navigate(e.url+"/get-started/"), chromedp.WaitVisible(css(`#email`)),
+		poll(`document.querySelector("#email").value === "`+email+`"`))
+	you := value[string](b, `document.querySelector("main").innerText`)
+	require.NotContains(t, you, "activation link", you)
+	require.NotContains(t, you, "We create your account", you)
+	require.NotContains(t, you, "Your account is made", you)
+
+	b.run("plan", chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)),
+		poll(`document.querySelector("label.choice:has(#plan-pro)").innerText.includes("active")`))
+	card := value[string](b, `document.querySelector("label.choice:has(#plan-pro)").innerText`)
+	require.NotContains(t, card, usd(pro.FeeCents, true), "Pro is active: its fee is not charged again: %s", card)
+	require.Contains(t, card, "Pro active until")
+
+	b.run("gpu", chromedp.Click(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)), chromedp.WaitVisible(css(`#template-developer`)),
+		chromedp.Click(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)),
+		chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)), poll(`document.querySelector("#review-total").textContent.startsWith("$")`))
+	review := value[string](b, `document.querySelector("#step-5").innerText`)
+	require.NotContains(t, value[string](b, `document.querySelector("#review-ssh_public_key").textContent`), "None", review)
+	require.Contains(t, value[string](b, `document.querySelector("#review-ssh_public_key").textContent`), "laptop", review)
+	require.NotContains(t, value[string](b, `document.querySelector("#review-breakdown").innerText`), usd(pro.FeeCents, false), "no fee in the total")
+	require.NotContains(t, strings.ToLower(value[string](b, `document.querySelector("#pay-note").textContent`)), "activat", review)
+	b.phone("signed-in-review-phone")
 }

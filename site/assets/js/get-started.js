@@ -11,6 +11,11 @@ const STEP_OF = { email: 1, name: 1, ssh_public_key: 1, plan: 2, template: 3, gp
 const GROUPS = ["plan", "template"];
 let cat = catalog();
 let step = 1;
+// The signed-in account (GET /api/me), until when its Pro fee is paid, and its SSH keys'
+// names (GET /api/me/ssh-keys): an order for the account's own email goes on that account.
+let account = null;
+let proUntil = "";
+let accountKeys = [];
 
 const el = (id) => document.getElementById(id);
 const checked = (name) => form.querySelector(`input[name="${name}"]:checked`);
@@ -86,6 +91,36 @@ function fillHours() {
   el("hours-fixed").textContent = "1 hour, the free trial's length";
   el("price-note").hidden = !!(plan() && !plan().payment_required);
   updateTotal();
+}
+
+// own: the order is for the signed-in account's own email, so it goes on that account: no
+// activation, its Pro fee (when paid) is not charged again, its SSH keys go onto the pod.
+const own = () => !!(account && el("email").value.trim().toLowerCase() === (account.email || "").toLowerCase());
+
+// signedInCopy words the form for who is ordering: new-customer copy for a visitor, the
+// account's state for its own order.
+function signedInCopy() {
+  const mine = own();
+  for (const id of ["lead", "you-text"]) {
+    const p = el(id);
+    if (!p || !p.dataset.signedIn) continue;
+    if (p.dataset.visitor === undefined) p.dataset.visitor = p.textContent;
+    p.textContent = account ? p.dataset.signedIn : p.dataset.visitor;
+  }
+  const waived = mine && proUntil && new Date(proUntil) > new Date();
+  for (const p of cat.plans) {
+    if (!p.payment_required || !p.fee_cents) continue;
+    for (const [sel, text] of [
+      [".plan-price", `${p.name} · no plan fee, GPU hours only`],
+      [".plan-summary", `${p.name} active until ${dateTime(proUntil)}: this order pays only its GPU time.`],
+    ]) {
+      const node = form.querySelector(`${sel}[data-plan="${CSS.escape(p.id)}"]`);
+      if (!node) continue;
+      if (node.dataset.visitor === undefined) node.dataset.visitor = node.textContent;
+      node.textContent = waived ? text : node.dataset.visitor;
+    }
+  }
+  if (step === 5) fillReview();
 }
 
 const hoursText = (n) => (n === 1 ? "1 hour" : `${n} hours`);
@@ -261,7 +296,10 @@ function fillReview() {
   el("review-email").textContent = el("email").value.trim();
   el("review-name").textContent = el("name").value.trim();
   const key = el("ssh_public_key").value.trim().split(/\s+/);
-  el("review-ssh_public_key").textContent = key[0] ? `${key[0]} key${key[2] ? " " + key.slice(2).join(" ") : ""}` : "None: you can add one on the dashboard";
+  const typed = key[0] ? `${key[0]} key${key[2] ? " " + key.slice(2).join(" ") : ""}` : "";
+  const mine = own() && accountKeys.length ? `your account's ${accountKeys.length === 1 ? "key" : "keys"} ${accountKeys.join(", ")}` : "";
+  el("review-ssh_public_key").textContent =
+    typed && mine ? `${typed}, and ${mine}` : typed || (mine ? mine[0].toUpperCase() + mine.slice(1) : "None: you can add one on the dashboard");
   el("review-plan").textContent = p ? p.name : "";
   el("review-template").textContent = t ? t.name : "";
   el("review-gpu").textContent = g ? g.display_name : "";
@@ -275,7 +313,7 @@ function fillReview() {
   );
   const free = p && !p.payment_required;
   const note = el("pay-note");
-  note.textContent = free ? note.dataset.free : note.dataset.paid;
+  note.textContent = free ? (own() && note.dataset.signedInFree) || note.dataset.free : note.dataset.paid;
   const title = el("review-title");
   title.textContent = free ? title.dataset.free : title.dataset.paid;
   el("pay").textContent = free ? "Start my free trial" : `Pay ${w ? money(q.amount_cents, q.currency) : ""}`.trim();
@@ -422,17 +460,33 @@ function init() {
   // quote (asked with the session) has no Pro fee while it is paid.
   me().then((res) => {
     if (!res.ok || !res.data || !res.data.account) return;
+    account = res.data.account;
+    proUntil = res.data.pro_active_until || "";
     if (!el("email").value && !el("name").value) {
       el("email").value = res.data.account.email || "";
       el("name").value = res.data.account.name || "";
     }
+    signedInCopy();
     updateTotal(true);
+    api("GET", "/api/me/ssh-keys").then((k) => {
+      if (!k.ok || !Array.isArray(k.data.ssh_keys)) return;
+      accountKeys = k.data.ssh_keys.map((x) => x.name || x.type);
+      if (step === 5) fillReview();
+    });
   });
   onAccount((a) => {
-    if (!a) updateTotal(true);
+    if (a) return;
+    account = null;
+    proUntil = "";
+    accountKeys = [];
+    signedInCopy();
+    updateTotal(true);
   });
   form.addEventListener("change", (e) => {
-    if (e.target.name === "email") updateTotal();
+    if (e.target.name === "email") {
+      signedInCopy();
+      updateTotal();
+    }
   });
   // Refresh prices and availability from the API; the build-time catalog stays on failure.
   api("GET", "/api/catalog").then((res) => {
