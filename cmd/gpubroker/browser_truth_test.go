@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -96,8 +95,7 @@ func TestBrowserExtensionConfirmed(t *testing.T) {
 	text := value[string](b, msg+`.textContent`)
 	stops := value[string](b, `[...document.querySelectorAll(".pod dt")].find(d => d.textContent === "Stops at").nextElementSibling.textContent`)
 	require.Contains(t, text, "Extension paid: +1 h, your pod now ends at "+stops, text)
-	require.Equal(t, value[string](b, fmt.Sprintf(`new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short" }).format(new Date(%q))`,
-		newEnd.UTC().Format(time.RFC3339Nano))), stops, "the card shows the new end")
+	require.Equal(t, customerTime(newEnd, time.Local), stops, "the card shows the new end")
 	require.Contains(t, value[string](b, `document.querySelector(".pod-hours").textContent`), "3 (2 + 1 extended)")
 
 	// Coming back to the same link later says it again, at once.
