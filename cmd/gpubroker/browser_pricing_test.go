@@ -110,6 +110,28 @@ func TestBrowserAllInPrice(t *testing.T) {
 	b.phone("all-in-phone")
 }
 
+// Issue 25, "Pricing as plain as the peers'": where prices appear, the site says it bills by
+// the minute and refunds unused minutes (rental.go's rule, the refund policy's).
+func TestBrowserBilledByTheMinute(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	const rule = "billed by the minute, unused minutes refunded"
+	b := newBrowserSession(t)
+	for _, p := range []struct{ path, sel string }{
+		{"/", ".hero .note"}, {"/", "#prices"}, {"/", "#plans"}, {"/gpus/", "main"}, {"/plans/", "main"},
+	} {
+		b.run("page"+p.path, chromedp.Navigate(e.url+p.path), chromedp.WaitVisible(css(`h1`)))
+		require.Contains(t, strings.ToLower(value[string](b, fmt.Sprintf(`document.querySelector(%q).innerText`, p.sel))), rule, "%s %s", p.path, p.sel)
+	}
+	b.run("get-started", chromedp.Navigate(e.url+"/get-started/?plan=pro&template=developer"), chromedp.WaitVisible(css(`#email`)),
+		chromedp.SendKeys(css(`#email`), "minute@example.com"), chromedp.SendKeys(css(`#name`), "Ada"),
+		chromedp.Click(css(`#next-1`)), chromedp.WaitVisible(css(`#plan-pro`)), chromedp.Click(css(`#next-2`)),
+		chromedp.WaitVisible(css(`#template-developer`)), chromedp.Click(css(`#next-3`)), chromedp.WaitVisible(css(`#gpu`)))
+	require.Contains(t, strings.ToLower(value[string](b, `document.querySelector("#step-4").innerText`)), rule, "the GPU step")
+	b.run("review", chromedp.Click(css(`#next-4`)), chromedp.WaitVisible(css(`#pay`)))
+	require.Contains(t, strings.ToLower(value[string](b, `document.querySelector("#step-5").innerText`)), rule, "the review")
+}
+
 // Issue 25 item 4: a signed-in customer with Pro active and a key on the account reads their own
 // order form: no "we create your account" or activation link, the plan step says Pro is active
 // (the quote charges no fee), and the review names the account's key that goes onto the pod.
