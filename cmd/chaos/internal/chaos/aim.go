@@ -216,6 +216,24 @@ func (f *front) armLaunch(lf *launchFault) {
 	f.launches = append(f.launches, lf)
 }
 
+// stallLaunches makes every RunPod create of name hang until its caller gives up, creating
+// nothing: the stranded customer's pod stays provisioning until the run loses its job (strand),
+// however fast the stand-in boots. It is drift staged on purpose, not an aimed money fault.
+func (f *front) stallLaunches(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stalled == nil {
+		f.stalled = map[string]bool{}
+	}
+	f.stalled[name] = true
+}
+
+func (f *front) isStalled(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stalled[name]
+}
+
 // takeLaunch returns the first armed fault for the name, used up.
 func (f *front) takeLaunch(name string) *launchFault {
 	f.mu.Lock()
@@ -249,6 +267,13 @@ func (f *front) runpodAPI(kill func()) http.Handler {
 			Name string `json:"name"`
 		}
 		_ = json.Unmarshal(body, &req)
+		if f.isStalled(req.Name) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Minute):
+			}
+			panic(http.ErrAbortHandler)
+		}
 		lf := f.takeLaunch(req.Name)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if lf == nil {

@@ -198,9 +198,12 @@ func (c *customer) steps(ctx context.Context) error {
 	if o.pi != "" {
 		c.r.aimStripe(c, pathCapture, "POST", "/v1/payment_intents/"+o.pi+"/capture", nil)
 	}
-	if o.scenario != scStrand {
-		// A stranded pod's provisioning job is deleted mid-way (strand): a launch fault aimed
-		// at it strikes or not by a race, and a missed one is reported as never struck.
+	if o.scenario == scStrand {
+		// Its provisioning job is deleted while the pod provisions (strand): its launches hang,
+		// so the pod is still provisioning when the run gets to it, and no aimed fault waits
+		// on a launch that may never come.
+		c.r.front.stallLaunches(jobs.InstanceName(o.podID))
+	} else {
 		c.r.aimLaunch(c, jobs.InstanceName(o.podID))
 	}
 	o.deployAt = time.Now()

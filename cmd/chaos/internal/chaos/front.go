@@ -43,7 +43,8 @@ type front struct {
 	ses    *sesfake.SES // the counting sender: every email the workers send
 
 	mu       sync.Mutex
-	launches []*launchFault // aimed at RunPod creates (aim.go)
+	launches []*launchFault  // aimed at RunPod creates (aim.go)
+	stalled  map[string]bool // instance names whose creates hang, creating nothing (aim.go)
 }
 
 // newFront serves on ln, sending /api/ to the api process at apiAddr (host:port; it is
