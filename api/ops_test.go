@@ -364,3 +364,22 @@ func TestStoryDetailWording(t *testing.T) {
 		require.Equal(t, want, storyDetail(e))
 	}
 }
+
+// An email we gave up on (SES refused it for good, or the sandbox kept refusing it past its
+// link's life) is counted on the console and in /metrics, not only in its order's story
+// (issue 21: "then shown as failed on /ops/").
+func TestConsoleCountsFailedEmails(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ctx := context.Background()
+	_, err := ts.pool.Exec(ctx, `INSERT INTO emails (to_email, kind, subject, text_body, html_body, status, error) VALUES
+		('a@example.com', 'activation', 's', 't', 'h', 'failed', 'MessageRejected: Email address is not verified'),
+		('b@example.com', 'activation', 's', 't', 'h', 'sent', NULL)`)
+	require.NoError(t, err)
+	ts.collect()
+	w := ts.do("GET", "/ops/", nil, adminHeader())
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Regexp(t, `id="emails-failed"><span class="err">1 failed in the last 7 days`, w.Body.String())
+	w = ts.do("GET", "/metrics", nil, adminHeader())
+	require.Contains(t, w.Body.String(), "gpubroker_emails_failed_7d 1")
+}

@@ -86,6 +86,7 @@ func (c *Collector) WriteMetrics(w io.Writer) {
 	gauge(w, "gpubroker_provisioning_seconds_p95", "95th percentile of Deploy-to-running time over the pods started in the last hour (0 when none).", s.ProvisioningP95Hour)
 	gauge(w, "gpubroker_emails_sent_24h", "Emails sent through the provider in the last 24 hours.", float64(s.EmailsSent24h))
 	gauge(w, "gpubroker_email_bounces_24h", "Permanent bounces and complaints received in the last 24 hours.", float64(s.EmailBounces24h))
+	gauge(w, "gpubroker_emails_failed_7d", "Emails never delivered (refused for good, or by the SES sandbox past their link's life) in the last 7 days.", float64(s.EmailsFailed7d))
 	// The pod health watch: one pass a POD_HEALTH_INTERVAL over every running pod.
 	var pass postgres.HealthPass
 	if s.HealthPass != nil {

@@ -399,6 +399,7 @@ type Tallies struct {
 	ProvisioningP95Hour    float64
 	EmailsSent24h          int64
 	EmailBounces24h        int64 // permanent bounces and complaints
+	EmailsFailed7d         int64 // emails we gave up on (SES refused them for good, or the sandbox past their link's life)
 	LastWebhookAt          *time.Time
 	WebhooksWaiting        int64 // stored more than 5 minutes ago and not processed
 }
@@ -423,10 +424,11 @@ func GetTallies(ctx context.Context, q Querier) (Tallies, error) {
 		(SELECT COALESCE(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)), 0) FROM pods WHERE started_at > now() - interval '1 hour'),
 		(SELECT count(*) FROM emails WHERE status = 'sent' AND sent_at > now() - interval '24 hours'),
 		(SELECT count(*) FROM email_feedback WHERE created_at > now() - interval '24 hours' AND (kind = 'complaint' OR bounce_type = 'Permanent')),
+		(SELECT count(*) FROM emails WHERE status = 'failed' AND created_at > now() - interval '7 days'),
 		COALESCE((SELECT max(received_at) FROM stripe_events WHERE payload IS NOT NULL), (SELECT max(received_at) FROM stripe_events)),
 		(SELECT count(*) FROM stripe_events WHERE processed_at IS NULL AND received_at < now() - interval '5 minutes')`, 24*time.Hour).
 		Scan(&t.Extensions, &t.EarlyStopRefunds, &t.EarlyStopRefundedCents, &t.DeadPods, &t.HoldsLapsingSoon, &t.CapturedWithoutPod,
-			&t.ProvisioningP95Hour, &t.EmailsSent24h, &t.EmailBounces24h, &t.LastWebhookAt, &t.WebhooksWaiting)
+			&t.ProvisioningP95Hour, &t.EmailsSent24h, &t.EmailBounces24h, &t.EmailsFailed7d, &t.LastWebhookAt, &t.WebhooksWaiting)
 	return t, err
 }
 
