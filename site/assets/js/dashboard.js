@@ -1,29 +1,9 @@
 // /dashboard/ — account status, pods, Deploy / Terminate, live status and connection details.
 import "./header.js";
-import { $, api, h, money, hms, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, logout, param } from "./lib.js";
+import { $, api, h, money, dateTime, hms, catalog, regionName, status, busy, fieldError, clearFieldErrors, me, onAccount, logout, param } from "./lib.js";
 
 const cat = catalog();
 
-// Every time a customer reads is in one format, the emails' ("Mon 7 Dec 2026, 20:15 UTC"):
-// here in the browser's own zone, with the zone named ("Mon 7 Dec 2026, 21:15 CET"). The zone's
-// name is the US English one ("EST", "UTC"), else the British ("CET", "BST"), else its offset
-// from UTC ("UTC+5:30"). Intl formatters are costly to create, so each is made once.
-const timeParts = new Intl.DateTimeFormat("en-US", { weekday: "short", day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-const zoneFormats = ["en-US", "en-GB"].map((l) => new Intl.DateTimeFormat(l, { timeZoneName: "short" }));
-function zoneName(d) {
-  let name = "";
-  for (const f of zoneFormats) {
-    name = (f.formatToParts(d).find((x) => x.type === "timeZoneName") || {}).value || "";
-    if (!/^GMT[+\-\u2212]/.test(name)) break;
-  }
-  return name.replace(/^GMT(?=[+\-\u2212])/, "UTC").replace("\u2212", "-");
-}
-function dateTime(s) {
-  const d = new Date(s);
-  if (!s || isNaN(d)) return "";
-  const p = Object.fromEntries(timeParts.formatToParts(d).map((x) => [x.type, x.value]));
-  return `${p.weekday} ${p.day} ${p.month} ${p.year}, ${p.hour}:${p.minute} ${zoneName(d)}`;
-}
 const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
 const POD_LABEL = {
   configured: "Ready to deploy",

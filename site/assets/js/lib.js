@@ -73,13 +73,27 @@ export function money(cents, currency) {
   }
 }
 
-let dateFormat;
+// dateTime is the one format customers read times in, the emails' ("Mon 7 Dec 2026, 20:15
+// UTC"): here in the browser's own zone, with the zone named ("Mon 7 Dec 2026, 21:15 CET"). The
+// zone's name is the US English one ("EST", "UTC"), else the British ("CET", "BST"), else its
+// offset from UTC ("UTC+5:30"). The formatters are made once, on first use.
+let timeParts, zoneFormats;
+function zoneName(d) {
+  zoneFormats = zoneFormats || ["en-US", "en-GB"].map((l) => new Intl.DateTimeFormat(l, { timeZoneName: "short" }));
+  let name = "";
+  for (const f of zoneFormats) {
+    name = (f.formatToParts(d).find((x) => x.type === "timeZoneName") || {}).value || "";
+    if (!/^GMT[+\-\u2212]/.test(name)) break;
+  }
+  return name.replace(/^GMT(?=[+\-\u2212])/, "UTC").replace("\u2212", "-");
+}
 
 export function dateTime(s) {
   const d = new Date(s);
   if (!s || isNaN(d)) return "";
-  dateFormat = dateFormat || new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short" });
-  return dateFormat.format(d);
+  timeParts = timeParts || new Intl.DateTimeFormat("en-US", { weekday: "short", day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const p = Object.fromEntries(timeParts.formatToParts(d).map((x) => [x.type, x.value]));
+  return `${p.weekday} ${p.day} ${p.month} ${p.year}, ${p.hour}:${p.minute} ${zoneName(d)}`;
 }
 
 export function param(name) {
