@@ -4,6 +4,9 @@ import { $, api, h, money, dateTime, hms, catalog, regionName, status, busy, fie
 
 const cat = catalog();
 
+// The providers customers may read the name of; any other (the simulator "sim", a new one not
+// yet named here) is not shown: its internal name means nothing to them.
+const PROVIDER_NAME = { runpod: "RunPod", lambda: "Lambda" };
 const TRANSIENT = new Set(["deploying", "provisioning", "terminating"]);
 const POD_LABEL = {
   configured: "Ready to deploy",
@@ -184,7 +187,7 @@ function renderPod(p) {
       p.terminated_at ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
       p.status === "running" && p.ends_at ? fact("Time left", countdown(p), "pod-countdown-fact") : null,
       p.refunded_cents > 0 ? fact("Refunded", money(p.refunded_cents, p.currency), "pod-refunded") : null,
-      fact("Provider", p.provider),
+      PROVIDER_NAME[p.provider] ? fact("Provider", PROVIDER_NAME[p.provider]) : null,
       fact("Ordered", dateTime(p.created_at)),
     ),
     TRANSIENT.has(p.status)
