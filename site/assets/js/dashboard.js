@@ -137,10 +137,10 @@ function paymentLabel(p) {
 
 function renderPod(p) {
   const reason = p.deploy_blocked ? p.deploy_blocked.message : "";
-  // Deploy, and why it may not be pressed, only before the pod runs: a running or ended pod
-  // has no Deploy button to explain (a pod that ran and died is not one that "could not be
-  // started").
-  const deployable = p.status === "configured" || p.status === "deploying" || p.status === "provisioning";
+  // Deploy, and why it may not be pressed, only before it is pressed: a starting pod shows its
+  // progress instead (not a disabled Deploy), and a running or ended pod has no Deploy button
+  // to explain (a pod that ran and died is not one that "could not be started").
+  const deployable = p.status === "configured";
   const c = p.connection || {};
   const conn = [];
   if (c.ssh) {
@@ -193,7 +193,7 @@ function renderPod(p) {
       fact("Ordered", dateTime(p.created_at)),
     ),
     TRANSIENT.has(p.status)
-      ? h("p", { class: "alert warn status pod-progress" }, h("span", { class: "spinner", "aria-hidden": "true" }), h("span", {}, PROGRESS[p.status]))
+      ? h("p", { class: "alert warn status pod-progress", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), h("span", {}, PROGRESS[p.status]))
       : null,
     bootSteps(p),
     p.status === "failed"
@@ -378,6 +378,9 @@ async function deploy(id) {
   if (res.status === 401) return signedOut();
   if (res.status === 202 || res.ok) {
     update({ ...pods.get(id), status: res.data.status || "deploying" });
+    // The pressed button is gone (the card shows the progress): focus stays on the card.
+    const head = document.getElementById(`pod-${id}-title`);
+    if (head && (!document.activeElement || document.activeElement === document.body)) head.focus();
     poll(id);
     return;
   }
