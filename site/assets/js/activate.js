@@ -33,6 +33,9 @@ async function activate() {
     $("#resend").hidden = true;
     const email = d.account && d.account.email;
     if (d.account) setAccount(d.account);
+    // The lead said what the click would do; now it says what it did and what comes next.
+    const lead = $("#activate-lead");
+    if (lead) lead.textContent = "Your account is active. Next: open your dashboard and deploy your pod when you are ready.";
     status(box, "active", "ok", [h("p", {}, h("strong", {}, "Your account is active."), email ? ` You are signed in as ${email}.` : ""), "Open your dashboard and press Deploy when you are ready."]);
     next.replaceChildren(h("a", { class: "btn", id: "dashboard-link", href: "/dashboard/" }, "Go to your dashboard"));
     next.hidden = false;
