@@ -73,17 +73,32 @@ func TestBrowserPolishBadKeyOnStepOne(t *testing.T) {
 		"ssh-dss AAAAB3NzaC1kc3MAAACBAP me@laptop",                       // DSA: refused by the server
 		"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDJ9n2dyq7VrY1Dg2H3 me@lap", // cut short
 	} {
-		b.run("polish-bad-key", chromedp.Navigate(e.url+"/get-started/"), chromedp.WaitVisible(css("#email")),
-			chromedp.SendKeys(css("#email"), "polish-key@example.com"), chromedp.SendKeys(css("#name"), "Key Test"),
+		b.run("polish-bad-key "+key, chromedp.Navigate(e.url+"/get-started/"), chromedp.WaitVisible(css("#email")),
+			js(`document.querySelector("#email").value = "polish-key@example.com"; document.querySelector("#name").value = "Key Test"`),
 			js(`document.querySelector("#ssh_public_key").value = `+jsString(key)), chromedp.Click(css("#next-1")),
 			poll(`!document.querySelector("#ssh_public_key-error").hidden`))
 		require.False(t, value[bool](b, `document.querySelector("#step-1").hidden`), key)
 	}
 	// A good key goes on.
 	b.run("polish-good-key", chromedp.Navigate(e.url+"/get-started/"), chromedp.WaitVisible(css("#email")),
-		chromedp.SendKeys(css("#email"), "polish-key@example.com"), chromedp.SendKeys(css("#name"), "Key Test"),
+		js(`document.querySelector("#email").value = "polish-key@example.com"; document.querySelector("#name").value = "Key Test"`),
 		js(`document.querySelector("#ssh_public_key").value = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDJ9n2dyq7VrY1Dg2H3rQ2sY3NCbLMtcrc4b0wXYZxZz alice@laptop"`),
 		chromedp.Click(css("#next-1")), poll(`!document.querySelector("#step-2").hidden`))
+
+	// Refused at checkout all the same (a 422 on ssh_public_key): back to the details step with
+	// the server's message beside the key, everything typed kept.
+	b.run("polish-key-refused", js(`document.querySelector("#plan-pro").click()`), chromedp.Click(css("#next-2")),
+		poll(`!document.querySelector("#step-3").hidden`), js(`document.querySelector("input[name=template]").click()`), chromedp.Click(css("#next-3")),
+		poll(`!document.querySelector("#step-4").hidden`), poll(`document.querySelector("#total").textContent !== "—"`), chromedp.Click(css("#next-4")),
+		poll(`!document.querySelector("#step-5").hidden`),
+		js(`(() => { const f = window.fetch; window.fetch = (u, o) => String(u).includes("/api/checkout") ? Promise.resolve(new Response(JSON.stringify({error: "invalid_fields", message: "Some fields need attention.", fields: {ssh_public_key: "Refused by the server."}}), {status: 422, headers: {"Content-Type": "application/json"}})) : f(u, o) })()`),
+		chromedp.Click(css("#pay")), poll(`!document.querySelector("#step-1").hidden`))
+	require.Equal(t, "Refused by the server.", value[string](b, `document.querySelector("#ssh_public_key-error").textContent`))
+	require.True(t, value[bool](b, visible("#ssh_public_key-error")))
+	require.Contains(t, value[string](b, `document.querySelector("#ssh_public_key").value`), "alice@laptop")
+	require.Equal(t, "polish-key@example.com", value[string](b, `document.querySelector("#email").value`))
+	// Continue goes straight back to the review, not through the four steps again.
+	b.run("polish-key-back", chromedp.Click(css("#next-1")), poll(`!document.querySelector("#step-5").hidden`))
 }
 
 // The order form says until when Pro is active in the one format ("Mon 7 Dec 2026, 21:15 CET").

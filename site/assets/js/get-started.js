@@ -11,6 +11,8 @@ const STEP_OF = { email: 1, name: 1, ssh_public_key: 1, plan: 2, template: 3, gp
 const GROUPS = ["plan", "template"];
 let cat = catalog();
 let step = 1;
+// backToReview: the API refused the order at Pay and sent the customer back to a field.
+let backToReview = false;
 // The signed-in account (GET /api/me), until when its Pro fee is paid, and its SSH keys'
 // names (GET /api/me/ssh-keys): an order for the account's own email goes on that account.
 let account = null;
@@ -178,13 +180,63 @@ function showQuote() {
   if (step === 5) fillReview();
 }
 
-// keyProblem checks the optional SSH key as far as a page can; the API parses it for real.
+// keyProblem checks the optional SSH key as the server's ParseSSHKey (sshkey.go) does, so that
+// a key it would refuse is refused here, on the details step, before Pay: one OpenSSH public key
+// line of type ed25519, ecdsa (nistp256/384/521) or rsa of 2048 bits or more, whose base64 blob
+// decodes and names the same type; no private key, options, certificate or second key.
+const KEY_TYPES = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"];
+const NOT_A_KEY = "This is not an OpenSSH public key. It should look like: ssh-ed25519 AAAA… you@laptop.";
 function keyProblem(key) {
   if (!key) return "";
-  if (key.includes("PRIVATE KEY")) return "This is a private key: never share it. Paste the public key, the one line in the .pub file.";
-  if (key.split(/\r?\n/).filter((l) => l.trim()).length > 1) return "Paste one key here; add more on the dashboard.";
-  if (!/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/.test(key))
-    return "Paste one OpenSSH public key line, like: ssh-ed25519 AAAA… you@laptop";
+  if (key.length > 16384) return "This is longer than any public key (16 KiB at most). Paste the one line of your .pub file.";
+  if (key.includes("PRIVATE KEY")) return "This is a private key: never share it. Paste the public key instead, the one line in the .pub file (cat ~/.ssh/id_ed25519.pub).";
+  if (/[\r\n]/.test(key)) return "Paste one key here; add more on the dashboard.";
+  const [type, b64] = key.split(/[ \t]+/);
+  if (/-cert-v01@openssh\.com$/.test(type)) return "SSH certificates are not accepted: paste the plain public key.";
+  if (/^(ssh-dss|sk-|ssh-ed448)/.test(type)) return `Keys of type ${type} are not supported: use ed25519, ecdsa or rsa (2048 bits or more). Make one with: ssh-keygen -t ed25519`;
+  if (!KEY_TYPES.includes(type)) {
+    if (KEY_TYPES.some((t) => key.includes(` ${t} `))) return "Remove the authorized_keys options before the key type: paste only the key line.";
+    return NOT_A_KEY;
+  }
+  let blob;
+  try {
+    if (!b64 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return NOT_A_KEY;
+    blob = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  } catch (e) {
+    return NOT_A_KEY;
+  }
+  // The blob is SSH wire strings: a 4-byte big-endian length, then that many bytes.
+  let at = 0;
+  const str = () => {
+    if (at + 4 > blob.length) throw new Error("short");
+    const n = ((blob[at] << 24) | (blob[at + 1] << 16) | (blob[at + 2] << 8) | blob[at + 3]) >>> 0;
+    at += 4;
+    if (at + n > blob.length) throw new Error("short");
+    const v = blob.subarray(at, at + n);
+    at += n;
+    return v;
+  };
+  const text = (b) => String.fromCharCode(...b);
+  try {
+    if (text(str()) !== type) return NOT_A_KEY;
+    if (type === "ssh-ed25519") {
+      if (str().length !== 32) return NOT_A_KEY;
+    } else if (type.startsWith("ecdsa-")) {
+      if (text(str()) !== type.slice("ecdsa-sha2-".length)) return NOT_A_KEY;
+      const point = str();
+      if (!point.length || point[0] !== 4) return NOT_A_KEY;
+    } else {
+      str(); // e
+      const n = str();
+      let i = 0;
+      while (i < n.length && n[i] === 0) i++;
+      const bits = i < n.length ? (n.length - i - 1) * 8 + (32 - Math.clz32(n[i])) : 0;
+      if (bits < 2048) return "RSA keys must have at least 2048 bits. Make a new key with: ssh-keygen -t ed25519";
+    }
+    if (at !== blob.length) return NOT_A_KEY;
+  } catch (e) {
+    return NOT_A_KEY;
+  }
   return "";
 }
 
@@ -265,7 +317,10 @@ function go(n, focus = true) {
     if (s === n) li.setAttribute("aria-current", "step");
     else li.removeAttribute("aria-current");
   }
-  if (n === 5) fillReview();
+  if (n === 5) {
+    backToReview = false;
+    fillReview();
+  }
   if (focus) {
     const heading = $(`#step-${n} h2`);
     heading.focus({ preventScroll: true });
@@ -283,7 +338,10 @@ function next() {
     return;
   }
   hideFormError();
-  go(step + 1);
+  // Sent back from Pay to fix one field: Continue returns to the review once every step holds,
+  // not through each step again.
+  if (backToReview && [1, 2, 3, 4].every((n) => !Object.keys(validate(n)).length)) go(5);
+  else go(step + 1);
   save();
 }
 
@@ -405,6 +463,7 @@ async function submit() {
     const other = showErrors(d.fields);
     const first = Math.min(...Object.keys(d.fields).map((k) => STEP_OF[k] || 5));
     go(first, false);
+    backToReview = first < 5;
     formError([d.message || "Some fields need attention.", ...other]);
     return;
   }
