@@ -135,6 +135,10 @@ function paymentLabel(p) {
   return ORDER_LABEL[p.order_status] || p.order_status;
 }
 
+// netPaid is what the pod cost in the end: the server's paid less its refunded, nothing else
+// (the one subtraction TestBrowserScriptsComputeNoMoney allows).
+const netPaid = (p) => p.paid_cents - p.refunded_cents;
+
 function renderPod(p) {
   const reason = p.deploy_blocked ? p.deploy_blocked.message : "";
   // Deploy, and why it may not be pressed, only before it is pressed: a starting pod shows its
@@ -187,8 +191,7 @@ function renderPod(p) {
       p.terminated_at ? fact("Ended", dateTime(p.terminated_at)) : fact("Stops at", p.status === "running" ? dateTime(p.ends_at) : ""),
       p.status === "running" && p.ends_at ? fact("Time left", countdown(p), "pod-countdown-fact") : null,
       p.refunded_cents > 0 ? fact("Refunded", money(p.refunded_cents, p.currency), "pod-refunded") : null,
-      // What the pod cost in the end: the server's paid less its refunded, nothing else.
-      p.paid_cents > 0 && p.refunded_cents > 0 ? fact("Net paid", money(p.paid_cents - p.refunded_cents, p.currency), "pod-net") : null,
+      p.paid_cents > 0 && p.refunded_cents > 0 ? fact("Net paid", money(netPaid(p), p.currency), "pod-net") : null,
       PROVIDER_NAME[p.provider] ? fact("Provider", PROVIDER_NAME[p.provider]) : null,
       fact("Ordered", dateTime(p.created_at)),
     ),
