@@ -43,6 +43,19 @@ func TestBrowserPolishPhone(t *testing.T) {
 		require.NoError(t, chromedp.Do(b.ctx, chromedp.EmulateViewport(1280, 900)))
 		require.Empty(t, value[[]string](b, smallTargets("footer a, td a")), "%s: tap targets under 24 px", page)
 	}
+
+	// /gpus/ with the live prices (the worker's /offers.json) still fits.
+	e = newEnv(t, envOpts{periodic: true})
+	e.eventually("offers published", func() bool {
+		resp, err := http.Get(e.url + "/offers.json")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	b.run("polish-phone-live", atPhone(), chromedp.Navigate(e.url+"/gpus/"), poll(`document.querySelector("#prices-updated") && document.querySelector("#prices-updated").dataset.live === "true"`))
+	require.LessOrEqual(t, value[int](b, overflow), 0, "/gpus/ with live prices scrolls sideways at 360 px: %v", value[[]string](b, wider))
 }
 
 // One click on the activation page activates, and its lead then says the result and the next
