@@ -179,3 +179,18 @@ func (e *env) podMoney(c *http.Client, id string) podMoney {
 	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&v))
 	return v
 }
+
+// One click activates on a phone too, in a browser that was signed in before (its header asks
+// who is signed in while the page loads).
+func TestBrowserPolishActivationPhone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := newBrowser()
+	e.paid(c, "polish-activate-phone@example.com")
+	token := e.activationToken("polish-activate-phone@example.com", 1)
+	b := newBrowserSession(t)
+	b.run("polish-activate-phone", atPhone(), chromedp.Navigate(e.url+"/"), js(`localStorage.setItem("gb-signed-in", "1")`),
+		chromedp.Navigate(e.url+"/activate/?token="+token), chromedp.WaitVisible(css("#activate-btn")),
+		chromedp.Click(css("#activate-btn")), poll(`document.querySelector("#activate-status").dataset.state === "active"`))
+	require.Contains(t, value[string](b, `document.querySelector("#activate-lead").textContent`), "Your account is active")
+}
