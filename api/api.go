@@ -57,6 +57,7 @@ type Server struct {
 
 	metrics metrics
 	opsAuth opsThrottle
+	views   viewLimiter
 	router  *httprouter.Router // for metrics' route labels
 }
 
@@ -116,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(serve(s, http.StatusNoContent, signedIn, s.deleteSSHKey)))
 	r.GET("/api/me/receipts/:id", s.handleReceipt)
 	r.POST("/api/contact", s.origin(serve(s, http.StatusAccepted, anyone, s.contact)))
+	r.POST("/api/pageviews", s.origin(serve(s, http.StatusNoContent, anyone, s.pageView)))
 
 	r.GET("/healthz", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		writeJSON(w, http.StatusOK, Status{Status: "ok"})

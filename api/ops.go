@@ -102,6 +102,7 @@ type funnelReport struct {
 	Refunded                       int64                     `json:"refunded"`                           // orders refunded in full
 	Running                        int64                     `json:"running"`                            // orders whose pod ever ran
 	RunningNow                     int64                     `json:"running_now"`                        // pods running at this moment
+	Visitors                       int64                     `json:"visitors"`                           // views of "/" (POST /api/pageviews), the step before checkouts_started
 }
 
 // handleFunnel reports the journey's conversion from the ops read model's last collection.
@@ -122,6 +123,7 @@ func (s *Server) handleFunnel(w http.ResponseWriter, r *http.Request, _ httprout
 		ProvisioningSecondsP50: snap.Provisioning.P50, ProvisioningSecondsP95: snap.Provisioning.P95,
 		ProvisioningSecondsP95LastHour: snap.ProvisioningP95Hour,
 		Reconcile:                      snap.Reconcile, CollectedAt: snap.At,
+		Visitors: snap.Funnel.Visitors,
 	}
 	s.auditView(r, "ops.viewed_funnel", "", nil)
 	writeJSON(w, http.StatusOK, f)

@@ -70,6 +70,7 @@ func (c *Collector) WriteMetrics(w io.Writer) {
 	for _, step := range s.Funnel.Steps() {
 		fmt.Fprintf(w, "gpubroker_funnel_orders{step=%q} %d\n", step.Name, step.Orders)
 	}
+	gauge(w, "gpubroker_funnel_visitors", "Views of the landing page (/), all time, counted without cookies by POST /api/pageviews: the funnel's first step (/ops/funnel's visitors).", float64(s.Funnel.Visitors))
 	// Every audited action, counted: refund.failed (a customer is owed money),
 	// provider.config_error, order.refunded … The alerted ones are always listed.
 	counter(w, "gpubroker_audit_events_total", "Audit events recorded, by action.")

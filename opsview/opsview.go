@@ -38,8 +38,13 @@ type Window struct {
 	Span time.Duration
 }
 
-// Funnel is the funnel of a set of orders.
-type Funnel struct{ postgres.FunnelCounts }
+// Funnel is the funnel of a set of orders, after the visitors that come before any order:
+// the views of the landing page ("/") counted by POST /api/pageviews, by whole UTC days
+// (postgres.CountVisitors), not people, since no visitor is identified.
+type Funnel struct {
+	Visitors int64
+	postgres.FunnelCounts
+}
 
 // Step is one step of a funnel: its name (one of FunnelSteps) and how many orders reached it.
 type Step struct {
@@ -123,12 +128,18 @@ func collect(ctx context.Context, q postgres.Querier, now time.Time) (*Snapshot,
 	if s.Funnel.FunnelCounts, err = postgres.CountFunnel(ctx, q, time.Time{}); err != nil {
 		return nil, err
 	}
+	if s.Funnel.Visitors, err = postgres.CountVisitors(ctx, q, time.Time{}); err != nil {
+		return nil, err
+	}
 	if s.Provisioning, err = postgres.GetProvisioningTimes(ctx, q, time.Time{}); err != nil {
 		return nil, err
 	}
 	for _, w := range Windows {
 		sp := &Span{Since: now.Add(-w.Span)}
 		if sp.Funnel.FunnelCounts, err = postgres.CountFunnel(ctx, q, sp.Since); err != nil {
+			return nil, err
+		}
+		if sp.Funnel.Visitors, err = postgres.CountVisitors(ctx, q, sp.Since); err != nil {
 			return nil, err
 		}
 		if sp.Provisioning, err = postgres.ProvisioningByDay(ctx, q, sp.Since); err != nil {

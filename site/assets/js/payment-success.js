@@ -1,5 +1,6 @@
 // /payment/success/?session_id=cs_… — poll GET /api/checkout/verify about once a second
-// until the webhook job has created the account (202 → keep waiting, 200 → done).
+// until the webhook job has created the account (202 → keep waiting, 200 → done); a browser
+// that is then signed in goes on to its dashboard.
 import "./header.js";
 import { $, api, h, status, param, sleep, me, setAccount } from "./lib.js";
 
@@ -7,6 +8,7 @@ const box = $("#verify-status");
 const actions = $("#verify-actions");
 const sessionID = param("session_id");
 const LIMIT_MS = 3 * 60 * 1000;
+const REDIRECT_MS = 1500;
 
 const titles = {
   authorized: "Payment authorized",
@@ -65,6 +67,12 @@ async function poll() {
           : h("a", { class: "btn", id: "dashboard-link", href: "/login/" }, "Sign in to your dashboard"),
       );
       title("authorized");
+      // Signed in (the paying browser, or one already signed in to this account): straight to
+      // the dashboard, after a moment to read why. Anyone else stays here with the status.
+      if (signedIn) {
+        box.querySelector("div").append(h("p", { id: "verify-redirect" }, "Taking you to your dashboard…"));
+        setTimeout(() => location.replace("/dashboard/"), REDIRECT_MS);
+      }
       return;
     }
     if (res.status === 410) {
