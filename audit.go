@@ -8,6 +8,9 @@ type AuditAction string
 // Audit actions, by what they are about.
 const (
 	ActionAccountCreated AuditAction = "account.created"
+	// ActionAccountDeleted: the account's personal data was removed on request (no personal
+	// data in its detail).
+	ActionAccountDeleted AuditAction = "account.deleted"
 
 	ActionOrderAttached   AuditAction = "order.attached"
 	ActionOrderAuthorized AuditAction = "order.authorized"

@@ -25,6 +25,8 @@ const (
 	MailPodFailed    = "pod_failed"
 	MailPodEnding    = "pod_ending" // an hour before a pod longer than an hour ends
 	MailContact      = "contact"
+	// MailAccountDeletion carries the link that confirms an account's deletion.
+	MailAccountDeletion = "account_deletion"
 )
 
 // EmailStatus is where an outbox row stands: pending until its send job delivers it (sent),

@@ -106,6 +106,8 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/api/login/verify", s.origin(serve(s, http.StatusOK, anyone, s.loginVerify)))
 	r.POST("/api/logout", s.cookieOrigin(serve(s, http.StatusNoContent, anyone, s.logout)))
 	r.GET("/api/me", serve(s, http.StatusOK, signedIn, s.me))
+	r.DELETE("/api/me", s.cookieOrigin(serve(s, http.StatusAccepted, signedIn, s.requestDeletion)))
+	r.POST("/api/me/delete", s.origin(serve(s, http.StatusOK, anyone, s.deleteAccount)))
 	r.GET("/api/pods/:id", serve(s, http.StatusOK, signedIn, s.pod))
 	r.POST("/api/pods/:id/deploy", s.cookieOrigin(serve(s, http.StatusAccepted, signedIn, s.deploy)))
 	r.POST("/api/pods/:id/terminate", s.cookieOrigin(serve(s, http.StatusAccepted, signedIn, s.terminate)))

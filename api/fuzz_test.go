@@ -126,14 +126,14 @@ func FuzzCheckout(f *testing.F) {
 	})
 }
 
-// FuzzTokens spends arbitrary tokens (activation and sign-in) and polls arbitrary Checkout
-// Session ids, the three endpoints a link or a success page calls with a secret.
+// FuzzTokens spends arbitrary tokens (activation, sign-in and account deletion) and polls
+// arbitrary Checkout Session ids, the four endpoints a link or a success page calls with a secret.
 func FuzzTokens(f *testing.F) {
 	f.Add("dGhpcyBpcyBub3QgYSB0b2tlbg", "cs_test_a1b2c3")
 	ts := newTestServer(f)
 	f.Fuzz(func(t *testing.T, token, sessionID string) {
 		body := object(str("token", token))
-		for _, path := range []string{"/api/activate", "/api/login/verify"} {
+		for _, path := range []string{"/api/activate", "/api/login/verify", "/api/me/delete"} {
 			w := ts.do("POST", path, body, sameOrigin)
 			checkAnswer(t, path+" "+string(body), w)
 			if w.Code == http.StatusOK {

@@ -25,8 +25,11 @@ var files embed.FS
 // it: a GET never spends a token) and how long it works, in words.
 func TokenLink(publicURL, purpose, token string) (link, expiresIn string) {
 	path := "/activate/?token="
-	if purpose == gpubroker.TokenLogin {
+	switch purpose {
+	case gpubroker.TokenLogin:
 		path = "/login/?token="
+	case gpubroker.TokenDeletion:
+		path = "/account/delete/?token="
 	}
 	return publicURL + path + token, humanDuration(gpubroker.TokenTTL(purpose))
 }
@@ -113,6 +116,7 @@ var kinds = []string{
 	gpubroker.MailRefunded,
 	gpubroker.MailPodFailed,
 	gpubroker.MailContact,
+	gpubroker.MailAccountDeletion,
 }
 
 // Kinds returns the email kinds Render knows, e.g. for a preview page.

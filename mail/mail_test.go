@@ -45,6 +45,7 @@ func TestRenderEveryKind(t *testing.T) {
 	require.ElementsMatch(t, []string{
 		gpubroker.MailActivation, gpubroker.MailLogin, gpubroker.MailPodReady, gpubroker.MailPodEnding, gpubroker.MailPodEnded,
 		gpubroker.MailHoldReleased, gpubroker.MailRefunded, gpubroker.MailPodFailed, gpubroker.MailContact, KindPodWaiting,
+		gpubroker.MailAccountDeletion,
 	}, Kinds())
 
 	d := sampleData()
@@ -170,6 +171,9 @@ func TestTokenLink(t *testing.T) {
 	link, in = TokenLink("https://gpubroker.example", gpubroker.TokenLogin, "tok")
 	require.Equal(t, "https://gpubroker.example/login/?token=tok", link)
 	require.Equal(t, "30 minutes", in)
+	link, in = TokenLink("https://gpubroker.example", gpubroker.TokenDeletion, "tok")
+	require.Equal(t, "https://gpubroker.example/account/delete/?token=tok", link)
+	require.Equal(t, "24 hours", in)
 	require.Equal(t, "1 hour", humanDuration(time.Hour))
 	require.Equal(t, "90 minutes", humanDuration(90*time.Minute))
 }
