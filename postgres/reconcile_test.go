@@ -1,0 +1,48 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"gpubroker/internal/testdb"
+	"gpubroker/postgres"
+)
+
+// The reconciler takes the paid orders of the last 35 days not compared since dueBefore: never
+// compared first, then the least recently compared, each by age (orders_reconcile_idx,
+// migration 023, is this order).
+func TestOrdersToReconcileOrderAndWindow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	now := time.Now()
+	old := newPaidRental(t, pool, "old@example.com", "Ol")           // created 40 days ago: out of the window
+	checked := newPaidRental(t, pool, "checked@example.com", "Ch")   // compared 2 hours ago
+	checked2 := newPaidRental(t, pool, "checked2@example.com", "Cx") // compared 3 hours ago
+	never := newPaidRental(t, pool, "never@example.com", "Nv")       // never compared
+	never2 := newPaidRental(t, pool, "never2@example.com", "Nw")     // never compared, newer
+	fresh := newPaidRental(t, pool, "fresh@example.com", "Fr")       // compared since dueBefore
+	for id, age := range map[string]time.Duration{old.order.ID: 40 * 24 * time.Hour, checked.order.ID: 48 * time.Hour,
+		checked2.order.ID: 24 * time.Hour, never.order.ID: 72 * time.Hour, never2.order.ID: 36 * time.Hour, fresh.order.ID: 96 * time.Hour} {
+		_, err := pool.Exec(ctx, `UPDATE orders SET created_at = $2 WHERE id = $1`, id, now.Add(-age))
+		require.NoError(t, err)
+	}
+	require.NoError(t, postgres.MarkReconciled(ctx, pool, checked.order.ID, "", now.Add(-2*time.Hour)))
+	require.NoError(t, postgres.MarkReconciled(ctx, pool, checked2.order.ID, "", now.Add(-3*time.Hour)))
+	require.NoError(t, postgres.MarkReconciled(ctx, pool, fresh.order.ID, "", now))
+	dueBefore := now.Add(-5 * time.Minute)
+	ids := func(limit int) []string {
+		got, err := postgres.OrdersToReconcile(ctx, pool, dueBefore, limit)
+		require.NoError(t, err)
+		var out []string
+		for _, o := range got {
+			out = append(out, o.ID)
+		}
+		return out
+	}
+	require.Equal(t, []string{never.order.ID, never2.order.ID, checked2.order.ID, checked.order.ID}, ids(10))
+	require.Equal(t, []string{never.order.ID, never2.order.ID}, ids(2))
+}
