@@ -42,6 +42,9 @@ type Cluster struct {
 	data       string
 	opts       string
 	asPostgres bool
+	// reopened: a cluster an earlier run kept (Reopen), whose Stop always keeps it and whose
+	// server gets pg_ctl's long wait (a big cluster's checkpoint and recovery take minutes).
+	reopened bool
 }
 
 // binDir is the newest /usr/lib/postgresql/<version>/bin.
@@ -137,16 +140,8 @@ func Start(o Options) (*Cluster, error) {
 	if err := run(c.command("initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")); err != nil {
 		return c, err
 	}
-	if c.Port, err = FreePort(); err != nil {
+	if err := c.configure(o); err != nil {
 		return c, err
-	}
-	// Durable, as production is: load measures real commits and chaos crashes the server.
-	c.opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c full_page_writes=on", c.Port, c.data)
-	if o.MaxConns > 0 {
-		c.opts += fmt.Sprintf(" -c max_connections=%d", o.MaxConns)
-	}
-	for _, kv := range o.Settings {
-		c.opts += " -c " + kv
 	}
 	if err := c.start(); err != nil {
 		return c, err
@@ -162,8 +157,56 @@ func Start(o Options) (*Cluster, error) {
 	return c, err
 }
 
+// Reopen starts again, on a new port with o's settings, the cluster an earlier run kept in dir
+// (Stop(true)). Its Stop keeps the directory whatever it is told: this run did not create it.
+func Reopen(dir string, o Options) (*Cluster, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Bin: bin, Dir: dir, data: filepath.Join(dir, "data"), asPostgres: os.Getuid() == 0, reopened: true}
+	if _, err := os.Stat(filepath.Join(c.data, "PG_VERSION")); err != nil {
+		return nil, fmt.Errorf("%s is no kept cluster (no data/PG_VERSION): %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(c.data, "postmaster.pid")); err == nil {
+		return nil, fmt.Errorf("%s: a server is running on it (or crashed: remove data/postmaster.pid)", dir)
+	}
+	if err := c.configure(o); err != nil {
+		return nil, err
+	}
+	if err := c.start(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// configure picks the server's port and its command-line settings.
+func (c *Cluster) configure(o Options) error {
+	var err error
+	if c.Port, err = FreePort(); err != nil {
+		return err
+	}
+	// Durable, as production is: load measures real commits and chaos crashes the server.
+	c.opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c full_page_writes=on", c.Port, c.data)
+	if o.MaxConns > 0 {
+		c.opts += fmt.Sprintf(" -c max_connections=%d", o.MaxConns)
+	}
+	for _, kv := range o.Settings {
+		c.opts += " -c " + kv
+	}
+	return nil
+}
+
+// wait is how long pg_ctl waits for the server to start or stop, in seconds.
+func (c *Cluster) wait() string {
+	if c.reopened {
+		return "600"
+	}
+	return "60"
+}
+
 func (c *Cluster) start() error {
-	return run(c.command("pg_ctl", "-D", c.data, "-l", filepath.Join(c.Dir, "postgres.log"), "-w", "-t", "60", "start", "-o", c.opts))
+	return run(c.command("pg_ctl", "-D", c.data, "-l", filepath.Join(c.Dir, "postgres.log"), "-w", "-t", c.wait(), "start", "-o", c.opts))
 }
 
 // URL is the URL of database db.
@@ -198,9 +241,11 @@ func (c *Cluster) Stop(keep bool) {
 		return
 	}
 	if _, err := os.Stat(filepath.Join(c.data, "postmaster.pid")); err == nil {
-		_ = run(c.command("pg_ctl", "-D", c.data, "-m", "fast", "-w", "stop"))
+		if err := run(c.command("pg_ctl", "-D", c.data, "-m", "fast", "-w", "-t", c.wait(), "stop")); err != nil && c.reopened {
+			fmt.Fprintln(os.Stderr, "pgcluster:", err)
+		}
 	}
-	if keep {
+	if keep || c.reopened {
 		fmt.Fprintf(os.Stderr, "pgcluster: kept in %s\n", c.Dir)
 		return
 	}

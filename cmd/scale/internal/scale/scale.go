@@ -129,8 +129,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"auto_explain.log_analyze=on", "auto_explain.log_buffers=on", "auto_explain.log_timing=off", "auto_explain.log_nested_statements=on",
 		"log_line_prefix='%m|%a|'", "shared_buffers=512MB", "max_wal_size=2GB", "maintenance_work_mem=256MB", "checkpoint_timeout=15min",
 	}
-	var cluster server
-	var dir string
+	var cluster *pgcluster.Cluster
 	if o.Reuse != "" {
 		s, ok, err := readSeeded(o.Reuse)
 		if err != nil {
@@ -140,27 +139,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.Volumes, res.SeedTook = s.Volumes, s.SeedTook
 		}
 		o.logf("reusing %s: %d orders, %d audit events, %d Stripe events", o.Reuse, res.Volumes.Orders, res.Volumes.Audit, res.Volumes.Events)
-		kept, err := startKept(o.Reuse, settings)
+		// Started again on a new port; its Stop keeps it for the next -reuse.
+		kept, err := pgcluster.Reopen(o.Reuse, pgcluster.Options{MaxConns: 200, Settings: settings})
 		if err != nil {
 			return nil, err
 		}
-		cluster, dir = kept, o.Reuse
+		cluster = kept
 	} else {
 		if err := checkDisk(res.Volumes); err != nil {
 			return nil, err
 		}
 		o.logf("SCALE=%g: %d orders, %d audit events, %d Stripe events; about %.1f GB of disk", o.Scale, res.Volumes.Orders, res.Volumes.Audit, res.Volumes.Events, float64(DiskNeeded(res.Volumes))/1e9)
 		c, err := pgcluster.Start(pgcluster.Options{Prefix: "gpubroker-scale-", MaxConns: 200, Settings: settings})
-		if c != nil {
-			cluster, dir = c, c.Dir
-		}
 		if err != nil {
-			if c != nil {
-				c.Stop(true)
-			}
+			c.Stop(true) // nil-safe
 			return nil, err
 		}
+		cluster = c
 	}
+	dir := cluster.Dir
 	res.Dir = dir
 	var err error
 	defer func() { cluster.Stop(o.Keep || err != nil) }()
