@@ -13,27 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// podTimes is the part of a pod's JSON whose times the dashboard shows.
-type podTimes struct {
-	CreatedAt *time.Time `json:"created_at"`
-	DeployBy  *time.Time `json:"deploy_by"`
-	StartedAt *time.Time `json:"started_at"`
-	EndsAt    *time.Time `json:"ends_at"`
-}
-
-func (e *env) podTimes(c *http.Client, id string) podTimes {
-	e.t.Helper()
-	var v podTimes
-	req, err := http.NewRequest("GET", e.url+"/api/pods/"+id, nil)
-	require.NoError(e.t, err)
-	resp, err := c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	require.Equal(e.t, http.StatusOK, resp.StatusCode)
-	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&v))
-	return v
-}
-
 // inZone makes the browser's time zone zone, as a customer's computer set to it.
 func (b *browser) inZone(zone string) {
 	b.t.Helper()
@@ -63,9 +42,11 @@ func TestBrowserTimesInOneFormat(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c, podID := e.signUp("times-hold@example.com")
-	pt := e.podTimes(c, podID)
+	res := e.api(c).Pod(podID)
+	require.Equal(t, http.StatusOK, res.Code, res.String())
+	pt := res.Body
 	require.NotNil(t, pt.DeployBy)
-	require.NotNil(t, pt.CreatedAt)
+	require.False(t, pt.CreatedAt.IsZero())
 
 	b := newBrowserSession(t)
 	b.signedIn(e, c)
@@ -77,14 +58,16 @@ func TestBrowserTimesInOneFormat(t *testing.T) {
 		deployBy, ordered := value[string](b, factOf("Deploy by")), value[string](b, factOf("Ordered"))
 		require.Regexp(t, customerTimeRE, deployBy, zone)
 		require.Equal(t, customerTime(*pt.DeployBy, loc), deployBy, zone)
-		require.Equal(t, customerTime(*pt.CreatedAt, loc), ordered, zone)
+		require.Equal(t, customerTime(pt.CreatedAt, loc), ordered, zone)
 	}
 
 	// A running pod in Paris: its start, its end and its receipt.
 	loc, err := time.LoadLocation("Europe/Paris")
 	require.NoError(t, err)
 	c, podID = e.runningPod("times-running@example.com", 2)
-	pt = e.podTimes(c, podID)
+	res = e.api(c).Pod(podID)
+	require.Equal(t, http.StatusOK, res.Code, res.String())
+	pt = res.Body
 	require.NotNil(t, pt.StartedAt)
 	require.NotNil(t, pt.EndsAt)
 	b = newBrowserSession(t)
