@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -145,8 +144,10 @@ func TestBrowserPolishDashboard(t *testing.T) {
 	e.eventually("refunded", func() bool { p = e.rentalPod(c, podID); return p.RefundedCents != nil && *p.RefundedCents > 0 })
 	b.run("polish-dash-ended", chromedp.Navigate(e.url+"/dashboard/"), chromedp.WaitVisible(css(`.pod[data-status="terminated"]`)))
 	net := value[string](b, factOf("Net paid"))
-	pt := e.podMoney(c, podID)
-	require.Equal(t, fmt.Sprintf("$%d.%02d", (pt.Paid-pt.Refunded)/100, (pt.Paid-pt.Refunded)%100), net)
+	res := e.api(c).Pod(podID)
+	require.Equal(t, http.StatusOK, res.Code, res.String())
+	pt := res.Body
+	require.Equal(t, fmt.Sprintf("$%d.%02d", (pt.PaidCents-pt.RefundedCents)/100, (pt.PaidCents-pt.RefundedCents)%100), net)
 }
 
 // A pod starting up shows its progress, not a disabled Deploy button.
@@ -161,23 +162,6 @@ func TestBrowserPolishStartingPod(t *testing.T) {
 		chromedp.WaitVisible(css(".pod .pod-progress")))
 	require.Zero(t, value[int](b, `document.querySelectorAll(".pod .deploy-btn").length`), "no Deploy button while starting")
 	require.True(t, value[bool](b, `!!document.querySelector(".pod .pod-progress[role=status]")`), "the progress is announced")
-}
-
-type podMoney struct {
-	Paid     int64 `json:"paid_cents"`
-	Refunded int64 `json:"refunded_cents"`
-}
-
-func (e *env) podMoney(c *http.Client, id string) podMoney {
-	e.t.Helper()
-	var v podMoney
-	req, err := http.NewRequest("GET", e.url+"/api/pods/"+id, nil)
-	require.NoError(e.t, err)
-	resp, err := c.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(&v))
-	return v
 }
 
 // One click activates on a phone too, in a browser that was signed in before (its header asks
