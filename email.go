@@ -27,7 +27,21 @@ const (
 	MailContact      = "contact"
 	// MailAccountDeletion carries the link that confirms an account's deletion.
 	MailAccountDeletion = "account_deletion"
+	// MailPodWaiting is the email a returning customer gets when a new paid order lands on
+	// their existing, active account: the pod is waiting, deploy it by its deadline. (A new
+	// account gets its activation email instead.)
+	MailPodWaiting = "pod_waiting"
 )
+
+// DeletedEmail is the address a deleted account and its orders are left with: unique, in the
+// reserved .invalid domain, and nobody's.
+func DeletedEmail(accountID string) string { return "deleted-" + accountID + "@invalid" }
+
+// Undeliverable reports an address in the reserved .invalid domain, such as a deleted
+// account's (DeletedEmail): nothing is ever sent to it.
+func Undeliverable(addr string) bool {
+	return strings.HasSuffix(addr, ".invalid") || strings.HasSuffix(addr, "@invalid")
+}
 
 // EmailStatus is where an outbox row stands: pending until its send job delivers it (sent),
 // finds the address suppressed (bounced or complained before), or the provider refuses it for

@@ -93,7 +93,7 @@ func attachAccount(ctx context.Context, tx pgx.Tx, ins Inserter, d *Deps, o *gpu
 			}
 			md := mailData(d, acct.Name, acct.Email, pod, "")
 			md.Pod.DeployBy = at
-			if err := lifecycle.QueueEmailTx(ctx, tx, ins, mail.KindPodWaiting, acct.Email, mail.KindPodWaiting+":"+o.ID, md); err != nil {
+			if err := lifecycle.QueueEmailTx(ctx, tx, ins, gpubroker.MailPodWaiting, acct.Email, gpubroker.MailPodWaiting+":"+o.ID, md); err != nil {
 				return err
 			}
 		}

@@ -7,17 +7,16 @@ import (
 	"gpubroker/mail"
 	"gpubroker/postgres"
 	"gpubroker/tasks"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // QueueEmailTx renders an email, stores it in the outbox and enqueues its send, all in tx. The
 // dedupe key (e.g. "activation:<order>") makes a retried caller store and send it once. An
-// address in the reserved .invalid domain is a deleted account's (postgres.DeletedEmail): a job
-// that finishes its order later (a refund, a released hold) writes to nobody.
+// address in the reserved .invalid domain is a deleted account's (gpubroker.Undeliverable): a
+// job that finishes its order later (a refund, a released hold) writes to nobody.
 func QueueEmailTx(ctx context.Context, tx pgx.Tx, ins Inserter, kind, to, dedupeKey string, data mail.Data) error {
-	if strings.HasSuffix(to, ".invalid") || strings.HasSuffix(to, "@invalid") {
+	if gpubroker.Undeliverable(to) {
 		return nil
 	}
 	subject, text, html, err := mail.Render(kind, data)

@@ -99,16 +99,11 @@ type Pod struct {
 	DeployBy time.Time
 }
 
-// KindPodWaiting is the email a returning customer gets when a new paid order lands on their
-// existing, active account: the pod is waiting, deploy it by Pod.DeployBy. (A new account gets
-// its activation email instead.)
-const KindPodWaiting = "pod_waiting"
-
 // kinds lists the kinds with templates, in the order of the journey.
 var kinds = []string{
 	gpubroker.MailActivation,
 	gpubroker.MailLogin,
-	KindPodWaiting,
+	gpubroker.MailPodWaiting,
 	gpubroker.MailPodReady,
 	gpubroker.MailPodEnding,
 	gpubroker.MailPodEnded,

@@ -44,7 +44,7 @@ func TestRenderEveryKind(t *testing.T) {
 	// does not would only fail when that email is first sent.
 	require.ElementsMatch(t, []string{
 		gpubroker.MailActivation, gpubroker.MailLogin, gpubroker.MailPodReady, gpubroker.MailPodEnding, gpubroker.MailPodEnded,
-		gpubroker.MailHoldReleased, gpubroker.MailRefunded, gpubroker.MailPodFailed, gpubroker.MailContact, KindPodWaiting,
+		gpubroker.MailHoldReleased, gpubroker.MailRefunded, gpubroker.MailPodFailed, gpubroker.MailContact, gpubroker.MailPodWaiting,
 		gpubroker.MailAccountDeletion,
 	}, Kinds())
 

@@ -84,7 +84,7 @@ func TestEveryEmailTimeInOneFormat(t *testing.T) {
 	_, text, _, err := Render(gpubroker.MailPodReady, d)
 	require.NoError(t, err)
 	require.Contains(t, text, "Ends:       Mon 7 Dec 2026, 20:15 UTC")
-	subject, text, html, err := Render(KindPodWaiting, d)
+	subject, text, html, err := Render(gpubroker.MailPodWaiting, d)
 	require.NoError(t, err)
 	require.Equal(t, "Your pod is waiting: deploy it by Sun 13 Dec 2026, 21:05 UTC", subject)
 	require.Contains(t, text, "deploy it by Sun 13 Dec 2026, 21:05 UTC")

@@ -34,17 +34,13 @@ func DeletionBlocker(ctx context.Context, q Querier, accountID string) (string, 
 	return "", nil
 }
 
-// DeletedEmail is the address a deleted account and its orders are left with: unique, in the
-// reserved .invalid domain, and nobody's.
-func DeletedEmail(accountID string) string { return "deleted-" + accountID + "@invalid" }
-
 // DeleteAccount removes an account's personal data in the caller's transaction, after locking
 // the account row and checking DeletionBlocker again under the lock (ECONFLICT pod_active).
 // Gone: its sessions, SSH keys, unused tokens, the rate-limit counters keyed by its mailbox,
 // suppressions, SES feedback and contact messages under its address, the address in audit
-// details, the payloads of the Stripe events of its orders, and the subjects and bodies of its emails. Kept, anonymised: the account row (email DeletedEmail, name empty,
+// details, the payloads of the Stripe events of its orders, and the subjects and bodies of its emails. Kept, anonymised: the account row (email gpubroker.DeletedEmail, name empty,
 // status deleted), its orders (same email, name and SSH key empty) with their payments and refunds, the
-// outbox rows (addressed to DeletedEmail, bodies empty; pending ones are never sent), and the
+// outbox rows (addressed to gpubroker.DeletedEmail, bodies empty; pending ones are never sent), and the
 // free-trial claim of its mailbox as a SHA-256 only, so the one-trial-per-mailbox rule still
 // holds (migration 021's trigger).
 func DeleteAccount(ctx context.Context, tx pgx.Tx, accountID string) error {
@@ -64,7 +60,7 @@ func DeleteAccount(ctx context.Context, tx pgx.Tx, accountID string) error {
 	if why != "" {
 		return &gpubroker.Error{Code: gpubroker.ECONFLICT, Reason: "pod_active", Message: why}
 	}
-	gone := DeletedEmail(accountID)
+	gone := gpubroker.DeletedEmail(accountID)
 	mailbox := gpubroker.Mailbox(email)
 	for _, st := range []struct {
 		sql  string
