@@ -42,9 +42,7 @@ type FunnelCounts struct {
 // caller at a time; the others only read), in the same transaction. A Querier that cannot
 // begin a transaction only reads.
 func CountFunnel(ctx context.Context, q Querier, since time.Time) (FunnelCounts, error) {
-	b, ok := q.(interface {
-		Begin(context.Context) (pgx.Tx, error)
-	})
+	b, ok := q.(Beginner)
 	if !ok {
 		return readFunnel(ctx, q, since)
 	}
@@ -64,9 +62,7 @@ func CountFunnel(ctx context.Context, q Querier, since time.Time) (FunnelCounts,
 // dirty days recounted into funnel_days (none when another caller is folding). make scale
 // calls it until nothing is dirty after seeding, as the collector would over its first
 // collections.
-func FoldFunnel(ctx context.Context, b interface {
-	Begin(context.Context) (pgx.Tx, error)
-}) error {
+func FoldFunnel(ctx context.Context, b Beginner) error {
 	tx, err := beginFold(ctx, b)
 	if err != nil {
 		return err
@@ -75,21 +71,15 @@ func FoldFunnel(ctx context.Context, b interface {
 	return tx.Commit(ctx)
 }
 
-// beginFold begins a transaction and folds in it.
-func beginFold(ctx context.Context, b interface {
-	Begin(context.Context) (pgx.Tx, error)
-}) (pgx.Tx, error) {
-	tx, err := b.Begin(ctx)
+// beginFold begins a transaction and folds in it. The dirty days' plans are costed on
+// estimates (how many days, orders a day) that can look big enough for JIT, whose compiling
+// then takes far longer than the few thousand rows read: JIT is off.
+func beginFold(ctx context.Context, b Beginner) (pgx.Tx, error) {
+	tx, err := beginWithoutJIT(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	// The dirty days' plans are costed on estimates (how many days, orders a day) that can
-	// look big enough for JIT, whose compiling then takes far longer than the few thousand
-	// rows read.
-	if _, err = tx.Exec(ctx, `SET LOCAL jit = off`); err == nil {
-		err = foldFunnel(ctx, tx)
-	}
-	if err != nil {
+	if err := foldFunnel(ctx, tx); err != nil {
 		_ = tx.Rollback(ctx)
 		return nil, err
 	}

@@ -78,6 +78,26 @@ func Tx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error
 	return pgx.BeginFunc(ctx, pool, fn)
 }
 
+// Beginner can begin a transaction: a pool or a connection, not a transaction.
+type Beginner interface {
+	Begin(context.Context) (pgx.Tx, error)
+}
+
+// beginWithoutJIT begins a transaction with JIT off: for a statement whose plan the planner
+// costs on estimates big enough for JIT when it reads a few rows, so compiling would take
+// longer than the query.
+func beginWithoutJIT(ctx context.Context, b Beginner) (pgx.Tx, error) {
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
+}
+
 // Migrate applies our migrations and River's, idempotently. A Postgres advisory lock makes
 // concurrent runs (several api processes starting at once) safe.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {

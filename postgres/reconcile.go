@@ -85,17 +85,12 @@ type StrandedPod struct {
 // and JIT, which such an estimate turns on, is off (a transaction of its own when q can begin
 // one).
 func StrandedPods(ctx context.Context, q Querier, stuckBefore time.Time) ([]StrandedPod, error) {
-	if b, ok := q.(interface {
-		Begin(context.Context) (pgx.Tx, error)
-	}); ok {
-		tx, err := b.Begin(ctx)
+	if b, ok := q.(Beginner); ok {
+		tx, err := beginWithoutJIT(ctx, b)
 		if err != nil {
 			return nil, err
 		}
 		defer func() { _ = tx.Rollback(ctx) }()
-		if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
-			return nil, err
-		}
 		q = tx
 	}
 	rows, err := q.Query(ctx, `SELECT p.id::text, o.id::text, COALESCE(o.account_id::text, ''), p.status,
