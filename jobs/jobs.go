@@ -154,6 +154,15 @@ func PodHealthPass(interval time.Duration) (river.JobArgs, *river.InsertOpts) {
 	return PodHealthArgs{}, &opts
 }
 
+// ReconcilePass is the reconcile pass the leader inserts every interval, unique within it, for
+// the reason PodHealthPass is: a pass left running by a killed worker, or waiting for its retry,
+// must not keep the next ones out.
+func ReconcilePass(interval time.Duration) (river.JobArgs, *river.InsertOpts) {
+	opts := ReconcileArgs{}.InsertOpts()
+	opts.UniqueOpts = tasks.UniquePerPeriod(interval)
+	return ReconcileArgs{}, &opts
+}
+
 // PeriodicJobs are the jobs the leader schedules: offers every 5 minutes, on start too, the
 // health check of running pods every podHealth (zero: 1 minute), the reconciler every
 // reconcile (zero: 10 minutes) and retention every hour, on start too.
@@ -172,7 +181,7 @@ func PeriodicJobs(podHealth, reconcile time.Duration) []*river.PeriodicJob {
 			func() (river.JobArgs, *river.InsertOpts) { return RefreshOffersArgs{}, nil },
 			&river.PeriodicJobOpts{ID: "refresh_offers", RunOnStart: true}),
 		river.NewPeriodicJob(river.PeriodicInterval(reconcile),
-			func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
+			func() (river.JobArgs, *river.InsertOpts) { return ReconcilePass(reconcile) },
 			&river.PeriodicJobOpts{ID: "reconcile"}),
 		RetentionPeriodicJob(),
 	}

@@ -58,7 +58,15 @@ type ReconcileWorker struct {
 }
 
 // Work implements river.Worker.
-func (w *ReconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
+func (w *ReconcileWorker) Work(ctx context.Context, job *river.Job[ReconcileArgs]) error {
+	if job.Attempt > 1 {
+		// A retry (after an error, a JOB_TIMEOUT or a rescue from a killed worker) compares
+		// nothing: the next pass, an interval later, compares everything again, and a pass
+		// that failed every attempt would end discarded and page ops for nothing. Its errors
+		// stay on the job for ops to read.
+		w.d.Logger.WarnContext(ctx, "reconcile pass failed; the next pass compares again", "attempt", job.Attempt)
+		return nil
+	}
 	return errors.Join(w.instances(ctx), w.overdue(ctx), w.stranded(ctx), w.unmadeRefunds(ctx), w.payments(ctx))
 }
 

@@ -106,3 +106,41 @@ func TestHealthPassesGoOnPastAStuckOne(t *testing.T) {
 		return passes >= 2
 	}, 15*time.Second, 100*time.Millisecond, "health passes ran while an earlier one was stuck")
 }
+
+// A reconcile pass that fails at every attempt (past JOB_TIMEOUT each time, or a worker killed
+// under it, or PostgreSQL restarting) must not end discarded: a discarded job pages ops
+// (GPUBrokerJobDiscarded) for nothing, since the next pass, an interval later, compares
+// everything again. The next passes must also run while one waits for its retry. Found in CI:
+// a chaos run ended with "1 reconcile jobs are discarded" (JOB_TIMEOUT=4s, 49 worker kills, a
+// PostgreSQL crash).
+func TestReconcilePassesAreNeverDiscarded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+
+	workers := river.NewWorkers()
+	Register(workers, b.deps)
+	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}, QueuePods: {MaxWorkers: 2}, QueuePayments: {MaxWorkers: 2}, QueueEmail: {MaxWorkers: 2}},
+		Workers:      workers,
+		PeriodicJobs: PeriodicJobs(time.Hour, time.Second),
+		RetryPolicy:  RetryPolicy{Delay: 100 * time.Millisecond},
+		JobTimeout:   time.Nanosecond, // every pass's first query fails
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	require.NoError(t, client.Start(ctx))
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+
+	count := func(state string) (n int) {
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND state = $1`, state).Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool {
+		require.Zero(t, count("discarded"), "a failing reconcile pass was discarded")
+		return count("completed") >= 3
+	}, 20*time.Second, 50*time.Millisecond, "reconcile passes went on while every one failed")
+	var failed int
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND state = 'completed' AND jsonb_array_length(to_jsonb(errors)) > 0`).Scan(&failed))
+	require.Positive(t, failed, "each failed attempt is kept in the job's errors, for ops to read")
+}

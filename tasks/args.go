@@ -129,8 +129,8 @@ type ReconcileArgs struct{}
 // Kind implements river.JobArgs.
 func (ReconcileArgs) Kind() string { return "reconcile" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts: one run at a time, retried a couple of
-// times (a worker killed mid-run must not leave a discarded job that pages ops).
+// InsertOpts implements river.JobArgsWithInsertOpts: one run at a time; its retry does nothing
+// (jobs.ReconcileWorker), so a pass that failed is completed, never discarded.
 func (ReconcileArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: unique(), MaxAttempts: 3}
 }
