@@ -179,19 +179,34 @@ type ReconcileOrder struct {
 // Stripe since dueBefore, least recently compared first, leaving out those a payments job is
 // working on (a scheduled one is not working yet: every authorized order has its hold release
 // scheduled days ahead, so jobAlive would leave them all out).
+//
+// It reads orders_reconcile_idx (reconciled_at NULLS FIRST, created_at) as two ranges, the
+// never-compared orders of the window, then those compared since the window began: an order of
+// the window was compared after it was created, so never before the window's start. An order
+// that aged out keeps the time it was last compared, the oldest in the index; one range over
+// "NULL or before dueBefore" stepped over all of them on every run, a year of orders at
+// production size.
 func OrdersToReconcile(ctx context.Context, q Querier, dueBefore time.Time, limit int) ([]ReconcileOrder, error) {
-	rows, err := q.Query(ctx, `SELECT o.id::text, COALESCE(o.account_id::text, ''), o.status, o.payment_intent_id, o.amount_cents, COALESCE(o.drift, ''),
+	rows, err := q.Query(ctx, `WITH due AS (
+		(SELECT o.id, 0 AS part, o.reconciled_at, o.created_at FROM orders o
+			WHERE o.payment_intent_id IS NOT NULL AND o.status IN ('authorized', 'captured', 'refunded', 'released')
+			AND o.reconciled_at IS NULL AND o.created_at > $1::timestamptz - interval '35 days'
+			AND NOT `+reconcileBusy+`
+			ORDER BY o.reconciled_at NULLS FIRST, o.created_at LIMIT $2)
+		UNION ALL
+		(SELECT o.id, 1, o.reconciled_at, o.created_at FROM orders o
+			WHERE o.payment_intent_id IS NOT NULL AND o.status IN ('authorized', 'captured', 'refunded', 'released')
+			AND o.reconciled_at > $1::timestamptz - interval '35 days' AND o.reconciled_at < $1
+			AND o.created_at > $1::timestamptz - interval '35 days'
+			AND NOT `+reconcileBusy+`
+			ORDER BY o.reconciled_at NULLS FIRST, o.created_at LIMIT $2)
+		ORDER BY part, reconciled_at, created_at LIMIT $2)
+		SELECT o.id::text, COALESCE(o.account_id::text, ''), o.status, o.payment_intent_id, o.amount_cents, COALESCE(o.drift, ''),
 		COALESCE((SELECT jsonb_agg(jsonb_build_object('pi', y.payment_intent_id, 'kind', y.kind, 'amount', y.amount_cents,
 			'refunded', COALESCE((SELECT sum(r.amount_cents) FROM refunds r WHERE r.payment_id = y.id AND r.refunded_at IS NOT NULL), 0)))
 			FROM payments y WHERE y.order_id = o.id), '[]')
-		FROM orders o LEFT JOIN pods p ON p.order_id = o.id
-		WHERE o.payment_intent_id IS NOT NULL AND o.status IN ('authorized', 'captured', 'refunded', 'released')
-		AND o.created_at > $1::timestamptz - interval '35 days'
-		AND (o.reconciled_at IS NULL OR o.reconciled_at < $1)
-		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind IN ('capture', 'refund', 'unused_hours_refund', 'release_hold', 'provision')
-			AND j.state IN ('available', 'pending', 'running', 'retryable')
-			AND (j.args @> jsonb_build_object('pod_id', p.id::text) OR j.args @> jsonb_build_object('order_id', o.id::text)))
-		ORDER BY o.reconciled_at NULLS FIRST, o.created_at LIMIT $2`, dueBefore, limit)
+		FROM due JOIN orders o ON o.id = due.id
+		ORDER BY due.part, due.reconciled_at, due.created_at`, dueBefore, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +230,13 @@ func OrdersToReconcile(ctx context.Context, q Querier, dueBefore time.Time, limi
 	}
 	return out, rows.Err()
 }
+
+// reconcileBusy is true of an order o whose capture, refund, release or provisioning job is
+// working on it.
+const reconcileBusy = `EXISTS (SELECT 1 FROM river_job j WHERE j.kind IN ('capture', 'refund', 'unused_hours_refund', 'release_hold', 'provision')
+	AND j.state IN ('available', 'pending', 'running', 'retryable')
+	AND (j.args @> jsonb_build_object('order_id', o.id::text)
+		OR j.args @> jsonb_build_object('pod_id', (SELECT p.id::text FROM pods p WHERE p.order_id = o.id LIMIT 1))))`
 
 // MarkReconciled records a comparison: when it ran and what it found ("" when Stripe agreed).
 func MarkReconciled(ctx context.Context, q Querier, orderID, drift string, now time.Time) error {

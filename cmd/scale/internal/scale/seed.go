@@ -71,7 +71,11 @@ var seedSteps = []seedStep{
 		       CASE WHEN st = 'released' THEN t + interval '6 days' END,
 		       CASE WHEN st = 'refunded' THEN t + interval '1 hour' END,
 		       CASE WHEN st = 'expired' THEN t + interval '1 day' END,
-		       CASE WHEN st IN ('captured', 'refunded') THEN now() - random() * interval '30 days' END
+		       -- Compared with Stripe as the reconciler does: within a day while the order is in its
+		       -- 35-day window, never after it (so an old order keeps an old time), never yet in
+		       -- its first hour.
+		       CASE WHEN st IN ('authorized', 'captured', 'refunded', 'released') AND t < now() - interval '1 hour'
+		            THEN GREATEST(t, LEAST(t + interval '35 days', now()) - random() * interval '1 day') END
 		FROM (SELECT i, a, t, h,
 		             CASE WHEN i > %[2]d - %[9]d THEN 'captured'
 		                  WHEN r < 0.50 THEN 'captured' WHEN r < 0.58 THEN 'refunded' WHEN r < 0.70 THEN 'expired'
