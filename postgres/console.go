@@ -3,6 +3,9 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -257,16 +260,58 @@ type ProvisioningDay struct {
 	P50, P95 float64 // seconds
 }
 
-// ProvisioningByDay is GetProvisioningTimes per day (UTC), oldest first.
+// ProvisioningByDay is GetProvisioningTimes per day (UTC) of the pods started at or after
+// since, oldest first. The window's first day, cut at since, is read from the pods themselves
+// (pods_started_idx: a day at most), exactly; every later day from its whole-second histogram
+// (ops_counts' metric 'provisioning_day', migration 025), within half a second as the all-time
+// percentiles are. A month of pods sorted for percentiles on every collection took 117 ms at
+// SCALE=1 and grows with the business.
 func ProvisioningByDay(ctx context.Context, q Querier, since time.Time) ([]ProvisioningDay, error) {
-	rows, err := q.Query(ctx, `SELECT date_trunc('day', started_at), count(*),
+	since = since.UTC()
+	next := since.Truncate(24 * time.Hour).Add(24 * time.Hour)
+	var out []ProvisioningDay
+	var first ProvisioningTimes
+	if err := q.QueryRow(ctx, `SELECT count(*),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)),
 		percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at))
-		FROM pods WHERE started_at >= $1 GROUP BY 1 ORDER BY 1`, since)
+		FROM pods WHERE started_at >= $1 AND started_at < $2`, since, next).Scan(&first.Pods, &first.P50, &first.P95); err != nil {
+		return nil, err
+	}
+	if first.Pods > 0 {
+		out = append(out, provisioningDay(since.Truncate(24*time.Hour), first))
+	}
+	sums, err := sumCounts(ctx, q, "provisioning_day", next.Format(time.DateOnly))
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[ProvisioningDay])
+	days := map[string]map[string]int64{}
+	for k, n := range sums {
+		day, secs, _ := strings.Cut(k, "|")
+		if days[day] == nil {
+			days[day] = map[string]int64{}
+		}
+		days[day][secs] += n
+	}
+	for _, day := range slices.Sorted(maps.Keys(days)) {
+		t, err := time.Parse(time.DateOnly, day)
+		if err != nil {
+			return nil, fmt.Errorf("provisioning_day key %q: %w", day, err)
+		}
+		if p := provisioningFromHistogram(days[day]); p.Pods > 0 {
+			out = append(out, provisioningDay(t, p))
+		}
+	}
+	return out, nil
+}
+
+// provisioningDay is one day's row: a day whose pods all started without a Deploy time has no
+// percentiles, and shows zeros.
+func provisioningDay(day time.Time, p ProvisioningTimes) ProvisioningDay {
+	d := ProvisioningDay{Day: day, Pods: p.Pods}
+	if p.P50 != nil {
+		d.P50, d.P95 = *p.P50, *p.P95
+	}
+	return d
 }
 
 // PodCount is how many pods are in a status at a provider ("" before one is chosen).
@@ -276,16 +321,26 @@ type PodCount struct {
 	Count    int64
 }
 
-// SumCounts sums the delta rows of one of ops_counts' metrics ("audit", "orders", "pods"; see
-// migration 017) by key, leaving out keys that sum to zero. It also folds the rows into one per
-// key, so the table stays as small as its keys: one collector at a time (an advisory lock; the
-// others only read), and in the same statement, whose sum is read from the snapshot before the
-// fold, so nothing is counted twice or lost. Rows appended meanwhile stay for the next fold.
+// SumCounts sums the delta rows of one of ops_counts' metrics ("audit", "orders", "pods",
+// "provisioning"; see migrations 017, 018 and 025) by key, leaving out keys that sum to zero. It
+// also folds each key that has more than one row into one, so the table stays as small as its
+// keys: one collector at a time (an advisory lock; the others only read), and in the same
+// statement, whose sum is read from the snapshot before the fold, so nothing is counted twice or
+// lost. Rows appended meanwhile stay for the next fold.
 func SumCounts(ctx context.Context, q Querier, metric string) (map[string]int64, error) {
+	return sumCounts(ctx, q, metric, "")
+}
+
+// sumCounts is SumCounts over the keys at or after from (ops_counts_metric_key_idx), folding
+// only those.
+func sumCounts(ctx context.Context, q Querier, metric, from string) (map[string]int64, error) {
 	rows, err := q.Query(ctx, `WITH folder AS (SELECT pg_try_advisory_xact_lock(hashtext('ops_counts'), hashtext($1)) AS ok),
-		moved AS (DELETE FROM ops_counts WHERE metric = $1 AND (SELECT ok FROM folder) RETURNING key, n),
+		current AS (SELECT id, key, n FROM ops_counts WHERE metric = $1 AND key >= $2),
+		split AS (SELECT key FROM current GROUP BY key HAVING count(*) > 1),
+		moved AS (DELETE FROM ops_counts c USING split WHERE c.metric = $1 AND c.key = split.key AND (SELECT ok FROM folder)
+			RETURNING c.key, c.n),
 		folded AS (INSERT INTO ops_counts (metric, key, n) SELECT $1, key, sum(n) FROM moved GROUP BY key HAVING sum(n) <> 0)
-		SELECT key, sum(n)::bigint FROM ops_counts WHERE metric = $1 GROUP BY key HAVING sum(n) <> 0`, metric)
+		SELECT key, sum(n)::bigint FROM current GROUP BY key HAVING sum(n) <> 0`, metric, from)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -206,6 +207,52 @@ func TestProvisioningHistogram(t *testing.T) {
 	_, err := pool.Exec(ctx, `UPDATE pods SET started_at = deploy_requested_at + interval '17.3 seconds' WHERE started_at IS NULL AND deploy_requested_at IS NOT NULL AND id IN (SELECT id FROM pods ORDER BY id LIMIT 100)`)
 	require.NoError(t, err)
 	check("more started")
+	_, err = pool.Exec(ctx, `DELETE FROM pods WHERE started_at IS NOT NULL AND id IN (SELECT id FROM pods ORDER BY id DESC LIMIT 100)`)
+	require.NoError(t, err)
+	check("some deleted")
+}
+
+// The console's provisioning time per day comes from the per-day histogram, within half a
+// second of percentile_cont over each day's pods, with the window's first day cut at its start;
+// the counts are exact, and follow pods as they start, change and go.
+func TestProvisioningByDayFromHistogram(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	exact := func(since time.Time) []postgres.ProvisioningDay {
+		rows, err := pool.Query(ctx, `SELECT date_trunc('day', started_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*),
+			COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)), 0),
+			COALESCE(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - deploy_requested_at)), 0)
+			FROM pods WHERE started_at >= $1 GROUP BY 1 ORDER BY 1`, since)
+		require.NoError(t, err)
+		days, err := pgx.CollectRows(rows, pgx.RowToStructByPos[postgres.ProvisioningDay])
+		require.NoError(t, err)
+		return days
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, since := range funnelWindows()[1:] {
+			want := exact(since)
+			got, err := postgres.ProvisioningByDay(ctx, pool, since)
+			require.NoError(t, err)
+			require.Len(t, got, len(want), "%s, since %s", when, since)
+			for i := range want {
+				require.True(t, want[i].Day.Equal(got[i].Day), "%s, since %s: day %s, got %s", when, since, want[i].Day, got[i].Day)
+				require.Equal(t, want[i].Pods, got[i].Pods, "%s, since %s, %s", when, since, want[i].Day)
+				require.InDelta(t, want[i].P50, got[i].P50, 0.5, "%s, since %s, %s", when, since, want[i].Day)
+				require.InDelta(t, want[i].P95, got[i].P95, 0.5, "%s, since %s, %s", when, since, want[i].Day)
+			}
+		}
+	}
+	check("empty")
+	seedFunnelMix(t, pool, 3000, "a")
+	check("seeded")
+	_, err := pool.Exec(ctx, `UPDATE pods SET started_at = deploy_requested_at + interval '17.3 seconds' WHERE started_at IS NULL AND deploy_requested_at IS NOT NULL AND id IN (SELECT id FROM pods ORDER BY id LIMIT 100)`)
+	require.NoError(t, err)
+	check("more started")
+	_, err = pool.Exec(ctx, `UPDATE pods SET started_at = started_at - interval '2 days' WHERE started_at IS NOT NULL AND id IN (SELECT id FROM pods ORDER BY id DESC LIMIT 50)`)
+	require.NoError(t, err)
+	check("some moved two days back")
 	_, err = pool.Exec(ctx, `DELETE FROM pods WHERE started_at IS NOT NULL AND id IN (SELECT id FROM pods ORDER BY id DESC LIMIT 100)`)
 	require.NoError(t, err)
 	check("some deleted")

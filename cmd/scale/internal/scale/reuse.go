@@ -44,7 +44,7 @@ func readSeeded(dir string) (s seeded, ok bool, err error) {
 }
 
 // opsMetrics are ops_counts' metrics (migrations 017 and 018), each folded by SumCounts.
-var opsMetrics = []string{"audit", "orders", "pods", "provisioning"}
+var opsMetrics = []string{"audit", "orders", "pods", "provisioning", "provisioning_day"}
 
 // CatchUp folds what seeding left for the ops collector: every funnel day the seed's statements
 // marked dirty (postgres.FoldFunnel: CountFunnel's fold, FunnelFoldDays a call) and
