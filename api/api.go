@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -54,11 +55,21 @@ type Server struct {
 	// OpsView is the ops read model /metrics, /ops/funnel and the console serve, started by
 	// main; Handler makes one on Pool when it is nil, which collects on first use only.
 	OpsView *opsview.Collector
+	// PodChanges wakes GET /api/pods/{id}/events when a pod may have changed (main runs a
+	// postgres.PodListener); nil: that route answers 503 and the dashboard polls.
+	PodChanges PodChanges
+	// StreamKeepalive and StreamLifetime time the event streams; zero: DefaultStreamKeepalive
+	// and DefaultStreamLifetime.
+	StreamKeepalive, StreamLifetime time.Duration
 
 	metrics metrics
 	opsAuth opsThrottle
 	views   viewLimiter
 	router  *httprouter.Router // for metrics' route labels
+	// closeStreams closes streamsDone once (CloseStreams), ending every event stream.
+	closeStreams sync.Once
+	streamsMu    sync.Mutex
+	streamsDone  chan struct{}
 }
 
 func (s *Server) now() time.Time {
@@ -113,7 +124,8 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/api/pods/:id/terminate", s.cookieOrigin(serve(s, http.StatusAccepted, signedIn, s.terminate)))
 	r.POST("/api/pods/:id/extend", s.cookieOrigin(serve(s, http.StatusCreated, signedIn, s.extend)))
 	r.GET("/api/pods/:id/extend", serve(s, http.StatusOK, signedIn, s.extensionQuote))
-	r.POST("/api/pods/:id/boot", s.handleBoot) // the pod's own bootstrap: its secret, no cookie
+	r.GET("/api/pods/:id/events", s.handlePodEvents) // a stream, not one JSON answer
+	r.POST("/api/pods/:id/boot", s.handleBoot)       // the pod's own bootstrap: its secret, no cookie
 	r.GET("/api/me/ssh-keys", serve(s, http.StatusOK, signedIn, s.listSSHKeys))
 	r.POST("/api/me/ssh-keys", s.cookieOrigin(serve(s, http.StatusCreated, signedIn, s.addSSHKey)))
 	r.DELETE("/api/me/ssh-keys/:id", s.cookieOrigin(serve(s, http.StatusNoContent, signedIn, s.deleteSSHKey)))

@@ -196,6 +196,12 @@ func (m *Main) Open(ctx context.Context) error {
 	apiServer.OpsView = m.OpsView
 
 	apiServer.Jobs = m.River
+	if m.Mode != "worker" {
+		// One LISTEN connection of its own (not the pool's) wakes every pod event stream.
+		podChanges := postgres.NewPodListener(m.Pool.Config().ConnConfig, log.With("component", "podlistener"))
+		m.wg.Go(func() { podChanges.Run(ctx) })
+		apiServer.PodChanges = podChanges
+	}
 	apiHandler := apiServer.Handler()
 	routes := []string{"/healthz", "/readyz", "/metrics", "/ops/"} // the River UI's /ops/riverui/ is mounted apart
 	if m.Mode != "worker" {                                        // the worker serves only health, metrics and the ops pages
@@ -236,6 +242,7 @@ func (m *Main) Open(ctx context.Context) error {
 		handler = api.RequireOriginSecret(api.OriginSecretHeader, cfg.OriginSecret, mux)
 	}
 	m.server = m.newServer(handler)
+	m.server.RegisterOnShutdown(apiServer.CloseStreams) // Shutdown waits for requests; a stream would not end
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server failed", "error", err)

@@ -60,7 +60,7 @@ const watched = (p) => TRANSIENT.has(p.status) || p.status === "running" || p.re
 let account = null;
 const pods = new Map(); // id → pod
 const notes = new Map(); // id → message shown under the pod's buttons
-const timers = new Map(); // id → its polling loop ({timer})
+const timers = new Map(); // id → what watches it: its event stream or polling loop ({timer, es})
 
 const podsEl = $("#pods");
 const dashStatus = $("#dashboard-status");
@@ -343,10 +343,67 @@ function note(id, text) {
   if (p) update(p);
 }
 
-// poll watches a pod, asking again in 2 s. A newer call replaces the running loop: after a
-// click (Deploy, Terminate) the pod changes soon, and the old loop may be waiting 15 s.
+// poll watches a pod: pushed by its event stream where the browser has EventSource, else by
+// asking every few seconds (pollLoop).
 function poll(id) {
+  const loop = timers.get(id);
+  if (loop && loop.es && loop.es.readyState !== EventSource.CLOSED) return; // the stream pushes the change
+  if (streams.broken) pollLoop(id);
+  else stream(id);
+}
+
+// stream follows a pod through GET /api/pods/{id}/events: the pod at once, then on every
+// change, until it needs no watching. EventSource reconnects by itself after a dropped
+// connection (the server ends each stream after a while); a refused stream (401, 404, 503), one
+// failing again and again, or one that says nothing (a proxy holding it back) falls back to
+// polling, and after two such failures every pod polls.
+const streams = { broken: typeof EventSource !== "function", failed: 0 };
+function stream(id) {
   clearTimeout(timers.get(id)?.timer);
+  timers.get(id)?.es?.close();
+  const es = new EventSource(`/api/pods/${encodeURIComponent(id)}/events`);
+  const loop = { timer: 0, es };
+  timers.set(id, loop);
+  let errors = 0;
+  const fail = () => {
+    es.close();
+    if (timers.get(id) !== loop) return;
+    streams.broken = ++streams.failed >= 2;
+    pollLoop(id);
+  };
+  loop.timer = setTimeout(fail, 10000); // the server sends the pod at once
+  es.addEventListener("pod", (e) => {
+    if (timers.get(id) !== loop) return es.close(); // replaced (or signed out)
+    clearTimeout(loop.timer);
+    errors = 0;
+    let p;
+    try {
+      p = JSON.parse(e.data);
+    } catch (err) {
+      return;
+    }
+    if (!p || !p.id) return;
+    if (p.status !== "configured") notes.delete(id);
+    update(p);
+    if (!watched(p)) {
+      es.close();
+      timers.delete(id);
+    }
+  });
+  es.addEventListener("error", () => {
+    if (timers.get(id) !== loop) return es.close();
+    if (es.readyState === EventSource.CLOSED || ++errors >= 3) {
+      clearTimeout(loop.timer);
+      fail();
+    }
+  });
+}
+
+// pollLoop watches a pod by asking again in 2 s. A newer call replaces the running loop: after a
+// click (Deploy, Terminate) the pod changes soon, and the old loop may be waiting 15 s.
+function pollLoop(id) {
+  clearTimeout(timers.get(id)?.timer);
+  timers.get(id)?.es?.close();
   const loop = { timer: 0 };
   timers.set(id, loop);
   let failures = 0;
@@ -488,7 +545,10 @@ function renderAccount() {
 }
 
 function signedOut() {
-  for (const loop of timers.values()) clearTimeout(loop.timer);
+  for (const loop of timers.values()) {
+    clearTimeout(loop.timer);
+    loop.es?.close();
+  }
   timers.clear();
   dashStatus.hidden = true;
   $("#account").hidden = true;
