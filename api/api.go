@@ -66,10 +66,12 @@ type Server struct {
 	opsAuth opsThrottle
 	views   viewLimiter
 	router  *httprouter.Router // for metrics' route labels
-	// closeStreams closes streamsDone once (CloseStreams), ending every event stream.
-	closeStreams sync.Once
-	streamsMu    sync.Mutex
-	streamsDone  chan struct{}
+	// closeStreams closes streamsDone once (CloseStreams), ending every event stream;
+	// streamReadSlots bounds their reads (reread).
+	closeStreams    sync.Once
+	streamsMu       sync.Mutex
+	streamsDone     chan struct{}
+	streamReadSlots chan struct{}
 }
 
 func (s *Server) now() time.Time {

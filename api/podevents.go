@@ -104,14 +104,9 @@ func (s *Server) handlePodEvents(w http.ResponseWriter, r *http.Request, ps http
 				return
 			}
 		case <-changed:
-			// The session is checked again: signed out, the stream ends; the account's status
-			// shows in the pod JSON (deploy_blocked).
-			if acct, err = s.sessionAccount(r); err != nil {
-				return
-			}
-			next, v, err := s.podEvent(ctx, acct, id)
+			next, v, err := s.reread(r, id)
 			if err != nil {
-				if !errors.Is(err, context.Canceled) && gpubroker.ErrorCode(err) != gpubroker.ENOTFOUND {
+				if code := gpubroker.ErrorCode(err); !errors.Is(err, context.Canceled) && code != gpubroker.ENOTFOUND && code != gpubroker.EUNAUTHORIZED {
 					logger(r).WarnContext(ctx, "error reading a pod for its event stream; ending it", "pod_id", id, "error", err)
 				}
 				return // the browser reconnects and reads again
@@ -128,6 +123,37 @@ func (s *Server) handlePodEvents(w http.ResponseWriter, r *http.Request, ps http
 			}
 		}
 	}
+}
+
+// reread reads a streamed pod again, as one of at most maxStreamReads at a time: a change to a
+// pod watched by many streams (or the listener's reconnection, which wakes them all) must not
+// take every connection of the pool from the other requests. The session is checked again
+// (signed out, the stream ends), and the account read with it: its status shows in the pod
+// JSON (deploy_blocked).
+func (s *Server) reread(r *http.Request, id string) ([]byte, *Pod, error) {
+	select {
+	case s.streamReads() <- struct{}{}:
+		defer func() { <-s.streamReads() }()
+	case <-r.Context().Done():
+		return nil, nil, r.Context().Err()
+	}
+	acct, err := s.sessionAccount(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.podEvent(r.Context(), acct, id)
+}
+
+// maxStreamReads bounds the pool connections the event streams' reads take at once.
+const maxStreamReads = 4
+
+func (s *Server) streamReads() chan struct{} {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if s.streamReadSlots == nil {
+		s.streamReadSlots = make(chan struct{}, maxStreamReads)
+	}
+	return s.streamReadSlots
 }
 
 // podEvent is the pod's JSON as GET /api/pods/{id} answers it (without writeJSON's newline).

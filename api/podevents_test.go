@@ -213,12 +213,14 @@ func TestPodEventsFanOutWithoutPoolConnections(t *testing.T) {
 	_, err = tx.Exec(ctx, `UPDATE pods SET status = 'deploying', deploy_requested_at = now() WHERE id = $1`, waiting.id)
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
+	committed := time.Now()
 	for i, s := range streams {
 		if i%5 < 3 {
 			ev := s.next(t, 30*time.Second, "the change")
 			require.Equal(t, "deploying", ev.status(t))
 		}
 	}
+	t.Logf("the change reached its 120 streams %s after the commit", time.Since(committed).Round(time.Millisecond))
 	for i, s := range streams {
 		if i%5 >= 3 {
 			select {
@@ -244,6 +246,7 @@ func TestPodEventsFanOutWithoutPoolConnections(t *testing.T) {
 	}
 	stopSampling()
 	t.Logf("peak acquired pool connections while 200 streams read their pods again: %d of %d", peak.Load(), ts.pool.Stat().MaxConns())
+	require.LessOrEqual(t, peak.Load(), int32(maxStreamReads+1), "the streams' reads (and the test's own writes) leave the pool to the other requests")
 	require.Eventually(t, func() bool { return ts.pool.Stat().AcquiredConns() == 0 }, 5*time.Second, 10*time.Millisecond)
 
 	// Shutting down ends the streams still open.
@@ -334,5 +337,51 @@ func TestPodEventsOutliveTheCDNReadTimeout(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "deploying", s.next(t, 10*time.Second, "the change after 40 s").status(t))
 		})
+	}
+}
+
+// A pod that ended with a refund still to make keeps its stream until the refund is made: the
+// refund is pushed too, and then the stream ends.
+func TestPodEventsStayUntilTheRefundIsMade(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	srv := streamServer(t, ts)
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	ctx := context.Background()
+	p := ts.authorizedPod("refund@example.com", 1)
+	_, err := ts.pool.Exec(ctx, `UPDATE orders SET status = 'captured', captured_at = now() WHERE id = $1`, p.orderID)
+	require.NoError(t, err)
+	_, err = ts.pool.Exec(ctx, `INSERT INTO payments (order_id, kind, payment_intent_id, amount_cents, hours)
+		SELECT id, 'order', payment_intent_id, amount_cents, hours FROM orders WHERE id = $1`, p.orderID)
+	require.NoError(t, err)
+	s := openStream(t, client, srv.URL, p.id, p.session)
+	require.Equal(t, http.StatusOK, s.resp.StatusCode)
+	require.Equal(t, "configured", s.next(t, 10*time.Second, "the pod at once").status(t))
+
+	// Captured and never started: refunded in full, due until Stripe has made it.
+	_, err = ts.pool.Exec(ctx, `UPDATE pods SET status = 'failed', error = 'no capacity' WHERE id = $1`, p.id)
+	require.NoError(t, err)
+	var failed Pod
+	require.NoError(t, json.Unmarshal([]byte(s.next(t, 10*time.Second, "the end").data), &failed))
+	require.Equal(t, "failed", string(failed.Status))
+	require.Positive(t, failed.RefundDueCents)
+	select {
+	case <-s.done:
+		t.Fatal("the stream ended with a refund still due")
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	_, err = ts.pool.Exec(ctx, `INSERT INTO refunds (payment_id, pod_id, amount_cents, idempotency_key, stripe_refund_id, reason, refunded_at)
+		SELECT y.id, $2, y.amount_cents, 'refund-' || y.id || '-1', 're_1', 'not_started', now() FROM payments y WHERE y.order_id = $1`, p.orderID, p.id)
+	require.NoError(t, err)
+	var refunded Pod
+	require.NoError(t, json.Unmarshal([]byte(s.next(t, 10*time.Second, "the refund").data), &refunded))
+	require.Zero(t, refunded.RefundDueCents)
+	require.Equal(t, failed.PaidCents, refunded.RefundedCents)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream of an ended, refunded pod stays open")
 	}
 }
