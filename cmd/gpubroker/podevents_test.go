@@ -31,6 +31,26 @@ func TestBrowserPodChangesArePushed(t *testing.T) {
 	b.runWithin(6*time.Second, "pushed", poll(`["terminating", "terminated"].includes(document.querySelector(".pod").dataset.status)`))
 }
 
+// A browser without EventSource follows the pod by polling, as before.
+func TestBrowserPodChangesPolledWithoutEventSource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c, podID := e.signUp("polled@example.com")
+	e.deploy(c, podID)
+	e.waitPod(c, podID, "running")
+
+	b := newBrowserSession(t)
+	b.signedIn(e, c)
+	require.NoError(t, chromedp.Do(b.ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		return tg.Call(ctx, "Page.addScriptToEvaluateOnNewDocument", map[string]string{"source": "delete window.EventSource"}, nil)
+	})))
+	b.run("dashboard", chromedp.Navigate(e.url+"/dashboard/"), poll(`(document.querySelector(".pod") || {dataset: {}}).dataset.status === "running"`))
+	require.Equal(t, "undefined", value[string](b, `typeof EventSource`))
+	res := e.api(c).Terminate(podID)
+	require.Equal(t, http.StatusAccepted, res.Code, res)
+	b.run("polled", poll(`["terminating", "terminated"].includes(document.querySelector(".pod").dataset.status)`))
+}
+
 // Shutting the process down ends its event streams at once: http.Server.Shutdown waits for
 // every request, and a stream would not end by itself.
 func TestShutdownEndsPodEventStreams(t *testing.T) {

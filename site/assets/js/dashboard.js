@@ -348,9 +348,13 @@ function note(id, text) {
 function poll(id) {
   const loop = timers.get(id);
   if (loop && loop.es && loop.es.readyState !== EventSource.CLOSED) return; // the stream pushes the change
-  if (streams.broken) pollLoop(id);
+  if (streams.broken || [...timers.values()].filter((l) => l.es && l.es.readyState !== EventSource.CLOSED).length >= MAX_STREAMS) pollLoop(id);
   else stream(id);
 }
+
+// Over HTTP/1.1 a browser opens at most 6 connections to a site, and each stream holds one:
+// a few streams leave the page room for its own requests; further pods are polled.
+const MAX_STREAMS = 3;
 
 // stream follows a pod through GET /api/pods/{id}/events: the pod at once, then on every
 // change, until it needs no watching. EventSource reconnects by itself after a dropped
