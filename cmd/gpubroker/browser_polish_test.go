@@ -148,6 +148,14 @@ func TestBrowserPolishDashboard(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.Code, res.String())
 	pt := res.Body
 	require.Equal(t, fmt.Sprintf("$%d.%02d", (pt.PaidCents-pt.RefundedCents)/100, (pt.PaidCents-pt.RefundedCents)%100), net)
+
+	// "Rent again" opens the order form filled in as this pod was (issue 25, the GPU journey).
+	b.run("polish-dash-rent-again", chromedp.Click(css(`.pod[data-status="terminated"] .rent-again`)),
+		chromedp.WaitReady(css("#gpu")), poll(`location.pathname === "/get-started/" && document.querySelector("#gpu").value !== ""`))
+	require.Equal(t, pt.GPU, value[string](b, `document.querySelector("#gpu").value`))
+	require.Equal(t, pt.Region, value[string](b, `document.querySelector("#region").value`))
+	require.Equal(t, fmt.Sprint(pt.Hours), value[string](b, `document.querySelector("#hours").value`))
+	require.Equal(t, pt.Template, value[string](b, `document.querySelector('input[name="template"]:checked').value`))
 }
 
 // A pod starting up shows its progress, not a disabled Deploy button.

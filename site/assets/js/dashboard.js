@@ -222,9 +222,19 @@ function renderPod(p) {
       reason && deployable ? h("p", { class: "deploy-reason", id: `pod-${p.id}-reason` }, reason) : null,
       p.extendable_hours !== 0 ? extendControl(p) : p.status === "running" && p.order_status === "captured" ? h("p", { class: "hint extend-max" }, "This pod has its plan's most hours.") : null,
       p.status === "running" ? h("button", { type: "button", class: "btn danger terminate-btn", onclick: () => confirmTerminate(p.id) }, "Terminate") : null,
+      ENDED.has(p.status) ? h("a", { class: "btn secondary rent-again", href: rentAgainURL(p) }, "Rent again") : null,
     ),
     h("p", { class: "pod-msg", role: "status" }, notes.get(p.id) || ""),
   );
+}
+
+// rentAgainURL opens the order form filled in as the pod was (get-started.js reads these
+// parameters); a free trial's plan is not offered again, so the form picks the plan.
+const ENDED = new Set(["terminated", "failed"]);
+function rentAgainURL(p) {
+  const q = new URLSearchParams({ template: p.template, gpu: p.gpu, region: p.region, hours: String(p.hours) });
+  if (p.plan && p.plan !== "free") q.set("plan", p.plan);
+  return `/get-started/?${q}`;
 }
 
 // extendControl sells more hours on a running pod, up to extendable_hours (null: no limit):
