@@ -74,11 +74,9 @@ func FoldFunnel(ctx context.Context, b Beginner) error {
 	return tx.Commit(ctx)
 }
 
-// beginFold begins a transaction and folds in it. The dirty days' plans are costed on
-// estimates (how many days, orders a day) that can look big enough for JIT, whose compiling
-// then takes far longer than the few thousand rows read: JIT is off.
+// beginFold begins a transaction and folds in it.
 func beginFold(ctx context.Context, b Beginner) (pgx.Tx, error) {
-	tx, err := beginWithoutJIT(ctx, b)
+	tx, err := b.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -521,15 +519,16 @@ type DriftRow struct {
 // audited (reconcile.orphan_instance, reconcile.overdue_pod, reconcile.refund_queued,
 // reconcile.provision_requeued).
 func GetReconcileSummary(ctx context.Context, q Querier) (ReconcileSummary, error) {
-	var r ReconcileSummary
-	err := q.QueryRow(ctx, `SELECT
-		count(*) FILTER (WHERE action = 'reconcile.orphan_instance'),
-		count(*) FILTER (WHERE action = 'reconcile.refund_queued'),
-		count(*) FILTER (WHERE action = 'reconcile.provision_requeued'),
-		count(*) FILTER (WHERE action = 'reconcile.overdue_pod')
-		FROM audit_events WHERE action IN ('reconcile.orphan_instance', 'reconcile.refund_queued', 'reconcile.provision_requeued', 'reconcile.overdue_pod')`).Scan(&r.OrphanInstancesEnded, &r.RefundsQueued, &r.ProvisionsRequeued, &r.OverduePodsEnded)
+	// From the audit counts (ops_counts, migration 017), not a count over the audit trail.
+	audit, err := CountAuditActions(ctx, q)
 	if err != nil {
-		return r, err
+		return ReconcileSummary{}, err
+	}
+	r := ReconcileSummary{
+		OrphanInstancesEnded: audit[string(gpubroker.ActionReconcileOrphanInstance)],
+		RefundsQueued:        audit[string(gpubroker.ActionReconcileRefundQueued)],
+		ProvisionsRequeued:   audit[string(gpubroker.ActionReconcileProvisionRequeued)],
+		OverduePodsEnded:     audit[string(gpubroker.ActionReconcileOverduePod)],
 	}
 	r.DriftOrders, err = CountDriftOrders(ctx, q)
 	return r, err

@@ -81,18 +81,9 @@ type StrandedPod struct {
 // refunded, released or expired before it started) can never be captured money without a
 // refund, so leaving it out changes nothing. The index holds a handful of pods, but the
 // planner, taking its three conditions as independent, expects thousands; so each pod's order
-// is looked up by its key (LATERAL … LIMIT 1, an order per pod anyway) rather than joined,
-// and JIT, which such an estimate turns on, is off (a transaction of its own when q can begin
-// one).
+// is looked up by its key (LATERAL … LIMIT 1, an order per pod anyway) rather than joined
+// (and JIT, which such an estimate would turn on, is off for our connections: Open).
 func StrandedPods(ctx context.Context, q Querier, stuckBefore time.Time) ([]StrandedPod, error) {
-	if b, ok := q.(Beginner); ok {
-		tx, err := beginWithoutJIT(ctx, b)
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = tx.Rollback(ctx) }()
-		q = tx
-	}
 	rows, err := q.Query(ctx, `SELECT p.id::text, o.id::text, COALESCE(o.account_id::text, ''), p.status,
 		EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'refund' AND j.args @> jsonb_build_object('pod_id', p.id::text) AND j.state = 'discarded')
 		FROM pods p CROSS JOIN LATERAL (SELECT o.id, o.account_id FROM orders o WHERE o.id = p.order_id AND o.status = 'captured'

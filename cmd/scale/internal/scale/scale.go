@@ -170,7 +170,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Migrate = time.Since(start)
 		o.logf("migrated up in %s", res.Migrate.Round(time.Millisecond))
 	}
-	pool, err := pgxpool.New(ctx, url("scale"))
+	pool, err := postgres.Open(ctx, url("scale")) // our connection settings (JIT off), as the api and worker
 	if err != nil {
 		return nil, err
 	}
