@@ -90,7 +90,6 @@ type Beginner interface {
 	Begin(context.Context) (pgx.Tx, error)
 }
 
-
 // Migrate applies our migrations and River's, idempotently. A Postgres advisory lock makes
 // concurrent runs (several api processes starting at once) safe.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
