@@ -257,3 +257,37 @@ func TestProvisioningByDayFromHistogram(t *testing.T) {
 	require.NoError(t, err)
 	check("some deleted")
 }
+
+// The counts' delta rows are folded into one row per key as they are summed, and the sums stay
+// exact across the fold (a key whose rows sum to zero goes).
+func TestSumCountsFoldsToOneRowPerKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	exec := func(sql string) {
+		t.Helper()
+		_, err := pool.Exec(ctx, sql)
+		require.NoError(t, err)
+	}
+	for range 5 {
+		exec(`INSERT INTO audit_events (action) VALUES ('fold.a')`)
+	}
+	for range 3 {
+		exec(`INSERT INTO audit_events (action) VALUES ('fold.b'), ('fold.c')`)
+	}
+	exec(`DELETE FROM audit_events WHERE action = 'fold.c'`)
+	exec(`DELETE FROM audit_events WHERE id = (SELECT min(id) FROM audit_events WHERE action = 'fold.b')`)
+	rowsOf := func() (n int) {
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM ops_counts WHERE metric = 'audit' AND key LIKE 'fold.%'`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 5+3+3+1+1, rowsOf(), "one delta row per statement and key")
+	for range 2 {
+		sums, err := postgres.SumCounts(ctx, pool, "audit")
+		require.NoError(t, err)
+		require.Equal(t, int64(5), sums["fold.a"])
+		require.Equal(t, int64(2), sums["fold.b"])
+		require.NotContains(t, sums, "fold.c")
+		require.Equal(t, 2, rowsOf(), "folded: one row per key, none for a key summing to zero")
+	}
+}
