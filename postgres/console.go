@@ -657,6 +657,13 @@ func SearchOrders(ctx context.Context, q Querier, term string) ([]OrderHit, erro
 	if term == "" {
 		return nil, nil
 	}
+	// A whole address is looked up as one (orders_email_lower_idx, any case); anything else as
+	// part of an address (orders_email_trgm_idx). A whole address searched as a part read the
+	// posting lists of trigrams every address has ("@ex", "com"): 204 ms at SCALE=10.
+	byEmail, email := `SELECT id FROM orders WHERE email LIKE '%' || $3 || '%'`, likeEscape(strings.ToLower(term))
+	if gpubroker.ValidEmail(term) {
+		byEmail, email = `SELECT id FROM orders WHERE lower(email) = $3`, strings.ToLower(term)
+	}
 	rows, err := q.Query(ctx, `SELECT o.id::text, o.email, o.status, o.created_at FROM orders o
 		WHERE o.id IN (SELECT id FROM orders WHERE id = $1::uuid
 		   UNION SELECT id FROM orders WHERE stripe_session_id = $2
@@ -665,8 +672,8 @@ func SearchOrders(ctx context.Context, q Querier, term string) ([]OrderHit, erro
 		   UNION SELECT order_id FROM pods WHERE id = $1::uuid
 		   UNION SELECT order_id FROM extensions WHERE id = $1::uuid OR stripe_session_id = $2 OR payment_intent_id = $2
 		   UNION SELECT y.order_id FROM refunds r JOIN payments y ON y.id = r.payment_id WHERE r.stripe_refund_id = $2
-		   UNION SELECT id FROM orders WHERE email LIKE '%' || $3 || '%')
-		ORDER BY o.created_at DESC LIMIT 100`, nullUUID(term), term, likeEscape(strings.ToLower(term)))
+		   UNION `+byEmail+`)
+		ORDER BY o.created_at DESC LIMIT 100`, nullUUID(term), term, email)
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,16 @@ func TestSearchOrdersFindsEveryKindOfID(t *testing.T) {
 		require.Len(t, hits, 1, name)
 		require.Equal(t, a.order.ID, hits[0].OrderID, name)
 	}
-	hits, err := postgres.SearchOrders(ctx, pool, strings.ToLower(a.session))
+	// A whole address finds that address's orders, not another address that contains it.
+	newPaidRental(t, pool, "xada@example.com", "Xa")
+	hits, err := postgres.SearchOrders(ctx, pool, "Ada@Example.com")
+	require.NoError(t, err)
+	require.Len(t, hits, 1)
+	require.Equal(t, a.order.ID, hits[0].OrderID)
+	hits, err = postgres.SearchOrders(ctx, pool, "ada@")
+	require.NoError(t, err)
+	require.Len(t, hits, 2, "part of an address finds every address containing it")
+	hits, err = postgres.SearchOrders(ctx, pool, strings.ToLower(a.session))
 	require.NoError(t, err)
 	require.Empty(t, hits, "a Stripe id is case-sensitive: another case is another id")
 }
