@@ -39,9 +39,9 @@ type FunnelCounts struct {
 }
 
 // CountFunnel counts the funnel of the orders created at or after since (the zero time: all).
-// It reads funnel_days (migration 018): whole UTC days from the table, the days changed since
-// the last fold and the window's partial first day from the orders themselves, all in one
-// statement, so the counts are exact. It first folds changed days into funnel_days (one
+// It reads funnel_hours (migrations 018 and 028): whole UTC hours from the table, the hours
+// changed since the last fold and the window's partial first hour from the orders themselves,
+// all in one statement, so the counts are exact. It first folds changed hours into funnel_hours (one
 // caller at a time; the others only read), in the same transaction. A Querier that cannot
 // begin a transaction only reads.
 func CountFunnel(ctx context.Context, q Querier, since time.Time) (FunnelCounts, error) {
@@ -61,8 +61,8 @@ func CountFunnel(ctx context.Context, q Querier, since time.Time) (FunnelCounts,
 	return f, tx.Commit(ctx)
 }
 
-// FoldFunnel is CountFunnel's fold alone, in a transaction of its own: up to FunnelFoldDays
-// dirty days recounted into funnel_days (none when another caller is folding). make scale
+// FoldFunnel is CountFunnel's fold alone, in a transaction of its own: up to FunnelFoldHours
+// dirty hours recounted into funnel_hours (none when another caller is folding). make scale
 // calls it until nothing is dirty after seeding, as the collector would over its first
 // collections.
 func FoldFunnel(ctx context.Context, b Beginner) error {
@@ -89,40 +89,40 @@ func beginFold(ctx context.Context, b Beginner) (pgx.Tx, error) {
 
 func readFunnel(ctx context.Context, q Querier, since time.Time) (FunnelCounts, error) {
 	since = since.UTC()
-	firstDay := since.Truncate(24 * time.Hour) // UTC midnight (the zero time is one)
-	if firstDay.Before(since) {
-		firstDay = firstDay.Add(24 * time.Hour)
+	firstHour := since.Truncate(time.Hour) // a UTC hour (the zero time is one)
+	if firstHour.Before(since) {
+		firstHour = firstHour.Add(time.Hour)
 	}
 	var f FunnelCounts
-	err := q.QueryRow(ctx, `WITH dirty AS (SELECT DISTINCT day FROM funnel_dirty WHERE day >= ($2::timestamptz AT TIME ZONE 'UTC')::date),
-		kept AS (SELECT `+funnelKeptSums+` FROM funnel_days
-			WHERE day >= ($2::timestamptz AT TIME ZONE 'UTC')::date AND day NOT IN (SELECT day FROM dirty)),
+	err := q.QueryRow(ctx, `WITH dirty AS (SELECT DISTINCT hour FROM funnel_dirty WHERE hour >= ($2::timestamptz AT TIME ZONE 'UTC')),
+		kept AS (SELECT `+funnelKeptSums+` FROM funnel_hours
+			WHERE hour >= ($2::timestamptz AT TIME ZONE 'UTC') AND hour NOT IN (SELECT hour FROM dirty)),
 		live AS (SELECT `+funnelSums+` FROM (
 			SELECT `+funnelColumns+` FROM orders o `+funnelJoins+` WHERE o.created_at >= $1 AND o.created_at < $2
 			UNION ALL
 			SELECT x.* FROM dirty d CROSS JOIN LATERAL (SELECT `+funnelColumns+` FROM orders o `+funnelJoins+`
-				WHERE `+funnelDay+` = d.day) x) x)
+				WHERE `+funnelHour+` = d.hour) x) x)
 		SELECT k.checkouts_started + l.checkouts_started, k.authorized + l.authorized, k.activated + l.activated,
 		       k.deployed + l.deployed, k.captured + l.captured, k.running + l.running,
 		       k.paid_checkouts + l.paid_checkouts, k.paid_authorized + l.paid_authorized
-		FROM kept k, live l`, since, firstDay).
+		FROM kept k, live l`, since, firstHour).
 		Scan(&f.CheckoutsStarted, &f.Authorized, &f.Activated, &f.Deployed, &f.Captured, &f.Running, &f.PaidCheckouts, &f.PaidAuthorized)
 	return f, err
 }
 
-// FunnelFoldDays is the most dirty days one fold recounts (the most recent first), so a fold
-// stays bounded even after a change that touched the whole history; the days left are counted
+// FunnelFoldHours is the most dirty hours one fold recounts (the most recent first), so a fold
+// stays bounded even after a change that touched the whole history; the hours left are counted
 // from the orders by the readers meanwhile and folded by the next calls. Each order costs two
-// key lookups (funnelJoins): at make scale's SCALE=1 (about 1,400 orders a day) a usual fold
-// of a day or two takes 15–35 ms, a full one of 16 days 200–300 ms (only while catching up).
-var FunnelFoldDays = 16
+// key lookups (funnelJoins). Per day (migration 018), a fold of today took 1,306 ms cold at
+// make scale's SCALE=10 (about 13,700 orders a day); an hour there is about 570 orders.
+var FunnelFoldHours = 16
 
-// funnelDay is an order's UTC creation day, as orders_created_day_idx indexes it.
-const funnelDay = `(o.created_at AT TIME ZONE 'UTC')::date`
+// funnelHour is an order's UTC creation hour, as orders_created_hour_idx indexes it.
+const funnelHour = `date_trunc('hour', o.created_at AT TIME ZONE 'UTC')`
 
 // funnelColumns are one order's funnel steps (from orders o, funnelJoins), and its UTC
-// creation day. Migration 018's backfill repeats them.
-const funnelColumns = funnelDay + ` AS day,
+// creation hour. Migration 028's backfill repeats them.
+const funnelColumns = funnelHour + ` AS hour,
 	o.status <> 'free' AS paid,
 	(o.authorized_at IS NOT NULL OR o.status = 'free') AS authorized,
 	COALESCE(a.status = 'active', false) AS active,
@@ -137,7 +137,7 @@ const funnelColumns = funnelDay + ` AS day,
 const funnelJoins = `LEFT JOIN LATERAL (SELECT a.status FROM accounts a WHERE a.id = o.account_id LIMIT 1) a ON true
 	LEFT JOIN LATERAL (SELECT p.deploy_requested_at, p.captured_at, p.started_at FROM pods p WHERE p.order_id = o.id LIMIT 1) p ON true`
 
-// funnelSums counts funnelColumns' rows into funnel_days' columns: each step counts the orders
+// funnelSums counts funnelColumns' rows into funnel_hours' columns: each step counts the orders
 // that reached it and every step before.
 const funnelSums = `count(*) AS checkouts_started,
 	count(*) FILTER (WHERE authorized) AS authorized,
@@ -154,29 +154,29 @@ const funnelKeptSums = `COALESCE(sum(checkouts_started), 0)::bigint AS checkouts
 	COALESCE(sum(running), 0)::bigint AS running, COALESCE(sum(paid_checkouts), 0)::bigint AS paid_checkouts,
 	COALESCE(sum(paid_authorized), 0)::bigint AS paid_authorized`
 
-// foldFunnel recounts up to FunnelFoldDays days of funnel_dirty from the orders into
-// funnel_days and removes their markers, in one statement (one snapshot: a marker committed
+// foldFunnel recounts up to FunnelFoldHours hours of funnel_dirty from the orders into
+// funnel_hours and removes their markers, in one statement (one snapshot: a marker committed
 // after it stays for the next fold). One folder at a time: the advisory lock is taken in a
 // statement of its own, so the fold's snapshot is taken after the previous folder committed
 // and never writes older counts over newer ones.
 func foldFunnel(ctx context.Context, tx pgx.Tx) error {
 	var folder bool
-	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('ops_counts'), hashtext('funnel_days'))`).Scan(&folder); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('ops_counts'), hashtext('funnel_hours'))`).Scan(&folder); err != nil {
 		return err
 	}
 	if !folder {
 		return nil
 	}
-	_, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM funnel_dirty WHERE day IN
-			(SELECT day FROM (SELECT DISTINCT day FROM funnel_dirty) d ORDER BY day DESC LIMIT $1) RETURNING day),
-		days AS (SELECT DISTINCT day FROM moved),
-		fresh AS (SELECT day, `+funnelSums+` FROM (SELECT x.* FROM days d CROSS JOIN LATERAL
-			(SELECT `+funnelColumns+` FROM orders o `+funnelJoins+` WHERE `+funnelDay+` = d.day) x) x GROUP BY day),
-		gone AS (DELETE FROM funnel_days WHERE day IN (SELECT day FROM days) AND day NOT IN (SELECT day FROM fresh))
-		INSERT INTO funnel_days SELECT * FROM fresh ON CONFLICT (day) DO UPDATE SET
+	_, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM funnel_dirty WHERE hour IN
+			(SELECT hour FROM (SELECT DISTINCT hour FROM funnel_dirty) d ORDER BY hour DESC LIMIT $1) RETURNING hour),
+		hours AS (SELECT DISTINCT hour FROM moved),
+		fresh AS (SELECT hour, `+funnelSums+` FROM (SELECT x.* FROM hours d CROSS JOIN LATERAL
+			(SELECT `+funnelColumns+` FROM orders o `+funnelJoins+` WHERE `+funnelHour+` = d.hour) x) x GROUP BY hour),
+		gone AS (DELETE FROM funnel_hours WHERE hour IN (SELECT hour FROM hours) AND hour NOT IN (SELECT hour FROM fresh))
+		INSERT INTO funnel_hours SELECT * FROM fresh ON CONFLICT (hour) DO UPDATE SET
 			checkouts_started = EXCLUDED.checkouts_started, authorized = EXCLUDED.authorized,
 			activated = EXCLUDED.activated, deployed = EXCLUDED.deployed, captured = EXCLUDED.captured,
-			running = EXCLUDED.running, paid_checkouts = EXCLUDED.paid_checkouts, paid_authorized = EXCLUDED.paid_authorized`, FunnelFoldDays)
+			running = EXCLUDED.running, paid_checkouts = EXCLUDED.paid_checkouts, paid_authorized = EXCLUDED.paid_authorized`, FunnelFoldHours)
 	return err
 }
 

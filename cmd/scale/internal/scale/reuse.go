@@ -47,7 +47,7 @@ func readSeeded(dir string) (s seeded, ok bool, err error) {
 var opsMetrics = []string{"audit", "orders", "pods", "provisioning", "provisioning_day"}
 
 // CatchUp folds what seeding left for the ops collector: every funnel day the seed's statements
-// marked dirty (postgres.FoldFunnel: CountFunnel's fold, FunnelFoldDays a call) and
+// marked dirty (postgres.FoldFunnel: CountFunnel's fold, FunnelFoldHours a call) and
 // ops_counts' delta rows (postgres.SumCounts), calling the collector's own code until nothing
 // is dirty, then vacuums the tables it emptied (as autovacuum would soon after). A collector
 // running on a database that took a year to fill never sees the backlog a seed leaves in one
@@ -72,6 +72,6 @@ func CatchUp(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 			return folds, err
 		}
 	}
-	_, err := pool.Exec(ctx, `VACUUM (ANALYZE) funnel_dirty, funnel_days, ops_counts`)
+	_, err := pool.Exec(ctx, `VACUUM (ANALYZE) funnel_dirty, funnel_hours, ops_counts`)
 	return folds, err
 }
