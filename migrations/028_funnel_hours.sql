@@ -123,6 +123,9 @@ FROM (SELECT date_trunc('hour', o.created_at AT TIME ZONE 'UTC') AS hour,
              p.started_at IS NOT NULL AS ran
       FROM orders o LEFT JOIN accounts a ON a.id = o.account_id LEFT JOIN pods p ON p.order_id = o.id) x
 GROUP BY hour;
+-- Statistics for the new expression index, before the first fold plans on it: without them,
+-- the dirty hours' orders were read at SCALE=10 as if each hour held 25,000 orders (2,148 ms).
+ANALYZE orders;
 
 -- +goose Down
 DROP TRIGGER orders_funnel_ins ON orders;
@@ -236,3 +239,4 @@ FROM (SELECT (o.created_at AT TIME ZONE 'UTC')::date AS day,
              p.started_at IS NOT NULL AS ran
       FROM orders o LEFT JOIN accounts a ON a.id = o.account_id LEFT JOIN pods p ON p.order_id = o.id) x
 GROUP BY day;
+ANALYZE orders;
