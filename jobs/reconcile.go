@@ -67,6 +67,24 @@ func (w *ReconcileWorker) Work(ctx context.Context, job *river.Job[ReconcileArgs
 		w.d.Logger.WarnContext(ctx, "reconcile pass failed; the next pass compares again", "attempt", job.Attempt)
 		return nil
 	}
+	// One pass at a time. Passes are unique within their period only (a killed worker's pass
+	// must not keep the next ones out), so a pass that outlasts its interval could meet the
+	// next one, and both would queue and audit the same repairs; the second skips instead. The
+	// lock is a transaction's, held open for the pass: a killed worker's goes with its
+	// connection.
+	lock, err := w.d.Pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Rollback(context.WithoutCancel(ctx)) }()
+	var mine bool
+	if err := lock.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('reconcile'))`).Scan(&mine); err != nil {
+		return err
+	}
+	if !mine {
+		w.d.Logger.InfoContext(ctx, "another reconcile pass is running; this one compares nothing")
+		return nil
+	}
 	return errors.Join(w.instances(ctx), w.overdue(ctx), w.stranded(ctx), w.unmadeRefunds(ctx), w.payments(ctx))
 }
 

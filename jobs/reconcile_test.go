@@ -199,3 +199,27 @@ func TestReconcileEndsOverduePods(t *testing.T) {
 	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'terminate'`))
 	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.overdue_pod'`))
 }
+
+// One pass at a time: a pass that finds another running (its lock held) compares nothing; the
+// next one does.
+func TestReconcileOnePassAtATime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	w := &ReconcileWorker{d: b.deps}
+	b.launch(t, InstanceName("6f1f6a4e-0000-4000-8000-00000000beef")) // an orphan: no pod has this id
+
+	other, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = other.Rollback(ctx) }() // a failing check must not leave the pool waiting for it
+	var held bool
+	require.NoError(t, other.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('reconcile'))`).Scan(&held))
+	require.True(t, held)
+	res := work(t, b, w, ReconcileArgs{})
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Zero(t, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.orphan_instance'`), "a second pass repaired beside the first")
+
+	require.NoError(t, other.Rollback(ctx))
+	work(t, b, w, ReconcileArgs{})
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.orphan_instance'`), "the next pass repairs")
+}
