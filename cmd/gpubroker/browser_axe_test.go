@@ -242,7 +242,10 @@ func TestBrowserAxe(t *testing.T) {
 		axeCheck{name: "dashboard, delete dialog", setup: as(ended), steps: dashboard(opened("#delete-dialog", "#delete-account-btn"))},
 		axeCheck{name: "account menu", setup: as(running), steps: append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(e.url + "/plans/"),
 			// The header asks who is signed in only in a browser that has been (lib.js maybeSignedIn).
-			js(`localStorage.setItem("gb-signed-in", "1")`), chromedp.Reload(), poll(visible(`#account-menu-btn`)),
+			// A second navigation, not a reload: chromedp's Reload does not wait for the new
+			// page, and an evaluation could meet the old one's destroyed context (CI: "Cannot
+			// find context with specified id").
+			js(`localStorage.setItem("gb-signed-in", "1")`), chromedp.Navigate(e.url + "/plans/"), chromedp.WaitVisible(css(`#account-menu-btn`)),
 			chromedp.Click(css(`#account-menu-btn`))}, settled(visible(`#account-menu-logout`))...)},
 		axeCheck{name: "account deletion link", setup: signedOut, steps: append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(e.url + "/account/delete/?token=" + deletion)},
 			settled(visible(`#delete-confirm-btn`))...)},

@@ -116,16 +116,39 @@ func value[T any](b *browser, expr string) T {
 // js runs a JavaScript statement as a step action.
 func js(expr string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Evaluate[any](expr)(ctx, t)
-		return err
+		return againAfterNavigation(ctx, 5*time.Second, func() error {
+			_, err := chromedp.Evaluate[any](expr)(ctx, t)
+			return err
+		})
 	})
+}
+
+// againAfterNavigation runs f again, for up to budget, while it fails because the page it was
+// sent to is gone ("Cannot find context with specified id": a navigation or reload replaced it
+// after the previous step returned). Such an evaluation never ran, so running it again in the
+// new page is safe.
+func againAfterNavigation(ctx context.Context, budget time.Duration, f func() error) error {
+	deadline := time.Now().Add(budget)
+	for {
+		err := f()
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context with specified id") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // poll waits until a JavaScript condition holds.
 func poll(cond string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(15*time.Second))(ctx, t)
-		return err
+		return againAfterNavigation(ctx, 15*time.Second, func() error {
+			_, err := chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(15*time.Second))(ctx, t)
+			return err
+		})
 	})
 }
 
