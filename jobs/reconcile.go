@@ -230,9 +230,14 @@ func (w *ReconcileWorker) payments(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The sweep goes on after the last order compared, but not past one Stripe did not
+	// answer: that one is compared again next run, as a never-compared order would be.
+	var sweptTo time.Time
+	stuck := false
 	for _, o := range orders {
 		found, ok := w.compare(ctx, o)
 		if !ok {
+			stuck = stuck || o.Swept
 			continue // Stripe did not answer: this order is compared again next run
 		}
 		if found != "" && found != o.Drift {
@@ -243,8 +248,14 @@ func (w *ReconcileWorker) payments(ctx context.Context) error {
 		if err := postgres.MarkReconciled(ctx, d.Pool, o.ID, found, now); err != nil {
 			return err
 		}
+		if o.Swept && !stuck {
+			sweptTo = o.CreatedAt
+		}
 	}
-	return nil
+	if sweptTo.IsZero() {
+		return nil
+	}
+	return postgres.AdvanceSweep(ctx, d.Pool, sweptTo)
 }
 
 // drift reports a disagreement that needs a person: orders.drift, an error log and the audit

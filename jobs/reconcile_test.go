@@ -147,6 +147,8 @@ func TestReconcileReportsPaymentDrift(t *testing.T) {
 	require.NoError(t, err)
 	work(t, b, w, ReconcileArgs{})
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.drift'`))
+	// Both were compared again by the sweep, which goes on after the newer one next time.
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM reconcile_sweep WHERE cursor = (SELECT max(created_at) FROM orders)`))
 }
 
 // Issue 19.2: "a pod past its paid end is ended" held only while its terminate job did. A

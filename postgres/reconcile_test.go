@@ -48,9 +48,16 @@ func TestOrdersToReconcileOrderAndWindow(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []string{never.order.ID, never2.order.ID, month.order.ID, checked2.order.ID, checked.order.ID}, ids(10))
+	// Never compared first, then the window swept in creation order.
+	require.Equal(t, []string{never.order.ID, never2.order.ID, month.order.ID, checked.order.ID, checked2.order.ID}, ids(10))
 	require.Equal(t, []string{never.order.ID, never2.order.ID}, ids(2))
 	require.Equal(t, []string{never.order.ID, never2.order.ID, month.order.ID}, ids(3))
+	// The sweep goes on from where it stopped, and starts over at the window's beginning.
+	require.NoError(t, postgres.AdvanceSweep(ctx, pool, now.Add(-34*24*time.Hour)))
+	require.Equal(t, []string{never.order.ID, never2.order.ID, checked.order.ID, checked2.order.ID, month.order.ID}, ids(10))
+	require.NoError(t, postgres.AdvanceSweep(ctx, pool, now.Add(-48*time.Hour)))
+	require.Equal(t, []string{never.order.ID, never2.order.ID, checked2.order.ID, month.order.ID, checked.order.ID}, ids(10))
+	require.Equal(t, []string{never.order.ID, never2.order.ID, checked2.order.ID}, ids(3))
 }
 
 // An order that a capture, refund, release or provisioning job is working on (by its pod's id
