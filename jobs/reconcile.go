@@ -230,15 +230,18 @@ func (w *ReconcileWorker) payments(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The sweep goes on after the last order compared, but not past one Stripe did not
-	// answer: that one is compared again next run, as a never-compared order would be.
+	// The sweep goes on after the last order of the batch, even past one Stripe did not
+	// answer, which is compared again when the sweep comes back to it: waiting there would
+	// stop the sweep for good at an order Stripe never answers for (make scale's seeded
+	// PaymentIntents, unknown to the stand-in, held it at the window's first order).
 	var sweptTo time.Time
-	stuck := false
 	for _, o := range orders {
+		if o.Swept {
+			sweptTo = o.CreatedAt
+		}
 		found, ok := w.compare(ctx, o)
 		if !ok {
-			stuck = stuck || o.Swept
-			continue // Stripe did not answer: this order is compared again next run
+			continue // Stripe did not answer: compared again next sweep (or next run, if never compared)
 		}
 		if found != "" && found != o.Drift {
 			if err := w.drift(ctx, o.ID, o.AccountID, found); err != nil {
@@ -247,9 +250,6 @@ func (w *ReconcileWorker) payments(ctx context.Context) error {
 		}
 		if err := postgres.MarkReconciled(ctx, d.Pool, o.ID, found, now); err != nil {
 			return err
-		}
-		if o.Swept && !stuck {
-			sweptTo = o.CreatedAt
 		}
 	}
 	if sweptTo.IsZero() {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"gpubroker"
+	"gpubroker/billing/stripesim"
 	"gpubroker/gpu"
 	"gpubroker/postgres"
 )
@@ -224,4 +225,25 @@ func TestReconcileOnePassAtATime(t *testing.T) {
 	require.NoError(t, other.Rollback(ctx))
 	work(t, b, w, ReconcileArgs{})
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit_events WHERE action = 'reconcile.orphan_instance'`), "the next pass repairs")
+}
+
+// The sweep goes on past an order Stripe does not answer (it is compared again when the sweep
+// comes back to it): stopping there would hold the sweep at that order for good.
+func TestReconcileSweepPassesUnansweredOrders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	w := &ReconcileWorker{d: b.deps}
+	_, _, pi := b.authorized(t, "unanswered@example.com")
+	later, _, _ := b.authorized(t, "answered@example.com")
+	_, err := b.pool.Exec(ctx, `DELETE FROM river_job`) // no job is working on them
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `UPDATE orders SET reconciled_at = now() - interval '1 day'`) // due, and swept
+	require.NoError(t, err)
+	b.stripe.InjectFault(stripesim.Fault{Method: "GET", Path: "/v1/payment_intents/" + pi, Mode: stripesim.FailBefore, Times: 100})
+
+	work(t, b, w, ReconcileArgs{})
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM reconcile_sweep WHERE cursor = (SELECT created_at FROM orders WHERE id = '`+later+`')`),
+		"the sweep went on past the order Stripe did not answer")
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM orders WHERE reconciled_at > now() - interval '1 hour'`), "the answered one was compared")
 }
