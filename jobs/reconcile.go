@@ -21,7 +21,8 @@ type ReconcileArgs = tasks.ReconcileArgs
 // Reconciliation limits.
 const (
 	// reconcileBatch is how many orders one run compares with Stripe (one or a few API
-	// calls each); the least recently compared go first, so every order gets its turn.
+	// calls each); the never-compared go first, then a sweep of the window in creation order
+	// from where the last run stopped, so every order gets its turn.
 	reconcileBatch = 200
 	// strandedGrace is how long past the provisioning deadline a captured pod may sit in
 	// provisioning with no job before the reconciler requeues it.

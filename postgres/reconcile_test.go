@@ -12,8 +12,9 @@ import (
 )
 
 // The reconciler takes the paid orders of the last 35 days not compared since dueBefore: never
-// compared first, then the least recently compared, each by age (orders_reconcile_idx,
-// migration 023, is this order).
+// compared first, oldest first (orders_reconcile_idx, migration 023), then the window swept in
+// creation order from where the last sweep stopped, starting over at its beginning
+// (orders_sweep_idx and reconcile_sweep, migration 029).
 func TestOrdersToReconcileOrderAndWindow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
