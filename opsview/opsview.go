@@ -173,7 +173,7 @@ func collect(ctx context.Context, q postgres.Querier, now time.Time) (*Snapshot,
 	if s.Tallies, err = postgres.GetTallies(ctx, q); err != nil {
 		return nil, err
 	}
-	if s.Reconcile, err = postgres.GetReconcileSummary(ctx, q); err != nil {
+	if s.Reconcile, err = postgres.GetReconcileSummary(ctx, q, s.Audit); err != nil {
 		return nil, err
 	}
 	if s.LapsingHolds, err = postgres.LapsingHolds(ctx, q, 48*time.Hour, 50); err != nil {

@@ -517,21 +517,18 @@ type DriftRow struct {
 	Drift   string
 }
 
-// GetReconcileSummary counts the orders the reconciler last found in drift and the repairs it
-// audited (reconcile.orphan_instance, reconcile.overdue_pod, reconcile.refund_queued,
-// reconcile.provision_requeued).
-func GetReconcileSummary(ctx context.Context, q Querier) (ReconcileSummary, error) {
-	// From the audit counts (ops_counts, migration 017), not a count over the audit trail.
-	audit, err := CountAuditActions(ctx, q)
-	if err != nil {
-		return ReconcileSummary{}, err
-	}
+// GetReconcileSummary counts the orders the reconciler last found in drift, and takes the
+// repairs it audited (reconcile.orphan_instance, reconcile.overdue_pod, reconcile.refund_queued,
+// reconcile.provision_requeued) from audit, the audit counts CountAuditActions read (the
+// collector reads them once for both).
+func GetReconcileSummary(ctx context.Context, q Querier, audit map[string]int64) (ReconcileSummary, error) {
 	r := ReconcileSummary{
 		OrphanInstancesEnded: audit[string(gpubroker.ActionReconcileOrphanInstance)],
 		RefundsQueued:        audit[string(gpubroker.ActionReconcileRefundQueued)],
 		ProvisionsRequeued:   audit[string(gpubroker.ActionReconcileProvisionRequeued)],
 		OverduePodsEnded:     audit[string(gpubroker.ActionReconcileOverduePod)],
 	}
+	var err error
 	r.DriftOrders, err = CountDriftOrders(ctx, q)
 	return r, err
 }

@@ -227,7 +227,9 @@ func TestConsoleReconcile(t *testing.T) {
 	// The latest repair names the pod only: the console links its order.
 	require.NoError(t, postgres.Audit(ctx, pool, postgres.AuditEvent{PodID: a.podID, Action: "reconcile.orphan_instance",
 		Detail: map[string]any{"provider": "sim", "instance": "i-9", "why": "its pod is terminated"}}))
-	sum, err := postgres.GetReconcileSummary(ctx, pool)
+	audit, err := postgres.CountAuditActions(ctx, pool)
+	require.NoError(t, err)
+	sum, err := postgres.GetReconcileSummary(ctx, pool, audit)
 	require.NoError(t, err)
 	require.Equal(t, postgres.ReconcileSummary{DriftOrders: 1, OrphanInstancesEnded: 3, RefundsQueued: 1, ProvisionsRequeued: 3}, sum)
 	repairs, err := postgres.ReconcileRepairs(ctx, pool, 20)

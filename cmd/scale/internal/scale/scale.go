@@ -511,9 +511,10 @@ func timeCollector(ctx context.Context, pool *pgxpool.Pool, n int) []Timing {
 	add("CountPods", func() error { _, err := postgres.CountPods(ctx, pool); return err })
 	add("CountOrders", func() error { _, err := postgres.CountOrders(ctx, pool); return err })
 	add("CountJobs", func() error { _, err := postgres.CountJobs(ctx, pool); return err })
-	add("CountAuditActions", func() error { _, err := postgres.CountAuditActions(ctx, pool); return err })
+	var audit map[string]int64
+	add("CountAuditActions", func() (err error) { audit, err = postgres.CountAuditActions(ctx, pool); return err })
 	add("GetTallies", func() error { _, err := postgres.GetTallies(ctx, pool); return err })
-	add("GetReconcileSummary", func() error { _, err := postgres.GetReconcileSummary(ctx, pool); return err })
+	add("GetReconcileSummary", func() error { _, err := postgres.GetReconcileSummary(ctx, pool, audit); return err })
 	add("LapsingHolds", func() error { _, err := postgres.LapsingHolds(ctx, pool, 48*time.Hour, 50); return err })
 	add("CapturedWithoutPod", func() error { _, err := postgres.CapturedWithoutPod(ctx, pool, 50); return err })
 	add("RefundFailures", func() error { _, err := postgres.RefundFailures(ctx, pool, now.Add(-24*time.Hour), 20); return err })
